@@ -1,0 +1,226 @@
+package kernels
+
+import "fmt"
+
+// microKernel computes the register tile C[0:mr, 0:nr] += Ap·Bp, where Ap is a
+// packed mr×kc sliver (column p at Ap[p*mr:]) and Bp a packed kc×nr sliver (row p
+// at Bp[p*nr:]); C has row stride ldc (in elements). It must not allocate.
+type microKernel struct {
+	name       string
+	mr, nr     int
+	mc, kc, nc int // cache blocks: multiples of mr, of 64 (the widest quant block), of nr
+	fn         func(kc int, a, b, c *float32, ldc int)
+}
+
+// bSource is the right-hand operand: an fp32 matrix or a stored weight.
+type bSource struct {
+	mat Mat
+	w   *Weight
+	op  Op
+}
+
+// gemmArgs is one call: C = alpha·op(A)·op(B) + beta·C, C is m×n, reduction over k.
+type gemmArgs struct {
+	m, n, k     int
+	alpha, beta float32
+	a           Mat
+	ta          Op
+	b           bSource
+	c           Mat
+}
+
+// workspace holds one worker's packing buffers, sized once for its kernel.
+type workspace struct {
+	apack []float32 // mc×kc, sliver-major
+	bpack []float32 // kc×nc, sliver-major
+	tmp   []float32 // one dequantized row segment: max(kc, nc) + 2 blocks
+	tile  []float32 // mr×nr edge tile
+}
+
+func newWorkspace(k *microKernel) *workspace {
+	return &workspace{
+		apack: make([]float32, k.mc*k.kc),
+		bpack: make([]float32, k.kc*k.nc),
+		tmp:   make([]float32, max(k.kc, k.nc)+2*maxBlock),
+		tile:  make([]float32, k.mr*k.nr),
+	}
+}
+
+// run computes the block C[i0:i1, j0:j1] of g sequentially. Every element of C
+// is owned by exactly one call, and the K loop is blocked from 0 in steps of kc
+// whatever the region, so results do not depend on how work was split.
+func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
+	scaleBlock(g.c, i0, i1, j0, j1, g.beta)
+	if g.k == 0 || g.alpha == 0 {
+		return
+	}
+	mr, nr := mk.mr, mk.nr
+	ldc := g.c.Stride
+	for jc := j0; jc < j1; jc += mk.nc {
+		nc := min(mk.nc, j1-jc)
+		for pc := 0; pc < g.k; pc += mk.kc {
+			kc := min(mk.kc, g.k-pc)
+			ws.packB(g, nr, pc, kc, jc, nc)
+			for ic := i0; ic < i1; ic += mk.mc {
+				mc := min(mk.mc, i1-ic)
+				packA(ws.apack, g.a, g.ta, g.alpha, mr, ic, mc, pc, kc)
+				for jr := 0; jr < nc; jr += nr {
+					nrr := min(nr, nc-jr)
+					bp := ws.bpack[(jr/nr)*kc*nr:]
+					for ir := 0; ir < mc; ir += mr {
+						mrr := min(mr, mc-ir)
+						ap := ws.apack[(ir/mr)*kc*mr:]
+						if mrr == mr && nrr == nr {
+							mk.fn(kc, &ap[0], &bp[0], &g.c.Data[(ic+ir)*ldc+jc+jr], ldc)
+							continue
+						}
+						// Edge tile: compute into a zeroed full tile, add the valid part.
+						// tile = 0 + Σ a·b is exactly the kernel's accumulator, so the
+						// sum into C is the same as on the direct path.
+						clear(ws.tile)
+						mk.fn(kc, &ap[0], &bp[0], &ws.tile[0], nr)
+						for i := 0; i < mrr; i++ {
+							crow := g.c.Data[(ic+ir+i)*ldc+jc+jr:][:nrr]
+							trow := ws.tile[i*nr:][:nrr]
+							for j := range crow {
+								crow[j] += trow[j]
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// scaleBlock applies C = beta·C on a block; beta == 0 overwrites (NaN in C is ignored).
+func scaleBlock(c Mat, i0, i1, j0, j1 int, beta float32) {
+	if beta == 1 {
+		return
+	}
+	for i := i0; i < i1; i++ {
+		row := c.Data[i*c.Stride+j0 : i*c.Stride+j1]
+		if beta == 0 {
+			clear(row)
+			continue
+		}
+		for j := range row {
+			row[j] *= beta
+		}
+	}
+}
+
+// packA packs alpha·op(A)[ic:ic+mc, pc:pc+kc] into mr-row slivers: sliver s holds
+// rows ic+s·mr.., column p at dst[(s·kc+p)·mr:]. Rows past the end are zero.
+func packA(dst []float32, a Mat, ta Op, alpha float32, mr, ic, mc, pc, kc int) {
+	for s := 0; s*mr < mc; s++ {
+		sl := dst[s*kc*mr : (s+1)*kc*mr]
+		rows := min(mr, mc-s*mr)
+		if ta == NoTrans {
+			for ii := 0; ii < rows; ii++ {
+				src := a.Data[(ic+s*mr+ii)*a.Stride+pc:][:kc]
+				for p, v := range src {
+					sl[p*mr+ii] = alpha * v
+				}
+			}
+		} else {
+			for p := 0; p < kc; p++ {
+				src := a.Data[(pc+p)*a.Stride+ic+s*mr:][:rows]
+				d := sl[p*mr : p*mr+rows]
+				for ii, v := range src {
+					d[ii] = alpha * v
+				}
+			}
+		}
+		if rows < mr {
+			for p := 0; p < kc; p++ {
+				clear(sl[p*mr+rows : (p+1)*mr])
+			}
+		}
+	}
+}
+
+// packB packs op(B)[pc:pc+kc, jc:jc+nc] into nr-column slivers: sliver s holds
+// columns jc+s·nr.., row p at bpack[(s·kc+p)·nr:]. Columns past the end are zero.
+func (ws *workspace) packB(g *gemmArgs, nr, pc, kc, jc, nc int) {
+	dst := ws.bpack
+	b := g.b
+	nsl := (nc + nr - 1) / nr
+	if nc%nr != 0 { // zero the padding columns of the last sliver
+		s := nsl - 1
+		cols := nc - s*nr
+		for p := 0; p < kc; p++ {
+			clear(dst[(s*kc+p)*nr+cols : (s*kc+p+1)*nr])
+		}
+	}
+	switch {
+	case b.w == nil && b.op == NoTrans: // B is k×n: rows are contiguous along j
+		for p := 0; p < kc; p++ {
+			row := b.mat.Data[(pc+p)*b.mat.Stride+jc:][:nc]
+			scatterRow(dst, row, nr, kc, p)
+		}
+	case b.w == nil: // B is stored n×k: op(B)[p][j] = B[j][p]
+		for j := 0; j < nc; j++ {
+			col := b.mat.Data[(jc+j)*b.mat.Stride+pc:][:kc]
+			gatherCol(dst, col, nr, kc, j)
+		}
+	case b.op == Trans: // forward X·Wᵀ: op(B)[p][j] = W[j][p]; decode row j over [pc, pc+kc)
+		for j := 0; j < nc; j++ {
+			col := b.w.decodeRange(ws.tmp, jc+j, pc, pc+kc)
+			gatherCol(dst, col, nr, kc, j)
+		}
+	default: // backward dY·W: op(B)[p][j] = W[p][j]; decode row p over [jc, jc+nc)
+		for p := 0; p < kc; p++ {
+			row := b.w.decodeRange(ws.tmp, pc+p, jc, jc+nc)
+			scatterRow(dst, row, nr, kc, p)
+		}
+	}
+}
+
+// scatterRow writes row p (nc values along j) into the slivers.
+func scatterRow(dst, row []float32, nr, kc, p int) {
+	for s := 0; s*nr < len(row); s++ {
+		src := row[s*nr : min(len(row), (s+1)*nr)]
+		copy(dst[(s*kc+p)*nr:], src)
+	}
+}
+
+// gatherCol writes column j (kc values along p) into its sliver.
+func gatherCol(dst, col []float32, nr, kc, j int) {
+	s, jj := j/nr, j%nr
+	d := dst[s*kc*nr+jj:]
+	for p, v := range col {
+		d[p*nr] = v
+	}
+}
+
+func (p *Pool) checkGemm(c Mat, a Mat, ta Op, brows, bcols int) (m, n, k int) {
+	c.check("Gemm C")
+	a.check("Gemm A")
+	m, k = a.dims(ta)
+	if brows != k || c.Rows != m || c.Cols != bcols {
+		panic(fmt.Sprintf("kernels: Gemm shapes: C %d×%d = op(A) %d×%d · op(B) %d×%d", c.Rows, c.Cols, m, k, brows, bcols))
+	}
+	return m, bcols, k
+}
+
+// Gemm computes C = alpha·op(A)·op(B) + beta·C on fp32 matrices.
+// C must not alias A or B. With beta == 0, C's previous contents are ignored.
+func (p *Pool) Gemm(c Mat, alpha float32, a Mat, ta Op, b Mat, tb Op, beta float32) {
+	b.check("Gemm B")
+	br, bc := b.dims(tb)
+	m, n, k := p.checkGemm(c, a, ta, br, bc)
+	p.run(&gemmArgs{m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, ta: ta, b: bSource{mat: b, op: tb}, c: c})
+}
+
+// GemmW computes C = alpha·op(A)·op(W) + beta·C where W is a stored weight
+// (out × in). tw = Trans is the forward product X·Wᵀ; tw = NoTrans is the input
+// gradient dY·W. W is dequantized panel by panel while packing.
+func (p *Pool) GemmW(c Mat, alpha float32, a Mat, ta Op, w *Weight, tw Op, beta float32) {
+	br, bc := w.Rows, w.Cols
+	if tw == Trans {
+		br, bc = bc, br
+	}
+	m, n, k := p.checkGemm(c, a, ta, br, bc)
+	p.run(&gemmArgs{m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, ta: ta, b: bSource{w: w, op: tw}, c: c})
+}

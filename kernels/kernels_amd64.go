@@ -1,0 +1,32 @@
+//go:build amd64 && !noasm
+
+package kernels
+
+import "golang.org/x/sys/cpu"
+
+//go:generate go run ./internal/asmgen
+
+//go:noescape
+func gemmAVX512(kc int, a, b, c *float32, ldc int)
+
+//go:noescape
+func gemmAVX2(kc int, a, b, c *float32, ldc int)
+
+var (
+	// 12×32: 24 zmm accumulators, 2 for B, 2 for broadcasts. B sliver kc·32·4 = 32 KiB (L1),
+	// A block mc·kc·4 = 240 KiB (L2).
+	avx512Kernel = &microKernel{name: "avx512", mr: 12, nr: 32, mc: 240, kc: 256, nc: 2048, fn: gemmAVX512}
+	// 6×16: 12 ymm accumulators, 2 for B, 2 for broadcasts.
+	avx2Kernel = &microKernel{name: "avx2", mr: 6, nr: 16, mc: 144, kc: 256, nc: 2048, fn: gemmAVX2}
+)
+
+func available() []*microKernel {
+	var ks []*microKernel
+	if cpu.X86.HasAVX512F {
+		ks = append(ks, avx512Kernel)
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		ks = append(ks, avx2Kernel)
+	}
+	return append(ks, goKernel)
+}

@@ -1,0 +1,12 @@
+//go:build arm64 && !noasm
+
+package kernels
+
+//go:noescape
+func gemmNEON(kc int, a, b, c *float32, ldc int)
+
+// 8×12: 24 accumulators, 3 for B, 2 for broadcasts, 1 vector of ones. Every
+// arm64 CPU has Advanced SIMD.
+var neonKernel = &microKernel{name: "neon", mr: 8, nr: 12, mc: 192, kc: 256, nc: 1536, fn: gemmNEON}
+
+func available() []*microKernel { return []*microKernel{neonKernel, goKernel} }

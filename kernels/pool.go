@@ -1,0 +1,182 @@
+package kernels
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+)
+
+// Pool runs GEMMs on a fixed number of workers with one microkernel. Calls on
+// one Pool are serialized; use several Pools for concurrent independent work.
+// The zero Pool is not usable: call NewPool.
+type Pool struct {
+	mu      sync.Mutex
+	threads int
+	mk      *microKernel
+	ws      []*workspace // one per worker; ws[0] is the caller's
+	jobs    []chan job   // jobs[i] feeds worker i (i ≥ 1), started lazily
+	wg      sync.WaitGroup
+
+	lastWorkers int // workers that received work in the last call (for tests)
+}
+
+type job struct {
+	g              *gemmArgs
+	i0, i1, j0, j1 int
+}
+
+// minParallelFlops is the size below which a GEMM runs on the calling goroutine:
+// waking workers costs a few microseconds.
+const minParallelFlops = 1 << 18
+
+// NewPool returns a Pool with the given worker count (≤ 0 means GOMAXPROCS) and
+// microkernel name ("" picks the best one this CPU supports; see Kernels).
+func NewPool(threads int, kernel string) (*Pool, error) {
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	mk, err := pickKernel(kernel)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{threads: threads, mk: mk}
+	p.ws = make([]*workspace, threads)
+	p.ws[0] = newWorkspace(mk)
+	return p, nil
+}
+
+// Threads reports the pool's worker count.
+func (p *Pool) Threads() int { return p.threads }
+
+// Kernel reports the name of the pool's microkernel.
+func (p *Pool) Kernel() string { return p.mk.name }
+
+// Kernels lists the microkernels this CPU and build can run, best first.
+// "go" (pure Go) is always present.
+func Kernels() []string {
+	var names []string
+	for _, k := range available() {
+		names = append(names, k.name)
+	}
+	return names
+}
+
+// pickKernel returns the named kernel, or the one LOWRANK_KERNEL names, or the best.
+func pickKernel(name string) (*microKernel, error) {
+	avail := available()
+	if name == "" {
+		name = strings.TrimSpace(os.Getenv("LOWRANK_KERNEL"))
+	}
+	if name == "" {
+		return avail[0], nil
+	}
+	for _, k := range avail {
+		if k.name == name {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("kernels: microkernel %q is not available on this CPU/build (have %s)", name, strings.Join(Kernels(), ", "))
+}
+
+var (
+	defaultOnce sync.Once
+	defaultPool *Pool
+)
+
+// Default returns the process-wide pool (GOMAXPROCS workers, best kernel or
+// LOWRANK_KERNEL). An unknown LOWRANK_KERNEL falls back to the best kernel.
+func Default() *Pool {
+	defaultOnce.Do(func() {
+		p, err := NewPool(0, "")
+		if err != nil {
+			p, _ = NewPool(0, available()[0].name)
+		}
+		defaultPool = p
+	})
+	return defaultPool
+}
+
+// Gemm runs C = alpha·op(A)·op(B) + beta·C on the Default pool.
+func Gemm(c Mat, alpha float32, a Mat, ta Op, b Mat, tb Op, beta float32) {
+	Default().Gemm(c, alpha, a, ta, b, tb, beta)
+}
+
+// GemmW runs C = alpha·op(A)·op(W) + beta·C on the Default pool.
+func GemmW(c Mat, alpha float32, a Mat, ta Op, w *Weight, tw Op, beta float32) {
+	Default().GemmW(c, alpha, a, ta, w, tw, beta)
+}
+
+func (p *Pool) worker(i int) {
+	ws := p.ws[i]
+	for j := range p.jobs[i] {
+		ws.run(p.mk, j.g, j.i0, j.i1, j.j0, j.j1)
+		p.wg.Done()
+	}
+}
+
+func (p *Pool) startWorkers() {
+	if p.jobs != nil {
+		return
+	}
+	p.jobs = make([]chan job, p.threads)
+	for i := 1; i < p.threads; i++ {
+		p.ws[i] = newWorkspace(p.mk)
+		p.jobs[i] = make(chan job, 1)
+		go p.worker(i)
+	}
+}
+
+// run splits C into contiguous ranges of whole register tiles along the
+// dimension that has more tiles per worker, one range per worker.
+func (p *Pool) run(g *gemmArgs) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if g.m == 0 || g.n == 0 {
+		p.lastWorkers = 0
+		return
+	}
+	mr, nr := p.mk.mr, p.mk.nr
+	mt, nt := (g.m+mr-1)/mr, (g.n+nr-1)/nr
+	workers := p.threads
+	if float64(g.m)*float64(g.n)*float64(max(g.k, 1)) < minParallelFlops {
+		workers = 1
+	}
+	splitM := mt >= nt || nt < workers
+	tiles := nt
+	if splitM {
+		tiles = mt
+	}
+	workers = min(workers, tiles)
+	p.lastWorkers = workers
+	if workers == 1 {
+		p.ws[0].run(p.mk, g, 0, g.m, 0, g.n)
+		return
+	}
+	p.startWorkers()
+	per, extra := tiles/workers, tiles%workers
+	start := 0
+	var mine job
+	for w := 0; w < workers; w++ {
+		cnt := per
+		if w < extra {
+			cnt++
+		}
+		j := job{g: g, i0: 0, i1: g.m, j0: 0, j1: g.n}
+		if splitM {
+			j.i0, j.i1 = start*mr, min(g.m, (start+cnt)*mr)
+		} else {
+			j.j0, j.j1 = start*nr, min(g.n, (start+cnt)*nr)
+		}
+		start += cnt
+		if w == 0 {
+			mine = j
+			continue
+		}
+		p.wg.Add(1)
+		p.jobs[w] <- j
+	}
+	p.ws[0].run(p.mk, g, mine.i0, mine.i1, mine.j0, mine.j1)
+	p.wg.Wait()
+}
