@@ -2,14 +2,15 @@ package kernels
 
 import "fmt"
 
-// microKernel computes the register tile C[0:mr, 0:nr] += Ap·Bp, where Ap is a
+// microKernel computes the register tile C[0:mr, 0:nr] += Ap·Bp (or = Ap·Bp when
+// overwrite, so beta = 0 needs no pass over C), where Ap is a
 // packed mr×kc sliver (column p at Ap[p*mr:]) and Bp a packed kc×nr sliver (row p
 // at Bp[p*nr:]); C has row stride ldc (in elements). It must not allocate.
 type microKernel struct {
 	name       string
 	mr, nr     int
 	mc, kc, nc int // cache blocks: multiples of mr, of 64 (the widest quant block), of nr
-	fn         func(kc int, a, b, c *float32, ldc int)
+	fn         func(kc int, a, b, c *float32, ldc int, overwrite bool)
 }
 
 // bSource is the right-hand operand: an fp32 matrix or a stored weight.
@@ -33,15 +34,17 @@ type gemmArgs struct {
 type workspace struct {
 	apack []float32 // mc×kc, sliver-major
 	bpack []float32 // kc×nc, sliver-major
-	tmp   []float32 // one dequantized row segment: max(kc, nc) + 2 blocks
-	tile  []float32 // mr×nr edge tile
+	tmp   []float32   // dequantized rows: nr rows of kc+2 blocks, or one row of nc+2 blocks
+	rows  [][]float32 // nr source rows of one transposed sliver
+	tile  []float32   // mr×nr edge tile
 }
 
 func newWorkspace(k *microKernel) *workspace {
 	return &workspace{
 		apack: make([]float32, k.mc*k.kc),
 		bpack: make([]float32, k.kc*k.nc),
-		tmp:   make([]float32, max(k.kc, k.nc)+2*maxBlock),
+		tmp:   make([]float32, max(k.nr*(k.kc+2*maxBlock), k.nc+2*maxBlock)),
+		rows:  make([][]float32, k.nr),
 		tile:  make([]float32, k.mr*k.nr),
 	}
 }
@@ -50,9 +53,12 @@ func newWorkspace(k *microKernel) *workspace {
 // is owned by exactly one call, and the K loop is blocked from 0 in steps of kc
 // whatever the region, so results do not depend on how work was split.
 func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
-	scaleBlock(g.c, i0, i1, j0, j1, g.beta)
 	if g.k == 0 || g.alpha == 0 {
+		scaleBlock(g.c, i0, i1, j0, j1, g.beta)
 		return
+	}
+	if g.beta != 0 {
+		scaleBlock(g.c, i0, i1, j0, j1, g.beta)
 	}
 	mr, nr := mk.mr, mk.nr
 	ldc := g.c.Stride
@@ -60,6 +66,7 @@ func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
 		nc := min(mk.nc, j1-jc)
 		for pc := 0; pc < g.k; pc += mk.kc {
 			kc := min(mk.kc, g.k-pc)
+			over := pc == 0 && g.beta == 0
 			ws.packB(g, nr, pc, kc, jc, nc)
 			for ic := i0; ic < i1; ic += mk.mc {
 				mc := min(mk.mc, i1-ic)
@@ -71,17 +78,20 @@ func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
 						mrr := min(mr, mc-ir)
 						ap := ws.apack[(ir/mr)*kc*mr:]
 						if mrr == mr && nrr == nr {
-							mk.fn(kc, &ap[0], &bp[0], &g.c.Data[(ic+ir)*ldc+jc+jr], ldc)
+							mk.fn(kc, &ap[0], &bp[0], &g.c.Data[(ic+ir)*ldc+jc+jr], ldc, over)
 							continue
 						}
-						// Edge tile: compute into a zeroed full tile, add the valid part.
-						// tile = 0 + Σ a·b is exactly the kernel's accumulator, so the
-						// sum into C is the same as on the direct path.
-						clear(ws.tile)
-						mk.fn(kc, &ap[0], &bp[0], &ws.tile[0], nr)
+						// Edge tile: the kernel writes its accumulator to a full tile and
+						// the valid part is stored or added exactly as the direct path
+						// would, so results do not depend on where tiles fall.
+						mk.fn(kc, &ap[0], &bp[0], &ws.tile[0], nr, true)
 						for i := 0; i < mrr; i++ {
 							crow := g.c.Data[(ic+ir+i)*ldc+jc+jr:][:nrr]
 							trow := ws.tile[i*nr:][:nrr]
+							if over {
+								copy(crow, trow)
+								continue
+							}
 							for j := range crow {
 								crow[j] += trow[j]
 							}
@@ -117,12 +127,11 @@ func packA(dst []float32, a Mat, ta Op, alpha float32, mr, ic, mc, pc, kc int) {
 		sl := dst[s*kc*mr : (s+1)*kc*mr]
 		rows := min(mr, mc-s*mr)
 		if ta == NoTrans {
+			var rs [maxMR][]float32
 			for ii := 0; ii < rows; ii++ {
-				src := a.Data[(ic+s*mr+ii)*a.Stride+pc:][:kc]
-				for p, v := range src {
-					sl[p*mr+ii] = alpha * v
-				}
+				rs[ii] = a.Data[(ic+s*mr+ii)*a.Stride+pc:][:kc]
 			}
+			transposeRows(sl, rs[:rows], mr, alpha)
 		} else {
 			for p := 0; p < kc; p++ {
 				src := a.Data[(pc+p)*a.Stride+ic+s*mr:][:rows]
@@ -159,15 +168,20 @@ func (ws *workspace) packB(g *gemmArgs, nr, pc, kc, jc, nc int) {
 			row := b.mat.Data[(pc+p)*b.mat.Stride+jc:][:nc]
 			scatterRow(dst, row, nr, kc, p)
 		}
-	case b.w == nil: // B is stored n×k: op(B)[p][j] = B[j][p]
-		for j := 0; j < nc; j++ {
-			col := b.mat.Data[(jc+j)*b.mat.Stride+pc:][:kc]
-			gatherCol(dst, col, nr, kc, j)
-		}
-	case b.op == Trans: // forward X·Wᵀ: op(B)[p][j] = W[j][p]; decode row j over [pc, pc+kc)
-		for j := 0; j < nc; j++ {
-			col := b.w.decodeRange(ws.tmp, jc+j, pc, pc+kc)
-			gatherCol(dst, col, nr, kc, j)
+	case b.op == Trans: // op(B)[p][j] = B[j][p] (or W[j][p]: forward X·Wᵀ)
+		stride := kc + 2*maxBlock
+		for s := 0; s < nsl; s++ {
+			cols := min(nr, nc-s*nr)
+			rows := ws.rows[:cols]
+			for jj := range rows {
+				j := jc + s*nr + jj
+				if b.w == nil {
+					rows[jj] = b.mat.Data[j*b.mat.Stride+pc:][:kc]
+				} else {
+					rows[jj] = b.w.decodeRange(ws.tmp[jj*stride:], j, pc, pc+kc)
+				}
+			}
+			transposeRows(dst[s*kc*nr:(s+1)*kc*nr], rows, nr, 1)
 		}
 	default: // backward dY·W: op(B)[p][j] = W[p][j]; decode row p over [jc, jc+nc)
 		for p := 0; p < kc; p++ {
@@ -185,12 +199,33 @@ func scatterRow(dst, row []float32, nr, kc, p int) {
 	}
 }
 
-// gatherCol writes column j (kc values along p) into its sliver.
-func gatherCol(dst, col []float32, nr, kc, j int) {
-	s, jj := j/nr, j%nr
-	d := dst[s*kc*nr+jj:]
-	for p, v := range col {
-		d[p*nr] = v
+// maxMR bounds every microkernel's mr (packA keeps its row slices on the stack).
+const maxMR = 16
+
+// transposeRows writes alpha·rows (each kc long, at most w of them) as the
+// columns of one sliver of width w: dst[p·w + jj] = alpha·rows[jj][p]. Four rows
+// at a time keep the writes sequential and the reads on four streams.
+func transposeRows(dst []float32, rows [][]float32, w int, alpha float32) {
+	jj := 0
+	for ; jj+4 <= len(rows); jj += 4 {
+		r0, r1, r2, r3 := rows[jj], rows[jj+1], rows[jj+2], rows[jj+3]
+		r1, r2, r3 = r1[:len(r0)], r2[:len(r0)], r3[:len(r0)]
+		if alpha == 1 {
+			for p, v := range r0 {
+				d := dst[p*w+jj : p*w+jj+4 : p*w+jj+4]
+				d[0], d[1], d[2], d[3] = v, r1[p], r2[p], r3[p]
+			}
+			continue
+		}
+		for p, v := range r0 {
+			d := dst[p*w+jj : p*w+jj+4 : p*w+jj+4]
+			d[0], d[1], d[2], d[3] = alpha*v, alpha*r1[p], alpha*r2[p], alpha*r3[p]
+		}
+	}
+	for ; jj < len(rows); jj++ {
+		for p, v := range rows[jj] {
+			dst[p*w+jj] = alpha * v
+		}
 	}
 }
 

@@ -4,15 +4,28 @@
 
 #include "textflag.h"
 
-// func gemmAVX2(kc int, a, b, c *float32, ldc int)
-// C[0:6, 0:16] += A·B over kc packed steps; ldc in elements.
-TEXT ·gemmAVX2(SB), NOSPLIT, $0-40
+// func gemmAVX2(kc int, a, b, c *float32, ldc int, overwrite bool)
+// C[0:6, 0:16] += A·B (or = A·B when overwrite) over kc packed steps; ldc in elements.
+TEXT ·gemmAVX2(SB), NOSPLIT, $0-41
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
+	MOVQ DX, R9
+	PREFETCHT0 (R9)
+	ADDQ R8, R9
+	PREFETCHT0 (R9)
+	ADDQ R8, R9
+	PREFETCHT0 (R9)
+	ADDQ R8, R9
+	PREFETCHT0 (R9)
+	ADDQ R8, R9
+	PREFETCHT0 (R9)
+	ADDQ R8, R9
+	PREFETCHT0 (R9)
+	ADDQ R8, R9
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -144,6 +157,9 @@ loop1:
 	DECQ CX
 	JNE loop1
 store:
+	MOVBQZX overwrite+40(FP), R9
+	TESTQ R9, R9
+	JNE over
 	VADDPS 0(DX), Y0, Y0
 	VMOVUPS Y0, 0(DX)
 	VADDPS 32(DX), Y1, Y1
@@ -172,6 +188,26 @@ store:
 	VADDPS 0(DX), Y10, Y10
 	VMOVUPS Y10, 0(DX)
 	VADDPS 32(DX), Y11, Y11
+	VMOVUPS Y11, 32(DX)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	ADDQ R8, DX
+	VMOVUPS Y2, 0(DX)
+	VMOVUPS Y3, 32(DX)
+	ADDQ R8, DX
+	VMOVUPS Y4, 0(DX)
+	VMOVUPS Y5, 32(DX)
+	ADDQ R8, DX
+	VMOVUPS Y6, 0(DX)
+	VMOVUPS Y7, 32(DX)
+	ADDQ R8, DX
+	VMOVUPS Y8, 0(DX)
+	VMOVUPS Y9, 32(DX)
+	ADDQ R8, DX
+	VMOVUPS Y10, 0(DX)
 	VMOVUPS Y11, 32(DX)
 	VZEROUPPER
 	RET

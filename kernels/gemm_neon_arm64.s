@@ -4,9 +4,9 @@
 
 #include "textflag.h"
 
-// func gemmNEON(kc int, a, b, c *float32, ldc int)
-// C[0:8, 0:12] += A·B over kc packed steps; ldc in elements.
-TEXT ·gemmNEON(SB), NOSPLIT, $0-40
+// func gemmNEON(kc int, a, b, c *float32, ldc int, overwrite bool)
+// C[0:8, 0:12] += A·B (or = A·B when overwrite) over kc packed steps; ldc in elements.
+TEXT ·gemmNEON(SB), NOSPLIT, $0-41
 	MOVD kc+0(FP), R3
 	MOVD a+8(FP), R0
 	MOVD b+16(FP), R1
@@ -75,6 +75,8 @@ loop:
 	SUB $1, R3, R3
 	CBNZ R3, loop
 store:
+	MOVBU overwrite+40(FP), R5
+	CBNZ R5, over
 	FMOVS $1.0, F29
 	VDUP V29.S[0], V29.S4
 	VLD1 (R2), [V24.S4, V25.S4, V26.S4]
@@ -124,4 +126,21 @@ store:
 	VFMLA V22.S4, V29.S4, V25.S4
 	VFMLA V23.S4, V29.S4, V26.S4
 	VST1 [V24.S4, V25.S4, V26.S4], (R2)
+	RET
+over:
+	VST1 [V0.S4, V1.S4, V2.S4], (R2)
+	ADD R4, R2, R2
+	VST1 [V3.S4, V4.S4, V5.S4], (R2)
+	ADD R4, R2, R2
+	VST1 [V6.S4, V7.S4, V8.S4], (R2)
+	ADD R4, R2, R2
+	VST1 [V9.S4, V10.S4, V11.S4], (R2)
+	ADD R4, R2, R2
+	VST1 [V12.S4, V13.S4, V14.S4], (R2)
+	ADD R4, R2, R2
+	VST1 [V15.S4, V16.S4, V17.S4], (R2)
+	ADD R4, R2, R2
+	VST1 [V18.S4, V19.S4, V20.S4], (R2)
+	ADD R4, R2, R2
+	VST1 [V21.S4, V22.S4, V23.S4], (R2)
 	RET

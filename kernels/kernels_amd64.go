@@ -7,10 +7,10 @@ import "golang.org/x/sys/cpu"
 //go:generate go run ./internal/asmgen
 
 //go:noescape
-func gemmAVX512(kc int, a, b, c *float32, ldc int)
+func gemmAVX512(kc int, a, b, c *float32, ldc int, overwrite bool)
 
 //go:noescape
-func gemmAVX2(kc int, a, b, c *float32, ldc int)
+func gemmAVX2(kc int, a, b, c *float32, ldc int, overwrite bool)
 
 var (
 	// 12×32: 24 zmm accumulators, 2 for B, 2 for broadcasts. B sliver kc·32·4 = 32 KiB (L1),
@@ -30,3 +30,14 @@ func available() []*microKernel {
 	}
 	return append(ks, goKernel)
 }
+
+//go:noescape
+func gemmAVX512x14(kc int, a, b, c *float32, ldc int, overwrite bool)
+
+//go:noescape
+func gemmAVX512bc(kc int, a, b, c *float32, ldc int, overwrite bool)
+
+var x14 = &microKernel{name: "x14", mr: 14, nr: 32, mc: 224, kc: 256, nc: 2048, fn: gemmAVX512x14}
+var xbc = &microKernel{name: "xbc", mr: 12, nr: 32, mc: 240, kc: 256, nc: 2048, fn: gemmAVX512bc}
+
+func init() { experimental = []*microKernel{x14, xbc} }

@@ -3,7 +3,7 @@
 package kernels
 
 //go:noescape
-func gemmNEON(kc int, a, b, c *float32, ldc int)
+func gemmNEON(kc int, a, b, c *float32, ldc int, overwrite bool)
 
 // 8×12: 24 accumulators, 3 for B, 2 for broadcasts, 1 vector of ones. Every
 // arm64 CPU has Advanced SIMD.

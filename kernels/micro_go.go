@@ -6,7 +6,7 @@ import "unsafe"
 // for every CPU, and what LOWRANK_KERNEL=go or the noasm tag select.
 var goKernel = &microKernel{name: "go", mr: 4, nr: 4, mc: 128, kc: 256, nc: 1024, fn: gemm4x4Go}
 
-func gemm4x4Go(kc int, ap, bp, cp *float32, ldc int) {
+func gemm4x4Go(kc int, ap, bp, cp *float32, ldc int, overwrite bool) {
 	a := unsafe.Slice(ap, kc*4)
 	b := unsafe.Slice(bp, kc*4)
 	var c00, c01, c02, c03 float32
@@ -39,6 +39,12 @@ func gemm4x4Go(kc int, ap, bp, cp *float32, ldc int) {
 		c33 += a3 * b3
 	}
 	c := unsafe.Slice(cp, 3*ldc+4)
+	if overwrite { // C = acc: clear, then the same adds as the accumulate path
+		clear(c[0:4])
+		clear(c[ldc : ldc+4])
+		clear(c[2*ldc : 2*ldc+4])
+		clear(c[3*ldc : 3*ldc+4])
+	}
 	r := c[0:4:4]
 	r[0] += c00
 	r[1] += c01
