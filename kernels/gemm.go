@@ -245,7 +245,7 @@ func (p *Pool) Gemm(c Mat, alpha float32, a Mat, ta Op, b Mat, tb Op, beta float
 	b.check("Gemm B")
 	br, bc := b.dims(tb)
 	m, n, k := p.checkGemm(c, a, ta, br, bc)
-	p.run(&gemmArgs{m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, ta: ta, b: bSource{mat: b, op: tb}, c: c})
+	p.run(gemmArgs{m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, ta: ta, b: bSource{mat: b, op: tb}, c: c})
 }
 
 // GemmW computes C = alpha·op(A)·op(W) + beta·C where W is a stored weight
@@ -257,5 +257,5 @@ func (p *Pool) GemmW(c Mat, alpha float32, a Mat, ta Op, w *Weight, tw Op, beta 
 		br, bc = bc, br
 	}
 	m, n, k := p.checkGemm(c, a, ta, br, bc)
-	p.run(&gemmArgs{m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, ta: ta, b: bSource{w: w, op: tw}, c: c})
+	p.run(gemmArgs{m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, ta: ta, b: bSource{w: w, op: tw}, c: c})
 }

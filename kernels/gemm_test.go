@@ -351,3 +351,19 @@ func FuzzGemm(f *testing.F) {
 		checkGemm(t, fmt.Sprintf("%s %dx%dx%d %v%v", p.Kernel(), M, N, K, ta, tb), c, c0, 1.5, a, ta, denseOp(b, tb), -0.5)
 	})
 }
+
+// TestGemmNoAlloc: a call allocates nothing once the pool's workers are started.
+func TestGemmNoAlloc(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, p := range allPools(t, 2) {
+		a, b, c := randMat(r, 200, 300, 300), randMat(r, 250, 300, 300), NewMat(200, 250)
+		w := Quantize(Q4_0, 250, 300, b.Data)
+		p.Gemm(c, 1, a, NoTrans, b, Trans, 0)
+		if n := testing.AllocsPerRun(5, func() {
+			p.Gemm(c, 1, a, NoTrans, b, Trans, 0)
+			p.GemmW(c, 1, a, NoTrans, w, Trans, 1)
+		}); n != 0 {
+			t.Errorf("%s: %v allocations per call", p.Kernel(), n)
+		}
+	}
+}

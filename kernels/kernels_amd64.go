@@ -31,13 +31,3 @@ func available() []*microKernel {
 	return append(ks, goKernel)
 }
 
-//go:noescape
-func gemmAVX512x14(kc int, a, b, c *float32, ldc int, overwrite bool)
-
-//go:noescape
-func gemmAVX512bc(kc int, a, b, c *float32, ldc int, overwrite bool)
-
-var x14 = &microKernel{name: "x14", mr: 14, nr: 32, mc: 224, kc: 256, nc: 2048, fn: gemmAVX512x14}
-var xbc = &microKernel{name: "xbc", mr: 12, nr: 32, mc: 240, kc: 256, nc: 2048, fn: gemmAVX512bc}
-
-func init() { experimental = []*microKernel{x14, xbc} }

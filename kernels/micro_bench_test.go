@@ -5,7 +5,7 @@ import "testing"
 // BenchmarkMicrokernel times each microkernel alone on L1-resident slivers: the
 // ceiling the packed driver can approach.
 func BenchmarkMicrokernel(b *testing.B) {
-	for _, mk := range append(available(), experimental...) {
+	for _, mk := range available() {
 		b.Run(mk.name, func(b *testing.B) {
 			kc := mk.kc
 			a := make([]float32, mk.mr*kc)

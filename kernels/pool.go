@@ -19,7 +19,8 @@ type Pool struct {
 	jobs    []chan job   // jobs[i] feeds worker i (i ≥ 1), started lazily
 	wg      sync.WaitGroup
 
-	lastWorkers int // workers that received work in the last call (for tests)
+	args        gemmArgs // the call in progress: held here so that no call allocates
+	lastWorkers int      // workers that received work in the last call (for tests)
 }
 
 type job struct {
@@ -130,9 +131,12 @@ func (p *Pool) startWorkers() {
 
 // run splits C into contiguous ranges of whole register tiles along the
 // dimension that has more tiles per worker, one range per worker.
-func (p *Pool) run(g *gemmArgs) {
+func (p *Pool) run(args gemmArgs) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.args = args
+	g := &p.args
+	defer func() { p.args = gemmArgs{} }() // drop references to the caller's slices
 	if g.m == 0 || g.n == 0 {
 		p.lastWorkers = 0
 		return

@@ -24,8 +24,6 @@ func main() {
 		dir = os.Args[1]
 	}
 	write(filepath.Join(dir, "gemm_avx512_amd64.s"), x86("gemmAVX512", "Z", 12, 2, 64, "!noasm"))
-	write(filepath.Join(dir, "gemm_x14_amd64.s"), x86v("gemmAVX512x14", "Z", 14, 2, 64, "!noasm", false))
-	write(filepath.Join(dir, "gemm_bc_amd64.s"), x86v("gemmAVX512bc", "Z", 12, 2, 64, "!noasm", true))
 	write(filepath.Join(dir, "gemm_avx2_amd64.s"), x86("gemmAVX2", "Y", 6, 2, 32, "!noasm"))
 	write(filepath.Join(dir, "gemm_neon_arm64.s"), neon("gemmNEON", 8, 3))
 }

@@ -1,3 +1,0 @@
-package kernels
-
-var experimental []*microKernel
