@@ -32,8 +32,8 @@ type gemmArgs struct {
 
 // workspace holds one worker's packing buffers, sized once for its kernel.
 type workspace struct {
-	apack []float32 // mc×kc, sliver-major
-	bpack []float32 // kc×nc, sliver-major
+	apack []float32   // mc×kc, sliver-major
+	bpack []float32   // kc×nc, sliver-major
 	tmp   []float32   // dequantized rows: nr rows of kc+2 blocks, or one row of nc+2 blocks
 	rows  [][]float32 // nr source rows of one transposed sliver
 	tile  []float32   // mr×nr edge tile

@@ -244,8 +244,8 @@ func TestThreadInvariance(t *testing.T) {
 		quant   bool
 	}
 	cases := []tc{
-		{m: 400, n: 300, k: 300},                    // split along M
-		{m: 8, n: 900, k: 1000, ta: Trans},          // split along N (dAᵀ-like)
+		{m: 400, n: 300, k: 300},           // split along M
+		{m: 8, n: 900, k: 1000, ta: Trans}, // split along N (dAᵀ-like)
 		{m: 300, n: 260, k: 520, tb: Trans, f: Q4_0, quant: true},
 		{m: 300, n: 520, k: 260, f: NF4, quant: true},
 		{m: 1, n: 1500, k: 300, tb: Trans, f: Q8_0, quant: true}, // GEMV: split along N

@@ -30,4 +30,3 @@ func available() []*microKernel {
 	}
 	return append(ks, goKernel)
 }
-

@@ -1,0 +1,250 @@
+package kernels
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/lowrank/lowrank/checkpoints/gguf"
+	"github.com/lowrank/lowrank/internal/testassets"
+	"github.com/x448/float16"
+	"gonum.org/v1/gonum/stat/distuv"
+)
+
+func openGGUF(t *testing.T, rel string) *gguf.File {
+	t.Helper()
+	g, err := gguf.Open(testassets.Path(t, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
+}
+
+func f32Tensor(t *testing.T, g *gguf.File, name string) (rows, cols int, v []float32) {
+	t.Helper()
+	ti, ok := g.Tensor(name)
+	if !ok || ti.Type != gguf.TypeF32 {
+		t.Fatalf("%s: no F32 tensor %s", g.Path, name)
+	}
+	b, err := g.ReadTensor(ti)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, rows = int(ti.Dims[0]), int(ti.Elements()/ti.Dims[0])
+	v = make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return rows, cols, v
+}
+
+var ggufFormat = map[gguf.Type]Format{gguf.TypeQ8_0: Q8_0, gguf.TypeQ4_0: Q4_0}
+
+// TestLlamaCppQuantized checks the Q8_0 and Q4_0 tensors that llama.cpp's
+// llama-quantize wrote: (1) they dequantize to within each format's error of the
+// F32 source, (2) quantizing the F32 source here reproduces their bytes exactly.
+func TestLlamaCppQuantized(t *testing.T) {
+	src := openGGUF(t, "models/rand-tiny64/rand-tiny64-f32.gguf")
+	for _, file := range []string{"models/rand-tiny64/rand-tiny64-Q8_0.gguf", "models/rand-tiny64/rand-tiny64-Q4_0.gguf"} {
+		q := openGGUF(t, file)
+		checked := map[Format]int{}
+		for _, ti := range q.Tensors {
+			f, ok := ggufFormat[ti.Type]
+			if !ok {
+				continue
+			}
+			rows, cols, want := f32Tensor(t, src, ti.Name)
+			raw, err := q.ReadTensor(&ti)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := WeightFromBytes(f, rows, cols, raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := w.Dequantize()
+			bs := 32
+			for blk := 0; blk < rows*cols/bs; blk++ {
+				i, c0 := blk*bs/cols, blk*bs%cols
+				d := float64(F16ToF32(binary.LittleEndian.Uint16(raw[blk*f.blockBytes():])))
+				// Q8_0 rounds to the nearest step (≤ d/2); Q4_0 clamps the code +8 to 7
+				// (≤ d); both plus the fp16 rounding of d times the largest code.
+				bound := math.Abs(d)*0.5 + math.Abs(d)*127*(1.0/2048)
+				if f == Q4_0 {
+					bound = math.Abs(d)*1.0 + math.Abs(d)*8*(1.0/2048)
+				}
+				for j := c0; j < c0+bs; j++ {
+					if e := math.Abs(float64(got.At(i, j)) - float64(want[i*cols+j])); e > bound {
+						t.Fatalf("%s %s [%d,%d]: dequantized %g vs f32 %g, error %g > %g", file, ti.Name, i, j, got.At(i, j), want[i*cols+j], e, bound)
+					}
+				}
+			}
+			mine := Quantize(f, rows, cols, want)
+			if !bytes.Equal(mine.q, raw) {
+				for b := 0; b < len(raw); b += f.blockBytes() {
+					if !bytes.Equal(mine.q[b:b+f.blockBytes()], raw[b:b+f.blockBytes()]) {
+						t.Fatalf("%s %s: block %d differs from llama.cpp:\n mine  %x\n llama %x", file, ti.Name, b/f.blockBytes(), mine.q[b:b+f.blockBytes()], raw[b:b+f.blockBytes()])
+					}
+				}
+			}
+			checked[f]++
+		}
+		if len(checked) == 0 {
+			t.Fatalf("%s: no Q8_0/Q4_0 tensors checked", file)
+		}
+		t.Logf("%s: %v tensors match llama.cpp byte for byte", file, checked)
+	}
+}
+
+// TestNF4Codebook: the 16 NF4 values are QLoRA's construction, recomputed here
+// in float64: N(0,1) quantiles at 8 evenly spaced probabilities from δ down to
+// 0.5 (positive side) and 7 (negative side), δ = 0.9677083 as in bitsandbytes'
+// create_normal_map, plus an exact zero, normalized by the largest.
+func TestNF4Codebook(t *testing.T) {
+	const offset = 0.9677083
+	n := distuv.UnitNormal
+	var v []float64
+	for i := 0; i < 8; i++ { // linspace(offset, 0.5, 9)[:-1]
+		v = append(v, n.Quantile(offset+(0.5-offset)*float64(i)/8))
+	}
+	v = append(v, 0)
+	for i := 0; i < 7; i++ { // -linspace(offset, 0.5, 8)[:-1]
+		v = append(v, -n.Quantile(offset+(0.5-offset)*float64(i)/7))
+	}
+	maxv := 0.0
+	for _, x := range v {
+		maxv = math.Max(maxv, math.Abs(x))
+	}
+	for i := range v {
+		v[i] /= maxv
+	}
+	sortFloats(v)
+	code := NF4Codebook()
+	for i, c := range code {
+		if math.Abs(float64(c)-v[i]) > 2e-7 {
+			t.Errorf("NF4[%d] = %.9f, construction gives %.9f", i, c, v[i])
+		}
+	}
+	if code[7] != 0 || code[0] != -1 || code[15] != 1 {
+		t.Errorf("NF4 endpoints/zero not exact: %v", code)
+	}
+}
+
+func sortFloats(v []float64) {
+	for i := 1; i < len(v); i++ {
+		for j := i; j > 0 && v[j] < v[j-1]; j-- {
+			v[j], v[j-1] = v[j-1], v[j]
+		}
+	}
+}
+
+// TestRoundTripBounds: quantize → dequantize error stays within each format's
+// bound on random Gaussian-ish data, including rows that need padding.
+func TestRoundTripBounds(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, cols := range []int{172, 256, 33, 64} {
+		rows := 9
+		src := make([]float32, rows*cols)
+		for i := range src {
+			src[i] = float32(r.NormFloat64())
+		}
+		for _, f := range []Format{F32, F16, BF16, Q8_0, Q4_0, NF4} {
+			for _, dq := range []bool{false, true} {
+				if dq && f != NF4 {
+					continue
+				}
+				w := Quantize(f, rows, cols, src)
+				if dq {
+					w.DoubleQuantize()
+				}
+				if w.Padded() != (cols%f.BlockSize() != 0) {
+					t.Errorf("%s cols %d: Padded() = %v", f, cols, w.Padded())
+				}
+				got := w.Dequantize()
+				bs := f.BlockSize()
+				var rms float64
+				for i := 0; i < rows; i++ {
+					for b0 := 0; b0 < cols; b0 += bs {
+						var amax float64
+						for j := b0; j < min(cols, b0+bs); j++ {
+							amax = math.Max(amax, math.Abs(float64(src[i*cols+j])))
+						}
+						for j := b0; j < min(cols, b0+bs); j++ {
+							x := float64(src[i*cols+j])
+							e := math.Abs(float64(got.At(i, j)) - x)
+							rms += e * e
+							var bound float64
+							switch f {
+							case F32:
+								bound = 0
+							case F16:
+								bound = math.Abs(x)/2048 + 6e-8
+							case BF16:
+								bound = math.Abs(x) / 256
+							case Q8_0:
+								bound = amax/127*0.5 + amax/2048
+							case Q4_0:
+								bound = amax/8 + amax/2048
+							case NF4: // half the widest gap between codes (-1 to -0.696) times the scale
+								bound = amax * 0.16
+								if dq {
+									bound += amax * 0.02 // the scale itself is int8-quantized
+								}
+							}
+							if e > bound {
+								t.Fatalf("%s dq=%v cols=%d [%d,%d]: %g → %g, error %g > %g", f, dq, cols, i, j, x, got.At(i, j), e, bound)
+							}
+						}
+					}
+				}
+				t.Logf("%-5s dq=%-5v cols=%3d: rms error %.4f, %.2f bits/value", f, dq, cols, math.Sqrt(rms/float64(rows*cols)), float64(w.Bytes())*8/float64(rows*cols))
+			}
+		}
+	}
+}
+
+// TestF16ToF32 checks every half value against x448/float16.
+func TestF16ToF32(t *testing.T) {
+	for h := 0; h < 1<<16; h++ {
+		want := float16.Frombits(uint16(h)).Float32()
+		got := F16ToF32(uint16(h))
+		if math.Float32bits(got) != math.Float32bits(want) && !(math.IsNaN(float64(got)) && math.IsNaN(float64(want))) {
+			t.Fatalf("F16ToF32(%#04x) = %g, want %g", h, got, want)
+		}
+	}
+}
+
+func TestBF16(t *testing.T) {
+	for _, c := range []struct {
+		in   float32
+		want uint16
+	}{{1, 0x3f80}, {-2, 0xc000}, {1.00390625, 0x3f80}, {1.01171875, 0x3f82}, {float32(math.Inf(1)), 0x7f80}} {
+		if got := F32ToBF16(c.in); got != c.want {
+			t.Errorf("F32ToBF16(%g) = %#x, want %#x", c.in, got, c.want)
+		}
+	}
+	if v := F32ToBF16(float32(math.NaN())); v&0x7f80 != 0x7f80 || v&0x7f == 0 {
+		t.Errorf("NaN became %#x", v)
+	}
+}
+
+func TestWeightFromBytesErrors(t *testing.T) {
+	if _, err := WeightFromBytes(Q8_0, 2, 40, make([]byte, 100)); err == nil {
+		t.Error("row length 40 accepted for Q8_0")
+	}
+	if _, err := WeightFromBytes(Q4_0, 2, 64, make([]byte, 10)); err == nil {
+		t.Error("short data accepted")
+	}
+	if _, err := ParseFormat("q3_k"); err == nil {
+		t.Error("unknown format parsed")
+	}
+	for _, f := range []Format{F32, F16, BF16, Q8_0, Q4_0, NF4} {
+		g, err := ParseFormat(f.String())
+		if err != nil || g != f {
+			t.Errorf("ParseFormat(%q) = %v, %v", f.String(), g, err)
+		}
+	}
+}
