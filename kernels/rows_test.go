@@ -1,0 +1,242 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randVec(r *rand.Rand, n int, scale float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64() * scale)
+	}
+	return v
+}
+
+func TestExp(t *testing.T) {
+	worst := 0.0
+	check := func(x float32) {
+		got, want := float64(Exp(x)), math.Exp(float64(x))
+		if w32 := float32(want); w32 == 0 || math.IsInf(float64(w32), 1) {
+			if got != float64(float32(want)) && !(want < 1e-45 && got < 1e-44) {
+				t.Fatalf("Exp(%g) = %g, want %g", x, got, want)
+			}
+			return
+		}
+		ulp := float64(math.Nextafter32(float32(want), float32(math.Inf(1)))) - float64(float32(want))
+		if want < 1.2e-38 { // subnormal results: absolute ulp
+			ulp = 1.4e-45
+		}
+		e := math.Abs(got-want) / ulp
+		worst = math.Max(worst, e)
+		if !(e <= 3) {
+			t.Fatalf("Exp(%g) = %g, want %g (%.2f ulp)", x, got, want, e)
+		}
+	}
+	for x := float32(-104); x < 89; x += 0.001234 {
+		check(x)
+	}
+	for _, x := range []float32{0, -0, 1, -1, 88.7, 88.72283, -87.3, -100, -103.9, 1e-10, -1e-10} {
+		check(x)
+	}
+	if !math.IsNaN(float64(Exp(float32(math.NaN())))) || Exp(float32(math.Inf(-1))) != 0 || !math.IsInf(float64(Exp(89)), 1) {
+		t.Error("special values")
+	}
+	t.Logf("worst error %.2f ulp", worst)
+}
+
+func TestRowKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	for _, n := range []int{1, 3, 8, 17, 64, 172, 577} {
+		x, y := randVec(r, n, 1), randVec(r, n, 1)
+		var dot float64
+		for i := range x {
+			dot += float64(x[i]) * float64(y[i])
+		}
+		if got := float64(Dot(x, y)); math.Abs(got-dot) > 1e-5*float64(n) {
+			t.Errorf("Dot n=%d: %g want %g", n, got, dot)
+		}
+		d := append([]float32(nil), y...)
+		Axpy(d, 0.5, x)
+		for i := range d {
+			if d[i] != y[i]+0.5*x[i] {
+				t.Fatalf("Axpy")
+			}
+		}
+		Add(d, x, y)
+		Mul(d, d, x)
+		for i := range d {
+			if d[i] != (x[i]+y[i])*x[i] {
+				t.Fatalf("Add/Mul")
+			}
+		}
+		// softmax against float64, sums to 1
+		s := make([]float32, n)
+		Softmax(s, x)
+		mx := math.Inf(-1)
+		for _, v := range x {
+			mx = math.Max(mx, float64(v))
+		}
+		var z float64
+		for _, v := range x {
+			z += math.Exp(float64(v) - mx)
+		}
+		for i, v := range x {
+			if want := math.Exp(float64(v)-mx) / z; math.Abs(float64(s[i])-want) > 1e-6 {
+				t.Fatalf("Softmax n=%d [%d] %g want %g", n, i, s[i], want)
+			}
+		}
+		// RMSNorm against float64
+		w := randVec(r, n, 1)
+		o := make([]float32, n)
+		rstd := RMSNorm(o, x, w, 1e-5)
+		var ss float64
+		for _, v := range x {
+			ss += float64(v) * float64(v)
+		}
+		rs := 1 / math.Sqrt(ss/float64(n)+1e-5)
+		if math.Abs(float64(rstd)-rs) > 1e-6*rs {
+			t.Fatalf("rstd %g want %g", rstd, rs)
+		}
+		for i := range o {
+			if want := float64(x[i]) * rs * float64(w[i]); math.Abs(float64(o[i])-want) > 1e-5*(1+math.Abs(want)) {
+				t.Fatalf("RMSNorm [%d] %g want %g", i, o[i], want)
+			}
+		}
+		// SwiGLU
+		sw := make([]float32, n)
+		SwiGLU(sw, x, y)
+		SiLU(o, x)
+		for i := range sw {
+			g := float64(x[i])
+			want := g / (1 + math.Exp(-g)) * float64(y[i])
+			if math.Abs(float64(sw[i])-want) > 1e-6*(1+math.Abs(want)) || math.Abs(float64(o[i])-g/(1+math.Exp(-g))) > 1e-6*(1+math.Abs(g)) {
+				t.Fatalf("SwiGLU/SiLU [%d]", i)
+			}
+		}
+	}
+	z := []float32{float32(math.Inf(-1)), float32(math.Inf(-1))}
+	Softmax(z, z)
+	if z[0] != 0 || z[1] != 0 {
+		t.Errorf("masked row: %v", z)
+	}
+}
+
+// centralDiff returns ∂L/∂x[i] of L(x) = Σ dy ⊙ f(x) by central differences in float64.
+func centralDiff(f func(x []float64) []float64, x, dy []float64) []float64 {
+	g := make([]float64, len(x))
+	const h = 1e-6
+	for i := range x {
+		old := x[i]
+		x[i] = old + h
+		p := f(x)
+		x[i] = old - h
+		m := f(x)
+		x[i] = old
+		for j := range p {
+			g[i] += dy[j] * (p[j] - m[j]) / (2 * h)
+		}
+	}
+	return g
+}
+
+func to64(v []float32) []float64 {
+	o := make([]float64, len(v))
+	for i, x := range v {
+		o[i] = float64(x)
+	}
+	return o
+}
+
+func closeGrad(t *testing.T, what string, got []float32, want []float64) {
+	t.Helper()
+	for i := range got {
+		if math.Abs(float64(got[i])-want[i]) > 2e-4*(1+math.Abs(want[i])) {
+			t.Fatalf("%s[%d] = %g, central difference %g", what, i, got[i], want[i])
+		}
+	}
+}
+
+func TestRowBackwards(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	for _, n := range []int{1, 5, 33} {
+		x, w, dy, u := randVec(r, n, 1), randVec(r, n, 1), randVec(r, n, 1), randVec(r, n, 1)
+		x64, w64, dy64, u64 := to64(x), to64(w), to64(dy), to64(u)
+		rms := func(x, w []float64) []float64 {
+			var ss float64
+			for _, v := range x {
+				ss += v * v
+			}
+			rs := 1 / math.Sqrt(ss/float64(len(x))+1e-5)
+			o := make([]float64, len(x))
+			for i := range x {
+				o[i] = x[i] * rs * w[i]
+			}
+			return o
+		}
+		dx, dw := make([]float32, n), make([]float32, n)
+		rstd := RMSNorm(make([]float32, n), x, w, 1e-5)
+		RMSNormBackward(dx, dw, dy, x, w, rstd)
+		closeGrad(t, "RMSNorm dx", dx, centralDiff(func(v []float64) []float64 { return rms(v, w64) }, x64, dy64))
+		closeGrad(t, "RMSNorm dw", dw, centralDiff(func(v []float64) []float64 { return rms(x64, v) }, w64, dy64))
+
+		sw := func(g, u []float64) []float64 {
+			o := make([]float64, len(g))
+			for i := range g {
+				o[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
+			}
+			return o
+		}
+		dg, du := make([]float32, n), make([]float32, n)
+		SwiGLUBackward(dg, du, dy, x, u)
+		closeGrad(t, "SwiGLU dgate", dg, centralDiff(func(v []float64) []float64 { return sw(v, u64) }, x64, dy64))
+		closeGrad(t, "SwiGLU dup", du, centralDiff(func(v []float64) []float64 { return sw(x64, v) }, u64, dy64))
+
+		sm := func(x []float64) []float64 {
+			mx := math.Inf(-1)
+			for _, v := range x {
+				mx = math.Max(mx, v)
+			}
+			var z float64
+			o := make([]float64, len(x))
+			for i, v := range x {
+				o[i] = math.Exp(v - mx)
+				z += o[i]
+			}
+			for i := range o {
+				o[i] /= z
+			}
+			return o
+		}
+		y := make([]float32, n)
+		Softmax(y, x)
+		dsx := make([]float32, n)
+		SoftmaxBackward(dsx, dy, y)
+		closeGrad(t, "Softmax dx", dsx, centralDiff(sm, x64, dy64))
+	}
+}
+
+func BenchmarkRows(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	x, y, w := randVec(r, 4096, 1), randVec(r, 4096, 1), randVec(r, 4096, 1)
+	o := make([]float32, 4096)
+	for _, c := range []struct {
+		name string
+		f    func()
+	}{
+		{"Dot", func() { Dot(x, y) }},
+		{"Axpy", func() { Axpy(o, 0.5, x) }},
+		{"RMSNorm", func() { RMSNorm(o, x, w, 1e-5) }},
+		{"Softmax", func() { Softmax(o, x) }},
+		{"SwiGLU", func() { SwiGLU(o, x, y) }},
+		{"Exp", func() { ExpRow(o, x) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(4096 * 4)
+			for i := 0; i < b.N; i++ {
+				c.f()
+			}
+		})
+	}
+}
