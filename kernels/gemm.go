@@ -28,6 +28,30 @@ type gemmArgs struct {
 	ta          Op
 	b           bSource
 	c           Mat
+	// transC: the problem was swapped to Cᵀ = op(B)ᵀ·op(A)ᵀ because N is too
+	// narrow for a register tile; m, n, a and b describe the swapped problem
+	// and tiles are written to C transposed.
+	transC bool
+}
+
+// swapNarrow rewrites C = op(A)·op(B) with a narrow fp32 op(B) (N well below
+// the tile width, as LoRA's rank-r products are) as Cᵀ = op(B)ᵀ·op(A)ᵀ, so that
+// the wide dimension M fills the register tile's columns.
+func (g *gemmArgs) swapNarrow(nr int) {
+	if g.n*2 > nr || g.m < nr {
+		return
+	}
+	if w := g.b.w; w != nil { // only an F32 weight is an fp32 matrix to pack as A
+		if w.Format != F32 {
+			return
+		}
+		g.b = bSource{mat: MatOf(w.f32, w.Rows, w.Cols), op: g.b.op}
+	}
+	a, ta := g.a, g.ta
+	g.a, g.ta = g.b.mat, !g.b.op
+	g.b = bSource{mat: a, op: !ta}
+	g.m, g.n = g.n, g.m
+	g.transC = true
 }
 
 // workspace holds one worker's packing buffers, sized once for its kernel.
@@ -53,12 +77,16 @@ func newWorkspace(k *microKernel) *workspace {
 // is owned by exactly one call, and the K loop is blocked from 0 in steps of kc
 // whatever the region, so results do not depend on how work was split.
 func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
+	ci0, ci1, cj0, cj1 := i0, i1, j0, j1 // the block in C's own coordinates
+	if g.transC {
+		ci0, ci1, cj0, cj1 = j0, j1, i0, i1
+	}
 	if g.k == 0 || g.alpha == 0 {
-		scaleBlock(g.c, i0, i1, j0, j1, g.beta)
+		scaleBlock(g.c, ci0, ci1, cj0, cj1, g.beta)
 		return
 	}
 	if g.beta != 0 {
-		scaleBlock(g.c, i0, i1, j0, j1, g.beta)
+		scaleBlock(g.c, ci0, ci1, cj0, cj1, g.beta)
 	}
 	mr, nr := mk.mr, mk.nr
 	ldc := g.c.Stride
@@ -77,7 +105,7 @@ func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
 					for ir := 0; ir < mc; ir += mr {
 						mrr := min(mr, mc-ir)
 						ap := ws.apack[(ir/mr)*kc*mr:]
-						if mrr == mr && nrr == nr {
+						if mrr == mr && nrr == nr && !g.transC {
 							mk.fn(kc, &ap[0], &bp[0], &g.c.Data[(ic+ir)*ldc+jc+jr], ldc, over)
 							continue
 						}
@@ -85,6 +113,10 @@ func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
 						// the valid part is stored or added exactly as the direct path
 						// would, so results do not depend on where tiles fall.
 						mk.fn(kc, &ap[0], &bp[0], &ws.tile[0], nr, true)
+						if g.transC {
+							storeTileT(g.c, ws.tile, nr, ic+ir, jc+jr, mrr, nrr, over)
+							continue
+						}
 						for i := 0; i < mrr; i++ {
 							crow := g.c.Data[(ic+ir+i)*ldc+jc+jr:][:nrr]
 							trow := ws.tile[i*nr:][:nrr]
@@ -98,6 +130,21 @@ func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
 						}
 					}
 				}
+			}
+		}
+	}
+}
+
+// storeTileT writes (or adds) tile[0:mrr, 0:nrr] to C transposed: tile element
+// (i, j) of the swapped problem at (i0+i, j0+j) is C[j0+j, i0+i].
+func storeTileT(c Mat, tile []float32, nr, i0, j0, mrr, nrr int, over bool) {
+	for j := 0; j < nrr; j++ {
+		crow := c.Data[(j0+j)*c.Stride+i0:][:mrr]
+		for i := range crow {
+			if over {
+				crow[i] = tile[i*nr+j]
+			} else {
+				crow[i] += tile[i*nr+j]
 			}
 		}
 	}

@@ -367,3 +367,35 @@ func TestGemmNoAlloc(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmNarrow covers the swapped path (N far below the tile width: LoRA's
+// rank-r products) for every transpose and beta, against the reference.
+func TestGemmNarrow(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, p := range allPools(t, 2) {
+		for _, sh := range [][3]int{{2048, 8, 576}, {300, 1, 33}, {577, 16, 8}, {64, 3, 1000}, {33, 5, 7}} {
+			m, n, k := sh[0], sh[1], sh[2]
+			for _, ta := range []Op{NoTrans, Trans} {
+				for _, tb := range []Op{NoTrans, Trans} {
+					for _, beta := range []float32{0, 1} {
+						var a, b Mat
+						if ta == NoTrans {
+							a = randMat(r, m, k, k)
+						} else {
+							a = randMat(r, k, m, m+1)
+						}
+						if tb == NoTrans {
+							b = randMat(r, k, n, n)
+						} else {
+							b = randMat(r, n, k, k+2)
+						}
+						c := randMat(r, m, n, n+1)
+						c0 := cloneMat(c)
+						p.Gemm(c, 2, a, ta, b, tb, beta)
+						checkGemm(t, fmt.Sprintf("%s narrow %dx%dx%d %v%v β=%g", p.Kernel(), m, n, k, ta, tb, beta), c, c0, 2, a, ta, denseOp(b, tb), beta)
+					}
+				}
+			}
+		}
+	}
+}

@@ -136,6 +136,7 @@ func (p *Pool) run(args gemmArgs) {
 	defer p.mu.Unlock()
 	p.args = args
 	g := &p.args
+	g.swapNarrow(p.mk.nr)
 	defer func() { p.args = gemmArgs{} }() // drop references to the caller's slices
 	if g.m == 0 || g.n == 0 {
 		p.lastWorkers = 0

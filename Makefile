@@ -1,0 +1,57 @@
+# lowrank: build, test, benchmark.
+GO      ?= go
+BIN     ?= bin/lowrank
+PKGS    := ./...
+
+.PHONY: all build test test-go test-noasm test-arm64 bench bench-openblas lint generate fuzz clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/lowrank
+
+# The whole suite: every package (the kernel tests run every microkernel this
+# CPU has, pure Go included), then the kernels built with -tags noasm, then
+# arm64 NEON under qemu when qemu-aarch64 is installed (.ci/run installs it).
+test: lint
+	$(GO) test -count=1 $(PKGS)
+	$(MAKE) test-noasm
+	$(MAKE) test-arm64
+
+test-noasm:
+	$(GO) test -count=1 -tags noasm ./kernels/...
+
+test-arm64:
+	@if command -v qemu-aarch64 >/dev/null 2>&1; then \
+		echo "arm64 (NEON) kernels under qemu-aarch64:"; \
+		GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64 ./kernels/... ./checkpoints/...; \
+	else \
+		echo "SKIP arm64 kernel tests: qemu-aarch64 not installed (apt-get install qemu-user)"; \
+	fi
+
+# Kernel benchmarks: go test form (compare runs with benchstat) and the user-facing command.
+bench: build
+	$(GO) test -run '^$$' -bench 'Gemm/.*/t[12]/' -benchtime 20x ./kernels
+	$(BIN) bench kernels
+
+# Side by side with the system OpenBLAS (apt-get install libopenblas-dev). OpenBLAS
+# 0.3.21 does not recognise every AVX-512 CPU: OPENBLAS_CORETYPE=SkylakeX selects its
+# AVX-512 kernel.
+bench-openblas:
+	$(GO) test -tags openblas -run '^$$' -bench VsOpenBLAS -count 6 ./kernels
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	GOARCH=arm64 $(GO) vet ./kernels/...
+
+generate:
+	$(GO) generate ./...
+	@git diff --exit-code -- '*.s' || (echo "generated assembly is stale: commit it"; exit 1)
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzGemm -fuzztime 60s ./kernels
+
+clean:
+	rm -rf bin

@@ -1,0 +1,54 @@
+// Command lowrank fine-tunes small language models with LoRA / QLoRA on a CPU.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run executes the command line and returns the exit code. Errors are printed
+// as one line; a panic is turned into one line too, never a stack trace.
+func run(args []string) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "lowrank: internal error: %v (please report it)\n", r)
+			code = 3
+		}
+	}()
+	root := newRoot()
+	root.SetArgs(args)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; ok {
+			fmt.Fprintln(os.Stderr, "lowrank: interrupted")
+			os.Exit(130)
+		}
+	}()
+	if err := root.Execute(); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(os.Stderr, "lowrank: %v\nRun 'lowrank %s --help' for usage.\n", err, ue.cmd)
+			return 2
+		}
+		fmt.Fprintf(os.Stderr, "lowrank: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// usageError is a bad flag or argument: exit code 2 and a pointer to --help.
+type usageError struct {
+	cmd string
+	err error
+}
+
+func (u usageError) Error() string { return u.err.Error() }
