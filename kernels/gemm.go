@@ -11,7 +11,17 @@ type microKernel struct {
 	mr, nr     int
 	mc, kc, nc int // cache blocks: multiples of mr, of 64 (the widest quant block), of nr
 	fn         func(kc int, a, b, c *float32, ldc int, overwrite bool)
+	dot        *dotKernel // narrow-N kernels in dot-product form, if this CPU has them
 }
+
+// dotKernel computes C[0:R, 0:8] (+)= A[0:R, 0:k]·Bpᵀ for R = 3 or 1, reading
+// A's rows as stored and Bp as 8 packed rows of kp = k rounded up to 16.
+type dotKernel struct {
+	rows3, rows1 func(k int, a *float32, lda int, b *float32, c *float32, ldc int, overwrite bool)
+}
+
+// dotMaxN is the widest N the dot-product path takes (LoRA ranks up to 16).
+const dotMaxN = 16
 
 // bSource is the right-hand operand: an fp32 matrix or a stored weight.
 type bSource struct {
@@ -32,6 +42,91 @@ type gemmArgs struct {
 	// narrow for a register tile; m, n, a and b describe the swapped problem
 	// and tiles are written to C transposed.
 	transC bool
+	// dot: the product runs in dot-product form (see dotKernel) against dotB,
+	// op(B)ᵀ·alpha packed as ceil(N/8)·8 rows of kp values.
+	dot  bool
+	dotB []float32
+	kp   int
+}
+
+// useDot reports whether the call suits the dot-product kernels: N a LoRA
+// rank, A's rows contiguous along K, B fp32, and the packed B fits the buffer.
+func (g *gemmArgs) useDot(mk *microKernel, bufLen int) bool {
+	if mk.dot == nil || g.n > dotMaxN || g.m < 3 || g.k == 0 || g.alpha == 0 || g.ta != NoTrans {
+		return false
+	}
+	if g.b.w != nil && g.b.w.Format != F32 {
+		return false
+	}
+	kp := (g.k + 15) &^ 15
+	return 2*8*kp <= bufLen
+}
+
+// packDot fills dst with alpha·op(B)ᵀ: row j (j < N) holds column j of op(B),
+// kp values, zero-padded; rows N..ceil(N/8)·8 are zero.
+func (g *gemmArgs) packDot(dst []float32) {
+	g.kp = (g.k + 15) &^ 15
+	rows := (g.n + 7) &^ 7
+	g.dotB = dst[:rows*g.kp]
+	clear(g.dotB)
+	b := g.b.mat
+	op := g.b.op
+	if w := g.b.w; w != nil {
+		b = MatOf(w.f32, w.Rows, w.Cols)
+	}
+	for j := 0; j < g.n; j++ {
+		row := g.dotB[j*g.kp : j*g.kp+g.k]
+		if op == Trans { // B stored N×K: row j is contiguous
+			src := b.Data[j*b.Stride:][:g.k]
+			for p, v := range src {
+				row[p] = g.alpha * v
+			}
+			continue
+		}
+		for p := range row { // B stored K×N: gather column j
+			row[p] = g.alpha * b.Data[p*b.Stride+j]
+		}
+	}
+}
+
+// runDot computes rows [i0, i1) of C in dot-product form.
+func (ws *workspace) runDot(dk *dotKernel, g *gemmArgs, i0, i1 int) {
+	if g.beta != 0 {
+		scaleBlock(g.c, i0, i1, 0, g.n, g.beta)
+	}
+	over := g.beta == 0
+	a, c := g.a, g.c
+	for i := i0; i < i1; {
+		rows := 3
+		if i1-i < 3 {
+			rows = 1
+		}
+		fn := dk.rows3
+		if rows == 1 {
+			fn = dk.rows1
+		}
+		for jb := 0; jb < g.n; jb += 8 {
+			bp := &g.dotB[jb*g.kp]
+			ap := &a.Data[i*a.Stride]
+			if g.n-jb >= 8 {
+				fn(g.k, ap, a.Stride, bp, &c.Data[i*c.Stride+jb], c.Stride, over)
+				continue
+			}
+			fn(g.k, ap, a.Stride, bp, &ws.tile[0], 8, true)
+			cols := g.n - jb
+			for r := 0; r < rows; r++ {
+				crow := c.Data[(i+r)*c.Stride+jb:][:cols]
+				for j, v := range ws.tile[r*8 : r*8+cols] {
+					if over {
+						crow[j] = v
+					} else {
+						crow[j] += v
+					}
+				}
+			}
+		}
+		i += rows
+	}
 }
 
 // swapNarrow rewrites C = op(A)·op(B) with a narrow fp32 op(B) (N well below

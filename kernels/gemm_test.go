@@ -249,6 +249,8 @@ func TestThreadInvariance(t *testing.T) {
 		{m: 300, n: 260, k: 520, tb: Trans, f: Q4_0, quant: true},
 		{m: 300, n: 520, k: 260, f: NF4, quant: true},
 		{m: 1, n: 1500, k: 300, tb: Trans, f: Q8_0, quant: true}, // GEMV: split along N
+		{m: 700, n: 8, k: 300, tb: Trans},                        // LoRA rank 8: dot-product form where the CPU has it
+		{m: 700, n: 13, k: 77},                                   // odd rank, B not transposed
 	}
 	for _, kname := range Kernels() {
 		for _, c := range cases {
@@ -373,7 +375,7 @@ func TestGemmNoAlloc(t *testing.T) {
 func TestGemmNarrow(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	for _, p := range allPools(t, 2) {
-		for _, sh := range [][3]int{{2048, 8, 576}, {300, 1, 33}, {577, 16, 8}, {64, 3, 1000}, {33, 5, 7}} {
+		for _, sh := range [][3]int{{2048, 8, 576}, {300, 1, 33}, {577, 16, 8}, {64, 3, 1000}, {33, 5, 7}, {100, 13, 17}, {4, 9, 15}} {
 			m, n, k := sh[0], sh[1], sh[2]
 			for _, ta := range []Op{NoTrans, Trans} {
 				for _, tb := range []Op{NoTrans, Trans} {
@@ -392,6 +394,9 @@ func TestGemmNarrow(t *testing.T) {
 						c := randMat(r, m, n, n+1)
 						c0 := cloneMat(c)
 						p.Gemm(c, 2, a, ta, b, tb, beta)
+						if wantDot := p.mk.dot != nil && n <= dotMaxN && ta == NoTrans; p.lastDot != wantDot {
+							t.Errorf("%s %dx%dx%d %v%v: dot path %v, want %v", p.Kernel(), m, n, k, ta, tb, p.lastDot, wantDot)
+						}
 						checkGemm(t, fmt.Sprintf("%s narrow %dx%dx%d %v%v β=%g", p.Kernel(), m, n, k, ta, tb, beta), c, c0, 2, a, ta, denseOp(b, tb), beta)
 					}
 				}

@@ -30,3 +30,13 @@ func available() []*microKernel {
 	}
 	return append(ks, goKernel)
 }
+
+//go:noescape
+func dotAVX512x3(k int, a *float32, lda int, b *float32, c *float32, ldc int, overwrite bool)
+
+//go:noescape
+func dotAVX512x1(k int, a *float32, lda int, b *float32, c *float32, ldc int, overwrite bool)
+
+func init() {
+	avx512Kernel.dot = &dotKernel{rows3: dotAVX512x3, rows1: dotAVX512x1}
+}

@@ -1,6 +1,9 @@
 package kernels
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // BenchmarkMicrokernel times each microkernel alone on L1-resident slivers: the
 // ceiling the packed driver can approach.
@@ -22,6 +25,25 @@ func BenchmarkMicrokernel(b *testing.B) {
 				mk.fn(kc, &a[0], &bb[0], &c[0], mk.nr, false)
 			}
 			b.ReportMetric(2*float64(mk.mr*mk.nr*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+		})
+	}
+}
+
+// BenchmarkTransposeRows times the packing transpose (rows → column slivers) that
+// the forward product's B panel and the A blocks go through.
+func BenchmarkTransposeRows(b *testing.B) {
+	for _, w := range []int{4, 12, 32} {
+		b.Run(fmt.Sprint(w), func(b *testing.B) {
+			const kc = 256
+			rows := make([][]float32, w)
+			for i := range rows {
+				rows[i] = make([]float32, kc)
+			}
+			dst := make([]float32, w*kc)
+			b.SetBytes(int64(w * kc * 4))
+			for i := 0; i < b.N; i++ {
+				transposeRows(dst, rows, w, 1)
+			}
 		})
 	}
 }

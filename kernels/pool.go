@@ -21,6 +21,7 @@ type Pool struct {
 
 	args        gemmArgs // the call in progress: held here so that no call allocates
 	lastWorkers int      // workers that received work in the last call (for tests)
+	lastDot     bool     // the last call ran in dot-product form (for tests)
 }
 
 type job struct {
@@ -112,9 +113,17 @@ func GemmW(c Mat, alpha float32, a Mat, ta Op, w *Weight, tw Op, beta float32) {
 func (p *Pool) worker(i int) {
 	ws := p.ws[i]
 	for j := range p.jobs[i] {
-		ws.run(p.mk, j.g, j.i0, j.i1, j.j0, j.j1)
+		ws.do(p.mk, j)
 		p.wg.Done()
 	}
+}
+
+func (ws *workspace) do(mk *microKernel, j job) {
+	if j.g.dot {
+		ws.runDot(mk.dot, j.g, j.i0, j.i1)
+		return
+	}
+	ws.run(mk, j.g, j.i0, j.i1, j.j0, j.j1)
 }
 
 func (p *Pool) startWorkers() {
@@ -136,19 +145,26 @@ func (p *Pool) run(args gemmArgs) {
 	defer p.mu.Unlock()
 	p.args = args
 	g := &p.args
-	g.swapNarrow(p.mk.nr)
+	p.lastDot = false
 	defer func() { p.args = gemmArgs{} }() // drop references to the caller's slices
 	if g.m == 0 || g.n == 0 {
 		p.lastWorkers = 0
 		return
 	}
 	mr, nr := p.mk.mr, p.mk.nr
+	if g.useDot(p.mk, len(p.ws[0].bpack)) {
+		g.dot, p.lastDot = true, true
+		g.packDot(p.ws[0].bpack) // shared, read-only while the workers run
+		mr, nr = 3, g.n
+	} else {
+		g.swapNarrow(p.mk.nr)
+	}
 	mt, nt := (g.m+mr-1)/mr, (g.n+nr-1)/nr
 	workers := p.threads
 	if float64(g.m)*float64(g.n)*float64(max(g.k, 1)) < minParallelFlops {
 		workers = 1
 	}
-	splitM := mt >= nt || nt < workers
+	splitM := g.dot || mt >= nt || nt < workers
 	tiles := nt
 	if splitM {
 		tiles = mt
@@ -156,7 +172,7 @@ func (p *Pool) run(args gemmArgs) {
 	workers = min(workers, tiles)
 	p.lastWorkers = workers
 	if workers == 1 {
-		p.ws[0].run(p.mk, g, 0, g.m, 0, g.n)
+		p.ws[0].do(p.mk, job{g: g, i0: 0, i1: g.m, j0: 0, j1: g.n})
 		return
 	}
 	p.startWorkers()
@@ -182,6 +198,6 @@ func (p *Pool) run(args gemmArgs) {
 		p.wg.Add(1)
 		p.jobs[w] <- j
 	}
-	p.ws[0].run(p.mk, g, mine.i0, mine.i1, mine.j0, mine.j1)
+	p.ws[0].do(p.mk, mine)
 	p.wg.Wait()
 }
