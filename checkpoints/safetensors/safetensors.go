@@ -1,0 +1,243 @@
+// Package safetensors reads and writes the safetensors format: an 8-byte
+// little-endian header length, a JSON header mapping tensor names to dtype,
+// shape and byte range, then the raw little-endian data. Files are memory-mapped
+// read-only where the OS allows, so opening a model costs no copy.
+//
+// It is a leaf package: it knows the format, not what the tensors mean.
+package safetensors
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+)
+
+// Dtype is a safetensors element type name ("F32", "F16", "BF16", ...).
+type Dtype string
+
+const (
+	F32  Dtype = "F32"
+	F16  Dtype = "F16"
+	BF16 Dtype = "BF16"
+	F64  Dtype = "F64"
+	I64  Dtype = "I64"
+	I32  Dtype = "I32"
+	I8   Dtype = "I8"
+	U8   Dtype = "U8"
+	BOOL Dtype = "BOOL"
+)
+
+var dtypeSize = map[Dtype]int{F32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, I8: 1, U8: 1, BOOL: 1, "I16": 2, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+
+// Size returns the bytes per element, or 0 for an unknown dtype.
+func (d Dtype) Size() int { return dtypeSize[d] }
+
+// Tensor is one entry of a file.
+type Tensor struct {
+	Name  string
+	Dtype Dtype
+	Shape []int
+	Data  []byte // a view of the mapped file; read-only
+}
+
+// Elements returns the number of values.
+func (t *Tensor) Elements() int {
+	n := 1
+	for _, d := range t.Shape {
+		n *= d
+	}
+	return n
+}
+
+// File is an open safetensors file.
+type File struct {
+	Path     string
+	Metadata map[string]string
+	tensors  map[string]*Tensor
+	names    []string
+	data     []byte
+	unmap    func() error
+}
+
+type headerEntry struct {
+	Dtype   Dtype    `json:"dtype"`
+	Shape   []int    `json:"shape"`
+	Offsets [2]int64 `json:"data_offsets"`
+}
+
+// maxHeader bounds the JSON header (the format's own limit is 100 MB).
+const maxHeader = 100 << 20
+
+// Open maps a safetensors file and parses its header. Every tensor's byte
+// range is checked against the file and its dtype and shape, so a truncated or
+// inconsistent file is an error here, not a crash later.
+func Open(path string) (*File, error) {
+	data, unmap, err := mapFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := parse(path, data)
+	if err != nil {
+		unmap()
+		return nil, fmt.Errorf("safetensors: %s: %w", path, err)
+	}
+	f.unmap = unmap
+	return f, nil
+}
+
+func parse(path string, data []byte) (*File, error) {
+	if len(data) < 8 {
+		return nil, fmt.Errorf("file is %d bytes: too short for a header", len(data))
+	}
+	n := binary.LittleEndian.Uint64(data)
+	if n > maxHeader || n > uint64(len(data)-8) {
+		return nil, fmt.Errorf("header length %d does not fit the file (%d bytes): truncated or not safetensors", n, len(data))
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data[8:8+n], &raw); err != nil {
+		return nil, fmt.Errorf("header is not valid JSON: %v", err)
+	}
+	body := data[8+n:]
+	f := &File{Path: path, tensors: make(map[string]*Tensor, len(raw)), data: data}
+	for name, msg := range raw {
+		if name == "__metadata__" {
+			if err := json.Unmarshal(msg, &f.Metadata); err != nil {
+				return nil, fmt.Errorf("__metadata__: %v", err)
+			}
+			continue
+		}
+		var e headerEntry
+		if err := json.Unmarshal(msg, &e); err != nil {
+			return nil, fmt.Errorf("tensor %q: %v", name, err)
+		}
+		size := e.Dtype.Size()
+		if size == 0 {
+			return nil, fmt.Errorf("tensor %q: unknown dtype %q", name, e.Dtype)
+		}
+		count := int64(1)
+		for _, d := range e.Shape {
+			if d < 0 || (d > 0 && count > (1<<50)/int64(d)) {
+				return nil, fmt.Errorf("tensor %q: bad shape %v", name, e.Shape)
+			}
+			count *= int64(d)
+		}
+		lo, hi := e.Offsets[0], e.Offsets[1]
+		if lo < 0 || hi < lo || hi > int64(len(body)) {
+			return nil, fmt.Errorf("tensor %q: bytes [%d, %d) outside the data section (%d bytes): truncated?", name, lo, hi, len(body))
+		}
+		if hi-lo != count*int64(size) {
+			return nil, fmt.Errorf("tensor %q: %s %v needs %d bytes, header gives %d", name, e.Dtype, e.Shape, count*int64(size), hi-lo)
+		}
+		f.tensors[name] = &Tensor{Name: name, Dtype: e.Dtype, Shape: e.Shape, Data: body[lo:hi:hi]}
+		f.names = append(f.names, name)
+	}
+	sort.Strings(f.names)
+	return f, nil
+}
+
+// Close unmaps the file; tensors' Data must not be used afterwards.
+func (f *File) Close() error {
+	if f.unmap == nil {
+		return nil
+	}
+	err := f.unmap()
+	f.unmap, f.data, f.tensors = nil, nil, nil
+	return err
+}
+
+// Names returns the tensor names, sorted.
+func (f *File) Names() []string { return f.names }
+
+// Tensor returns the named tensor.
+func (f *File) Tensor(name string) (*Tensor, bool) {
+	t, ok := f.tensors[name]
+	return t, ok
+}
+
+// WriteEntry is one tensor to write.
+type WriteEntry struct {
+	Name  string
+	Dtype Dtype
+	Shape []int
+	Data  []byte
+}
+
+// Write writes tensors (in the given order) and metadata to path atomically:
+// a temporary file in the same directory is written, synced and renamed, so a
+// crash or a full disk never leaves a half-written file under the final name.
+func Write(path string, tensors []WriteEntry, metadata map[string]string) error {
+	header := make(map[string]any, len(tensors)+1)
+	if len(metadata) > 0 {
+		header["__metadata__"] = metadata
+	}
+	var off int64
+	for _, t := range tensors {
+		n := int64(1)
+		for _, d := range t.Shape {
+			n *= int64(d)
+		}
+		if n*int64(t.Dtype.Size()) != int64(len(t.Data)) || t.Dtype.Size() == 0 {
+			return fmt.Errorf("safetensors: %s: tensor %q: %s %v does not match %d bytes", path, t.Name, t.Dtype, t.Shape, len(t.Data))
+		}
+		header[t.Name] = headerEntry{Dtype: t.Dtype, Shape: append([]int{}, t.Shape...), Offsets: [2]int64{off, off + int64(len(t.Data))}}
+		off += int64(len(t.Data))
+	}
+	hj, err := json.Marshal(header)
+	if err != nil {
+		return err
+	}
+	for len(hj)%8 != 0 { // pad with spaces so the data section is 8-byte aligned
+		hj = append(hj, ' ')
+	}
+	return writeAtomic(path, func(w *os.File) error {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(hj)))
+		if _, err := w.Write(n[:]); err != nil {
+			return err
+		}
+		if _, err := w.Write(hj); err != nil {
+			return err
+		}
+		for _, t := range tensors {
+			if _, err := w.Write(t.Data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func writeAtomic(path string, fill func(*os.File) error) (err error) {
+	tmp, err := os.CreateTemp(dirOf(path), ".tmp-*.safetensors")
+	if err != nil {
+		return fmt.Errorf("safetensors: %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			err = fmt.Errorf("safetensors: %s: %w", path, err)
+		}
+	}()
+	if err = fill(tmp); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func dirOf(path string) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		if os.IsPathSeparator(path[i]) {
+			return path[:i+1]
+		}
+	}
+	return "."
+}
