@@ -1,0 +1,109 @@
+package autograd
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/lowrank/lowrank/kernels"
+)
+
+// IgnoreIndex marks a target that is not supervised.
+const IgnoreIndex = -100
+
+// ceChunkFloats bounds the logits held at once: rows·V ≤ this.
+const ceChunkFloats = 1 << 22
+
+// CrossEntropy returns the summed negative log-likelihood of targets under
+// logits = H·Wᵀ (W is the frozen V×C output matrix), divided by norm, as a 1×1
+// tensor. Rows whose target is IgnoreIndex (or any negative id) are skipped.
+// norm ≤ 0 means "the number of supervised rows here"; gradient accumulation
+// passes the total over all micro-batches instead.
+//
+// Logits are computed a chunk of rows at a time and never held for the whole
+// batch. The gradient dH = (softmax − onehot)/norm · W is computed in the same
+// pass, since the loss is the end of the graph; backward only scales it.
+func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm float32) (loss *Tensor, supervised int) {
+	if h.Cols != w.Cols || len(targets) != h.Rows {
+		panic(fmt.Sprintf("autograd: CrossEntropy: h %d×%d, W %d×%d, %d targets", h.Rows, h.Cols, w.Rows, w.Cols, len(targets)))
+	}
+	V := w.Rows
+	for _, t := range targets {
+		if t >= 0 {
+			if int(t) >= V {
+				panic(fmt.Sprintf("autograd: CrossEntropy: target %d outside the vocabulary of %d", t, V))
+			}
+			supervised++
+		}
+	}
+	if norm <= 0 {
+		norm = float32(max(supervised, 1))
+	}
+	loss = tp.out(1, 1, h.Grad != nil)
+	var dh []float32
+	if h.Grad != nil {
+		dh = tp.scratch(h.Rows * h.Cols)
+		clear(dh)
+	}
+	rows := max(1, min(256, ceChunkFloats/V))
+	logits := tp.scratch(rows * V)
+	var total float64
+	for r0 := 0; r0 < h.Rows; r0 += rows {
+		r1 := min(h.Rows, r0+rows)
+		n := r1 - r0
+		if !anySupervised(targets[r0:r1]) {
+			continue
+		}
+		L := kernels.MatOf(logits[:n*V], n, V)
+		tp.Pool.GemmW(L, 1, kernels.MatOf(h.Data[r0*h.Cols:r1*h.Cols], n, h.Cols), kernels.NoTrans, w, kernels.Trans, 0)
+		for i := 0; i < n; i++ {
+			t := targets[r0+i]
+			row := L.Row(i)
+			if t < 0 {
+				clear(row) // no gradient from this row
+				continue
+			}
+			mx := row[0]
+			for _, v := range row {
+				mx = max(mx, v)
+			}
+			lt := row[t] - mx // the target's logit, before the row is exponentiated
+			var z float64
+			for j, v := range row {
+				e := kernels.Exp(v - mx)
+				row[j] = e
+				z += float64(e)
+			}
+			total += math.Log(z) - float64(lt)
+			// dlogits = (p − onehot)/norm
+			inv := float32(1/z) / norm
+			for j := range row {
+				row[j] *= inv
+			}
+			row[t] -= 1 / norm
+		}
+		if dh != nil { // dH[r0:r1] = dlogits · W
+			tp.Pool.GemmW(kernels.MatOf(dh[r0*h.Cols:r1*h.Cols], n, h.Cols), 1, L, kernels.NoTrans, w, kernels.NoTrans, 0)
+		}
+	}
+	loss.Data[0] = float32(total / float64(norm))
+	if loss.Grad != nil {
+		tp.record(func() { kernels.Axpy(h.Grad, loss.Grad[0], dh) })
+	}
+	return loss, supervised
+}
+
+func anySupervised(t []int32) bool {
+	for _, v := range t {
+		if v >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Logits returns H·Wᵀ (N × V) without a gradient (evaluation, generation).
+func (tp *Tape) Logits(h *Tensor, w *kernels.Weight) *Tensor {
+	y := tp.out(h.Rows, w.Rows, false)
+	tp.Pool.GemmW(y.Mat(), 1, h.Mat(), kernels.NoTrans, w, kernels.Trans, 0)
+	return y
+}

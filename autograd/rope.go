@@ -1,0 +1,129 @@
+package autograd
+
+import (
+	"fmt"
+	"math"
+)
+
+// RopeScaling is a config.json rope_scaling entry.
+type RopeScaling struct {
+	Type                          string  // "linear" or "llama3" ("" = none)
+	Factor                        float64 // all types
+	LowFreqFactor, HighFreqFactor float64 // llama3
+	OriginalMaxPositions          int     // llama3
+}
+
+// Rope holds the rotation angles of rotary position embeddings for positions
+// 0..MaxPos-1: Cos and Sin are (MaxPos, D/2).
+type Rope struct {
+	HeadDim     int
+	MaxPos      int
+	Interleaved bool // pairs (2i, 2i+1) as GGUF/Meta store Q,K; false: HF rotate-half pairs (i, i+D/2)
+	Cos, Sin    []float32
+}
+
+// NewRope computes the tables for head dimension d and base theta, with
+// optional scaling, in float64 before rounding.
+func NewRope(d int, theta float64, maxPos int, scaling *RopeScaling, interleaved bool) (*Rope, error) {
+	if d%2 != 0 || d <= 0 {
+		return nil, fmt.Errorf("rope: head dimension %d is not even", d)
+	}
+	half := d / 2
+	inv := make([]float64, half)
+	for i := range inv {
+		inv[i] = 1 / math.Pow(theta, float64(2*i)/float64(d))
+	}
+	if scaling != nil {
+		switch scaling.Type {
+		case "", "default":
+		case "linear":
+			for i := range inv {
+				inv[i] /= scaling.Factor
+			}
+		case "llama3":
+			s := scaling
+			if s.Factor <= 0 || s.LowFreqFactor <= 0 || s.HighFreqFactor <= s.LowFreqFactor || s.OriginalMaxPositions <= 0 {
+				return nil, fmt.Errorf("rope: llama3 rope_scaling needs factor, low_freq_factor < high_freq_factor and original_max_position_embeddings")
+			}
+			lowWave := float64(s.OriginalMaxPositions) / s.LowFreqFactor
+			highWave := float64(s.OriginalMaxPositions) / s.HighFreqFactor
+			for i, f := range inv {
+				wave := 2 * math.Pi / f
+				switch {
+				case wave < highWave: // high frequencies: unchanged
+				case wave > lowWave: // low frequencies: scaled down
+					inv[i] = f / s.Factor
+				default: // smooth interpolation between the two
+					sm := (float64(s.OriginalMaxPositions)/wave - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
+					inv[i] = (1-sm)*f/s.Factor + sm*f
+				}
+			}
+		default:
+			return nil, fmt.Errorf("rope: unsupported rope_scaling type %q (supported: linear, llama3)", scaling.Type)
+		}
+	}
+	r := &Rope{HeadDim: d, MaxPos: maxPos, Interleaved: interleaved, Cos: make([]float32, maxPos*half), Sin: make([]float32, maxPos*half)}
+	for p := 0; p < maxPos; p++ {
+		for i, f := range inv {
+			a := float64(p) * f
+			r.Cos[p*half+i] = float32(math.Cos(a))
+			r.Sin[p*half+i] = float32(math.Sin(a))
+		}
+	}
+	return r, nil
+}
+
+// rotate applies the rotation at position pos (sign −1: the inverse) to one
+// head vector x of length D, writing dst (may alias x).
+func (r *Rope) rotate(dst, x []float32, pos int, sign float32) {
+	half := r.HeadDim / 2
+	c := r.Cos[pos*half : (pos+1)*half]
+	s := r.Sin[pos*half : (pos+1)*half]
+	if r.Interleaved {
+		for i := 0; i < half; i++ {
+			a, b := x[2*i], x[2*i+1]
+			sn := sign * s[i]
+			dst[2*i], dst[2*i+1] = a*c[i]-b*sn, b*c[i]+a*sn
+		}
+		return
+	}
+	for i := 0; i < half; i++ {
+		a, b := x[i], x[i+half]
+		sn := sign * s[i]
+		dst[i], dst[i+half] = a*c[i]-b*sn, b*c[i]+a*sn
+	}
+}
+
+// RoPE rotates every head of x (N, heads·D) by its row's position pos[n].
+// Backward rotates the gradient back (the rotation is orthogonal).
+func (tp *Tape) RoPE(x *Tensor, r *Rope, pos []int32) *Tensor {
+	D := r.HeadDim
+	if x.Cols%D != 0 || len(pos) != x.Rows {
+		panic(fmt.Sprintf("autograd: RoPE: x is %d×%d, head dim %d, %d positions", x.Rows, x.Cols, D, len(pos)))
+	}
+	y := tp.out(x.Rows, x.Cols, x.Grad != nil)
+	for n := 0; n < x.Rows; n++ {
+		p := int(pos[n])
+		if p < 0 || p >= r.MaxPos {
+			panic(fmt.Sprintf("autograd: RoPE: position %d outside [0, %d)", p, r.MaxPos))
+		}
+		for h := 0; h < x.Cols; h += D {
+			r.rotate(y.Data[n*x.Cols+h:][:D], x.Data[n*x.Cols+h:][:D], p, 1)
+		}
+	}
+	if y.Grad != nil {
+		tp.record(func() {
+			tmp := tp.scratch(D)
+			for n := 0; n < x.Rows; n++ {
+				for h := 0; h < x.Cols; h += D {
+					r.rotate(tmp, y.Grad[n*x.Cols+h:][:D], int(pos[n]), -1)
+					g := x.Grad[n*x.Cols+h:][:D]
+					for i, v := range tmp {
+						g[i] += v
+					}
+				}
+			}
+		})
+	}
+	return y
+}
