@@ -407,7 +407,7 @@ func TestAttention(t *testing.T) {
 		seg []int32
 	}{
 		{AttnShape{B: 1, T: 5, H: 2, Hkv: 2, D: 3}, nil},
-		{AttnShape{B: 2, T: 5, H: 4, Hkv: 2, D: 3}, nil},                          // GQA
+		{AttnShape{B: 2, T: 5, H: 4, Hkv: 2, D: 3}, nil},                                   // GQA
 		{AttnShape{B: 2, T: 5, H: 3, Hkv: 1, D: 5}, []int32{0, 0, 1, 1, 1, 4, 4, 4, 7, 7}}, // packed
 	} {
 		s := c.s

@@ -151,3 +151,10 @@ func same(what string, a, b *Tensor) {
 		panic(fmt.Sprintf("autograd: %s: shapes %d×%d and %d×%d differ", what, a.Rows, a.Cols, b.Rows, b.Cols))
 	}
 }
+
+// Buffer returns a tensor from the arena with no gradient, alive until Reset
+// (generation's scratch activations).
+func (tp *Tape) Buffer(rows, cols int) *Tensor { return tp.out(rows, cols, false) }
+
+// Scratch returns n floats from the arena (contents undefined), alive until Reset.
+func (tp *Tape) Scratch(n int) []float32 { return tp.act.get(n) }

@@ -1,0 +1,176 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/lowrank/lowrank/autograd"
+)
+
+// Cache holds the keys and values of every layer for one sequence.
+type Cache struct {
+	K, V [][]float32 // (L) × (Max, Hkv·D)
+	Len  int         // tokens stored
+	Max  int
+}
+
+// NewCache allocates a cache for up to maxT tokens (capped at the model's context).
+func (m *Model) NewCache(maxT int) *Cache {
+	maxT = min(maxT, m.Config.MaxPos)
+	kvd := m.Config.KVHeads * m.Config.HeadDim
+	c := &Cache{Max: maxT, K: make([][]float32, len(m.Blocks)), V: make([][]float32, len(m.Blocks))}
+	for l := range c.K {
+		c.K[l] = make([]float32, maxT*kvd)
+		c.V[l] = make([]float32, maxT*kvd)
+	}
+	return c
+}
+
+// Step feeds ids at the next positions of the cache through the model (the
+// same block code as training, without a gradient) and returns the logits
+// after the last one (V values, valid until the next Step).
+func (m *Model) Step(tp *autograd.Tape, c *Cache, ids []int32) ([]float32, error) {
+	cfg := &m.Config
+	n := len(ids)
+	if n == 0 {
+		return nil, fmt.Errorf("no tokens to feed")
+	}
+	if c.Len+n > c.Max {
+		return nil, fmt.Errorf("context is full: %d tokens + %d new > %d", c.Len, n, c.Max)
+	}
+	for _, id := range ids {
+		if id < 0 || int(id) >= cfg.Vocab {
+			return nil, fmt.Errorf("token id %d is outside the vocabulary of %d", id, cfg.Vocab)
+		}
+	}
+	tp.Reset()
+	tp.SetNoGrad(true)
+	pos := make([]int32, n)
+	for i := range pos {
+		pos[i] = int32(c.Len + i)
+	}
+	kvd := cfg.KVHeads * cfg.HeadDim
+	shape := autograd.AttnShape{B: 1, T: n, H: cfg.Heads, Hkv: cfg.KVHeads, D: cfg.HeadDim}
+	x := tp.EmbedFrozen(ids, m.Embed)
+	for l := range m.Blocks {
+		x = m.block(tp, l, x, pos, func(q, k, v *autograd.Tensor) *autograd.Tensor {
+			copy(c.K[l][c.Len*kvd:], k.Data)
+			copy(c.V[l][c.Len*kvd:], v.Data)
+			out := tp.Buffer(n, cfg.Heads*cfg.HeadDim)
+			autograd.AttentionStep(tp.Pool, out, q, c.K[l], c.V[l], c.Len, shape, tp.Scratch(n*(c.Len+n)))
+			return out
+		})
+	}
+	c.Len += n
+	last := &autograd.Tensor{Data: x.Row(n - 1), Rows: 1, Cols: x.Cols}
+	h := tp.RMSNorm(last, m.Norm, float32(cfg.RMSEps))
+	return tp.Logits(h, m.Head).Data, nil
+}
+
+// Sampler picks the next token from logits.
+type Sampler struct {
+	Temperature float64 // 0: greedy (argmax)
+	TopK        int     // 0: off
+	TopP        float64 // 0 or ≥ 1: off
+	rng         *rand.Rand
+	idx         []int
+	probs       []float64
+}
+
+// NewSampler returns a sampler with its own seeded generator.
+func NewSampler(temperature float64, topK int, topP float64, seed uint64) *Sampler {
+	return &Sampler{Temperature: temperature, TopK: topK, TopP: topP, rng: rand.New(rand.NewPCG(seed, 0x6c6f7772616e6b))}
+}
+
+// Sample returns a token id.
+func (s *Sampler) Sample(logits []float32) int {
+	if s.Temperature <= 0 {
+		best := 0
+		for i, v := range logits {
+			if v > logits[best] {
+				best = i
+			}
+		}
+		return best
+	}
+	if cap(s.idx) < len(logits) {
+		s.idx = make([]int, len(logits))
+		s.probs = make([]float64, len(logits))
+	}
+	idx := s.idx[:len(logits)]
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return logits[idx[a]] > logits[idx[b]] })
+	k := len(idx)
+	if s.TopK > 0 && s.TopK < k {
+		k = s.TopK
+	}
+	idx = idx[:k]
+	p := s.probs[:k]
+	mx := float64(logits[idx[0]])
+	var z float64
+	for i, id := range idx {
+		p[i] = math.Exp((float64(logits[id]) - mx) / s.Temperature)
+		z += p[i]
+	}
+	if s.TopP > 0 && s.TopP < 1 { // smallest prefix whose mass reaches TopP
+		var acc float64
+		for i := range p {
+			acc += p[i] / z
+			if acc >= s.TopP {
+				k = i + 1
+				break
+			}
+		}
+		z = 0
+		for _, v := range p[:k] {
+			z += v
+		}
+	}
+	u := s.rng.Float64() * z
+	for i := 0; i < k; i++ {
+		u -= p[i]
+		if u <= 0 {
+			return idx[i]
+		}
+	}
+	return idx[k-1]
+}
+
+// Generate feeds prompt, then samples up to maxTokens tokens, calling emit with
+// each; it stops early at an EOS id of the model or when emit returns false.
+// It returns the generated ids (without the prompt).
+func (m *Model) Generate(tp *autograd.Tape, prompt []int32, maxTokens int, s *Sampler, emit func(id int32) bool) ([]int32, error) {
+	if len(prompt) == 0 {
+		return nil, fmt.Errorf("empty prompt: start from at least the BOS token")
+	}
+	c := m.NewCache(len(prompt) + maxTokens)
+	if len(prompt) > c.Max {
+		return nil, fmt.Errorf("prompt of %d tokens exceeds the model's context of %d", len(prompt), c.Max)
+	}
+	logits, err := m.Step(tp, c, prompt)
+	if err != nil {
+		return nil, err
+	}
+	var out []int32
+	for len(out) < maxTokens {
+		id := int32(s.Sample(logits))
+		if m.Config.IsEOS(int(id)) {
+			break
+		}
+		out = append(out, id)
+		if emit != nil && !emit(id) {
+			break
+		}
+		if len(out) == maxTokens || c.Len == c.Max {
+			break
+		}
+		if logits, err = m.Step(tp, c, []int32{id}); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,436 @@
+package model
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/checkpoints/gguf"
+	"github.com/lowrank/lowrank/checkpoints/safetensors"
+	"github.com/lowrank/lowrank/kernels"
+)
+
+// LoadOptions choose how base weights are held.
+type LoadOptions struct {
+	// Quant is the storage format of the projections ("" keeps each tensor's
+	// stored dtype; GGUF Q8_0/Q4_0 tensors are then used as they are).
+	Quant string
+	// DoubleQuant quantizes NF4 block scales again (QLoRA's double quantization).
+	DoubleQuant bool
+}
+
+// source is one tensor as found in a file, viewed as a Weight without copying.
+type source struct {
+	name  string
+	dtype string
+	w     *kernels.Weight
+}
+
+// tensorSource finds tensors by their Hugging Face name.
+type tensorSource interface {
+	get(hfName string) (*source, error) // error if absent
+	has(hfName string) bool
+	close() error
+}
+
+// Load reads a model from a Hugging Face directory (config.json + safetensors)
+// or a .gguf file and holds its projections in the chosen format, converting
+// tensor by tensor and row by row, so loading never holds an fp32 copy of the
+// model.
+func Load(path string, opts LoadOptions) (*Model, error) {
+	m, err := load(path, opts)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	return m, nil
+}
+
+func load(path string, opts LoadOptions) (*Model, error) {
+	var target *kernels.Format
+	if opts.Quant != "" {
+		f, err := kernels.ParseFormat(opts.Quant)
+		if err != nil {
+			return nil, err
+		}
+		target = &f
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		cfg     *Config
+		src     tensorSource
+		permute bool
+	)
+	if st.IsDir() {
+		raw, err := os.ReadFile(filepath.Join(path, "config.json"))
+		if err != nil {
+			return nil, fmt.Errorf("not a Hugging Face model directory: %w", err)
+		}
+		if cfg, err = ParseHFConfig(raw); err != nil {
+			return nil, err
+		}
+		if src, err = openSafetensors(path); err != nil {
+			return nil, err
+		}
+	} else {
+		g, err := gguf.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		if cfg, err = configFromGGUF(g); err != nil {
+			g.Close()
+			return nil, err
+		}
+		src = &ggufSource{g: g}
+		permute = cfg.Arch == "llama" || cfg.Arch == "mistral"
+	}
+	m, err := build(cfg, src, target, opts, permute)
+	if err != nil {
+		src.close()
+		return nil, err
+	}
+	m.Source = path
+	m.close = src.close
+	return m, nil
+}
+
+func build(cfg *Config, src tensorSource, target *kernels.Format, opts LoadOptions, permute bool) (*Model, error) {
+	m := &Model{Config: *cfg}
+	c := &m.Config
+	var err error
+	if m.Rope, err = autograd.NewRope(c.HeadDim, c.RopeTheta, c.MaxPos, c.RopeScaling, false); err != nil {
+		return nil, err
+	}
+	// Embedding and head: a 4-bit format costs too much accuracy on the
+	// vocabulary projections; like QLoRA, keep them at 8 bits or more.
+	headFmt := target
+	if target != nil && (*target == kernels.Q4_0 || *target == kernels.NF4) {
+		q8 := kernels.Q8_0
+		headFmt = &q8
+	}
+	if m.Embed, err = m.weight(src, "model.embed_tokens.weight", c.Vocab, c.Hidden, headFmt, opts, nil); err != nil {
+		return nil, err
+	}
+	if m.Norm, err = m.vector(src, "model.norm.weight", c.Hidden); err != nil {
+		return nil, err
+	}
+	if !c.TieEmbeddings && src.has("lm_head.weight") {
+		if m.Head, err = m.weight(src, "lm_head.weight", c.Vocab, c.Hidden, headFmt, opts, nil); err != nil {
+			return nil, err
+		}
+	} else {
+		c.TieEmbeddings = true
+		m.Head = m.Embed
+	}
+	qd, kvd := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	m.Blocks = make([]Block, c.Layers)
+	for l := range m.Blocks {
+		b := &m.Blocks[l]
+		p := fmt.Sprintf("model.layers.%d.", l)
+		if b.AttnNorm, err = m.vector(src, p+"input_layernorm.weight", c.Hidden); err != nil {
+			return nil, err
+		}
+		if b.MLPNorm, err = m.vector(src, p+"post_attention_layernorm.weight", c.Hidden); err != nil {
+			return nil, err
+		}
+		if c.QKNorm {
+			if b.QNorm, err = m.vector(src, p+"self_attn.q_norm.weight", c.HeadDim); err != nil {
+				return nil, err
+			}
+			if b.KNorm, err = m.vector(src, p+"self_attn.k_norm.weight", c.HeadDim); err != nil {
+				return nil, err
+			}
+		}
+		var qperm, kperm func(int) int
+		if permute {
+			qperm, kperm = ropePerm(c.Heads, c.HeadDim), ropePerm(c.KVHeads, c.HeadDim)
+		}
+		specs := []struct {
+			dst       *Linear
+			name      string
+			out, in   int
+			perm      func(int) int
+			wantsBias bool
+		}{
+			{&b.Q, "self_attn.q_proj", qd, c.Hidden, qperm, c.QKVBias},
+			{&b.K, "self_attn.k_proj", kvd, c.Hidden, kperm, c.QKVBias},
+			{&b.V, "self_attn.v_proj", kvd, c.Hidden, nil, c.QKVBias},
+			{&b.O, "self_attn.o_proj", c.Hidden, qd, nil, false},
+			{&b.Gate, "mlp.gate_proj", c.Intermediate, c.Hidden, nil, false},
+			{&b.Up, "mlp.up_proj", c.Intermediate, c.Hidden, nil, false},
+			{&b.Down, "mlp.down_proj", c.Hidden, c.Intermediate, nil, false},
+		}
+		for _, s := range specs {
+			f := &Frozen{Name: p + s.name}
+			if f.W, err = m.weight(src, p+s.name+".weight", s.out, s.in, target, opts, s.perm); err != nil {
+				return nil, err
+			}
+			if s.wantsBias {
+				bt, err := m.vector(src, p+s.name+".bias", s.out)
+				if err != nil {
+					return nil, err
+				}
+				f.Bias = bt.Data
+				if s.perm != nil {
+					f.Bias = permuteVec(f.Bias, s.perm)
+				}
+			}
+			*s.dst = f
+		}
+	}
+	return m, nil
+}
+
+// ropePerm maps a Hugging Face (rotate-half) row of Q or K to the row of the
+// interleaved layout GGUF stores: within each head, HF row s·D/2 + i holds
+// what GGUF keeps at 2i + s.
+func ropePerm(heads, d int) func(int) int {
+	return func(r int) int {
+		h, j := r/d, r%d
+		s, i := j/(d/2), j%(d/2)
+		return h*d + 2*i + s
+	}
+}
+
+func permuteVec(v []float32, perm func(int) int) []float32 {
+	out := make([]float32, len(v))
+	for i := range out {
+		out[i] = v[perm(i)]
+	}
+	return out
+}
+
+// weight loads a (rows, cols) projection into format target (nil: as stored),
+// taking HF row i from source row perm(i).
+func (m *Model) weight(src tensorSource, name string, rows, cols int, target *kernels.Format, opts LoadOptions, perm func(int) int) (*kernels.Weight, error) {
+	s, err := src.get(name)
+	if err != nil {
+		return nil, err
+	}
+	if s.w.Rows != rows || s.w.Cols != cols {
+		return nil, fmt.Errorf("tensor %s has shape [%d %d], the config implies [%d %d]", name, s.w.Rows, s.w.Cols, rows, cols)
+	}
+	f := s.w.Format
+	if target != nil {
+		f = *target
+	}
+	var w *kernels.Weight
+	note := ""
+	switch {
+	case f == s.w.Format && perm == nil:
+		w = s.w // used as stored, no copy
+	case f == s.w.Format && f != kernels.NF4:
+		w, err = permuteRows(s.w, perm)
+		if err != nil {
+			return nil, err
+		}
+	default:
+		w = kernels.QuantizeRows(f, rows, cols, func(i int, dst []float32) {
+			j := i
+			if perm != nil {
+				j = perm(i)
+			}
+			s.w.DecodeRow(dst, j)
+		})
+		if f == kernels.NF4 && opts.DoubleQuant {
+			w.DoubleQuantize()
+		}
+	}
+	if w.Padded() {
+		note = fmt.Sprintf("rows padded from %d to a whole %d-value block", cols, f.BlockSize())
+	}
+	m.Stored = append(m.Stored, StoredTensor{Name: name, Shape: [2]int{rows, cols}, From: s.dtype, Format: w.Format, As: w.Format.String(), Bytes: w.Bytes(), Note: note})
+	return w, nil
+}
+
+// permuteRows copies a weight with its rows reordered, keeping its format.
+func permuteRows(w *kernels.Weight, perm func(int) int) (*kernels.Weight, error) {
+	raw, err := w.RawBytes()
+	if err != nil {
+		return nil, err
+	}
+	rb := len(raw) / w.Rows
+	out := make([]byte, len(raw))
+	for i := 0; i < w.Rows; i++ {
+		copy(out[i*rb:(i+1)*rb], raw[perm(i)*rb:(perm(i)+1)*rb])
+	}
+	return kernels.WeightFromBytes(w.Format, w.Rows, w.Cols, out)
+}
+
+// vector loads a 1-D fp32 parameter (norm weight, bias) as a frozen tensor.
+func (m *Model) vector(src tensorSource, name string, n int) (*autograd.Tensor, error) {
+	s, err := src.get(name)
+	if err != nil {
+		return nil, err
+	}
+	if s.w.Rows*s.w.Cols != n {
+		return nil, fmt.Errorf("tensor %s has %d values, the config implies %d", name, s.w.Rows*s.w.Cols, n)
+	}
+	v := make([]float32, n)
+	if s.w.Rows == 1 {
+		s.w.DecodeRow(v, 0)
+	} else {
+		d := s.w.Dequantize()
+		copy(v, d.Data)
+	}
+	m.Stored = append(m.Stored, StoredTensor{Name: name, Shape: [2]int{1, n}, From: s.dtype, Format: kernels.F32, As: "f32", Bytes: int64(4 * n)})
+	return autograd.Const(v, 1, n), nil
+}
+
+// --- safetensors ---
+
+type stSource struct {
+	dir    string
+	files  []*safetensors.File
+	byName map[string]*safetensors.File
+}
+
+func openSafetensors(dir string) (*stSource, error) {
+	s := &stSource{dir: dir, byName: map[string]*safetensors.File{}}
+	index := filepath.Join(dir, "model.safetensors.index.json")
+	var shards []string
+	if raw, err := os.ReadFile(index); err == nil {
+		var idx struct {
+			WeightMap map[string]string `json:"weight_map"`
+		}
+		if err := json.Unmarshal(raw, &idx); err != nil {
+			return nil, fmt.Errorf("%s: %v", index, err)
+		}
+		seen := map[string]bool{}
+		for _, f := range idx.WeightMap {
+			if !seen[f] {
+				seen[f] = true
+				shards = append(shards, f)
+			}
+		}
+		sort.Strings(shards)
+	} else if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil {
+		shards = []string{"model.safetensors"}
+	} else {
+		return nil, fmt.Errorf("no model.safetensors or model.safetensors.index.json in %s", dir)
+	}
+	for _, sh := range shards {
+		f, err := safetensors.Open(filepath.Join(dir, sh))
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.files = append(s.files, f)
+		for _, n := range f.Names() {
+			s.byName[n] = f
+		}
+	}
+	return s, nil
+}
+
+var stFormat = map[safetensors.Dtype]kernels.Format{safetensors.F32: kernels.F32, safetensors.F16: kernels.F16, safetensors.BF16: kernels.BF16}
+
+func (s *stSource) has(name string) bool { _, ok := s.byName[name]; return ok }
+
+func (s *stSource) get(name string) (*source, error) {
+	f, ok := s.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("tensor %s is missing from the safetensors files", name)
+	}
+	t, _ := f.Tensor(name)
+	fm, ok := stFormat[t.Dtype]
+	if !ok {
+		return nil, fmt.Errorf("%s: tensor %s has dtype %s (supported: F32, F16, BF16)", f.Path, name, t.Dtype)
+	}
+	rows, cols := 1, 1
+	switch len(t.Shape) {
+	case 1:
+		cols = t.Shape[0]
+	case 2:
+		rows, cols = t.Shape[0], t.Shape[1]
+	default:
+		return nil, fmt.Errorf("%s: tensor %s has shape %v, want 1 or 2 dimensions", f.Path, name, t.Shape)
+	}
+	w, err := kernels.WeightFromBytes(fm, rows, cols, t.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: tensor %s: %v", f.Path, name, err)
+	}
+	return &source{name: name, dtype: string(t.Dtype), w: w}, nil
+}
+
+func (s *stSource) close() error {
+	var errs []error
+	for _, f := range s.files {
+		errs = append(errs, f.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// --- GGUF ---
+
+type ggufSource struct{ g *gguf.File }
+
+// ggufName maps a Hugging Face tensor name to llama.cpp's.
+func ggufName(hf string) string {
+	switch hf {
+	case "model.embed_tokens.weight":
+		return "token_embd.weight"
+	case "model.norm.weight":
+		return "output_norm.weight"
+	case "lm_head.weight":
+		return "output.weight"
+	}
+	var l int
+	var rest string
+	if n, _ := fmt.Sscanf(hf, "model.layers.%d.%s", &l, &rest); n == 2 {
+		parts := map[string]string{
+			"input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+			"self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
+			"self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+			"self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias", "self_attn.v_proj.bias": "attn_v.bias",
+			"self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
+			"mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
+		}
+		if p, ok := parts[rest]; ok {
+			return fmt.Sprintf("blk.%d.%s", l, p)
+		}
+	}
+	return hf
+}
+
+var ggufFormat = map[gguf.Type]kernels.Format{
+	gguf.TypeF32: kernels.F32, gguf.TypeF16: kernels.F16, gguf.TypeBF16: kernels.BF16,
+	gguf.TypeQ8_0: kernels.Q8_0, gguf.TypeQ4_0: kernels.Q4_0,
+}
+
+func (s *ggufSource) has(hf string) bool { _, ok := s.g.Tensor(ggufName(hf)); return ok }
+
+func (s *ggufSource) get(hf string) (*source, error) {
+	name := ggufName(hf)
+	ti, ok := s.g.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("tensor %s (%s) is missing from the GGUF file", name, hf)
+	}
+	fm, ok := ggufFormat[ti.Type]
+	if !ok {
+		return nil, fmt.Errorf("tensor %s has type %s, which lowrank cannot read yet (supported: F32, F16, BF16, Q8_0, Q4_0)", name, ti.Type)
+	}
+	cols, rows := int(ti.Dims[0]), 1
+	if len(ti.Dims) == 2 {
+		rows = int(ti.Dims[1])
+	} else if len(ti.Dims) != 1 {
+		return nil, fmt.Errorf("tensor %s has %d dimensions", name, len(ti.Dims))
+	}
+	raw, err := s.g.ReadTensor(ti)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kernels.WeightFromBytes(fm, rows, cols, raw)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %s: %v", name, err)
+	}
+	return &source{name: name, dtype: ti.Type.String(), w: w}, nil
+}
+
+func (s *ggufSource) close() error { return s.g.Close() }

@@ -1,0 +1,188 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/kernels"
+)
+
+// Linear is one projection of a block. The frozen base implements it; adapter
+// packages wrap a *Frozen in their own Linear.
+type Linear interface {
+	Forward(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor
+	// Frozen returns the base layer underneath any wrapping.
+	Frozen() *Frozen
+}
+
+// Frozen is a base projection y = x·Wᵀ (+ b) with W frozen in its storage format.
+type Frozen struct {
+	Name string          // Hugging Face module path, e.g. "model.layers.3.self_attn.q_proj"
+	W    *kernels.Weight // (out, in)
+	Bias []float32       // (out) or nil
+}
+
+func (f *Frozen) Forward(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
+	return tp.Linear(x, f.W, f.Bias)
+}
+
+func (f *Frozen) Frozen() *Frozen { return f }
+
+// Block is one transformer layer.
+type Block struct {
+	AttnNorm, MLPNorm *autograd.Tensor // (1, C)
+	QNorm, KNorm      *autograd.Tensor // (1, D), Qwen3 only
+	Q, K, V, O        Linear           // (H·D, C), (Hkv·D, C), (Hkv·D, C), (C, H·D)
+	Gate, Up, Down    Linear           // (I, C), (I, C), (C, I)
+}
+
+// Linears returns the block's projections by short name, in a fixed order.
+func (b *Block) Linears() []*Linear {
+	return []*Linear{&b.Q, &b.K, &b.V, &b.O, &b.Gate, &b.Up, &b.Down}
+}
+
+// Model is a loaded transformer.
+type Model struct {
+	Config Config
+	Embed  *kernels.Weight   // (V, C)
+	Blocks []Block           // (L)
+	Norm   *autograd.Tensor  // (1, C)
+	Head   *kernels.Weight   // (V, C); the same Weight as Embed when tied
+	Rope   *autograd.Rope    // (MaxPos, D/2) angles, rotate-half layout
+	Source string            // the path it was loaded from
+	Stored []StoredTensor    // what each weight is held as (inspect, training log)
+	close  func() error
+}
+
+// StoredTensor reports how one weight is held in memory.
+type StoredTensor struct {
+	Name   string         `json:"name"`
+	Shape  [2]int         `json:"shape"`
+	From   string         `json:"from"` // dtype in the file
+	Format kernels.Format `json:"-"`
+	As     string         `json:"as"` // storage format in memory
+	Bytes  int64          `json:"bytes"`
+	Note   string         `json:"note,omitempty"`
+}
+
+// Close releases memory-mapped files.
+func (m *Model) Close() error {
+	if m.close != nil {
+		return m.close()
+	}
+	return nil
+}
+
+// Params counts the base model's parameters (tied embeddings once).
+func (m *Model) Params() int64 {
+	c := m.Config
+	per := int64(c.Hidden)*int64(c.Heads*c.HeadDim)*2 + int64(c.Hidden)*int64(c.KVHeads*c.HeadDim)*2 +
+		3*int64(c.Hidden)*int64(c.Intermediate) + 2*int64(c.Hidden)
+	n := per*int64(c.Layers) + int64(c.Vocab)*int64(c.Hidden) + int64(c.Hidden)
+	if !c.TieEmbeddings {
+		n += int64(c.Vocab) * int64(c.Hidden)
+	}
+	return n
+}
+
+// WeightBytes is the memory the base weights take.
+func (m *Model) WeightBytes() int64 {
+	var n int64
+	for _, s := range m.Stored {
+		n += s.Bytes
+	}
+	return n
+}
+
+// Batch is B sequences of T tokens, flattened to N = B·T rows.
+type Batch struct {
+	B, T    int
+	IDs     []int32 // (N) input token ids
+	Pos     []int32 // (N) positions; restart at 0 for each packed example
+	Seg     []int32 // (N) segment ids for packed rows, or nil
+	Targets []int32 // (N) next-token targets, autograd.IgnoreIndex where unsupervised
+}
+
+func (b *Batch) check(c *Config) error {
+	n := b.B * b.T
+	if len(b.IDs) != n || len(b.Pos) != n || (b.Seg != nil && len(b.Seg) != n) || (b.Targets != nil && len(b.Targets) != n) {
+		return fmt.Errorf("batch %d×%d: %d ids, %d positions, %d segment ids, %d targets", b.B, b.T, len(b.IDs), len(b.Pos), len(b.Seg), len(b.Targets))
+	}
+	for i, id := range b.IDs {
+		if id < 0 || int(id) >= c.Vocab {
+			return fmt.Errorf("token id %d at %d is outside the vocabulary of %d", id, i, c.Vocab)
+		}
+		if b.Pos[i] < 0 || int(b.Pos[i]) >= c.MaxPos {
+			return fmt.Errorf("position %d at %d is outside the model's %d", b.Pos[i], i, c.MaxPos)
+		}
+	}
+	return nil
+}
+
+// Hidden runs the embedding and every block over a batch and returns the final
+// normed hidden states (N, C), recording on tp.
+func (m *Model) Hidden(tp *autograd.Tape, b *Batch) (*autograd.Tensor, error) {
+	if err := b.check(&m.Config); err != nil {
+		return nil, err
+	}
+	c := &m.Config
+	x := tp.EmbedFrozen(b.IDs, m.Embed)
+	shape := autograd.AttnShape{B: b.B, T: b.T, H: c.Heads, Hkv: c.KVHeads, D: c.HeadDim}
+	for l := range m.Blocks {
+		x = m.block(tp, l, x, b.Pos, func(q, k, v *autograd.Tensor) *autograd.Tensor {
+			return tp.Attention(q, k, v, shape, b.Seg)
+		})
+	}
+	return tp.RMSNorm(x, m.Norm, float32(c.RMSEps)), nil
+}
+
+// Loss returns the next-token cross-entropy of a batch, normalized by norm
+// (≤ 0: by its own supervised tokens), and the number of supervised tokens.
+func (m *Model) Loss(tp *autograd.Tape, b *Batch, norm float32) (*autograd.Tensor, int, error) {
+	if b.Targets == nil {
+		return nil, 0, fmt.Errorf("batch has no targets")
+	}
+	for i, t := range b.Targets {
+		if t >= 0 && int(t) >= m.Config.Vocab {
+			return nil, 0, fmt.Errorf("target %d at %d is outside the vocabulary of %d", t, i, m.Config.Vocab)
+		}
+	}
+	h, err := m.Hidden(tp, b)
+	if err != nil {
+		return nil, 0, err
+	}
+	loss, n := tp.CrossEntropy(h, m.Head, b.Targets, norm)
+	return loss, n, nil
+}
+
+// block is one transformer layer, shared by training and generation: attend
+// gets the roped q, k and v and returns the attention output (N, H·D).
+func (m *Model) block(tp *autograd.Tape, l int, x *autograd.Tensor, pos []int32, attend func(q, k, v *autograd.Tensor) *autograd.Tensor) *autograd.Tensor {
+	c := &m.Config
+	b := &m.Blocks[l]
+	eps := float32(c.RMSEps)
+	h := tp.RMSNorm(x, b.AttnNorm, eps)
+	q := b.Q.Forward(tp, h)
+	k := b.K.Forward(tp, h)
+	v := b.V.Forward(tp, h)
+	if b.QNorm != nil { // Qwen3: RMSNorm over each head vector
+		q = reshape(tp.RMSNorm(reshape(q, q.Rows*c.Heads, c.HeadDim), b.QNorm, eps), q.Rows, q.Cols)
+		k = reshape(tp.RMSNorm(reshape(k, k.Rows*c.KVHeads, c.HeadDim), b.KNorm, eps), k.Rows, k.Cols)
+	}
+	q = tp.RoPE(q, m.Rope, pos)
+	k = tp.RoPE(k, m.Rope, pos)
+	a := attend(q, k, v)
+	x = tp.Add(x, b.O.Forward(tp, a))
+	h = tp.RMSNorm(x, b.MLPNorm, eps)
+	g := tp.SwiGLU(b.Gate.Forward(tp, h), b.Up.Forward(tp, h))
+	return tp.Add(x, b.Down.Forward(tp, g))
+}
+
+// reshape views a tensor with another row length (row-major, no copy: the data
+// and gradient buffers are shared).
+func reshape(t *autograd.Tensor, rows, cols int) *autograd.Tensor {
+	if rows*cols != t.Rows*t.Cols {
+		panic("model: reshape changes the size")
+	}
+	return &autograd.Tensor{Data: t.Data, Grad: t.Grad, Rows: rows, Cols: cols}
+}

@@ -1,0 +1,85 @@
+package model
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/checkpoints/gguf"
+	"github.com/lowrank/lowrank/internal/testassets"
+)
+
+// decodeSP turns ids into text with a GGUF SentencePiece vocabulary: ▁ is a
+// space, <0xHH> a raw byte, and the first piece after BOS loses its leading
+// space (what llama2.c and SentencePiece do). Enough for checking generated
+// text here; the tokenizer package owns real decoding.
+func decodeSP(t *testing.T, vocab []string, ids []int32) string {
+	var b strings.Builder
+	for i, id := range ids {
+		p := vocab[id]
+		if len(p) == 6 && strings.HasPrefix(p, "<0x") && strings.HasSuffix(p, ">") {
+			v, err := strconv.ParseUint(p[3:5], 16, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.WriteByte(byte(v))
+			continue
+		}
+		p = strings.ReplaceAll(p, "▁", " ")
+		if i == 0 {
+			p = strings.TrimPrefix(p, " ")
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+func stories260KVocab(t *testing.T) []string {
+	g, err := gguf.Open(testassets.Path(t, "models/stories260K/stories260K-f32-v3.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	v, _ := g.Get("tokenizer.ggml.tokens")
+	return v.([]string)
+}
+
+// TestStories260KGreedy: greedy decoding of 200 tokens from BOS reproduces
+// llama2.c's expected text from the HF directory (rotate-half Q/K) and from
+// both GGUF files (interleaved Q/K, permuted at load).
+func TestStories260KGreedy(t *testing.T) {
+	want, err := os.ReadFile(testassets.Path(t, "models/stories260K/expected_greedy_200.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vocab := stories260KVocab(t)
+	for _, rel := range []string{
+		"models/stories260K/hf",
+		"models/stories260K/tinyllamas-stories-260k-f32.gguf",
+		"models/stories260K/stories260K-f32-v3.gguf",
+	} {
+		m, err := Load(testassets.Path(t, rel), LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := autograd.NewTape(nil)
+		ids, err := m.Generate(tp, []int32{int32(m.Config.BOS)}, 200, NewSampler(0, 0, 0, 1), nil)
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) != 200 {
+			t.Errorf("%s: generated %d tokens, want 200", rel, len(ids))
+		}
+		got := decodeSP(t, vocab, ids)
+		if got != strings.TrimRight(string(want), "\n") && got != string(want) {
+			n := 0
+			for n < len(got) && n < len(want) && got[n] == want[n] {
+				n++
+			}
+			t.Errorf("%s: %d tokens; text differs from byte %d:\n got  %q\n want %q", rel, len(ids), n, got[n:min(len(got), n+80)], string(want[n:min(len(want), n+80)]))
+		}
+	}
+}
