@@ -11,7 +11,7 @@ import (
 const IgnoreIndex = -100
 
 // ceChunkFloats bounds the logits held at once: rows·V ≤ this.
-const ceChunkFloats = 1 << 22
+const ceChunkFloats = 1 << 23
 
 // CrossEntropy returns the summed negative log-likelihood of targets under
 // logits = H·Wᵀ (W is the frozen V×C output matrix), divided by norm, as a 1×1

@@ -44,13 +44,13 @@ func (b *Block) Linears() []*Linear {
 // Model is a loaded transformer.
 type Model struct {
 	Config Config
-	Embed  *kernels.Weight   // (V, C)
-	Blocks []Block           // (L)
-	Norm   *autograd.Tensor  // (1, C)
-	Head   *kernels.Weight   // (V, C); the same Weight as Embed when tied
-	Rope   *autograd.Rope    // (MaxPos, D/2) angles, rotate-half layout
-	Source string            // the path it was loaded from
-	Stored []StoredTensor    // what each weight is held as (inspect, training log)
+	Embed  *kernels.Weight  // (V, C)
+	Blocks []Block          // (L)
+	Norm   *autograd.Tensor // (1, C)
+	Head   *kernels.Weight  // (V, C); the same Weight as Embed when tied
+	Rope   *autograd.Rope   // (MaxPos, D/2) angles, rotate-half layout
+	Source string           // the path it was loaded from
+	Stored []StoredTensor   // what each weight is held as (inspect, training log)
 	close  func() error
 }
 
@@ -125,15 +125,20 @@ func (m *Model) Hidden(tp *autograd.Tape, b *Batch) (*autograd.Tensor, error) {
 	if err := b.check(&m.Config); err != nil {
 		return nil, err
 	}
+	return m.HiddenFrom(tp, tp.EmbedFrozen(b.IDs, m.Embed), b), nil
+}
+
+// HiddenFrom runs every block from already-embedded inputs x (N, C) (which may
+// carry a gradient) and returns the final normed hidden states.
+func (m *Model) HiddenFrom(tp *autograd.Tape, x *autograd.Tensor, b *Batch) *autograd.Tensor {
 	c := &m.Config
-	x := tp.EmbedFrozen(b.IDs, m.Embed)
 	shape := autograd.AttnShape{B: b.B, T: b.T, H: c.Heads, Hkv: c.KVHeads, D: c.HeadDim}
 	for l := range m.Blocks {
 		x = m.block(tp, l, x, b.Pos, func(q, k, v *autograd.Tensor) *autograd.Tensor {
 			return tp.Attention(q, k, v, shape, b.Seg)
 		})
 	}
-	return tp.RMSNorm(x, m.Norm, float32(c.RMSEps)), nil
+	return tp.RMSNorm(x, m.Norm, float32(c.RMSEps))
 }
 
 // Loss returns the next-token cross-entropy of a batch, normalized by norm
