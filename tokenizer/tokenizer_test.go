@@ -1,0 +1,158 @@
+package tokenizer
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/lowrank/lowrank/internal/testassets"
+)
+
+type encodeRecord struct {
+	Tokenizer          string  `json:"tokenizer"`
+	Text               string  `json:"text"`
+	IDs                []int32 `json:"ids"`
+	IDsWithSpecial     []int32 `json:"ids_with_special"`
+	Decoded            string  `json:"decoded"`
+	DecodedWithSpecial string  `json:"decoded_with_special"`
+	Note               string  `json:"note"`
+}
+
+func readRecords(t *testing.T) []encodeRecord {
+	f, err := os.Open(testassets.Path(t, "tokenizers/reference/encode_public.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var recs []encodeRecord
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var r encodeRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+// TestReferenceVectors compares encode (with and without special tokens) and
+// decode with transformers.js's outputs for every SentencePiece-style
+// tokenizer in the assets. Records with a note are disputed between reference
+// implementations; they are counted, not required.
+func TestReferenceVectors(t *testing.T) {
+	dirs := map[string]string{
+		"stories260K": "models/stories260K/hf",
+		"llama2-hf":   "tokenizers/llama2-hf",
+		"phi-3-mini":  "tokenizers/phi-3-mini",
+	}
+	recs := readRecords(t)
+	for name, rel := range dirs {
+		tok, err := FromDir(testassets.Path(t, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ok, total, disputed, disputedOK int
+		for _, r := range recs {
+			if r.Tokenizer != name {
+				continue
+			}
+			good := slices.Equal(tok.Encode(r.Text, false), r.IDs) &&
+				slices.Equal(tok.Encode(r.Text, true), r.IDsWithSpecial) &&
+				tok.Decode(r.IDs, false) == r.Decoded && tok.Decode(r.IDsWithSpecial, false) == r.DecodedWithSpecial
+			if r.Note != "" {
+				disputed++
+				if good {
+					disputedOK++
+				}
+				continue
+			}
+			total++
+			if good {
+				ok++
+			} else if total-ok <= 3 {
+				t.Errorf("%s %q:\n ids  %v\n want %v\n decoded %q want %q", name, r.Text, tok.Encode(r.Text, false), r.IDs, tok.Decode(r.IDs, false), r.Decoded)
+			}
+		}
+		t.Logf("%s: %d/%d undisputed records match; %d/%d disputed match transformers.js", name, ok, total, disputedOK, disputed)
+		if total == 0 || ok != total {
+			t.Errorf("%s: %d/%d records match", name, ok, total)
+		}
+	}
+}
+
+// TestGGUFMatchesHF: the GGUF-embedded stories260K vocabulary (scores) encodes
+// like the HF one (merges) on the reference strings without special-token text.
+func TestGGUFMatchesHF(t *testing.T) {
+	hf, err := FromDir(testassets.Path(t, "models/stories260K/hf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gg, err := Load(testassets.Path(t, "models/stories260K/stories260K-f32-v3.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range readRecords(t) {
+		if r.Tokenizer != "stories260K" || r.Note != "" {
+			continue
+		}
+		if a, b := gg.Encode(r.Text, true), hf.Encode(r.Text, true); !slices.Equal(a, b) {
+			t.Errorf("%q: GGUF %v, HF %v", r.Text, a, b)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no records")
+	}
+}
+
+// TestLlamaCppVocab runs llama.cpp's own tokenizer test vectors for the
+// SentencePiece vocab-only GGUFs (ids without BOS, as test-tokenizer-0 prints).
+func TestLlamaCppVocab(t *testing.T) {
+	for _, name := range []string{"llama-spm", "phi-3"} {
+		base := testassets.Path(t, "tokenizers/llama.cpp-vocab/ggml-vocab-"+name+".gguf")
+		tok, err := Load(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inp, err := os.ReadFile(base + ".inp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		outp, err := os.ReadFile(base + ".out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases := strings.Split(string(inp), "\n__ggml_vocab_test__\n")
+		lines := strings.Split(strings.TrimRight(string(outp), "\n"), "\n")
+		if len(cases) != len(lines) {
+			cases = cases[:min(len(cases), len(lines))]
+		}
+		ok := 0
+		for i, c := range cases {
+			var want []int32
+			for _, f := range strings.Fields(lines[i]) {
+				v, err := strconv.Atoi(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, int32(v))
+			}
+			if got := tok.Encode(c, false); slices.Equal(got, want) {
+				ok++
+			} else if i-ok < 3 {
+				t.Errorf("%s %q: %v, want %v", name, c, got, want)
+			}
+		}
+		t.Logf("%s: %d/%d llama.cpp vectors match", name, ok, len(cases))
+		if ok != len(cases) {
+			t.Errorf("%s: %d/%d", name, ok, len(cases))
+		}
+	}
+}
