@@ -23,9 +23,9 @@ type Tokenizer struct {
 	prefix bool // prepend "▁" to each text segment (SentencePiece's dummy prefix)
 	strip  bool // decoding strips one leading space
 
-	added []added // added tokens matched in raw text before normalization, longest first
-	BOS   int32   // −1 when absent
-	EOS   int32
+	added          []added // added tokens matched in raw text before normalization, longest first
+	BOS            int32   // −1 when absent
+	EOS            int32
 	addBOS, addEOS bool
 }
 

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/lowrank/lowrank/internal/testassets"
 )
 
 // capture runs the command line with stdout and stderr redirected.
@@ -74,5 +76,24 @@ func TestUsageErrors(t *testing.T) {
 		if code != 2 || !strings.HasPrefix(lines[0], "lowrank: ") || strings.Contains(errOut, "goroutine") {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
 		}
+	}
+}
+
+// TestGenerateStories260K: the README's generate example reproduces llama2.c's
+// greedy text byte for byte from the HF directory and both GGUF files.
+func TestGenerateStories260K(t *testing.T) {
+	want, err := os.ReadFile(testassets.Path(t, "models/stories260K/expected_greedy_200.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"hf", "tinyllamas-stories-260k-f32.gguf", "stories260K-f32-v3.gguf"} {
+		code, out, errOut := capture(t, "generate", "--model", testassets.Path(t, "models/stories260K/"+m), "--max-tokens", "200", "--temperature", "0")
+		if code != 0 || out != string(want) {
+			t.Errorf("%s: exit %d %s\n got  %q\n want %q", m, code, errOut, out[:min(len(out), 100)], want[:100])
+		}
+	}
+	code, _, errOut := capture(t, "generate", "--model", "/no/such/model")
+	if code != 1 || !strings.Contains(errOut, "/no/such/model") || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("missing model: exit %d, %q", code, errOut)
 	}
 }

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/kernels"
+	"github.com/lowrank/lowrank/model"
+	"github.com/lowrank/lowrank/tokenizer"
+	"github.com/spf13/cobra"
+)
+
+func newGenerate() *cobra.Command {
+	var (
+		modelPath, prompt, quant string
+		maxTokens, topK, threads int
+		temperature, topP        float64
+		seed                     uint64
+		asJSON                   bool
+	)
+	c := &cobra.Command{
+		Use:   "generate --model M [--prompt P]",
+		Short: "Generate text from a model",
+		Long: `Generates text from a prompt (default: just the BOS token) with a KV cache.
+--temperature 0 is greedy decoding. Only the generated text is printed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if modelPath == "" {
+				return usageError{cmd: "generate", err: fmt.Errorf("--model is required")}
+			}
+			if maxTokens < 0 || temperature < 0 || topK < 0 || topP < 0 || topP > 1 {
+				return usageError{cmd: "generate", err: fmt.Errorf("--max-tokens, --temperature, --top-k must be ≥ 0 and --top-p in [0, 1]")}
+			}
+			pool, err := kernels.NewPool(threads, "")
+			if err != nil {
+				return err
+			}
+			tok, err := tokenizer.Load(modelPath)
+			if err != nil {
+				return err
+			}
+			m, err := model.Load(modelPath, model.LoadOptions{Quant: quant})
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			if tok.VocabSize() > m.Config.Vocab {
+				return fmt.Errorf("%s: tokenizer has %d tokens but the model's vocabulary is %d", modelPath, tok.VocabSize(), m.Config.Vocab)
+			}
+			ids := tok.Encode(prompt, true)
+			if len(ids) == 0 {
+				ids = []int32{int32(m.Config.BOS)}
+			}
+			out := cmd.OutOrStdout()
+			var gen []int32
+			printed := ""
+			// The continuation is decode(prompt + generated) minus decode(prompt),
+			// so spaces at the seam come out as the tokenizer means them.
+			promptText := tok.Decode(ids, true)
+			continuation := func() string {
+				all := tok.Decode(append(append([]int32{}, ids...), gen...), true)
+				return strings.TrimPrefix(all, promptText)
+			}
+			start := time.Now()
+			stream := func(id int32) bool {
+				gen = append(gen, id)
+				if asJSON {
+					return true
+				}
+				// Print what is new once it is whole UTF-8 (a byte-fallback
+				// character arrives over several tokens).
+				text := continuation()
+				if strings.HasSuffix(text, "\uFFFD") || !strings.HasPrefix(text, printed) {
+					return true
+				}
+				io.WriteString(out, text[len(printed):])
+				printed = text
+				return true
+			}
+			tp := autograd.NewTape(pool)
+			if _, err := m.Generate(tp, ids, maxTokens, model.NewSampler(temperature, topK, topP, seed), stream); err != nil {
+				return err
+			}
+			elapsed := time.Since(start).Seconds()
+			text := continuation()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]any{
+					"prompt": prompt, "prompt_tokens": len(ids), "text": text, "tokens": gen,
+					"generated_tokens": len(gen), "tokens_per_second": float64(len(gen)) / elapsed,
+				})
+			}
+			io.WriteString(out, text[min(len(printed), len(text)):])
+			if f, ok := out.(*os.File); ok && isTerminal(f) {
+				fmt.Fprintln(out)
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or .gguf file")
+	f.StringVar(&prompt, "prompt", "", "prompt text (default: start from BOS)")
+	f.IntVar(&maxTokens, "max-tokens", 256, "tokens to generate at most")
+	f.Float64Var(&temperature, "temperature", 0.8, "sampling temperature; 0 is greedy")
+	f.IntVar(&topK, "top-k", 0, "sample among the k most likely tokens (0: all)")
+	f.Float64Var(&topP, "top-p", 0.95, "nucleus sampling mass (1: off)")
+	f.Uint64Var(&seed, "seed", 0, "random seed")
+	f.StringVar(&quant, "quant", "", "hold weights as f32|f16|bf16|q8_0|q4_0|nf4 (default: as stored)")
+	f.IntVar(&threads, "threads", 0, "worker threads (0 = all cores)")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return c
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
