@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/lowrank/lowrank/autograd"
 	"github.com/lowrank/lowrank/checkpoints/gguf"
@@ -23,11 +24,18 @@ type LoadOptions struct {
 	DoubleQuant bool
 }
 
-// source is one tensor as found in a file, viewed as a Weight without copying.
+// source is one tensor as found in a file: viewed as a Weight without copying
+// where lowrank has kernels for its type, else (K-quants) decoded row by row.
 type source struct {
-	name  string
-	dtype string
-	w     *kernels.Weight
+	name       string
+	dtype      string
+	rows, cols int
+	w          *kernels.Weight             // nil when the type has no in-memory form
+	decode     func(dst []float32, i int) // row i as fp32
+}
+
+func viewSource(name, dtype string, w *kernels.Weight) *source {
+	return &source{name: name, dtype: dtype, rows: w.Rows, cols: w.Cols, w: w, decode: w.DecodeRow}
 }
 
 // tensorSource finds tensors by their Hugging Face name.
@@ -213,19 +221,25 @@ func (m *Model) weight(src tensorSource, name string, rows, cols int, target *ke
 	if err != nil {
 		return nil, err
 	}
-	if s.w.Rows != rows || s.w.Cols != cols {
-		return nil, fmt.Errorf("tensor %s has shape [%d %d], the config implies [%d %d]", name, s.w.Rows, s.w.Cols, rows, cols)
+	if s.rows != rows || s.cols != cols {
+		return nil, fmt.Errorf("tensor %s has shape [%d %d], the config implies [%d %d]", name, s.rows, s.cols, rows, cols)
 	}
-	f := s.w.Format
-	if target != nil {
+	note := ""
+	var f kernels.Format
+	switch {
+	case target != nil:
 		f = *target
+	case s.w != nil:
+		f = s.w.Format
+	default: // a K-quant with no kernel: the closest format that has one
+		f = kernels.Q8_0
+		note = fmt.Sprintf("%s has no in-memory kernel: re-quantized to q8_0", s.dtype)
 	}
 	var w *kernels.Weight
-	note := ""
 	switch {
-	case f == s.w.Format && perm == nil:
+	case s.w != nil && f == s.w.Format && perm == nil:
 		w = s.w // used as stored, no copy
-	case f == s.w.Format && f != kernels.NF4:
+	case s.w != nil && f == s.w.Format && f != kernels.NF4:
 		w, err = permuteRows(s.w, perm)
 		if err != nil {
 			return nil, err
@@ -236,14 +250,14 @@ func (m *Model) weight(src tensorSource, name string, rows, cols int, target *ke
 			if perm != nil {
 				j = perm(i)
 			}
-			s.w.DecodeRow(dst, j)
+			s.decode(dst, j)
 		})
 		if f == kernels.NF4 && opts.DoubleQuant {
 			w.DoubleQuantize()
 		}
 	}
 	if w.Padded() {
-		note = fmt.Sprintf("rows padded from %d to a whole %d-value block", cols, f.BlockSize())
+		note = strings.TrimPrefix(note+"; ", "; ") + fmt.Sprintf("rows padded from %d to a whole %d-value block", cols, f.BlockSize())
 	}
 	m.Stored = append(m.Stored, StoredTensor{Name: name, Shape: [2]int{rows, cols}, From: s.dtype, Format: w.Format, As: w.Format.String(), Bytes: w.Bytes(), Note: note})
 	return w, nil
@@ -269,15 +283,12 @@ func (m *Model) vector(src tensorSource, name string, n int) (*autograd.Tensor, 
 	if err != nil {
 		return nil, err
 	}
-	if s.w.Rows*s.w.Cols != n {
-		return nil, fmt.Errorf("tensor %s has %d values, the config implies %d", name, s.w.Rows*s.w.Cols, n)
+	if s.rows*s.cols != n {
+		return nil, fmt.Errorf("tensor %s has %d values, the config implies %d", name, s.rows*s.cols, n)
 	}
 	v := make([]float32, n)
-	if s.w.Rows == 1 {
-		s.w.DecodeRow(v, 0)
-	} else {
-		d := s.w.Dequantize()
-		copy(v, d.Data)
+	for i := 0; i < s.rows; i++ {
+		s.decode(v[i*s.cols:(i+1)*s.cols], i)
 	}
 	m.Stored = append(m.Stored, StoredTensor{Name: name, Shape: [2]int{1, n}, From: s.dtype, Format: kernels.F32, As: "f32", Bytes: int64(4 * n)})
 	return autograd.Const(v, 1, n), nil
@@ -356,7 +367,7 @@ func (s *stSource) get(name string) (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: tensor %s: %v", f.Path, name, err)
 	}
-	return &source{name: name, dtype: string(t.Dtype), w: w}, nil
+	return viewSource(name, string(t.Dtype), w), nil
 }
 
 func (s *stSource) close() error {
@@ -412,25 +423,37 @@ func (s *ggufSource) get(hf string) (*source, error) {
 	if !ok {
 		return nil, fmt.Errorf("tensor %s (%s) is missing from the GGUF file", name, hf)
 	}
-	fm, ok := ggufFormat[ti.Type]
-	if !ok {
-		return nil, fmt.Errorf("tensor %s has type %s, which lowrank cannot read yet (supported: F32, F16, BF16, Q8_0, Q4_0)", name, ti.Type)
-	}
 	cols, rows := int(ti.Dims[0]), 1
 	if len(ti.Dims) == 2 {
 		rows = int(ti.Dims[1])
 	} else if len(ti.Dims) != 1 {
 		return nil, fmt.Errorf("tensor %s has %d dimensions", name, len(ti.Dims))
 	}
+	fm, viewable := ggufFormat[ti.Type]
+	if !viewable && !dequantizable[ti.Type] {
+		return nil, fmt.Errorf("tensor %s has type %s, which lowrank cannot read (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)", name, ti.Type)
+	}
 	raw, err := s.g.ReadTensor(ti)
 	if err != nil {
 		return nil, err
 	}
-	w, err := kernels.WeightFromBytes(fm, rows, cols, raw)
-	if err != nil {
-		return nil, fmt.Errorf("tensor %s: %v", name, err)
+	if viewable {
+		w, err := kernels.WeightFromBytes(fm, rows, cols, raw)
+		if err != nil {
+			return nil, fmt.Errorf("tensor %s: %v", name, err)
+		}
+		return viewSource(name, ti.Type.String(), w), nil
 	}
-	return &source{name: name, dtype: ti.Type.String(), w: w}, nil
+	rowBytes := len(raw) / rows
+	return &source{name: name, dtype: ti.Type.String(), rows: rows, cols: cols, decode: func(dst []float32, i int) {
+		// The size was checked when the tensor was read; a failure here is a bug.
+		if err := gguf.Dequantize(ti.Type, dst[:cols], raw[i*rowBytes:(i+1)*rowBytes]); err != nil {
+			panic(err)
+		}
+	}}, nil
 }
+
+// dequantizable are GGUF types decoded at load (no in-memory kernel).
+var dequantizable = map[gguf.Type]bool{gguf.TypeQ4_K: true, gguf.TypeQ5_K: true, gguf.TypeQ6_K: true}
 
 func (s *ggufSource) close() error { return s.g.Close() }

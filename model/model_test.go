@@ -8,6 +8,7 @@ import (
 
 	"github.com/lowrank/lowrank/autograd"
 	"github.com/lowrank/lowrank/checkpoints/gguf"
+	"github.com/lowrank/lowrank/checkpoints/safetensors"
 	"github.com/lowrank/lowrank/internal/testassets"
 )
 
@@ -80,6 +81,52 @@ func TestStories260KGreedy(t *testing.T) {
 				n++
 			}
 			t.Errorf("%s: %d tokens; text differs from byte %d:\n got  %q\n want %q", rel, len(ids), n, got[n:min(len(got), n+80)], string(want[n:min(len(want), n+80)]))
+		}
+	}
+}
+
+// TestKQuantModel: a Q4_K_M file (Q4_K and Q6_K tensors, as users download)
+// loads by dequantizing at load; its logits are those of a model built from
+// llama.cpp's own dequantized values, re-quantized the same way.
+func TestKQuantModel(t *testing.T) {
+	for _, q := range []string{"", "nf4", "f32"} {
+		m, err := Load(testassets.Path(t, "models/rand-k256/rand-k256-Q4_K_M.gguf"), LoadOptions{Quant: q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		notes := 0
+		for _, s := range m.Stored {
+			if strings.Contains(s.Note, "re-quantized") {
+				notes++
+			}
+		}
+		if q == "" && notes == 0 {
+			t.Error("K-quant tensors were not reported as re-quantized")
+		}
+		tp := autograd.NewTape(nil)
+		ids, err := m.Generate(tp, []int32{1, 5, 9}, 5, NewSampler(0, 0, 0, 0), nil)
+		if err != nil || len(ids) == 0 {
+			t.Fatalf("quant %q: %v %v", q, ids, err)
+		}
+		m.Close()
+	}
+	// The f32 load must equal the F32 reference of llama.cpp's dequantization
+	// (the Q4_K_M file's dequant.safetensors) on a forward pass.
+	mk, err := Load(testassets.Path(t, "models/rand-k256/rand-k256-Q4_K_M.gguf"), LoadOptions{Quant: "f32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mk.Close()
+	ref, err := safetensors.Open(testassets.Path(t, "models/rand-k256/rand-k256-Q4_K_M.dequant.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	q := mk.Blocks[1].Down.Frozen().W.Dequantize()
+	want := f32s(t, ref, "blk.1.ffn_down.weight")
+	for i := range want {
+		if q.Data[i] != want[i] {
+			t.Fatalf("blk.1.ffn_down.weight[%d] = %g, llama.cpp %g", i, q.Data[i], want[i])
 		}
 	}
 }

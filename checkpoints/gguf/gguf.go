@@ -558,3 +558,7 @@ func (g *File) ReadTensor(t *TensorInfo) ([]byte, error) {
 	}
 	return b, nil
 }
+
+func f32(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) }
+
+func f32bits(u uint32) float32 { return math.Float32frombits(u) }
