@@ -151,3 +151,28 @@ func gelu(x float64, kind int) (f, d float64) {
 	du := c * (1 + 3*0.044715*x*x)
 	return 0.5 * x * (1 + t), 0.5*(1+t) + 0.5*x*(1-t*t)*du
 }
+
+// AddRow adds the (1, C) row b to every row of x (a bias); db accumulates the
+// column sums of dy.
+func (tp *Tape) AddRow(x, b *Tensor) *Tensor {
+	if b.Rows*b.Cols != x.Cols {
+		panic("autograd: AddRow: row length differs")
+	}
+	y := tp.out(x.Rows, x.Cols, anyGrad(x, b))
+	for i := 0; i < x.Rows; i++ {
+		kernels.Add(y.Row(i), x.Row(i), b.Data)
+	}
+	if y.Grad != nil {
+		tp.record(func() {
+			if x.Grad != nil {
+				kernels.Axpy(x.Grad, 1, y.Grad)
+			}
+			if b.Grad != nil {
+				for i := 0; i < x.Rows; i++ {
+					kernels.Axpy(b.Grad, 1, y.Grad[i*x.Cols:(i+1)*x.Cols])
+				}
+			}
+		})
+	}
+	return y
+}

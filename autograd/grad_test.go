@@ -208,6 +208,19 @@ func TestGradients(t *testing.T) {
 		ew(fmt.Sprintf("GELU%d", kind), func(tp *Tape, a, b *Tensor) *Tensor { return tp.Mul(tp.GELU(a, kind), b) },
 			func(a, b float64) float64 { f, _ := gelu(a, kind); return f * b })
 	}
+	runGradCase(t, gradCase{
+		name:   "AddRow",
+		inputs: []input{{"x", randT(r, 4, 5, true)}, {"b", randT(r, 1, 5, true)}},
+		op:     func(tp *Tape, in []*Tensor) *Tensor { return tp.AddRow(in[0], in[1]) },
+		ref: func(in [][]float64) []float64 {
+			y := make([]float64, 20)
+			for i := range y {
+				y[i] = in[0][i] + in[1][i%5]
+			}
+			return y
+		},
+		tol: 1e-6,
+	})
 	// norms
 	const R, C = 3, 9
 	runGradCase(t, gradCase{

@@ -14,12 +14,16 @@ import (
 // trainable is a test Linear whose weight is a trainable fp32 tensor, so the
 // whole model's projection gradients can be compared with PyTorch's.
 type trainable struct {
-	f *Frozen
-	w *autograd.Tensor
+	f    *Frozen
+	w, b *autograd.Tensor
 }
 
 func (t *trainable) Forward(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
-	return tp.MatMulT(x, t.w)
+	y := tp.MatMulT(x, t.w)
+	if t.b != nil {
+		y = tp.AddRow(y, t.b)
+	}
+	return y
 }
 func (t *trainable) Frozen() *Frozen { return t.f }
 
@@ -61,40 +65,60 @@ func closeTo(t *testing.T, what string, got, want []float32, rel float64) {
 	}
 }
 
-// TestAgainstPyTorch: loss, logits and the gradient of every projection and
-// norm weight agree with testdata/torch_llama_golden.py (an independent
-// PyTorch implementation). The LM head's gradient is not compared: lowrank's
-// cross-entropy treats the head as frozen.
+// TestAgainstPyTorch: for a Llama, a Qwen2 (q/k/v biases) and a Qwen3 (q/k
+// norms, head_dim ≠ hidden/heads), loss, logits and the gradient of every
+// projection, bias and norm weight agree with testdata/torch_llama_golden.py
+// (an independent PyTorch implementation). The LM head's gradient is not
+// compared: lowrank's cross-entropy treats the head as frozen.
 func TestAgainstPyTorch(t *testing.T) {
-	g, err := safetensors.Open("testdata/tiny-llama-golden.safetensors")
+	for _, arch := range []string{"llama", "qwen2", "qwen3"} {
+		t.Run(arch, func(t *testing.T) { checkGolden(t, arch) })
+	}
+}
+
+func checkGolden(t *testing.T, arch string) {
+	g, err := safetensors.Open("testdata/tiny-" + arch + "-golden.safetensors")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	m, err := Load("testdata/tiny-llama", LoadOptions{})
+	m, err := Load("testdata/tiny-"+arch, LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	if m.Config.Arch != arch {
+		t.Fatalf("arch %q", m.Config.Arch)
+	}
 	params := map[string]*autograd.Tensor{}
+	grad := func(name string, n *autograd.Tensor) {
+		if n != nil {
+			n.Grad = make([]float32, len(n.Data))
+			params[name] = n
+		}
+	}
 	for l := range m.Blocks {
 		b := &m.Blocks[l]
 		for _, lin := range b.Linears() {
 			f := (*lin).Frozen()
 			d := f.W.Dequantize()
-			w := autograd.NewParam(d.Rows, d.Cols)
-			copy(w.Data, d.Data)
-			*lin = &trainable{f: f, w: w}
-			params[f.Name+".weight"] = w
+			tr := &trainable{f: f, w: autograd.NewParam(d.Rows, d.Cols)}
+			copy(tr.w.Data, d.Data)
+			params[f.Name+".weight"] = tr.w
+			if f.Bias != nil {
+				tr.b = autograd.NewParam(1, len(f.Bias))
+				copy(tr.b.Data, f.Bias)
+				params[f.Name+".bias"] = tr.b
+			}
+			*lin = tr
 		}
 		p := "model.layers." + strconv.Itoa(l) + "."
-		for name, n := range map[string]*autograd.Tensor{p + "input_layernorm.weight": b.AttnNorm, p + "post_attention_layernorm.weight": b.MLPNorm} {
-			n.Grad = make([]float32, len(n.Data))
-			params[name] = n
-		}
+		grad(p+"input_layernorm.weight", b.AttnNorm)
+		grad(p+"post_attention_layernorm.weight", b.MLPNorm)
+		grad(p+"self_attn.q_norm.weight", b.QNorm)
+		grad(p+"self_attn.k_norm.weight", b.KNorm)
 	}
-	m.Norm.Grad = make([]float32, len(m.Norm.Data))
-	params["model.norm.weight"] = m.Norm
+	grad("model.norm.weight", m.Norm)
 
 	ids, targets := i32s(t, g, "ids"), i32s(t, g, "targets")
 	const B, T = 2, 9
@@ -112,10 +136,8 @@ func TestAgainstPyTorch(t *testing.T) {
 	}
 	tp.Backward(loss)
 	closeTo(t, "loss", loss.Data, f32s(t, g, "loss"), 1e-5)
-	checked := 0
 	for name, p := range params {
 		closeTo(t, "grad "+name, p.Grad, f32s(t, g, "grad."+name), 2e-4)
-		checked++
 	}
 	for _, name := range g.Names() {
 		if strings.HasPrefix(name, "grad.") && params[strings.TrimPrefix(name, "grad.")] == nil && name != "grad.lm_head.weight" {
@@ -129,5 +151,5 @@ func TestAgainstPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	closeTo(t, "logits", tp2.Logits(h, m.Head).Data, f32s(t, g, "logits"), 1e-5)
-	t.Logf("loss %.6f; %d gradients match PyTorch", loss.Data[0], checked)
+	t.Logf("%s: loss %.6f; %d gradients match PyTorch", arch, loss.Data[0], len(params))
 }

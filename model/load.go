@@ -30,7 +30,7 @@ type source struct {
 	name       string
 	dtype      string
 	rows, cols int
-	w          *kernels.Weight             // nil when the type has no in-memory form
+	w          *kernels.Weight            // nil when the type has no in-memory form
 	decode     func(dst []float32, i int) // row i as fp32
 }
 
