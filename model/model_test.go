@@ -1,6 +1,10 @@
 package model
 
 import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -10,6 +14,8 @@ import (
 	"github.com/lowrank/lowrank/checkpoints/gguf"
 	"github.com/lowrank/lowrank/checkpoints/safetensors"
 	"github.com/lowrank/lowrank/internal/testassets"
+	"github.com/lowrank/lowrank/kernels"
+	"github.com/x448/float16"
 )
 
 // decodeSP turns ids into text with a GGUF SentencePiece vocabulary: ▁ is a
@@ -128,5 +134,115 @@ func TestKQuantModel(t *testing.T) {
 		if q.Data[i] != want[i] {
 			t.Fatalf("blk.1.ffn_down.weight[%d] = %g, llama.cpp %g", i, q.Data[i], want[i])
 		}
+	}
+}
+
+// TestShardedAndHalfPrecision writes the tiny Llama as two shards with an
+// index, and as F16 and BF16 files, and checks each loads to the same logits
+// as the F32 original (within each dtype's rounding).
+func TestShardedAndHalfPrecision(t *testing.T) {
+	src, err := safetensors.Open("testdata/tiny-llama/model.safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	cfg, err := os.ReadFile("testdata/tiny-llama/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logitsOf := func(dir string) []float32 {
+		m, err := Load(dir, LoadOptions{Quant: "f32"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		tp := autograd.NewTape(nil)
+		c := m.NewCache(8)
+		l, err := m.Step(tp, c, []int32{1, 7, 3, 9})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]float32(nil), l...)
+	}
+	ref := logitsOf("testdata/tiny-llama")
+	convert := func(dtype safetensors.Dtype, v []byte) []byte {
+		if dtype == safetensors.F32 {
+			return v
+		}
+		out := make([]byte, len(v)/2)
+		for i := 0; i < len(v)/4; i++ {
+			f := math.Float32frombits(binary.LittleEndian.Uint32(v[4*i:]))
+			var h uint16
+			if dtype == safetensors.BF16 {
+				h = kernels.F32ToBF16(f)
+			} else {
+				h = float16.Fromfloat32(f).Bits()
+			}
+			binary.LittleEndian.PutUint16(out[2*i:], h)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name   string
+		dtype  safetensors.Dtype
+		shards int
+		tol    float64
+	}{{"sharded", safetensors.F32, 2, 1e-6}, {"f16", safetensors.F16, 1, 2e-2}, {"bf16", safetensors.BF16, 1, 1e-1}} {
+		dir := t.TempDir()
+		os.WriteFile(dir+"/config.json", cfg, 0o644)
+		names := src.Names()
+		weightMap := map[string]string{}
+		for s := 0; s < c.shards; s++ {
+			var entries []safetensors.WriteEntry
+			for i, n := range names {
+				if i%c.shards != s {
+					continue
+				}
+				tn, _ := src.Tensor(n)
+				entries = append(entries, safetensors.WriteEntry{Name: n, Dtype: c.dtype, Shape: tn.Shape, Data: convert(c.dtype, tn.Data)})
+			}
+			file := "model.safetensors"
+			if c.shards > 1 {
+				file = fmt.Sprintf("model-%05d-of-%05d.safetensors", s+1, c.shards)
+				for _, e := range entries {
+					weightMap[e.Name] = file
+				}
+			}
+			if err := safetensors.Write(dir+"/"+file, entries, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c.shards > 1 {
+			idx, _ := json.Marshal(map[string]any{"metadata": map[string]any{}, "weight_map": weightMap})
+			os.WriteFile(dir+"/model.safetensors.index.json", idx, 0o644)
+		}
+		got := logitsOf(dir)
+		for i := range ref {
+			if d := math.Abs(float64(got[i] - ref[i])); d > c.tol*(1+math.Abs(float64(ref[i]))) {
+				t.Fatalf("%s: logit %d = %g, f32 original %g", c.name, i, got[i], ref[i])
+			}
+		}
+	}
+}
+
+// TestBadModelInput: a wrong config or a truncated weight file gives one error
+// that names the file.
+func TestBadModelInput(t *testing.T) {
+	dir := t.TempDir()
+	cfg, _ := os.ReadFile("testdata/tiny-llama/config.json")
+	raw, _ := os.ReadFile("testdata/tiny-llama/model.safetensors")
+	os.WriteFile(dir+"/config.json", []byte(strings.Replace(string(cfg), `"num_key_value_heads": 2`, `"num_key_value_heads": 3`, 1)), 0o644)
+	os.WriteFile(dir+"/model.safetensors", raw, 0o644)
+	if _, err := Load(dir, LoadOptions{}); err == nil || !strings.Contains(err.Error(), "num_key_value_heads") || !strings.Contains(err.Error(), dir) {
+		t.Errorf("bad config: %v", err)
+	}
+	os.WriteFile(dir+"/config.json", cfg, 0o644)
+	os.WriteFile(dir+"/model.safetensors", raw[:len(raw)-100], 0o644)
+	if _, err := Load(dir, LoadOptions{}); err == nil || !strings.Contains(err.Error(), "model.safetensors") {
+		t.Errorf("truncated weights: %v", err)
+	}
+	os.WriteFile(dir+"/model.safetensors", raw, 0o644)
+	if _, err := Load(dir, LoadOptions{Quant: "q3"}); err == nil || !strings.Contains(err.Error(), "q3") {
+		t.Errorf("bad quant: %v", err)
 	}
 }
