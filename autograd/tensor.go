@@ -48,6 +48,7 @@ type Tape struct {
 	ops    []func()
 	act    arena
 	noGrad bool
+	sub    *Tape // scratch tape for Checkpoint
 }
 
 // NewTape returns a tape whose matrix products run on pool (nil: kernels.Default()).

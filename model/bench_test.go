@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -28,35 +29,71 @@ func randomBatch(cfg Config, B, T int, seed uint64) *Batch {
 func BenchmarkForwardBackward(b *testing.B) {
 	for _, f := range []kernels.Format{kernels.Q8_0, kernels.NF4} {
 		for _, th := range []int{1, 2} {
-			b.Run(fmt.Sprintf("smollm2-135m/%s/t%d", f, th), func(b *testing.B) {
-				cfg := Presets["smollm2-135m"]
-				m, err := NewRandom(cfg, f, 1)
-				if err != nil {
-					b.Fatal(err)
-				}
-				pool, _ := kernels.NewPool(th, "")
-				tp := autograd.NewTape(pool)
-				batch := randomBatch(cfg, 4, 256, 2)
-				step := func(backward bool) {
-					tp.Reset()
-					x := tp.EmbedFrozen(batch.IDs, m.Embed)
-					if backward {
-						x.Grad = make([]float32, len(x.Data))
+			for _, ckpt := range []bool{false, true} {
+				b.Run(fmt.Sprintf("smollm2-135m/%s/t%d/ckpt=%v", f, th, ckpt), func(b *testing.B) {
+					cfg := Presets["smollm2-135m"]
+					m, err := NewRandom(cfg, f, 1)
+					if err != nil {
+						b.Fatal(err)
 					}
-					h := m.HiddenFrom(tp, x, batch)
-					loss, _ := tp.CrossEntropy(h, m.Head, batch.Targets, 0)
-					if backward {
-						tp.Backward(loss)
+					m.Checkpointing = ckpt
+					pool, _ := kernels.NewPool(th, "")
+					tp := autograd.NewTape(pool)
+					batch := randomBatch(cfg, 4, 256, 2)
+					step := func(backward bool) {
+						tp.Reset()
+						x := tp.EmbedFrozen(batch.IDs, m.Embed)
+						if backward {
+							x.Grad = make([]float32, len(x.Data))
+						}
+						h := m.HiddenFrom(tp, x, batch)
+						loss, _ := tp.CrossEntropy(h, m.Head, batch.Targets, 0)
+						if backward {
+							tp.Backward(loss)
+						}
 					}
-				}
-				step(true)
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
 					step(true)
-				}
-				b.ReportMetric(float64(4*256*b.N)/b.Elapsed().Seconds(), "tokens/s")
-				b.ReportMetric(float64(sysinfo.PeakRSS())/(1<<20), "peakRSS_MiB")
-			})
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						step(true)
+					}
+					b.ReportMetric(float64(4*256*b.N)/b.Elapsed().Seconds(), "tokens/s")
+					b.ReportMetric(float64(sysinfo.PeakRSS())/(1<<20), "peakRSS_MiB")
+					b.ReportMetric(float64(tp.ArenaFloats())*4/(1<<20), "activations_MiB")
+				})
+			}
 		}
+	}
+}
+
+// TestCheckpointingSameGradients: with activation checkpointing the input
+// gradient is bitwise identical and the tape holds less activation memory.
+func TestCheckpointingSameGradients(t *testing.T) {
+	cfg := Presets["stories15m"]
+	cfg.Layers, cfg.Vocab = 3, 512
+	var grads [2][]float32
+	var arena [2]int
+	for i, ckpt := range []bool{false, true} {
+		m, err := NewRandom(cfg, kernels.Q8_0, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Checkpointing = ckpt
+		tp := autograd.NewTape(nil)
+		batch := randomBatch(cfg, 2, 64, 4)
+		x := tp.EmbedFrozen(batch.IDs, m.Embed)
+		x.Grad = make([]float32, len(x.Data))
+		loss, _ := tp.CrossEntropy(m.HiddenFrom(tp, x, batch), m.Head, batch.Targets, 0)
+		tp.Backward(loss)
+		grads[i], arena[i] = x.Grad, tp.ArenaFloats()
+	}
+	for j := range grads[0] {
+		if math.Float32bits(grads[0][j]) != math.Float32bits(grads[1][j]) {
+			t.Fatalf("gradient %d differs with checkpointing: %g vs %g", j, grads[1][j], grads[0][j])
+		}
+	}
+	t.Logf("activation arena: %d floats without checkpointing, %d with", arena[0], arena[1])
+	if arena[1] >= arena[0] {
+		t.Errorf("checkpointing did not reduce activation memory: %d vs %d", arena[1], arena[0])
 	}
 }

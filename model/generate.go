@@ -55,7 +55,7 @@ func (m *Model) Step(tp *autograd.Tape, c *Cache, ids []int32) ([]float32, error
 	shape := autograd.AttnShape{B: 1, T: n, H: cfg.Heads, Hkv: cfg.KVHeads, D: cfg.HeadDim}
 	x := tp.EmbedFrozen(ids, m.Embed)
 	for l := range m.Blocks {
-		x = m.block(tp, l, x, pos, func(q, k, v *autograd.Tensor) *autograd.Tensor {
+		x = m.block(tp, l, x, pos, func(tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor {
 			copy(c.K[l][c.Len*kvd:], k.Data)
 			copy(c.V[l][c.Len*kvd:], v.Data)
 			out := tp.Buffer(n, cfg.Heads*cfg.HeadDim)

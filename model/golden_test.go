@@ -77,6 +77,12 @@ func TestAgainstPyTorch(t *testing.T) {
 }
 
 func checkGolden(t *testing.T, arch string) {
+	for _, ckpt := range []bool{false, true} {
+		checkGoldenMode(t, arch, ckpt)
+	}
+}
+
+func checkGoldenMode(t *testing.T, arch string, ckpt bool) {
 	g, err := safetensors.Open("testdata/tiny-" + arch + "-golden.safetensors")
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +96,7 @@ func checkGolden(t *testing.T, arch string) {
 	if m.Config.Arch != arch {
 		t.Fatalf("arch %q", m.Config.Arch)
 	}
+	m.Checkpointing = ckpt
 	params := map[string]*autograd.Tensor{}
 	grad := func(name string, n *autograd.Tensor) {
 		if n != nil {
@@ -151,5 +158,5 @@ func checkGolden(t *testing.T, arch string) {
 		t.Fatal(err)
 	}
 	closeTo(t, "logits", tp2.Logits(h, m.Head).Data, f32s(t, g, "logits"), 1e-5)
-	t.Logf("%s: loss %.6f; %d gradients match PyTorch", arch, loss.Data[0], len(params))
+	t.Logf("%s (checkpointing %v): loss %.6f; %d gradients match PyTorch", arch, ckpt, loss.Data[0], len(params))
 }

@@ -50,8 +50,11 @@ type Model struct {
 	Head   *kernels.Weight  // (V, C); the same Weight as Embed when tied
 	Rope   *autograd.Rope   // (MaxPos, D/2) angles, rotate-half layout
 	Source string           // the path it was loaded from
-	Stored []StoredTensor   // what each weight is held as (inspect, training log)
-	close  func() error
+	// Checkpointing recomputes each block in backward instead of keeping its
+	// activations (activation checkpointing).
+	Checkpointing bool
+	Stored        []StoredTensor // what each weight is held as (inspect, training log)
+	close         func() error
 }
 
 // StoredTensor reports how one weight is held in memory.
@@ -133,10 +136,17 @@ func (m *Model) Hidden(tp *autograd.Tape, b *Batch) (*autograd.Tensor, error) {
 func (m *Model) HiddenFrom(tp *autograd.Tape, x *autograd.Tensor, b *Batch) *autograd.Tensor {
 	c := &m.Config
 	shape := autograd.AttnShape{B: b.B, T: b.T, H: c.Heads, Hkv: c.KVHeads, D: c.HeadDim}
+	attend := func(tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor {
+		return tp.Attention(q, k, v, shape, b.Seg)
+	}
 	for l := range m.Blocks {
-		x = m.block(tp, l, x, b.Pos, func(q, k, v *autograd.Tensor) *autograd.Tensor {
-			return tp.Attention(q, k, v, shape, b.Seg)
-		})
+		if m.Checkpointing {
+			x = tp.Checkpoint(x, func(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
+				return m.block(tp, l, x, b.Pos, attend)
+			})
+			continue
+		}
+		x = m.block(tp, l, x, b.Pos, attend)
 	}
 	return tp.RMSNorm(x, m.Norm, float32(c.RMSEps))
 }
@@ -162,7 +172,7 @@ func (m *Model) Loss(tp *autograd.Tape, b *Batch, norm float32) (*autograd.Tenso
 
 // block is one transformer layer, shared by training and generation: attend
 // gets the roped q, k and v and returns the attention output (N, H·D).
-func (m *Model) block(tp *autograd.Tape, l int, x *autograd.Tensor, pos []int32, attend func(q, k, v *autograd.Tensor) *autograd.Tensor) *autograd.Tensor {
+func (m *Model) block(tp *autograd.Tape, l int, x *autograd.Tensor, pos []int32, attend func(tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor) *autograd.Tensor {
 	c := &m.Config
 	b := &m.Blocks[l]
 	eps := float32(c.RMSEps)
@@ -176,7 +186,7 @@ func (m *Model) block(tp *autograd.Tape, l int, x *autograd.Tensor, pos []int32,
 	}
 	q = tp.RoPE(q, m.Rope, pos)
 	k = tp.RoPE(k, m.Rope, pos)
-	a := attend(q, k, v)
+	a := attend(tp, q, k, v)
 	x = tp.Add(x, b.O.Forward(tp, a))
 	h = tp.RMSNorm(x, b.MLPNorm, eps)
 	g := tp.SwiGLU(b.Gate.Forward(tp, h), b.Up.Forward(tp, h))
