@@ -23,8 +23,8 @@ test-noasm:
 
 test-arm64:
 	@if command -v qemu-aarch64 >/dev/null 2>&1; then \
-		echo "arm64 (NEON) kernels under qemu-aarch64:"; \
-		GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64 ./kernels/... ./checkpoints/...; \
+		echo "arm64 (NEON kernels, whole suite) under qemu-aarch64:"; \
+		GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64 $(PKGS); \
 	else \
 		echo "SKIP arm64 kernel tests: qemu-aarch64 not installed (apt-get install qemu-user)"; \
 	fi
