@@ -523,3 +523,47 @@ func TestTapeReuse(t *testing.T) {
 		t.Fatalf("second pass: %d chunks (was %d), grad %g vs %g", len(tp.act.chunks), chunks, g2, g1)
 	}
 }
+
+func TestDropout(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	x := randT(r, 40, 50, true)
+	tp := NewTape(nil)
+	y := tp.Dropout(x, 0.25, Key(1, 2, 3))
+	zeros := 0
+	for i, v := range y.Data {
+		if v == 0 {
+			zeros++
+		} else if math.Abs(float64(v)-float64(x.Data[i])/0.75) > 1e-6 {
+			t.Fatalf("kept value %g, want %g", v, x.Data[i]/0.75)
+		}
+	}
+	if frac := float64(zeros) / 2000; frac < 0.21 || frac > 0.29 {
+		t.Errorf("dropped fraction %.3f, want ≈ 0.25", frac)
+	}
+	dy := make([]float32, len(y.Data))
+	for i := range dy {
+		dy[i] = 1
+	}
+	backwardFrom(tp, y, dy)
+	for i, v := range y.Data {
+		if want := float32(0); v != 0 {
+			want = 1 / 0.75
+			if math.Abs(float64(x.Grad[i]-want)) > 1e-6 {
+				t.Fatalf("grad %g want %g", x.Grad[i], want)
+			}
+		} else if x.Grad[i] != want {
+			t.Fatalf("dropped element got gradient %g", x.Grad[i])
+		}
+	}
+	// same key → same mask; another key → another mask
+	a := NewTape(nil).Dropout(x, 0.25, Key(1, 2, 3))
+	b := NewTape(nil).Dropout(x, 0.25, Key(1, 2, 4))
+	same, diff := true, false
+	for i := range a.Data {
+		same = same && a.Data[i] == y.Data[i]
+		diff = diff || (a.Data[i] == 0) != (b.Data[i] == 0)
+	}
+	if !same || !diff {
+		t.Errorf("mask not a function of the key: same=%v diff=%v", same, diff)
+	}
+}

@@ -1,0 +1,270 @@
+package checkpoints
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unsafe"
+
+	"github.com/lowrank/lowrank/checkpoints/safetensors"
+	"github.com/lowrank/lowrank/lora"
+	"github.com/lowrank/lowrank/model"
+)
+
+// PEFTConfig is adapter_config.json with the keys Hugging Face PEFT writes.
+type PEFTConfig struct {
+	AlphaPattern        map[string]float64 `json:"alpha_pattern"`
+	AutoMapping         any                `json:"auto_mapping"`
+	BaseModelNameOrPath *string            `json:"base_model_name_or_path"`
+	Bias                string             `json:"bias"`
+	CordaConfig         any                `json:"corda_config"`
+	EvaConfig           any                `json:"eva_config"`
+	ExcludeModules      any                `json:"exclude_modules"`
+	FanInFanOut         bool               `json:"fan_in_fan_out"`
+	InferenceMode       bool               `json:"inference_mode"`
+	InitLoraWeights     any                `json:"init_lora_weights"`
+	LayerReplication    any                `json:"layer_replication"`
+	LayersPattern       any                `json:"layers_pattern"`
+	LayersToTransform   any                `json:"layers_to_transform"`
+	LoftqConfig         map[string]any     `json:"loftq_config"`
+	LoraAlpha           float64            `json:"lora_alpha"`
+	LoraBias            bool               `json:"lora_bias"`
+	LoraDropout         float64            `json:"lora_dropout"`
+	MegatronConfig      any                `json:"megatron_config"`
+	MegatronCore        string             `json:"megatron_core"`
+	ModulesToSave       any                `json:"modules_to_save"`
+	PeftType            string             `json:"peft_type"`
+	R                   int                `json:"r"`
+	RankPattern         map[string]int     `json:"rank_pattern"`
+	Revision            any                `json:"revision"`
+	TargetModules       json.RawMessage    `json:"target_modules"` // list of names or a regex string
+	TaskType            string             `json:"task_type"`
+	UseDora             bool               `json:"use_dora"`
+	UseRslora           bool               `json:"use_rslora"`
+}
+
+const (
+	adapterConfigFile  = "adapter_config.json"
+	adapterWeightsFile = "adapter_model.safetensors"
+	peftPrefix         = "base_model.model."
+)
+
+// SaveAdapter writes ad to dir in PEFT's layout. baseModel is recorded as
+// base_model_name_or_path.
+func SaveAdapter(dir string, ad *lora.Adapter, baseModel string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	c := ad.Config
+	shorts := map[string]bool{}
+	var entries []safetensors.WriteEntry
+	for _, l := range ad.Layers {
+		name := l.Base.Name
+		shorts[name[strings.LastIndex(name, ".")+1:]] = true
+		entries = append(entries,
+			safetensors.WriteEntry{Name: peftPrefix + name + ".lora_A.weight", Dtype: safetensors.F32, Shape: []int{l.A.Rows, l.A.Cols}, Data: f32Bytes(l.A.Data)},
+			safetensors.WriteEntry{Name: peftPrefix + name + ".lora_B.weight", Dtype: safetensors.F32, Shape: []int{l.B.Rows, l.B.Cols}, Data: f32Bytes(l.B.Data)})
+	}
+	targets := make([]string, 0, len(shorts))
+	for s := range shorts {
+		targets = append(targets, s)
+	}
+	sort.Strings(targets)
+	tj, _ := json.Marshal(targets)
+	var base *string
+	if baseModel != "" {
+		base = &baseModel
+	}
+	init := any(true)
+	if c.Init == "gaussian" {
+		init = "gaussian"
+	}
+	pc := PEFTConfig{
+		AlphaPattern: orEmpty(c.AlphaPattern), BaseModelNameOrPath: base, Bias: "none",
+		InitLoraWeights: init, LoftqConfig: map[string]any{}, LoraAlpha: c.Alpha, LoraDropout: c.Dropout,
+		MegatronCore: "megatron.core", PeftType: "LORA", R: c.Rank, RankPattern: orEmpty(c.RankPattern),
+		TargetModules: tj, TaskType: "CAUSAL_LM", UseRslora: c.RSLoRA,
+	}
+	cj, err := json.MarshalIndent(pc, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := safetensors.Write(filepath.Join(dir, adapterWeightsFile), entries, map[string]string{"format": "pt"}); err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(dir, adapterConfigFile), append(cj, '\n'))
+}
+
+func orEmpty[V any](m map[string]V) map[string]V {
+	if m == nil {
+		return map[string]V{}
+	}
+	return m
+}
+
+// ReadPEFTConfig reads dir/adapter_config.json as a lora.Config.
+func ReadPEFTConfig(dir string) (lora.Config, *PEFTConfig, error) {
+	path := filepath.Join(dir, adapterConfigFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return lora.Config{}, nil, fmt.Errorf("adapter: %w", err)
+	}
+	var pc PEFTConfig
+	if err := json.Unmarshal(raw, &pc); err != nil {
+		return lora.Config{}, nil, fmt.Errorf("adapter: %s: %v", path, err)
+	}
+	if pc.PeftType != "" && pc.PeftType != "LORA" {
+		return lora.Config{}, nil, fmt.Errorf("adapter: %s: peft_type %q is not supported (LORA only)", path, pc.PeftType)
+	}
+	if pc.UseDora {
+		return lora.Config{}, nil, fmt.Errorf("adapter: %s: DoRA adapters are not supported yet", path)
+	}
+	if pc.FanInFanOut {
+		return lora.Config{}, nil, fmt.Errorf("adapter: %s: fan_in_fan_out adapters (GPT-2 Conv1D) are not supported", path)
+	}
+	c := lora.Config{Rank: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, RSLoRA: pc.UseRslora,
+		RankPattern: pc.RankPattern, AlphaPattern: pc.AlphaPattern}
+	if c.Alpha == 0 {
+		c.Alpha = 8 // PEFT's default lora_alpha
+	}
+	var list []string
+	var one string
+	switch {
+	case len(pc.TargetModules) == 0 || string(pc.TargetModules) == "null":
+	case json.Unmarshal(pc.TargetModules, &list) == nil:
+		c.Targets = list
+	case json.Unmarshal(pc.TargetModules, &one) == nil:
+		if one == "all-linear" {
+			c.Targets = []string{one}
+		} else {
+			c.Targets = []string{"re:" + one}
+		}
+	default:
+		return lora.Config{}, nil, fmt.Errorf("adapter: %s: target_modules is neither a list nor a string", path)
+	}
+	return c, &pc, nil
+}
+
+// LoadAdapter attaches the PEFT adapter in dir to m and fills its weights.
+// It fails, naming the tensor, when a shape or a target does not fit the model.
+func LoadAdapter(dir string, m *model.Model) (*lora.Adapter, error) {
+	c, _, err := ReadPEFTConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, adapterWeightsFile)
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("adapter: %w", err)
+	}
+	defer f.Close()
+	// With no targets in the config, adapt exactly the modules the file has.
+	if len(c.Targets) == 0 {
+		seen := map[string]bool{}
+		for _, n := range f.Names() {
+			if i := strings.Index(n, ".lora_"); i > 0 {
+				mod := strings.TrimPrefix(n[:i], peftPrefix)
+				seen[mod[strings.LastIndex(mod, ".")+1:]] = true
+			}
+		}
+		for s := range seen {
+			c.Targets = append(c.Targets, s)
+		}
+		sort.Strings(c.Targets)
+	}
+	ad, err := lora.Apply(m, c)
+	if err != nil {
+		return nil, fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	used := map[string]bool{}
+	fail := func(err error) (*lora.Adapter, error) {
+		ad.Remove(m)
+		return nil, err
+	}
+	for _, l := range ad.Layers {
+		for _, p := range []struct {
+			suffix string
+			dst    []float32
+			rows   int
+			cols   int
+		}{{".lora_A.weight", l.A.Data, l.A.Rows, l.A.Cols}, {".lora_B.weight", l.B.Data, l.B.Rows, l.B.Cols}} {
+			key := peftPrefix + l.Base.Name + p.suffix
+			t, ok := f.Tensor(key)
+			if !ok {
+				return fail(fmt.Errorf("adapter: %s has no tensor %s (the config targets it)", path, key))
+			}
+			if len(t.Shape) != 2 || t.Shape[0] != p.rows || t.Shape[1] != p.cols {
+				return fail(fmt.Errorf("adapter: %s: %s has shape %v, the model needs [%d %d]: was it trained for another model?", path, key, t.Shape, p.rows, p.cols))
+			}
+			if err := readF32(p.dst, t); err != nil {
+				return fail(fmt.Errorf("adapter: %s: %s: %v", path, key, err))
+			}
+			used[key] = true
+		}
+	}
+	for _, n := range f.Names() {
+		if strings.Contains(n, ".lora_") && !used[n] {
+			return fail(fmt.Errorf("adapter: %s: tensor %s matches no projection of the model", path, n))
+		}
+	}
+	return ad, nil
+}
+
+func readF32(dst []float32, t *safetensors.Tensor) error {
+	switch t.Dtype {
+	case safetensors.F32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:]))
+		}
+	case safetensors.BF16:
+		for i := range dst {
+			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(t.Data[2*i:])) << 16)
+		}
+	case safetensors.F16:
+		for i := range dst {
+			dst[i] = f16(binary.LittleEndian.Uint16(t.Data[2*i:]))
+		}
+	default:
+		return fmt.Errorf("dtype %s (want F32, F16 or BF16)", t.Dtype)
+	}
+	return nil
+}
+
+// f32Bytes views float32 values as little-endian bytes (no copy).
+func f32Bytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+}
+
+// WriteFileAtomic writes data to path through a synced temporary file in the
+// same directory and a rename.
+func WriteFileAtomic(path string, data []byte) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			err = fmt.Errorf("%s: %w", path, err)
+		}
+	}()
+	if _, err = tmp.Write(data); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

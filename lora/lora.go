@@ -1,0 +1,256 @@
+package lora
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/model"
+)
+
+// ShortNames are the projection names of a Llama-family block, in order.
+var ShortNames = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+// Config describes the adapters to attach.
+type Config struct {
+	Rank    int
+	Alpha   float64
+	Dropout float64
+	// Targets: short module names ("q_proj"), globs over full module paths
+	// ("model.layers.*.self_attn.*"), "re:REGEX" (matched against the whole
+	// path, PEFT's string form), or "all-linear" (every projection, not the LM
+	// head). Empty means all-linear.
+	Targets []string
+	RSLoRA  bool   // scale α/√R instead of α/R
+	Init    string // "default" (PEFT: Kaiming-uniform A, zero B) or "gaussian" (A ~ N(0, 1/R), zero B)
+	// RankPattern and AlphaPattern override Rank/Alpha for modules whose path
+	// matches the key as PEFT matches it: the regex (.*\.)?KEY$.
+	RankPattern  map[string]int
+	AlphaPattern map[string]float64
+	Seed         uint64 // initialization and dropout
+}
+
+// Linear is one adapted projection.
+type Linear struct {
+	Base  *model.Frozen
+	A     *autograd.Tensor // (R, in)
+	B     *autograd.Tensor // (out, R)
+	Rank  int
+	Alpha float64
+	Scale float32
+	index  int // position in the adapter, part of the dropout key
+	ad     *Adapter
+	merged bool // the delta is folded into Base.W: skip the adapter path
+}
+
+// Adapter is the set of adapted layers of one model.
+type Adapter struct {
+	Config Config
+	Layers []*Linear // in model order: layer by layer, ShortNames order
+	// Step is the training step, set by the trainer: with Seed and the layer
+	// index it determines every dropout mask (explicit state for exact resume).
+	Step uint64
+	// Training turns dropout on.
+	Training bool
+}
+
+// Frozen returns the base layer.
+func (l *Linear) Frozen() *model.Frozen { return l.Base }
+
+// Forward computes base + s·(dropout(x)·Aᵀ)·Bᵀ.
+func (l *Linear) Forward(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
+	y := l.Base.Forward(tp, x)
+	if l.merged {
+		return y
+	}
+	xd := x
+	if p := l.ad.Config.Dropout; p > 0 && l.ad.Training {
+		xd = tp.Dropout(x, p, autograd.Key(l.ad.Config.Seed, 0xd20, l.ad.Step, uint64(l.index)))
+	}
+	h := tp.MatMulT(xd, l.A) // (N, R)
+	d := tp.MatMulT(h, l.B)  // (N, out)
+	return tp.AddScaled(y, l.Scale, d)
+}
+
+// Scaling returns α/R, or α/√R with rsLoRA.
+func Scaling(alpha float64, rank int, rslora bool) float32 {
+	if rslora {
+		return float32(alpha / math.Sqrt(float64(rank)))
+	}
+	return float32(alpha / float64(rank))
+}
+
+func (c *Config) validate() error {
+	if c.Rank <= 0 {
+		return fmt.Errorf("lora: rank %d must be positive", c.Rank)
+	}
+	if c.Dropout < 0 || c.Dropout >= 1 {
+		return fmt.Errorf("lora: dropout %g must be in [0, 1)", c.Dropout)
+	}
+	switch c.Init {
+	case "", "default", "gaussian":
+	default:
+		return fmt.Errorf("lora: init %q is not supported (default, gaussian)", c.Init)
+	}
+	return nil
+}
+
+// Matches reports whether the module at path (e.g.
+// "model.layers.3.self_attn.q_proj") is targeted.
+func (c *Config) Matches(path string) (bool, error) {
+	targets := c.Targets
+	if len(targets) == 0 {
+		targets = []string{"all-linear"}
+	}
+	short := path[strings.LastIndex(path, ".")+1:]
+	for _, t := range targets {
+		switch {
+		case t == "all-linear":
+			return true, nil
+		case strings.HasPrefix(t, "re:"): // PEFT's string form: a regex matched against the whole path
+			re, err := regexp.Compile(`^(?:` + t[3:] + `)$`)
+			if err != nil {
+				return false, fmt.Errorf("lora: target %q: %v", t, err)
+			}
+			if re.MatchString(path) {
+				return true, nil
+			}
+		case strings.ContainsAny(t, "*?["):
+			ok, err := pathMatch(t, path)
+			if err != nil {
+				return false, fmt.Errorf("lora: target %q: %v", t, err)
+			}
+			if ok {
+				return true, nil
+			}
+		case t == short || strings.HasSuffix(path, "."+t):
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// pathMatch matches a glob against the full path or its short name.
+func pathMatch(glob, p string) (bool, error) {
+	if ok, err := path.Match(glob, p); ok || err != nil {
+		return ok, err
+	}
+	return path.Match(glob, p[strings.LastIndex(p, ".")+1:])
+}
+
+// patternFor returns the override for a module path, PEFT-style: the longest
+// key that matches (.*\.)?KEY$.
+func patternFor[V any](pat map[string]V, p string) (V, bool) {
+	var zero V
+	keys := make([]string, 0, len(pat))
+	for k := range pat {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(a, b int) bool { return len(keys[a]) > len(keys[b]) })
+	for _, k := range keys {
+		re, err := regexp.Compile(`^(.*\.)?(` + k + `)$`)
+		if err == nil && re.MatchString(p) {
+			return pat[k], true
+		}
+	}
+	return zero, false
+}
+
+// Apply wraps every targeted projection of m with a freshly initialized
+// adapter (B = 0, so the model's outputs are unchanged).
+func Apply(m *model.Model, cfg Config) (*Adapter, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ad := &Adapter{Config: cfg}
+	r := rand.New(rand.NewPCG(cfg.Seed, 0x6c6f7261))
+	for bi := range m.Blocks {
+		for _, lin := range m.Blocks[bi].Linears() {
+			base := (*lin).Frozen()
+			ok, err := cfg.Matches(base.Name)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+			rank, alpha := cfg.Rank, cfg.Alpha
+			if v, ok := patternFor(cfg.RankPattern, base.Name); ok {
+				rank = v
+			}
+			if v, ok := patternFor(cfg.AlphaPattern, base.Name); ok {
+				alpha = v
+			}
+			if rank <= 0 {
+				return nil, fmt.Errorf("lora: rank %d for %s must be positive", rank, base.Name)
+			}
+			l := &Linear{Base: base, Rank: rank, Alpha: alpha, Scale: Scaling(alpha, rank, cfg.RSLoRA), index: len(ad.Layers), ad: ad}
+			l.A = autograd.NewParam(rank, base.W.Cols)
+			l.B = autograd.NewParam(base.W.Rows, rank)
+			initA(l.A, cfg.Init, r)
+			ad.Layers = append(ad.Layers, l)
+			*lin = l
+		}
+	}
+	if len(ad.Layers) == 0 {
+		return nil, fmt.Errorf("lora: targets %v match no projection (names: %s, or all-linear)", cfg.Targets, strings.Join(ShortNames, ", "))
+	}
+	return ad, nil
+}
+
+// initA fills A as PEFT does. Default: Kaiming-uniform with a = √5, i.e.
+// U(−1/√in, 1/√in); gaussian: N(0, 1/R).
+func initA(a *autograd.Tensor, init string, r *rand.Rand) {
+	if init == "gaussian" {
+		std := 1 / float64(a.Rows)
+		for i := range a.Data {
+			a.Data[i] = float32(r.NormFloat64() * std)
+		}
+		return
+	}
+	bound := 1 / math.Sqrt(float64(a.Cols))
+	for i := range a.Data {
+		a.Data[i] = float32((r.Float64()*2 - 1) * bound)
+	}
+}
+
+// Params returns the trainable tensors in a fixed order (A, B per layer).
+func (a *Adapter) Params() []*autograd.Tensor {
+	var ps []*autograd.Tensor
+	for _, l := range a.Layers {
+		ps = append(ps, l.A, l.B)
+	}
+	return ps
+}
+
+// NumParams counts trainable values.
+func (a *Adapter) NumParams() int64 {
+	var n int64
+	for _, p := range a.Params() {
+		n += int64(len(p.Data))
+	}
+	return n
+}
+
+// ZeroGrad clears every parameter's gradient.
+func (a *Adapter) ZeroGrad() {
+	for _, p := range a.Params() {
+		p.ZeroGrad()
+	}
+}
+
+// Remove puts the base layers back into the model.
+func (a *Adapter) Remove(m *model.Model) {
+	for bi := range m.Blocks {
+		for _, lin := range m.Blocks[bi].Linears() {
+			if l, ok := (*lin).(*Linear); ok && l.ad == a {
+				*lin = l.Base
+			}
+		}
+	}
+}

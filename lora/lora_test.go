@@ -1,0 +1,200 @@
+package lora
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/kernels"
+	"github.com/lowrank/lowrank/model"
+)
+
+func tinyConfig() model.Config {
+	return model.Config{Arch: "llama", Hidden: 32, Intermediate: 48, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 8,
+		Vocab: 50, MaxPos: 64, RMSEps: 1e-5, RopeTheta: 10000, TieEmbeddings: true, EOS: []int{2}, Pad: -1}
+}
+
+func batch(cfg model.Config, seed uint64) *model.Batch {
+	r := rand.New(rand.NewPCG(seed, 3))
+	const B, T = 2, 11
+	b := &model.Batch{B: B, T: T, IDs: make([]int32, B*T), Pos: make([]int32, B*T), Targets: make([]int32, B*T)}
+	for i := range b.IDs {
+		b.IDs[i] = int32(r.IntN(cfg.Vocab))
+		b.Targets[i] = int32(r.IntN(cfg.Vocab))
+		b.Pos[i] = int32(i % T)
+	}
+	b.Targets[0] = autograd.IgnoreIndex
+	return b
+}
+
+func lossOf(t *testing.T, m *model.Model, b *model.Batch) (float32, *autograd.Tape, *autograd.Tensor) {
+	tp := autograd.NewTape(nil)
+	loss, _, err := m.Loss(tp, b, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loss.Data[0], tp, loss
+}
+
+func randomize(ad *Adapter, seed uint64) {
+	r := rand.New(rand.NewPCG(seed, 5))
+	for _, l := range ad.Layers {
+		for i := range l.B.Data {
+			l.B.Data[i] = float32(r.NormFloat64() * 0.05)
+		}
+	}
+}
+
+func TestTargets(t *testing.T) {
+	m, _ := model.NewRandom(tinyConfig(), kernels.F32, 1)
+	for _, c := range []struct {
+		targets []string
+		want    int
+	}{
+		{nil, 14}, {[]string{"all-linear"}, 14}, {[]string{"q_proj", "v_proj"}, 4},
+		{[]string{"model.layers.1.mlp.*"}, 3}, {[]string{"re:.*\\.(k|o)_proj"}, 4},
+	} {
+		m2, _ := model.NewRandom(tinyConfig(), kernels.F32, 1)
+		ad, err := Apply(m2, Config{Rank: 4, Alpha: 8, Targets: c.targets})
+		if err != nil || len(ad.Layers) != c.want {
+			t.Errorf("targets %v: %v layers, %v; want %d", c.targets, len(ad.Layers), err, c.want)
+		}
+	}
+	if _, err := Apply(m, Config{Rank: 4, Targets: []string{"lm_head"}}); err == nil {
+		t.Error("a target matching nothing was accepted")
+	}
+	ad, err := Apply(m, Config{Rank: 4, Alpha: 16, RankPattern: map[string]int{"v_proj": 2, "model.layers.1.mlp.down_proj": 8}, AlphaPattern: map[string]float64{"q_proj": 4}, RSLoRA: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ad.Layers {
+		want := 4
+		switch l.Base.Name {
+		case "model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.v_proj":
+			want = 2
+		case "model.layers.1.mlp.down_proj":
+			want = 8
+		}
+		alpha := 16.0
+		if l.Base.Name[len(l.Base.Name)-6:] == "q_proj" {
+			alpha = 4
+		}
+		if l.Rank != want || l.A.Rows != want || l.Scale != float32(alpha/math.Sqrt(float64(want))) {
+			t.Errorf("%s: rank %d scale %g, want %d, %g", l.Base.Name, l.Rank, l.Scale, want, alpha/math.Sqrt(float64(want)))
+		}
+	}
+}
+
+// TestInvariants: B = 0 is the identity; merged equals unmerged (f32 base);
+// unmerge restores W.
+func TestInvariants(t *testing.T) {
+	cfg := tinyConfig()
+	b := batch(cfg, 1)
+	for _, f := range []kernels.Format{kernels.F32, kernels.Q8_0, kernels.NF4} {
+		m, _ := model.NewRandom(cfg, f, 7)
+		base, _, _ := lossOf(t, m, b)
+		orig := make([]kernels.Mat, 0)
+		for bi := range m.Blocks {
+			for _, lin := range m.Blocks[bi].Linears() {
+				orig = append(orig, (*lin).Frozen().W.Dequantize())
+			}
+		}
+		ad, err := Apply(m, Config{Rank: 4, Alpha: 8, Seed: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l0, _, _ := lossOf(t, m, b); l0 != base {
+			t.Errorf("%s: B = 0 changed the loss: %g vs %g", f, l0, base)
+		}
+		randomize(ad, 9)
+		unmerged, _, _ := lossOf(t, m, b)
+		if math.Abs(float64(unmerged-base)) < 1e-4 {
+			t.Fatalf("%s: a non-zero adapter left the loss at %g", f, base)
+		}
+		ad.Merge(nil)
+		merged, _, _ := lossOf(t, m, b)
+		rel := math.Abs(float64(merged-unmerged)) / math.Abs(float64(unmerged))
+		t.Logf("%-5s base loss %.7f; with adapter: merged %.7f, unmerged %.7f (relative %.2g)", f, base, merged, unmerged, rel)
+		if f == kernels.F32 && rel > 1e-5 {
+			t.Errorf("f32: merged differs from unmerged by %g", rel)
+		}
+		ad.Unmerge(nil)
+		if f == kernels.F32 {
+			i := 0
+			for bi := range m.Blocks {
+				for _, lin := range m.Blocks[bi].Linears() {
+					w := (*lin).Frozen().W.Dequantize()
+					for j := range w.Data {
+						if d := math.Abs(float64(w.Data[j] - orig[i].Data[j])); d > 1e-6 {
+							t.Fatalf("unmerge left W[%d] off by %g", j, d)
+						}
+					}
+					i++
+				}
+			}
+		}
+	}
+}
+
+// TestAdapterGradients: dA and dB through a whole 2-layer model with a
+// quantized (q4_0) base agree with central differences of the loss.
+func TestAdapterGradients(t *testing.T) {
+	cfg := tinyConfig()
+	m, _ := model.NewRandom(cfg, kernels.Q4_0, 11)
+	ad, err := Apply(m, Config{Rank: 3, Alpha: 6, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomize(ad, 2)
+	b := batch(cfg, 4)
+	_, tp, loss := lossOf(t, m, b)
+	tp.Backward(loss)
+	r := rand.New(rand.NewPCG(8, 8))
+	checked := 0
+	for _, p := range ad.Params() {
+		for k := 0; k < 3; k++ {
+			i := r.IntN(len(p.Data))
+			old := p.Data[i]
+			const h = 1e-2
+			p.Data[i] = old + h
+			lp, _, _ := lossOf(t, m, b)
+			p.Data[i] = old - h
+			lm, _, _ := lossOf(t, m, b)
+			p.Data[i] = old
+			num := (float64(lp) - float64(lm)) / (2 * h)
+			if got := float64(p.Grad[i]); math.Abs(got-num) > 2e-3+0.05*math.Abs(num) {
+				t.Errorf("gradient %g, central difference %g", got, num)
+			}
+			checked++
+		}
+	}
+	// A directional check over all parameters at once.
+	var dot float64
+	dirs := make([][]float32, 0)
+	for _, p := range ad.Params() {
+		d := make([]float32, len(p.Data))
+		for i := range d {
+			d[i] = float32(r.NormFloat64())
+			dot += float64(d[i]) * float64(p.Grad[i])
+		}
+		dirs = append(dirs, d)
+	}
+	shift := func(h float32) float64 {
+		for k, p := range ad.Params() {
+			for i := range p.Data {
+				p.Data[i] += h * dirs[k][i]
+			}
+		}
+		l, _, _ := lossOf(t, m, b)
+		return float64(l)
+	}
+	const h = 1e-3
+	lp := shift(h)
+	lm := shift(-2 * h)
+	shift(h)
+	if num := (lp - lm) / (2 * h); math.Abs(num-dot) > 0.02*math.Abs(dot)+1e-3 {
+		t.Errorf("directional derivative %g, gradient·direction %g", num, dot)
+	}
+	t.Logf("%d single-element checks and one directional check over %d parameters", checked, ad.NumParams())
+}
