@@ -37,12 +37,12 @@ type Config struct {
 
 // Linear is one adapted projection.
 type Linear struct {
-	Base  *model.Frozen
-	A     *autograd.Tensor // (R, in)
-	B     *autograd.Tensor // (out, R)
-	Rank  int
-	Alpha float64
-	Scale float32
+	Base   *model.Frozen
+	A      *autograd.Tensor // (R, in)
+	B      *autograd.Tensor // (out, R)
+	Rank   int
+	Alpha  float64
+	Scale  float32
 	index  int // position in the adapter, part of the dropout key
 	ad     *Adapter
 	merged bool // the delta is folded into Base.W: skip the adapter path
