@@ -62,23 +62,12 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 				clear(row) // no gradient from this row
 				continue
 			}
-			mx := row[0]
-			for _, v := range row {
-				mx = max(mx, v)
-			}
+			mx := kernels.Max(row)
 			lt := row[t] - mx // the target's logit, before the row is exponentiated
-			var z float64
-			for j, v := range row {
-				e := kernels.Exp(v - mx)
-				row[j] = e
-				z += float64(e)
-			}
+			z := float64(kernels.ExpShiftSum(row, mx))
 			total += math.Log(z) - float64(lt)
 			// dlogits = (p − onehot)/norm
-			inv := float32(1/z) / norm
-			for j := range row {
-				row[j] *= inv
-			}
+			kernels.Scale(row, float32(1/z)/norm)
 			row[t] -= 1 / norm
 		}
 		if dh != nil { // dH[r0:r1] = dlogits · W

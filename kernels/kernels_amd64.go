@@ -40,3 +40,23 @@ func dotAVX512x1(k int, a *float32, lda int, b *float32, c *float32, ldc int, ov
 func init() {
 	avx512Kernel.dot = &dotKernel{rows3: dotAVX512x3, rows1: dotAVX512x1}
 }
+
+//go:noescape
+func maxAVX512(x *float32, n int) float32
+
+//go:noescape
+func expShiftSumAVX512(x *float32, n int, shift float32) float32
+
+//go:noescape
+func swigluAVX512(dst, gate, up *float32, n int)
+
+//go:noescape
+func swigluBackAVX512(dg, du, dy, gate, up *float32, n int)
+
+func init() {
+	if cpu.X86.HasAVX512F && rowKernelsAllowed() {
+		rowMax, rowExpShiftSum = maxAVX512, expShiftSumAVX512
+		rowSwiGLU, rowSwiGLUBack = swigluAVX512, swigluBackAVX512
+		RowKernel = "avx512"
+	}
+}

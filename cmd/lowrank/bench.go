@@ -17,7 +17,7 @@ func newBench() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure lowrank's speed on this machine",
 	}
-	c.AddCommand(newBenchKernels())
+	c.AddCommand(newBenchKernels(), newBenchTrain())
 	return c
 }
 
