@@ -32,50 +32,60 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 	view := func(t []float32, cols, b, h int) kernels.Mat {
 		return kernels.Mat{Data: t[b*T*cols+h*D:], Rows: T, Cols: D, Stride: cols}
 	}
-	for b := 0; b < B; b++ {
-		var sg []int32
-		if seg != nil {
-			sg = seg[b*T : (b+1)*T]
-		}
-		for h := 0; h < H; h++ {
+	pools := tp.Pool.Workers()
+	tp.Pool.Parallel(B*H, 1, func(w, lo, hi int) {
+		pool := pools[w]
+		for bh := lo; bh < hi; bh++ {
+			b, h := bh/H, bh%H
+			var sg []int32
+			if seg != nil {
+				sg = seg[b*T : (b+1)*T]
+			}
 			P := kernels.MatOf(probs[(b*H+h)*T*T:][:T*T], T, T)
 			// S = scale · Q_h · K_gᵀ, then mask and softmax each row in place.
-			tp.Pool.Gemm(P, scale, view(q.Data, H*D, b, h), kernels.NoTrans, view(k.Data, Hkv*D, b, h/group), kernels.Trans, 0)
+			pool.Gemm(P, scale, view(q.Data, H*D, b, h), kernels.NoTrans, view(k.Data, Hkv*D, b, h/group), kernels.Trans, 0)
 			maskSoftmax(P, sg)
 			// O_h = P · V_g
-			tp.Pool.Gemm(view(y.Data, H*D, b, h), 1, P, kernels.NoTrans, view(v.Data, Hkv*D, b, h/group), kernels.NoTrans, 0)
+			pool.Gemm(view(y.Data, H*D, b, h), 1, P, kernels.NoTrans, view(v.Data, Hkv*D, b, h/group), kernels.NoTrans, 0)
 		}
-	}
+	})
 	if y.Grad != nil {
 		tp.record(func() {
-			dP := kernels.MatOf(tp.scratch(T*T), T, T)
-			for b := 0; b < B; b++ {
-				for h := 0; h < H; h++ {
-					g := h / group
-					P := kernels.MatOf(probs[(b*H+h)*T*T:][:T*T], T, T)
-					dO := view(y.Grad, H*D, b, h)
-					// dP = dO · Vᵀ; dV += Pᵀ · dO
-					tp.Pool.Gemm(dP, 1, dO, kernels.NoTrans, view(v.Data, Hkv*D, b, g), kernels.Trans, 0)
-					if v.Grad != nil {
-						tp.Pool.Gemm(view(v.Grad, Hkv*D, b, g), 1, P, kernels.Trans, dO, kernels.NoTrans, 1)
-					}
-					// dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place in dP
-					for i := 0; i < T; i++ {
-						pr, dr := P.Row(i), dP.Row(i)
-						d := kernels.Dot(dr[:i+1], pr[:i+1])
-						for j := range dr {
-							dr[j] = pr[j] * (dr[j] - d)
+			// Heads that share a key/value head accumulate into the same dK, dV
+			// rows, so work is split by (b, g) and each worker runs that group's
+			// query heads in order: one owner per gradient element.
+			dPs := tp.scratch(len(pools) * T * T)
+			tp.Pool.Parallel(B*Hkv, 1, func(w, lo, hi int) {
+				pool := pools[w]
+				dP := kernels.MatOf(dPs[w*T*T:(w+1)*T*T], T, T)
+				for bg := lo; bg < hi; bg++ {
+					b, g := bg/Hkv, bg%Hkv
+					for h := g * group; h < (g+1)*group; h++ {
+						P := kernels.MatOf(probs[(b*H+h)*T*T:][:T*T], T, T)
+						dO := view(y.Grad, H*D, b, h)
+						// dP = dO · Vᵀ; dV += Pᵀ · dO
+						pool.Gemm(dP, 1, dO, kernels.NoTrans, view(v.Data, Hkv*D, b, g), kernels.Trans, 0)
+						if v.Grad != nil {
+							pool.Gemm(view(v.Grad, Hkv*D, b, g), 1, P, kernels.Trans, dO, kernels.NoTrans, 1)
+						}
+						// dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place in dP
+						for i := 0; i < T; i++ {
+							pr, dr := P.Row(i), dP.Row(i)
+							d := kernels.Dot(dr[:i+1], pr[:i+1])
+							for j := range dr {
+								dr[j] = pr[j] * (dr[j] - d)
+							}
+						}
+						// dQ += scale · dS · K; dK += scale · dSᵀ · Q
+						if q.Grad != nil {
+							pool.Gemm(view(q.Grad, H*D, b, h), scale, dP, kernels.NoTrans, view(k.Data, Hkv*D, b, g), kernels.NoTrans, 1)
+						}
+						if k.Grad != nil {
+							pool.Gemm(view(k.Grad, Hkv*D, b, g), scale, dP, kernels.Trans, view(q.Data, H*D, b, h), kernels.NoTrans, 1)
 						}
 					}
-					// dQ += scale · dS · K; dK += scale · dSᵀ · Q
-					if q.Grad != nil {
-						tp.Pool.Gemm(view(q.Grad, H*D, b, h), scale, dP, kernels.NoTrans, view(k.Data, Hkv*D, b, g), kernels.NoTrans, 1)
-					}
-					if k.Grad != nil {
-						tp.Pool.Gemm(view(k.Grad, Hkv*D, b, g), scale, dP, kernels.Trans, view(q.Data, H*D, b, h), kernels.NoTrans, 1)
-					}
 				}
-			}
+			})
 		})
 	}
 	return y

@@ -94,7 +94,10 @@ func (tp *Tape) SiLU(x *Tensor) *Tensor {
 func (tp *Tape) SwiGLU(gate, up *Tensor) *Tensor {
 	same("SwiGLU", gate, up)
 	y := tp.out(gate.Rows, gate.Cols, anyGrad(gate, up))
-	kernels.SwiGLU(y.Data, gate.Data, up.Data)
+	C := gate.Cols
+	tp.Pool.Parallel(gate.Rows, 4, func(_, lo, hi int) {
+		kernels.SwiGLU(y.Data[lo*C:hi*C], gate.Data[lo*C:hi*C], up.Data[lo*C:hi*C])
+	})
 	if y.Grad != nil {
 		tp.record(func() {
 			dg, du := gate.Grad, up.Grad
@@ -108,7 +111,10 @@ func (tp *Tape) SwiGLU(gate, up *Tensor) *Tensor {
 					du = tmp[len(y.Grad):]
 				}
 			}
-			kernels.SwiGLUBackward(dg, du, y.Grad, gate.Data, up.Data)
+			tp.Pool.Parallel(gate.Rows, 4, func(_, lo, hi int) {
+				a, b := lo*C, hi*C
+				kernels.SwiGLUBackward(dg[a:b], du[a:b], y.Grad[a:b], gate.Data[a:b], up.Data[a:b])
+			})
 		})
 	}
 	return y

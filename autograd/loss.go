@@ -46,6 +46,7 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 	}
 	rows := max(1, min(256, ceChunkFloats/V))
 	logits := tp.scratch(rows * V)
+	rowLoss := make([]float64, rows)
 	var total float64
 	for r0 := 0; r0 < h.Rows; r0 += rows {
 		r1 := min(h.Rows, r0+rows)
@@ -55,20 +56,28 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 		}
 		L := kernels.MatOf(logits[:n*V], n, V)
 		tp.Pool.GemmW(L, 1, kernels.MatOf(h.Data[r0*h.Cols:r1*h.Cols], n, h.Cols), kernels.NoTrans, w, kernels.Trans, 0)
-		for i := 0; i < n; i++ {
-			t := targets[r0+i]
-			row := L.Row(i)
-			if t < 0 {
-				clear(row) // no gradient from this row
-				continue
+		// Rows are independent: each worker turns its rows into dlogits and
+		// records their losses; the losses are summed in order afterwards.
+		tp.Pool.Parallel(n, 8, func(_, lo, hi int) {
+			for i := lo; i < hi; i++ {
+				t := targets[r0+i]
+				row := L.Row(i)
+				if t < 0 {
+					clear(row) // no gradient from this row
+					rowLoss[i] = 0
+					continue
+				}
+				mx := kernels.Max(row)
+				lt := row[t] - mx // the target's logit, before the row is exponentiated
+				z := float64(kernels.ExpShiftSum(row, mx))
+				rowLoss[i] = math.Log(z) - float64(lt)
+				// dlogits = (p − onehot)/norm
+				kernels.Scale(row, float32(1/z)/norm)
+				row[t] -= 1 / norm
 			}
-			mx := kernels.Max(row)
-			lt := row[t] - mx // the target's logit, before the row is exponentiated
-			z := float64(kernels.ExpShiftSum(row, mx))
-			total += math.Log(z) - float64(lt)
-			// dlogits = (p − onehot)/norm
-			kernels.Scale(row, float32(1/z)/norm)
-			row[t] -= 1 / norm
+		})
+		for _, l := range rowLoss[:n] {
+			total += l
 		}
 		if dh != nil { // dH[r0:r1] = dlogits · W
 			tp.Pool.GemmW(kernels.MatOf(dh[r0*h.Cols:r1*h.Cols], n, h.Cols), 1, L, kernels.NoTrans, w, kernels.NoTrans, 0)

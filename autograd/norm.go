@@ -14,9 +14,11 @@ func (tp *Tape) RMSNorm(x, w *Tensor, eps float32) *Tensor {
 	}
 	y := tp.out(x.Rows, x.Cols, anyGrad(x, w))
 	rstd := tp.scratch(x.Rows)
-	for i := 0; i < x.Rows; i++ {
-		rstd[i] = kernels.RMSNorm(y.Row(i), x.Row(i), w.Data, eps)
-	}
+	tp.Pool.Parallel(x.Rows, 16, func(_, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			rstd[i] = kernels.RMSNorm(y.Row(i), x.Row(i), w.Data, eps)
+		}
+	})
 	if y.Grad != nil {
 		tp.record(func() {
 			dx := x.Grad

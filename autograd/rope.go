@@ -102,27 +102,33 @@ func (tp *Tape) RoPE(x *Tensor, r *Rope, pos []int32) *Tensor {
 		panic(fmt.Sprintf("autograd: RoPE: x is %d×%d, head dim %d, %d positions", x.Rows, x.Cols, D, len(pos)))
 	}
 	y := tp.out(x.Rows, x.Cols, x.Grad != nil)
-	for n := 0; n < x.Rows; n++ {
-		p := int(pos[n])
-		if p < 0 || p >= r.MaxPos {
+	for n := range pos {
+		if p := int(pos[n]); p < 0 || p >= r.MaxPos {
 			panic(fmt.Sprintf("autograd: RoPE: position %d outside [0, %d)", p, r.MaxPos))
 		}
-		for h := 0; h < x.Cols; h += D {
-			r.rotate(y.Data[n*x.Cols+h:][:D], x.Data[n*x.Cols+h:][:D], p, 1)
-		}
 	}
+	tp.Pool.Parallel(x.Rows, 16, func(_, lo, hi int) {
+		for n := lo; n < hi; n++ {
+			for h := 0; h < x.Cols; h += D {
+				r.rotate(y.Data[n*x.Cols+h:][:D], x.Data[n*x.Cols+h:][:D], int(pos[n]), 1)
+			}
+		}
+	})
 	if y.Grad != nil {
 		tp.record(func() {
-			tmp := tp.scratch(D)
-			for n := 0; n < x.Rows; n++ {
-				for h := 0; h < x.Cols; h += D {
-					r.rotate(tmp, y.Grad[n*x.Cols+h:][:D], int(pos[n]), -1)
-					g := x.Grad[n*x.Cols+h:][:D]
-					for i, v := range tmp {
-						g[i] += v
+			tmps := tp.scratch(D * tp.Pool.Threads())
+			tp.Pool.Parallel(x.Rows, 16, func(w, lo, hi int) {
+				tmp := tmps[w*D : (w+1)*D]
+				for n := lo; n < hi; n++ {
+					for h := 0; h < x.Cols; h += D {
+						r.rotate(tmp, y.Grad[n*x.Cols+h:][:D], int(pos[n]), -1)
+						g := x.Grad[n*x.Cols+h:][:D]
+						for i, v := range tmp {
+							g[i] += v
+						}
 					}
 				}
-			}
+			})
 		})
 	}
 	return y

@@ -19,6 +19,7 @@ type Pool struct {
 	jobs    []chan job   // jobs[i] feeds worker i (i ≥ 1), started lazily
 	wg      sync.WaitGroup
 
+	sub         []*Pool  // single-threaded pools for side-by-side small GEMMs (Workers)
 	args        gemmArgs // the call in progress: held here so that no call allocates
 	lastWorkers int      // workers that received work in the last call (for tests)
 	lastDot     bool     // the last call ran in dot-product form (for tests)
