@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/checkpoints"
 	"github.com/lowrank/lowrank/kernels"
 	"github.com/lowrank/lowrank/model"
 	"github.com/lowrank/lowrank/tokenizer"
@@ -18,6 +19,7 @@ import (
 func newGenerate() *cobra.Command {
 	var (
 		modelPath, prompt, quant string
+		adapterDir               string
 		maxTokens, topK, threads int
 		temperature, topP        float64
 		seed                     uint64
@@ -49,6 +51,11 @@ func newGenerate() *cobra.Command {
 				return err
 			}
 			defer m.Close()
+			if adapterDir != "" {
+				if _, err := checkpoints.LoadAdapter(adapterDir, m); err != nil {
+					return err
+				}
+			}
 			if tok.VocabSize() > m.Config.Vocab {
 				return fmt.Errorf("%s: tokenizer has %d tokens but the model's vocabulary is %d", modelPath, tok.VocabSize(), m.Config.Vocab)
 			}
@@ -106,6 +113,7 @@ func newGenerate() *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or .gguf file")
 	f.StringVar(&prompt, "prompt", "", "prompt text (default: start from BOS)")
+	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory to apply")
 	f.IntVar(&maxTokens, "max-tokens", 256, "tokens to generate at most")
 	f.Float64Var(&temperature, "temperature", 0.8, "sampling temperature; 0 is greedy")
 	f.IntVar(&topK, "top-k", 0, "sample among the k most likely tokens (0: all)")
