@@ -70,6 +70,12 @@ func SaveAdapter(dir string, ad *lora.Adapter, baseModel string) error {
 			safetensors.WriteEntry{Name: peftPrefix + name + ".lora_A.weight", Dtype: safetensors.F32, Shape: []int{l.A.Rows, l.A.Cols}, Data: f32Bytes(l.A.Data)},
 			safetensors.WriteEntry{Name: peftPrefix + name + ".lora_B.weight", Dtype: safetensors.F32, Shape: []int{l.B.Rows, l.B.Cols}, Data: f32Bytes(l.B.Data)})
 	}
+	var saved []string
+	for _, e := range ad.Extras {
+		entries = append(entries, safetensors.WriteEntry{Name: peftPrefix + e.Name, Dtype: safetensors.F32, Shape: []int{len(e.T.Data)}, Data: f32Bytes(e.T.Data)})
+		mod := strings.TrimSuffix(strings.TrimSuffix(e.Name, ".weight"), ".bias")
+		saved = append(saved, mod[strings.LastIndex(mod, ".")+1:])
+	}
 	targets := make([]string, 0, len(shorts))
 	for s := range shorts {
 		targets = append(targets, s)
@@ -90,6 +96,9 @@ func SaveAdapter(dir string, ad *lora.Adapter, baseModel string) error {
 		MegatronCore: "megatron.core", PeftType: "LORA", R: c.Rank, RankPattern: orEmpty(c.RankPattern),
 		TargetModules: tj, TaskType: "CAUSAL_LM", UseRslora: c.RSLoRA,
 	}
+	if len(saved) > 0 {
+		pc.ModulesToSave = uniqueSorted(saved)
+	}
 	cj, err := json.MarshalIndent(pc, "", "  ")
 	if err != nil {
 		return err
@@ -98,6 +107,17 @@ func SaveAdapter(dir string, ad *lora.Adapter, baseModel string) error {
 		return err
 	}
 	return WriteFileAtomic(filepath.Join(dir, adapterConfigFile), append(cj, '\n'))
+}
+
+func uniqueSorted(s []string) []string {
+	sort.Strings(s)
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func orEmpty[V any](m map[string]V) map[string]V {
@@ -207,9 +227,22 @@ func LoadAdapter(dir string, m *model.Model) (*lora.Adapter, error) {
 			used[key] = true
 		}
 	}
+	// modules_to_save: trained norms and biases replace the model's.
 	for _, n := range f.Names() {
-		if strings.Contains(n, ".lora_") && !used[n] {
-			return fail(fmt.Errorf("adapter: %s: tensor %s matches no projection of the model", path, n))
+		if strings.Contains(n, ".lora_") {
+			if !used[n] {
+				return fail(fmt.Errorf("adapter: %s: tensor %s matches no projection of the model", path, n))
+			}
+			continue
+		}
+		name := strings.TrimPrefix(n, peftPrefix)
+		dst := extraTarget(m, name)
+		t, _ := f.Tensor(n)
+		if dst == nil || t.Elements() != len(dst) {
+			return fail(fmt.Errorf("adapter: %s: saved module %s does not fit the model", path, n))
+		}
+		if err := readF32(dst, t); err != nil {
+			return fail(fmt.Errorf("adapter: %s: %s: %v", path, n, err))
 		}
 	}
 	return ad, nil
@@ -267,4 +300,33 @@ func WriteFileAtomic(path string, data []byte) (err error) {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// extraTarget returns the model's values for a saved norm weight or bias.
+func extraTarget(m *model.Model, name string) []float32 {
+	if name == "model.norm.weight" {
+		return m.Norm.Data
+	}
+	for bi := range m.Blocks {
+		b := &m.Blocks[bi]
+		p := fmt.Sprintf("model.layers.%d.", bi)
+		switch name {
+		case p + "input_layernorm.weight":
+			return b.AttnNorm.Data
+		case p + "post_attention_layernorm.weight":
+			return b.MLPNorm.Data
+		}
+		if b.QNorm != nil && name == p+"self_attn.q_norm.weight" {
+			return b.QNorm.Data
+		}
+		if b.KNorm != nil && name == p+"self_attn.k_norm.weight" {
+			return b.KNorm.Data
+		}
+		for _, lin := range b.Linears() {
+			if f := (*lin).Frozen(); f.Bias != nil && name == f.Name+".bias" {
+				return f.Bias
+			}
+		}
+	}
+	return nil
 }

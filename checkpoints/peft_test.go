@@ -119,3 +119,31 @@ func TestPEFTMismatch(t *testing.T) {
 		t.Errorf("empty dir: %v", err)
 	}
 }
+
+// TestPEFTExtras: trained norms are saved as modules_to_save and restored.
+func TestPEFTExtras(t *testing.T) {
+	m := tinyModel(t, 32)
+	ad, err := lora.Apply(m, lora.Config{Rank: 2, Alpha: 4, TrainNorms: true, LoRAPlusRatio: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ad.Extras) != 5 || len(ad.LRScales()) != len(ad.Params()) || ad.LRScales()[1] != 16 || ad.LRScales()[0] != 1 {
+		t.Fatalf("extras %d, scales %v", len(ad.Extras), ad.LRScales()[:4])
+	}
+	m.Norm.Data[3] = 42
+	dir := t.TempDir()
+	if err := SaveAdapter(dir, ad, ""); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "adapter_config.json"))
+	if !strings.Contains(string(raw), `"post_attention_layernorm"`) {
+		t.Errorf("modules_to_save missing: %s", raw)
+	}
+	m2 := tinyModel(t, 32)
+	if _, err := LoadAdapter(dir, m2); err != nil {
+		t.Fatal(err)
+	}
+	if m2.Norm.Data[3] != 42 {
+		t.Errorf("saved norm not restored: %g", m2.Norm.Data[3])
+	}
+}

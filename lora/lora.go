@@ -26,13 +26,28 @@ type Config struct {
 	// path, PEFT's string form), or "all-linear" (every projection, not the LM
 	// head). Empty means all-linear.
 	Targets []string
-	RSLoRA  bool   // scale α/√R instead of α/R
-	Init    string // "default" (PEFT: Kaiming-uniform A, zero B) or "gaussian" (A ~ N(0, 1/R), zero B)
+	RSLoRA  bool // scale α/√R instead of α/R
+	// Init: "default" (PEFT: Kaiming-uniform A, zero B), "gaussian" (A ~ N(0, 1/R),
+	// zero B) or "pissa" (A, B from the top-R SVD of W; the residual stays frozen).
+	Init string
 	// RankPattern and AlphaPattern override Rank/Alpha for modules whose path
 	// matches the key as PEFT matches it: the regex (.*\.)?KEY$.
 	RankPattern  map[string]int
 	AlphaPattern map[string]float64
 	Seed         uint64 // initialization and dropout
+	// LoRAPlusRatio > 0 trains B with that multiple of the learning rate (LoRA+).
+	LoRAPlusRatio float64
+	// TrainNorms makes the RMSNorm weights trainable; TrainBiases the
+	// projection biases that exist (Qwen2's q/k/v). PEFT saves them as
+	// modules_to_save.
+	TrainNorms, TrainBiases bool
+}
+
+// Extra is a trainable tensor outside the low-rank factors (a norm weight or a
+// bias), under its Hugging Face name.
+type Extra struct {
+	Name string
+	T    *autograd.Tensor
 }
 
 // Linear is one adapted projection.
@@ -45,13 +60,15 @@ type Linear struct {
 	Scale  float32
 	index  int // position in the adapter, part of the dropout key
 	ad     *Adapter
-	merged bool // the delta is folded into Base.W: skip the adapter path
+	merged bool             // the delta is folded into Base.W: skip the adapter path
+	bias   *autograd.Tensor // trainable copy of Base.Bias (TrainBiases), or nil
 }
 
 // Adapter is the set of adapted layers of one model.
 type Adapter struct {
 	Config Config
 	Layers []*Linear // in model order: layer by layer, ShortNames order
+	Extras []Extra   // trainable norms and biases, if configured
 	// Step is the training step, set by the trainer: with Seed and the layer
 	// index it determines every dropout mask (explicit state for exact resume).
 	Step uint64
@@ -64,7 +81,12 @@ func (l *Linear) Frozen() *model.Frozen { return l.Base }
 
 // Forward computes base + s·(dropout(x)·Aᵀ)·Bᵀ.
 func (l *Linear) Forward(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
-	y := l.Base.Forward(tp, x)
+	var y *autograd.Tensor
+	if l.bias != nil { // trainable bias: the base runs without its frozen copy
+		y = tp.AddRow(tp.Linear(x, l.Base.W, nil), l.bias)
+	} else {
+		y = l.Base.Forward(tp, x)
+	}
 	if l.merged {
 		return y
 	}
@@ -93,9 +115,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("lora: dropout %g must be in [0, 1)", c.Dropout)
 	}
 	switch c.Init {
-	case "", "default", "gaussian":
+	case "", "default", "gaussian", "pissa":
 	default:
-		return fmt.Errorf("lora: init %q is not supported (default, gaussian)", c.Init)
+		return fmt.Errorf("lora: init %q is not supported (default, gaussian, pissa)", c.Init)
 	}
 	return nil
 }
@@ -193,6 +215,11 @@ func Apply(m *model.Model, cfg Config) (*Adapter, error) {
 			l.A = autograd.NewParam(rank, base.W.Cols)
 			l.B = autograd.NewParam(base.W.Rows, rank)
 			initA(l.A, cfg.Init, r)
+			if cfg.Init == "pissa" {
+				if err := l.initPiSSA(); err != nil {
+					return nil, err
+				}
+			}
 			ad.Layers = append(ad.Layers, l)
 			*lin = l
 		}
@@ -200,7 +227,50 @@ func Apply(m *model.Model, cfg Config) (*Adapter, error) {
 	if len(ad.Layers) == 0 {
 		return nil, fmt.Errorf("lora: targets %v match no projection (names: %s, or all-linear)", cfg.Targets, strings.Join(ShortNames, ", "))
 	}
+	if cfg.TrainBiases {
+		for _, l := range ad.Layers {
+			if l.Base.Bias != nil {
+				l.bias = autograd.NewParam(1, len(l.Base.Bias))
+				copy(l.bias.Data, l.Base.Bias)
+				ad.Extras = append(ad.Extras, Extra{Name: l.Base.Name + ".bias", T: l.bias})
+			}
+		}
+	}
+	if cfg.TrainNorms {
+		for bi := range m.Blocks {
+			b := &m.Blocks[bi]
+			p := fmt.Sprintf("model.layers.%d.", bi)
+			for _, e := range []struct {
+				name string
+				t    *autograd.Tensor
+			}{{"input_layernorm.weight", b.AttnNorm}, {"post_attention_layernorm.weight", b.MLPNorm}, {"self_attn.q_norm.weight", b.QNorm}, {"self_attn.k_norm.weight", b.KNorm}} {
+				if e.t != nil {
+					e.t.Grad = make([]float32, len(e.t.Data))
+					ad.Extras = append(ad.Extras, Extra{Name: p + e.name, T: e.t})
+				}
+			}
+		}
+		m.Norm.Grad = make([]float32, len(m.Norm.Data))
+		ad.Extras = append(ad.Extras, Extra{Name: "model.norm.weight", T: m.Norm})
+	}
 	return ad, nil
+}
+
+// LRScales returns the learning-rate multiplier of each tensor of Params: 1,
+// or the LoRA+ ratio for B.
+func (a *Adapter) LRScales() []float64 {
+	s := make([]float64, 0, 2*len(a.Layers)+len(a.Extras))
+	ratio := a.Config.LoRAPlusRatio
+	if ratio <= 0 {
+		ratio = 1
+	}
+	for range a.Layers {
+		s = append(s, 1, ratio)
+	}
+	for range a.Extras {
+		s = append(s, 1)
+	}
+	return s
 }
 
 // initA fills A as PEFT does. Default: Kaiming-uniform with a = √5, i.e.
@@ -219,11 +289,15 @@ func initA(a *autograd.Tensor, init string, r *rand.Rand) {
 	}
 }
 
-// Params returns the trainable tensors in a fixed order (A, B per layer).
+// Params returns the trainable tensors in a fixed order: A, B per layer, then
+// the extras.
 func (a *Adapter) Params() []*autograd.Tensor {
 	var ps []*autograd.Tensor
 	for _, l := range a.Layers {
 		ps = append(ps, l.A, l.B)
+	}
+	for _, e := range a.Extras {
+		ps = append(ps, e.T)
 	}
 	return ps
 }
@@ -244,8 +318,12 @@ func (a *Adapter) ZeroGrad() {
 	}
 }
 
-// Remove puts the base layers back into the model.
+// Remove puts the base layers back into the model (trainable norms keep
+// their current values and lose their gradient buffers).
 func (a *Adapter) Remove(m *model.Model) {
+	for _, e := range a.Extras {
+		e.T.Grad = nil
+	}
 	for bi := range m.Blocks {
 		for _, lin := range m.Blocks[bi].Linears() {
 			if l, ok := (*lin).(*Linear); ok && l.ad == a {

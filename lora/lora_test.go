@@ -198,3 +198,69 @@ func TestAdapterGradients(t *testing.T) {
 	}
 	t.Logf("%d single-element checks and one directional check over %d parameters", checked, ad.NumParams())
 }
+
+// TestPiSSA: at step 0 the model's output is unchanged (residual + B·A = W),
+// and B·A is the best rank-r part of W (non-zero).
+func TestPiSSA(t *testing.T) {
+	cfg := tinyConfig()
+	b := batch(cfg, 2)
+	m, _ := model.NewRandom(cfg, kernels.F32, 5)
+	base, _, _ := lossOf(t, m, b)
+	ad, err := Apply(m, Config{Rank: 4, Alpha: 8, Init: "pissa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ := lossOf(t, m, b)
+	if math.Abs(float64(got-base)) > 1e-5*math.Abs(float64(base)) {
+		t.Errorf("PiSSA changed the loss at step 0: %g vs %g", got, base)
+	}
+	var norm float64
+	for _, v := range ad.Layers[0].B.Data {
+		norm += float64(v * v)
+	}
+	if norm == 0 {
+		t.Error("PiSSA left B at zero")
+	}
+}
+
+// TestCombine: "cat" reproduces Σ wᵢΔWᵢ exactly; "svd" at full combined rank too,
+// and at a lower rank gives the truncated approximation.
+func TestCombine(t *testing.T) {
+	cfg := tinyConfig()
+	var ads []*Adapter
+	for seed := uint64(1); seed <= 2; seed++ {
+		m, _ := model.NewRandom(cfg, kernels.F32, 1)
+		ad, _ := Apply(m, Config{Rank: 3, Alpha: 6, Seed: seed})
+		randomize(ad, seed+10)
+		ads = append(ads, ad)
+	}
+	w := []float64{0.7, -0.4}
+	m, _ := model.NewRandom(cfg, kernels.F32, 1)
+	dst, _ := Apply(m, Config{Rank: 3, Alpha: 6})
+	want := kernels.NewMat(dst.Layers[0].B.Rows, dst.Layers[0].A.Cols)
+	for k, ad := range ads {
+		d := ad.Layers[0].Delta()
+		for i := range want.Data {
+			want.Data[i] += float32(w[k]) * d.Data[i]
+		}
+	}
+	srcs := []*Linear{ads[0].Layers[0], ads[1].Layers[0]}
+	for _, c := range []struct {
+		method string
+		rank   int
+		tol    float64
+	}{{"cat", 0, 1e-6}, {"svd", 6, 1e-5}} {
+		if err := CombineLayer(dst.Layers[0], srcs, w, c.method, c.rank); err != nil {
+			t.Fatal(err)
+		}
+		got := dst.Layers[0].Delta()
+		for i := range want.Data {
+			if d := math.Abs(float64(got.Data[i] - want.Data[i])); d > c.tol {
+				t.Fatalf("%s: ΔW[%d] = %g, want %g", c.method, i, got.Data[i], want.Data[i])
+			}
+		}
+	}
+	if err := CombineLayer(dst.Layers[0], srcs, w, "svd", 2); err != nil || dst.Layers[0].Rank != 2 {
+		t.Errorf("rank-2 svd: %v", err)
+	}
+}

@@ -39,6 +39,9 @@ func (a *Adapter) Unmerge(pool *kernels.Pool) {
 }
 
 func (l *Linear) restore(pool *kernels.Pool, sign float32) {
+	if l.bias != nil && sign > 0 { // a trained bias becomes the base's
+		copy(l.Base.Bias, l.bias.Data)
+	}
 	w := l.Base.W
 	d := w.Dequantize()
 	l.AddDelta(pool, d, sign)
