@@ -182,3 +182,36 @@ func (tp *Tape) AddRow(x, b *Tensor) *Tensor {
 	}
 	return y
 }
+
+// MulRow multiplies every row of x element-wise by the (1, C) row v (DoRA's
+// per-output magnitude); dv accumulates the column sums of dy ⊙ x.
+func (tp *Tape) MulRow(x, v *Tensor) *Tensor {
+	if v.Rows*v.Cols != x.Cols {
+		panic("autograd: MulRow: row length differs")
+	}
+	y := tp.out(x.Rows, x.Cols, anyGrad(x, v))
+	for i := 0; i < x.Rows; i++ {
+		kernels.Mul(y.Row(i), x.Row(i), v.Data)
+	}
+	if y.Grad != nil {
+		tp.record(func() {
+			C := x.Cols
+			for i := 0; i < x.Rows; i++ {
+				dy := y.Grad[i*C : (i+1)*C]
+				if x.Grad != nil {
+					dx := x.Grad[i*C : (i+1)*C]
+					for j, g := range dy {
+						dx[j] += g * v.Data[j]
+					}
+				}
+				if v.Grad != nil {
+					xr := x.Row(i)
+					for j, g := range dy {
+						v.Grad[j] += g * xr[j]
+					}
+				}
+			}
+		})
+	}
+	return y
+}

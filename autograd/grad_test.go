@@ -221,6 +221,19 @@ func TestGradients(t *testing.T) {
 		},
 		tol: 1e-6,
 	})
+	runGradCase(t, gradCase{
+		name:   "MulRow",
+		inputs: []input{{"x", randT(r, 4, 5, true)}, {"v", randT(r, 1, 5, true)}},
+		op:     func(tp *Tape, in []*Tensor) *Tensor { return tp.MulRow(in[0], in[1]) },
+		ref: func(in [][]float64) []float64 {
+			y := make([]float64, 20)
+			for i := range y {
+				y[i] = in[0][i] * in[1][i%5]
+			}
+			return y
+		},
+		tol: 1e-6,
+	})
 	// norms
 	const R, C = 3, 9
 	runGradCase(t, gradCase{

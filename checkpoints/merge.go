@@ -83,7 +83,7 @@ func WriteMerged(dir string, m *model.Model, ad *lora.Adapter, srcDir, dtype str
 			f := (*lin).Frozen()
 			w := f.W.Dequantize()
 			if la, ok := adapted[f]; ok {
-				la.AddDelta(nil, w, 1)
+				la.MergeInto(w)
 				rep.Merged++
 			}
 			add(f.Name+".weight", w)

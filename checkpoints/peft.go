@@ -69,6 +69,9 @@ func SaveAdapter(dir string, ad *lora.Adapter, baseModel string) error {
 		entries = append(entries,
 			safetensors.WriteEntry{Name: peftPrefix + name + ".lora_A.weight", Dtype: safetensors.F32, Shape: []int{l.A.Rows, l.A.Cols}, Data: f32Bytes(l.A.Data)},
 			safetensors.WriteEntry{Name: peftPrefix + name + ".lora_B.weight", Dtype: safetensors.F32, Shape: []int{l.B.Rows, l.B.Cols}, Data: f32Bytes(l.B.Data)})
+		if l.Magnitude != nil { // PEFT saves the magnitude without ".weight"
+			entries = append(entries, safetensors.WriteEntry{Name: peftPrefix + name + ".lora_magnitude_vector", Dtype: safetensors.F32, Shape: []int{len(l.Magnitude.Data)}, Data: f32Bytes(l.Magnitude.Data)})
+		}
 	}
 	var saved []string
 	for _, e := range ad.Extras {
@@ -94,7 +97,7 @@ func SaveAdapter(dir string, ad *lora.Adapter, baseModel string) error {
 		AlphaPattern: orEmpty(c.AlphaPattern), BaseModelNameOrPath: base, Bias: "none",
 		InitLoraWeights: init, LoftqConfig: map[string]any{}, LoraAlpha: c.Alpha, LoraDropout: c.Dropout,
 		MegatronCore: "megatron.core", PeftType: "LORA", R: c.Rank, RankPattern: orEmpty(c.RankPattern),
-		TargetModules: tj, TaskType: "CAUSAL_LM", UseRslora: c.RSLoRA,
+		TargetModules: tj, TaskType: "CAUSAL_LM", UseRslora: c.RSLoRA, UseDora: c.DoRA,
 	}
 	if len(saved) > 0 {
 		pc.ModulesToSave = uniqueSorted(saved)
@@ -141,13 +144,10 @@ func ReadPEFTConfig(dir string) (lora.Config, *PEFTConfig, error) {
 	if pc.PeftType != "" && pc.PeftType != "LORA" {
 		return lora.Config{}, nil, fmt.Errorf("adapter: %s: peft_type %q is not supported (LORA only)", path, pc.PeftType)
 	}
-	if pc.UseDora {
-		return lora.Config{}, nil, fmt.Errorf("adapter: %s: DoRA adapters are not supported yet", path)
-	}
 	if pc.FanInFanOut {
 		return lora.Config{}, nil, fmt.Errorf("adapter: %s: fan_in_fan_out adapters (GPT-2 Conv1D) are not supported", path)
 	}
-	c := lora.Config{Rank: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, RSLoRA: pc.UseRslora,
+	c := lora.Config{Rank: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, RSLoRA: pc.UseRslora, DoRA: pc.UseDora,
 		RankPattern: pc.RankPattern, AlphaPattern: pc.AlphaPattern}
 	if c.Alpha == 0 {
 		c.Alpha = 8 // PEFT's default lora_alpha
@@ -226,10 +226,25 @@ func LoadAdapter(dir string, m *model.Model) (*lora.Adapter, error) {
 			}
 			used[key] = true
 		}
+		if l.Magnitude != nil {
+			key := peftPrefix + l.Base.Name + ".lora_magnitude_vector"
+			t, ok := f.Tensor(key)
+			if !ok {
+				key += ".weight"
+				t, ok = f.Tensor(key)
+			}
+			if !ok || t.Elements() != len(l.Magnitude.Data) {
+				return fail(fmt.Errorf("adapter: %s: DoRA magnitude %s is missing or has the wrong size", path, key))
+			}
+			if err := readF32(l.Magnitude.Data, t); err != nil {
+				return fail(fmt.Errorf("adapter: %s: %s: %v", path, key, err))
+			}
+			used[key] = true
+		}
 	}
 	// modules_to_save: trained norms and biases replace the model's.
 	for _, n := range f.Names() {
-		if strings.Contains(n, ".lora_") {
+		if strings.Contains(n, ".lora_") || used[n] {
 			if !used[n] {
 				return fail(fmt.Errorf("adapter: %s: tensor %s matches no projection of the model", path, n))
 			}

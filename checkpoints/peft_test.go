@@ -147,3 +147,24 @@ func TestPEFTExtras(t *testing.T) {
 		t.Errorf("saved norm not restored: %g", m2.Norm.Data[3])
 	}
 }
+
+func TestPEFTDoRA(t *testing.T) {
+	m := tinyModel(t, 32)
+	ad, err := lora.Apply(m, lora.Config{Rank: 2, Alpha: 4, DoRA: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad.Layers[1].Magnitude.Data[2] = 7
+	dir := t.TempDir()
+	if err := SaveAdapter(dir, ad, ""); err != nil {
+		t.Fatal(err)
+	}
+	m2 := tinyModel(t, 32)
+	ad2, err := LoadAdapter(dir, m2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ad2.Config.DoRA || ad2.Layers[1].Magnitude.Data[2] != 7 {
+		t.Errorf("DoRA did not round-trip: %v", ad2.Config.DoRA)
+	}
+}

@@ -27,6 +27,7 @@ type Config struct {
 	// head). Empty means all-linear.
 	Targets []string
 	RSLoRA  bool // scale α/√R instead of α/R
+	DoRA    bool // weight-decomposed LoRA: a trainable magnitude per output row
 	// Init: "default" (PEFT: Kaiming-uniform A, zero B), "gaussian" (A ~ N(0, 1/R),
 	// zero B) or "pissa" (A, B from the top-R SVD of W; the residual stays frozen).
 	Init string
@@ -62,6 +63,10 @@ type Linear struct {
 	ad     *Adapter
 	merged bool             // the delta is folded into Base.W: skip the adapter path
 	bias   *autograd.Tensor // trainable copy of Base.Bias (TrainBiases), or nil
+	// Magnitude is DoRA's per-output magnitude (1, out), nil for plain LoRA.
+	Magnitude *autograd.Tensor
+	mergeNorm []float32 // DoRA: ‖W'‖ at merge time, for Unmerge
+	fixedNorm []float32 // tests: hold ‖W'‖ constant, as its detached gradient assumes
 }
 
 // Adapter is the set of adapted layers of one model.
@@ -81,19 +86,17 @@ func (l *Linear) Frozen() *model.Frozen { return l.Base }
 
 // Forward computes base + s·(dropout(x)·Aᵀ)·Bᵀ.
 func (l *Linear) Forward(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
-	var y *autograd.Tensor
-	if l.bias != nil { // trainable bias: the base runs without its frozen copy
-		y = tp.AddRow(tp.Linear(x, l.Base.W, nil), l.bias)
-	} else {
-		y = l.Base.Forward(tp, x)
-	}
 	if l.merged {
-		return y
+		return l.Base.Forward(tp, x)
 	}
-	xd := x
+	xd, dropped := x, false
 	if p := l.ad.Config.Dropout; p > 0 && l.ad.Training {
-		xd = tp.Dropout(x, p, autograd.Key(l.ad.Config.Seed, 0xd20, l.ad.Step, uint64(l.index)))
+		xd, dropped = tp.Dropout(x, p, autograd.Key(l.ad.Config.Seed, 0xd20, l.ad.Step, uint64(l.index))), true
 	}
+	if l.Magnitude != nil {
+		return l.forwardDoRA(tp, x, xd, dropped)
+	}
+	y := l.baseWithBias(tp, x)
 	h := tp.MatMulT(xd, l.A) // (N, R)
 	d := tp.MatMulT(h, l.B)  // (N, out)
 	return tp.AddScaled(y, l.Scale, d)
@@ -220,6 +223,9 @@ func Apply(m *model.Model, cfg Config) (*Adapter, error) {
 					return nil, err
 				}
 			}
+			if cfg.DoRA {
+				l.initDoRA()
+			}
 			ad.Layers = append(ad.Layers, l)
 			*lin = l
 		}
@@ -267,6 +273,11 @@ func (a *Adapter) LRScales() []float64 {
 	for range a.Layers {
 		s = append(s, 1, ratio)
 	}
+	for _, l := range a.Layers {
+		if l.Magnitude != nil {
+			s = append(s, 1)
+		}
+	}
 	for range a.Extras {
 		s = append(s, 1)
 	}
@@ -295,6 +306,11 @@ func (a *Adapter) Params() []*autograd.Tensor {
 	var ps []*autograd.Tensor
 	for _, l := range a.Layers {
 		ps = append(ps, l.A, l.B)
+	}
+	for _, l := range a.Layers {
+		if l.Magnitude != nil {
+			ps = append(ps, l.Magnitude)
+		}
 	}
 	for _, e := range a.Extras {
 		ps = append(ps, e.T)

@@ -1,6 +1,8 @@
 package lora
 
 import (
+	"math"
+
 	"github.com/lowrank/lowrank/kernels"
 )
 
@@ -44,7 +46,26 @@ func (l *Linear) restore(pool *kernels.Pool, sign float32) {
 	}
 	w := l.Base.W
 	d := w.Dequantize()
-	l.AddDelta(pool, d, sign)
+	switch {
+	case l.Magnitude != nil && sign > 0:
+		l.AddDelta(pool, d, 1)
+		l.mergeNorm = make([]float32, d.Rows)
+		for i := 0; i < d.Rows; i++ {
+			var ss float64
+			for _, v := range d.Row(i) {
+				ss += float64(v) * float64(v)
+			}
+			l.mergeNorm[i] = float32(math.Sqrt(ss))
+			kernels.Scale(d.Row(i), l.Magnitude.Data[i]/l.mergeNorm[i])
+		}
+	case l.Magnitude != nil: // undo: rows back to W', then W = W' − s·B·A
+		for i := 0; i < d.Rows; i++ {
+			kernels.Scale(d.Row(i), l.mergeNorm[i]/l.Magnitude.Data[i])
+		}
+		l.AddDelta(pool, d, -1)
+	default:
+		l.AddDelta(pool, d, sign)
+	}
 	if w.Format == kernels.F32 {
 		l.Base.W = kernels.WeightFromF32(d.Rows, d.Cols, d.Data)
 		return
