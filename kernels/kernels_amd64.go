@@ -60,3 +60,18 @@ func init() {
 		RowKernel = "avx512"
 	}
 }
+
+//go:noescape
+func decodeQ8_0AVX512(dst *float32, src *byte, nb int)
+
+//go:noescape
+func decodeQ4_0AVX512(dst *float32, src *byte, nb int)
+
+//go:noescape
+func decodeNF4AVX512(dst *float32, src *byte, scale *float32, code *float32, nb int)
+
+func init() {
+	if cpu.X86.HasAVX512F && rowKernelsAllowed() {
+		blockQ8_0, blockQ4_0, blockNF4 = decodeQ8_0AVX512, decodeQ4_0AVX512, decodeNF4AVX512
+	}
+}

@@ -47,3 +47,28 @@ func BenchmarkTransposeRows(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodeRow times decoding one 2048-wide row, vectorized and pure Go.
+func BenchmarkDecodeRow(b *testing.B) {
+	src := make([]float32, 4*2048)
+	for i := range src {
+		src[i] = float32(i%17) - 8
+	}
+	for _, f := range []Format{Q8_0, Q4_0, NF4} {
+		w := Quantize(f, 4, 2048, src)
+		dst := make([]float32, 2048)
+		for _, vec := range []bool{true, false} {
+			b.Run(fmt.Sprintf("%s/vectorized=%v", f, vec), func(b *testing.B) {
+				q8, q4, nf := blockQ8_0, blockQ4_0, blockNF4
+				if !vec {
+					blockQ8_0, blockQ4_0, blockNF4 = nil, nil, nil
+				}
+				b.SetBytes(2048 * 4)
+				for i := 0; i < b.N; i++ {
+					w.DecodeRow(dst, i&3)
+				}
+				blockQ8_0, blockQ4_0, blockNF4 = q8, q4, nf
+			})
+		}
+	}
+}

@@ -442,12 +442,26 @@ func (w *Weight) decodeBlocks(dst []float32, i, b0, b1 int) {
 		q := w.q[(i*w.blocksPerRow+b0)*18 : (i*w.blocksPerRow+b1)*18]
 		decodeQ4_0(dst, q)
 	case NF4:
+		if blockNF4 != nil && w.dq == nil && b1 > b0 {
+			blk := i*w.blocksPerRow + b0
+			_ = dst[(b1-b0)*64-1]
+			_ = w.q[(blk+b1-b0)*32-1]
+			blockNF4(&dst[0], &w.q[blk*32], &w.absmax[blk], &nf4Code[0], b1-b0)
+			return
+		}
 		for b := b0; b < b1; b++ {
 			blk := i*w.blocksPerRow + b
 			decodeNF4(dst[(b-b0)*64:][:64], w.q[blk*32:][:32], w.nf4Scale(blk))
 		}
 	}
 }
+
+// Vectorized block decoders, set at start-up where the CPU has them.
+var (
+	blockQ8_0 func(dst *float32, src *byte, nb int)
+	blockQ4_0 func(dst *float32, src *byte, nb int)
+	blockNF4  func(dst *float32, src *byte, scale *float32, code *float32, nb int)
+)
 
 func decodeF16(dst []float32, src []uint16) {
 	dst = dst[:len(src)]
@@ -457,6 +471,11 @@ func decodeF16(dst []float32, src []uint16) {
 }
 
 func decodeQ8_0(dst []float32, q []byte) {
+	if nb := len(q) / 34; blockQ8_0 != nil && nb > 0 {
+		_ = dst[nb*32-1]
+		blockQ8_0(&dst[0], &q[0], nb)
+		return
+	}
 	for b := 0; len(q) >= 34; b++ {
 		d := F16ToF32(binary.LittleEndian.Uint16(q))
 		o := dst[b*32 : b*32+32 : b*32+32]
@@ -469,6 +488,11 @@ func decodeQ8_0(dst []float32, q []byte) {
 }
 
 func decodeQ4_0(dst []float32, q []byte) {
+	if nb := len(q) / 18; blockQ4_0 != nil && nb > 0 {
+		_ = dst[nb*32-1]
+		blockQ4_0(&dst[0], &q[0], nb)
+		return
+	}
 	for b := 0; len(q) >= 18; b++ {
 		d := F16ToF32(binary.LittleEndian.Uint16(q))
 		o := dst[b*32 : b*32+32 : b*32+32]
