@@ -650,9 +650,9 @@ func decodeAVX512() []byte {
 	a.l("JEQ q4done")
 	a.label("q4loop")
 	scale()
-	a.l("VPMOVZXBD 2(SI), Z0")  // 16 bytes → 16 int32
-	a.l("VPSRLD $4, Z0, Z1")    // high nibbles: elements 16..31
-	a.l("VPANDD Z5, Z0, Z0")    // low nibbles: elements 0..15
+	a.l("VPMOVZXBD 2(SI), Z0") // 16 bytes → 16 int32
+	a.l("VPSRLD $4, Z0, Z1")   // high nibbles: elements 16..31
+	a.l("VPANDD Z5, Z0, Z0")   // low nibbles: elements 0..15
 	a.l("VPSUBD Z6, Z0, Z0")
 	a.l("VPSUBD Z6, Z1, Z1")
 	a.l("VCVTDQ2PS Z0, Z0")
