@@ -6,7 +6,11 @@ package autograd
 // cost is about one extra forward of f; the memory saved is everything f
 // allocates. f must be deterministic (replay any randomness from explicit
 // state) and may read parameters, whose gradients accumulate as usual.
-func (tp *Tape) Checkpoint(x *Tensor, f func(tp *Tape, x *Tensor) *Tensor) *Tensor {
+//
+// trainable says whether f reads parameters that need gradients; with it (or
+// an input that carries a gradient) the output carries one. The forward then
+// runs without recording at all.
+func (tp *Tape) Checkpoint(x *Tensor, trainable bool, f func(tp *Tape, x *Tensor) *Tensor) *Tensor {
 	if tp.noGrad {
 		return f(tp, x)
 	}
@@ -15,13 +19,10 @@ func (tp *Tape) Checkpoint(x *Tensor, f func(tp *Tape, x *Tensor) *Tensor) *Tens
 	}
 	sub := tp.sub
 	sub.Reset()
-	xin := &Tensor{Data: x.Data, Rows: x.Rows, Cols: x.Cols}
-	if x.Grad != nil {
-		xin.Grad = sub.scratch(len(x.Data))
-		clear(xin.Grad)
-	}
-	ys := f(sub, xin)
-	y := tp.out(ys.Rows, ys.Cols, ys.Grad != nil)
+	sub.noGrad = true
+	ys := f(sub, &Tensor{Data: x.Data, Rows: x.Rows, Cols: x.Cols})
+	sub.noGrad = false
+	y := tp.out(ys.Rows, ys.Cols, trainable || x.Grad != nil)
 	copy(y.Data, ys.Data)
 	sub.Reset()
 	if y.Grad == nil {

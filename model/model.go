@@ -141,7 +141,7 @@ func (m *Model) HiddenFrom(tp *autograd.Tape, x *autograd.Tensor, b *Batch) *aut
 	}
 	for l := range m.Blocks {
 		if m.Checkpointing {
-			x = tp.Checkpoint(x, func(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
+			x = tp.Checkpoint(x, m.blockTrainable(l), func(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
 				return m.block(tp, l, x, b.Pos, attend)
 			})
 			continue
@@ -191,6 +191,23 @@ func (m *Model) block(tp *autograd.Tape, l int, x *autograd.Tensor, pos []int32,
 	h = tp.RMSNorm(x, b.MLPNorm, eps)
 	g := tp.SwiGLU(b.Gate.Forward(tp, h), b.Up.Forward(tp, h))
 	return tp.Add(x, b.Down.Forward(tp, g))
+}
+
+// blockTrainable reports whether block l has anything that takes a gradient:
+// a wrapped (adapted) projection or a trainable norm.
+func (m *Model) blockTrainable(l int) bool {
+	b := &m.Blocks[l]
+	for _, lin := range b.Linears() {
+		if _, frozen := (*lin).(*Frozen); !frozen {
+			return true
+		}
+	}
+	for _, n := range []*autograd.Tensor{b.AttnNorm, b.MLPNorm, b.QNorm, b.KNorm} {
+		if n != nil && n.Grad != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // reshape views a tensor with another row length (row-major, no copy: the data

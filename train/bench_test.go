@@ -1,15 +1,20 @@
 package train
 
 import (
+	"fmt"
 	"math"
 	"testing"
 )
 
 // BenchmarkTrainStep is `lowrank bench train` in go test form.
 func BenchmarkTrainStep(b *testing.B) {
-	for _, preset := range []string{"stories15m"} {
-		b.Run(preset, func(b *testing.B) {
-			r, err := Bench(BenchConfig{Preset: preset, Batch: 4, Seq: 256, Rank: 8, Quant: "q8_0", Threads: 1, Warmup: 1, Steps: b.N})
+	for _, c := range []struct {
+		preset string
+		ckpt   bool
+		th     int
+	}{{"stories15m", false, 1}, {"smollm2-135m", true, 2}} {
+		b.Run(fmt.Sprintf("%s/ckpt=%v/t%d", c.preset, c.ckpt, c.th), func(b *testing.B) {
+			r, err := Bench(BenchConfig{Preset: c.preset, Batch: 4, Seq: 256, Rank: 8, Quant: "q8_0", Threads: c.th, Warmup: 1, Steps: b.N, Checkpointing: c.ckpt})
 			if err != nil {
 				b.Fatal(err)
 			}
