@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,7 @@ type tokJSON struct {
 	} `json:"added_tokens"`
 	Model struct {
 		Type         string           `json:"type"`
+		IgnoreMerges bool             `json:"ignore_merges"`
 		Vocab        map[string]int32 `json:"vocab"`
 		Merges       json.RawMessage  `json:"merges"`
 		UnkToken     *string          `json:"unk_token"`
@@ -49,11 +51,15 @@ type tokJSON struct {
 	} `json:"model"`
 }
 
-// FromDir reads tokenizer.json and tokenizer_config.json from dir.
+// FromDir reads tokenizer.json and tokenizer_config.json from dir, or a GPT-2
+// style vocab.json + merges.txt pair.
 func FromDir(dir string) (*Tokenizer, error) {
 	path := filepath.Join(dir, "tokenizer.json")
 	raw, err := os.ReadFile(path)
 	if err != nil {
+		if _, verr := os.Stat(filepath.Join(dir, "vocab.json")); verr == nil {
+			return fromVocabMerges(dir)
+		}
 		return nil, errorf("%v", err)
 	}
 	var tj tokJSON
@@ -63,12 +69,18 @@ func FromDir(dir string) (*Tokenizer, error) {
 	if tj.Model.Type != "BPE" {
 		return nil, errorf("%s: model type %q is not supported (BPE only)", path, tj.Model.Type)
 	}
-	if strings.Contains(string(tj.PreTokenizer), "ByteLevel") || !strings.Contains(string(tj.Normalizer), "▁") && !strings.Contains(string(tj.Normalizer), `\u2581`) {
-		return nil, errorf("%s: byte-level BPE (GPT-2, Llama-3, Qwen style) is not supported yet; SentencePiece-style BPE is", path)
-	}
 	t := &Tokenizer{ids: tj.Model.Vocab, fallb: tj.Model.ByteFallback, BOS: -1, EOS: -1, unk: -1, strip: true}
-	t.prefix = strings.Contains(string(tj.Normalizer), "Prepend")
-	t.strip = strings.Contains(string(tj.Decoder), `"Strip"`)
+	if strings.Contains(string(tj.PreTokenizer), "ByteLevel") {
+		if err := t.setByteLevel(tj.PreTokenizer, tj.Normalizer); err != nil {
+			return nil, errorf("%s: %v", path, err)
+		}
+		t.ignoreMerges = tj.Model.IgnoreMerges
+	} else if !strings.Contains(string(tj.Normalizer), "▁") && !strings.Contains(string(tj.Normalizer), `\u2581`) {
+		return nil, errorf("%s: neither SentencePiece-style (a ▁ normalizer) nor byte-level BPE", path)
+	} else {
+		t.prefix = strings.Contains(string(tj.Normalizer), "Prepend")
+		t.strip = strings.Contains(string(tj.Decoder), `"Strip"`)
+	}
 	n := int32(0)
 	for _, id := range t.ids {
 		n = max(n, id+1)
@@ -161,6 +173,9 @@ func FromDir(dir string) (*Tokenizer, error) {
 		if v, ok := cfg["add_eos_token"]; ok {
 			json.Unmarshal(v, &t.addEOS)
 		}
+		if v, ok := cfg["clean_up_tokenization_spaces"]; ok && t.byteLevel {
+			json.Unmarshal(v, &t.cleanup)
+		}
 	}
 	t.init()
 	return t, nil
@@ -182,13 +197,16 @@ func tokenName(raw json.RawMessage) string {
 // FromGGUF reads a vocabulary embedded in GGUF metadata (tokenizer.ggml.*).
 func FromGGUF(g *gguf.File) (*Tokenizer, error) {
 	model, _ := g.String("tokenizer.ggml.model")
-	if model != "llama" {
-		return nil, errorf("%s: tokenizer.ggml.model %q is not supported yet (llama/SentencePiece only)", g.Path, model)
-	}
 	tv, _ := g.Get("tokenizer.ggml.tokens")
 	pieces, ok := tv.([]string)
 	if !ok || len(pieces) == 0 {
 		return nil, errorf("%s: no tokenizer.ggml.tokens", g.Path)
+	}
+	if model == "gpt2" {
+		return fromGGUFBPE(g, pieces)
+	}
+	if model != "llama" {
+		return nil, errorf("%s: tokenizer.ggml.model %q is not supported (llama, gpt2)", g.Path, model)
 	}
 	sv, _ := g.Get("tokenizer.ggml.scores")
 	scores, _ := sv.([]float32)
@@ -229,6 +247,161 @@ func FromGGUF(g *gguf.File) (*Tokenizer, error) {
 	}
 	if v, ok := g.Get("tokenizer.ggml.add_space_prefix"); ok {
 		t.prefix, _ = v.(bool)
+	}
+	t.init()
+	return t, nil
+}
+
+// setByteLevel configures byte-level BPE from a tokenizer.json pre-tokenizer.
+func (t *Tokenizer) setByteLevel(pre, normalizer json.RawMessage) error {
+	t.byteLevel, t.strip, t.cache = true, false, map[string][]int32{}
+	switch n := strings.TrimSpace(string(normalizer)); {
+	case n == "" || n == "null":
+	case strings.Contains(n, `"NFC"`) && !strings.Contains(n, "Sequence"):
+		t.nfc = true
+	default:
+		return fmt.Errorf("normalizer %s is not supported with byte-level BPE", n)
+	}
+	var p struct {
+		Type          string `json:"type"`
+		UseRegex      bool   `json:"use_regex"`
+		Pretokenizers []struct {
+			Type    string `json:"type"`
+			Pattern struct {
+				Regex string `json:"Regex"`
+			} `json:"pattern"`
+			IndividualDigits bool `json:"individual_digits"`
+			UseRegex         bool `json:"use_regex"`
+		} `json:"pretokenizers"`
+	}
+	if err := json.Unmarshal(pre, &p); err != nil {
+		return fmt.Errorf("pre_tokenizer: %v", err)
+	}
+	switch {
+	case p.Type == "ByteLevel" && p.UseRegex:
+		t.pre = preGPT2
+		return nil
+	case p.Type == "Sequence" && len(p.Pretokenizers) == 2 && p.Pretokenizers[1].Type == "ByteLevel":
+		first := p.Pretokenizers[0]
+		switch {
+		case first.Type == "Split" && first.Pattern.Regex == patLlama3 && !p.Pretokenizers[1].UseRegex:
+			t.pre = preLlama3
+			return nil
+		case first.Type == "Split" && first.Pattern.Regex == patQwen2 && !p.Pretokenizers[1].UseRegex:
+			t.pre = preQwen2
+			return nil
+		case first.Type == "Split" && first.Pattern.Regex == patGPT2 && !p.Pretokenizers[1].UseRegex:
+			t.pre = preGPT2
+			return nil
+		case first.Type == "Digits" && first.IndividualDigits && p.Pretokenizers[1].UseRegex:
+			t.pre = preStarCoder
+			return nil
+		}
+	}
+	return fmt.Errorf("pre_tokenizer %.200s is not supported (supported: GPT-2, Llama-3, Qwen2/3 and StarCoder/SmolLM2 patterns)", pre)
+}
+
+// fromVocabMerges reads GPT-2's vocab.json + merges.txt: byte-level BPE with
+// the GPT-2 pattern and <|endoftext|> as a special token.
+func fromVocabMerges(dir string) (*Tokenizer, error) {
+	vpath, mpath := filepath.Join(dir, "vocab.json"), filepath.Join(dir, "merges.txt")
+	vraw, err := os.ReadFile(vpath)
+	if err != nil {
+		return nil, errorf("%v", err)
+	}
+	mraw, err := os.ReadFile(mpath)
+	if err != nil {
+		return nil, errorf("%v", err)
+	}
+	t := &Tokenizer{BOS: -1, EOS: -1, unk: -1, byteLevel: true, pre: preGPT2, cache: map[string][]int32{}}
+	if err := json.Unmarshal(vraw, &t.ids); err != nil {
+		return nil, errorf("%s: %v", vpath, err)
+	}
+	var merges []string
+	for i, line := range strings.Split(string(mraw), "\n") {
+		if line == "" || (i == 0 && strings.HasPrefix(line, "#version")) {
+			continue
+		}
+		merges = append(merges, line)
+	}
+	if err := t.setVocab(merges); err != nil {
+		return nil, errorf("%s: %v", mpath, err)
+	}
+	if id, ok := t.ids["<|endoftext|>"]; ok {
+		t.added = append(t.added, added{content: "<|endoftext|>", id: id, special: true})
+		t.BOS, t.EOS = id, id
+	}
+	t.init()
+	return t, nil
+}
+
+// setVocab builds pieces from ids and ranks from "left right" merge lines.
+func (t *Tokenizer) setVocab(merges []string) error {
+	n := int32(0)
+	for _, id := range t.ids {
+		n = max(n, id+1)
+	}
+	t.pieces = make([]string, n)
+	for p, id := range t.ids {
+		t.pieces[id] = p
+	}
+	t.ranks = make(map[[2]int32]int32, len(merges))
+	for rank, m := range merges {
+		l, r, ok := strings.Cut(m, " ")
+		li, lok := t.ids[l]
+		ri, rok := t.ids[r]
+		if !ok || !lok || !rok {
+			return fmt.Errorf("merge %q is not two pieces of the vocabulary", m)
+		}
+		if _, dup := t.ranks[[2]int32{li, ri}]; !dup {
+			t.ranks[[2]int32{li, ri}] = int32(rank)
+		}
+	}
+	return nil
+}
+
+// ggufPre maps tokenizer.ggml.pre to a pattern.
+var ggufPre = map[string]preTokenizer{
+	"default": preGPT2, "gpt-2": preGPT2, "gpt2": preGPT2,
+	"llama-bpe": preLlama3, "llama3": preLlama3, "llama-v3": preLlama3,
+	"qwen2": preQwen2, "deepseek-r1-qwen": preQwen2,
+	"starcoder": preStarCoder, "smollm": preStarCoder,
+}
+
+// fromGGUFBPE reads a GGUF "gpt2" (byte-level BPE) vocabulary.
+func fromGGUFBPE(g *gguf.File, pieces []string) (*Tokenizer, error) {
+	preName, _ := g.String("tokenizer.ggml.pre")
+	pre, ok := ggufPre[preName]
+	if !ok {
+		return nil, errorf("%s: byte-level pre-tokenizer %q is not supported yet", g.Path, preName)
+	}
+	mv, _ := g.Get("tokenizer.ggml.merges")
+	merges, _ := mv.([]string)
+	t := &Tokenizer{ids: make(map[string]int32, len(pieces)), BOS: -1, EOS: -1, unk: -1, byteLevel: true, pre: pre, cache: map[string][]int32{}}
+	for i, p := range pieces {
+		if _, dup := t.ids[p]; !dup {
+			t.ids[p] = int32(i)
+		}
+	}
+	if err := t.setVocab(merges); err != nil {
+		return nil, errorf("%s: %v", g.Path, err)
+	}
+	t.ignoreMerges = pre == preLlama3
+	tt, _ := g.Get("tokenizer.ggml.token_type")
+	types, _ := tt.([]int32)
+	for i, ty := range types {
+		if ty == 3 || ty == 4 {
+			t.added = append(t.added, added{content: pieces[i], id: int32(i), special: ty == 3})
+		}
+	}
+	if v, ok := g.Uint("tokenizer.ggml.bos_token_id"); ok {
+		t.BOS = int32(v)
+	}
+	if v, ok := g.Uint("tokenizer.ggml.eos_token_id"); ok {
+		t.EOS = int32(v)
+	}
+	if v, ok := g.Get("tokenizer.ggml.add_bos_token"); ok {
+		t.addBOS, _ = v.(bool)
 	}
 	t.init()
 	return t, nil

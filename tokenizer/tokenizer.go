@@ -7,9 +7,13 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
-// Tokenizer encodes and decodes text.
+// Tokenizer encodes and decodes text. Encode keeps a cache of encoded words,
+// so a Tokenizer must not be used by several goroutines at once: give each its
+// own Clone (which shares the read-only tables).
 type Tokenizer struct {
 	pieces []string         // id → piece
 	ids    map[string]int32 // piece → id
@@ -23,8 +27,17 @@ type Tokenizer struct {
 	prefix bool // prepend "▁" to each text segment (SentencePiece's dummy prefix)
 	strip  bool // decoding strips one leading space
 
-	added          []added // added tokens matched in raw text before normalization, longest first
-	BOS            int32   // −1 when absent
+	// Byte-level BPE (GPT-2 style) instead of SentencePiece-style:
+	byteLevel    bool
+	pre          preTokenizer
+	ignoreMerges bool // a piece that is itself in the vocabulary is one token (Llama-3)
+	nfc          bool // NFC-normalize text first (Qwen)
+	cleanup      bool // decode applies clean_up_tokenization_spaces
+	cache        map[string][]int32
+
+	added          []added      // added tokens matched in raw text before normalization, longest first
+	firstByte      [2][256]bool // first bytes of added-token matches (raw, normalized): a quick filter
+	BOS            int32        // −1 when absent
 	EOS            int32
 	addBOS, addEOS bool
 }
@@ -36,6 +49,14 @@ type added struct {
 	lstrip     bool // swallow whitespace before a match
 	rstrip     bool // swallow whitespace after a match
 	normalized bool // matched in the normalized text (its content normalized too)
+}
+
+// Clone returns a tokenizer sharing t's tables with an empty word cache, for
+// use on another goroutine.
+func (t *Tokenizer) Clone() *Tokenizer {
+	c := *t
+	c.cache = map[string][]int32{}
+	return &c
 }
 
 // VocabSize returns the number of ids.
@@ -78,6 +99,11 @@ func (t *Tokenizer) init() {
 	}
 	// longest match first
 	sort.SliceStable(t.added, func(a, b int) bool { return len(t.added[a].content) > len(t.added[b].content) })
+	for _, a := range t.added {
+		if m := a.match(t, a.normalized); m != "" {
+			t.firstByte[normalized2i(a.normalized)][m[0]] = true
+		}
+	}
 }
 
 // Encode returns the ids of text; with special it adds the BOS/EOS tokens the
@@ -94,12 +120,19 @@ func (t *Tokenizer) Encode(text string, special bool) []int32 {
 			out = append(out, a.id)
 			return
 		}
+		if t.byteLevel {
+			if t.nfc {
+				seg = norm.NFC.String(seg)
+			}
+			t.pre.split(seg, func(piece string) { out = t.bpeByteLevel(out, piece) })
+			return
+		}
 		t.splitAdded(t.normalize(seg), true, func(piece string, a *added) {
 			if a != nil {
 				out = append(out, a.id)
 				return
 			}
-			out = t.bpe(out, piece)
+			out = t.bpeWords(out, piece)
 		})
 	})
 	if special && t.addEOS && t.EOS >= 0 {
@@ -170,6 +203,9 @@ func (a *added) match(t *Tokenizer, normalized bool) string {
 }
 
 func (t *Tokenizer) addedAt(s string, normalized bool) *added {
+	if !t.firstByte[normalized2i(normalized)][s[0]] {
+		return nil
+	}
 	for i := range t.added {
 		a := &t.added[i]
 		if a.normalized != normalized || a.content == "" {
@@ -187,15 +223,110 @@ type symbol struct {
 	id         int32
 	text       string
 	prev, next int
+	ver        int // bumped on every merge into this symbol; -1 once merged away
 }
 
-// bpe appends the ids of one normalized piece of text.
+// pairItem is a candidate merge of symbols left and right, valid while both
+// still have the versions recorded here.
+type pairItem struct {
+	key         float64 // rank, or −score: smaller merges first
+	left, right int
+	vl, vr      int
+	id          int32
+}
+
+// pairHeap orders candidates by key, then leftmost, as the reference
+// implementations do.
+type pairHeap []pairItem
+
+func (h pairHeap) less(i, j int) bool {
+	if h[i].key != h[j].key {
+		return h[i].key < h[j].key
+	}
+	return h[i].left < h[j].left
+}
+
+func (h *pairHeap) push(it pairItem) {
+	*h = append(*h, it)
+	for i := len(*h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			break
+		}
+		(*h)[i], (*h)[p] = (*h)[p], (*h)[i]
+		i = p
+	}
+}
+
+func (h *pairHeap) pop() pairItem {
+	old := *h
+	top := old[0]
+	n := len(old) - 1
+	old[0] = old[n]
+	*h = old[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && h.less(l, m) {
+			m = l
+		}
+		if r < n && h.less(r, m) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		(*h)[i], (*h)[m] = (*h)[m], (*h)[i]
+		i = m
+	}
+	return top
+}
+
+// bpeWords runs BPE word by word over SentencePiece-normalized text: a
+// SentencePiece vocabulary has no piece with "▁" after another character, so
+// no merge crosses the start of a word ("▁" after a non-"▁"), and the split is
+// exact. Words are cached.
+func (t *Tokenizer) bpeWords(out []int32, s string) []int32 {
+	if t.cache == nil {
+		t.cache = map[string][]int32{}
+	}
+	const mark = "▁"
+	start := 0
+	for i := len(mark); i <= len(s); {
+		j := strings.Index(s[i:], mark)
+		if j < 0 {
+			break
+		}
+		i += j
+		if !strings.HasSuffix(s[:i], mark) { // a word starts here
+			out = t.bpeCached(out, s[start:i])
+			start = i
+		}
+		i += len(mark)
+	}
+	return t.bpeCached(out, s[start:])
+}
+
+func (t *Tokenizer) bpeCached(out []int32, w string) []int32 {
+	if ids, ok := t.cache[w]; ok {
+		return append(out, ids...)
+	}
+	n := len(out)
+	out = t.bpe(out, w)
+	if len(t.cache) < 1<<16 {
+		t.cache[w] = append([]int32(nil), out[n:]...)
+	}
+	return out
+}
+
+// bpe appends the ids of one normalized piece of text: one symbol per
+// character, then repeatedly the best adjacent merge (lowest rank or highest
+// score, leftmost on ties) until none applies. A heap of candidate pairs makes
+// this O(n log n), so a long segment (SentencePiece models see whole lines)
+// stays fast.
 func (t *Tokenizer) bpe(out []int32, s string) []int32 {
 	if s == "" {
 		return out
 	}
-	// One symbol per character; with ranked merges, a character outside the
-	// vocabulary becomes its byte tokens right away.
 	var syms []symbol
 	for i := 0; i < len(s); {
 		_, n := utf8.DecodeRuneInString(s[i:])
@@ -213,33 +344,38 @@ func (t *Tokenizer) bpe(out []int32, s string) []int32 {
 	for i := range syms {
 		syms[i].prev, syms[i].next = i-1, i+1
 	}
-	// Repeatedly merge the best adjacent pair (lowest rank / highest score,
-	// leftmost on ties).
-	for {
-		best, bestKey := -1, float64(0)
-		for i := 0; i != len(syms) && i >= 0; i = syms[i].next {
-			j := syms[i].next
-			if j >= len(syms) {
-				break
-			}
-			key, id, ok := t.pairKey(&syms[i], &syms[j])
-			if ok && (best < 0 || key < bestKey) {
-				best, bestKey = i, key
-				_ = id
-			}
+	var h pairHeap
+	consider := func(l int) {
+		if l < 0 || l >= len(syms) {
+			return
 		}
-		if best < 0 {
-			break
+		r := syms[l].next
+		if r >= len(syms) {
+			return
 		}
-		j := syms[best].next
-		_, id, _ := t.pairKey(&syms[best], &syms[j])
-		syms[best].id = id
-		syms[best].text += syms[j].text
-		syms[best].next = syms[j].next
-		if syms[j].next < len(syms) {
-			syms[syms[j].next].prev = best
+		if key, id, ok := t.pairKey(&syms[l], &syms[r]); ok {
+			h.push(pairItem{key: key, left: l, right: r, vl: syms[l].ver, vr: syms[r].ver, id: id})
 		}
-		syms[j].text = ""
+	}
+	for i := range syms {
+		consider(i)
+	}
+	for len(h) > 0 {
+		it := h.pop()
+		l, r := it.left, it.right
+		if syms[l].ver != it.vl || syms[r].ver != it.vr || syms[l].next != r {
+			continue // stale: one side changed since this candidate was made
+		}
+		syms[l].id = it.id
+		syms[l].text += syms[r].text
+		syms[l].ver++
+		syms[l].next = syms[r].next
+		if syms[r].next < len(syms) {
+			syms[syms[r].next].prev = l
+		}
+		syms[r].ver = -1
+		consider(syms[l].prev)
+		consider(l)
 	}
 	for i := 0; i < len(syms); i = syms[i].next {
 		if syms[i].id >= 0 {
@@ -296,6 +432,9 @@ func (t *Tokenizer) pairKey(a, b *symbol) (float64, int32, bool) {
 // Decode returns the text of ids. Byte tokens are joined into UTF-8 (an
 // invalid sequence becomes U+FFFD per byte); skipSpecial drops special tokens.
 func (t *Tokenizer) Decode(ids []int32, skipSpecial bool) string {
+	if t.byteLevel {
+		return t.decodeBytes(ids, skipSpecial)
+	}
 	var b strings.Builder
 	var bytes []byte
 	flush := func() {
@@ -334,9 +473,43 @@ func (t *Tokenizer) Decode(ids []int32, skipSpecial bool) string {
 	return s
 }
 
+// decodeBytes is the byte-level decoder: each token's characters map back to
+// bytes (a token with characters outside the map, such as an added token,
+// contributes its own text), then the bytes are read as UTF-8.
+func (t *Tokenizer) decodeBytes(ids []int32, skipSpecial bool) string {
+	var buf []byte
+	for _, id := range ids {
+		if id < 0 || int(id) >= len(t.pieces) || (skipSpecial && t.IsSpecial(id)) {
+			continue
+		}
+		p := t.pieces[id]
+		mark := len(buf)
+		for _, r := range p {
+			b, ok := runeToByte[r]
+			if !ok {
+				buf = append(buf[:mark], p...)
+				break
+			}
+			buf = append(buf, b)
+		}
+	}
+	s := decodeByteLevel(string(buf))
+	if t.cleanup {
+		s = cleanUp(s)
+	}
+	return s
+}
+
 func hexByte(p string) byte {
 	v, _ := strconv.ParseUint(p[3:5], 16, 8)
 	return byte(v)
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf("tokenizer: "+format, args...) }
+
+func normalized2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -50,6 +50,9 @@ func TestReferenceVectors(t *testing.T) {
 		"stories260K": "models/stories260K/hf",
 		"llama2-hf":   "tokenizers/llama2-hf",
 		"phi-3-mini":  "tokenizers/phi-3-mini",
+		"llama3":      "tokenizers/llama3",
+		"qwen3":       "tokenizers/qwen3",
+		"gpt2":        "tokenizers/gpt2",
 	}
 	recs := readRecords(t)
 	for name, rel := range dirs {
@@ -115,17 +118,26 @@ func TestGGUFMatchesHF(t *testing.T) {
 // TestLlamaCppVocab runs llama.cpp's own tokenizer test vectors for the
 // SentencePiece vocab-only GGUFs (ids without BOS, as test-tokenizer-0 prints).
 func TestLlamaCppVocab(t *testing.T) {
-	for _, name := range []string{"llama-spm", "phi-3"} {
-		base := testassets.Path(t, "tokenizers/llama.cpp-vocab/ggml-vocab-"+name+".gguf")
-		tok, err := Load(base)
+	for _, c := range []struct{ vectors, tok string }{
+		{"llama-spm", "tokenizers/llama.cpp-vocab/ggml-vocab-llama-spm.gguf"},
+		{"phi-3", "tokenizers/llama.cpp-vocab/ggml-vocab-phi-3.gguf"},
+		{"gpt-2", "tokenizers/llama.cpp-vocab/ggml-vocab-gpt-2.gguf"},
+		{"starcoder", "tokenizers/llama.cpp-vocab/ggml-vocab-starcoder.gguf"},
+		{"llama-bpe", "tokenizers/llama3"},
+		{"qwen2", "tokenizers/qwen3"},
+		{"deepseek-r1-qwen", "tokenizers/qwen3"},
+	} {
+		name := c.vectors
+		base := testassets.Path(t, "tokenizers/llama.cpp-vocab/ggml-vocab-"+name+".gguf.inp")
+		tok, err := Load(testassets.Path(t, c.tok))
 		if err != nil {
 			t.Fatal(err)
 		}
-		inp, err := os.ReadFile(base + ".inp")
+		inp, err := os.ReadFile(base)
 		if err != nil {
 			t.Fatal(err)
 		}
-		outp, err := os.ReadFile(base + ".out")
+		outp, err := os.ReadFile(strings.TrimSuffix(base, ".inp") + ".out")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,6 +165,25 @@ func TestLlamaCppVocab(t *testing.T) {
 		t.Logf("%s: %d/%d llama.cpp vectors match", name, ok, len(cases))
 		if ok != len(cases) {
 			t.Errorf("%s: %d/%d", name, ok, len(cases))
+		}
+	}
+}
+
+// TestClonesInParallel: clones encode concurrently and agree (run with -race).
+func TestClonesInParallel(t *testing.T) {
+	tok, err := Load(testassets.Path(t, "tokenizers/llama3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "The quick brown fox jumps over the lazy dog. 12345 ünïcödé"
+	want := tok.Encode(text, false)
+	done := make(chan []int32)
+	for i := 0; i < 4; i++ {
+		go func(c *Tokenizer) { done <- c.Encode(text, false) }(tok.Clone())
+	}
+	for i := 0; i < 4; i++ {
+		if got := <-done; !slices.Equal(got, want) {
+			t.Fatalf("clone gave %v, want %v", got, want)
 		}
 	}
 }
