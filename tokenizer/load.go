@@ -178,6 +178,9 @@ func FromDir(dir string) (*Tokenizer, error) {
 		}
 	}
 	t.init()
+	if err := t.loadChatTemplate(dir); err != nil {
+		return nil, errorf("%v", err)
+	}
 	return t, nil
 }
 

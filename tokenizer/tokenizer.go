@@ -35,6 +35,9 @@ type Tokenizer struct {
 	cleanup      bool // decode applies clean_up_tokenization_spaces
 	cache        map[string][]int32
 
+	chatTemplate string
+	chat         *Template
+
 	added          []added      // added tokens matched in raw text before normalization, longest first
 	firstByte      [2][256]bool // first bytes of added-token matches (raw, normalized): a quick filter
 	BOS            int32        // −1 when absent
