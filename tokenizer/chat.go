@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // ChatTemplate returns the model's chat template ("" when it has none).
@@ -73,4 +74,56 @@ func (t *Tokenizer) loadChatTemplate(dir string) error {
 		return fmt.Errorf("%s: %v", filepath.Join(dir, "tokenizer_config.json"), err)
 	}
 	return nil
+}
+
+// BuiltinTemplates are chat templates for models that ship none, by name.
+var BuiltinTemplates = map[string]string{
+	"chatml": "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{%- endfor %}" +
+		"{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}",
+	"llama3": "{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}" +
+		"{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}",
+	"simple": "{%- for message in messages %}{{- message['role'] | capitalize + ': ' + message['content'] + '\n' }}{%- endfor %}" +
+		"{%- if add_generation_prompt %}{{- 'Assistant: ' }}{%- endif %}",
+}
+
+// UseChatTemplate selects a built-in template by name, or reads one from a file.
+func (t *Tokenizer) UseChatTemplate(nameOrFile string) error {
+	if src, ok := BuiltinTemplates[nameOrFile]; ok {
+		return t.SetChatTemplate(src)
+	}
+	raw, err := os.ReadFile(nameOrFile)
+	if err != nil {
+		return fmt.Errorf("--chat-template %q is neither a built-in (chatml, llama3, simple) nor a readable file: %v", nameOrFile, err)
+	}
+	return t.SetChatTemplate(string(raw))
+}
+
+// StreamDecoder turns ids into text as they arrive, holding back a partial
+// UTF-8 sequence (a character spread over byte-fallback or byte-level tokens)
+// until it is complete.
+type StreamDecoder struct {
+	t           *Tokenizer
+	ids         []int32
+	emitted     int
+	skipSpecial bool
+}
+
+// NewStreamDecoder returns a streaming decoder after the given context ids
+// (e.g. the prompt), which are not emitted.
+func (t *Tokenizer) NewStreamDecoder(context []int32, skipSpecial bool) *StreamDecoder {
+	d := &StreamDecoder{t: t, ids: append([]int32(nil), context...), skipSpecial: skipSpecial}
+	d.emitted = len(t.Decode(d.ids, skipSpecial))
+	return d
+}
+
+// Add appends one id and returns the newly completed text (possibly "").
+func (d *StreamDecoder) Add(id int32) string {
+	d.ids = append(d.ids, id)
+	text := d.t.Decode(d.ids, d.skipSpecial)
+	if strings.HasSuffix(text, "\uFFFD") || len(text) < d.emitted {
+		return "" // an incomplete character: wait for its remaining bytes
+	}
+	out := text[d.emitted:]
+	d.emitted = len(text)
+	return out
 }

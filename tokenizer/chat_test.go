@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lowrank/lowrank/internal/testassets"
@@ -93,4 +94,50 @@ func TestChatReference(t *testing.T) {
 		t.Logf("%s: %d/%d conversations render and tokenize like the reference", name, ok[name], total[name])
 	}
 	t.Logf("%d disputed records skipped", disputed)
+}
+
+// TestStreamDecoder: text streamed token by token (emoji and CJK over several
+// byte tokens) equals the whole decode, and no partial character is emitted.
+func TestStreamDecoder(t *testing.T) {
+	for _, rel := range []string{"tokenizers/llama3", "tokenizers/llama2-hf"} {
+		tok, err := FromDir(testassets.Path(t, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := "Streaming 👩‍👩‍👧 and 日本語 text, byte by byte."
+		ids := tok.Encode(text, false)
+		d := tok.NewStreamDecoder(nil, false)
+		var got string
+		for _, id := range ids {
+			piece := d.Add(id)
+			if strings.ContainsRune(piece, '\uFFFD') {
+				t.Fatalf("%s: emitted a partial character %q", rel, piece)
+			}
+			got += piece
+		}
+		if want := tok.Decode(ids, false); got != want {
+			t.Errorf("%s: streamed %q, decoded %q", rel, got, want)
+		}
+	}
+}
+
+func TestBuiltinTemplates(t *testing.T) {
+	tok, err := FromDir(testassets.Path(t, "models/stories260K/hf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := ParseJSONOrdered([]byte(`[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello!"}]`))
+	if _, err := tok.ApplyChatTemplate(msgs, false, nil); err == nil {
+		t.Error("a model without a template rendered a conversation")
+	}
+	if err := tok.UseChatTemplate("chatml"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tok.ApplyChatTemplate(msgs, true, nil)
+	if want := "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>assistant\n"; err != nil || got != want {
+		t.Errorf("chatml: %q, %v", got, err)
+	}
+	if err := tok.UseChatTemplate("/no/such/template.jinja"); err == nil || !strings.Contains(err.Error(), "chatml") {
+		t.Errorf("missing template file: %v", err)
+	}
 }

@@ -65,45 +65,31 @@ func newGenerate() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			var gen []int32
-			printed := ""
-			// The continuation is decode(prompt + generated) minus decode(prompt),
-			// so spaces at the seam come out as the tokenizer means them.
-			promptText := tok.Decode(ids, true)
-			continuation := func() string {
-				all := tok.Decode(append(append([]int32{}, ids...), gen...), true)
-				return strings.TrimPrefix(all, promptText)
-			}
+			stream := tok.NewStreamDecoder(ids, true)
+			var text strings.Builder
 			start := time.Now()
-			stream := func(id int32) bool {
+			emit := func(id int32) bool {
 				gen = append(gen, id)
-				if asJSON {
-					return true
+				piece := stream.Add(id)
+				text.WriteString(piece)
+				if !asJSON {
+					io.WriteString(out, piece)
 				}
-				// Print what is new once it is whole UTF-8 (a byte-fallback
-				// character arrives over several tokens).
-				text := continuation()
-				if strings.HasSuffix(text, "\uFFFD") || !strings.HasPrefix(text, printed) {
-					return true
-				}
-				io.WriteString(out, text[len(printed):])
-				printed = text
 				return true
 			}
 			tp := autograd.NewTape(pool)
-			if _, err := m.Generate(tp, ids, maxTokens, model.NewSampler(temperature, topK, topP, seed), stream); err != nil {
+			if _, err := m.Generate(tp, ids, maxTokens, model.NewSampler(temperature, topK, topP, seed), emit); err != nil {
 				return err
 			}
 			elapsed := time.Since(start).Seconds()
-			text := continuation()
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
 				return enc.Encode(map[string]any{
-					"prompt": prompt, "prompt_tokens": len(ids), "text": text, "tokens": gen,
+					"prompt": prompt, "prompt_tokens": len(ids), "text": text.String(), "tokens": gen,
 					"generated_tokens": len(gen), "tokens_per_second": float64(len(gen)) / elapsed,
 				})
 			}
-			io.WriteString(out, text[min(len(printed), len(text)):])
 			if f, ok := out.(*os.File); ok && isTerminal(f) {
 				fmt.Fprintln(out)
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/lowrank/lowrank/tokenizer"
@@ -12,17 +13,22 @@ import (
 
 func newTokenize() *cobra.Command {
 	var (
-		modelPath string
-		asJSON    bool
-		noSpecial bool
+		modelPath, chatFile, chatTemplate string
+		asJSON, noSpecial, addGen         bool
 	)
 	c := &cobra.Command{
-		Use:   "tokenize --model M [--json] [--no-special] TEXT|-",
-		Short: "Print the token ids of a text",
-		Args:  cobra.ExactArgs(1),
+		Use:   "tokenize --model M [--json] [--no-special] TEXT|-  |  --chat CONV.json [--add-generation-prompt]",
+		Short: "Print the token ids of a text, or render a conversation with the chat template",
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if modelPath == "" {
 				return usageError{cmd: "tokenize", err: fmt.Errorf("--model is required")}
+			}
+			if chatFile != "" {
+				return tokenizeChat(cmd, modelPath, chatFile, chatTemplate, addGen, asJSON)
+			}
+			if len(args) != 1 {
+				return usageError{cmd: "tokenize", err: fmt.Errorf("give a TEXT (or - for stdin), or --chat CONV.json")}
 			}
 			text := args[0]
 			if text == "-" {
@@ -58,5 +64,61 @@ func newTokenize() *cobra.Command {
 	c.Flags().StringVar(&modelPath, "model", "", "model directory, tokenizer directory or .gguf file")
 	c.Flags().BoolVar(&asJSON, "json", false, "print ids and pieces as JSON")
 	c.Flags().BoolVar(&noSpecial, "no-special", false, "do not add BOS/EOS")
+	c.Flags().StringVar(&chatFile, "chat", "", "a conversation: JSON list of {role, content} (or {messages, tools})")
+	c.Flags().BoolVar(&addGen, "add-generation-prompt", false, "end the rendering with the assistant's header")
+	c.Flags().StringVar(&chatTemplate, "chat-template", "", "template to use instead of the model's: chatml, llama3, simple, or a file")
 	return c
+}
+
+func tokenizeChat(cmd *cobra.Command, modelPath, chatFile, chatTemplate string, addGen, asJSON bool) error {
+	tok, err := tokenizer.Load(modelPath)
+	if err != nil {
+		return err
+	}
+	if chatTemplate != "" {
+		if err := tok.UseChatTemplate(chatTemplate); err != nil {
+			return err
+		}
+	}
+	raw, err := os.ReadFile(chatFile)
+	if err != nil {
+		return err
+	}
+	conv, err := tokenizer.ParseJSONOrdered(raw)
+	if err != nil {
+		return fmt.Errorf("%s: not valid JSON: %v", chatFile, err)
+	}
+	messages, extra := conv, map[string]any{}
+	if d, ok := conv.(*tokenizer.Dict); ok { // {"messages": [...], "tools": [...]}
+		messages = d.M["messages"]
+		for _, k := range d.Keys {
+			if k != "messages" {
+				extra[k] = d.M[k]
+			}
+		}
+	}
+	if _, ok := messages.([]any); !ok {
+		return fmt.Errorf("%s: want a JSON list of messages or an object with \"messages\"", chatFile)
+	}
+	text, err := tok.ApplyChatTemplate(messages, addGen, extra)
+	if err != nil {
+		return fmt.Errorf("%s: %v", chatFile, err)
+	}
+	ids := tok.Encode(text, false)
+	out := cmd.OutOrStdout()
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"text": text, "ids": ids, "count": len(ids)})
+	}
+	fmt.Fprint(out, text)
+	if !strings.HasSuffix(text, "\n") {
+		fmt.Fprintln(out)
+	}
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = fmt.Sprint(id)
+	}
+	fmt.Fprintln(out, strings.Join(s, " "))
+	return nil
 }
