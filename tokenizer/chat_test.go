@@ -141,3 +141,60 @@ func TestBuiltinTemplates(t *testing.T) {
 		t.Errorf("missing template file: %v", err)
 	}
 }
+
+// TestEncodeOffsets: ids equal Encode's, and the spans tile the text.
+func TestEncodeOffsets(t *testing.T) {
+	text := "Hello,  world!\nNew line\t<|im_end|> 日本語 and 👩‍👩‍👧 end "
+	for _, rel := range []string{"tokenizers/llama3", "tokenizers/qwen3", "tokenizers/llama2-hf", "tokenizers/phi-3-mini", "tokenizers/gpt2"} {
+		tok, err := FromDir(testassets.Path(t, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, offs := tok.EncodeOffsets(text, false)
+		if want := tok.Encode(text, false); !slices.Equal(ids, want) {
+			t.Fatalf("%s: ids %v, Encode %v", rel, ids, want)
+		}
+		prev := 0
+		for i, o := range offs {
+			if o[0] > o[1] || o[0] < prev-4 || o[1] > len(text) {
+				t.Fatalf("%s: token %d span %v after %d", rel, i, o, prev)
+			}
+			prev = o[1]
+		}
+		if prev != len(text) {
+			t.Errorf("%s: spans end at %d of %d", rel, prev, len(text))
+		}
+	}
+}
+
+// TestAssistantMask: the supervised tokens decode to the assistant contents
+// plus the template's end-of-turn token, for every template in the assets.
+func TestAssistantMask(t *testing.T) {
+	conv := `[{"role":"system","content":"Be brief."},{"role":"user","content":"What is 2+2?"},{"role":"assistant","content":"It is 4."},{"role":"user","content":"And 3+3?"},{"role":"assistant","content":"6, of course."}]`
+	msgs, _ := ParseJSONOrdered([]byte(conv))
+	for _, c := range []struct{ rel, eot string }{{"tokenizers/llama3", "<|eot_id|>"}, {"tokenizers/qwen3", "<|im_end|>"}, {"tokenizers/phi-3-mini", "<|end|>"}} {
+		tok, err := FromDir(testassets.Path(t, c.rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, mask, err := tok.AssistantMask(msgs.([]any), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sup []int32
+		for i, m := range mask {
+			if m {
+				sup = append(sup, ids[i])
+			}
+		}
+		got := tok.Decode(sup, false)
+		if want := "It is 4." + c.eot + "6, of course." + c.eot; strings.ReplaceAll(got, " ", "") != strings.ReplaceAll(want, " ", "") {
+			t.Errorf("%s: supervised %q, want %q", c.rel, got, want)
+		}
+	}
+	tok, _ := FromDir(testassets.Path(t, "tokenizers/qwen3"))
+	bad, _ := ParseJSONOrdered([]byte(`[{"role":"user","content":"x"},{"role":"assistant","content":"<think>hidden</think>visible"}]`))
+	if _, _, err := tok.AssistantMask(bad.([]any), nil); err == nil || !strings.Contains(err.Error(), "assistant message 1") {
+		t.Errorf("an unlocatable turn was not reported: %v", err)
+	}
+}

@@ -1,0 +1,185 @@
+package tokenizer
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// EncodeOffsets is Encode that also returns, for every id, the byte span
+// [start, end) of text it came from (special tokens added by the
+// post-processor get an empty span at 0 or len(text)).
+func (t *Tokenizer) EncodeOffsets(text string, special bool) ([]int32, [][2]int) {
+	var ids []int32
+	var offs [][2]int
+	if special && t.addBOS && t.BOS >= 0 {
+		ids, offs = append(ids, t.BOS), append(offs, [2]int{0, 0})
+	}
+	pos := 0 // byte offset in text of the current raw segment
+	t.splitAdded(text, false, func(seg string, a *added) {
+		if a != nil {
+			start := strings.Index(text[pos:], a.content) + pos
+			ids, offs = append(ids, a.id), append(offs, [2]int{start, start + len(a.content)})
+			pos = start + len(a.content)
+			return
+		}
+		start := strings.Index(text[pos:], seg) + pos
+		pos = start + len(seg)
+		if t.byteLevel {
+			ids, offs = t.offsetsByteLevel(ids, offs, seg, start)
+			return
+		}
+		ids, offs = t.offsetsSPM(ids, offs, seg, start)
+	})
+	if special && t.addEOS && t.EOS >= 0 {
+		ids, offs = append(ids, t.EOS), append(offs, [2]int{len(text), len(text)})
+	}
+	return ids, offs
+}
+
+func (t *Tokenizer) offsetsByteLevel(ids []int32, offs [][2]int, seg string, base int) ([]int32, [][2]int) {
+	src := seg
+	if t.nfc && !norm.NFC.IsNormalString(seg) {
+		src = norm.NFC.String(seg) // spans are then those of the normalized text, clamped
+	}
+	p := 0
+	t.pre.split(src, func(piece string) {
+		n := len(ids)
+		ids = t.bpeByteLevel(ids, piece)
+		q := p
+		for _, id := range ids[n:] {
+			l := utf8.RuneCountInString(t.pieces[id]) // one mapped character per byte
+			offs = append(offs, [2]int{base + min(q, len(seg)), base + min(q+l, len(seg))})
+			q += l
+		}
+		p += len(piece)
+	})
+	return ids, offs
+}
+
+func (t *Tokenizer) offsetsSPM(ids []int32, offs [][2]int, seg string, base int) ([]int32, [][2]int) {
+	// The normalized text and, for each of its bytes, the original offset.
+	n := t.normalize(seg)
+	orig := make([]int, len(n)+1)
+	i, j := 0, 0
+	if t.prefix && seg != "" {
+		for k := 0; k < len("▁"); k++ {
+			orig[k] = 0 // the dummy prefix is zero-width
+		}
+		j = len("▁")
+	}
+	for i < len(seg) {
+		if seg[i] == ' ' {
+			for k := 0; k < len("▁"); k++ {
+				orig[j+k] = i
+			}
+			j += len("▁")
+			i++
+			continue
+		}
+		orig[j] = i
+		i++
+		j++
+	}
+	orig[len(n)] = len(seg)
+	p := 0
+	t.splitAdded(n, true, func(piece string, a *added) {
+		if a != nil {
+			m := a.match(t, true)
+			s := strings.Index(n[p:], m) + p
+			ids, offs = append(ids, a.id), append(offs, [2]int{base + orig[s], base + orig[s+len(m)]})
+			p = s + len(m)
+			return
+		}
+		s := strings.Index(n[p:], piece) + p
+		k := len(ids)
+		ids = t.bpeWords(ids, piece)
+		q := s
+		for _, id := range ids[k:] {
+			l := len(t.pieces[id])
+			if t.isByteToken(id) {
+				l = 1
+			}
+			e := min(q+l, len(n))
+			offs = append(offs, [2]int{base + orig[q], base + orig[e]})
+			q = e
+		}
+		p = s + len(piece)
+	})
+	return ids, offs
+}
+
+func (t *Tokenizer) isByteToken(id int32) bool {
+	p := t.pieces[id]
+	return len(p) == 6 && strings.HasPrefix(p, "<0x") && p[5] == '>' && t.byteID[hexByte(p)] == id
+}
+
+// AssistantMask renders a conversation once, tokenizes it, and marks the tokens
+// the loss should supervise: each assistant message's content, located in the
+// rendering in order (templates change the text around it, and may trim it),
+// plus the end-of-turn token the template puts right after it (<|im_end|>,
+// <|eot_id|>, <|end|>, </s>). It fails, naming the turn, when an assistant
+// message cannot be located.
+func (t *Tokenizer) AssistantMask(messages []any, extra map[string]any) ([]int32, []bool, error) {
+	text, err := t.ApplyChatTemplate(messages, false, extra)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids, offs := t.EncodeOffsets(text, false)
+	mask := make([]bool, len(ids))
+	pos := 0
+	for turn, m := range messages {
+		d, ok := m.(*Dict)
+		if !ok {
+			return nil, nil, fmt.Errorf("message %d is not an object", turn)
+		}
+		if role, _ := d.M["role"].(string); role != "assistant" {
+			continue
+		}
+		content, _ := d.M["content"].(string)
+		start, end := -1, -1
+		for _, c := range []string{content, strings.TrimSpace(content)} {
+			if c == "" {
+				continue
+			}
+			if k := strings.Index(text[pos:], c); k >= 0 {
+				start, end = pos+k, pos+k+len(c)
+				break
+			}
+		}
+		if start < 0 {
+			return nil, nil, fmt.Errorf("assistant message %d could not be located in the rendered conversation", turn)
+		}
+		last := -1
+		for i, o := range offs {
+			if o[0] < end && o[1] > start {
+				mask[i] = true
+				last = i
+			}
+		}
+		// The end-of-turn token: the next token, if it is an added (special) one,
+		// allowing only whitespace in between.
+		for i := last + 1; i >= 1 && i < len(ids); i++ {
+			if t.isAdded(ids[i]) {
+				mask[i] = true
+				break
+			}
+			if strings.TrimSpace(text[offs[i][0]:offs[i][1]]) != "" {
+				break
+			}
+		}
+		pos = end
+	}
+	return ids, mask, nil
+}
+
+func (t *Tokenizer) isAdded(id int32) bool {
+	for _, a := range t.added {
+		if a.id == id {
+			return true
+		}
+	}
+	return false
+}
