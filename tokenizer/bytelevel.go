@@ -43,10 +43,11 @@ func mapBytes(s string) string {
 type preTokenizer int
 
 const (
-	preGPT2      preTokenizer = iota // 's|'t|… | ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-	preLlama3                        // (?i:'s|…)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
-	preQwen2                         // as Llama-3 with \p{N} one digit at a time
-	preStarCoder                     // each digit alone, then the GPT-2 pattern
+	preGPT2        preTokenizer = iota // 's|'t|… | ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+	preLlama3                          // (?i:'s|…)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+	preQwen2                           // as Llama-3 with \p{N} one digit at a time
+	preStarCoder                       // each digit alone, then the GPT-2 pattern
+	preDeepSeekLLM                     // a sequence of six splits (deepseek.go)
 )
 
 // The pattern strings as they appear in tokenizer.json files.
@@ -64,6 +65,10 @@ func isNL(r rune) bool { return r == '\r' || r == '\n' }
 // split cuts s into pieces: every match of the pattern, and (for the
 // StarCoder digit split) every digit alone. Matches cover all of s.
 func (p preTokenizer) split(s string, emit func(piece string)) {
+	if p == preDeepSeekLLM {
+		splitSequence(deepseekLLMSplits, s, emit)
+		return
+	}
 	if p == preStarCoder {
 		start := 0
 		for i, r := range s {

@@ -369,6 +369,7 @@ var ggufPre = map[string]preTokenizer{
 	"llama-bpe": preLlama3, "llama3": preLlama3, "llama-v3": preLlama3,
 	"qwen2": preQwen2, "deepseek-r1-qwen": preQwen2,
 	"starcoder": preStarCoder, "smollm": preStarCoder,
+	"deepseek-llm": preDeepSeekLLM,
 }
 
 // fromGGUFBPE reads a GGUF "gpt2" (byte-level BPE) vocabulary.

@@ -123,6 +123,7 @@ func TestLlamaCppVocab(t *testing.T) {
 		{"phi-3", "tokenizers/llama.cpp-vocab/ggml-vocab-phi-3.gguf"},
 		{"gpt-2", "tokenizers/llama.cpp-vocab/ggml-vocab-gpt-2.gguf"},
 		{"starcoder", "tokenizers/llama.cpp-vocab/ggml-vocab-starcoder.gguf"},
+		{"deepseek-llm", "tokenizers/llama.cpp-vocab/ggml-vocab-deepseek-llm.gguf"},
 		{"llama-bpe", "tokenizers/llama3"},
 		{"qwen2", "tokenizers/qwen3"},
 		{"deepseek-r1-qwen", "tokenizers/qwen3"},

@@ -42,7 +42,7 @@ func newTokenize() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ids := tok.Encode(text, !noSpecial)
+			ids, offsets := tok.EncodeOffsets(text, !noSpecial)
 			out := cmd.OutOrStdout()
 			if asJSON {
 				pieces := make([]string, len(ids))
@@ -51,7 +51,7 @@ func newTokenize() *cobra.Command {
 				}
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"ids": ids, "pieces": pieces, "count": len(ids)})
+				return enc.Encode(map[string]any{"ids": ids, "pieces": pieces, "offsets": offsets, "count": len(ids)})
 			}
 			s := make([]string, len(ids))
 			for i, id := range ids {
