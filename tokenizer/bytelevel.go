@@ -48,6 +48,7 @@ const (
 	preQwen2                           // as Llama-3 with \p{N} one digit at a time
 	preStarCoder                       // each digit alone, then the GPT-2 pattern
 	preDeepSeekLLM                     // a sequence of six splits (deepseek.go)
+	preSplits                          // a tokenizer.json sequence of Split regexes Go can run (Tokenizer.splits)
 )
 
 // The pattern strings as they appear in tokenizer.json files.

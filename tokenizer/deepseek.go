@@ -1,6 +1,9 @@
 package tokenizer
 
-import "regexp"
+import (
+	"regexp"
+	"strings"
+)
 
 // DeepSeek-LLM's pre-tokenizer is a sequence of splits (each regex cuts every
 // current piece into matches and the gaps between them, both kept), then the
@@ -51,4 +54,39 @@ func splitSequence(res []*regexp.Regexp, s string, emit func(string)) {
 	for _, p := range pieces {
 		emit(p)
 	}
+}
+
+// compileSplit compiles a tokenizer.json Split regex for Go, widening \s to
+// Unicode whitespace as the Rust and Python references treat it. Patterns Go
+// cannot run (lookahead) give an error.
+func compileSplit(pat string) (*regexp.Regexp, error) {
+	const ws = `\t\n\v\f\r \x{85}\p{Z}`
+	var b strings.Builder
+	inClass := false
+	for i := 0; i < len(pat); i++ {
+		c := pat[i]
+		if c == '\\' && i+1 < len(pat) {
+			if pat[i+1] == 's' {
+				if inClass {
+					b.WriteString(ws)
+				} else {
+					b.WriteString("[" + ws + "]")
+				}
+				i++
+				continue
+			}
+			b.WriteByte(c)
+			b.WriteByte(pat[i+1])
+			i++
+			continue
+		}
+		switch c {
+		case '[':
+			inClass = true
+		case ']':
+			inClass = false
+		}
+		b.WriteByte(c)
+	}
+	return regexp.Compile(b.String())
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/lowrank/lowrank/checkpoints/gguf"
@@ -271,10 +272,13 @@ func (t *Tokenizer) setByteLevel(pre, normalizer json.RawMessage) error {
 		Pretokenizers []struct {
 			Type    string `json:"type"`
 			Pattern struct {
-				Regex string `json:"Regex"`
+				Regex  string `json:"Regex"`
+				String string `json:"String"`
 			} `json:"pattern"`
-			IndividualDigits bool `json:"individual_digits"`
-			UseRegex         bool `json:"use_regex"`
+			Behavior         string `json:"behavior"`
+			Invert           bool   `json:"invert"`
+			IndividualDigits bool   `json:"individual_digits"`
+			UseRegex         bool   `json:"use_regex"`
 		} `json:"pretokenizers"`
 	}
 	if err := json.Unmarshal(pre, &p); err != nil {
@@ -301,7 +305,46 @@ func (t *Tokenizer) setByteLevel(pre, normalizer json.RawMessage) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("pre_tokenizer %.200s is not supported (supported: GPT-2, Llama-3, Qwen2/3 and StarCoder/SmolLM2 patterns)", pre)
+	// Otherwise: a sequence of Isolated splits (and digit splits) that Go's
+	// regexp can run, then ByteLevel without its own regex (DeepSeek-LLM's form).
+	if p.Type == "Sequence" && len(p.Pretokenizers) >= 2 {
+		n := len(p.Pretokenizers)
+		if last := p.Pretokenizers[n-1]; last.Type == "ByteLevel" && !last.UseRegex {
+			var res []*regexp.Regexp
+			ok := true
+			for _, s := range p.Pretokenizers[:n-1] {
+				var pat string
+				switch {
+				case s.Type == "Split" && (s.Behavior == "Isolated" || s.Behavior == "") && !s.Invert:
+					pat = s.Pattern.Regex
+					if pat == "" {
+						pat = regexp.QuoteMeta(s.Pattern.String)
+					}
+				case s.Type == "Digits":
+					pat = `\p{N}+`
+					if s.IndividualDigits {
+						pat = `\p{N}`
+					}
+				default:
+					ok = false
+				}
+				if !ok {
+					break
+				}
+				re, err := compileSplit(pat)
+				if err != nil {
+					ok = false
+					break
+				}
+				res = append(res, re)
+			}
+			if ok {
+				t.pre, t.splits = preSplits, res
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("pre_tokenizer %.200s is not supported (supported: GPT-2, Llama-3, Qwen2/3 and StarCoder/SmolLM2 patterns, and Split sequences without lookahead such as DeepSeek-LLM's)", pre)
 }
 
 // fromVocabMerges reads GPT-2's vocab.json + merges.txt: byte-level BPE with

@@ -45,7 +45,7 @@ func (t *Tokenizer) offsetsByteLevel(ids []int32, offs [][2]int, seg string, bas
 		src = norm.NFC.String(seg) // spans are then those of the normalized text, clamped
 	}
 	p := 0
-	t.pre.split(src, func(piece string) {
+	t.preSplit(src, func(piece string) {
 		n := len(ids)
 		ids = t.bpeByteLevel(ids, piece)
 		q := p

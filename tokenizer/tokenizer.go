@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,7 @@ type Tokenizer struct {
 
 	chatTemplate string
 	chat         *Template
+	splits       []*regexp.Regexp // preSplits: the file's own Split patterns
 
 	added          []added      // added tokens matched in raw text before normalization, longest first
 	firstByte      [2][256]bool // first bytes of added-token matches (raw, normalized): a quick filter
@@ -52,6 +54,15 @@ type added struct {
 	lstrip     bool // swallow whitespace before a match
 	rstrip     bool // swallow whitespace after a match
 	normalized bool // matched in the normalized text (its content normalized too)
+}
+
+// preSplit runs the byte-level pre-tokenizer.
+func (t *Tokenizer) preSplit(s string, emit func(string)) {
+	if t.pre == preSplits {
+		splitSequence(t.splits, s, emit)
+		return
+	}
+	t.pre.split(s, emit)
 }
 
 // Clone returns a tokenizer sharing t's tables with an empty word cache, for
@@ -127,7 +138,7 @@ func (t *Tokenizer) Encode(text string, special bool) []int32 {
 			if t.nfc {
 				seg = norm.NFC.String(seg)
 			}
-			t.pre.split(seg, func(piece string) { out = t.bpeByteLevel(out, piece) })
+			t.preSplit(seg, func(piece string) { out = t.bpeByteLevel(out, piece) })
 			return
 		}
 		t.splitAdded(t.normalize(seg), true, func(piece string, a *added) {

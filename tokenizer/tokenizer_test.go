@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lowrank/lowrank/checkpoints/gguf"
 	"github.com/lowrank/lowrank/internal/testassets"
 )
 
@@ -187,4 +188,76 @@ func TestClonesInParallel(t *testing.T) {
 			t.Fatalf("clone gave %v, want %v", got, want)
 		}
 	}
+}
+
+// TestSplitSequenceTokenizerJSON: a tokenizer.json whose pre-tokenizer is
+// DeepSeek-LLM's sequence of Split regexes (built here from the DeepSeek GGUF's
+// own vocabulary and merges) reproduces llama.cpp's DeepSeek-LLM vectors.
+func TestSplitSequenceTokenizerJSON(t *testing.T) {
+	g, err := gguf.Open(testassets.Path(t, "tokenizers/llama.cpp-vocab/ggml-vocab-deepseek-llm.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tv, _ := g.Get("tokenizer.ggml.tokens")
+	mv, _ := g.Get("tokenizer.ggml.merges")
+	tt, _ := g.Get("tokenizer.ggml.token_type")
+	g.Close()
+	// Control (3) and user-defined (4) tokens are the file's added_tokens.
+	addedTokens := []any{}
+	for i, ty := range tt.([]int32) {
+		if ty == 3 || ty == 4 {
+			addedTokens = append(addedTokens, map[string]any{"id": i, "content": tv.([]string)[i], "special": ty == 3, "normalized": false})
+		}
+	}
+	vocab := map[string]int{}
+	for i, p := range tv.([]string) {
+		if _, dup := vocab[p]; !dup {
+			vocab[p] = i
+		}
+	}
+	split := func(re string) map[string]any {
+		return map[string]any{"type": "Split", "pattern": map[string]string{"Regex": re}, "behavior": "Isolated", "invert": false}
+	}
+	var pats []any
+	for _, re := range []string{`[\r\n]`, deepseekClass(1), deepseekClass(2), `\s+$`, deepseekClass(4), `\p{N}+`} {
+		pats = append(pats, split(re))
+	}
+	pats = append(pats, map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false})
+	tj := map[string]any{
+		"normalizer": nil, "pre_tokenizer": map[string]any{"type": "Sequence", "pretokenizers": pats},
+		"decoder": map[string]any{"type": "ByteLevel"}, "added_tokens": addedTokens,
+		"model": map[string]any{"type": "BPE", "vocab": vocab, "merges": mv.([]string)},
+	}
+	raw, _ := json.Marshal(tj)
+	dir := t.TempDir()
+	os.WriteFile(dir+"/tokenizer.json", raw, 0o644)
+	tok, err := FromDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.pre != preSplits {
+		t.Fatalf("generic split path not taken: %v", tok.pre)
+	}
+	base := testassets.Path(t, "tokenizers/llama.cpp-vocab/ggml-vocab-deepseek-llm.gguf.inp")
+	inp, _ := os.ReadFile(base)
+	outp, _ := os.ReadFile(strings.TrimSuffix(base, ".inp") + ".out")
+	cases := strings.Split(string(inp), "\n__ggml_vocab_test__\n")
+	lines := strings.Split(strings.TrimRight(string(outp), "\n"), "\n")
+	for i := range lines {
+		var want []int32
+		for _, f := range strings.Fields(lines[i]) {
+			v, _ := strconv.Atoi(f)
+			want = append(want, int32(v))
+		}
+		if got := tok.Encode(cases[i], false); !slices.Equal(got, want) {
+			t.Fatalf("%q: %v, want %v", cases[i], got, want)
+		}
+	}
+}
+
+// deepseekClass returns the source of DeepSeek-LLM split i in tokenizer.json
+// syntax (\s, not the widened class).
+func deepseekClass(i int) string {
+	s := deepseekLLMSplits[i].String()
+	return strings.ReplaceAll(s, `[\t\n\v\f\r \x{85}\p{Z}]`, `\s`)
 }
