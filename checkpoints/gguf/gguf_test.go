@@ -133,3 +133,31 @@ func TestCorrupt(t *testing.T) {
 		t.Errorf("bad magic: %v", err)
 	}
 }
+
+// TestVersion2: GGUF v2 has v3's layout (64-bit counts); a v3 file relabelled
+// as v2 reads to the same metadata and tensors.
+func TestVersion2(t *testing.T) {
+	src := testassets.Path(t, "models/stories260K/stories260K-f32-v3.gguf")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[4] = 2
+	p := filepath.Join(t.TempDir(), "v2.gguf")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g2, err := Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g2.Close()
+	g3, err := Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g3.Close()
+	if g2.Version != 2 || len(g2.Tensors) != len(g3.Tensors) || len(g2.KV) != len(g3.KV) || g2.DataOffset != g3.DataOffset {
+		t.Fatalf("v2: version %d, %d tensors, %d kv, data at %d", g2.Version, len(g2.Tensors), len(g2.KV), g2.DataOffset)
+	}
+}
