@@ -580,3 +580,27 @@ func TestDropout(t *testing.T) {
 		t.Errorf("mask not a function of the key: same=%v diff=%v", same, diff)
 	}
 }
+
+// TestRopeFactors: llama.cpp's rope_freqs divisors reproduce llama3 scaling.
+func TestRopeFactors(t *testing.T) {
+	s := &RopeScaling{Type: "llama3", Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 8192}
+	want, _ := NewRope(64, 500000, 64, s, false)
+	base, _ := NewRope(64, 500000, 2, nil, false)
+	scaled, _ := NewRope(64, 500000, 2, s, false)
+	f := make([]float32, 32)
+	for i := range f { // divisor = unscaled frequency / scaled frequency (angles at position 1)
+		f[i] = float32(math.Atan2(float64(base.Sin[32+i]), float64(base.Cos[32+i])) / math.Atan2(float64(scaled.Sin[32+i]), float64(scaled.Cos[32+i])))
+	}
+	got, err := NewRopeFactors(64, 500000, 64, nil, f, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want.Cos {
+		if math.Abs(float64(got.Cos[i]-want.Cos[i])) > 1e-4 || math.Abs(float64(got.Sin[i]-want.Sin[i])) > 1e-4 {
+			t.Fatalf("[%d] factors give %g,%g; llama3 scaling %g,%g", i, got.Cos[i], got.Sin[i], want.Cos[i], want.Sin[i])
+		}
+	}
+	if _, err := NewRopeFactors(64, 1e4, 2, nil, make([]float32, 5), false); err == nil {
+		t.Error("wrong factor count accepted")
+	}
+}

@@ -25,6 +25,12 @@ type Rope struct {
 // NewRope computes the tables for head dimension d and base theta, with
 // optional scaling, in float64 before rounding.
 func NewRope(d int, theta float64, maxPos int, scaling *RopeScaling, interleaved bool) (*Rope, error) {
+	return NewRopeFactors(d, theta, maxPos, scaling, nil, interleaved)
+}
+
+// NewRopeFactors is NewRope with per-frequency divisors (GGUF's rope_freqs
+// tensor, how llama.cpp stores Llama-3 scaling): inv_freq[i] /= factors[i].
+func NewRopeFactors(d int, theta float64, maxPos int, scaling *RopeScaling, factors []float32, interleaved bool) (*Rope, error) {
 	if d%2 != 0 || d <= 0 {
 		return nil, fmt.Errorf("rope: head dimension %d is not even", d)
 	}
@@ -60,6 +66,14 @@ func NewRope(d int, theta float64, maxPos int, scaling *RopeScaling, interleaved
 			}
 		default:
 			return nil, fmt.Errorf("rope: unsupported rope_scaling type %q (supported: linear, llama3)", scaling.Type)
+		}
+	}
+	if factors != nil {
+		if len(factors) != half {
+			return nil, fmt.Errorf("rope: %d frequency factors for head dimension %d (want %d)", len(factors), d, half)
+		}
+		for i := range inv {
+			inv[i] /= float64(factors[i])
 		}
 	}
 	r := &Rope{HeadDim: d, MaxPos: maxPos, Interleaved: interleaved, Cos: make([]float32, maxPos*half), Sin: make([]float32, maxPos*half)}

@@ -112,7 +112,17 @@ func build(cfg *Config, src tensorSource, target *kernels.Format, opts LoadOptio
 	m := &Model{Config: *cfg}
 	c := &m.Config
 	var err error
-	if m.Rope, err = autograd.NewRope(c.HeadDim, c.RopeTheta, c.MaxPos, c.RopeScaling, false); err != nil {
+	// Llama-3 GGUFs carry their rope scaling as per-frequency divisors.
+	var factors []float32
+	if gs, ok := src.(*ggufSource); ok && gs.hasRaw("rope_freqs.weight") {
+		s, err := src.get("rope_freqs.weight")
+		if err != nil {
+			return nil, err
+		}
+		factors = make([]float32, s.rows*s.cols)
+		s.decode(factors, 0)
+	}
+	if m.Rope, err = autograd.NewRopeFactors(c.HeadDim, c.RopeTheta, c.MaxPos, c.RopeScaling, factors, false); err != nil {
 		return nil, err
 	}
 	// Embedding and head: a 4-bit format costs too much accuracy on the
@@ -416,6 +426,8 @@ var ggufFormat = map[gguf.Type]kernels.Format{
 }
 
 func (s *ggufSource) has(hf string) bool { _, ok := s.g.Tensor(ggufName(hf)); return ok }
+
+func (s *ggufSource) hasRaw(name string) bool { _, ok := s.g.Tensor(name); return ok }
 
 func (s *ggufSource) get(hf string) (*source, error) {
 	name := ggufName(hf)
