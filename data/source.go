@@ -1,0 +1,391 @@
+package data
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+// Row is one record: column name → value (strings, numbers, bools, nested
+// []any and map[string]any).
+type Row map[string]any
+
+// Source streams rows. Next returns io.EOF after the last row.
+type Source interface {
+	Next() (Row, error)
+	// Where describes the current position for messages: "file.parquet row 41".
+	Where() string
+	Close() error
+}
+
+// Open returns a source for a file, a glob, or a directory of shards (the
+// Hub's data/train-00000-of-00004.parquet layout). split ("train",
+// "validation", "test" or "") selects shards by name in a directory.
+func Open(path, split string) (Source, error) {
+	files, err := resolve(path, split)
+	if err != nil {
+		return nil, err
+	}
+	return &multi{files: files}, nil
+}
+
+var dataExts = map[string]bool{".parquet": true, ".jsonl": true, ".json": true, ".txt": true, ".md": true}
+
+func resolve(path, split string) ([]string, error) {
+	if strings.ContainsAny(path, "*?[") {
+		m, err := filepath.Glob(path)
+		if err != nil {
+			return nil, fmt.Errorf("data: %s: %v", path, err)
+		}
+		if len(m) == 0 {
+			return nil, fmt.Errorf("data: %s matches no file", path)
+		}
+		sort.Strings(m)
+		return m, nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	if !st.IsDir() {
+		return []string{path}, nil
+	}
+	var files []string
+	err = filepath.WalkDir(path, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && dataExts[strings.ToLower(filepath.Ext(p))] {
+			if split == "" || strings.Contains(filepath.Base(p), split) || strings.Contains(p, string(filepath.Separator)+split+string(filepath.Separator)) {
+				files = append(files, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("data: %s: %v", path, err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("data: %s holds no .parquet, .jsonl, .json or .txt files for split %q", path, split)
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// multi reads its files one after another.
+type multi struct {
+	files []string
+	i     int
+	cur   Source
+}
+
+func (m *multi) Next() (Row, error) {
+	for {
+		if m.cur == nil {
+			if m.i >= len(m.files) {
+				return nil, io.EOF
+			}
+			s, err := openFile(m.files[m.i])
+			if err != nil {
+				return nil, err
+			}
+			m.cur = s
+			m.i++
+		}
+		r, err := m.cur.Next()
+		if err == io.EOF {
+			m.cur.Close()
+			m.cur = nil
+			continue
+		}
+		return r, err
+	}
+}
+
+func (m *multi) Where() string {
+	if m.cur == nil {
+		return ""
+	}
+	return m.cur.Where()
+}
+
+func (m *multi) Close() error {
+	if m.cur != nil {
+		return m.cur.Close()
+	}
+	return nil
+}
+
+func openFile(path string) (Source, error) {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".parquet":
+		return openParquet(path)
+	case ".jsonl":
+		return openJSONL(path)
+	case ".json":
+		return openJSONArray(path)
+	default:
+		return openText(path)
+	}
+}
+
+// ---- Parquet ----
+
+type parquetSource struct {
+	path  string
+	f     *os.File
+	pf    *parquet.File
+	group int
+	rows  parquet.Rows
+	buf   []parquet.Row
+	n, at int   // rows in buf, next index
+	row   int64 // rows returned so far
+}
+
+// maxStringBytes bounds one value read from a file: larger means a corrupt
+// or hostile file (large_string_map.brotli.parquet decodes to over 2 GB).
+const maxStringBytes = 64 << 20
+
+func openParquet(path string) (s Source, err error) {
+	defer recoverTo(&err, path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data: %s: not a readable Parquet file: %v", path, err)
+	}
+	return &parquetSource{path: path, f: f, pf: pf, buf: make([]parquet.Row, 64)}, nil
+}
+
+// recoverTo turns a panic inside the Parquet library (seen on malformed files)
+// into an error naming the file.
+func recoverTo(err *error, path string) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("data: %s: corrupt or unsupported Parquet data: %v", path, r)
+	}
+}
+
+func (p *parquetSource) Next() (r Row, err error) {
+	defer recoverTo(&err, p.path)
+	for p.at >= p.n {
+		if p.rows == nil {
+			groups := p.pf.RowGroups()
+			if p.group >= len(groups) {
+				return nil, io.EOF
+			}
+			if err := p.checkGroup(p.group); err != nil {
+				return nil, err
+			}
+			p.rows = groups[p.group].Rows()
+			p.group++
+		}
+		n, err := p.rows.ReadRows(p.buf)
+		p.n, p.at = n, 0
+		if n == 0 {
+			p.rows.Close()
+			p.rows = nil
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("data: %s row group %d: %v", p.path, p.group-1, err)
+			}
+		} else if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("data: %s row group %d: %v", p.path, p.group-1, err)
+		}
+	}
+	pr := p.buf[p.at]
+	p.at++
+	p.row++
+	for _, v := range pr {
+		if v.Kind() == parquet.ByteArray && len(v.ByteArray()) > maxStringBytes {
+			return nil, fmt.Errorf("data: %s row %d: a value of %d bytes exceeds the %d MiB limit", p.path, p.row-1, len(v.ByteArray()), maxStringBytes>>20)
+		}
+	}
+	m := map[string]any{}
+	if err := p.pf.Schema().Reconstruct(&m, pr); err != nil {
+		return nil, fmt.Errorf("data: %s row %d: %v", p.path, p.row-1, err)
+	}
+	return Row(m), nil
+}
+
+// maxColumnChunk bounds the uncompressed size of one column chunk: a row
+// group is decoded column by column, so this bounds the memory one read can
+// take whatever the file claims.
+const maxColumnChunk = 512 << 20
+
+// checkGroup validates a row group's column chunks from the footer before any
+// page is read: sizes within bounds, byte ranges inside the file, counts sane.
+func (p *parquetSource) checkGroup(g int) error {
+	md := p.pf.Metadata()
+	if g >= len(md.RowGroups) {
+		return fmt.Errorf("data: %s: row group %d missing from the footer", p.path, g)
+	}
+	rg := md.RowGroups[g]
+	if rg.NumRows < 0 {
+		return fmt.Errorf("data: %s row group %d: negative row count %d", p.path, g, rg.NumRows)
+	}
+	size := p.pf.Size()
+	for _, cc := range rg.Columns {
+		cm := cc.MetaData
+		col := strings.Join(cm.PathInSchema, ".")
+		switch {
+		case cm.TotalUncompressedSize < 0 || cm.TotalCompressedSize < 0 || cm.NumValues < 0:
+			return fmt.Errorf("data: %s row group %d column %q: negative sizes or counts in the footer", p.path, g, col)
+		case cm.TotalUncompressedSize > maxColumnChunk:
+			return fmt.Errorf("data: %s row group %d column %q: %d MiB uncompressed exceeds the %d MiB limit per column chunk (corrupt, or write smaller row groups)", p.path, g, col, cm.TotalUncompressedSize>>20, maxColumnChunk>>20)
+		case cm.DataPageOffset < 0 || cm.DataPageOffset+cm.TotalCompressedSize > size+8:
+			return fmt.Errorf("data: %s row group %d column %q: pages at [%d, %d) lie outside the file (%d bytes)", p.path, g, col, cm.DataPageOffset, cm.DataPageOffset+cm.TotalCompressedSize, size)
+		}
+	}
+	return nil
+}
+
+func (p *parquetSource) Where() string { return fmt.Sprintf("%s row %d", p.path, p.row-1) }
+
+func (p *parquetSource) Close() error {
+	if p.rows != nil {
+		p.rows.Close()
+	}
+	return p.f.Close()
+}
+
+// ---- JSONL ----
+
+type jsonlSource struct {
+	path string
+	f    *os.File
+	sc   *bufio.Scanner
+	line int
+}
+
+func openJSONL(path string) (Source, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), maxStringBytes)
+	return &jsonlSource{path: path, f: f, sc: sc}, nil
+}
+
+func (j *jsonlSource) Next() (Row, error) {
+	for j.sc.Scan() {
+		j.line++
+		b := j.sc.Bytes()
+		if len(strings.TrimSpace(string(b))) == 0 {
+			continue
+		}
+		var r map[string]any
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("data: %s line %d: not a JSON object: %v", j.path, j.line, err)
+		}
+		return Row(r), nil
+	}
+	if err := j.sc.Err(); err != nil {
+		return nil, fmt.Errorf("data: %s line %d: %v", j.path, j.line+1, err)
+	}
+	return nil, io.EOF
+}
+
+func (j *jsonlSource) Where() string { return fmt.Sprintf("%s line %d", j.path, j.line) }
+func (j *jsonlSource) Close() error  { return j.f.Close() }
+
+// ---- JSON array ----
+
+type jsonArraySource struct {
+	path string
+	f    *os.File
+	dec  *json.Decoder
+	i    int
+}
+
+func openJSONArray(path string) (Source, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	dec := json.NewDecoder(bufio.NewReader(f))
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('[') {
+		f.Close()
+		return nil, fmt.Errorf("data: %s: want a JSON array of objects (or use .jsonl)", path)
+	}
+	return &jsonArraySource{path: path, f: f, dec: dec}, nil
+}
+
+func (j *jsonArraySource) Next() (Row, error) {
+	if !j.dec.More() {
+		return nil, io.EOF
+	}
+	var r map[string]any
+	if err := j.dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("data: %s element %d: %v", j.path, j.i, err)
+	}
+	j.i++
+	return Row(r), nil
+}
+
+func (j *jsonArraySource) Where() string { return fmt.Sprintf("%s element %d", j.path, j.i-1) }
+func (j *jsonArraySource) Close() error  { return j.f.Close() }
+
+// ---- text ----
+
+// textSource yields {"text": block} for each blank-line-separated block.
+type textSource struct {
+	path  string
+	f     *os.File
+	sc    *bufio.Scanner
+	block int
+}
+
+func openText(path string) (Source, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), maxStringBytes)
+	return &textSource{path: path, f: f, sc: sc}, nil
+}
+
+func (t *textSource) Next() (Row, error) {
+	var b strings.Builder
+	for t.sc.Scan() {
+		line := t.sc.Text()
+		if strings.TrimSpace(line) == "" {
+			if b.Len() > 0 {
+				break
+			}
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(line)
+	}
+	if err := t.sc.Err(); err != nil {
+		return nil, fmt.Errorf("data: %s: %v", t.path, err)
+	}
+	if b.Len() == 0 {
+		return nil, io.EOF
+	}
+	t.block++
+	return Row{"text": b.String()}, nil
+}
+
+func (t *textSource) Where() string { return fmt.Sprintf("%s block %d", t.path, t.block-1) }
+func (t *textSource) Close() error  { return t.f.Close() }
