@@ -135,9 +135,7 @@ func (t *Tokenizer) AssistantMask(messages []any, extra map[string]any) ([]int32
 		if !ok {
 			return nil, nil, fmt.Errorf("message %d is not an object", turn)
 		}
-		if role, _ := d.M["role"].(string); role != "assistant" {
-			continue
-		}
+		role, _ := d.M["role"].(string)
 		content, _ := d.M["content"].(string)
 		start, end := -1, -1
 		for _, c := range []string{content, strings.TrimSpace(content)} {
@@ -148,6 +146,14 @@ func (t *Tokenizer) AssistantMask(messages []any, extra map[string]any) ([]int32
 				start, end = pos+k, pos+k+len(c)
 				break
 			}
+		}
+		if role != "assistant" {
+			// Other turns anchor the search (so an answer is not found inside the
+			// question); one the template rewrote simply does not move the anchor.
+			if start >= 0 {
+				pos = end
+			}
+			continue
 		}
 		if start < 0 {
 			return nil, nil, fmt.Errorf("assistant message %d could not be located in the rendered conversation", turn)

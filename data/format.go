@@ -1,0 +1,330 @@
+package data
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/lowrank/lowrank/tokenizer"
+)
+
+// Format is how a row becomes an example.
+type Format string
+
+const (
+	FormatText       Format = "text"              // {text}: continued pre-training
+	FormatCompletion Format = "prompt_completion" // {prompt, completion}
+	FormatAlpaca     Format = "alpaca"            // {instruction, input?, output}
+	FormatChat       Format = "chat"              // {messages: [{role, content}], tools?}
+	FormatShareGPT   Format = "sharegpt"          // {conversations: [{from, value}], tools?}
+	FormatTokens     Format = "input_ids"         // {input_ids, labels?}
+)
+
+// Detect names the format of a row from its columns (after column mapping).
+func Detect(r Row) (Format, error) {
+	has := func(k string) bool { _, ok := r[k]; return ok }
+	switch {
+	case has("input_ids"):
+		return FormatTokens, nil
+	case has("messages"):
+		return FormatChat, nil
+	case has("conversations"):
+		return FormatShareGPT, nil
+	case has("instruction") && has("output"):
+		return FormatAlpaca, nil
+	case has("prompt") && has("completion"):
+		return FormatCompletion, nil
+	case has("text"):
+		return FormatText, nil
+	}
+	cols := make([]string, 0, len(r))
+	for k := range r {
+		cols = append(cols, k)
+	}
+	sort.Strings(cols)
+	return "", fmt.Errorf("columns %v match no format (text; prompt+completion; instruction+output; messages; conversations; input_ids): map yours with --columns, e.g. --columns prompt=question,completion=answer", cols)
+}
+
+// ParseColumns reads "--columns prompt=question,completion=answer".
+func ParseColumns(s string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("--columns: %q is not name=column", kv)
+		}
+		m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return m, nil
+}
+
+// MapColumns renames the row's columns: want → have.
+func MapColumns(r Row, m map[string]string) Row {
+	if len(m) == 0 {
+		return r
+	}
+	out := Row{}
+	for k, v := range r {
+		out[k] = v
+	}
+	for want, have := range m {
+		if v, ok := r[have]; ok {
+			out[want] = v
+		}
+	}
+	return out
+}
+
+// Example is one rendered training example: Mask[i] says whether token i is a
+// supervised target (predicted from the tokens before it).
+type Example struct {
+	IDs  []int32
+	Mask []bool
+}
+
+// Supervised counts the supervised tokens.
+func (e *Example) Supervised() int {
+	n := 0
+	for _, m := range e.Mask {
+		if m {
+			n++
+		}
+	}
+	return n
+}
+
+// RenderOptions control rendering.
+type RenderOptions struct {
+	TrainOnInputs bool   // supervise prompts and user turns too
+	MaxSeqLen     int    // truncate to this many tokens (0: no limit)
+	Truncation    string // "keep-answer" (default: drop the start of the prompt, then the end of the answer) or "right"
+	EOS           int32  // appended to text/alpaca/prompt-completion examples (−1: none)
+}
+
+// AlpacaPrompt is the default template for alpaca rows (Stanford Alpaca's).
+const (
+	AlpacaPrompt        = "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\n%s\n\n### Input:\n%s\n\n### Response:\n"
+	AlpacaPromptNoInput = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n%s\n\n### Response:\n"
+)
+
+func str(r Row, k string) (string, error) {
+	v, ok := r[k]
+	if !ok || v == nil {
+		return "", fmt.Errorf("column %q is missing", k)
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", fmt.Errorf("column %q is %T, want a string", k, v)
+	}
+	return s, nil
+}
+
+// Render turns a row of format f into an example.
+func Render(r Row, f Format, tok *tokenizer.Tokenizer, o RenderOptions) (*Example, error) {
+	var ex *Example
+	var err error
+	switch f {
+	case FormatText:
+		var text string
+		if text, err = str(r, "text"); err != nil {
+			return nil, err
+		}
+		ids := tok.Encode(text, true)
+		ex = &Example{IDs: ids, Mask: make([]bool, len(ids))}
+		for i := range ex.Mask {
+			ex.Mask[i] = i > 0 || ids[0] != tok.BOS // everything after BOS is a target
+		}
+		ex.appendEOS(o.EOS)
+		return ex.truncate(o, 0), nil
+	case FormatCompletion, FormatAlpaca:
+		var prompt, completion string
+		if f == FormatCompletion {
+			if prompt, err = str(r, "prompt"); err != nil {
+				return nil, err
+			}
+			if completion, err = str(r, "completion"); err != nil {
+				return nil, err
+			}
+		} else {
+			ins, err := str(r, "instruction")
+			if err != nil {
+				return nil, err
+			}
+			if completion, err = str(r, "output"); err != nil {
+				return nil, err
+			}
+			in, _ := r["input"].(string)
+			if strings.TrimSpace(in) == "" {
+				prompt = fmt.Sprintf(AlpacaPromptNoInput, ins)
+			} else {
+				prompt = fmt.Sprintf(AlpacaPrompt, ins, in)
+			}
+		}
+		// Tokenize prompt and completion together (as they will be seen), and
+		// split them by offsets: a token that ends past the prompt is part of
+		// the answer. Tokenizing them apart would add SentencePiece's dummy
+		// prefix space to the completion.
+		ids, offs := tok.EncodeOffsets(prompt+completion, true)
+		ex = &Example{IDs: ids, Mask: make([]bool, len(ids))}
+		promptLen := 0
+		for i, span := range offs {
+			answer := span[1] > len(prompt)
+			if !answer {
+				promptLen = i + 1
+			}
+			ex.Mask[i] = answer || (o.TrainOnInputs && i > 0)
+		}
+		ex.appendEOS(o.EOS)
+		return ex.truncate(o, promptLen), nil
+	case FormatChat, FormatShareGPT:
+		msgs, extra, err := chatMessages(r, f)
+		if err != nil {
+			return nil, err
+		}
+		ids, mask, err := tok.AssistantMask(msgs, extra)
+		if err != nil {
+			return nil, err
+		}
+		if o.TrainOnInputs {
+			for i := range mask {
+				mask[i] = i > 0
+			}
+		}
+		ex = &Example{IDs: ids, Mask: mask}
+		return ex.truncate(rightTruncation(o), 0), nil
+	case FormatTokens:
+		ids, err := intList(r["input_ids"])
+		if err != nil {
+			return nil, fmt.Errorf("column \"input_ids\": %v", err)
+		}
+		ex = &Example{IDs: make([]int32, len(ids)), Mask: make([]bool, len(ids))}
+		var labels []int64
+		if l, ok := r["labels"]; ok && l != nil {
+			if labels, err = intList(l); err != nil || len(labels) != len(ids) {
+				return nil, fmt.Errorf("column \"labels\" must be a list as long as input_ids")
+			}
+		}
+		for i, id := range ids {
+			if id < 0 || id >= int64(tok.VocabSize()) {
+				return nil, fmt.Errorf("input_ids[%d] = %d is outside the vocabulary of %d", i, id, tok.VocabSize())
+			}
+			ex.IDs[i] = int32(id)
+			ex.Mask[i] = i > 0 && (labels == nil || labels[i] >= 0)
+		}
+		return ex.truncate(rightTruncation(o), 0), nil
+	}
+	return nil, fmt.Errorf("unknown format %q", f)
+}
+
+// rightTruncation: conversations and token lists have no single prompt to
+// shorten, so they lose their end.
+func rightTruncation(o RenderOptions) RenderOptions {
+	o.Truncation = "right"
+	return o
+}
+
+func (e *Example) appendEOS(eos int32) {
+	if eos >= 0 {
+		e.IDs = append(e.IDs, eos)
+		e.Mask = append(e.Mask, true)
+	}
+}
+
+// truncate cuts e to o.MaxSeqLen tokens. With "keep-answer" and a prompt of
+// promptLen tokens, the start of the prompt goes first (keeping its first
+// token, BOS), then the end of the answer.
+func (e *Example) truncate(o RenderOptions, promptLen int) *Example {
+	n := o.MaxSeqLen
+	if n <= 0 || len(e.IDs) <= n {
+		return e
+	}
+	if o.Truncation != "right" && promptLen > 1 {
+		excess := len(e.IDs) - n
+		cut := min(excess, promptLen-1) // drop prompt tokens after the first
+		e.IDs = append(e.IDs[:1:1], e.IDs[1+cut:]...)
+		e.Mask = append(e.Mask[:1:1], e.Mask[1+cut:]...)
+	}
+	if len(e.IDs) > n {
+		e.IDs, e.Mask = e.IDs[:n], e.Mask[:n]
+	}
+	return e
+}
+
+func intList(v any) ([]int64, error) {
+	l, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("want a list of integers, have %T", v)
+	}
+	out := make([]int64, len(l))
+	for i, x := range l {
+		switch n := x.(type) {
+		case float64:
+			out[i] = int64(n)
+		case int64:
+			out[i] = n
+		case int32:
+			out[i] = int64(n)
+		default:
+			return nil, fmt.Errorf("element %d is %T", i, x)
+		}
+	}
+	return out, nil
+}
+
+var shareGPTRoles = map[string]string{"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+	"system": "system", "function_call": "assistant", "observation": "tool", "tool": "tool"}
+
+// chatMessages converts a chat or ShareGPT row into template input: messages
+// as ordered dicts, and the tools (a JSON string or list) when present.
+func chatMessages(r Row, f Format) ([]any, map[string]any, error) {
+	key, roleKey, contentKey := "messages", "role", "content"
+	if f == FormatShareGPT {
+		key, roleKey, contentKey = "conversations", "from", "value"
+	}
+	list, ok := r[key].([]any)
+	if !ok {
+		return nil, nil, fmt.Errorf("column %q is %T, want a list of messages", key, r[key])
+	}
+	var msgs []any
+	for i, m := range list {
+		mm, ok := m.(map[string]any)
+		if !ok {
+			return nil, nil, fmt.Errorf("%s[%d] is %T, want an object", key, i, m)
+		}
+		role, _ := mm[roleKey].(string)
+		content, ok := mm[contentKey].(string)
+		if !ok {
+			return nil, nil, fmt.Errorf("%s[%d] has no string %q", key, i, contentKey)
+		}
+		if f == FormatShareGPT {
+			mapped, ok := shareGPTRoles[role]
+			if !ok {
+				return nil, nil, fmt.Errorf("%s[%d]: unknown ShareGPT role %q", key, i, role)
+			}
+			role = mapped
+		} else if role == "" {
+			return nil, nil, fmt.Errorf("%s[%d] has no role", key, i)
+		}
+		msgs = append(msgs, &tokenizer.Dict{Keys: []string{"role", "content"}, M: map[string]any{"role": role, "content": content}})
+	}
+	extra := map[string]any{}
+	switch t := r["tools"].(type) {
+	case string:
+		if strings.TrimSpace(t) != "" {
+			v, err := tokenizer.ParseJSONOrdered([]byte(t))
+			if err != nil {
+				return nil, nil, fmt.Errorf("column \"tools\" is not valid JSON: %v", err)
+			}
+			extra["tools"] = v
+		}
+	case []any:
+		raw, _ := json.Marshal(t)
+		v, _ := tokenizer.ParseJSONOrdered(raw)
+		extra["tools"] = v
+	}
+	return msgs, extra, nil
+}

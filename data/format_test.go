@@ -1,0 +1,190 @@
+package data
+
+import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lowrank/lowrank/internal/testassets"
+	"github.com/lowrank/lowrank/tokenizer"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// show renders an example as its tokens with the supervised ones in
+// [brackets]; each token's text is what it adds to the decoded prefix.
+func show(tok *tokenizer.Tokenizer, ex *Example) string {
+	var b strings.Builder
+	prev := ""
+	for i := range ex.IDs {
+		cur := tok.Decode(ex.IDs[:i+1], false)
+		p := strings.TrimPrefix(cur, prev)
+		prev = cur
+		if ex.Mask[i] {
+			b.WriteString("[" + p + "]")
+		} else {
+			b.WriteString(p)
+		}
+	}
+	return b.String()
+}
+
+func supervisedText(tok *tokenizer.Tokenizer, ex *Example) string {
+	var sup []int32
+	for i, m := range ex.Mask {
+		if m {
+			sup = append(sup, ex.IDs[i])
+		}
+	}
+	return tok.Decode(sup, false)
+}
+
+func firstRow(t *testing.T, rel string) Row {
+	s, err := Open(testassets.Path(t, rel), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r, err := s.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./data -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s: rendering differs from %s:\n got  %q\n want %q", name, path, got, want)
+	}
+}
+
+// TestMasksGolden: one example per format, with its supervised tokens marked,
+// against testdata/*.golden.
+func TestMasksGolden(t *testing.T) {
+	stories, err := tokenizer.Load(testassets.Path(t, "models/stories260K/hf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qwen, err := tokenizer.Load(testassets.Path(t, "tokenizers/qwen3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	imEnd, _ := qwen.ID("<|im_end|>")
+	cases := []struct {
+		name string
+		row  Row
+		tok  *tokenizer.Tokenizer
+		opt  RenderOptions
+		sup  string // exact supervised text, when simple
+	}{
+		{"text", Row{"text": "Lily saw a big dog."}, stories, RenderOptions{EOS: 2}, "Lily saw a big dog.</s>"},
+		{"prompt_completion", Row{"prompt": "Q: What is red?\nA:", "completion": " A ball."}, stories, RenderOptions{EOS: 2}, "A ball.</s>"},
+		{"prompt_completion_train_on_inputs", Row{"prompt": "Q: What is red?\nA:", "completion": " A ball."}, stories, RenderOptions{EOS: 2, TrainOnInputs: true}, ""},
+		{"prompt_completion_truncated", Row{"prompt": "Once upon a time there was a girl who liked to play in the park.", "completion": " She was happy every day."}, stories, RenderOptions{EOS: 2, MaxSeqLen: 16}, ""},
+		{"alpaca", firstRow(t, "datasets/llamafactory/identity.parquet"), qwen, RenderOptions{EOS: int32(imEnd)}, ""},
+		{"chat", firstRow(t, "datasets/llamafactory/v1_sft_demo.messages.parquet"), qwen, RenderOptions{}, ""},
+		{"sharegpt", firstRow(t, "datasets/llamafactory/glaive_toolcall_en_demo.parquet"), qwen, RenderOptions{}, ""},
+		{"input_ids", Row{"input_ids": []any{1.0, 403.0, 407.0, 261.0, 378.0}, "labels": []any{-100.0, -100.0, 407.0, 261.0, 378.0}}, stories, RenderOptions{}, ""},
+	}
+	for _, c := range cases {
+		f, err := Detect(c.row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, err := Render(c.row, f, c.tok, c.opt)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if c.sup != "" {
+			if got := supervisedText(c.tok, ex); got != c.sup {
+				t.Errorf("%s: supervised %q, want %q", c.name, got, c.sup)
+			}
+		}
+		if c.opt.MaxSeqLen > 0 && len(ex.IDs) != c.opt.MaxSeqLen {
+			t.Errorf("%s: %d tokens after truncation to %d", c.name, len(ex.IDs), c.opt.MaxSeqLen)
+		}
+		checkGolden(t, c.name, string(f)+"\n"+show(c.tok, ex)+"\n")
+	}
+}
+
+// TestChatDatasetMasks: every conversation of the chat dataset renders with
+// Qwen3's template, every assistant turn is located, and the supervised text
+// is the assistant contents with <|im_end|> after each.
+func TestChatDatasetMasks(t *testing.T) {
+	qwen, err := tokenizer.Load(testassets.Path(t, "tokenizers/qwen3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(testassets.Path(t, "datasets/llamafactory/v1_sft_demo.messages.parquet"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n := 0
+	for {
+		r, err := s.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, err := Render(r, FormatChat, qwen, RenderOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", s.Where(), err)
+		}
+		var want strings.Builder
+		for _, m := range r["messages"].([]any) {
+			mm := m.(map[string]any)
+			if mm["role"] == "assistant" {
+				want.WriteString(mm["content"].(string) + "<|im_end|>")
+			}
+		}
+		if got := supervisedText(qwen, ex); got != want.String() {
+			t.Fatalf("%s: supervised %q, want %q", s.Where(), got, want.String())
+		}
+		n++
+	}
+	if n != 500 {
+		t.Errorf("%d conversations", n)
+	}
+}
+
+func TestDetectAndColumns(t *testing.T) {
+	m, err := ParseColumns("prompt=question, completion=answer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := MapColumns(Row{"question": "q", "answer": "a"}, m)
+	if f, err := Detect(r); err != nil || f != FormatCompletion {
+		t.Errorf("mapped columns: %v %v", f, err)
+	}
+	if _, err := Detect(Row{"foo": 1}); err == nil || !strings.Contains(err.Error(), "--columns") {
+		t.Errorf("unknown columns: %v", err)
+	}
+	if _, err := ParseColumns("prompt"); err == nil {
+		t.Error("bad --columns accepted")
+	}
+	stories, _ := tokenizer.Load(testassets.Path(t, "models/stories260K/hf"))
+	if _, err := Render(Row{"prompt": 5, "completion": "x"}, FormatCompletion, stories, RenderOptions{}); err == nil || !strings.Contains(err.Error(), `"prompt"`) {
+		t.Errorf("mistyped column: %v", err)
+	}
+	if _, err := Render(Row{"messages": []any{map[string]any{"role": "user", "content": "hi"}}}, FormatChat, stories, RenderOptions{}); err == nil || !strings.Contains(err.Error(), "chat template") {
+		t.Errorf("no template: %v", err)
+	}
+}
