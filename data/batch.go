@@ -1,0 +1,178 @@
+package data
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+)
+
+// IgnoreIndex marks a position without a target (the model's ignore value).
+const IgnoreIndex = -100
+
+// Batch is B sequences of T positions, flattened (N = B·T): the model's
+// training input. Packed examples have their own segment id and positions
+// restarting at 0; padding has segment −1 and no target.
+type Batch struct {
+	B, T    int
+	IDs     []int32 // (N)
+	Pos     []int32 // (N)
+	Seg     []int32 // (N)
+	Targets []int32 // (N) next token, or IgnoreIndex
+	// Supervised is the number of targets that are not IgnoreIndex.
+	Supervised int
+}
+
+// sequence is one row of a batch: the examples it holds.
+type sequence []int
+
+// Pack assigns examples to sequences of at most t positions by best-fit
+// decreasing (an example of L tokens needs L−1 positions: inputs ids[:−1],
+// targets ids[1:]). Examples longer than t+1 tokens must have been truncated.
+func Pack(examples []*Example, t int) ([]sequence, error) {
+	order := make([]int, len(examples))
+	for i := range order {
+		order[i] = i
+		if n := len(examples[i].IDs) - 1; n > t {
+			return nil, fmt.Errorf("data: example %d needs %d positions, more than the sequence length %d", i, n, t)
+		}
+	}
+	sort.SliceStable(order, func(a, b int) bool { return len(examples[order[a]].IDs) > len(examples[order[b]].IDs) })
+	var seqs []sequence
+	var free []int // remaining positions per sequence
+	for _, e := range order {
+		need := len(examples[e].IDs) - 1
+		best := -1
+		for s, f := range free {
+			if f >= need && (best < 0 || f < free[best]) {
+				best = s
+			}
+		}
+		if best < 0 {
+			seqs, free = append(seqs, nil), append(free, t)
+			best = len(seqs) - 1
+		}
+		seqs[best] = append(seqs[best], e)
+		free[best] -= need
+	}
+	return seqs, nil
+}
+
+// Batcher yields batches over an epoch-shuffled order of sequences. Its state
+// (Epoch, Step) is explicit so a checkpoint can resume exactly.
+type Batcher struct {
+	Examples []*Example
+	T        int   // sequence length (positions)
+	B        int   // sequences per batch
+	Pack     bool  // several examples per sequence; otherwise one, padded
+	Pad      int32 // token id placed in padding
+	Seed     uint64
+
+	Epoch, Step int // cursor: the next batch is batch Step of epoch Epoch
+
+	seqs       []sequence
+	order      []int // epoch order of sequences
+	orderEpoch int
+}
+
+// Steps is the number of batches in an epoch.
+func (b *Batcher) Steps() (int, error) {
+	if err := b.prepare(); err != nil {
+		return 0, err
+	}
+	return (len(b.seqs) + b.B - 1) / b.B, nil
+}
+
+func (b *Batcher) prepare() error {
+	if b.seqs != nil {
+		return nil
+	}
+	if b.T <= 0 || b.B <= 0 {
+		return fmt.Errorf("data: batch size and sequence length must be positive")
+	}
+	if len(b.Examples) == 0 {
+		return fmt.Errorf("data: no examples")
+	}
+	if b.Pack {
+		seqs, err := Pack(b.Examples, b.T)
+		if err != nil {
+			return err
+		}
+		b.seqs = seqs
+	} else {
+		for i, e := range b.Examples {
+			if len(e.IDs)-1 > b.T {
+				return fmt.Errorf("data: example %d needs %d positions, more than %d", i, len(e.IDs)-1, b.T)
+			}
+			b.seqs = append(b.seqs, sequence{i})
+		}
+	}
+	return nil
+}
+
+// shuffle sets the epoch's order: a permutation seeded by (Seed, epoch).
+// Unpacked sequences are then grouped by length within windows of 64 batches
+// so padding stays small (length bucketing), keeping the shuffle between them.
+func (b *Batcher) shuffle() {
+	r := rand.New(rand.NewPCG(b.Seed, uint64(b.Epoch)+0x5eed))
+	b.order = r.Perm(len(b.seqs))
+	if b.Pack {
+		return
+	}
+	win := 64 * b.B
+	for s := 0; s < len(b.order); s += win {
+		w := b.order[s:min(len(b.order), s+win)]
+		sort.SliceStable(w, func(i, j int) bool {
+			return len(b.Examples[b.seqs[w[i]][0]].IDs) > len(b.Examples[b.seqs[w[j]][0]].IDs)
+		})
+	}
+}
+
+// Next returns the batch at the cursor and advances it (to the next epoch
+// after the last batch of one).
+func (b *Batcher) Next() (*Batch, error) {
+	if err := b.prepare(); err != nil {
+		return nil, err
+	}
+	steps := (len(b.seqs) + b.B - 1) / b.B
+	if b.Step >= steps {
+		b.Epoch, b.Step = b.Epoch+1, 0
+	}
+	if b.order == nil || b.orderEpoch != b.Epoch {
+		b.shuffle()
+		b.orderEpoch = b.Epoch
+	}
+	idx := b.order[b.Step*b.B : min(len(b.order), (b.Step+1)*b.B)]
+	b.Step++
+	t := b.T
+	if !b.Pack { // pad to the longest sequence of this batch
+		t = 1
+		for _, s := range idx {
+			t = max(t, len(b.Examples[b.seqs[s][0]].IDs)-1)
+		}
+	}
+	out := &Batch{B: len(idx), T: t}
+	n := out.B * t
+	out.IDs, out.Pos, out.Seg, out.Targets = make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
+	for row, s := range idx {
+		base := row * t
+		p := 0
+		for k, e := range b.seqs[s] {
+			ex := b.Examples[e]
+			for i := 0; i+1 < len(ex.IDs); i++ {
+				out.IDs[base+p] = ex.IDs[i]
+				out.Pos[base+p] = int32(i)
+				out.Seg[base+p] = int32(k)
+				out.Targets[base+p] = IgnoreIndex
+				if ex.Mask[i+1] {
+					out.Targets[base+p] = ex.IDs[i+1]
+					out.Supervised++
+				}
+				p++
+			}
+		}
+		for ; p < t; p++ {
+			out.IDs[base+p], out.Pos[base+p], out.Seg[base+p], out.Targets[base+p] = b.Pad, 0, -1, IgnoreIndex
+		}
+	}
+	return out, nil
+}
