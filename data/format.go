@@ -136,7 +136,7 @@ func Render(r Row, f Format, tok *tokenizer.Tokenizer, o RenderOptions) (*Exampl
 		ids := tok.Encode(text, true)
 		ex = &Example{IDs: ids, Mask: make([]bool, len(ids))}
 		for i := range ex.Mask {
-			ex.Mask[i] = i > 0 || ids[0] != tok.BOS // everything after BOS is a target
+			ex.Mask[i] = i > 0 // every token but the first (nothing precedes it) is a target
 		}
 		ex.appendEOS(o.EOS)
 		return ex.truncate(o, 0), nil

@@ -14,23 +14,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
-// show renders an example as its tokens with the supervised ones in
-// [brackets]; each token's text is what it adds to the decoded prefix.
-func show(tok *tokenizer.Tokenizer, ex *Example) string {
-	var b strings.Builder
-	prev := ""
-	for i := range ex.IDs {
-		cur := tok.Decode(ex.IDs[:i+1], false)
-		p := strings.TrimPrefix(cur, prev)
-		prev = cur
-		if ex.Mask[i] {
-			b.WriteString("[" + p + "]")
-		} else {
-			b.WriteString(p)
-		}
-	}
-	return b.String()
-}
+func show(tok *tokenizer.Tokenizer, ex *Example) string { return Show(tok, ex) }
 
 func supervisedText(tok *tokenizer.Tokenizer, ex *Example) string {
 	var sup []int32

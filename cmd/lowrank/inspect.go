@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
+
+	"github.com/lowrank/lowrank/data"
+	"github.com/lowrank/lowrank/tokenizer"
 
 	"github.com/lowrank/lowrank/model"
 	"github.com/spf13/cobra"
@@ -13,8 +17,10 @@ import (
 
 func newInspect() *cobra.Command {
 	var (
-		asJSON bool
-		quant  string
+		asJSON                                  bool
+		quant, modelPath, columns, chatTemplate string
+		maxSeqLen                               int
+		trainOnInputs                           bool
 	)
 	c := &cobra.Command{
 		Use:   "inspect PATH",
@@ -25,10 +31,13 @@ in memory with --quant (default: as stored).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
+			if isDataset(path) {
+				return inspectData(cmd, path, modelPath, columns, chatTemplate, maxSeqLen, trainOnInputs, asJSON)
+			}
 			if st, err := os.Stat(path); err != nil {
 				return err
 			} else if !st.IsDir() && filepath.Ext(path) != ".gguf" {
-				return fmt.Errorf("%s: inspect reads model directories and .gguf files (datasets and adapters come later)", path)
+				return fmt.Errorf("%s: inspect reads model directories, .gguf files and datasets (.parquet, .jsonl, .json, .txt)", path)
 			}
 			m, err := model.Load(path, model.LoadOptions{Quant: quant})
 			if err != nil {
@@ -56,5 +65,71 @@ in memory with --quant (default: as stored).`,
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	c.Flags().StringVar(&quant, "quant", "", "show storage with this format: f32|f16|bf16|q8_0|q4_0|nf4")
+	c.Flags().StringVar(&modelPath, "model", "", "for a dataset: the model whose tokenizer renders it (token statistics, masks)")
+	c.Flags().StringVar(&columns, "columns", "", "for a dataset: column mapping, e.g. prompt=question,completion=answer")
+	c.Flags().StringVar(&chatTemplate, "chat-template", "", "for a chat dataset: chatml, llama3, simple or a template file")
+	c.Flags().IntVar(&maxSeqLen, "max-seq-len", 0, "for a dataset: truncate examples to this many tokens")
+	c.Flags().BoolVar(&trainOnInputs, "train-on-inputs", false, "for a dataset: supervise prompts too")
 	return c
+}
+
+// isDataset says whether path is a dataset file, glob or directory (a
+// directory with config.json is a model).
+func isDataset(path string) bool {
+	if strings.ContainsAny(path, "*?[") {
+		return true
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".parquet", ".jsonl", ".json", ".txt":
+		return true
+	}
+	st, err := os.Stat(path)
+	if err != nil || !st.IsDir() {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(path, "config.json"))
+	return err != nil
+}
+
+func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate string, maxSeqLen int, trainOnInputs, asJSON bool) error {
+	cols, err := data.ParseColumns(columns)
+	if err != nil {
+		return usageError{cmd: "inspect", err: err}
+	}
+	var tok *tokenizer.Tokenizer
+	opts := data.RenderOptions{TrainOnInputs: trainOnInputs, MaxSeqLen: maxSeqLen, EOS: -1}
+	if modelPath != "" {
+		if tok, err = tokenizer.Load(modelPath); err != nil {
+			return err
+		}
+		if chatTemplate != "" {
+			if err := tok.UseChatTemplate(chatTemplate); err != nil {
+				return err
+			}
+		}
+		opts.EOS = tok.EOS
+	}
+	rep, err := data.Inspect(path, cols, tok, opts)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintf(out, "%s: %d rows, columns %v, format %s\n", rep.Path, rep.Rows, rep.Columns, rep.Format)
+	if rep.Tokens == nil {
+		fmt.Fprintln(out, "(give --model to see token counts, mask coverage and a rendered example)")
+		return nil
+	}
+	t := rep.Tokens
+	fmt.Fprintf(out, "tokens: %d in %d examples; length min %d, median %d, p95 %d, max %d; truncated %d\n", t.Total, t.Examples, t.Min, t.Median, t.P95, t.Max, t.Truncated)
+	fmt.Fprintf(out, "mask coverage: %.1f%% of tokens supervised (%d)\n", 100*t.Coverage, t.Supervised)
+	for reason, n := range rep.Dropped {
+		fmt.Fprintf(out, "dropped %d examples: %s\n", n, reason)
+	}
+	fmt.Fprintf(out, "first example (supervised tokens in [brackets]):\n%s\n", rep.Example)
+	return nil
 }

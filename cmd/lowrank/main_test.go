@@ -97,3 +97,28 @@ func TestGenerateStories260K(t *testing.T) {
 		t.Errorf("missing model: exit %d, %q", code, errOut)
 	}
 }
+
+func TestInspectDataset(t *testing.T) {
+	code, out, errOut := capture(t, "inspect", testassets.Path(t, "datasets/llamafactory/identity.parquet"), "--model", testassets.Path(t, "tokenizers/qwen3"), "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var rep struct {
+		Format string `json:"format"`
+		Rows   int    `json:"rows"`
+		Tokens struct {
+			Coverage float64 `json:"mask_coverage"`
+		} `json:"tokens"`
+		Example string `json:"example"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Format != "alpaca" || rep.Rows != 91 || rep.Tokens.Coverage <= 0.3 || rep.Tokens.Coverage >= 0.7 || !strings.Contains(rep.Example, "[") {
+		t.Errorf("report %+v", rep)
+	}
+	code, _, errOut = capture(t, "inspect", testassets.Path(t, "parquet-testing/bad_data/ARROW-GH-41321.parquet"))
+	if code != 1 || !strings.Contains(errOut, "ARROW-GH-41321.parquet") || strings.Contains(errOut, "goroutine") {
+		t.Errorf("bad parquet: exit %d, %q", code, errOut)
+	}
+}
