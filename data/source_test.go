@@ -174,3 +174,30 @@ func TestBadJSONL(t *testing.T) {
 		t.Errorf("empty parquet: %v", err)
 	}
 }
+
+// TestParquetTestingGoodFiles: every well-formed file of the selection reads
+// (plain, dictionary, snappy, gzip members, zstd, lz4, brotli-free, data page
+// v2, delta and byte-stream-split encodings, lists, maps, nulls).
+func TestParquetTestingGoodFiles(t *testing.T) {
+	dir := testassets.Path(t, "parquet-testing")
+	files, _ := filepath.Glob(filepath.Join(dir, "*.parquet"))
+	n := 0
+	for _, f := range files {
+		base := filepath.Base(f)
+		if strings.Contains(base, "corrupt") || strings.Contains(base, "malformed") || base == "large_string_map.brotli.parquet" {
+			continue
+		}
+		rows, err := readAll(t, f)
+		if err != nil {
+			t.Errorf("%s: %v", base, err)
+			continue
+		}
+		if len(rows) == 0 {
+			t.Errorf("%s: no rows", base)
+		}
+		n++
+	}
+	if n < 12 {
+		t.Errorf("only %d good files read", n)
+	}
+}

@@ -1,7 +1,10 @@
 package tokenizer
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strconv"
@@ -526,4 +529,31 @@ func normalized2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// Fingerprint identifies what the tokenizer produces (vocabulary, merges,
+// added tokens, flags, chat template), for cache keys.
+func (t *Tokenizer) Fingerprint() string {
+	h := sha256.New()
+	for _, p := range t.pieces {
+		io.WriteString(h, p)
+		h.Write([]byte{0})
+	}
+	ranks := make([]string, 0, len(t.ranks))
+	for k, v := range t.ranks {
+		ranks = append(ranks, fmt.Sprintf("%d,%d:%d", k[0], k[1], v))
+	}
+	sort.Strings(ranks)
+	for _, r := range ranks {
+		io.WriteString(h, r)
+	}
+	for _, s := range t.scores {
+		fmt.Fprintf(h, "%g,", s)
+	}
+	for _, a := range t.added {
+		fmt.Fprintf(h, "%q%d%v%v%v%v", a.content, a.id, a.special, a.lstrip, a.rstrip, a.normalized)
+	}
+	fmt.Fprintf(h, "%v%v%v%v%v%v%d%d%v%v%d", t.byteLevel, t.pre, t.ignoreMerges, t.nfc, t.prefix, t.fallb, t.BOS, t.EOS, t.addBOS, t.addEOS, t.unk)
+	io.WriteString(h, t.chatTemplate)
+	return hex.EncodeToString(h.Sum(nil))
 }

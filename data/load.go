@@ -1,0 +1,270 @@
+package data
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+
+	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/tokenizer"
+	"github.com/sourcegraph/conc/stream"
+)
+
+// LoadOptions control how a dataset becomes examples.
+type LoadOptions struct {
+	Columns     map[string]string
+	Render      RenderOptions
+	Threads     int     // tokenization workers (0: all cores)
+	ValFraction float64 // share of examples held out, chosen by a seeded hash
+	Seed        uint64
+	CacheDir    string // directory for the token cache ("" disables it)
+}
+
+// Dataset is a tokenized dataset.
+type Dataset struct {
+	Format     Format         `json:"format"`
+	Rows       int            `json:"rows"`
+	Train, Val []*Example     `json:"-"`
+	Dropped    map[string]int `json:"dropped,omitempty"` // reason → examples
+	Tokens     int            `json:"tokens"`
+	Supervised int            `json:"supervised"`
+	FromCache  bool           `json:"from_cache"`
+}
+
+// Load reads, renders and tokenizes a dataset. Rows are read in order and
+// rendered in parallel on tokenizer clones, results kept in row order, so the
+// output does not depend on the thread count. Examples that fail to render or
+// have no supervised token are dropped and counted by reason. With a cache
+// directory, the result is stored under a key of the data's content, the
+// tokenizer (vocabulary and chat template) and the options, and reused.
+func Load(path string, tok *tokenizer.Tokenizer, o LoadOptions) (*Dataset, error) {
+	key := ""
+	if o.CacheDir != "" {
+		k, err := cacheKey(path, tok, o)
+		if err != nil {
+			return nil, err
+		}
+		key = k
+		if ds, err := readCache(filepath.Join(o.CacheDir, key+".tokens")); err == nil {
+			ds.FromCache = true
+			return ds.split(o), nil
+		}
+	}
+	src, err := Open(path, "")
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	threads := o.Threads
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	clones := make(chan *tokenizer.Tokenizer, threads)
+	for i := 0; i < threads; i++ {
+		clones <- tok.Clone()
+	}
+	ds := &Dataset{Dropped: map[string]int{}}
+	var all []*Example
+	st := stream.New().WithMaxGoroutines(threads)
+	var readErr error
+	for {
+		r, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+		r = MapColumns(r, o.Columns)
+		if ds.Rows == 0 {
+			if ds.Format, err = Detect(r); err != nil {
+				readErr = fmt.Errorf("data: %s: %v", src.Where(), err)
+				break
+			}
+		}
+		ds.Rows++
+		row, format, opts := r, ds.Format, o.Render
+		st.Go(func() stream.Callback {
+			t := <-clones
+			ex, err := Render(row, format, t, opts)
+			clones <- t
+			return func() {
+				switch {
+				case err != nil:
+					ds.Dropped[firstLine(err.Error())]++
+				case ex.Supervised() == 0:
+					ds.Dropped["no supervised tokens (truncated away or none in the row)"]++
+				default:
+					all = append(all, ex)
+				}
+			}
+		})
+	}
+	st.Wait()
+	if readErr != nil {
+		return nil, readErr
+	}
+	if ds.Rows == 0 {
+		return nil, fmt.Errorf("data: %s has no rows", path)
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("data: %s: no usable example in %d rows (dropped: %v)", path, ds.Rows, ds.Dropped)
+	}
+	ds.Train = all
+	for _, e := range all {
+		ds.Tokens += len(e.IDs)
+		ds.Supervised += e.Supervised()
+	}
+	if key != "" {
+		if err := writeCache(filepath.Join(o.CacheDir, key+".tokens"), ds); err != nil {
+			return nil, err
+		}
+	}
+	return ds.split(o), nil
+}
+
+// split moves examples whose seeded hash falls under ValFraction to Val.
+func (ds *Dataset) split(o LoadOptions) *Dataset {
+	if o.ValFraction <= 0 {
+		return ds
+	}
+	all := append(ds.Train, ds.Val...)
+	ds.Train, ds.Val = nil, nil
+	for i, e := range all {
+		if float64(autograd.Key(o.Seed, 0x7a1, uint64(i))>>11)/(1<<53) < o.ValFraction {
+			ds.Val = append(ds.Val, e)
+		} else {
+			ds.Train = append(ds.Train, e)
+		}
+	}
+	return ds
+}
+
+// cacheKey hashes the dataset files' bytes, the tokenizer and the options.
+func cacheKey(path string, tok *tokenizer.Tokenizer, o LoadOptions) (string, error) {
+	files, err := resolve(path, "")
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, f := range files {
+		in, err := os.Open(f)
+		if err != nil {
+			return "", fmt.Errorf("data: %w", err)
+		}
+		_, err = io.Copy(h, bufio.NewReader(in))
+		in.Close()
+		if err != nil {
+			return "", fmt.Errorf("data: %s: %w", f, err)
+		}
+	}
+	cols := make([]string, 0, len(o.Columns))
+	for k, v := range o.Columns {
+		cols = append(cols, k+"="+v)
+	}
+	sort.Strings(cols)
+	opts, _ := json.Marshal([]any{o.Render, cols, tok.Fingerprint(), "v1"})
+	h.Write(opts)
+	return hex.EncodeToString(h.Sum(nil))[:32], nil
+}
+
+// The cache file: "LRTC1", counts, then per example its length, ids and mask bytes.
+func writeCache(path string, ds *Dataset) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("data: token cache: %w", err)
+	}
+	meta, _ := json.Marshal(ds)
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("data: token cache: %w", err)
+	}
+	w := bufio.NewWriter(tmp)
+	w.WriteString("LRTC1")
+	binary.Write(w, binary.LittleEndian, uint32(len(meta)))
+	w.Write(meta)
+	binary.Write(w, binary.LittleEndian, uint32(len(ds.Train)))
+	for _, e := range ds.Train {
+		binary.Write(w, binary.LittleEndian, uint32(len(e.IDs)))
+		binary.Write(w, binary.LittleEndian, e.IDs)
+		for _, m := range e.Mask {
+			if m {
+				w.WriteByte(1)
+			} else {
+				w.WriteByte(0)
+			}
+		}
+	}
+	err = w.Flush()
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("data: token cache %s: %w", path, err)
+	}
+	return nil
+}
+
+func readCache(path string) (*Dataset, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	magic := make([]byte, 5)
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != "LRTC1" {
+		return nil, fmt.Errorf("not a token cache")
+	}
+	var n uint32
+	if err := binary.Read(r, binary.LittleEndian, &n); err != nil || n > 1<<24 {
+		return nil, fmt.Errorf("bad cache header")
+	}
+	meta := make([]byte, n)
+	if _, err := io.ReadFull(r, meta); err != nil {
+		return nil, err
+	}
+	ds := &Dataset{}
+	if err := json.Unmarshal(meta, ds); err != nil {
+		return nil, err
+	}
+	if err := binary.Read(r, binary.LittleEndian, &n); err != nil {
+		return nil, err
+	}
+	for i := uint32(0); i < n; i++ {
+		var l uint32
+		if err := binary.Read(r, binary.LittleEndian, &l); err != nil || l > math.MaxInt32/8 {
+			return nil, fmt.Errorf("bad cache entry")
+		}
+		e := &Example{IDs: make([]int32, l), Mask: make([]bool, l)}
+		if err := binary.Read(r, binary.LittleEndian, e.IDs); err != nil {
+			return nil, err
+		}
+		mb := make([]byte, l)
+		if _, err := io.ReadFull(r, mb); err != nil {
+			return nil, err
+		}
+		for j, b := range mb {
+			e.Mask[j] = b == 1
+		}
+		ds.Train = append(ds.Train, e)
+	}
+	return ds, nil
+}

@@ -1,0 +1,65 @@
+package data
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/lowrank/lowrank/internal/testassets"
+	"github.com/lowrank/lowrank/tokenizer"
+)
+
+func sameExamples(a, b []*Example) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !slices.Equal(a[i].IDs, b[i].IDs) || !slices.Equal(a[i].Mask, b[i].Mask) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestLoad: parallel tokenization gives the single-threaded result in order;
+// the cache returns it again; the validation split is seeded and stable.
+func TestLoad(t *testing.T) {
+	tok, err := tokenizer.Load(testassets.Path(t, "tokenizers/qwen3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := testassets.Path(t, "datasets/llamafactory/v1_sft_demo.messages.parquet")
+	one, err := Load(path, tok, LoadOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	four, err := Load(path, tok, LoadOptions{Threads: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.Rows != 500 || len(one.Train) != 500 || !sameExamples(one.Train, four.Train) {
+		t.Fatalf("threads change the result: %d/%d examples", len(one.Train), len(four.Train))
+	}
+	cache := t.TempDir()
+	first, err := Load(path, tok, LoadOptions{CacheDir: cache})
+	if err != nil || first.FromCache {
+		t.Fatalf("first load: %v, from cache %v", err, first.FromCache)
+	}
+	again, err := Load(path, tok, LoadOptions{CacheDir: cache})
+	if err != nil || !again.FromCache || !sameExamples(again.Train, one.Train) || again.Tokens != one.Tokens {
+		t.Fatalf("cached load: %v, from cache %v", err, again.FromCache)
+	}
+	// A different template is a different key.
+	tok2 := tok.Clone()
+	if err := tok2.UseChatTemplate("chatml"); err != nil {
+		t.Fatal(err)
+	}
+	other, err := Load(path, tok2, LoadOptions{CacheDir: cache})
+	if err != nil || other.FromCache {
+		t.Fatalf("changed template hit the cache: %v", err)
+	}
+	a, _ := Load(path, tok, LoadOptions{CacheDir: cache, ValFraction: 0.1, Seed: 3})
+	b, _ := Load(path, tok, LoadOptions{ValFraction: 0.1, Seed: 3, Threads: 2})
+	if len(a.Val) < 30 || len(a.Val) > 75 || len(a.Val)+len(a.Train) != 500 || !sameExamples(a.Val, b.Val) {
+		t.Errorf("val split: %d val, %d train (or not stable)", len(a.Val), len(a.Train))
+	}
+}
