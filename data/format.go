@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/lowrank/lowrank/tokenizer"
 )
@@ -119,6 +120,9 @@ func str(r Row, k string) (string, error) {
 	s, ok := v.(string)
 	if !ok {
 		return "", fmt.Errorf("column %q is %T, want a string", k, v)
+	}
+	if !utf8.ValidString(s) {
+		return "", fmt.Errorf("column %q is not valid UTF-8", k)
 	}
 	return s, nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -288,6 +289,9 @@ func (j *jsonlSource) Next() (Row, error) {
 		b := j.sc.Bytes()
 		if len(strings.TrimSpace(string(b))) == 0 {
 			continue
+		}
+		if !utf8.Valid(b) {
+			return nil, fmt.Errorf("data: %s line %d: not valid UTF-8", j.path, j.line)
 		}
 		var r map[string]any
 		if err := json.Unmarshal(b, &r); err != nil {

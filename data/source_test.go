@@ -166,6 +166,14 @@ func TestBadJSONL(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "x.jsonl line 3") {
 		t.Errorf("bad line: %v", err)
 	}
+	os.WriteFile(filepath.Join(dir, "utf.jsonl"), []byte("{\"text\": \"ok\"}\n{\"text\": \"bad \xff\"}\n"), 0o644)
+	if _, err := readAll(t, filepath.Join(dir, "utf.jsonl")); err == nil || !strings.Contains(err.Error(), "utf.jsonl line 2: not valid UTF-8") {
+		t.Errorf("invalid UTF-8: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "empty.jsonl"), nil, 0o644)
+	if rows, err := readAll(t, filepath.Join(dir, "empty.jsonl")); err != nil || len(rows) != 0 {
+		t.Errorf("empty jsonl: %v %v", rows, err)
+	}
 	if _, err := Open(filepath.Join(dir, "missing.parquet"), ""); err == nil {
 		t.Error("missing file accepted")
 	}
