@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -24,16 +25,30 @@ func run(args []string) (code int) {
 	}()
 	root := newRoot()
 	root.SetArgs(args)
-	sigs := make(chan os.Signal, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	go func() {
-		if _, ok := <-sigs; ok {
+		for n := 0; ; n++ {
+			if _, ok := <-sigs; !ok {
+				return
+			}
+			if n == 0 && graceful.Load() {
+				fmt.Fprintln(os.Stderr, "lowrank: interrupted: finishing the current step and saving (Ctrl-C again to quit now)")
+				cancel()
+				continue
+			}
 			fmt.Fprintln(os.Stderr, "lowrank: interrupted")
 			os.Exit(130)
 		}
 	}()
-	if err := root.Execute(); err != nil {
+	if err := root.ExecuteContext(ctx); err != nil {
+		var ec exitCode
+		if errors.As(err, &ec) {
+			return int(ec)
+		}
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(os.Stderr, "lowrank: %v\nRun 'lowrank %s --help' for usage.\n", err, ue.cmd)

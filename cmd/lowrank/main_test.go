@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"io"
+	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/lowrank/lowrank/checkpoints/safetensors"
 	"github.com/lowrank/lowrank/internal/testassets"
 )
 
@@ -120,5 +124,62 @@ func TestInspectDataset(t *testing.T) {
 	code, _, errOut = capture(t, "inspect", testassets.Path(t, "parquet-testing/bad_data/ARROW-GH-41321.parquet"))
 	if code != 1 || !strings.Contains(errOut, "ARROW-GH-41321.parquet") || strings.Contains(errOut, "goroutine") {
 		t.Errorf("bad parquet: exit %d, %q", code, errOut)
+	}
+}
+
+// TestTrainParity: the issue's command line — one SGD step from a PEFT adapter
+// on stories260K at f32 — writes RUN/adapter equal to PyTorch's update and the
+// step's loss to metrics.jsonl.
+func TestTrainParity(t *testing.T) {
+	dir := t.TempDir()
+	example := filepath.Join(dir, "one.jsonl")
+	raw, err := os.ReadFile("../../train/testdata/parity/example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(example, append(raw, '\n'), 0o644)
+	run := filepath.Join(dir, "run")
+	code, _, errOut := capture(t, "train", "--model", testassets.Path(t, "models/stories260K/hf"), "--adapter", "../../train/testdata/parity/adapter",
+		"--data", example, "--optimizer", "sgd", "--lr", "0.1", "--max-steps", "1", "--quant", "f32", "--out", run)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	got, err := safetensors.Open(filepath.Join(run, "adapter", "adapter_model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	want, err := safetensors.Open("../../train/testdata/parity/golden.safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	compared := 0
+	for _, name := range got.Names() {
+		g, _ := got.Tensor(name)
+		w, ok := want.Tensor("sgd." + name)
+		if !ok {
+			continue
+		}
+		for i := 0; i < len(g.Data)/4; i++ {
+			a := math.Float32frombits(binary.LittleEndian.Uint32(g.Data[4*i:]))
+			b := math.Float32frombits(binary.LittleEndian.Uint32(w.Data[4*i:]))
+			if math.Abs(float64(a-b)) > 1e-5 {
+				t.Fatalf("%s[%d] = %g, PyTorch %g", name, i, a, b)
+			}
+		}
+		compared++
+	}
+	if compared != 70 {
+		t.Errorf("compared %d tensors, want 70", compared)
+	}
+	m, _ := os.ReadFile(filepath.Join(run, "metrics.jsonl"))
+	if !strings.Contains(string(m), `"loss":4.2127`) {
+		t.Errorf("metrics.jsonl lacks the step loss: %s", m)
+	}
+	// Bad configuration: one line naming the field.
+	code, _, errOut = capture(t, "train", "--model", "m", "--data", "d", "--out", "o", "--optimizer", "adam")
+	if code != 2 || !strings.Contains(errOut, "optimizer") {
+		t.Errorf("bad optimizer: exit %d %q", code, errOut)
 	}
 }

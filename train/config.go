@@ -1,0 +1,211 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Config is a training run. Every field is a flag (the json name) and a key
+// of the --config file.
+type Config struct {
+	Model         string  `json:"model"`
+	Data          string  `json:"data"`
+	Val           string  `json:"val,omitempty"`
+	Out           string  `json:"out"`
+	Adapter       string  `json:"adapter,omitempty"` // start from this PEFT adapter
+	Seed          uint64  `json:"seed"`
+	Quant         string  `json:"quant"`
+	Rank          int     `json:"rank"`
+	Alpha         float64 `json:"alpha"`
+	Dropout       float64 `json:"dropout"`
+	Targets       string  `json:"targets"`
+	RSLoRA        bool    `json:"rslora"`
+	DoRA          bool    `json:"dora"`
+	Init          string  `json:"init"`
+	LoRAPlusRatio float64 `json:"loraplus_ratio"`
+	Optimizer     string  `json:"optimizer"`
+	LR            float64 `json:"lr"`
+	LRSchedule    string  `json:"lr_schedule"`
+	WarmupSteps   int     `json:"warmup_steps"`
+	MinLRRatio    float64 `json:"min_lr_ratio"`
+	WeightDecay   float64 `json:"weight_decay"`
+	Momentum      float64 `json:"momentum"`
+	MaxGradNorm   float64 `json:"max_grad_norm"`
+	BatchSize     int     `json:"batch_size"`
+	GradAccum     int     `json:"grad_accum"`
+	MaxSeqLen     int     `json:"max_seq_len"`
+	Epochs        int     `json:"epochs"`
+	MaxSteps      int     `json:"max_steps"`
+	EvalEvery     int     `json:"eval_every"`
+	ValFraction   float64 `json:"val_fraction"`
+	Pack          bool    `json:"pack"`
+	TrainOnInputs bool    `json:"train_on_inputs"`
+	ChatTemplate  string  `json:"chat_template,omitempty"`
+	Columns       string  `json:"columns,omitempty"`
+	Threads       int     `json:"threads"`
+	Checkpointing bool    `json:"activation_checkpointing"`
+	LogEvery      int     `json:"log_every"`
+	CacheDir      string  `json:"cache_dir,omitempty"`
+}
+
+// Defaults are what a run uses unless told otherwise (PEFT/TRL-like).
+func Defaults() Config {
+	return Config{Seed: 0, Quant: "q8_0", Rank: 8, Alpha: 16, Targets: "all-linear", Init: "default",
+		Optimizer: "adamw", LR: 2e-4, LRSchedule: "cosine", MinLRRatio: 0.1, MaxGradNorm: 0,
+		BatchSize: 4, GradAccum: 1, MaxSeqLen: 512, Epochs: 1, EvalEvery: 50, LogEvery: 10}
+}
+
+// ReadConfigFile fills c from a JSON file or a flat YAML file (key: value
+// lines, # comments), naming the file and the key on error.
+func ReadConfigFile(c *Config, path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	values := map[string]string{}
+	if ext := strings.ToLower(filepath.Ext(path)); ext == ".json" {
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return fmt.Errorf("config: %s: %v", path, err)
+		}
+		for k, v := range m {
+			values[k] = fmt.Sprint(v)
+		}
+	} else {
+		for i, line := range strings.Split(string(raw), "\n") {
+			if j := strings.Index(line, "#"); j >= 0 {
+				line = line[:j]
+			}
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") {
+				return fmt.Errorf("config: %s line %d: want \"key: value\" (flat YAML only)", path, i+1)
+			}
+			values[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"'`)
+		}
+	}
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := c.Set(strings.ReplaceAll(k, "-", "_"), values[k]); err != nil {
+			return fmt.Errorf("config: %s: %v", path, err)
+		}
+	}
+	return nil
+}
+
+// Set assigns one field by its json name from text.
+func (c *Config) Set(name, value string) error {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		if strings.Split(t.Field(i).Tag.Get("json"), ",")[0] != name {
+			continue
+		}
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString(value)
+		case reflect.Bool:
+			b, err := strconv.ParseBool(value)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not true or false", name, value)
+			}
+			f.SetBool(b)
+		case reflect.Int:
+			n, err := strconv.Atoi(value)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not an integer", name, value)
+			}
+			f.SetInt(int64(n))
+		case reflect.Uint64:
+			n, err := strconv.ParseUint(value, 10, 64)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not a non-negative integer", name, value)
+			}
+			f.SetUint(n)
+		case reflect.Float64:
+			x, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not a number", name, value)
+			}
+			f.SetFloat(x)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown key %q", name)
+}
+
+// Validate checks the configuration up front, naming the field.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(field, format string, args ...any) { errs = append(errs, field+": "+fmt.Sprintf(format, args...)) }
+	if c.Model == "" {
+		bad("model", "required")
+	}
+	if c.Data == "" {
+		bad("data", "required")
+	}
+	if c.Out == "" {
+		bad("out", "required (the run directory)")
+	}
+	if c.Rank <= 0 && c.Adapter == "" {
+		bad("rank", "%d must be positive", c.Rank)
+	}
+	if c.LR <= 0 {
+		bad("lr", "%g must be positive", c.LR)
+	}
+	switch c.Optimizer {
+	case "adamw", "sgd":
+	default:
+		bad("optimizer", "%q: want adamw or sgd", c.Optimizer)
+	}
+	switch c.LRSchedule {
+	case "constant", "linear", "cosine":
+	default:
+		bad("lr_schedule", "%q: want constant, linear or cosine", c.LRSchedule)
+	}
+	if c.BatchSize <= 0 || c.GradAccum <= 0 || c.MaxSeqLen <= 1 {
+		bad("batch_size/grad_accum/max_seq_len", "must be positive (max_seq_len > 1)")
+	}
+	if c.Epochs <= 0 && c.MaxSteps <= 0 {
+		bad("epochs/max_steps", "one must be positive")
+	}
+	if c.ValFraction < 0 || c.ValFraction >= 1 {
+		bad("val_fraction", "%g must be in [0, 1)", c.ValFraction)
+	}
+	if c.Dropout < 0 || c.Dropout >= 1 {
+		bad("dropout", "%g must be in [0, 1)", c.Dropout)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid configuration: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// YAML renders the configuration as flat YAML (RUN/config.yaml).
+func (c *Config) YAML() string {
+	var b strings.Builder
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		name := strings.Split(t.Field(i).Tag.Get("json"), ",")[0]
+		val := v.Field(i).Interface()
+		if s, ok := val.(string); ok {
+			val = strconv.Quote(s)
+		}
+		fmt.Fprintf(&b, "%s: %v\n", name, val)
+	}
+	return b.String()
+}

@@ -1,0 +1,67 @@
+package train
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/lowrank/lowrank/data"
+	"github.com/lowrank/lowrank/lora"
+	"github.com/lowrank/lowrank/model"
+	"github.com/lowrank/lowrank/tokenizer"
+)
+
+// DryRun resolves a run without training: the configuration, parameter
+// counts, a memory estimate and the dataset's size.
+func DryRun(c Config) (string, error) {
+	tok, err := tokenizer.Load(c.Model)
+	if err != nil {
+		return "", err
+	}
+	if c.ChatTemplate != "" {
+		if err := tok.UseChatTemplate(c.ChatTemplate); err != nil {
+			return "", err
+		}
+	}
+	m, err := model.Load(c.Model, model.LoadOptions{Quant: c.Quant})
+	if err != nil {
+		return "", err
+	}
+	defer m.Close()
+	ad, err := lora.Apply(m, lora.Config{Rank: c.Rank, Alpha: c.Alpha, Targets: strings.Split(c.Targets, ","), DoRA: c.DoRA, RSLoRA: c.RSLoRA})
+	if err != nil {
+		return "", err
+	}
+	cols, err := data.ParseColumns(c.Columns)
+	if err != nil {
+		return "", err
+	}
+	ds, err := data.Load(c.Data, tok, data.LoadOptions{Columns: cols, Threads: c.Threads, CacheDir: c.CacheDir,
+		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}})
+	if err != nil {
+		return "", err
+	}
+	cfg := m.Config
+	trainable := ad.NumParams()
+	optState := 2 * trainable * 4 // AdamW moments
+	if c.Optimizer == "sgd" {
+		optState = 0
+	}
+	n := int64(c.BatchSize * c.MaxSeqLen)
+	perLayer := n*int64(12*cfg.Hidden+6*cfg.Intermediate)*4*2 + int64(c.BatchSize*cfg.Heads*c.MaxSeqLen*c.MaxSeqLen)*4
+	acts := perLayer * int64(cfg.Layers)
+	if c.Checkpointing {
+		acts = perLayer + n*int64(cfg.Hidden)*4*int64(cfg.Layers)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# resolved configuration\n%s\n", c.YAML())
+	fmt.Fprintf(&b, "model: %s, %d layers, hidden %d, vocab %d\n", cfg.Arch, cfg.Layers, cfg.Hidden, cfg.Vocab)
+	fmt.Fprintf(&b, "parameters: %d total, %d trainable (%.3f%%) in %d adapted projections\n", m.Params(), trainable, 100*float64(trainable)/float64(m.Params()), len(ad.Layers))
+	fmt.Fprintf(&b, "memory estimate: base weights %.1f MiB (%s), adapters %.1f MiB, optimizer state %.1f MiB, activations ~%.0f MiB for %d×%d\n",
+		float64(m.WeightBytes())/(1<<20), c.Quant, float64(trainable*4)/(1<<20), float64(optState)/(1<<20), float64(acts)/(1<<20), c.BatchSize, c.MaxSeqLen)
+	fmt.Fprintf(&b, "data: %s (%s): %d rows, %d examples, %d tokens, %d supervised", c.Data, ds.Format, ds.Rows, len(ds.Train), ds.Tokens, ds.Supervised)
+	for reason, k := range ds.Dropped {
+		fmt.Fprintf(&b, "; dropped %d (%s)", k, reason)
+	}
+	b.WriteString("\n")
+	return b.String(), nil
+}

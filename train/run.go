@@ -1,0 +1,297 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/checkpoints"
+	"github.com/lowrank/lowrank/data"
+	"github.com/lowrank/lowrank/kernels"
+	"github.com/lowrank/lowrank/lora"
+	"github.com/lowrank/lowrank/model"
+	"github.com/lowrank/lowrank/tokenizer"
+)
+
+// ErrInterrupted is returned (wrapped) when the context was cancelled: the
+// adapter trained so far has been saved.
+var ErrInterrupted = errors.New("interrupted")
+
+// Result summarizes a run.
+type Result struct {
+	Steps       int     `json:"steps"`
+	FinalLoss   float64 `json:"final_loss"`
+	BaseValLoss float64 `json:"base_val_loss,omitempty"`
+	BestValLoss float64 `json:"best_val_loss,omitempty"`
+	Adapter     string  `json:"adapter"`
+}
+
+// Schedule returns the learning rate at step (0-based) of total: linear warm-up
+// to lr, then constant, linear or cosine decay to minRatio·lr.
+func Schedule(kind string, lr float64, step, warmup, total int, minRatio float64) float64 {
+	if warmup > 0 && step < warmup {
+		return lr * float64(step+1) / float64(warmup)
+	}
+	if kind == "constant" || total <= warmup {
+		return lr
+	}
+	p := float64(step-warmup) / float64(max(1, total-warmup))
+	p = min(1, max(0, p))
+	floor := lr * minRatio
+	if kind == "linear" {
+		return floor + (lr-floor)*(1-p)
+	}
+	return floor + (lr-floor)*0.5*(1+math.Cos(math.Pi*p))
+}
+
+// Run trains an adapter as c says, writing the run directory. log receives
+// progress lines. Cancelling ctx stops after the current step, saving the adapter.
+func Run(ctx context.Context, c Config, log *slog.Logger) (*Result, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	pool, err := kernels.NewPool(c.Threads, "")
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.Load(c.Model)
+	if err != nil {
+		return nil, err
+	}
+	if c.ChatTemplate != "" {
+		if err := tok.UseChatTemplate(c.ChatTemplate); err != nil {
+			return nil, err
+		}
+	}
+	m, err := model.Load(c.Model, model.LoadOptions{Quant: c.Quant, DoubleQuant: c.Quant == "nf4"})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	m.Checkpointing = c.Checkpointing
+	var ad *lora.Adapter
+	if c.Adapter != "" {
+		if ad, err = checkpoints.LoadAdapter(c.Adapter, m); err != nil {
+			return nil, err
+		}
+	} else {
+		ad, err = lora.Apply(m, lora.Config{Rank: c.Rank, Alpha: c.Alpha, Dropout: c.Dropout, Targets: strings.Split(c.Targets, ","),
+			RSLoRA: c.RSLoRA, DoRA: c.DoRA, Init: c.Init, Seed: c.Seed, LoRAPlusRatio: c.LoRAPlusRatio})
+		if err != nil {
+			return nil, err
+		}
+	}
+	ad.Config.Seed, ad.Config.LoRAPlusRatio = c.Seed, c.LoRAPlusRatio
+	quantized := 0
+	for _, s := range m.Stored {
+		if s.As == c.Quant {
+			quantized++
+		}
+	}
+	log.Info("model", "path", c.Model, "params", m.Params(), "weights_MiB", m.WeightBytes()>>20,
+		"tensors_as_"+c.Quant, fmt.Sprintf("%d/%d", quantized, len(m.Stored)), "trainable", ad.NumParams())
+
+	cols, err := data.ParseColumns(c.Columns)
+	if err != nil {
+		return nil, err
+	}
+	lo := data.LoadOptions{Columns: cols, Threads: c.Threads, Seed: c.Seed, CacheDir: c.CacheDir,
+		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}}
+	if c.Val == "" {
+		lo.ValFraction = c.ValFraction
+	}
+	ds, err := data.Load(c.Data, tok, lo)
+	if err != nil {
+		return nil, err
+	}
+	val := ds.Val
+	if c.Val != "" {
+		lo.ValFraction = 0
+		vds, err := data.Load(c.Val, tok, lo)
+		if err != nil {
+			return nil, err
+		}
+		val = vds.Train
+	}
+	log.Info("data", "path", c.Data, "format", ds.Format, "examples", len(ds.Train), "val", len(val), "tokens", ds.Tokens, "supervised", ds.Supervised, "dropped", ds.Dropped)
+
+	batcher := &data.Batcher{Examples: ds.Train, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(m, tok), Seed: c.Seed}
+	perEpoch, err := batcher.Steps()
+	if err != nil {
+		return nil, err
+	}
+	total := c.MaxSteps
+	if total <= 0 {
+		total = max(1, c.Epochs*perEpoch/c.GradAccum)
+	}
+	var opt Optimizer = NewAdamW(c.WeightDecay)
+	if c.Optimizer == "sgd" {
+		opt = &SGD{Momentum: c.Momentum, WeightDecay: c.WeightDecay}
+	}
+	if err := os.MkdirAll(c.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	if err := checkpoints.WriteFileAtomic(filepath.Join(c.Out, "config.yaml"), []byte(c.YAML())); err != nil {
+		return nil, err
+	}
+	metrics, err := os.Create(filepath.Join(c.Out, "metrics.jsonl"))
+	if err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	defer metrics.Close()
+	enc := json.NewEncoder(metrics)
+	save := func(dir string) error { return checkpoints.SaveAdapter(filepath.Join(c.Out, dir), ad, c.Model) }
+
+	tp := autograd.NewTape(pool)
+	evaluate := func() (float64, error) {
+		if len(val) == 0 {
+			return math.NaN(), nil
+		}
+		ad.Training = false
+		defer func() { ad.Training = true }()
+		vb := &data.Batcher{Examples: val, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: batcher.Pad, Seed: 1}
+		steps, err := vb.Steps()
+		if err != nil {
+			return 0, err
+		}
+		var sum float64
+		var n int
+		for i := 0; i < steps; i++ {
+			b, err := vb.Next()
+			if err != nil {
+				return 0, err
+			}
+			tp.Reset()
+			tp.SetNoGrad(true)
+			loss, k, err := m.Loss(tp, toModel(b), 0)
+			tp.SetNoGrad(false)
+			if err != nil {
+				return 0, err
+			}
+			sum += float64(loss.Data[0]) * float64(k)
+			n += k
+		}
+		return sum / float64(max(n, 1)), nil
+	}
+	res := &Result{Adapter: filepath.Join(c.Out, "adapter"), BestValLoss: math.Inf(1)}
+	if len(val) > 0 {
+		if res.BaseValLoss, err = evaluate(); err != nil {
+			return nil, err
+		}
+		res.BestValLoss = res.BaseValLoss
+		enc.Encode(map[string]any{"step": 0, "val_loss": res.BaseValLoss, "val_ppl": math.Exp(res.BaseValLoss)})
+		log.Info("eval", "step", 0, "val_loss", res.BaseValLoss)
+	}
+	ad.Training = true
+	params, scales := ad.Params(), ad.LRScales()
+	start := time.Now()
+	tokens := 0
+	for step := 0; step < total; step++ {
+		// One optimizer step over grad_accum micro-batches, the loss normalized by
+		// their total supervised tokens.
+		micro := make([]*data.Batch, c.GradAccum)
+		sup := 0
+		for i := range micro {
+			if micro[i], err = batcher.Next(); err != nil {
+				return nil, err
+			}
+			sup += micro[i].Supervised
+		}
+		ad.ZeroGrad()
+		var stepLoss float64
+		for _, b := range micro {
+			tp.Reset()
+			loss, _, err := m.Loss(tp, toModel(b), float32(max(sup, 1)))
+			if err != nil {
+				return nil, err
+			}
+			tp.Backward(loss)
+			stepLoss += float64(loss.Data[0])
+			tokens += b.B * b.T
+		}
+		gnorm := globalNorm(params)
+		if math.IsNaN(stepLoss) || math.IsInf(stepLoss, 0) || math.IsNaN(gnorm) || math.IsInf(gnorm, 0) {
+			if err := save("adapter"); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("step %d: loss %g, gradient norm %g: training diverged (lower --lr?); the last good adapter is in %s", step+1, stepLoss, gnorm, res.Adapter)
+		}
+		if c.MaxGradNorm > 0 && gnorm > c.MaxGradNorm {
+			f := float32(c.MaxGradNorm / gnorm)
+			for _, p := range params {
+				kernels.Scale(p.Grad, f)
+			}
+		}
+		lr := Schedule(c.LRSchedule, c.LR, step, c.WarmupSteps, total, c.MinLRRatio)
+		opt.Step(params, lr, scales)
+		ad.Step++
+		res.Steps, res.FinalLoss = step+1, stepLoss
+		el := time.Since(start).Seconds()
+		enc.Encode(map[string]any{"step": step + 1, "epoch": batcher.Epoch, "loss": stepLoss, "lr": lr, "grad_norm": gnorm,
+			"tokens": tokens, "tokens_per_s": float64(tokens) / el, "elapsed_s": el})
+		if c.LogEvery > 0 && ((step+1)%c.LogEvery == 0 || step == 0 || step+1 == total) {
+			log.Info("step", "step", step+1, "of", total, "epoch", batcher.Epoch, "loss", fmt.Sprintf("%.4f", stepLoss), "lr", fmt.Sprintf("%.2e", lr),
+				"grad_norm", fmt.Sprintf("%.3f", gnorm), "tokens_per_s", fmt.Sprintf("%.0f", float64(tokens)/el),
+				"eta", (time.Duration(el/float64(step+1)*float64(total-step-1)) * time.Second).Round(time.Second))
+		}
+		if len(val) > 0 && ((c.EvalEvery > 0 && (step+1)%c.EvalEvery == 0) || step+1 == total) {
+			vl, err := evaluate()
+			if err != nil {
+				return nil, err
+			}
+			enc.Encode(map[string]any{"step": step + 1, "val_loss": vl, "val_ppl": math.Exp(vl)})
+			log.Info("eval", "step", step+1, "val_loss", fmt.Sprintf("%.4f", vl))
+			if vl < res.BestValLoss {
+				res.BestValLoss = vl
+				if err := save("best"); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			if err := save("adapter"); err != nil {
+				return nil, err
+			}
+			return res, fmt.Errorf("%w at step %d of %d: the adapter so far is in %s", ErrInterrupted, step+1, total, res.Adapter)
+		}
+	}
+	if err := save("adapter"); err != nil {
+		return nil, err
+	}
+	if math.IsInf(res.BestValLoss, 1) {
+		res.BestValLoss = 0
+	}
+	return res, nil
+}
+
+func padID(m *model.Model, tok *tokenizer.Tokenizer) int32 {
+	if m.Config.Pad >= 0 {
+		return int32(m.Config.Pad)
+	}
+	if tok.EOS >= 0 {
+		return tok.EOS
+	}
+	return 0
+}
+
+func toModel(b *data.Batch) *model.Batch {
+	return &model.Batch{B: b.B, T: b.T, IDs: b.IDs, Pos: b.Pos, Seg: b.Seg, Targets: b.Targets}
+}
+
+func globalNorm(ps []*autograd.Tensor) float64 {
+	var s float64
+	for _, p := range ps {
+		for _, g := range p.Grad {
+			s += float64(g) * float64(g)
+		}
+	}
+	return math.Sqrt(s)
+}
