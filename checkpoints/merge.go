@@ -52,7 +52,7 @@ func WriteMerged(dir string, m *model.Model, ad *lora.Adapter, srcDir, dtype str
 		}
 	}
 	adapted := map[*model.Frozen]*lora.Linear{}
-	if ad != nil {
+	if ad != nil { // nil: write the base model as it is
 		for _, l := range ad.Layers {
 			adapted[l.Base] = l
 		}

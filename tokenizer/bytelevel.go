@@ -244,3 +244,6 @@ func cleanUp(s string) string {
 }
 
 func nfc(s string) string { return norm.NFC.String(s) }
+
+// ByteLevelChar is the printable character GPT-2's byte-level BPE uses for b.
+func ByteLevelChar(b byte) string { return string(byteToRune[b]) }
