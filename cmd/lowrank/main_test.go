@@ -183,3 +183,28 @@ func TestTrainParity(t *testing.T) {
 		t.Errorf("bad optimizer: exit %d %q", code, errOut)
 	}
 }
+
+// TestEval: eval with the parity adapter on the parity example gives PyTorch's loss.
+func TestEval(t *testing.T) {
+	dir := t.TempDir()
+	raw, err := os.ReadFile("../../train/testdata/parity/example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := filepath.Join(dir, "one.jsonl")
+	os.WriteFile(example, append(raw, '\n'), 0o644)
+	code, out, errOut := capture(t, "eval", "--model", testassets.Path(t, "models/stories260K/hf"), "--adapter", "../../train/testdata/parity/adapter", "--data", example, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r struct {
+		Loss   float64 `json:"loss"`
+		Tokens int     `json:"supervised_tokens"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(r.Loss-4.212725) > 1e-5 || r.Tokens != 32 {
+		t.Errorf("eval %+v, want loss 4.212725 on 32 tokens", r)
+	}
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/lowrank/lowrank/train"
+	"github.com/spf13/cobra"
+)
+
+func newEval() *cobra.Command {
+	var modelPath, adapterDir, dataPath string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "eval --model M [--adapter A] --data D [--json]",
+		Short: "Loss and perplexity of a model (and adapter) on a dataset",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if modelPath == "" || dataPath == "" {
+				return usageError{cmd: "eval", err: fmt.Errorf("--model and --data are required")}
+			}
+			cfg := train.Defaults()
+			cfg.Quant = "" // the stored dtype
+			for _, name := range []string{"quant", "max-seq-len", "batch-size", "threads", "columns", "chat-template", "train-on-inputs", "pack"} {
+				if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
+					if err := cfg.Set(underscore(name), f.Value.String()); err != nil {
+						return usageError{cmd: "eval", err: err}
+					}
+				}
+			}
+			r, err := train.Evaluate(modelPath, adapterDir, dataPath, cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), r)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "loss %.4f  perplexity %.3f  (%d supervised tokens in %d examples)\n", r.Loss, r.Perplexity, r.Tokens, r.Examples)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or .gguf file")
+	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory")
+	f.StringVar(&dataPath, "data", "", "dataset file, glob or directory")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.String("quant", "", "hold base weights as f32|f16|bf16|q8_0|q4_0|nf4 (default: as stored)")
+	f.String("max-seq-len", "512", "tokens per sequence")
+	f.String("batch-size", "4", "sequences per batch")
+	f.String("threads", "0", "worker threads (0 = all cores)")
+	f.String("columns", "", "column mapping, e.g. prompt=question,completion=answer")
+	f.String("chat-template", "", "chatml, llama3, simple or a template file")
+	f.String("train-on-inputs", "false", "count prompt tokens too")
+	f.String("pack", "false", "pack several examples per sequence")
+	return c
+}
+
+func underscore(s string) string {
+	out := []byte(s)
+	for i, c := range out {
+		if c == '-' {
+			out[i] = '_'
+		}
+	}
+	return string(out)
+}
