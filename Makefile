@@ -19,7 +19,7 @@ demo: build
 # CPU has, pure Go included), then the kernels built with -tags noasm, then
 # arm64 NEON under qemu when qemu-aarch64 is installed (.ci/run installs it).
 test: lint
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 -timeout 30m $(PKGS)
 	$(MAKE) test-noasm
 	$(MAKE) test-arm64
 
@@ -28,8 +28,8 @@ test-noasm:
 
 test-arm64:
 	@if command -v qemu-aarch64 >/dev/null 2>&1; then \
-		echo "arm64 (NEON kernels, whole suite) under qemu-aarch64:"; \
-		GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64 $(PKGS); \
+		echo "arm64 (NEON kernels, whole suite; -short skips the end-to-end training runs) under qemu-aarch64:"; \
+		GOARCH=arm64 $(GO) test -count=1 -short -timeout 30m -exec qemu-aarch64 $(PKGS); \
 	else \
 		echo "SKIP arm64 kernel tests: qemu-aarch64 not installed (apt-get install qemu-user)"; \
 	fi

@@ -12,6 +12,9 @@ import (
 // TestDemo runs the offline demo with a step cap: the model, data, run and
 // merged directories appear and the validation loss falls.
 func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("an end-to-end training run: skipped with -short (the emulated arm64 run); the native run does it")
+	}
 	dir := t.TempDir()
 	r, err := Demo(context.Background(), dir, 0, 20, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
