@@ -37,6 +37,23 @@ func lossOf(t *testing.T, m *model.Model, b *model.Batch) (float32, *autograd.Ta
 	return loss.Data[0], tp, loss
 }
 
+// checkCentral compares p.Grad[i] (already filled by a backward pass) with
+// the central difference of the model's loss in p.Data[i].
+func checkCentral(t *testing.T, m *model.Model, b *model.Batch, p *autograd.Tensor, i int, tag string) {
+	t.Helper()
+	const h = 1e-2
+	old := p.Data[i]
+	p.Data[i] = old + h
+	lp, _, _ := lossOf(t, m, b)
+	p.Data[i] = old - h
+	lm, _, _ := lossOf(t, m, b)
+	p.Data[i] = old
+	num := (float64(lp) - float64(lm)) / (2 * h)
+	if got := float64(p.Grad[i]); math.Abs(got-num) > 2e-3+0.05*math.Abs(num) {
+		t.Errorf("%s gradient %g, central difference %g", tag, got, num)
+	}
+}
+
 func randomize(ad *Adapter, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 5))
 	for _, l := range ad.Layers {
@@ -154,18 +171,7 @@ func TestAdapterGradients(t *testing.T) {
 	checked := 0
 	for _, p := range ad.Params() {
 		for k := 0; k < 3; k++ {
-			i := r.IntN(len(p.Data))
-			old := p.Data[i]
-			const h = 1e-2
-			p.Data[i] = old + h
-			lp, _, _ := lossOf(t, m, b)
-			p.Data[i] = old - h
-			lm, _, _ := lossOf(t, m, b)
-			p.Data[i] = old
-			num := (float64(lp) - float64(lm)) / (2 * h)
-			if got := float64(p.Grad[i]); math.Abs(got-num) > 2e-3+0.05*math.Abs(num) {
-				t.Errorf("gradient %g, central difference %g", got, num)
-			}
+			checkCentral(t, m, b, p, r.IntN(len(p.Data)), "")
 			checked++
 		}
 	}
@@ -297,18 +303,7 @@ func TestDoRA(t *testing.T) {
 		}
 		for _, p := range []*autograd.Tensor{ad.Layers[0].A, ad.Layers[3].B, ad.Layers[5].Magnitude, ad.Layers[13].Magnitude} {
 			for k := 0; k < 3; k++ {
-				i := r.IntN(len(p.Data))
-				old := p.Data[i]
-				const h = 1e-2
-				p.Data[i] = old + h
-				lp, _, _ := lossOf(t, m, b)
-				p.Data[i] = old - h
-				lm, _, _ := lossOf(t, m, b)
-				p.Data[i] = old
-				num := (float64(lp) - float64(lm)) / (2 * h)
-				if got := float64(p.Grad[i]); math.Abs(got-num) > 2e-3+0.05*math.Abs(num) {
-					t.Errorf("%s: gradient %g, central difference %g", f, got, num)
-				}
+				checkCentral(t, m, b, p, r.IntN(len(p.Data)), f.String())
 			}
 		}
 		for _, l := range ad.Layers {

@@ -108,7 +108,7 @@ var flagHelp = map[string]string{
 	"model": "Hugging Face model directory or .gguf file", "data": "training data: .parquet/.jsonl/.json/.txt file, glob or directory",
 	"val": "validation data (default: --val-fraction of --data)", "out": "run directory", "adapter": "start from this PEFT adapter",
 	"quant": "base weights as f32|f16|bf16|q8_0|q4_0|nf4", "targets": "modules: names, globs, or all-linear",
-	"optimizer": "adamw or sgd", "lr-schedule": "constant, linear or cosine", "lr_schedule": "constant, linear or cosine",
+	"optimizer": "adamw or sgd", "lr_schedule": "constant, linear or cosine",
 	"grad_accum": "micro-batches per optimizer step", "max_seq_len": "tokens per sequence", "pack": "pack several examples per sequence",
 	"train_on_inputs": "supervise prompts and user turns too", "chat_template": "chatml, llama3, simple or a template file",
 	"columns": "column mapping, e.g. prompt=question,completion=answer", "activation_checkpointing": "recompute blocks in backward (less memory)",
