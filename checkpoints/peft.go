@@ -1,10 +1,8 @@
 package checkpoints
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -221,8 +219,8 @@ func LoadAdapter(dir string, m *model.Model) (*lora.Adapter, error) {
 			if len(t.Shape) != 2 || t.Shape[0] != p.rows || t.Shape[1] != p.cols {
 				return fail(fmt.Errorf("adapter: %s: %s has shape %v, the model needs [%d %d]: was it trained for another model?", path, key, t.Shape, p.rows, p.cols))
 			}
-			if err := readF32(p.dst, t); err != nil {
-				return fail(fmt.Errorf("adapter: %s: %s: %v", path, key, err))
+			if err := t.Float32s(p.dst); err != nil {
+				return fail(fmt.Errorf("adapter: %s: %v", path, err))
 			}
 			used[key] = true
 		}
@@ -236,8 +234,8 @@ func LoadAdapter(dir string, m *model.Model) (*lora.Adapter, error) {
 			if !ok || t.Elements() != len(l.Magnitude.Data) {
 				return fail(fmt.Errorf("adapter: %s: DoRA magnitude %s is missing or has the wrong size", path, key))
 			}
-			if err := readF32(l.Magnitude.Data, t); err != nil {
-				return fail(fmt.Errorf("adapter: %s: %s: %v", path, key, err))
+			if err := t.Float32s(l.Magnitude.Data); err != nil {
+				return fail(fmt.Errorf("adapter: %s: %v", path, err))
 			}
 			used[key] = true
 		}
@@ -256,31 +254,11 @@ func LoadAdapter(dir string, m *model.Model) (*lora.Adapter, error) {
 		if dst == nil || t.Elements() != len(dst) {
 			return fail(fmt.Errorf("adapter: %s: saved module %s does not fit the model", path, n))
 		}
-		if err := readF32(dst, t); err != nil {
-			return fail(fmt.Errorf("adapter: %s: %s: %v", path, n, err))
+		if err := t.Float32s(dst); err != nil {
+			return fail(fmt.Errorf("adapter: %s: %v", path, err))
 		}
 	}
 	return ad, nil
-}
-
-func readF32(dst []float32, t *safetensors.Tensor) error {
-	switch t.Dtype {
-	case safetensors.F32:
-		for i := range dst {
-			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:]))
-		}
-	case safetensors.BF16:
-		for i := range dst {
-			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(t.Data[2*i:])) << 16)
-		}
-	case safetensors.F16:
-		for i := range dst {
-			dst[i] = f16(binary.LittleEndian.Uint16(t.Data[2*i:]))
-		}
-	default:
-		return fmt.Errorf("dtype %s (want F32, F16 or BF16)", t.Dtype)
-	}
-	return nil
 }
 
 // f32Bytes views float32 values as little-endian bytes (no copy).

@@ -34,17 +34,21 @@ func f32s(t *testing.T, f *safetensors.File, name string) []float32 {
 		t.Fatalf("golden file has no %s", name)
 	}
 	out := make([]float32, tn.Elements())
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(tn.Data[4*i:]))
+	if err := tn.Float32s(out); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
 
 func i32s(t *testing.T, f *safetensors.File, name string) []int32 {
-	v := f32s(t, f, name) // same width; reinterpret
-	out := make([]int32, len(v))
-	for i, x := range v {
-		out[i] = int32(math.Float32bits(x))
+	t.Helper()
+	tn, ok := f.Tensor(name)
+	if !ok || tn.Dtype != safetensors.I32 {
+		t.Fatalf("golden file has no I32 tensor %s", name)
+	}
+	out := make([]int32, tn.Elements())
+	for i := range out {
+		out[i] = int32(binary.LittleEndian.Uint32(tn.Data[4*i:]))
 	}
 	return out
 }

@@ -1,7 +1,6 @@
 package train
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"math"
 	"os"
@@ -94,8 +93,8 @@ func goldenF32(t *testing.T, f *safetensors.File, name string) []float32 {
 		t.Fatalf("golden file has no %s", name)
 	}
 	out := make([]float32, tn.Elements())
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(tn.Data[4*i:]))
+	if err := tn.Float32s(out); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

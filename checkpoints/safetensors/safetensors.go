@@ -10,8 +10,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"sort"
+
+	"github.com/x448/float16"
 )
 
 // Dtype is a safetensors element type name ("F32", "F16", "BF16", ...).
@@ -49,6 +52,31 @@ func (t *Tensor) Elements() int {
 		n *= d
 	}
 	return n
+}
+
+// Float32s decodes an F32, F16 or BF16 tensor into dst, which must hold
+// exactly Elements() values.
+func (t *Tensor) Float32s(dst []float32) error {
+	if len(dst) != t.Elements() {
+		return fmt.Errorf("tensor %s has %d values, want %d", t.Name, t.Elements(), len(dst))
+	}
+	switch t.Dtype {
+	case F32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:]))
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(t.Data[2*i:])) << 16)
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = float16.Frombits(binary.LittleEndian.Uint16(t.Data[2*i:])).Float32()
+		}
+	default:
+		return fmt.Errorf("tensor %s has dtype %s (want F32, F16 or BF16)", t.Name, t.Dtype)
+	}
+	return nil
 }
 
 // File is an open safetensors file.

@@ -2,12 +2,15 @@ package safetensors
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/lowrank/lowrank/internal/testassets"
+	"github.com/x448/float16"
 )
 
 func TestStories260K(t *testing.T) {
@@ -68,5 +71,53 @@ func TestRoundTripAndErrors(t *testing.T) {
 		t.Errorf("failed write damaged the existing file: %v", err)
 	} else {
 		f.Close()
+	}
+}
+
+// TestFloat32s decodes each float dtype against values exact in all three
+// (small integers and halves) and refuses other dtypes and wrong lengths.
+func TestFloat32s(t *testing.T) {
+	want := []float32{0, 1, -2.5, 384, 0.125}
+	f32 := make([]byte, 4*len(want))
+	f16 := make([]byte, 2*len(want))
+	bf16 := make([]byte, 2*len(want))
+	for i, v := range want {
+		binary.LittleEndian.PutUint32(f32[4*i:], math.Float32bits(v))
+		binary.LittleEndian.PutUint16(f16[2*i:], float16.Fromfloat32(v).Bits())
+		binary.LittleEndian.PutUint16(bf16[2*i:], uint16(math.Float32bits(v)>>16))
+	}
+	path := filepath.Join(t.TempDir(), "f.safetensors")
+	err := Write(path, []WriteEntry{
+		{Name: "a", Dtype: F32, Shape: []int{5}, Data: f32},
+		{Name: "b", Dtype: F16, Shape: []int{5}, Data: f16},
+		{Name: "c", Dtype: BF16, Shape: []int{5}, Data: bf16},
+		{Name: "d", Dtype: I8, Shape: []int{5}, Data: make([]byte, 5)},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, n := range []string{"a", "b", "c"} {
+		tn, _ := f.Tensor(n)
+		got := make([]float32, 5)
+		if err := tn.Float32s(got); err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("%s (%s)[%d] = %g, want %g", n, tn.Dtype, i, got[i], want[i])
+			}
+		}
+		if err := tn.Float32s(make([]float32, 4)); err == nil {
+			t.Errorf("%s: a 4-value destination for 5 values was accepted", n)
+		}
+	}
+	d, _ := f.Tensor("d")
+	if err := d.Float32s(make([]float32, 5)); err == nil || !strings.Contains(err.Error(), "I8") {
+		t.Errorf("I8 tensor: got %v, want a dtype error", err)
 	}
 }
