@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/lowrank/lowrank/internal/hfcache"
 	"os"
 	"path/filepath"
 	"sort"
@@ -49,8 +50,15 @@ type tensorSource interface {
 // or a .gguf file and holds its projections in the chosen format, converting
 // tensor by tensor and row by row, so loading never holds an fp32 copy of the
 // model.
+//
+// path may also be a Hugging Face hub id (org/name[@revision]) of a model in
+// the local hub cache.
 func Load(path string, opts LoadOptions) (*Model, error) {
-	m, err := load(path, opts)
+	local, err := hfcache.Resolve(path)
+	if err != nil {
+		return nil, fmt.Errorf("model %w", err)
+	}
+	m, err := load(local, opts)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}

@@ -9,11 +9,17 @@ import (
 	"strings"
 
 	"github.com/lowrank/lowrank/checkpoints/gguf"
+	"github.com/lowrank/lowrank/internal/hfcache"
 )
 
 // Load reads the tokenizer of a model: a directory with tokenizer.json (and
-// tokenizer_config.json), or a .gguf file with an embedded vocabulary.
+// tokenizer_config.json), or a .gguf file with an embedded vocabulary, or a
+// Hugging Face hub id (org/name[@revision]) of a model in the local hub cache.
 func Load(path string) (*Tokenizer, error) {
+	path, err := hfcache.Resolve(path)
+	if err != nil {
+		return nil, fmt.Errorf("model %w", err) // the model reference itself is wrong, not its tokenizer
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, errorf("%v", err)

@@ -208,3 +208,34 @@ func TestEval(t *testing.T) {
 		t.Errorf("eval %+v, want loss 4.212725 on 32 tokens", r)
 	}
 }
+
+// TestHubID: a hub id resolves through the Hugging Face cache layout
+// (refs/main → snapshots/<commit>/ of symlinks into blobs/), offline; an id
+// that is not cached gets one line saying how to get it.
+func TestHubID(t *testing.T) {
+	hf := testassets.Path(t, "models/stories260K/hf")
+	cache := t.TempDir()
+	t.Setenv("HF_HUB_CACHE", cache)
+	commit := "4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e"
+	repo := filepath.Join(cache, "models--karpathy--stories260K")
+	snap := filepath.Join(repo, "snapshots", commit)
+	os.MkdirAll(snap, 0o755)
+	os.MkdirAll(filepath.Join(repo, "refs"), 0o755)
+	os.WriteFile(filepath.Join(repo, "refs", "main"), []byte(commit), 0o644)
+	entries, _ := os.ReadDir(hf)
+	for _, e := range entries {
+		abs, _ := filepath.Abs(filepath.Join(hf, e.Name()))
+		if err := os.Symlink(abs, filepath.Join(snap, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, _ := os.ReadFile(filepath.Join(filepath.Dir(hf), "expected_greedy_200.txt"))
+	code, out, errOut := capture(t, "generate", "--model", "karpathy/stories260K", "--max-tokens", "200", "--temperature", "0")
+	if code != 0 || strings.TrimSpace(out) != strings.TrimSpace(string(want)) {
+		t.Errorf("generate from a hub id: exit %d, %s\n%q", code, errOut, out)
+	}
+	code, _, errOut = capture(t, "generate", "--model", "karpathy/stories15M", "--max-tokens", "5")
+	if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "huggingface-cli download karpathy/stories15M") {
+		t.Errorf("uncached hub id: exit %d, %q", code, errOut)
+	}
+}
