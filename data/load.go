@@ -28,6 +28,18 @@ type LoadOptions struct {
 	ValFraction float64 // share of examples held out, chosen by a seeded hash
 	Seed        uint64
 	CacheDir    string // directory for the token cache ("" disables it)
+	// Split selects shards of a directory by the Hub's split names ("train",
+	// "validation", "test"). Empty: "train" when the directory has train
+	// shards (so validation shards beside them are not trained on), else all.
+	Split string
+}
+
+// splitOf returns the split Load reads from path.
+func (o LoadOptions) splitOf(path string) string {
+	if o.Split == "" && HasSplit(path, "train") {
+		return "train"
+	}
+	return o.Split
 }
 
 // Dataset is a tokenized dataset.
@@ -60,7 +72,7 @@ func Load(path string, tok *tokenizer.Tokenizer, o LoadOptions) (*Dataset, error
 			return ds.split(o), nil
 		}
 	}
-	src, err := Open(path, "")
+	src, err := Open(path, o.splitOf(path))
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +165,7 @@ func (ds *Dataset) split(o LoadOptions) *Dataset {
 
 // cacheKey hashes the dataset files' bytes, the tokenizer and the options.
 func cacheKey(path string, tok *tokenizer.Tokenizer, o LoadOptions) (string, error) {
-	files, err := resolve(path, "")
+	files, err := resolve(path, o.splitOf(path))
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,8 @@
 package data
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -61,5 +63,46 @@ func TestLoad(t *testing.T) {
 	b, _ := Load(path, tok, LoadOptions{ValFraction: 0.1, Seed: 3, Threads: 2})
 	if len(a.Val) < 30 || len(a.Val) > 75 || len(a.Val)+len(a.Train) != 500 || !sameExamples(a.Val, b.Val) {
 		t.Errorf("val split: %d val, %d train (or not stable)", len(a.Val), len(a.Train))
+	}
+}
+
+// TestHubSplits: a directory in the Hub's layout trains on its train shards
+// only (not on the validation shards beside them, nor a file that merely
+// contains "train" in its name); Split selects the validation shards.
+func TestHubSplits(t *testing.T) {
+	tok, err := tokenizer.Load(testassets.Path(t, "tokenizers/qwen3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files := map[string]string{
+		"data/train-00000-of-00002.jsonl":      `{"text":"a"}` + "\n" + `{"text":"b"}`,
+		"data/train-00001-of-00002.jsonl":      `{"text":"c"}`,
+		"data/validation-00000-of-00001.jsonl": `{"text":"v"}`,
+		"data/constrained.jsonl":               `{"text":"x"}`,
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(body+"\n"), 0o644)
+	}
+	if !HasSplit(dir, "train") || !HasSplit(dir, "validation") || HasSplit(dir, "test") || HasSplit(filepath.Join(dir, "data", "constrained.jsonl"), "train") {
+		t.Error("HasSplit")
+	}
+	for split, want := range map[string]int{"": 3, "validation": 1} {
+		ds, err := Load(dir, tok, LoadOptions{Split: split, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ds.Rows != want {
+			t.Errorf("split %q: %d rows, want %d", split, ds.Rows, want)
+		}
+	}
+	// Folders named by split (the parquet-converter layout) count too.
+	d2 := t.TempDir()
+	os.MkdirAll(filepath.Join(d2, "default", "train"), 0o755)
+	os.WriteFile(filepath.Join(d2, "default", "train", "0000.jsonl"), []byte(`{"text":"a"}`+"\n"), 0o644)
+	if !HasSplit(d2, "train") || HasSplit(d2, "validation") {
+		t.Error("HasSplit by folder")
 	}
 }

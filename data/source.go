@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -65,7 +66,7 @@ func resolve(path, split string) ([]string, error) {
 			return err
 		}
 		if !d.IsDir() && dataExts[strings.ToLower(filepath.Ext(p))] {
-			if split == "" || strings.Contains(filepath.Base(p), split) || strings.Contains(p, string(filepath.Separator)+split+string(filepath.Separator)) {
+			if split == "" || inSplit(path, p, split) {
 				files = append(files, p)
 			}
 		}
@@ -79,6 +80,31 @@ func resolve(path, split string) ([]string, error) {
 	}
 	sort.Strings(files)
 	return files, nil
+}
+
+// inSplit reports whether file p under root belongs to split by the Hub's
+// naming: a file named split[-_.]… (train-00000-of-00004.parquet,
+// validation.jsonl) or a folder named split (default/train/0000.parquet).
+func inSplit(root, p, split string) bool {
+	base := filepath.Base(p)
+	if rest, ok := strings.CutPrefix(base, split); ok && rest != "" && strings.ContainsRune("-_.", rune(rest[0])) {
+		return true
+	}
+	rel, err := filepath.Rel(root, filepath.Dir(p))
+	if err != nil {
+		return false
+	}
+	return slices.Contains(strings.Split(filepath.ToSlash(rel), "/"), split)
+}
+
+// HasSplit reports whether path is a directory holding files of split
+// ("train", "validation", "test") by the Hub's naming.
+func HasSplit(path, split string) bool {
+	if st, err := os.Stat(path); err != nil || !st.IsDir() {
+		return false
+	}
+	_, err := resolve(path, split)
+	return err == nil
 }
 
 // multi reads its files one after another.
