@@ -3,6 +3,7 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/lowrank/lowrank/data"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -43,15 +44,19 @@ type Config struct {
 	Epochs        int     `json:"epochs"`
 	MaxSteps      int     `json:"max_steps"`
 	EvalEvery     int     `json:"eval_every"`
-	ValFraction   float64 `json:"val_fraction"`
-	Pack          bool    `json:"pack"`
-	TrainOnInputs bool    `json:"train_on_inputs"`
-	ChatTemplate  string  `json:"chat_template,omitempty"`
-	Columns       string  `json:"columns,omitempty"`
-	Threads       int     `json:"threads"`
-	Checkpointing bool    `json:"activation_checkpointing"`
-	LogEvery      int     `json:"log_every"`
-	CacheDir      string  `json:"cache_dir,omitempty"`
+	// Early stopping: stop after this many evaluations in a row that do not
+	// lower the best validation loss by more than the threshold (0 = off).
+	EarlyStoppingPatience  int     `json:"early_stopping_patience"`
+	EarlyStoppingThreshold float64 `json:"early_stopping_threshold"`
+	ValFraction            float64 `json:"val_fraction"`
+	Pack                   bool    `json:"pack"`
+	TrainOnInputs          bool    `json:"train_on_inputs"`
+	ChatTemplate           string  `json:"chat_template,omitempty"`
+	Columns                string  `json:"columns,omitempty"`
+	Threads                int     `json:"threads"`
+	Checkpointing          bool    `json:"activation_checkpointing"`
+	LogEvery               int     `json:"log_every"`
+	CacheDir               string  `json:"cache_dir,omitempty"`
 }
 
 // Defaults are what a run uses unless told otherwise (PEFT/TRL-like).
@@ -184,6 +189,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ValFraction < 0 || c.ValFraction >= 1 {
 		bad("val_fraction", "%g must be in [0, 1)", c.ValFraction)
+	}
+	if c.EarlyStoppingPatience < 0 || c.EarlyStoppingThreshold < 0 {
+		bad("early_stopping_patience/early_stopping_threshold", "must not be negative")
+	}
+	if c.EarlyStoppingPatience > 0 && c.Val == "" && c.ValFraction == 0 && !data.HasSplit(c.Data, "validation") {
+		bad("early_stopping_patience", "needs validation data (--val or --val-fraction)")
 	}
 	if c.Dropout < 0 || c.Dropout >= 1 {
 		bad("dropout", "%g must be in [0, 1)", c.Dropout)

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +34,17 @@ type Result struct {
 	BaseValLoss float64 `json:"base_val_loss,omitempty"`
 	BestValLoss float64 `json:"best_val_loss,omitempty"`
 	Adapter     string  `json:"adapter"`
+	// StoppedEarly is set when early stopping ended the run before its last step.
+	StoppedEarly bool `json:"stopped_early,omitempty"`
+}
+
+// Progress is the state after one optimizer step, for progress displays.
+type Progress struct {
+	Step, Total        int
+	Epoch              float64 // epochs done, fractional (as HF Trainer logs it)
+	Loss, LR, GradNorm float64
+	TokensPerS         float64
+	Elapsed, ETA       time.Duration
 }
 
 // Schedule returns the learning rate at step (0-based) of total: linear warm-up
@@ -53,8 +66,9 @@ func Schedule(kind string, lr float64, step, warmup, total int, minRatio float64
 }
 
 // Run trains an adapter as c says, writing the run directory. log receives
-// progress lines. Cancelling ctx stops after the current step, saving the adapter.
-func Run(ctx context.Context, c Config, log *slog.Logger) (*Result, error) {
+// progress lines; onStep, when not nil, is called after every step (a
+// progress bar). Cancelling ctx stops after the current step, saving the adapter.
+func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress)) (*Result, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -90,14 +104,21 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Result, error) {
 		}
 	}
 	ad.Config.Seed, ad.Config.LoRAPlusRatio = c.Seed, c.LoRAPlusRatio
-	quantized := 0
+	log.Info("model", "path", c.Model, "params", m.Params(), "weights_MiB", m.WeightBytes()>>20,
+		"stored_as_"+c.Quant, StoredSummary(m, c.Quant), "trainable", ad.NumParams())
+	wider := map[string][]string{} // matrices a format could not hold, by what they are held as
 	for _, s := range m.Stored {
-		if s.As == c.Quant {
-			quantized++
+		if s.As != c.Quant && s.Shape[0] > 1 {
+			wider[s.As] = append(wider[s.As], s.Name)
 		}
 	}
-	log.Info("model", "path", c.Model, "params", m.Params(), "weights_MiB", m.WeightBytes()>>20,
-		"tensors_as_"+c.Quant, fmt.Sprintf("%d/%d", quantized, len(m.Stored)), "trainable", ad.NumParams())
+	for _, as := range slices.Sorted(maps.Keys(wider)) {
+		names := wider[as]
+		if len(names) > 4 {
+			names = append(names[:4:4], fmt.Sprintf("and %d more", len(names)-4))
+		}
+		log.Info("not stored as "+c.Quant, "as", as, "tensors", strings.Join(names, ", "))
+	}
 
 	cols, err := data.ParseColumns(c.Columns)
 	if err != nil {
@@ -113,15 +134,23 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Result, error) {
 		return nil, err
 	}
 	val := ds.Val
-	if c.Val != "" {
+	valPath := c.Val
+	if valPath == "" && c.ValFraction == 0 && data.HasSplit(c.Data, "validation") {
+		valPath, lo.Split = c.Data, "validation" // the Hub layout's validation shards
+		log.Info("validation", "path", c.Data, "split", "validation")
+	}
+	if valPath != "" {
 		lo.ValFraction = 0
-		vds, err := data.Load(c.Val, tok, lo)
+		vds, err := data.Load(valPath, tok, lo)
 		if err != nil {
 			return nil, err
 		}
 		val = vds.Train
 	}
-	log.Info("data", "path", c.Data, "format", ds.Format, "examples", len(ds.Train), "val", len(val), "tokens", ds.Tokens, "supervised", ds.Supervised, "dropped", ds.Dropped)
+	log.Info("data", "path", c.Data, "format", ds.Format, "examples", len(ds.Train), "val", len(val), "tokens", ds.Tokens, "supervised", ds.Supervised)
+	for _, reason := range slices.Sorted(maps.Keys(ds.Dropped)) {
+		log.Warn("dropped examples", "count", ds.Dropped[reason], "reason", reason)
+	}
 
 	batcher := &data.Batcher{Examples: ds.Train, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(m, tok), Seed: c.Seed}
 	perEpoch, err := batcher.Steps()
@@ -188,12 +217,13 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Result, error) {
 		}
 		res.BestValLoss = res.BaseValLoss
 		enc.Encode(map[string]any{"step": 0, "val_loss": res.BaseValLoss, "val_ppl": math.Exp(res.BaseValLoss)})
-		log.Info("eval", "step", 0, "val_loss", res.BaseValLoss)
+		log.Info("eval", "step", 0, "val_loss", fmt.Sprintf("%.4f", res.BaseValLoss))
 	}
 	ad.Training = true
 	params, scales := ad.Params(), ad.LRScales()
 	start := time.Now()
 	tokens := 0
+	stale := 0 // evaluations since the validation loss last improved (early stopping)
 	for step := 0; step < total; step++ {
 		// One optimizer step over grad_accum micro-batches, the loss normalized by
 		// their total supervised tokens.
@@ -235,12 +265,17 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Result, error) {
 		ad.Step++
 		res.Steps, res.FinalLoss = step+1, stepLoss
 		el := time.Since(start).Seconds()
-		enc.Encode(map[string]any{"step": step + 1, "epoch": batcher.Epoch, "loss": stepLoss, "lr": lr, "grad_norm": gnorm,
+		epoch := float64((step+1)*c.GradAccum) / float64(perEpoch)
+		enc.Encode(map[string]any{"step": step + 1, "epoch": epoch, "loss": stepLoss, "lr": lr, "grad_norm": gnorm,
 			"tokens": tokens, "tokens_per_s": float64(tokens) / el, "elapsed_s": el})
+		eta := time.Duration(el / float64(step+1) * float64(total-step-1) * float64(time.Second))
+		if onStep != nil {
+			onStep(Progress{Step: step + 1, Total: total, Epoch: epoch, Loss: stepLoss, LR: lr, GradNorm: gnorm,
+				TokensPerS: float64(tokens) / el, Elapsed: time.Since(start), ETA: eta})
+		}
 		if c.LogEvery > 0 && ((step+1)%c.LogEvery == 0 || step == 0 || step+1 == total) {
-			log.Info("step", "step", step+1, "of", total, "epoch", batcher.Epoch, "loss", fmt.Sprintf("%.4f", stepLoss), "lr", fmt.Sprintf("%.2e", lr),
-				"grad_norm", fmt.Sprintf("%.3f", gnorm), "tokens_per_s", fmt.Sprintf("%.0f", float64(tokens)/el),
-				"eta", (time.Duration(el/float64(step+1)*float64(total-step-1)) * time.Second).Round(time.Second))
+			log.Info("step", "step", step+1, "of", total, "epoch", fmt.Sprintf("%.2f", epoch), "loss", fmt.Sprintf("%.4f", stepLoss), "lr", fmt.Sprintf("%.2e", lr),
+				"grad_norm", fmt.Sprintf("%.3f", gnorm), "tokens_per_s", fmt.Sprintf("%.0f", float64(tokens)/el), "eta", eta.Round(time.Second))
 		}
 		if len(val) > 0 && ((c.EvalEvery > 0 && (step+1)%c.EvalEvery == 0) || step+1 == total) {
 			vl, err := evaluate()
@@ -249,11 +284,21 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Result, error) {
 			}
 			enc.Encode(map[string]any{"step": step + 1, "val_loss": vl, "val_ppl": math.Exp(vl)})
 			log.Info("eval", "step", step+1, "val_loss", fmt.Sprintf("%.4f", vl))
+			if vl < res.BestValLoss-c.EarlyStoppingThreshold {
+				stale = 0
+			} else {
+				stale++
+			}
 			if vl < res.BestValLoss {
 				res.BestValLoss = vl
 				if err := save("best"); err != nil {
 					return nil, err
 				}
+			}
+			if c.EarlyStoppingPatience > 0 && stale >= c.EarlyStoppingPatience && step+1 < total {
+				log.Info("early stopping", "step", step+1, "evaluations_without_improvement", stale, "best_val_loss", fmt.Sprintf("%.4f", res.BestValLoss))
+				res.StoppedEarly = true
+				break
 			}
 		}
 		if ctx.Err() != nil {
@@ -270,6 +315,22 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Result, error) {
 		res.BestValLoss = 0
 	}
 	return res, nil
+}
+
+// StoredSummary says what share of the base weights' parameters is held in
+// format as: "96.2% of parameters (35/47 tensors)".
+func StoredSummary(m *model.Model, as string) string {
+	var n, all int64
+	k := 0
+	for _, s := range m.Stored {
+		e := int64(s.Shape[0]) * int64(s.Shape[1])
+		all += e
+		if s.As == as {
+			n += e
+			k++
+		}
+	}
+	return fmt.Sprintf("%.1f%% of parameters (%d/%d tensors)", 100*float64(n)/float64(max(all, 1)), k, len(m.Stored))
 }
 
 func padID(m *model.Model, tok *tokenizer.Tokenizer) int32 {

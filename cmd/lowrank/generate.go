@@ -110,8 +110,3 @@ func newGenerate() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }
-
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}

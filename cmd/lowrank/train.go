@@ -16,6 +16,7 @@ func newTrain() *cobra.Command {
 	var (
 		configFile, logFormat string
 		dryRun, asJSON        bool
+		noProgress            bool
 	)
 	flagVals := map[string]*string{}
 	c := &cobra.Command{
@@ -44,10 +45,23 @@ The run directory gets config.yaml, metrics.jsonl, adapter/ and best/ (PEFT layo
 			if err := cfg.Validate(); err != nil {
 				return usageError{cmd: "train", err: err}
 			}
-			var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})
-			if logFormat == "json" {
+			// On a terminal: a progress bar, with the other log lines above it.
+			// Otherwise (or --no-progress, or JSON logs): a log line every --log-every steps.
+			var bar *progressBar
+			var onStep func(train.Progress)
+			var h slog.Handler
+			switch logFormat {
+			case "json":
 				h = slog.NewJSONHandler(os.Stderr, nil)
-			} else if logFormat != "text" {
+			case "text":
+				if !noProgress && isTerminal(os.Stderr) && os.Getenv("TERM") != "dumb" {
+					bar = newProgressBar(os.Stderr)
+					onStep = bar.Step
+					h = dropSteps{slog.NewTextHandler(bar, nil)}
+				} else {
+					h = slog.NewTextHandler(os.Stderr, nil)
+				}
+			default:
 				return usageError{cmd: "train", err: fmt.Errorf("--log-format %q: want text or json", logFormat)}
 			}
 			log := slog.New(h)
@@ -61,7 +75,10 @@ The run directory gets config.yaml, metrics.jsonl, adapter/ and best/ (PEFT layo
 			}
 			graceful.Store(true)
 			defer graceful.Store(false)
-			res, err := train.Run(cmd.Context(), cfg, log)
+			res, err := train.Run(cmd.Context(), cfg, log, onStep)
+			if bar != nil {
+				bar.Finish()
+			}
 			if errors.Is(err, train.ErrInterrupted) {
 				fmt.Fprintf(os.Stderr, "lowrank: %v\n(exact resume from checkpoints is not implemented yet: start again from the adapter with --adapter %s)\n", err, res.Adapter)
 				return exitCode(130)
@@ -86,6 +103,7 @@ The run directory gets config.yaml, metrics.jsonl, adapter/ and best/ (PEFT layo
 	f.StringVar(&logFormat, "log-format", "text", "log lines on stderr: text or json")
 	f.BoolVar(&dryRun, "dry-run", false, "print the resolved configuration, parameter counts, memory estimate and dataset size, then exit")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.BoolVar(&noProgress, "no-progress", false, "no progress bar on a terminal: a log line every --log-every steps instead")
 	// One flag per configuration field, named like its key with hyphens.
 	defaults := train.Defaults()
 	v := reflect.ValueOf(defaults)
@@ -112,4 +130,7 @@ var flagHelp = map[string]string{
 	"grad_accum": "micro-batches per optimizer step", "max_seq_len": "tokens per sequence", "pack": "pack several examples per sequence",
 	"train_on_inputs": "supervise prompts and user turns too", "chat_template": "chatml, llama3, simple or a template file",
 	"columns": "column mapping, e.g. prompt=question,completion=answer", "activation_checkpointing": "recompute blocks in backward (less memory)",
+	"early_stopping_patience":  "stop after this many evaluations without improvement (0: off)",
+	"early_stopping_threshold": "improvement smaller than this does not count (early stopping)",
+	"eval_every":               "evaluate every N steps (and at the end)", "log_every": "a log line every N steps when there is no progress bar",
 }
