@@ -197,6 +197,10 @@ func openParquet(path string) (s Source, err error) {
 		f.Close()
 		return nil, fmt.Errorf("data: %s: not a readable Parquet file: %v", path, err)
 	}
+	if err := checkSchema(path, pf.Metadata()); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return &parquetSource{path: path, f: f, pf: pf, buf: make([]parquet.Row, 64)}, nil
 }
 
@@ -219,6 +223,9 @@ func (p *parquetSource) Next() (r Row, err error) {
 			if err := p.checkGroup(p.group); err != nil {
 				return nil, err
 			}
+			if err := p.checkPages(p.group); err != nil {
+				return nil, err
+			}
 			p.rows = groups[p.group].Rows()
 			p.group++
 		}
@@ -237,6 +244,9 @@ func (p *parquetSource) Next() (r Row, err error) {
 	pr := p.buf[p.at]
 	p.at++
 	p.row++
+	if err := p.checkRow(pr); err != nil {
+		return nil, err
+	}
 	for _, v := range pr {
 		if v.Kind() == parquet.ByteArray && len(v.ByteArray()) > maxStringBytes {
 			return nil, fmt.Errorf("data: %s row %d: a value of %d bytes exceeds the %d MiB limit", p.path, p.row-1, len(v.ByteArray()), maxStringBytes>>20)
