@@ -38,9 +38,11 @@ type TokenStats struct {
 // Inspect reads a dataset once: its columns, detected format and row count,
 // and with a tokenizer the token statistics, mask coverage and the first
 // example rendered with its supervised tokens marked. Examples that fail to
-// render or have no supervised token are counted by reason, not fatal.
-func Inspect(path string, columns map[string]string, tok *tokenizer.Tokenizer, o RenderOptions) (*Report, error) {
-	src, err := Open(path, "")
+// render or have no supervised token are counted by reason, not fatal. It
+// reads what Load would read with lo (columns, split, text unit, rendering).
+func Inspect(path string, tok *tokenizer.Tokenizer, lo LoadOptions) (*Report, error) {
+	columns, o := lo.Columns, lo.Render
+	src, err := OpenWith(path, SourceOptions{Split: lo.splitOf(path), TextUnit: lo.TextUnit})
 	if err != nil {
 		return nil, err
 	}

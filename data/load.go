@@ -32,6 +32,8 @@ type LoadOptions struct {
 	// "validation", "test"). Empty: "train" when the directory has train
 	// shards (so validation shards beside them are not trained on), else all.
 	Split string
+	// TextUnit: "block" (default) or "file", for .txt/.md files (SourceOptions).
+	TextUnit string
 }
 
 // splitOf returns the split Load reads from path.
@@ -72,7 +74,7 @@ func Load(path string, tok *tokenizer.Tokenizer, o LoadOptions) (*Dataset, error
 			return ds.split(o), nil
 		}
 	}
-	src, err := Open(path, o.splitOf(path))
+	src, err := OpenWith(path, SourceOptions{Split: o.splitOf(path), TextUnit: o.TextUnit})
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +188,7 @@ func cacheKey(path string, tok *tokenizer.Tokenizer, o LoadOptions) (string, err
 		cols = append(cols, k+"="+v)
 	}
 	sort.Strings(cols)
-	opts, _ := json.Marshal([]any{o.Render, cols, tok.Fingerprint(), "v1"})
+	opts, _ := json.Marshal([]any{o.Render, cols, tok.Fingerprint(), "v1", o.TextUnit})
 	h.Write(opts)
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
 }

@@ -32,11 +32,29 @@ type Source interface {
 // Hub's data/train-00000-of-00004.parquet layout). split ("train",
 // "validation", "test" or "") selects shards by name in a directory.
 func Open(path, split string) (Source, error) {
-	files, err := resolve(path, split)
+	return OpenWith(path, SourceOptions{Split: split})
+}
+
+// SourceOptions say how to read a dataset's files.
+type SourceOptions struct {
+	Split string // as for Open
+	// TextUnit is what one example of a .txt/.md file is: "block" (default:
+	// each blank-line-separated block) or "file" (the whole file).
+	TextUnit string
+}
+
+// OpenWith is Open with options.
+func OpenWith(path string, o SourceOptions) (Source, error) {
+	switch o.TextUnit {
+	case "", "block", "file":
+	default:
+		return nil, fmt.Errorf("data: text unit %q: want block or file", o.TextUnit)
+	}
+	files, err := resolve(path, o.Split)
 	if err != nil {
 		return nil, err
 	}
-	return &multi{files: files}, nil
+	return &multi{files: files, opts: o}, nil
 }
 
 var dataExts = map[string]bool{".parquet": true, ".jsonl": true, ".json": true, ".txt": true, ".md": true}
@@ -109,6 +127,7 @@ func HasSplit(path, split string) bool {
 
 // multi reads its files one after another.
 type multi struct {
+	opts  SourceOptions
 	files []string
 	i     int
 	cur   Source
@@ -120,7 +139,7 @@ func (m *multi) Next() (Row, error) {
 			if m.i >= len(m.files) {
 				return nil, io.EOF
 			}
-			s, err := openFile(m.files[m.i])
+			s, err := openFile(m.files[m.i], m.opts)
 			if err != nil {
 				return nil, err
 			}
@@ -151,7 +170,7 @@ func (m *multi) Close() error {
 	return nil
 }
 
-func openFile(path string) (Source, error) {
+func openFile(path string, o SourceOptions) (Source, error) {
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".parquet":
 		return openParquet(path)
@@ -160,7 +179,7 @@ func openFile(path string) (Source, error) {
 	case ".json":
 		return openJSONArray(path)
 	default:
-		return openText(path)
+		return openText(path, o.TextUnit == "file")
 	}
 }
 
@@ -390,19 +409,23 @@ type textSource struct {
 	f     *os.File
 	sc    *bufio.Scanner
 	block int
+	whole bool // one document per file
 }
 
-func openText(path string) (Source, error) {
+func openText(path string, whole bool) (Source, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), maxStringBytes)
-	return &textSource{path: path, f: f, sc: sc}, nil
+	return &textSource{path: path, f: f, sc: sc, whole: whole}, nil
 }
 
 func (t *textSource) Next() (Row, error) {
+	if t.whole {
+		return t.file()
+	}
 	var b strings.Builder
 	for t.sc.Scan() {
 		line := t.sc.Text()
@@ -424,7 +447,33 @@ func (t *textSource) Next() (Row, error) {
 		return nil, io.EOF
 	}
 	t.block++
+	if !utf8.ValidString(b.String()) {
+		return nil, fmt.Errorf("data: %s block %d: not valid UTF-8", t.path, t.block-1)
+	}
 	return Row{"text": b.String()}, nil
+}
+
+// file returns the whole file as one document (once), trailing blank lines trimmed.
+func (t *textSource) file() (Row, error) {
+	if t.block > 0 {
+		return nil, io.EOF
+	}
+	t.block++
+	raw, err := io.ReadAll(io.LimitReader(t.f, maxStringBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("data: %s: %v", t.path, err)
+	}
+	if len(raw) > maxStringBytes {
+		return nil, fmt.Errorf("data: %s: over %d MiB: too large for one document (use --text-unit block)", t.path, maxStringBytes>>20)
+	}
+	text := strings.TrimRight(strings.ReplaceAll(string(raw), "\r\n", "\n"), "\n\t ")
+	if !utf8.ValidString(text) {
+		return nil, fmt.Errorf("data: %s: not valid UTF-8", t.path)
+	}
+	if strings.TrimSpace(text) == "" {
+		return nil, io.EOF
+	}
+	return Row{"text": text}, nil
 }
 
 func (t *textSource) Where() string { return fmt.Sprintf("%s block %d", t.path, t.block-1) }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -226,5 +227,48 @@ func TestParquetTestingGoodFiles(t *testing.T) {
 	}
 	if n < 12 {
 		t.Errorf("only %d good files read", n)
+	}
+}
+
+// TestTextUnits: a text file is one example per blank-line block by default,
+// or one per file; invalid UTF-8 is an error naming the file.
+func TestTextUnits(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("First story.\nStill first.\n\n\nSecond story.\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "b.md"), []byte("# Notes\r\n\r\nOne file.\r\n\r\n"), 0o644)
+	read := func(unit string) []string {
+		s, err := OpenWith(dir, SourceOptions{TextUnit: unit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var out []string
+		for {
+			r, err := s.Next()
+			if err == io.EOF {
+				return out
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r["text"].(string))
+		}
+	}
+	if got := read("block"); !slices.Equal(got, []string{"First story.\nStill first.", "Second story.", "# Notes", "One file."}) {
+		t.Errorf("blocks: %q", got)
+	}
+	if got := read("file"); !slices.Equal(got, []string{"First story.\nStill first.\n\n\nSecond story.", "# Notes\n\nOne file."}) {
+		t.Errorf("files: %q", got)
+	}
+	if _, err := OpenWith(dir, SourceOptions{TextUnit: "line"}); err == nil {
+		t.Error("unknown text unit accepted")
+	}
+	os.WriteFile(filepath.Join(dir, "c.txt"), []byte("bad \xff byte"), 0o644)
+	for _, unit := range []string{"block", "file"} {
+		s, _ := OpenWith(filepath.Join(dir, "c.txt"), SourceOptions{TextUnit: unit})
+		if _, err := s.Next(); err == nil || !strings.Contains(err.Error(), "c.txt") || !strings.Contains(err.Error(), "UTF-8") {
+			t.Errorf("%s: invalid UTF-8: %v", unit, err)
+		}
+		s.Close()
 	}
 }

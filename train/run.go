@@ -124,7 +124,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress))
 	if err != nil {
 		return nil, err
 	}
-	lo := data.LoadOptions{Columns: cols, Threads: c.Threads, Seed: c.Seed, CacheDir: c.CacheDir,
+	lo := data.LoadOptions{Columns: cols, Threads: c.Threads, Seed: c.Seed, CacheDir: c.CacheDir, TextUnit: c.TextUnit,
 		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}}
 	if c.Val == "" {
 		lo.ValFraction = c.ValFraction

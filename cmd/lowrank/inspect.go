@@ -19,6 +19,7 @@ func newInspect() *cobra.Command {
 	var (
 		asJSON                                  bool
 		quant, modelPath, columns, chatTemplate string
+		textUnit                                string
 		maxSeqLen                               int
 		trainOnInputs                           bool
 	)
@@ -32,7 +33,7 @@ in memory with --quant (default: as stored).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
 			if isDataset(path) {
-				return inspectData(cmd, path, modelPath, columns, chatTemplate, maxSeqLen, trainOnInputs, asJSON)
+				return inspectData(cmd, path, modelPath, columns, chatTemplate, textUnit, maxSeqLen, trainOnInputs, asJSON)
 			}
 			if st, err := os.Stat(path); err != nil {
 				return err
@@ -70,6 +71,7 @@ in memory with --quant (default: as stored).`,
 	c.Flags().StringVar(&chatTemplate, "chat-template", "", "for a chat dataset: chatml, llama3, simple or a template file")
 	c.Flags().IntVar(&maxSeqLen, "max-seq-len", 0, "for a dataset: truncate examples to this many tokens")
 	c.Flags().BoolVar(&trainOnInputs, "train-on-inputs", false, "for a dataset: supervise prompts too")
+	c.Flags().StringVar(&textUnit, "text-unit", "block", "for .txt/.md files: one example per blank-line block, or per file")
 	return c
 }
 
@@ -91,7 +93,7 @@ func isDataset(path string) bool {
 	return err != nil
 }
 
-func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate string, maxSeqLen int, trainOnInputs, asJSON bool) error {
+func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate, textUnit string, maxSeqLen int, trainOnInputs, asJSON bool) error {
 	cols, err := data.ParseColumns(columns)
 	if err != nil {
 		return usageError{cmd: "inspect", err: err}
@@ -109,7 +111,7 @@ func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate stri
 		}
 		opts.EOS = tok.EOS
 	}
-	rep, err := data.Inspect(path, cols, tok, opts)
+	rep, err := data.Inspect(path, tok, data.LoadOptions{Columns: cols, Render: opts, TextUnit: textUnit})
 	if err != nil {
 		return err
 	}

@@ -129,7 +129,7 @@ var flagHelp = map[string]string{
 	"optimizer": "adamw or sgd", "lr_schedule": "constant, linear or cosine",
 	"grad_accum": "micro-batches per optimizer step", "max_seq_len": "tokens per sequence", "pack": "pack several examples per sequence",
 	"train_on_inputs": "supervise prompts and user turns too", "chat_template": "chatml, llama3, simple or a template file",
-	"columns": "column mapping, e.g. prompt=question,completion=answer", "activation_checkpointing": "recompute blocks in backward (less memory)",
+	"columns": "column mapping, e.g. prompt=question,completion=answer", "text_unit": ".txt/.md files: one example per blank-line block, or per file", "activation_checkpointing": "recompute blocks in backward (less memory)",
 	"early_stopping_patience":  "stop after this many evaluations without improvement (0: off)",
 	"early_stopping_threshold": "improvement smaller than this does not count (early stopping)",
 	"eval_every":               "evaluate every N steps (and at the end)", "log_every": "a log line every N steps when there is no progress bar",
