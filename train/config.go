@@ -53,7 +53,8 @@ type Config struct {
 	TrainOnInputs          bool    `json:"train_on_inputs"`
 	ChatTemplate           string  `json:"chat_template,omitempty"`
 	Columns                string  `json:"columns,omitempty"`
-	TextUnit               string  `json:"text_unit"` // .txt/.md files: "block" or "file"
+	TextUnit               string  `json:"text_unit"`  // .txt/.md files: "block" or "file"
+	Truncation             string  `json:"truncation"` // over max_seq_len: "keep-answer" or "right"
 	Threads                int     `json:"threads"`
 	Checkpointing          bool    `json:"activation_checkpointing"`
 	LogEvery               int     `json:"log_every"`
@@ -64,7 +65,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{Seed: 0, Quant: "q8_0", Rank: 8, Alpha: 16, Targets: "all-linear", Init: "default",
 		Optimizer: "adamw", LR: 2e-4, LRSchedule: "cosine", MinLRRatio: 0.1, MaxGradNorm: 0,
-		BatchSize: 4, GradAccum: 1, MaxSeqLen: 512, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block"}
+		BatchSize: 4, GradAccum: 1, MaxSeqLen: 512, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer"}
 }
 
 // ReadConfigFile fills c from a JSON file or a flat YAML file (key: value
@@ -193,6 +194,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TextUnit != "" && c.TextUnit != "block" && c.TextUnit != "file" {
 		bad("text_unit", "%q: want block (one example per blank-line-separated block) or file", c.TextUnit)
+	}
+	if c.Truncation != "" && c.Truncation != "keep-answer" && c.Truncation != "right" {
+		bad("truncation", "%q: want keep-answer (drop the start of the prompt, then the end of the answer) or right", c.Truncation)
 	}
 	if c.EarlyStoppingPatience < 0 || c.EarlyStoppingThreshold < 0 {
 		bad("early_stopping_patience/early_stopping_threshold", "must not be negative")

@@ -36,7 +36,7 @@ func DryRun(c Config) (string, error) {
 		return "", err
 	}
 	ds, err := data.Load(c.Data, tok, data.LoadOptions{Columns: cols, Threads: c.Threads, CacheDir: c.CacheDir, TextUnit: c.TextUnit,
-		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}})
+		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, Truncation: c.Truncation, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}})
 	if err != nil {
 		return "", err
 	}

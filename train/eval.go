@@ -51,7 +51,7 @@ func Evaluate(modelPath, adapterDir, dataPath string, c Config) (*EvalResult, er
 		return nil, err
 	}
 	ds, err := data.Load(dataPath, tok, data.LoadOptions{Columns: cols, Threads: c.Threads, CacheDir: c.CacheDir, TextUnit: c.TextUnit,
-		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}})
+		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, Truncation: c.Truncation, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}})
 	if err != nil {
 		return nil, err
 	}

@@ -125,7 +125,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress))
 		return nil, err
 	}
 	lo := data.LoadOptions{Columns: cols, Threads: c.Threads, Seed: c.Seed, CacheDir: c.CacheDir, TextUnit: c.TextUnit,
-		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}}
+		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, Truncation: c.Truncation, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}}
 	if c.Val == "" {
 		lo.ValFraction = c.ValFraction
 	}
