@@ -80,6 +80,7 @@ func TestMasksGolden(t *testing.T) {
 		{"prompt_completion", Row{"prompt": "Q: What is red?\nA:", "completion": " A ball."}, stories, RenderOptions{EOS: 2}, "A ball.</s>"},
 		{"prompt_completion_train_on_inputs", Row{"prompt": "Q: What is red?\nA:", "completion": " A ball."}, stories, RenderOptions{EOS: 2, TrainOnInputs: true}, ""},
 		{"prompt_completion_truncated", Row{"prompt": "Once upon a time there was a girl who liked to play in the park.", "completion": " She was happy every day."}, stories, RenderOptions{EOS: 2, MaxSeqLen: 16}, ""},
+		{"prompt_completion_truncated_right", Row{"prompt": "Once upon a time there was a girl who liked to play in the park.", "completion": " She was happy every day."}, stories, RenderOptions{EOS: 2, MaxSeqLen: 16, Truncation: "right"}, ""},
 		{"alpaca", firstRow(t, "datasets/llamafactory/identity.parquet"), qwen, RenderOptions{EOS: int32(imEnd)}, ""},
 		{"chat", firstRow(t, "datasets/llamafactory/v1_sft_demo.messages.parquet"), qwen, RenderOptions{}, ""},
 		{"sharegpt", firstRow(t, "datasets/llamafactory/glaive_toolcall_en_demo.parquet"), qwen, RenderOptions{}, ""},
