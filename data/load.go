@@ -3,13 +3,11 @@ package data
 import (
 	"bufio"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -53,6 +51,7 @@ type Dataset struct {
 	Tokens     int            `json:"tokens"`
 	Supervised int            `json:"supervised"`
 	FromCache  bool           `json:"from_cache"`
+	close      func() error   // unmaps the token store
 }
 
 // Load reads, renders and tokenizes a dataset. Rows are read in order and
@@ -69,8 +68,8 @@ func Load(path string, tok *tokenizer.Tokenizer, o LoadOptions) (*Dataset, error
 			return nil, err
 		}
 		key = k
-		if ds, err := readCache(filepath.Join(o.CacheDir, key+".tokens")); err == nil {
-			ds.FromCache = true
+		if ds, unmap, err := openStore(filepath.Join(o.CacheDir, key+".tokens")); err == nil {
+			ds.FromCache, ds.close = true, unmap
 			return ds.split(o), nil
 		}
 	}
@@ -88,7 +87,15 @@ func Load(path string, tok *tokenizer.Tokenizer, o LoadOptions) (*Dataset, error
 		clones <- tok.Clone()
 	}
 	ds := &Dataset{Dropped: map[string]int{}}
-	var all []*Example
+	storeDir := o.CacheDir
+	if storeDir == "" {
+		storeDir = os.TempDir()
+	}
+	sw, err := newStoreWriter(storeDir)
+	if err != nil {
+		return nil, err
+	}
+	kept := 0
 	st := stream.New().WithMaxGoroutines(threads)
 	var readErr error
 	for {
@@ -120,32 +127,55 @@ func Load(path string, tok *tokenizer.Tokenizer, o LoadOptions) (*Dataset, error
 				case ex.Supervised() == 0:
 					ds.Dropped["no supervised tokens (truncated away or none in the row)"]++
 				default:
-					all = append(all, ex)
+					sw.add(ex) // to disk in row order; the example itself is not kept
+					kept++
 				}
 			}
 		})
 	}
 	st.Wait()
+	if readErr == nil && ds.Rows == 0 {
+		readErr = fmt.Errorf("data: %s has no rows", path)
+	}
+	if readErr == nil && kept == 0 {
+		readErr = fmt.Errorf("data: %s: no usable example in %d rows (dropped: %v)", path, ds.Rows, ds.Dropped)
+	}
 	if readErr != nil {
+		sw.abort()
 		return nil, readErr
 	}
-	if ds.Rows == 0 {
-		return nil, fmt.Errorf("data: %s has no rows", path)
-	}
-	if len(all) == 0 {
-		return nil, fmt.Errorf("data: %s: no usable example in %d rows (dropped: %v)", path, ds.Rows, ds.Dropped)
-	}
-	ds.Train = all
-	for _, e := range all {
-		ds.Tokens += len(e.IDs)
-		ds.Supervised += e.Supervised()
+	store, err := sw.finish(ds)
+	if err != nil {
+		return nil, err
 	}
 	if key != "" {
-		if err := writeCache(filepath.Join(o.CacheDir, key+".tokens"), ds); err != nil {
-			return nil, err
+		final := filepath.Join(o.CacheDir, key+".tokens")
+		if err := os.Rename(store, final); err != nil {
+			os.Remove(store)
+			return nil, fmt.Errorf("data: token cache: %w", err)
 		}
+		store = final
 	}
-	return ds.split(o), nil
+	mapped, unmap, err := openStore(store)
+	if key == "" {
+		os.Remove(store) // mapped (or read): the name is no longer needed
+	}
+	if err != nil {
+		return nil, err
+	}
+	mapped.close = unmap
+	return mapped.split(o), nil
+}
+
+// Close releases the memory-mapped token store; the examples must not be
+// used afterwards.
+func (ds *Dataset) Close() error {
+	if ds == nil || ds.close == nil {
+		return nil
+	}
+	err := ds.close()
+	ds.close, ds.Train, ds.Val = nil, nil, nil
+	return err
 }
 
 // split moves examples whose seeded hash falls under ValFraction to Val.
@@ -188,97 +218,7 @@ func cacheKey(path string, tok *tokenizer.Tokenizer, o LoadOptions) (string, err
 		cols = append(cols, k+"="+v)
 	}
 	sort.Strings(cols)
-	opts, _ := json.Marshal([]any{o.Render, cols, tok.Fingerprint(), "v1", o.TextUnit})
+	opts, _ := json.Marshal([]any{o.Render, cols, tok.Fingerprint(), "v2", o.TextUnit})
 	h.Write(opts)
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
-}
-
-// The cache file: "LRTC1", counts, then per example its length, ids and mask bytes.
-func writeCache(path string, ds *Dataset) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("data: token cache: %w", err)
-	}
-	meta, _ := json.Marshal(ds)
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("data: token cache: %w", err)
-	}
-	w := bufio.NewWriter(tmp)
-	w.WriteString("LRTC1")
-	binary.Write(w, binary.LittleEndian, uint32(len(meta)))
-	w.Write(meta)
-	binary.Write(w, binary.LittleEndian, uint32(len(ds.Train)))
-	for _, e := range ds.Train {
-		binary.Write(w, binary.LittleEndian, uint32(len(e.IDs)))
-		binary.Write(w, binary.LittleEndian, e.IDs)
-		for _, m := range e.Mask {
-			if m {
-				w.WriteByte(1)
-			} else {
-				w.WriteByte(0)
-			}
-		}
-	}
-	err = w.Flush()
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("data: token cache %s: %w", path, err)
-	}
-	return nil
-}
-
-func readCache(path string) (*Dataset, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r := bufio.NewReader(f)
-	magic := make([]byte, 5)
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != "LRTC1" {
-		return nil, fmt.Errorf("not a token cache")
-	}
-	var n uint32
-	if err := binary.Read(r, binary.LittleEndian, &n); err != nil || n > 1<<24 {
-		return nil, fmt.Errorf("bad cache header")
-	}
-	meta := make([]byte, n)
-	if _, err := io.ReadFull(r, meta); err != nil {
-		return nil, err
-	}
-	ds := &Dataset{}
-	if err := json.Unmarshal(meta, ds); err != nil {
-		return nil, err
-	}
-	if err := binary.Read(r, binary.LittleEndian, &n); err != nil {
-		return nil, err
-	}
-	for i := uint32(0); i < n; i++ {
-		var l uint32
-		if err := binary.Read(r, binary.LittleEndian, &l); err != nil || l > math.MaxInt32/8 {
-			return nil, fmt.Errorf("bad cache entry")
-		}
-		e := &Example{IDs: make([]int32, l), Mask: make([]bool, l)}
-		if err := binary.Read(r, binary.LittleEndian, e.IDs); err != nil {
-			return nil, err
-		}
-		mb := make([]byte, l)
-		if _, err := io.ReadFull(r, mb); err != nil {
-			return nil, err
-		}
-		for j, b := range mb {
-			e.Mask[j] = b == 1
-		}
-		ds.Train = append(ds.Train, e)
-	}
-	return ds, nil
 }

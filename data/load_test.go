@@ -3,6 +3,7 @@ package data
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -104,5 +105,91 @@ func TestHubSplits(t *testing.T) {
 	os.WriteFile(filepath.Join(d2, "default", "train", "0000.jsonl"), []byte(`{"text":"a"}`+"\n"), 0o644)
 	if !HasSplit(d2, "train") || HasSplit(d2, "validation") {
 		t.Error("HasSplit by folder")
+	}
+}
+
+// TestTokenStoreOnDisk: the tokenized dataset lives in a memory-mapped file,
+// not on the heap: what a loaded dataset keeps alive on the heap is a small
+// header per example, far less than the 5 bytes per token the examples take.
+func TestTokenStoreOnDisk(t *testing.T) {
+	tok, err := tokenizer.Load(testassets.Path(t, "tokenizers/llama3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := testassets.Path(t, "datasets/llamafactory/c4_demo.parquet")
+	ds, err := Load(path, tok, LoadOptions{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0
+	for _, e := range ds.Train {
+		sum += len(e.IDs)
+		if len(e.IDs) != len(e.Mask) || len(e.IDs) == 0 {
+			t.Fatalf("example: %d ids, %d mask", len(e.IDs), len(e.Mask))
+		}
+	}
+	if sum != ds.Tokens {
+		t.Errorf("tokens %d, examples hold %d", ds.Tokens, sum)
+	}
+	heapNow := func() int64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	alive := heapNow()
+	tokens := ds.Tokens
+	if err := ds.Close(); err != nil || ds.Train != nil {
+		t.Errorf("Close: %v", err)
+	}
+	ds = nil
+	kept := alive - heapNow()
+	t.Logf("%d tokens: the loaded dataset keeps %d KiB of heap alive (%.2f bytes/token; held in memory the examples would take %d KiB)",
+		tokens, kept>>10, float64(kept)/float64(tokens), 5*tokens>>10)
+	if kept > int64(tokens) { // < 1 byte per token, vs 5 when held
+		t.Errorf("the dataset keeps %d bytes of heap for %d tokens: it is on the heap", kept, tokens)
+	}
+}
+
+// TestTokenStoreDamage: a damaged token store (a cache file cut short or
+// overwritten) is an error, never a crash, and Load re-tokenizes past it.
+func TestTokenStoreDamage(t *testing.T) {
+	tok, err := tokenizer.Load(testassets.Path(t, "tokenizers/qwen3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "d.jsonl")
+	os.WriteFile(data, []byte(`{"text":"one two three"}`+"\n"+`{"text":"four five"}`+"\n"), 0o644)
+	cache := filepath.Join(dir, "cache")
+	ref, err := Load(data, tok, LoadOptions{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores, _ := filepath.Glob(filepath.Join(cache, "*.tokens"))
+	if len(stores) != 1 {
+		t.Fatalf("%d cache files", len(stores))
+	}
+	good, _ := os.ReadFile(stores[0])
+	for name, damage := range map[string]func([]byte) []byte{
+		"truncated": func(b []byte) []byte { return b[:len(b)-20] },
+		"mask byte": func(b []byte) []byte { c := slices.Clone(b); c[8+4*len(ref.Train[0].IDs)] = 7; return c },
+		"offset":    func(b []byte) []byte { c := slices.Clone(b); c[len(c)-40] ^= 0x55; return c },
+		"empty":     func([]byte) []byte { return nil },
+	} {
+		os.WriteFile(stores[0], damage(good), 0o644)
+		if _, _, err := openStore(stores[0]); err == nil {
+			t.Errorf("%s: damaged store accepted", name)
+		}
+		ds, err := Load(data, tok, LoadOptions{CacheDir: cache})
+		if err != nil || ds.FromCache || !sameExamples(ds.Train, ref.Train) {
+			t.Errorf("%s: Load past a damaged cache: %v (from cache %v)", name, err, ds != nil && ds.FromCache)
+		}
+		os.WriteFile(stores[0], good, 0o644)
+	}
+	again, err := Load(data, tok, LoadOptions{CacheDir: cache})
+	if err != nil || !again.FromCache || !sameExamples(again.Train, ref.Train) {
+		t.Errorf("cache not reused: %v", err)
 	}
 }

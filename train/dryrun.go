@@ -40,6 +40,7 @@ func DryRun(c Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	defer ds.Close()
 	cfg := m.Config
 	trainable := ad.NumParams()
 	optState := 2 * trainable * 4 // AdamW moments

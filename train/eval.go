@@ -55,6 +55,7 @@ func Evaluate(modelPath, adapterDir, dataPath string, c Config) (*EvalResult, er
 	if err != nil {
 		return nil, err
 	}
+	defer ds.Close()
 	b := &data.Batcher{Examples: ds.Train, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(m, tok), Seed: 1}
 	steps, err := b.Steps()
 	if err != nil {

@@ -133,6 +133,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress))
 	if err != nil {
 		return nil, err
 	}
+	defer ds.Close()
 	val := ds.Val
 	valPath := c.Val
 	if valPath == "" && c.ValFraction == 0 && data.HasSplit(c.Data, "validation") {
@@ -145,6 +146,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress))
 		if err != nil {
 			return nil, err
 		}
+		defer vds.Close()
 		val = vds.Train
 	}
 	log.Info("data", "path", c.Data, "format", ds.Format, "examples", len(ds.Train), "val", len(val), "tokens", ds.Tokens, "supervised", ds.Supervised)

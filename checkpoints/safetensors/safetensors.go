@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/lowrank/lowrank/internal/mmap"
 	"math"
 	"os"
 	"sort"
@@ -102,7 +103,7 @@ const maxHeader = 100 << 20
 // range is checked against the file and its dtype and shape, so a truncated or
 // inconsistent file is an error here, not a crash later.
 func Open(path string) (*File, error) {
-	data, unmap, err := mapFile(path)
+	data, unmap, err := mmap.Map(path)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,6 @@
 //go:build unix
 
-package safetensors
+package mmap
 
 import (
 	"fmt"
@@ -8,8 +8,10 @@ import (
 	"syscall"
 )
 
-// mapFile maps path read-only. An empty file maps to an empty slice.
-func mapFile(path string) ([]byte, func() error, error) {
+// Map maps path read-only and returns its bytes and the function that
+// unmaps them. An empty file maps to an empty slice; a filesystem that cannot
+// map gets the file read into memory instead.
+func Map(path string) ([]byte, func() error, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -23,10 +25,10 @@ func mapFile(path string) ([]byte, func() error, error) {
 		return []byte{}, func() error { return nil }, nil
 	}
 	if st.Size() != int64(int(st.Size())) {
-		return nil, nil, fmt.Errorf("safetensors: %s: file too large to map", path)
+		return nil, nil, fmt.Errorf("%s: file too large to map", path)
 	}
 	data, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
-	if err != nil { // e.g. a filesystem without mmap: read it instead
+	if err != nil {
 		b, rerr := os.ReadFile(path)
 		if rerr != nil {
 			return nil, nil, rerr

@@ -1,0 +1,192 @@
+package data
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"github.com/lowrank/lowrank/internal/mmap"
+)
+
+// The token store: tokenized examples on disk, memory-mapped, so a dataset
+// costs page cache the kernel can evict, not heap: only one small header per
+// example stays in memory. Load writes it as examples are rendered (in row
+// order) and maps it once written; with a cache directory it is the cache.
+//
+// Layout (little-endian):
+//
+//	"LRTC2\0\0\0"
+//	per example: ids (4·n bytes), mask (n bytes, 0 or 1), zero padding to 4
+//	index: per example offset (u64) and n (u32)
+//	meta: the Dataset's JSON (format, rows, dropped, counts)
+//	trailer: index offset (u64), examples (u64), meta offset (u64), meta length (u64), "LRTC2END"
+const (
+	storeMagic   = "LRTC2\x00\x00\x00"
+	storeTrailer = "LRTC2END"
+)
+
+// storeWriter appends examples to a token store.
+type storeWriter struct {
+	f     *os.File
+	w     *bufio.Writer
+	off   int64
+	index []storeEntry
+	err   error
+}
+
+type storeEntry struct {
+	off int64
+	n   uint32
+}
+
+func newStoreWriter(dir string) (*storeWriter, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("data: token store: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".lowrank-tokens-*")
+	if err != nil {
+		return nil, fmt.Errorf("data: token store: %w", err)
+	}
+	s := &storeWriter{f: f, w: bufio.NewWriterSize(f, 1<<20)}
+	s.write([]byte(storeMagic))
+	return s, nil
+}
+
+func (s *storeWriter) write(b []byte) {
+	if s.err == nil {
+		_, s.err = s.w.Write(b)
+		s.off += int64(len(b))
+	}
+}
+
+// add appends one example.
+func (s *storeWriter) add(e *Example) {
+	s.index = append(s.index, storeEntry{off: s.off, n: uint32(len(e.IDs))})
+	var b [4]byte
+	for _, id := range e.IDs {
+		binary.LittleEndian.PutUint32(b[:], uint32(id))
+		s.write(b[:])
+	}
+	mask := make([]byte, len(e.Mask)+(4-len(e.Mask)%4)%4)
+	for i, m := range e.Mask {
+		if m {
+			mask[i] = 1
+		}
+	}
+	s.write(mask)
+}
+
+// finish writes the index, meta and trailer, syncs and closes the file, and
+// returns its path.
+func (s *storeWriter) finish(ds *Dataset) (string, error) {
+	indexOff := s.off
+	b := make([]byte, 12)
+	for _, e := range s.index {
+		binary.LittleEndian.PutUint64(b, uint64(e.off))
+		binary.LittleEndian.PutUint32(b[8:], e.n)
+		s.write(b)
+	}
+	meta, _ := json.Marshal(ds)
+	metaOff := s.off
+	s.write(meta)
+	t := make([]byte, 32)
+	binary.LittleEndian.PutUint64(t, uint64(indexOff))
+	binary.LittleEndian.PutUint64(t[8:], uint64(len(s.index)))
+	binary.LittleEndian.PutUint64(t[16:], uint64(metaOff))
+	binary.LittleEndian.PutUint64(t[24:], uint64(len(meta)))
+	s.write(t)
+	s.write([]byte(storeTrailer))
+	err := s.err
+	if err == nil {
+		err = s.w.Flush()
+	}
+	if err == nil {
+		err = s.f.Sync()
+	}
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(s.f.Name())
+		return "", fmt.Errorf("data: token store %s: %w", s.f.Name(), err)
+	}
+	return s.f.Name(), nil
+}
+
+// abort removes an unfinished store.
+func (s *storeWriter) abort() {
+	s.f.Close()
+	os.Remove(s.f.Name())
+}
+
+// nativeLittleEndian: token ids can be used in place from the mapped file.
+var nativeLittleEndian = func() bool { x := uint16(1); return *(*byte)(unsafe.Pointer(&x)) == 1 }()
+
+// openStore maps a token store and returns its dataset, whose examples point
+// into the mapping (read-only), and the function that unmaps it. Every
+// offset, length and mask byte is checked first: a damaged store is an error,
+// never a crash.
+func openStore(path string) (*Dataset, func() error, error) {
+	data, unmap, err := mmap.Map(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	ds, err := parseStore(data)
+	if err != nil {
+		unmap()
+		return nil, nil, fmt.Errorf("data: token store %s: %v", path, err)
+	}
+	return ds, unmap, nil
+}
+
+func parseStore(data []byte) (*Dataset, error) {
+	size := uint64(len(data))
+	if size < 8+40 || string(data[:8]) != storeMagic || string(data[size-8:]) != storeTrailer {
+		return nil, fmt.Errorf("not a token store (or written by another version)")
+	}
+	t := data[size-40 : size-8]
+	indexOff, count := binary.LittleEndian.Uint64(t), binary.LittleEndian.Uint64(t[8:])
+	metaOff, metaLen := binary.LittleEndian.Uint64(t[16:]), binary.LittleEndian.Uint64(t[24:])
+	if indexOff < 8 || count > (size-indexOff)/12 || indexOff+12*count != metaOff || metaLen > size || metaOff+metaLen != size-40 {
+		return nil, fmt.Errorf("damaged trailer")
+	}
+	ds := &Dataset{}
+	if err := json.Unmarshal(data[metaOff:metaOff+metaLen], ds); err != nil {
+		return nil, fmt.Errorf("damaged metadata: %v", err)
+	}
+	ds.Tokens, ds.Supervised = 0, 0
+	ds.Train = make([]*Example, count)
+	for i := range ds.Train {
+		e := data[indexOff+12*uint64(i):]
+		off, n := binary.LittleEndian.Uint64(e), uint64(binary.LittleEndian.Uint32(e[8:]))
+		end := off + 4*n + n
+		if off < 8 || off%4 != 0 || end > indexOff || off > indexOff {
+			return nil, fmt.Errorf("example %d lies outside the examples", i)
+		}
+		mask := data[off+4*n : end]
+		for _, m := range mask {
+			if m > 1 {
+				return nil, fmt.Errorf("example %d: damaged mask", i)
+			}
+			ds.Supervised += int(m)
+		}
+		ex := &Example{}
+		if n > 0 {
+			ex.Mask = unsafe.Slice((*bool)(unsafe.Pointer(&mask[0])), n)
+			if nativeLittleEndian {
+				ex.IDs = unsafe.Slice((*int32)(unsafe.Pointer(&data[off])), n)
+			} else {
+				ex.IDs = make([]int32, n)
+				for j := range ex.IDs {
+					ex.IDs[j] = int32(binary.LittleEndian.Uint32(data[off+4*uint64(j):]))
+				}
+			}
+		}
+		ds.Tokens += int(n)
+		ds.Train[i] = ex
+	}
+	return ds, nil
+}
