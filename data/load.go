@@ -144,7 +144,7 @@ func Load(path string, tok *tokenizer.Tokenizer, o LoadOptions) (*Dataset, error
 		sw.abort()
 		return nil, readErr
 	}
-	store, err := sw.finish(ds)
+	store, err := sw.finish(ds, key != "")
 	if err != nil {
 		return nil, err
 	}

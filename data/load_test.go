@@ -172,13 +172,21 @@ func TestTokenStoreDamage(t *testing.T) {
 		t.Fatalf("%d cache files", len(stores))
 	}
 	good, _ := os.ReadFile(stores[0])
+	// Replace the file as lowrank writes it (a new file renamed over the old
+	// one): ref's examples map the old file, which must stay intact — a
+	// mapped file truncated in place would fault, as any mmap reader would.
+	replace := func(b []byte) {
+		tmp := stores[0] + ".new"
+		os.WriteFile(tmp, b, 0o644)
+		os.Rename(tmp, stores[0])
+	}
 	for name, damage := range map[string]func([]byte) []byte{
 		"truncated": func(b []byte) []byte { return b[:len(b)-20] },
 		"mask byte": func(b []byte) []byte { c := slices.Clone(b); c[8+4*len(ref.Train[0].IDs)] = 7; return c },
 		"offset":    func(b []byte) []byte { c := slices.Clone(b); c[len(c)-40] ^= 0x55; return c },
 		"empty":     func([]byte) []byte { return nil },
 	} {
-		os.WriteFile(stores[0], damage(good), 0o644)
+		replace(damage(good))
 		if _, _, err := openStore(stores[0]); err == nil {
 			t.Errorf("%s: damaged store accepted", name)
 		}
@@ -186,7 +194,7 @@ func TestTokenStoreDamage(t *testing.T) {
 		if err != nil || ds.FromCache || !sameExamples(ds.Train, ref.Train) {
 			t.Errorf("%s: Load past a damaged cache: %v (from cache %v)", name, err, ds != nil && ds.FromCache)
 		}
-		os.WriteFile(stores[0], good, 0o644)
+		replace(good)
 	}
 	again, err := Load(data, tok, LoadOptions{CacheDir: cache})
 	if err != nil || !again.FromCache || !sameExamples(again.Train, ref.Train) {

@@ -34,6 +34,7 @@ type storeWriter struct {
 	w     *bufio.Writer
 	off   int64
 	index []storeEntry
+	buf   []byte
 	err   error
 }
 
@@ -62,26 +63,31 @@ func (s *storeWriter) write(b []byte) {
 	}
 }
 
-// add appends one example.
+// add appends one example: its ids, mask and padding in one write.
 func (s *storeWriter) add(e *Example) {
-	s.index = append(s.index, storeEntry{off: s.off, n: uint32(len(e.IDs))})
-	var b [4]byte
-	for _, id := range e.IDs {
-		binary.LittleEndian.PutUint32(b[:], uint32(id))
-		s.write(b[:])
+	n := len(e.IDs)
+	s.index = append(s.index, storeEntry{off: s.off, n: uint32(n)})
+	size := 5*n + (4-n%4)%4
+	if cap(s.buf) < size {
+		s.buf = make([]byte, size)
 	}
-	mask := make([]byte, len(e.Mask)+(4-len(e.Mask)%4)%4)
-	for i, m := range e.Mask {
-		if m {
-			mask[i] = 1
+	b := s.buf[:size]
+	for i, id := range e.IDs {
+		binary.LittleEndian.PutUint32(b[4*i:], uint32(id))
+	}
+	m := b[4*n:]
+	clear(m)
+	for i, v := range e.Mask {
+		if v {
+			m[i] = 1
 		}
 	}
-	s.write(mask)
+	s.write(b)
 }
 
-// finish writes the index, meta and trailer, syncs and closes the file, and
-// returns its path.
-func (s *storeWriter) finish(ds *Dataset) (string, error) {
+// finish writes the index, meta and trailer, closes the file (synced first
+// when durable: a cache that must survive a crash), and returns its path.
+func (s *storeWriter) finish(ds *Dataset, durable bool) (string, error) {
 	indexOff := s.off
 	b := make([]byte, 12)
 	for _, e := range s.index {
@@ -103,7 +109,7 @@ func (s *storeWriter) finish(ds *Dataset) (string, error) {
 	if err == nil {
 		err = s.w.Flush()
 	}
-	if err == nil {
+	if err == nil && durable {
 		err = s.f.Sync()
 	}
 	if cerr := s.f.Close(); err == nil {
