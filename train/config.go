@@ -58,14 +58,34 @@ type Config struct {
 	Threads                int     `json:"threads"`
 	Checkpointing          bool    `json:"activation_checkpointing"`
 	LogEvery               int     `json:"log_every"`
-	CacheDir               string  `json:"cache_dir,omitempty"`
+	CacheDir               string  `json:"cache_dir"` // token cache: "auto", "off" or a directory
 }
 
 // Defaults are what a run uses unless told otherwise (PEFT/TRL-like).
 func Defaults() Config {
 	return Config{Seed: 0, Quant: "q8_0", Rank: 8, Alpha: 16, Targets: "all-linear", Init: "default",
 		Optimizer: "adamw", LR: 2e-4, LRSchedule: "cosine", MinLRRatio: 0.1, MaxGradNorm: 0,
-		BatchSize: 4, GradAccum: 1, MaxSeqLen: 512, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer"}
+		BatchSize: 4, GradAccum: 1, MaxSeqLen: 512, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer", CacheDir: "auto"}
+}
+
+// TokenCache is the token cache directory the configuration asks for: for
+// "auto", $LOWRANK_CACHE or the user cache directory's lowrank/tokens (as
+// Hugging Face datasets caches under ~/.cache); "" for "off" or "".
+func (c *Config) TokenCache() string {
+	switch c.CacheDir {
+	case "", "off":
+		return ""
+	case "auto":
+		if d := os.Getenv("LOWRANK_CACHE"); d != "" {
+			return filepath.Join(d, "tokens")
+		}
+		d, err := os.UserCacheDir()
+		if err != nil {
+			return "" // no home: tokenize every time
+		}
+		return filepath.Join(d, "lowrank", "tokens")
+	}
+	return c.CacheDir
 }
 
 // ReadConfigFile fills c from a JSON file or a flat YAML file (key: value

@@ -35,7 +35,7 @@ func DryRun(c Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ds, err := data.Load(c.Data, tok, data.LoadOptions{Columns: cols, Threads: c.Threads, CacheDir: c.CacheDir, TextUnit: c.TextUnit,
+	ds, err := data.Load(c.Data, tok, data.LoadOptions{Columns: cols, Threads: c.Threads, CacheDir: c.TokenCache(), TextUnit: c.TextUnit,
 		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, Truncation: c.Truncation, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}})
 	if err != nil {
 		return "", err

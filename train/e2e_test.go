@@ -214,4 +214,13 @@ func TestHubLayoutValidation(t *testing.T) {
 	if !(res.BaseValLoss > 0) || !strings.Contains(log.String(), "examples=16 val=4") {
 		t.Errorf("validation split not used: %+v\n%s", res, log.String())
 	}
+	// A second run starts from the token cache (cache_dir auto: $LOWRANK_CACHE here).
+	log.Reset()
+	c.Out = t.TempDir()
+	if _, err := Run(context.Background(), c, slog.New(slog.NewTextHandler(&log, nil)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "from_cache=true") {
+		t.Errorf("second run did not use the token cache:\n%s", log.String())
+	}
 }

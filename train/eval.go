@@ -50,7 +50,7 @@ func Evaluate(modelPath, adapterDir, dataPath string, c Config) (*EvalResult, er
 	if err != nil {
 		return nil, err
 	}
-	ds, err := data.Load(dataPath, tok, data.LoadOptions{Columns: cols, Threads: c.Threads, CacheDir: c.CacheDir, TextUnit: c.TextUnit,
+	ds, err := data.Load(dataPath, tok, data.LoadOptions{Columns: cols, Threads: c.Threads, CacheDir: c.TokenCache(), TextUnit: c.TextUnit,
 		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, Truncation: c.Truncation, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}})
 	if err != nil {
 		return nil, err

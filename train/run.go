@@ -124,7 +124,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress))
 	if err != nil {
 		return nil, err
 	}
-	lo := data.LoadOptions{Columns: cols, Threads: c.Threads, Seed: c.Seed, CacheDir: c.CacheDir, TextUnit: c.TextUnit,
+	lo := data.LoadOptions{Columns: cols, Threads: c.Threads, Seed: c.Seed, CacheDir: c.TokenCache(), TextUnit: c.TextUnit,
 		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, Truncation: c.Truncation, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}}
 	if c.Val == "" {
 		lo.ValFraction = c.ValFraction
@@ -149,7 +149,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress))
 		defer vds.Close()
 		val = vds.Train
 	}
-	log.Info("data", "path", c.Data, "format", ds.Format, "examples", len(ds.Train), "val", len(val), "tokens", ds.Tokens, "supervised", ds.Supervised)
+	log.Info("data", "path", c.Data, "format", ds.Format, "examples", len(ds.Train), "val", len(val), "tokens", ds.Tokens, "supervised", ds.Supervised, "from_cache", ds.FromCache)
 	for _, reason := range slices.Sorted(maps.Keys(ds.Dropped)) {
 		log.Warn("dropped examples", "count", ds.Dropped[reason], "reason", reason)
 	}

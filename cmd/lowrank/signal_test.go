@@ -17,11 +17,20 @@ import (
 
 // TestMain lets a test re-run this binary as lowrank itself (a real process
 // to send signals to): LOWRANK_TEST_MAIN=1 makes it run the command line.
+// Otherwise it runs the tests.
 func TestMain(m *testing.M) {
 	if os.Getenv("LOWRANK_TEST_MAIN") == "1" {
 		os.Exit(run(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	// The token cache ("auto") goes to a temporary directory, never the user's.
+	dir, err := os.MkdirTemp("", "lowrank-test-cache-*")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("LOWRANK_CACHE", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // TestSIGTERM: a training process sent SIGTERM finishes its step, saves a
