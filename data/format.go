@@ -185,11 +185,11 @@ func Render(r Row, f Format, tok *tokenizer.Tokenizer, o RenderOptions) (*Exampl
 		ex.appendEOS(o.EOS)
 		return ex.truncate(o, promptLen), nil
 	case FormatChat, FormatShareGPT:
-		msgs, extra, err := chatMessages(r, f)
+		msgs, extra, unsupervised, err := chatMessages(r, f)
 		if err != nil {
 			return nil, err
 		}
-		ids, mask, err := tok.AssistantMask(msgs, extra)
+		ids, mask, err := tok.AssistantMaskTurns(msgs, extra, func(turn int) bool { return !unsupervised[turn] })
 		if err != nil {
 			return nil, err
 		}
@@ -282,36 +282,72 @@ func intList(v any) ([]int64, error) {
 var shareGPTRoles = map[string]string{"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
 	"system": "system", "function_call": "assistant", "observation": "tool", "tool": "tool"}
 
+// messageText is a message's content: a string, or a list of content parts
+// of which the text ones are joined ({"type": "text", "text": …}, as HF chat
+// data has it, or "value", as LlamaFactory's).
+func messageText(v any) (string, error) {
+	switch c := v.(type) {
+	case string:
+		return c, nil
+	case []any:
+		var b strings.Builder
+		for j, p := range c {
+			pm, ok := p.(map[string]any)
+			if !ok {
+				return "", fmt.Errorf("part %d is %T, want an object", j, p)
+			}
+			if typ, _ := pm["type"].(string); typ != "" && typ != "text" {
+				return "", fmt.Errorf("part %d has type %q: only text is supported", j, typ)
+			}
+			text, ok := pm["text"].(string)
+			if !ok {
+				text, ok = pm["value"].(string)
+			}
+			if !ok {
+				return "", fmt.Errorf("part %d has no text", j)
+			}
+			b.WriteString(text)
+		}
+		return b.String(), nil
+	}
+	return "", fmt.Errorf("is %T, want a string or a list of text parts", v)
+}
+
 // chatMessages converts a chat or ShareGPT row into template input: messages
-// as ordered dicts, and the tools (a JSON string or list) when present.
-func chatMessages(r Row, f Format) ([]any, map[string]any, error) {
+// as ordered dicts, and the tools (a JSON string or list) when present. A
+// message with "loss_weight": 0 is not supervised (the returned set).
+func chatMessages(r Row, f Format) ([]any, map[string]any, map[int]bool, error) {
 	key, roleKey, contentKey := "messages", "role", "content"
 	if f == FormatShareGPT {
 		key, roleKey, contentKey = "conversations", "from", "value"
 	}
 	list, ok := r[key].([]any)
 	if !ok {
-		return nil, nil, fmt.Errorf("column %q is %T, want a list of messages", key, r[key])
+		return nil, nil, nil, fmt.Errorf("column %q is %T, want a list of messages", key, r[key])
 	}
 	var msgs []any
+	unsupervised := map[int]bool{}
 	for i, m := range list {
 		mm, ok := m.(map[string]any)
 		if !ok {
-			return nil, nil, fmt.Errorf("%s[%d] is %T, want an object", key, i, m)
+			return nil, nil, nil, fmt.Errorf("%s[%d] is %T, want an object", key, i, m)
 		}
 		role, _ := mm[roleKey].(string)
-		content, ok := mm[contentKey].(string)
-		if !ok {
-			return nil, nil, fmt.Errorf("%s[%d] has no string %q", key, i, contentKey)
+		content, err := messageText(mm[contentKey])
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("%s[%d] %q: %v", key, i, contentKey, err)
+		}
+		if w, ok := mm["loss_weight"].(float64); ok && w == 0 {
+			unsupervised[i] = true
 		}
 		if f == FormatShareGPT {
 			mapped, ok := shareGPTRoles[role]
 			if !ok {
-				return nil, nil, fmt.Errorf("%s[%d]: unknown ShareGPT role %q", key, i, role)
+				return nil, nil, nil, fmt.Errorf("%s[%d]: unknown ShareGPT role %q", key, i, role)
 			}
 			role = mapped
 		} else if role == "" {
-			return nil, nil, fmt.Errorf("%s[%d] has no role", key, i)
+			return nil, nil, nil, fmt.Errorf("%s[%d] has no role", key, i)
 		}
 		msgs = append(msgs, &tokenizer.Dict{Keys: []string{"role", "content"}, M: map[string]any{"role": role, "content": content}})
 	}
@@ -321,7 +357,7 @@ func chatMessages(r Row, f Format) ([]any, map[string]any, error) {
 		if strings.TrimSpace(t) != "" {
 			v, err := tokenizer.ParseJSONOrdered([]byte(t))
 			if err != nil {
-				return nil, nil, fmt.Errorf("column \"tools\" is not valid JSON: %v", err)
+				return nil, nil, nil, fmt.Errorf("column \"tools\" is not valid JSON: %v", err)
 			}
 			extra["tools"] = v
 		}
@@ -330,5 +366,5 @@ func chatMessages(r Row, f Format) ([]any, map[string]any, error) {
 		v, _ := tokenizer.ParseJSONOrdered(raw)
 		extra["tools"] = v
 	}
-	return msgs, extra, nil
+	return msgs, extra, unsupervised, nil
 }

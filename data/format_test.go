@@ -173,3 +173,47 @@ func TestDetectAndColumns(t *testing.T) {
 		t.Errorf("no template: %v", err)
 	}
 }
+
+// TestChatContentPartsAndLossWeight: content given as text parts (HF's
+// "text", LlamaFactory's "value") renders like the plain string, and an
+// assistant message with "loss_weight": 0 is not supervised.
+func TestChatContentPartsAndLossWeight(t *testing.T) {
+	qwen, err := tokenizer.Load(testassets.Path(t, "tokenizers/qwen3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func(role string, content any, w float64) any {
+		return map[string]any{"role": role, "content": content, "loss_weight": w}
+	}
+	plain := Row{"messages": []any{msg("user", "Hi there", 0), msg("assistant", "Hello!", 1), msg("user", "Name?", 0), msg("assistant", "Zorb.", 1)}}
+	parts := Row{"messages": []any{
+		msg("user", []any{map[string]any{"type": "text", "text": "Hi "}, map[string]any{"type": "text", "value": "there"}}, 0),
+		msg("assistant", []any{map[string]any{"type": "text", "value": "Hello!"}}, 1),
+		msg("user", "Name?", 0), msg("assistant", "Zorb.", 1)}}
+	a, err := Render(plain, FormatChat, qwen, RenderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Render(parts, FormatChat, qwen, RenderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameExamples([]*Example{a}, []*Example{b}) {
+		t.Errorf("content parts render differently:\n%s\n%s", Show(qwen, a), Show(qwen, b))
+	}
+	if got := supervisedText(qwen, a); got != "Hello!<|im_end|>Zorb.<|im_end|>" {
+		t.Errorf("supervised %q", got)
+	}
+	plain["messages"].([]any)[1].(map[string]any)["loss_weight"] = 0.0
+	c, err := Render(plain, FormatChat, qwen, RenderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := supervisedText(qwen, c); got != "Zorb.<|im_end|>" {
+		t.Errorf("loss_weight 0 turn supervised: %q", got)
+	}
+	bad := Row{"messages": []any{msg("user", []any{map[string]any{"type": "image", "url": "x.png"}}, 0), msg("assistant", "ok", 1)}}
+	if _, err := Render(bad, FormatChat, qwen, RenderOptions{}); err == nil || !strings.Contains(err.Error(), `type "image"`) {
+		t.Errorf("image part: %v", err)
+	}
+}

@@ -201,3 +201,24 @@ func TestTokenStoreDamage(t *testing.T) {
 		t.Errorf("cache not reused: %v", err)
 	}
 }
+
+// TestJSONLMatchesParquet: LlamaFactory's chat demo as JSONL (content as
+// text parts, loss weights) and as Parquet (plain messages) give the same
+// examples and masks.
+func TestJSONLMatchesParquet(t *testing.T) {
+	tok, err := tokenizer.Load(testassets.Path(t, "tokenizers/qwen3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Load(testassets.Path(t, "datasets/llamafactory/v1_sft_demo.jsonl"), tok, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(testassets.Path(t, "datasets/llamafactory/v1_sft_demo.messages.parquet"), tok, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Train) != 500 || !sameExamples(a.Train, b.Train) {
+		t.Errorf("JSONL (%d examples, %d tokens) and Parquet (%d, %d) differ", len(a.Train), a.Tokens, len(b.Train), b.Tokens)
+	}
+}

@@ -123,6 +123,13 @@ func (t *Tokenizer) isByteToken(id int32) bool {
 // <|eot_id|>, <|end|>, </s>). It fails, naming the turn, when an assistant
 // message cannot be located.
 func (t *Tokenizer) AssistantMask(messages []any, extra map[string]any) ([]int32, []bool, error) {
+	return t.AssistantMaskTurns(messages, extra, nil)
+}
+
+// AssistantMaskTurns is AssistantMask supervising only the assistant turns
+// (by message index) for which supervise returns true (nil: all of them), as
+// datasets with a per-message loss weight ask.
+func (t *Tokenizer) AssistantMaskTurns(messages []any, extra map[string]any, supervise func(turn int) bool) ([]int32, []bool, error) {
 	text, err := t.ApplyChatTemplate(messages, false, extra)
 	if err != nil {
 		return nil, nil, err
@@ -157,6 +164,10 @@ func (t *Tokenizer) AssistantMask(messages []any, extra map[string]any) ([]int32
 		}
 		if start < 0 {
 			return nil, nil, fmt.Errorf("assistant message %d could not be located in the rendered conversation", turn)
+		}
+		if supervise != nil && !supervise(turn) {
+			pos = end
+			continue
 		}
 		last := -1
 		for i, o := range offs {

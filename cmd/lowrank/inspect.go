@@ -122,9 +122,15 @@ func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate, tex
 		return enc.Encode(rep)
 	}
 	fmt.Fprintf(out, "%s: %d rows, columns %v, format %s\n", rep.Path, rep.Rows, rep.Columns, rep.Format)
-	if rep.Tokens == nil {
+	if rep.Tokens == nil && tok == nil {
 		fmt.Fprintln(out, "(give --model to see token counts, mask coverage and a rendered example)")
 		return nil
+	}
+	if rep.Tokens == nil {
+		for reason, n := range rep.Dropped {
+			fmt.Fprintf(out, "dropped %d examples: %s\n", n, reason)
+		}
+		return fmt.Errorf("%s: no example renders to a trainable sequence", path)
 	}
 	t := rep.Tokens
 	fmt.Fprintf(out, "tokens: %d in %d examples; length min %d, median %d, p95 %d, max %d; truncated %d\n", t.Total, t.Examples, t.Min, t.Median, t.P95, t.Max, t.Truncated)
