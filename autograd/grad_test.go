@@ -182,6 +182,37 @@ func TestGradients(t *testing.T) {
 		ref:    func(in [][]float64) []float64 { return mm64(in[0], N, K, in[1], M) },
 		tol:    1e-4,
 	})
+	// The fused LoRA op over a quantized base, with its adapter input the same
+	// tensor as X or a separate one (X after dropout).
+	const Rk = 2
+	wq := kernels.Quantize(kernels.Q8_0, M, K, wsrc.Data)
+	wqd := to64(wq.Dequantize().Data)
+	loraRef := func(x, xd, a, b []float64) []float64 {
+		y := mm64(x, N, K, wqd, M)
+		d := mm64(mm64(xd, N, K, a, Rk), N, Rk, b, M)
+		for i := range y {
+			y[i] += []float64{0.5, -1, 2}[i%M] + 1.5*d[i]
+		}
+		return y
+	}
+	runGradCase(t, gradCase{
+		name:   "LoRA",
+		inputs: []input{{"x", randT(r, N, K, true)}, {"a", randT(r, Rk, K, true)}, {"b", randT(r, M, Rk, true)}},
+		op: func(tp *Tape, in []*Tensor) *Tensor {
+			return tp.LoRA(in[0], in[0], wq, []float32{0.5, -1, 2}, in[1], in[2], 1.5)
+		},
+		ref: func(in [][]float64) []float64 { return loraRef(in[0], in[0], in[1], in[2]) },
+		tol: 1e-4,
+	})
+	runGradCase(t, gradCase{
+		name:   "LoRA/separate-input",
+		inputs: []input{{"x", randT(r, N, K, true)}, {"xd", randT(r, N, K, true)}, {"a", randT(r, Rk, K, true)}, {"b", randT(r, M, Rk, true)}},
+		op: func(tp *Tape, in []*Tensor) *Tensor {
+			return tp.LoRA(in[0], in[1], wq, []float32{0.5, -1, 2}, in[2], in[3], 1.5)
+		},
+		ref: func(in [][]float64) []float64 { return loraRef(in[0], in[1], in[2], in[3]) },
+		tol: 1e-4,
+	})
 	ew := func(name string, op func(tp *Tape, a, b *Tensor) *Tensor, ref func(a, b float64) float64) {
 		runGradCase(t, gradCase{
 			name:   name,

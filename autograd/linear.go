@@ -48,3 +48,49 @@ func (tp *Tape) MatMulT(x, a *Tensor) *Tensor {
 	}
 	return y
 }
+
+// LoRA computes Y = X·Wᵀ (+ bias) + s·(Xd·Aᵀ)·Bᵀ in one op: a frozen weight
+// W (out × in, any storage format) with a low-rank adapter A (r × in), B
+// (out × r). Xd is the adapter's input: X itself, or X after dropout. Only Y
+// and the (N, r) product H = Xd·Aᵀ are kept, not the three (N, out) tensors
+// and gradients the composition Linear + MatMulT + MatMulT + AddScaled keeps.
+// Backward: dX += dY·W; dH = s·dY·B; dB += s·dYᵀ·H; dA += dHᵀ·Xd; dXd += dH·A.
+func (tp *Tape) LoRA(x, xd *Tensor, w *kernels.Weight, bias []float32, a, b *Tensor, s float32) *Tensor {
+	if x.Cols != w.Cols || xd.Rows != x.Rows || xd.Cols != x.Cols || a.Cols != x.Cols || b.Rows != w.Rows || b.Cols != a.Rows {
+		panic(fmt.Sprintf("autograd: LoRA: X %d×%d, Xd %d×%d, W %d×%d, A %d×%d, B %d×%d", x.Rows, x.Cols, xd.Rows, xd.Cols, w.Rows, w.Cols, a.Rows, a.Cols, b.Rows, b.Cols))
+	}
+	n, r := x.Rows, a.Rows
+	y := tp.out(n, w.Rows, anyGrad(x, xd, a, b))
+	tp.Pool.GemmW(y.Mat(), 1, x.Mat(), kernels.NoTrans, w, kernels.Trans, 0)
+	if bias != nil {
+		for i := 0; i < n; i++ {
+			kernels.Add(y.Row(i), y.Row(i), bias)
+		}
+	}
+	h := tp.out(n, r, false)
+	tp.Pool.Gemm(h.Mat(), 1, xd.Mat(), kernels.NoTrans, a.Mat(), kernels.Trans, 0)
+	tp.Pool.Gemm(y.Mat(), s, h.Mat(), kernels.NoTrans, b.Mat(), kernels.Trans, 1)
+	if y.Grad != nil {
+		tp.record(func() {
+			dy := y.GradMat()
+			if x.Grad != nil {
+				tp.Pool.GemmW(x.GradMat(), 1, dy, kernels.NoTrans, w, kernels.NoTrans, 1)
+			}
+			if b.Grad != nil {
+				tp.Pool.Gemm(b.GradMat(), s, dy, kernels.Trans, h.Mat(), kernels.NoTrans, 1)
+			}
+			if a.Grad == nil && xd.Grad == nil {
+				return
+			}
+			dh := kernels.MatOf(tp.scratch(n*r), n, r)
+			tp.Pool.Gemm(dh, s, dy, kernels.NoTrans, b.Mat(), kernels.NoTrans, 0)
+			if a.Grad != nil {
+				tp.Pool.Gemm(a.GradMat(), 1, dh, kernels.Trans, xd.Mat(), kernels.NoTrans, 1)
+			}
+			if xd.Grad != nil {
+				tp.Pool.Gemm(xd.GradMat(), 1, dh, kernels.NoTrans, a.Mat(), kernels.NoTrans, 1)
+			}
+		})
+	}
+	return y
+}
