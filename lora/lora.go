@@ -96,10 +96,10 @@ func (l *Linear) Forward(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor
 	if l.Magnitude != nil {
 		return l.forwardDoRA(tp, x, xd, dropped)
 	}
-	y := l.baseWithBias(tp, x)
-	h := tp.MatMulT(xd, l.A) // (N, R)
-	d := tp.MatMulT(h, l.B)  // (N, out)
-	return tp.AddScaled(y, l.Scale, d)
+	if l.bias != nil { // a trainable copy of the bias
+		return tp.AddRow(tp.LoRA(x, xd, l.Base.W, nil, l.A, l.B, l.Scale), l.bias)
+	}
+	return tp.LoRA(x, xd, l.Base.W, l.Base.Bias, l.A, l.B, l.Scale)
 }
 
 // Scaling returns α/R, or α/√R with rsLoRA.
