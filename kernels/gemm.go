@@ -348,6 +348,24 @@ const maxMR = 16
 // columns of one sliver of width w: dst[p·w + jj] = alpha·rows[jj][p]. Four rows
 // at a time keep the writes sequential and the reads on four streams.
 func transposeRows(dst []float32, rows [][]float32, w int, alpha float32) {
+	if len(rows) == 0 || len(rows[0]) < 16 {
+		transposeRowsGo(dst, rows, w, alpha)
+		return
+	}
+	// A SIMD kernel transposes 16 rows × 16 columns at a time; the last
+	// kc mod 16 columns are done here.
+	for r0 := 0; r0 < len(rows); r0 += 16 {
+		rs := rows[r0:min(len(rows), r0+16)]
+		done := transposeBlocks(dst[r0:], rs, w, alpha)
+		for jj, r := range rs {
+			for p := done; p < len(r); p++ {
+				dst[p*w+r0+jj] = alpha * r[p]
+			}
+		}
+	}
+}
+
+func transposeRowsGo(dst []float32, rows [][]float32, w int, alpha float32) {
 	jj := 0
 	for ; jj+4 <= len(rows); jj += 4 {
 		r0, r1, r2, r3 := rows[jj], rows[jj+1], rows[jj+2], rows[jj+3]

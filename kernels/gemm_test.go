@@ -404,3 +404,36 @@ func TestGemmNarrow(t *testing.T) {
 		}
 	}
 }
+
+// TestTransposeRows: the packing transpose (SIMD where the CPU has it) writes
+// exactly what the pure-Go one does, for every row count up to a sliver of
+// 32, column counts around multiples of 16, sliver widths and alpha.
+func TestTransposeRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, w := range []int{2, 4, 6, 8, 12, 16, 32} {
+		for nrows := 1; nrows <= w; nrows++ {
+			for _, kc := range []int{1, 15, 16, 17, 31, 32, 48, 100, 256} {
+				rows := make([][]float32, nrows)
+				for i := range rows {
+					rows[i] = make([]float32, kc+3)[:kc] // capacity beyond kc must not be read as data
+					for j := range rows[i] {
+						rows[i][j] = float32(r.NormFloat64())
+					}
+				}
+				for _, alpha := range []float32{1, -0.75} {
+					got, want := make([]float32, kc*w), make([]float32, kc*w)
+					for i := range got {
+						got[i], want[i] = 7, 7 // padding lanes must stay untouched
+					}
+					transposeRows(got, rows, w, alpha)
+					transposeRowsGo(want, rows, w, alpha)
+					for i := range got {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("w %d, %d rows, kc %d, alpha %g: [%d] = %g, want %g", w, nrows, kc, alpha, i, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}

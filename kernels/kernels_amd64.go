@@ -75,3 +75,32 @@ func init() {
 		blockQ8_0, blockQ4_0, blockNF4 = decodeQ8_0AVX512, decodeQ4_0AVX512, decodeNF4AVX512
 	}
 }
+
+//go:noescape
+func transpose16AVX512(dst *float32, ptrs *[16]*float32, nblocks, wbytes int, mask uint16, alpha float32)
+
+var useTransposeAVX512 = cpu.X86.HasAVX512F && rowKernelsAllowed()
+
+// transposeBlocks transposes the first 16·⌊kc/16⌋ columns of at most 16 rows
+// as transposeRowsGo does, with AVX-512, and returns how many columns it did
+// (0: none; the caller does the rest).
+func transposeBlocks(dst []float32, rows [][]float32, w int, alpha float32) int {
+	if !useTransposeAVX512 {
+		return 0
+	}
+	kc := len(rows[0])
+	nb := kc / 16
+	if nb == 0 || len(rows) > 16 || len(dst) < (nb*16-1)*w+len(rows) {
+		return 0
+	}
+	var ptrs [16]*float32
+	for i := range ptrs {
+		r := rows[min(i, len(rows)-1)] // rows past the mask: any readable row
+		if len(r) < nb*16 {
+			return 0
+		}
+		ptrs[i] = &r[0]
+	}
+	transpose16AVX512(&dst[0], &ptrs, nb, 4*w, uint16(1)<<len(rows)-1, alpha)
+	return nb * 16
+}

@@ -10,3 +10,6 @@ func gemmNEON(kc int, a, b, c *float32, ldc int, overwrite bool)
 var neonKernel = &microKernel{name: "neon", mr: 8, nr: 12, mc: 192, kc: 256, nc: 1536, fn: gemmNEON}
 
 func available() []*microKernel { return []*microKernel{neonKernel, goKernel} }
+
+// transposeBlocks: no SIMD transpose here; transposeRows does every column.
+func transposeBlocks(dst []float32, rows [][]float32, w int, alpha float32) int { return 0 }

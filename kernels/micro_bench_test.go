@@ -29,25 +29,6 @@ func BenchmarkMicrokernel(b *testing.B) {
 	}
 }
 
-// BenchmarkTransposeRows times the packing transpose (rows → column slivers) that
-// the forward product's B panel and the A blocks go through.
-func BenchmarkTransposeRows(b *testing.B) {
-	for _, w := range []int{4, 12, 32} {
-		b.Run(fmt.Sprint(w), func(b *testing.B) {
-			const kc = 256
-			rows := make([][]float32, w)
-			for i := range rows {
-				rows[i] = make([]float32, kc)
-			}
-			dst := make([]float32, w*kc)
-			b.SetBytes(int64(w * kc * 4))
-			for i := 0; i < b.N; i++ {
-				transposeRows(dst, rows, w, 1)
-			}
-		})
-	}
-}
-
 // BenchmarkDecodeRow times decoding one 2048-wide row, vectorized and pure Go.
 func BenchmarkDecodeRow(b *testing.B) {
 	src := make([]float32, 4*2048)
@@ -68,6 +49,29 @@ func BenchmarkDecodeRow(b *testing.B) {
 					w.DecodeRow(dst, i&3)
 				}
 				blockQ8_0, blockQ4_0, blockNF4 = q8, q4, nf
+			})
+		}
+	}
+}
+
+// BenchmarkTransposeRows: the packing transpose, SIMD vs pure Go, for the
+// AVX-512 kernel's A sliver (12 rows) and B sliver (32 rows) at kc = 256.
+func BenchmarkTransposeRows(b *testing.B) {
+	for _, w := range []int{12, 32} {
+		rows := make([][]float32, w)
+		for i := range rows {
+			rows[i] = make([]float32, 256)
+		}
+		dst := make([]float32, 256*w)
+		for _, impl := range []struct {
+			name string
+			f    func([]float32, [][]float32, int, float32)
+		}{{"simd", transposeRows}, {"go", transposeRowsGo}} {
+			b.Run(fmt.Sprintf("w=%d/%s", w, impl.name), func(b *testing.B) {
+				b.SetBytes(int64(4 * 256 * w))
+				for i := 0; i < b.N; i++ {
+					impl.f(dst, rows, w, 1)
+				}
 			})
 		}
 	}

@@ -28,6 +28,7 @@ func main() {
 	write(filepath.Join(dir, "dot_avx512_amd64.s"), dotAVX512())
 	write(filepath.Join(dir, "rows_avx512_amd64.s"), rowsAVX512())
 	write(filepath.Join(dir, "decode_avx512_amd64.s"), decodeAVX512())
+	write(filepath.Join(dir, "transpose_avx512_amd64.s"), transposeAVX512())
 	write(filepath.Join(dir, "gemm_avx2_amd64.s"), x86("gemmAVX2", "Y", 6, 2, 32, "!noasm"))
 	write(filepath.Join(dir, "gemm_neon_arm64.s"), neon("gemmNEON", 8, 3))
 }
@@ -718,6 +719,106 @@ func decodeAVX512() []byte {
 	a.l("DECQ CX")
 	a.l("JNE nfloop")
 	a.label("nfdone")
+	a.l("VZEROUPPER")
+	a.l("RET")
+	return a.Bytes()
+}
+
+// transposeAVX512 emits transpose16AVX512, the packing transpose: for each of
+// nblocks blocks of 16 columns, rows ptrs[0..15] (16 floats each, at byte
+// offset 64·block) are multiplied by alpha, transposed in registers, and
+// column p of the block is stored to dst + (16·block + p)·wbytes under mask
+// (lane i = row i). Rows beyond the mask may point anywhere readable.
+//
+// The 16×16 transpose: unpack lo/hi of floats (rows 2k, 2k+1), of float
+// pairs (rows 4g..4g+3), then two rounds of 128-bit lane shuffles. Z0–Z15
+// and Z16–Z31 alternate as sources and destinations.
+func transposeAVX512() []byte {
+	var a asm
+	fileHeader(&a, "amd64 && !noasm")
+	fmt.Fprintf(&a, "\n// func transpose16AVX512(dst *float32, ptrs *[16]*float32, nblocks, wbytes int, mask uint16, alpha float32)\n")
+	fmt.Fprintf(&a, "TEXT ·transpose16AVX512(SB), NOSPLIT, $0-40\n")
+	a.l("MOVQ dst+0(FP), DI")
+	a.l("MOVQ ptrs+8(FP), SI")
+	a.l("MOVQ nblocks+16(FP), CX")
+	a.l("MOVQ wbytes+24(FP), DX")
+	a.l("KMOVW mask+32(FP), K1")
+	a.l("VBROADCASTSS alpha+36(FP), Z31")
+	a.l("XORQ R9, R9") // byte offset of the block within each row
+	a.l("MOVL alpha+36(FP), R10")
+	a.l("TESTQ CX, CX")
+	a.l("JEQ trdone")
+	a.label("trloop")
+	for i := 0; i < 16; i++ {
+		a.l("MOVQ %d(SI), R8", 8*i)
+		a.l("VMOVUPS (R8)(R9*1), Z%d", i)
+	}
+	a.l("CMPL R10, $0x3f800000") // alpha == 1: no scaling
+	a.l("JEQ trnoscale")
+	for i := 0; i < 16; i++ {
+		a.l("VMULPS Z31, Z%d, Z%d", i, i)
+	}
+	a.label("trnoscale")
+	// Stage 1: t[2k] = unpacklo(r[2k], r[2k+1]), t[2k+1] = unpackhi, into
+	// Z16..Z30 and, for t15, Z0 (free once r0, r1 are read; Z31 holds alpha).
+	dst1 := make([]int, 16)
+	for k := 0; k < 8; k++ {
+		lo, hi := 16+2*k, 16+2*k+1
+		if hi == 31 {
+			hi = 0 // Z0 is free once r0 and r1 have been read (k = 0 came first)
+		}
+		a.l("VUNPCKLPS Z%d, Z%d, Z%d", 2*k+1, 2*k, lo)
+		a.l("VUNPCKHPS Z%d, Z%d, Z%d", 2*k+1, 2*k, hi)
+		dst1[2*k], dst1[2*k+1] = lo, hi
+	}
+	// Stage 2: for each group g of four rows: b[4g+0] = unpcklpd(t[4g], t[4g+2]),
+	// b[4g+1] = unpckhpd(t[4g], t[4g+2]), b[4g+2] = unpcklpd(t[4g+1], t[4g+3]), b[4g+3] = unpckhpd(t[4g+1], t[4g+3]).
+	// Destinations Z1..Z15 (free after stage 1) and, for b15, Z17 (t1, read by group 0).
+	dst2 := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17}
+	for g := 0; g < 4; g++ {
+		t0, t1, t2, t3 := dst1[4*g], dst1[4*g+1], dst1[4*g+2], dst1[4*g+3]
+		b := dst2[4*g : 4*g+4]
+		a.l("VUNPCKLPD Z%d, Z%d, Z%d", t2, t0, b[0])
+		a.l("VUNPCKHPD Z%d, Z%d, Z%d", t2, t0, b[1])
+		a.l("VUNPCKLPD Z%d, Z%d, Z%d", t3, t1, b[2])
+		a.l("VUNPCKHPD Z%d, Z%d, Z%d", t3, t1, b[3])
+	}
+	// b[c], b[4+c], b[8+c], b[12+c] hold, in 128-bit lane l, rows 0–3, 4–7, 8–11,
+	// 12–15 of column 4l+c. Stage 3a: c0 = lanes 0,1 of b[c] and b[4+c] (0x44),
+	// c1 = lanes 2,3 (0xEE); d0, d1 the same for b[8+c], b[12+c]. Stage 3b:
+	// column 4l+c = lanes (0,2 | 1,3) of (c0, d0) for l = 0, 1 and of (c1, d1) for l = 2, 3.
+	for c := 0; c < 4; c++ {
+		bc, b4, b8, b12 := dst2[c], dst2[4+c], dst2[8+c], dst2[12+c]
+		// Temporaries: Z18..Z29 for c = 0..2, then Z0, Z16 and c = 0's Z18, Z19; Z30 takes each column.
+		c0, c1, d0, d1 := 18+4*c, 19+4*c, 20+4*c, 21+4*c
+		if c == 3 {
+			c0, c1, d0, d1 = 0, 16, 18, 19
+		}
+		a.l("VSHUFF32X4 $0x44, Z%d, Z%d, Z%d", b4, bc, c0)
+		a.l("VSHUFF32X4 $0xEE, Z%d, Z%d, Z%d", b4, bc, c1)
+		a.l("VSHUFF32X4 $0x44, Z%d, Z%d, Z%d", b12, b8, d0)
+		a.l("VSHUFF32X4 $0xEE, Z%d, Z%d, Z%d", b12, b8, d1)
+		for l := 0; l < 4; l++ {
+			src1, src2, imm := c0, d0, "0x88"
+			if l >= 2 {
+				src1, src2 = c1, d1
+			}
+			if l%2 == 1 {
+				imm = "0xDD"
+			}
+			a.l("VSHUFF32X4 $%s, Z%d, Z%d, Z30", imm, src2, src1)
+			a.l("MOVQ $%d, AX", 4*l+c)
+			a.l("IMULQ DX, AX")
+			a.l("VMOVUPS Z30, K1, (DI)(AX*1)")
+		}
+	}
+	a.l("ADDQ $64, R9")
+	a.l("MOVQ DX, AX")
+	a.l("SHLQ $4, AX")
+	a.l("ADDQ AX, DI")
+	a.l("DECQ CX")
+	a.l("JNE trloop")
+	a.label("trdone")
 	a.l("VZEROUPPER")
 	a.l("RET")
 	return a.Bytes()
