@@ -185,10 +185,11 @@ func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
 	}
 	mr, nr := mk.mr, mk.nr
 	ldc := g.c.Stride
+	kcb := balancedKC(mk.kc, g.k)
 	for jc := j0; jc < j1; jc += mk.nc {
 		nc := min(mk.nc, j1-jc)
-		for pc := 0; pc < g.k; pc += mk.kc {
-			kc := min(mk.kc, g.k-pc)
+		for pc := 0; pc < g.k; pc += kcb {
+			kc := min(kcb, g.k-pc)
 			over := pc == 0 && g.beta == 0
 			ws.packB(g, nr, pc, kc, jc, nc)
 			for ic := i0; ic < i1; ic += mk.mc {
@@ -228,6 +229,20 @@ func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
 			}
 		}
 	}
+}
+
+// balancedKC is the K block for a product of depth k: as many blocks as
+// kcMax needs, of near-equal depth rounded up to a multiple of 64 (the widest
+// quantization block), so that no block is a sliver (K = 288 becomes 192 + 96,
+// not 256 + 32: each block pays for loading and storing the C tiles). It
+// depends on k alone, so results do not depend on how the work is split.
+func balancedKC(kcMax, k int) int {
+	if k <= kcMax {
+		return kcMax
+	}
+	n := (k + kcMax - 1) / kcMax
+	kc := (k + n - 1) / n
+	return min(kcMax, (kc+63)/64*64)
 }
 
 // storeTileT writes (or adds) tile[0:mrr, 0:nrr] to C transposed: tile element
