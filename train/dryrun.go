@@ -48,7 +48,12 @@ func DryRun(c Config) (string, error) {
 		optState = 0
 	}
 	n := int64(c.BatchSize * c.MaxSeqLen)
-	perLayer := n*int64(12*cfg.Hidden+6*cfg.Intermediate)*4*2 + int64(c.BatchSize*cfg.Heads*c.MaxSeqLen*c.MaxSeqLen)*4
+	// Per token and layer, with their gradients: the two norms, q, rope(q), the
+	// attention output, o, both residuals and down (hidden wide); k, v, rope(k)
+	// (KV wide); gate, up and their product (intermediate wide). Plus the
+	// attention probabilities, (heads × sequence) per token.
+	perLayer := n*int64(9*cfg.Hidden+3*cfg.KVHeads*cfg.HeadDim+3*cfg.Intermediate)*4*2 +
+		int64(c.BatchSize*cfg.Heads*c.MaxSeqLen*c.MaxSeqLen)*4
 	acts := perLayer * int64(cfg.Layers)
 	if c.Checkpointing {
 		acts = perLayer + n*int64(cfg.Hidden)*4*int64(cfg.Layers)
