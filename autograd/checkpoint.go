@@ -50,6 +50,52 @@ func (tp *Tape) Checkpoint(x *Tensor, trainable bool, f func(tp *Tape, x *Tensor
 	return y
 }
 
+// Block runs y = f(tp, x) for block i of a stack (a transformer layer) on a
+// tape of its own that keeps f's activations, as a plain call would, but not
+// their gradients: every block's internal gradients live in one region the
+// blocks share, since a block's are only needed while its own backward runs;
+// the region is zeroed when it starts. Only the block boundaries (x, y) keep
+// gradients of their own. Peak memory is the activations plus one block's
+// gradients instead of every gradient; the arithmetic is the plain call's.
+func (tp *Tape) Block(i int, x *Tensor, f func(tp *Tape, x *Tensor) *Tensor) *Tensor {
+	if tp.noGrad {
+		return f(tp, x)
+	}
+	for len(tp.blocks) <= i {
+		tp.blocks = append(tp.blocks, nil)
+	}
+	if tp.shared == nil {
+		tp.shared = &arena{}
+	}
+	b := tp.blocks[i]
+	if b == nil {
+		b = NewTape(tp.Pool)
+		b.grads = tp.shared
+		tp.blocks[i] = b
+	}
+	b.Reset()
+	tp.shared.reset()
+	ys := f(b, &Tensor{Data: x.Data, Grad: x.Grad, Rows: x.Rows, Cols: x.Cols}) // dx accumulates into x.Grad
+	y := &Tensor{Data: ys.Data, Rows: ys.Rows, Cols: ys.Cols}
+	if ys.Grad == nil {
+		return y
+	}
+	end := tp.shared.mark() // this block's gradients: everything before end
+	y.Grad = tp.act.get(len(ys.Data))
+	clear(y.Grad)
+	tp.record(func() {
+		tp.shared.clearTo(end)
+		tp.shared.seek(end) // backward scratch goes after the gradients
+		copy(ys.Grad, y.Grad)
+		b.backward = true
+		for j := len(b.ops) - 1; j >= 0; j-- {
+			b.ops[j]()
+		}
+		b.backward = false
+	})
+	return y
+}
+
 // ArenaFloats reports how many float32 values the tape's arenas hold (its
 // activation memory, for tests and benchmarks).
 func (tp *Tape) ArenaFloats() int {
@@ -59,6 +105,16 @@ func (tp *Tape) ArenaFloats() int {
 	}
 	if tp.sub != nil {
 		n += tp.sub.ArenaFloats()
+	}
+	for _, b := range tp.blocks {
+		if b != nil {
+			n += b.ArenaFloats()
+		}
+	}
+	if tp.shared != nil {
+		for _, c := range tp.shared.chunks {
+			n += len(c)
+		}
 	}
 	return n
 }

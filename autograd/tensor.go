@@ -49,6 +49,13 @@ type Tape struct {
 	act    arena
 	noGrad bool
 	sub    *Tape // scratch tape for Checkpoint
+
+	// Block tapes (see Block): each keeps one block's activations; their
+	// gradients and backward scratch come from grads, one arena they share.
+	blocks   []*Tape
+	shared   *arena // owned by the root tape
+	grads    *arena // a block tape's gradient arena (shared), or nil
+	backward bool   // a block tape running its backward: scratch comes from grads
 }
 
 // NewTape returns a tape whose matrix products run on pool (nil: kernels.Default()).
@@ -98,14 +105,24 @@ func (tp *Tape) record(f func()) {
 func (tp *Tape) out(rows, cols int, grad bool) *Tensor {
 	t := &Tensor{Data: tp.act.get(rows * cols), Rows: rows, Cols: cols}
 	if grad && !tp.noGrad {
-		t.Grad = tp.act.get(rows * cols)
-		clear(t.Grad)
+		if tp.grads != nil {
+			t.Grad = tp.grads.get(rows * cols) // zeroed when the block's backward starts
+		} else {
+			t.Grad = tp.act.get(rows * cols)
+			clear(t.Grad)
+		}
 	}
 	return t
 }
 
-// scratch returns n floats from the arena (contents undefined), alive until Reset.
-func (tp *Tape) scratch(n int) []float32 { return tp.act.get(n) }
+// scratch returns n floats from the arena (contents undefined), alive until
+// Reset; during a block's backward, until that backward ends.
+func (tp *Tape) scratch(n int) []float32 {
+	if tp.backward && tp.grads != nil {
+		return tp.grads.get(n)
+	}
+	return tp.act.get(n)
+}
 
 // anyGrad reports whether any input needs a gradient.
 func anyGrad(ts ...*Tensor) bool {
@@ -146,6 +163,20 @@ func (a *arena) get(n int) []float32 {
 }
 
 func (a *arena) reset() { a.ci, a.off = 0, 0 }
+
+// arenaMark is a position in an arena.
+type arenaMark struct{ ci, off int }
+
+func (a *arena) mark() arenaMark  { return arenaMark{a.ci, a.off} }
+func (a *arena) seek(m arenaMark) { a.ci, a.off = m.ci, m.off }
+func (a *arena) clearTo(m arenaMark) { // zero everything handed out before m
+	for i := 0; i < m.ci && i < len(a.chunks); i++ {
+		clear(a.chunks[i])
+	}
+	if m.ci < len(a.chunks) {
+		clear(a.chunks[m.ci][:m.off])
+	}
+}
 
 func same(what string, a, b *Tensor) {
 	if a.Rows != b.Rows || a.Cols != b.Cols {

@@ -146,7 +146,11 @@ func (m *Model) HiddenFrom(tp *autograd.Tape, x *autograd.Tensor, b *Batch) *aut
 			})
 			continue
 		}
-		x = m.block(tp, l, x, b.Pos, attend)
+		// Each block keeps its activations; its internal gradients share one
+		// region with the other blocks' (see autograd.Tape.Block).
+		x = tp.Block(l, x, func(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
+			return m.block(tp, l, x, b.Pos, attend)
+		})
 	}
 	return tp.RMSNorm(x, m.Norm, float32(c.RMSEps))
 }
