@@ -50,11 +50,13 @@ type Model struct {
 	Head   *kernels.Weight  // (V, C); the same Weight as Embed when tied
 	Rope   *autograd.Rope   // (MaxPos, D/2) angles, rotate-half layout
 	Source string           // the path it was loaded from
-	// Checkpointing recomputes each block in backward instead of keeping its
-	// activations (activation checkpointing).
-	Checkpointing bool
-	Stored        []StoredTensor // what each weight is held as (inspect, training log)
-	close         func() error
+	// Checkpointing recomputes blocks in backward instead of keeping their
+	// activations (activation checkpointing): the first CheckpointLayers
+	// blocks, or all of them when it is 0.
+	Checkpointing    bool
+	CheckpointLayers int
+	Stored           []StoredTensor // what each weight is held as (inspect, training log)
+	close            func() error
 }
 
 // StoredTensor reports how one weight is held in memory.
@@ -140,7 +142,7 @@ func (m *Model) HiddenFrom(tp *autograd.Tape, x *autograd.Tensor, b *Batch) *aut
 		return tp.Attention(q, k, v, shape, b.Seg)
 	}
 	for l := range m.Blocks {
-		if m.Checkpointing {
+		if m.Checkpointing && (m.CheckpointLayers <= 0 || l < m.CheckpointLayers) {
 			x = tp.Checkpoint(x, m.blockTrainable(l), func(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
 				return m.block(tp, l, x, b.Pos, attend)
 			})

@@ -24,6 +24,8 @@ type BenchConfig struct {
 	Threads       int
 	Warmup, Steps int
 	Checkpointing bool
+	// CheckpointLayers recomputes only the first this many blocks (0: all).
+	CheckpointLayers int `json:",omitempty"`
 }
 
 // BenchResult is what one benchmark measured.
@@ -65,7 +67,7 @@ func Bench(c BenchConfig) (*BenchResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Checkpointing = c.Checkpointing
+	m.Checkpointing, m.CheckpointLayers = c.Checkpointing || c.CheckpointLayers > 0, c.CheckpointLayers
 	ad, err := lora.Apply(m, lora.Config{Rank: c.Rank, Alpha: float64(2 * c.Rank), Seed: 1})
 	if err != nil {
 		return nil, err

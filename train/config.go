@@ -57,6 +57,7 @@ type Config struct {
 	Truncation             string  `json:"truncation"` // over max_seq_len: "keep-answer" or "right"
 	Threads                int     `json:"threads"`
 	Checkpointing          bool    `json:"activation_checkpointing"`
+	CheckpointLayers       int     `json:"checkpoint_layers"` // recompute only the first N blocks (0: all)
 	LogEvery               int     `json:"log_every"`
 	CacheDir               string  `json:"cache_dir"` // token cache: "auto", "off" or a directory
 }
@@ -211,6 +212,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ValFraction < 0 || c.ValFraction >= 1 {
 		bad("val_fraction", "%g must be in [0, 1)", c.ValFraction)
+	}
+	if c.CheckpointLayers < 0 {
+		bad("checkpoint_layers", "%d must not be negative", c.CheckpointLayers)
 	}
 	if c.TextUnit != "" && c.TextUnit != "block" && c.TextUnit != "file" {
 		bad("text_unit", "%q: want block (one example per blank-line-separated block) or file", c.TextUnit)

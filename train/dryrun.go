@@ -48,15 +48,25 @@ func DryRun(c Config) (string, error) {
 		optState = 0
 	}
 	n := int64(c.BatchSize * c.MaxSeqLen)
-	// Per token and layer, with their gradients: the two norms, q, rope(q), the
-	// attention output, o, both residuals and down (hidden wide); k, v, rope(k)
-	// (KV wide); gate, up and their product (intermediate wide). Plus the
-	// attention probabilities, (heads × sequence) per token.
-	perLayer := n*int64(9*cfg.Hidden+3*cfg.KVHeads*cfg.HeadDim+3*cfg.Intermediate)*4*2 +
-		int64(c.BatchSize*cfg.Heads*c.MaxSeqLen*c.MaxSeqLen)*4
-	acts := perLayer * int64(cfg.Layers)
-	if c.Checkpointing {
-		acts = perLayer + n*int64(cfg.Hidden)*4*int64(cfg.Layers)
+	// Per token and layer: the two norms, q, rope(q), the attention output, o,
+	// both residuals and down (hidden wide); k, v, rope(k) (KV wide); gate, up
+	// and their product (intermediate wide); the attention probabilities
+	// (heads × sequence). Blocks keep their activations; their gradients take
+	// one block's worth, shared (autograd.Tape.Block). A recomputed block keeps
+	// only its input.
+	width := int64(9*cfg.Hidden + 3*cfg.KVHeads*cfg.HeadDim + 3*cfg.Intermediate)
+	data := n*width*4 + int64(c.BatchSize*cfg.Heads*c.MaxSeqLen*c.MaxSeqLen)*4
+	grads := n * width * 4
+	recomputed := 0
+	if c.Checkpointing || c.CheckpointLayers > 0 {
+		recomputed = cfg.Layers
+		if c.CheckpointLayers > 0 {
+			recomputed = min(cfg.Layers, c.CheckpointLayers)
+		}
+	}
+	acts := data*int64(cfg.Layers-recomputed) + n*int64(cfg.Hidden)*4*int64(recomputed) + grads
+	if recomputed > 0 {
+		acts += data // the block being recomputed
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# resolved configuration\n%s\n", c.YAML())

@@ -47,6 +47,7 @@ process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 	f.IntVar(&c.Warmup, "warmup", 1, "untimed steps first")
 	f.IntVar(&c.Steps, "steps", 3, "timed steps")
 	f.BoolVar(&c.Checkpointing, "activation-checkpointing", false, "recompute each block in backward (less memory)")
+	f.IntVar(&c.CheckpointLayers, "checkpoint-layers", 0, "recompute only the first N blocks (memory between none and all; implies --activation-checkpointing)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

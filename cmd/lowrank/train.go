@@ -132,6 +132,7 @@ var flagHelp = map[string]string{
 	"columns": "column mapping, e.g. prompt=question,completion=answer", "text_unit": ".txt/.md files: one example per blank-line block, or per file",
 	"cache_dir":  "token cache: auto ($LOWRANK_CACHE or ~/.cache/lowrank), off, or a directory",
 	"truncation": "examples over max-seq-len: keep-answer (drop the prompt's start, then the answer's end) or right", "activation_checkpointing": "recompute blocks in backward (less memory)",
+	"checkpoint_layers":        "recompute only the first N blocks (memory between none and all; implies activation checkpointing)",
 	"early_stopping_patience":  "stop after this many evaluations without improvement (0: off)",
 	"early_stopping_threshold": "improvement smaller than this does not count (early stopping)",
 	"eval_every":               "evaluate every N steps (and at the end)", "log_every": "a log line every N steps when there is no progress bar",
