@@ -22,15 +22,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("LOWRANK_TEST_MAIN") == "1" {
 		os.Exit(run(os.Args[1:]))
 	}
-	// The token cache ("auto") goes to a temporary directory, never the user's.
-	dir, err := os.MkdirTemp("", "lowrank-test-cache-*")
-	if err != nil {
-		panic(err)
-	}
-	os.Setenv("LOWRANK_CACHE", dir)
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testassets.RunWithTempCache(m)) // the token cache in a temporary directory
 }
 
 // TestSIGTERM: a training process sent SIGTERM finishes its step, saves a

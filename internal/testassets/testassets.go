@@ -47,3 +47,16 @@ func Path(t testing.TB, rel string) string {
 	}
 	return p
 }
+
+// RunWithTempCache runs a package's tests with the token cache
+// ($LOWRANK_CACHE) in a temporary directory, so tests never write into the
+// user's cache, and returns m.Run's code. Call it from TestMain.
+func RunWithTempCache(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "lowrank-test-cache-*")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Setenv("LOWRANK_CACHE", dir)
+	return m.Run()
+}
