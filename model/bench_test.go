@@ -71,6 +71,9 @@ func BenchmarkForwardBackward(b *testing.B) {
 // the plain run's (whose blocks share one gradient region), and the tape
 // holds less activation memory the more blocks are recomputed.
 func TestCheckpointingSameGradients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("training runs: skipped with -short (the emulated arm64 run); the native run does them")
+	}
 	cfg := Presets["stories15m"]
 	cfg.Layers, cfg.Vocab = 6, 512
 	modes := []struct {

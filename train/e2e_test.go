@@ -171,6 +171,9 @@ func TestRealDatasets(t *testing.T) {
 // TestEarlyStopping: with a threshold no step can beat, training stops at the
 // first evaluation after `patience` of them; with no threshold it runs on.
 func TestEarlyStopping(t *testing.T) {
+	if testing.Short() {
+		t.Skip("training runs: skipped with -short (the emulated arm64 run); the native run does them")
+	}
 	mdir := testassets.Path(t, "models/stories260K/hf")
 	c := Defaults()
 	c.Model, c.Data, c.Val = mdir, testassets.Path(t, "datasets/wikisql/train.parquet"), testassets.Path(t, "datasets/wikisql/valid.parquet")
@@ -195,6 +198,9 @@ func TestEarlyStopping(t *testing.T) {
 // TestHubLayoutValidation: --data pointing at a Hub-style folder trains on
 // its train shards and evaluates on its validation shards without --val.
 func TestHubLayoutValidation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("training runs: skipped with -short (the emulated arm64 run); the native run does them")
+	}
 	mdir := testassets.Path(t, "models/stories260K/hf")
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
