@@ -99,6 +99,19 @@ func TestHubSplits(t *testing.T) {
 			t.Errorf("split %q: %d rows, want %d", split, ds.Rows, want)
 		}
 	}
+	if got := ValidationSplit(dir); got != "validation" {
+		t.Errorf("ValidationSplit = %q", got)
+	}
+	// WikiSQL's folder: train, valid and test, each as .parquet and .jsonl (the
+	// same rows twice): a directory read takes the Parquet files only.
+	wdir := filepath.Dir(testassets.Path(t, "datasets/wikisql/valid.parquet"))
+	if ds, err := Load(wdir, tok, LoadOptions{}); err != nil || ds.Rows != 1000 {
+		t.Errorf("wikisql folder: %v rows, %v; want the 1000 of train.parquet", ds, err)
+	}
+	// WikiSQL's layout: train.parquet, valid.parquet, test.parquet.
+	if got := ValidationSplit(filepath.Dir(testassets.Path(t, "datasets/wikisql/valid.parquet"))); got != "valid" {
+		t.Errorf("ValidationSplit(wikisql) = %q, want valid", got)
+	}
 	// Folders named by split (the parquet-converter layout) count too.
 	d2 := t.TempDir()
 	os.MkdirAll(filepath.Join(d2, "default", "train"), 0o755)

@@ -97,7 +97,30 @@ func resolve(path, split string) ([]string, error) {
 		return nil, fmt.Errorf("data: %s holds no .parquet, .jsonl, .json or .txt files for split %q", path, split)
 	}
 	sort.Strings(files)
-	return files, nil
+	return oneFormatPerName(files), nil
+}
+
+// extRank orders the formats one dataset file may be exported in.
+var extRank = map[string]int{".parquet": 0, ".jsonl": 1, ".json": 2, ".txt": 3, ".md": 4}
+
+// oneFormatPerName keeps, of files that differ only in their extension
+// (train.parquet and train.jsonl: the same data exported twice), the first
+// in the order Parquet, JSONL, JSON, text.
+func oneFormatPerName(files []string) []string {
+	best := map[string]string{}
+	for _, f := range files {
+		stem := strings.TrimSuffix(f, filepath.Ext(f))
+		if b, ok := best[stem]; !ok || extRank[strings.ToLower(filepath.Ext(f))] < extRank[strings.ToLower(filepath.Ext(b))] {
+			best[stem] = f
+		}
+	}
+	out := files[:0]
+	for _, f := range files {
+		if best[strings.TrimSuffix(f, filepath.Ext(f))] == f {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // inSplit reports whether file p under root belongs to split by the Hub's
@@ -123,6 +146,18 @@ func HasSplit(path, split string) bool {
 	}
 	_, err := resolve(path, split)
 	return err == nil
+}
+
+// ValidationSplit returns the name under which directory path holds
+// validation shards — "validation" (the Hub's), "valid", "val" or "dev" —
+// or "" when it has none.
+func ValidationSplit(path string) string {
+	for _, name := range []string{"validation", "valid", "val", "dev"} {
+		if HasSplit(path, name) {
+			return name
+		}
+	}
+	return ""
 }
 
 // multi reads its files one after another.

@@ -225,7 +225,7 @@ func (c *Config) Validate() error {
 	if c.EarlyStoppingPatience < 0 || c.EarlyStoppingThreshold < 0 {
 		bad("early_stopping_patience/early_stopping_threshold", "must not be negative")
 	}
-	if c.EarlyStoppingPatience > 0 && c.Val == "" && c.ValFraction == 0 && !data.HasSplit(c.Data, "validation") {
+	if c.EarlyStoppingPatience > 0 && c.Val == "" && c.ValFraction == 0 && data.ValidationSplit(c.Data) == "" {
 		bad("early_stopping_patience", "needs validation data (--val or --val-fraction)")
 	}
 	if c.Dropout < 0 || c.Dropout >= 1 {
