@@ -16,7 +16,9 @@ type AttnShape struct{ B, T, H, Hkv, D int }
 // softmax and the weighted sum. q is (B·T, H·D); k and v are (B·T, Hkv·D).
 // seg, when non-nil, holds a segment id per row: a query attends only keys at
 // or before it with the same id, so packed examples never see each other.
-// The probabilities (B·H·T·T) are kept for the backward pass.
+// The probabilities (B·H·T·T) are not kept: backward recomputes each head's
+// from Q and K (one more T×T×D product per head, bitwise the same values)
+// instead of holding H·T floats per token per layer.
 func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 	B, T, H, Hkv, D := s.B, s.T, s.H, s.Hkv, s.D
 	if q.Rows != B*T || q.Cols != H*D || k.Rows != B*T || k.Cols != Hkv*D || v.Rows != k.Rows || v.Cols != k.Cols || H%Hkv != 0 {
@@ -28,23 +30,29 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 	scale := float32(1 / math.Sqrt(float64(D)))
 	group := H / Hkv
 	y := tp.out(B*T, H*D, anyGrad(q, k, v))
-	probs := tp.scratch(B * H * T * T)
 	view := func(t []float32, cols, b, h int) kernels.Mat {
 		return kernels.Mat{Data: t[b*T*cols+h*D:], Rows: T, Cols: D, Stride: cols}
 	}
+	segOf := func(b int) []int32 {
+		if seg == nil {
+			return nil
+		}
+		return seg[b*T : (b+1)*T]
+	}
+	// probs computes head h's probabilities of sequence b into P: S = scale ·
+	// Q_h · K_gᵀ, then the mask and a softmax per row, in place.
+	probs := func(pool *kernels.Pool, P kernels.Mat, b, h int) {
+		pool.Gemm(P, scale, view(q.Data, H*D, b, h), kernels.NoTrans, view(k.Data, Hkv*D, b, h/group), kernels.Trans, 0)
+		maskSoftmax(P, segOf(b))
+	}
 	pools := tp.Pool.Workers()
+	Ps := tp.scratch(len(pools) * T * T)
 	tp.Pool.Parallel(B*H, 1, func(w, lo, hi int) {
 		pool := pools[w]
+		P := kernels.MatOf(Ps[w*T*T:(w+1)*T*T], T, T)
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/H, bh%H
-			var sg []int32
-			if seg != nil {
-				sg = seg[b*T : (b+1)*T]
-			}
-			P := kernels.MatOf(probs[(b*H+h)*T*T:][:T*T], T, T)
-			// S = scale · Q_h · K_gᵀ, then mask and softmax each row in place.
-			pool.Gemm(P, scale, view(q.Data, H*D, b, h), kernels.NoTrans, view(k.Data, Hkv*D, b, h/group), kernels.Trans, 0)
-			maskSoftmax(P, sg)
+			probs(pool, P, b, h)
 			// O_h = P · V_g
 			pool.Gemm(view(y.Data, H*D, b, h), 1, P, kernels.NoTrans, view(v.Data, Hkv*D, b, h/group), kernels.NoTrans, 0)
 		}
@@ -54,14 +62,15 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 			// Heads that share a key/value head accumulate into the same dK, dV
 			// rows, so work is split by (b, g) and each worker runs that group's
 			// query heads in order: one owner per gradient element.
-			dPs := tp.scratch(len(pools) * T * T)
+			bufs := tp.scratch(2 * len(pools) * T * T)
 			tp.Pool.Parallel(B*Hkv, 1, func(w, lo, hi int) {
 				pool := pools[w]
-				dP := kernels.MatOf(dPs[w*T*T:(w+1)*T*T], T, T)
+				P := kernels.MatOf(bufs[2*w*T*T:(2*w+1)*T*T], T, T)
+				dP := kernels.MatOf(bufs[(2*w+1)*T*T:(2*w+2)*T*T], T, T)
 				for bg := lo; bg < hi; bg++ {
 					b, g := bg/Hkv, bg%Hkv
 					for h := g * group; h < (g+1)*group; h++ {
-						P := kernels.MatOf(probs[(b*H+h)*T*T:][:T*T], T, T)
+						probs(pool, P, b, h) // recomputed: the forward's values
 						dO := view(y.Grad, H*D, b, h)
 						// dP = dO · Vᵀ; dV += Pᵀ · dO
 						pool.Gemm(dP, 1, dO, kernels.NoTrans, view(v.Data, Hkv*D, b, g), kernels.Trans, 0)
