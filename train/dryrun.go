@@ -50,12 +50,12 @@ func DryRun(c Config) (string, error) {
 	n := int64(c.BatchSize * c.MaxSeqLen)
 	// Per token and layer: the two norms, q, rope(q), the attention output, o,
 	// both residuals and down (hidden wide); k, v, rope(k) (KV wide); gate, up
-	// and their product (intermediate wide); the attention probabilities
-	// (heads × sequence). Blocks keep their activations; their gradients take
-	// one block's worth, shared (autograd.Tape.Block). A recomputed block keeps
-	// only its input.
+	// and their product (intermediate wide). Attention probabilities are
+	// recomputed in backward, not kept. Blocks keep their activations; their
+	// gradients take one block's worth, shared (autograd.Tape.Block). A
+	// recomputed block keeps only its input.
 	width := int64(9*cfg.Hidden + 3*cfg.KVHeads*cfg.HeadDim + 3*cfg.Intermediate)
-	data := n*width*4 + int64(c.BatchSize*cfg.Heads*c.MaxSeqLen*c.MaxSeqLen)*4
+	data := n * width * 4
 	grads := n * width * 4
 	recomputed := 0
 	if c.Checkpointing || c.CheckpointLayers > 0 {
