@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/lowrank/lowrank/internal/testassets"
 	"github.com/lowrank/lowrank/tokenizer"
@@ -233,5 +234,33 @@ func TestJSONLMatchesParquet(t *testing.T) {
 	}
 	if len(a.Train) != 500 || !sameExamples(a.Train, b.Train) {
 		t.Errorf("JSONL (%d examples, %d tokens) and Parquet (%d, %d) differ", len(a.Train), a.Tokens, len(b.Train), b.Tokens)
+	}
+}
+
+// TestStaleStoresRemoved: an unfinished store a killed run left behind more
+// than a day ago is removed by the next Load; a recent one is left alone.
+func TestStaleStoresRemoved(t *testing.T) {
+	tok, err := tokenizer.Load(testassets.Path(t, "tokenizers/qwen3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "d.jsonl")
+	os.WriteFile(data, []byte(`{"text":"one two three"}`+"\n"), 0o644)
+	cache := filepath.Join(dir, "cache")
+	os.MkdirAll(cache, 0o755)
+	stale, fresh := filepath.Join(cache, ".lowrank-tokens-1"), filepath.Join(cache, ".lowrank-tokens-2")
+	os.WriteFile(stale, []byte("x"), 0o644)
+	os.WriteFile(fresh, []byte("x"), 0o644)
+	old := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(stale, old, old)
+	if _, err := Load(data, tok, LoadOptions{CacheDir: cache}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Error("stale store left behind")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Error("recent store removed")
 	}
 }

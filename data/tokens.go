@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 	"unsafe"
 
 	"github.com/lowrank/lowrank/internal/mmap"
@@ -28,6 +30,21 @@ const (
 	storeTrailer = "LRTC2END"
 )
 
+// storeTempPattern names unfinished stores (and, without a cache, stores in
+// use: they are unlinked once mapped).
+const storeTempPattern = ".lowrank-tokens-*"
+
+// removeStale deletes unfinished stores that a killed run left in dir more
+// than a day ago (a live one is written in minutes, or unlinked at once).
+func removeStale(dir string) {
+	old, _ := filepath.Glob(filepath.Join(dir, storeTempPattern))
+	for _, f := range old {
+		if st, err := os.Stat(f); err == nil && time.Since(st.ModTime()) > 24*time.Hour {
+			os.Remove(f)
+		}
+	}
+}
+
 // storeWriter appends examples to a token store.
 type storeWriter struct {
 	f     *os.File
@@ -47,7 +64,8 @@ func newStoreWriter(dir string) (*storeWriter, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data: token store: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".lowrank-tokens-*")
+	removeStale(dir)
+	f, err := os.CreateTemp(dir, storeTempPattern)
 	if err != nil {
 		return nil, fmt.Errorf("data: token store: %w", err)
 	}
