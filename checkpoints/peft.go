@@ -3,6 +3,7 @@ package checkpoints
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/lowrank/lowrank/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -271,28 +272,15 @@ func f32Bytes(v []float32) []byte {
 
 // WriteFileAtomic writes data to path through a synced temporary file in the
 // same directory and a rename.
-func WriteFileAtomic(path string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+func WriteFileAtomic(path string, data []byte) error {
+	err := atomicfile.Write(path, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("%s: %w", path, err)
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return nil
 }
 
 // extraTarget returns the model's values for a saved norm weight or bias.

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/lowrank/lowrank/internal/atomicfile"
 	"github.com/lowrank/lowrank/internal/mmap"
 	"math"
 	"os"
@@ -238,35 +239,9 @@ func Write(path string, tensors []WriteEntry, metadata map[string]string) error 
 	})
 }
 
-func writeAtomic(path string, fill func(*os.File) error) (err error) {
-	tmp, err := os.CreateTemp(dirOf(path), ".tmp-*.safetensors")
-	if err != nil {
+func writeAtomic(path string, fill func(*os.File) error) error {
+	if err := atomicfile.Write(path, fill); err != nil {
 		return fmt.Errorf("safetensors: %s: %w", path, err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("safetensors: %s: %w", path, err)
-		}
-	}()
-	if err = fill(tmp); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-func dirOf(path string) string {
-	for i := len(path) - 1; i >= 0; i-- {
-		if os.IsPathSeparator(path[i]) {
-			return path[:i+1]
-		}
-	}
-	return "."
+	return nil
 }
