@@ -50,9 +50,9 @@ type Model struct {
 	Head   *kernels.Weight  // (V, C); the same Weight as Embed when tied
 	Rope   *autograd.Rope   // (MaxPos, D/2) angles, rotate-half layout
 	Source string           // the path it was loaded from
-	// Checkpointing recomputes blocks in backward instead of keeping their
-	// activations (activation checkpointing): the first CheckpointLayers
-	// blocks, or all of them when it is 0.
+	// Checkpointing recomputes every block in backward instead of keeping its
+	// activations (activation checkpointing); CheckpointLayers > 0 recomputes
+	// only the first that many (see Recomputes).
 	Checkpointing    bool
 	CheckpointLayers int
 	Stored           []StoredTensor // what each weight is held as (inspect, training log)
@@ -68,6 +68,15 @@ type StoredTensor struct {
 	As     string         `json:"as"` // storage format in memory
 	Bytes  int64          `json:"bytes"`
 	Note   string         `json:"note,omitempty"`
+}
+
+// Recomputes reports whether block l is recomputed in backward (activation
+// checkpointing) rather than keeping its activations.
+func (m *Model) Recomputes(l int) bool {
+	if m.CheckpointLayers > 0 {
+		return l < m.CheckpointLayers
+	}
+	return m.Checkpointing
 }
 
 // Close releases memory-mapped files.
@@ -142,7 +151,7 @@ func (m *Model) HiddenFrom(tp *autograd.Tape, x *autograd.Tensor, b *Batch) *aut
 		return tp.Attention(q, k, v, shape, b.Seg)
 	}
 	for l := range m.Blocks {
-		if m.Checkpointing && (m.CheckpointLayers <= 0 || l < m.CheckpointLayers) {
+		if m.Recomputes(l) {
 			x = tp.Checkpoint(x, m.blockTrainable(l), func(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
 				return m.block(tp, l, x, b.Pos, attend)
 			})

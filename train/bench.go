@@ -67,7 +67,7 @@ func Bench(c BenchConfig) (*BenchResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Checkpointing, m.CheckpointLayers = c.Checkpointing || c.CheckpointLayers > 0, c.CheckpointLayers
+	m.Checkpointing, m.CheckpointLayers = c.Checkpointing, c.CheckpointLayers
 	ad, err := lora.Apply(m, lora.Config{Rank: c.Rank, Alpha: float64(2 * c.Rank), Seed: 1})
 	if err != nil {
 		return nil, err

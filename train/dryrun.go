@@ -57,11 +57,11 @@ func DryRun(c Config) (string, error) {
 	width := int64(9*cfg.Hidden + 3*cfg.KVHeads*cfg.HeadDim + 3*cfg.Intermediate)
 	data := n * width * 4
 	grads := n * width * 4
+	m.Checkpointing, m.CheckpointLayers = c.Checkpointing, c.CheckpointLayers
 	recomputed := 0
-	if c.Checkpointing || c.CheckpointLayers > 0 {
-		recomputed = cfg.Layers
-		if c.CheckpointLayers > 0 {
-			recomputed = min(cfg.Layers, c.CheckpointLayers)
+	for l := range cfg.Layers {
+		if m.Recomputes(l) {
+			recomputed++
 		}
 	}
 	acts := data*int64(cfg.Layers-recomputed) + n*int64(cfg.Hidden)*4*int64(recomputed) + grads

@@ -90,7 +90,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress))
 		return nil, err
 	}
 	defer m.Close()
-	m.Checkpointing, m.CheckpointLayers = c.Checkpointing || c.CheckpointLayers > 0, c.CheckpointLayers
+	m.Checkpointing, m.CheckpointLayers = c.Checkpointing, c.CheckpointLayers
 	var ad *lora.Adapter
 	if c.Adapter != "" {
 		if ad, err = checkpoints.LoadAdapter(c.Adapter, m); err != nil {
