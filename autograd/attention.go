@@ -12,13 +12,20 @@ import (
 // key/value head h/(H/Hkv)) of dimension D.
 type AttnShape struct{ B, T, H, Hkv, D int }
 
+// attnBlock is the number of query rows attention handles at a time: a block
+// of rows i0..i1 only meets keys before i1 (and, with segment ids, from the
+// start of row i0's segment), so the products skip the masked upper triangle
+// (about 40% of the work at T = 256) and the probabilities held are
+// attnBlock×T per worker, not T×T. A multiple of every microkernel's row tile.
+var attnBlock = 48
+
 // Attention is causal scaled-dot-product attention, fused: scores, mask,
 // softmax and the weighted sum. q is (B·T, H·D); k and v are (B·T, Hkv·D).
 // seg, when non-nil, holds a segment id per row: a query attends only keys at
 // or before it with the same id, so packed examples never see each other.
-// The probabilities (B·H·T·T) are not kept: backward recomputes each head's
-// from Q and K (one more T×T×D product per head, bitwise the same values)
-// instead of holding H·T floats per token per layer.
+// The probabilities (B·H·T·T) are not kept: backward recomputes each block's
+// from Q and K (one more product, bitwise the same values) instead of holding
+// H·T floats per token per layer.
 func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 	B, T, H, Hkv, D := s.B, s.T, s.H, s.Hkv, s.D
 	if q.Rows != B*T || q.Cols != H*D || k.Rows != B*T || k.Cols != Hkv*D || v.Rows != k.Rows || v.Cols != k.Cols || H%Hkv != 0 {
@@ -29,9 +36,11 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 	}
 	scale := float32(1 / math.Sqrt(float64(D)))
 	group := H / Hkv
+	bq := min(attnBlock, T)
 	y := tp.out(B*T, H*D, anyGrad(q, k, v))
-	view := func(t []float32, cols, b, h int) kernels.Mat {
-		return kernels.Mat{Data: t[b*T*cols+h*D:], Rows: T, Cols: D, Stride: cols}
+	// view returns rows r0..r1 of head h of sequence b in t (cols per row).
+	view := func(t []float32, cols, b, h, r0, r1 int) kernels.Mat {
+		return kernels.Mat{Data: t[(b*T+r0)*cols+h*D:], Rows: r1 - r0, Cols: D, Stride: cols}
 	}
 	segOf := func(b int) []int32 {
 		if seg == nil {
@@ -39,58 +48,82 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 		}
 		return seg[b*T : (b+1)*T]
 	}
-	// probs computes head h's probabilities of sequence b into P: S = scale ·
-	// Q_h · K_gᵀ, then the mask and a softmax per row, in place.
-	probs := func(pool *kernels.Pool, P kernels.Mat, b, h int) {
-		pool.Gemm(P, scale, view(q.Data, H*D, b, h), kernels.NoTrans, view(k.Data, Hkv*D, b, h/group), kernels.Trans, 0)
-		maskSoftmax(P, segOf(b))
+	// keys returns the key range [lo, i1) that query rows i0..i1 can see.
+	keys := func(sg []int32, i0, i1 int) (lo, hi int) {
+		if sg != nil { // segments are contiguous runs: row i0's starts first
+			for lo = i0; lo > 0 && sg[lo-1] == sg[i0]; lo-- {
+			}
+		}
+		return lo, i1
+	}
+	// probs computes head h's probabilities for query rows i0..i1 of sequence
+	// b over keys lo..hi into P (rows i0.., columns lo..hi of a block×T
+	// buffer): S = scale · Q·Kᵀ, then the mask and a softmax per row, in place.
+	probs := func(pool *kernels.Pool, P kernels.Mat, b, h, i0, i1, lo, hi int) {
+		pool.Gemm(P, scale, view(q.Data, H*D, b, h, i0, i1), kernels.NoTrans, view(k.Data, Hkv*D, b, h/group, lo, hi), kernels.Trans, 0)
+		maskSoftmax(P, segOf(b), i0, lo)
+	}
+	block := func(buf []float32, i0, i1, lo, hi int) kernels.Mat {
+		return kernels.Mat{Data: buf[lo:], Rows: i1 - i0, Cols: hi - lo, Stride: T}
 	}
 	pools := tp.Pool.Workers()
-	Ps := tp.scratch(len(pools) * T * T)
+	Ps := tp.scratch(len(pools) * bq * T)
 	tp.Pool.Parallel(B*H, 1, func(w, lo, hi int) {
 		pool := pools[w]
-		P := kernels.MatOf(Ps[w*T*T:(w+1)*T*T], T, T)
+		buf := Ps[w*bq*T : (w+1)*bq*T]
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/H, bh%H
-			probs(pool, P, b, h)
-			// O_h = P · V_g
-			pool.Gemm(view(y.Data, H*D, b, h), 1, P, kernels.NoTrans, view(v.Data, Hkv*D, b, h/group), kernels.NoTrans, 0)
+			for i0 := 0; i0 < T; i0 += bq {
+				i1 := min(T, i0+bq)
+				klo, khi := keys(segOf(b), i0, i1)
+				P := block(buf, i0, i1, klo, khi)
+				probs(pool, P, b, h, i0, i1, klo, khi)
+				// O = P · V
+				pool.Gemm(view(y.Data, H*D, b, h, i0, i1), 1, P, kernels.NoTrans, view(v.Data, Hkv*D, b, h/group, klo, khi), kernels.NoTrans, 0)
+			}
 		}
 	})
 	if y.Grad != nil {
 		tp.record(func() {
 			// Heads that share a key/value head accumulate into the same dK, dV
 			// rows, so work is split by (b, g) and each worker runs that group's
-			// query heads in order: one owner per gradient element.
-			bufs := tp.scratch(2 * len(pools) * T * T)
+			// query heads and blocks in order: one owner per gradient element.
+			bufs := tp.scratch(2 * len(pools) * bq * T)
 			tp.Pool.Parallel(B*Hkv, 1, func(w, lo, hi int) {
 				pool := pools[w]
-				P := kernels.MatOf(bufs[2*w*T*T:(2*w+1)*T*T], T, T)
-				dP := kernels.MatOf(bufs[(2*w+1)*T*T:(2*w+2)*T*T], T, T)
+				pbuf := bufs[2*w*bq*T : (2*w+1)*bq*T]
+				dpbuf := bufs[(2*w+1)*bq*T : (2*w+2)*bq*T]
 				for bg := lo; bg < hi; bg++ {
 					b, g := bg/Hkv, bg%Hkv
 					for h := g * group; h < (g+1)*group; h++ {
-						probs(pool, P, b, h) // recomputed: the forward's values
-						dO := view(y.Grad, H*D, b, h)
-						// dP = dO · Vᵀ; dV += Pᵀ · dO
-						pool.Gemm(dP, 1, dO, kernels.NoTrans, view(v.Data, Hkv*D, b, g), kernels.Trans, 0)
-						if v.Grad != nil {
-							pool.Gemm(view(v.Grad, Hkv*D, b, g), 1, P, kernels.Trans, dO, kernels.NoTrans, 1)
-						}
-						// dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place in dP
-						for i := 0; i < T; i++ {
-							pr, dr := P.Row(i), dP.Row(i)
-							d := kernels.Dot(dr[:i+1], pr[:i+1])
-							for j := range dr {
-								dr[j] = pr[j] * (dr[j] - d)
+						for i0 := 0; i0 < T; i0 += bq {
+							i1 := min(T, i0+bq)
+							klo, khi := keys(segOf(b), i0, i1)
+							P, dP := block(pbuf, i0, i1, klo, khi), block(dpbuf, i0, i1, klo, khi)
+							probs(pool, P, b, h, i0, i1, klo, khi) // recomputed: the forward's values
+							dO := view(y.Grad, H*D, b, h, i0, i1)
+							Vg := view(v.Data, Hkv*D, b, g, klo, khi)
+							// dP = dO · Vᵀ; dV += Pᵀ · dO
+							pool.Gemm(dP, 1, dO, kernels.NoTrans, Vg, kernels.Trans, 0)
+							if v.Grad != nil {
+								pool.Gemm(view(v.Grad, Hkv*D, b, g, klo, khi), 1, P, kernels.Trans, dO, kernels.NoTrans, 1)
 							}
-						}
-						// dQ += scale · dS · K; dK += scale · dSᵀ · Q
-						if q.Grad != nil {
-							pool.Gemm(view(q.Grad, H*D, b, h), scale, dP, kernels.NoTrans, view(k.Data, Hkv*D, b, g), kernels.NoTrans, 1)
-						}
-						if k.Grad != nil {
-							pool.Gemm(view(k.Grad, Hkv*D, b, g), scale, dP, kernels.Trans, view(q.Data, H*D, b, h), kernels.NoTrans, 1)
+							// dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place in dP
+							// (P is 0 outside each row's keys, so dS is too)
+							for i := 0; i < P.Rows; i++ {
+								pr, dr := P.Row(i), dP.Row(i)
+								d := kernels.Dot(dr, pr)
+								for j := range dr {
+									dr[j] = pr[j] * (dr[j] - d)
+								}
+							}
+							// dQ += scale · dS · K; dK += scale · dSᵀ · Q
+							if q.Grad != nil {
+								pool.Gemm(view(q.Grad, H*D, b, h, i0, i1), scale, dP, kernels.NoTrans, view(k.Data, Hkv*D, b, g, klo, khi), kernels.NoTrans, 1)
+							}
+							if k.Grad != nil {
+								pool.Gemm(view(k.Grad, Hkv*D, b, g, klo, khi), scale, dP, kernels.Trans, view(q.Data, H*D, b, h, i0, i1), kernels.NoTrans, 1)
+							}
 						}
 					}
 				}
@@ -100,20 +133,21 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 	return y
 }
 
-// maskSoftmax applies the causal (and segment) mask to the score rows of P and
-// replaces each row by its softmax; masked entries become exactly 0.
-func maskSoftmax(P kernels.Mat, seg []int32) {
-	T := P.Rows
-	for i := 0; i < T; i++ {
-		row := P.Row(i)
-		lo := 0
+// maskSoftmax applies the causal (and segment) mask to the score rows of P,
+// which hold query rows i0.. over keys lo.., and replaces each row by its
+// softmax; masked entries become exactly 0.
+func maskSoftmax(P kernels.Mat, seg []int32, i0, lo int) {
+	for r := 0; r < P.Rows; r++ {
+		i := i0 + r // the query's position; its row holds keys lo..lo+Cols
+		row := P.Row(r)
+		s := lo
 		if seg != nil { // keys of the same segment form a contiguous run ending at i
-			for lo = i; lo > 0 && seg[lo-1] == seg[i]; lo-- {
+			for s = i; s > lo && seg[s-1] == seg[i]; s-- {
 			}
 		}
-		clear(row[:lo])
-		clear(row[i+1:])
-		kernels.Softmax(row[lo:i+1], row[lo:i+1])
+		clear(row[:s-lo])
+		clear(row[i+1-lo:])
+		kernels.Softmax(row[s-lo:i+1-lo], row[s-lo:i+1-lo])
 	}
 }
 

@@ -458,6 +458,7 @@ func attnRef(q, k, v []float64, s AttnShape, seg []int32) []float64 {
 }
 
 func TestAttention(t *testing.T) {
+	defer func(b int) { attnBlock = b }(attnBlock)
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, c := range []struct {
 		s   AttnShape
@@ -466,19 +467,23 @@ func TestAttention(t *testing.T) {
 		{AttnShape{B: 1, T: 5, H: 2, Hkv: 2, D: 3}, nil},
 		{AttnShape{B: 2, T: 5, H: 4, Hkv: 2, D: 3}, nil},                                   // GQA
 		{AttnShape{B: 2, T: 5, H: 3, Hkv: 1, D: 5}, []int32{0, 0, 1, 1, 1, 4, 4, 4, 7, 7}}, // packed
+		{AttnShape{B: 1, T: 9, H: 2, Hkv: 1, D: 3}, []int32{0, 0, 0, 0, 1, 1, 1, 1, 1}},
 	} {
-		s := c.s
-		runGradCase(t, gradCase{
-			name: fmt.Sprintf("Attention/%+v/seg=%v", s, c.seg != nil),
-			inputs: []input{
-				{"q", randT(r, s.B*s.T, s.H*s.D, true)},
-				{"k", randT(r, s.B*s.T, s.Hkv*s.D, true)},
-				{"v", randT(r, s.B*s.T, s.Hkv*s.D, true)},
-			},
-			op:  func(tp *Tape, in []*Tensor) *Tensor { return tp.Attention(in[0], in[1], in[2], s, c.seg) },
-			ref: func(in [][]float64) []float64 { return attnRef(in[0], in[1], in[2], s, c.seg) },
-			tol: 2e-4,
-		})
+		for _, blk := range []int{48, 2, 3} { // one query block; several (skipping masked keys)
+			s := c.s
+			attnBlock = blk
+			runGradCase(t, gradCase{
+				name: fmt.Sprintf("Attention/%+v/seg=%v/block=%d", s, c.seg != nil, blk),
+				inputs: []input{
+					{"q", randT(r, s.B*s.T, s.H*s.D, true)},
+					{"k", randT(r, s.B*s.T, s.Hkv*s.D, true)},
+					{"v", randT(r, s.B*s.T, s.Hkv*s.D, true)},
+				},
+				op:  func(tp *Tape, in []*Tensor) *Tensor { return tp.Attention(in[0], in[1], in[2], s, c.seg) },
+				ref: func(in [][]float64) []float64 { return attnRef(in[0], in[1], in[2], s, c.seg) },
+				tol: 2e-4,
+			})
+		}
 	}
 }
 

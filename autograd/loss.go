@@ -47,6 +47,11 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 	rows := max(1, min(256, ceChunkFloats/V))
 	logits := tp.scratch(rows * V)
 	rowLoss := make([]float64, rows)
+	coef := make([]float32, rows)
+	var wt []float32
+	if dh != nil {
+		wt = tp.scratch(len(tp.Pool.Workers()) * h.Cols)
+	}
 	var total float64
 	for r0 := 0; r0 < h.Rows; r0 += rows {
 		r1 := min(h.Rows, r0+rows)
@@ -56,32 +61,49 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 		}
 		L := kernels.MatOf(logits[:n*V], n, V)
 		tp.Pool.GemmW(L, 1, kernels.MatOf(h.Data[r0*h.Cols:r1*h.Cols], n, h.Cols), kernels.NoTrans, w, kernels.Trans, 0)
-		// Rows are independent: each worker turns its rows into dlogits and
-		// records their losses; the losses are summed in order afterwards.
+		// Rows are independent: each worker turns its rows into e = exp(l − max)
+		// and records their losses; the losses are summed in order afterwards.
 		tp.Pool.Parallel(n, 8, func(_, lo, hi int) {
 			for i := lo; i < hi; i++ {
 				t := targets[r0+i]
 				row := L.Row(i)
 				if t < 0 {
 					clear(row) // no gradient from this row
-					rowLoss[i] = 0
+					rowLoss[i], coef[i] = 0, 0
 					continue
 				}
 				mx := kernels.Max(row)
 				lt := row[t] - mx // the target's logit, before the row is exponentiated
-				z := float64(kernels.ExpShiftSum(row, mx))
-				rowLoss[i] = math.Log(z) - float64(lt)
-				// dlogits = (p − onehot)/norm
-				kernels.Scale(row, float32(1/z)/norm)
-				row[t] -= 1 / norm
+				z := kernels.ExpShiftSum(row, mx)
+				rowLoss[i] = math.Log(float64(z)) - float64(lt)
+				coef[i] = 1 / (z * norm)
 			}
 		})
 		for _, l := range rowLoss[:n] {
 			total += l
 		}
-		if dh != nil { // dH[r0:r1] = dlogits · W
-			tp.Pool.GemmW(kernels.MatOf(dh[r0*h.Cols:r1*h.Cols], n, h.Cols), 1, L, kernels.NoTrans, w, kernels.NoTrans, 0)
+		if dh == nil {
+			continue
 		}
+		// dlogits = (e/z − onehot)/norm, so dH = dlogits·W is (e·W)·1/(z·norm)
+		// − W[t]/norm per row: the product runs on e as it is (no pass over the
+		// N×V logits to scale them) and the row factor and one-hot term are
+		// applied to the N×C result.
+		D := kernels.MatOf(dh[r0*h.Cols:r1*h.Cols], n, h.Cols)
+		tp.Pool.GemmW(D, 1, L, kernels.NoTrans, w, kernels.NoTrans, 0)
+		tp.Pool.Parallel(n, 8, func(wk, lo, hi int) {
+			wrow := wt[wk*h.Cols : (wk+1)*h.Cols]
+			for i := lo; i < hi; i++ {
+				t := targets[r0+i]
+				if t < 0 {
+					continue // its row of e is zero, so is its row of dH
+				}
+				d := D.Row(i)
+				kernels.Scale(d, coef[i])
+				w.DecodeRow(wrow, int(t))
+				kernels.Axpy(d, -1/norm, wrow)
+			}
+		})
 	}
 	loss.Data[0] = float32(total / float64(norm))
 	if loss.Grad != nil {
