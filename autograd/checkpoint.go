@@ -1,5 +1,7 @@
 package autograd
 
+import "fmt"
+
 // Checkpoint runs y = f(tp, x) without keeping f's intermediate activations:
 // the forward runs f on a scratch tape and keeps only y; the backward runs f
 // again, recording, and back-propagates through it. With frozen weights the
@@ -65,17 +67,21 @@ func (tp *Tape) Block(i int, x *Tensor, f func(tp *Tape, x *Tensor) *Tensor) *Te
 		tp.blocks = append(tp.blocks, nil)
 	}
 	if tp.shared == nil {
-		tp.shared = &arena{}
+		tp.shared, tp.sharedTrans = &arena{}, &arena{}
 	}
 	b := tp.blocks[i]
 	if b == nil {
 		b = NewTape(tp.Pool)
-		b.grads = tp.shared
+		b.grads, b.trans = tp.shared, tp.sharedTrans
 		tp.blocks[i] = b
 	}
 	b.Reset()
 	tp.shared.reset()
+	tp.sharedTrans.reset()
 	ys := f(b, &Tensor{Data: x.Data, Grad: x.Grad, Rows: x.Rows, Cols: x.Cols}) // dx accumulates into x.Grad
+	if b.pending != 0 {
+		panic(fmt.Sprintf("autograd: Block %d: %d transient outputs were not released", i, b.pending))
+	}
 	y := &Tensor{Data: ys.Data, Rows: ys.Rows, Cols: ys.Cols}
 	if ys.Grad == nil {
 		return y
@@ -111,9 +117,11 @@ func (tp *Tape) ArenaFloats() int {
 			n += b.ArenaFloats()
 		}
 	}
-	if tp.shared != nil {
-		for _, c := range tp.shared.chunks {
-			n += len(c)
+	for _, a := range []*arena{tp.shared, tp.sharedTrans} {
+		if a != nil {
+			for _, c := range a.chunks {
+				n += len(c)
+			}
 		}
 	}
 	return n

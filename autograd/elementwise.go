@@ -92,12 +92,28 @@ func (tp *Tape) SiLU(x *Tensor) *Tensor {
 
 // SwiGLU computes silu(gate) ⊙ up, the Llama MLP's activation.
 func (tp *Tape) SwiGLU(gate, up *Tensor) *Tensor {
+	return tp.swiGLU(gate, up, false)
+}
+
+func (tp *Tape) swiGLU(gate, up *Tensor, transient bool) *Tensor {
 	same("SwiGLU", gate, up)
-	y := tp.out(gate.Rows, gate.Cols, anyGrad(gate, up))
+	var y *Tensor
+	shared := false
+	if transient {
+		y, shared = tp.transientOut(gate.Rows, gate.Cols, anyGrad(gate, up))
+	} else {
+		y = tp.out(gate.Rows, gate.Cols, anyGrad(gate, up))
+	}
 	C := gate.Cols
-	tp.Pool.Parallel(gate.Rows, 4, func(_, lo, hi int) {
-		kernels.SwiGLU(y.Data[lo*C:hi*C], gate.Data[lo*C:hi*C], up.Data[lo*C:hi*C])
-	})
+	fwd := func() {
+		tp.Pool.Parallel(gate.Rows, 4, func(_, lo, hi int) {
+			kernels.SwiGLU(y.Data[lo*C:hi*C], gate.Data[lo*C:hi*C], up.Data[lo*C:hi*C])
+		})
+	}
+	fwd()
+	if shared {
+		y.refill = fwd
+	}
 	if y.Grad != nil {
 		tp.record(func() {
 			dg, du := gate.Grad, up.Grad

@@ -9,10 +9,29 @@ import (
 // RMSNorm normalizes each row: y = x / √(mean(x²)+eps) ⊙ w. w is (1, C); it
 // gets a gradient when it is trainable.
 func (tp *Tape) RMSNorm(x, w *Tensor, eps float32) *Tensor {
+	return tp.rmsNorm(x, w, eps, false)
+}
+
+func (tp *Tape) rmsNorm(x, w *Tensor, eps float32, transient bool) *Tensor {
 	if w.Rows*w.Cols != x.Cols {
 		panic("autograd: RMSNorm: weight length differs from the row length")
 	}
-	y := tp.out(x.Rows, x.Cols, anyGrad(x, w))
+	var y *Tensor
+	if transient {
+		var shared bool
+		y, shared = tp.transientOut(x.Rows, x.Cols, anyGrad(x, w))
+		if shared {
+			y.refill = func() { // the same kernel on the same rows: the same values
+				tp.Pool.Parallel(x.Rows, 16, func(_, lo, hi int) {
+					for i := lo; i < hi; i++ {
+						kernels.RMSNorm(y.Row(i), x.Row(i), w.Data, eps)
+					}
+				})
+			}
+		}
+	} else {
+		y = tp.out(x.Rows, x.Cols, anyGrad(x, w))
+	}
 	rstd := tp.scratch(x.Rows)
 	tp.Pool.Parallel(x.Rows, 16, func(_, lo, hi int) {
 		for i := lo; i < hi; i++ {

@@ -116,11 +116,7 @@ func (tp *Tape) RoPE(x *Tensor, r *Rope, pos []int32) *Tensor {
 		panic(fmt.Sprintf("autograd: RoPE: x is %d×%d, head dim %d, %d positions", x.Rows, x.Cols, D, len(pos)))
 	}
 	y := tp.out(x.Rows, x.Cols, x.Grad != nil)
-	for n := range pos {
-		if p := int(pos[n]); p < 0 || p >= r.MaxPos {
-			panic(fmt.Sprintf("autograd: RoPE: position %d outside [0, %d)", p, r.MaxPos))
-		}
-	}
+	r.checkPos(pos)
 	tp.Pool.Parallel(x.Rows, 16, func(_, lo, hi int) {
 		for n := lo; n < hi; n++ {
 			for h := 0; h < x.Cols; h += D {
@@ -146,4 +142,12 @@ func (tp *Tape) RoPE(x *Tensor, r *Rope, pos []int32) *Tensor {
 		})
 	}
 	return y
+}
+
+func (r *Rope) checkPos(pos []int32) {
+	for n := range pos {
+		if p := int(pos[n]); p < 0 || p >= r.MaxPos {
+			panic(fmt.Sprintf("autograd: RoPE: position %d outside [0, %d)", p, r.MaxPos))
+		}
+	}
 }

@@ -12,6 +12,7 @@ type Tensor struct {
 	Data       []float32 // (Rows, Cols)
 	Grad       []float32 // (Rows, Cols), or nil
 	Rows, Cols int
+	refill     func() // recomputes a transient output's values (see Release)
 }
 
 // NewParam allocates a trainable zero tensor with a gradient buffer.
@@ -52,10 +53,13 @@ type Tape struct {
 
 	// Block tapes (see Block): each keeps one block's activations; their
 	// gradients and backward scratch come from grads, one arena they share.
-	blocks   []*Tape
-	shared   *arena // owned by the root tape
-	grads    *arena // a block tape's gradient arena (shared), or nil
-	backward bool   // a block tape running its backward: scratch comes from grads
+	blocks      []*Tape
+	shared      *arena // owned by the root tape
+	sharedTrans *arena // the blocks' transient outputs, owned by the root tape
+	grads       *arena // a block tape's gradient arena (shared), or nil
+	backward    bool   // a block tape running its backward: scratch comes from grads
+	trans       *arena // a block tape's transient outputs (shared), or nil
+	pending     int    // transient outputs not yet released
 }
 
 // NewTape returns a tape whose matrix products run on pool (nil: kernels.Default()).
@@ -76,6 +80,7 @@ func (tp *Tape) Reset() {
 	clear(tp.ops)
 	tp.ops = tp.ops[:0]
 	tp.act.reset()
+	tp.pending = 0
 }
 
 // Len returns the number of recorded ops.

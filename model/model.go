@@ -8,7 +8,9 @@ import (
 )
 
 // Linear is one projection of a block. The frozen base implements it; adapter
-// packages wrap a *Frozen in their own Linear.
+// packages wrap a *Frozen in their own Linear. Forward returns a new tensor
+// that the block may overwrite in place (RoPE, the residual add), so its
+// backward must not read the output's values.
 type Linear interface {
 	Forward(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor
 	// Frozen returns the base layer underneath any wrapping.
@@ -191,21 +193,30 @@ func (m *Model) block(tp *autograd.Tape, l int, x *autograd.Tensor, pos []int32,
 	c := &m.Config
 	b := &m.Blocks[l]
 	eps := float32(c.RMSEps)
-	h := tp.RMSNorm(x, b.AttnNorm, eps)
+	// Inside a training block the norms' and SwiGLU's outputs are transient
+	// (rebuilt in backward for the projections that read them) and the
+	// projections' outputs are overwritten by RoPE and the residual adds:
+	// about 45% less activation memory per block for the same arithmetic.
+	h := tp.RMSNormTransient(x, b.AttnNorm, eps)
 	q := b.Q.Forward(tp, h)
 	k := b.K.Forward(tp, h)
 	v := b.V.Forward(tp, h)
+	tp.Release(h)
 	if b.QNorm != nil { // Qwen3: RMSNorm over each head vector
 		q = reshape(tp.RMSNorm(reshape(q, q.Rows*c.Heads, c.HeadDim), b.QNorm, eps), q.Rows, q.Cols)
 		k = reshape(tp.RMSNorm(reshape(k, k.Rows*c.KVHeads, c.HeadDim), b.KNorm, eps), k.Rows, k.Cols)
 	}
-	q = tp.RoPE(q, m.Rope, pos)
-	k = tp.RoPE(k, m.Rope, pos)
+	q = tp.RoPEInPlace(q, m.Rope, pos)
+	k = tp.RoPEInPlace(k, m.Rope, pos)
 	a := attend(tp, q, k, v)
-	x = tp.Add(x, b.O.Forward(tp, a))
-	h = tp.RMSNorm(x, b.MLPNorm, eps)
-	g := tp.SwiGLU(b.Gate.Forward(tp, h), b.Up.Forward(tp, h))
-	return tp.Add(x, b.Down.Forward(tp, g))
+	x = tp.AddInto(b.O.Forward(tp, a), x)
+	h = tp.RMSNormTransient(x, b.MLPNorm, eps)
+	gate, up := b.Gate.Forward(tp, h), b.Up.Forward(tp, h)
+	tp.Release(h)
+	g := tp.SwiGLUTransient(gate, up)
+	d := b.Down.Forward(tp, g)
+	tp.Release(g)
+	return tp.AddInto(d, x)
 }
 
 // blockTrainable reports whether block l has anything that takes a gradient:

@@ -48,15 +48,18 @@ func DryRun(c Config) (string, error) {
 		optState = 0
 	}
 	n := int64(c.BatchSize * c.MaxSeqLen)
-	// Per token and layer: the two norms, q, rope(q), the attention output, o,
-	// both residuals and down (hidden wide); k, v, rope(k) (KV wide); gate, up
-	// and their product (intermediate wide). Attention probabilities are
-	// recomputed in backward, not kept. Blocks keep their activations; their
-	// gradients take one block's worth, shared (autograd.Tape.Block). A
-	// recomputed block keeps only its input.
-	width := int64(9*cfg.Hidden + 3*cfg.KVHeads*cfg.HeadDim + 3*cfg.Intermediate)
-	data := n * width * 4
-	grads := n * width * 4
+	// Per token and layer a block keeps q (RoPE'd in place), k, v, the
+	// attention output, o (the residual sum is written into it), gate, up and
+	// down (likewise). The norms' and SwiGLU's outputs are transient: one
+	// block's worth that all blocks share, rebuilt in backward. Attention
+	// probabilities are recomputed in backward, not kept. The blocks' gradients
+	// take one block's worth, shared (autograd.Tape.Block). A recomputed block
+	// keeps only its input; while it is recomputed it holds its activations
+	// with the transients and their gradients.
+	C, KV, I := int64(cfg.Hidden), int64(cfg.KVHeads*cfg.HeadDim), int64(cfg.Intermediate)
+	kept := n * (4*C + 2*KV + 2*I) * 4
+	shared := n * (2*C + I) * 4
+	grads := n * (6*C + 2*KV + 3*I) * 4
 	m.Checkpointing, m.CheckpointLayers = c.Checkpointing, c.CheckpointLayers
 	recomputed := 0
 	for l := range cfg.Layers {
@@ -64,9 +67,9 @@ func DryRun(c Config) (string, error) {
 			recomputed++
 		}
 	}
-	acts := data*int64(cfg.Layers-recomputed) + n*int64(cfg.Hidden)*4*int64(recomputed) + grads
+	acts := kept*int64(cfg.Layers-recomputed) + n*C*4*int64(recomputed) + shared + grads
 	if recomputed > 0 {
-		acts += data // the block being recomputed
+		acts += kept + shared + grads // the block being recomputed
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# resolved configuration\n%s\n", c.YAML())
