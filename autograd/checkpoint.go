@@ -17,7 +17,9 @@ func (tp *Tape) Checkpoint(x *Tensor, trainable bool, f func(tp *Tape, x *Tensor
 		return f(tp, x)
 	}
 	if tp.sub == nil {
+		tp.sharedArenas()
 		tp.sub = NewTape(tp.Pool)
+		tp.sub.grads, tp.sub.trans = tp.shared, tp.sharedTrans
 	}
 	sub := tp.sub
 	sub.Reset()
@@ -31,25 +33,34 @@ func (tp *Tape) Checkpoint(x *Tensor, trainable bool, f func(tp *Tape, x *Tensor
 		return y
 	}
 	tp.record(func() {
+		// The recomputation is a block's forward and backward: its gradients
+		// and transient outputs use the regions the blocks share (see Block).
 		sub.Reset()
-		xin := &Tensor{Data: x.Data, Rows: x.Rows, Cols: x.Cols}
-		if x.Grad != nil {
-			xin.Grad = sub.scratch(len(x.Data))
-			clear(xin.Grad)
+		tp.shared.reset()
+		tp.sharedTrans.reset()
+		ys := f(sub, &Tensor{Data: x.Data, Grad: x.Grad, Rows: x.Rows, Cols: x.Cols}) // dx accumulates into x.Grad
+		if sub.pending != 0 {
+			panic(fmt.Sprintf("autograd: Checkpoint: %d transient outputs were not released", sub.pending))
 		}
-		ys := f(sub, xin)
+		end := tp.shared.mark()
+		tp.shared.clearTo(end)
+		tp.shared.seek(end)
 		copy(ys.Grad, y.Grad)
+		sub.backward = true
 		for i := len(sub.ops) - 1; i >= 0; i-- {
 			sub.ops[i]()
 		}
-		if x.Grad != nil {
-			for i, g := range xin.Grad {
-				x.Grad[i] += g
-			}
-		}
+		sub.backward = false
 		sub.Reset()
 	})
 	return y
+}
+
+// sharedArenas creates the regions that blocks share (see Block).
+func (tp *Tape) sharedArenas() {
+	if tp.shared == nil {
+		tp.shared, tp.sharedTrans = &arena{}, &arena{}
+	}
 }
 
 // Block runs y = f(tp, x) for block i of a stack (a transformer layer) on a
@@ -66,9 +77,7 @@ func (tp *Tape) Block(i int, x *Tensor, f func(tp *Tape, x *Tensor) *Tensor) *Te
 	for len(tp.blocks) <= i {
 		tp.blocks = append(tp.blocks, nil)
 	}
-	if tp.shared == nil {
-		tp.shared, tp.sharedTrans = &arena{}, &arena{}
-	}
+	tp.sharedArenas()
 	b := tp.blocks[i]
 	if b == nil {
 		b = NewTape(tp.Pool)

@@ -55,7 +55,7 @@ func DryRun(c Config) (string, error) {
 	// probabilities are recomputed in backward, not kept. The blocks' gradients
 	// take one block's worth, shared (autograd.Tape.Block). A recomputed block
 	// keeps only its input; while it is recomputed it holds its activations
-	// with the transients and their gradients.
+	// (its gradients and transients use the shared regions).
 	C, KV, I := int64(cfg.Hidden), int64(cfg.KVHeads*cfg.HeadDim), int64(cfg.Intermediate)
 	kept := n * (4*C + 2*KV + 2*I) * 4
 	shared := n * (2*C + I) * 4
@@ -69,7 +69,7 @@ func DryRun(c Config) (string, error) {
 	}
 	acts := kept*int64(cfg.Layers-recomputed) + n*C*4*int64(recomputed) + shared + grads
 	if recomputed > 0 {
-		acts += kept + shared + grads // the block being recomputed
+		acts += kept // the block being recomputed
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# resolved configuration\n%s\n", c.YAML())
