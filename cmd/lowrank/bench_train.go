@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"runtime/pprof"
 
 	"github.com/lowrank/lowrank/train"
 	"github.com/spf13/cobra"
@@ -11,6 +13,7 @@ import (
 func newBenchTrain() *cobra.Command {
 	var c train.BenchConfig
 	var asJSON bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Training throughput: forward + backward + AdamW on a model built in memory",
@@ -20,6 +23,17 @@ steps of forward + backward + AdamW. Prints tokens/s, the median ms per step and
 process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			r, err := train.Bench(c)
 			if err != nil {
 				return usageError{cmd: "bench train", err: err}
@@ -49,5 +63,6 @@ process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 	f.BoolVar(&c.Checkpointing, "activation-checkpointing", false, "recompute each block in backward (less memory)")
 	f.IntVar(&c.CheckpointLayers, "checkpoint-layers", 0, "recompute only the first N blocks (memory between none and all; implies --activation-checkpointing)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run (model building included) to this file, for go tool pprof")
 	return cmd
 }
