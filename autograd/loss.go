@@ -10,8 +10,9 @@ import (
 // IgnoreIndex marks a target that is not supervised.
 const IgnoreIndex = -100
 
-// ceChunkFloats bounds the logits held at once: rows·V ≤ this.
-const ceChunkFloats = 1 << 23
+// ceChunkFloats bounds the logits held at once: rows·V ≤ this (64 MiB), or
+// one row when V is larger.
+const ceChunkFloats = 1 << 24
 
 // CrossEntropy returns the summed negative log-likelihood of targets under
 // logits = H·Wᵀ (W is the frozen V×C output matrix), divided by norm, as a 1×1
@@ -44,7 +45,10 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 		dh = tp.scratch(h.Rows * h.Cols)
 		clear(dh)
 	}
-	rows := max(1, min(256, ceChunkFloats/V))
+	// As few chunks as the bound allows, of equal size: each chunk decodes
+	// the whole of W twice (forward and dH), so fewer chunks is less work.
+	chunks := max(1, (h.Rows*V+ceChunkFloats-1)/ceChunkFloats)
+	rows := max(1, (h.Rows+chunks-1)/chunks)
 	logits := tp.scratch(rows * V)
 	rowLoss := make([]float64, rows)
 	coef := make([]float32, rows)
