@@ -45,10 +45,7 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 		dh = tp.scratch(h.Rows * h.Cols)
 		clear(dh)
 	}
-	// As few chunks as the bound allows, of equal size: each chunk decodes
-	// the whole of W twice (forward and dH), so fewer chunks is less work.
-	chunks := max(1, (h.Rows*V+ceChunkFloats-1)/ceChunkFloats)
-	rows := max(1, (h.Rows+chunks-1)/chunks)
+	rows := CrossEntropyChunkRows(h.Rows, V)
 	logits := tp.scratch(rows * V)
 	rowLoss := make([]float64, rows)
 	coef := make([]float32, rows)
@@ -114,6 +111,15 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 		tp.record(func() { kernels.Axpy(h.Grad, loss.Grad[0], dh) })
 	}
 	return loss, supervised
+}
+
+// CrossEntropyChunkRows is the number of rows CrossEntropy computes logits for
+// at once, out of n rows over a vocabulary of V: as few chunks as
+// ceChunkFloats allows, of equal size, since each chunk decodes the whole
+// output matrix twice (logits and dH).
+func CrossEntropyChunkRows(n, V int) int {
+	chunks := max(1, (n*V+ceChunkFloats-1)/ceChunkFloats)
+	return max(1, (n+chunks-1)/chunks)
 }
 
 func anySupervised(t []int32) bool {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/lowrank/lowrank/autograd"
 	"github.com/lowrank/lowrank/data"
 	"github.com/lowrank/lowrank/lora"
 	"github.com/lowrank/lowrank/model"
@@ -71,6 +72,8 @@ func DryRun(c Config) (string, error) {
 	if recomputed > 0 {
 		acts += kept // the block being recomputed
 	}
+	// The loss: one chunk of logits and dH for the whole batch.
+	acts += int64(autograd.CrossEntropyChunkRows(int(n), cfg.Vocab))*int64(cfg.Vocab)*4 + n*C*4
 	var b strings.Builder
 	fmt.Fprintf(&b, "# resolved configuration\n%s\n", c.YAML())
 	fmt.Fprintf(&b, "model: %s, %d layers, hidden %d, vocab %d\n", cfg.Arch, cfg.Layers, cfg.Hidden, cfg.Vocab)
