@@ -35,6 +35,9 @@ func (tp *Tape) Checkpoint(x *Tensor, trainable bool, f func(tp *Tape, x *Tensor
 	tp.record(func() {
 		// The recomputation is a block's forward and backward: its gradients
 		// and transient outputs use the regions the blocks share (see Block).
+		if tp.isBoundary(x.Grad) {
+			clear(x.Grad)
+		}
 		sub.Reset()
 		tp.shared.reset()
 		tp.sharedTrans.reset()
@@ -70,6 +73,13 @@ func (tp *Tape) sharedArenas() {
 // the region is zeroed when it starts. Only the block boundaries (x, y) keep
 // gradients of their own. Peak memory is the activations plus one block's
 // gradients instead of every gradient; the arithmetic is the plain call's.
+//
+// The gradient of a block's output y is live only from the backward of the
+// next block to this block's own backward, so two buffers serve every block
+// of the stack, alternating: y's gradient buffer is block i−2's and i+2's too.
+// The next Block (or Checkpoint) clears it when its backward starts. So y must
+// be read either by the next Block or Checkpoint alone, or by ordinary ops
+// alone (the last block of a stack).
 func (tp *Tape) Block(i int, x *Tensor, f func(tp *Tape, x *Tensor) *Tensor) *Tensor {
 	if tp.noGrad {
 		return f(tp, x)
@@ -96,9 +106,12 @@ func (tp *Tape) Block(i int, x *Tensor, f func(tp *Tape, x *Tensor) *Tensor) *Te
 		return y
 	}
 	end := tp.shared.mark() // this block's gradients: everything before end
-	y.Grad = tp.act.get(len(ys.Data))
+	y.Grad = tp.boundary(i, len(ys.Data))
 	clear(y.Grad)
 	tp.record(func() {
+		if tp.isBoundary(x.Grad) {
+			clear(x.Grad) // it last held the gradient of the output two blocks up
+		}
 		tp.shared.clearTo(end)
 		tp.shared.seek(end) // backward scratch goes after the gradients
 		copy(ys.Grad, y.Grad)
@@ -109,6 +122,29 @@ func (tp *Tape) Block(i int, x *Tensor, f func(tp *Tape, x *Tensor) *Tensor) *Te
 		b.backward = false
 	})
 	return y
+}
+
+// boundary returns the gradient buffer for block i's output: one of two,
+// by the parity of i (see Block).
+func (tp *Tape) boundary(i, n int) []float32 {
+	k := i % 2
+	if len(tp.bound[k]) < n {
+		tp.bound[k] = make([]float32, n)
+	}
+	return tp.bound[k][:n:n]
+}
+
+// isBoundary reports whether g is one of the block-output gradient buffers.
+func (tp *Tape) isBoundary(g []float32) bool {
+	if len(g) == 0 {
+		return false
+	}
+	for _, b := range tp.bound {
+		if len(b) > 0 && &b[0] == &g[0] {
+			return true
+		}
+	}
+	return false
 }
 
 // ArenaFloats reports how many float32 values the tape's arenas hold (its
@@ -126,6 +162,7 @@ func (tp *Tape) ArenaFloats() int {
 			n += b.ArenaFloats()
 		}
 	}
+	n += len(tp.bound[0]) + len(tp.bound[1])
 	for _, a := range []*arena{tp.shared, tp.sharedTrans} {
 		if a != nil {
 			for _, c := range a.chunks {

@@ -23,6 +23,7 @@ func TestInPlaceAndTransientMatchPlain(t *testing.T) {
 	}
 	pos := []int32{0, 1, 2, 3, 4, 5}
 	params := []*Tensor{x, wq, wg, wu, wd, norm}
+	stack := "bb" // b: Block, c: Checkpoint
 	run := func(lean bool) (loss float32, grads []float32, floats int) {
 		for _, p := range params {
 			clear(p.Grad)
@@ -61,8 +62,12 @@ func TestInPlaceAndTransientMatchPlain(t *testing.T) {
 		}
 		tp := NewTape(nil)
 		y := x
-		for l := 0; l < 2; l++ {
-			y = tp.Block(l, y, block)
+		for l := 0; l < len(stack); l++ {
+			if stack[l] == 'c' {
+				y = tp.Checkpoint(y, true, block)
+			} else {
+				y = tp.Block(l, y, block)
+			}
 		}
 		dy := make([]float32, len(y.Data))
 		for i := range dy {
@@ -92,6 +97,20 @@ func TestInPlaceAndTransientMatchPlain(t *testing.T) {
 		t.Errorf("lean ops hold %d activation floats, plain %d", f1, f0)
 	}
 	t.Logf("activation floats: plain %d, lean %d", f0, f1)
+
+	// Longer stacks, mixing kept and recomputed blocks: the block-output
+	// gradient buffers alternate by parity and are reused two blocks apart.
+	for _, st := range []string{"bbbbb", "bcbbcb", "ccbbb", "bbccc"} {
+		stack = "bbbbbb"[:len(st)]
+		_, ref, _ := run(true)
+		stack = st
+		_, got, _ := run(true)
+		for i := range ref {
+			if math.Float32bits(ref[i]) != math.Float32bits(got[i]) {
+				t.Fatalf("stack %s: gradient %d is %v, all kept gives %v", st, i, got[i], ref[i])
+			}
+		}
+	}
 }
 
 // keptFloats counts the floats handed out by the arenas that hold values
@@ -106,7 +125,9 @@ func keptFloats(tp *Tape) int {
 	}
 	n := used(&tp.act)
 	for _, b := range tp.blocks {
-		n += used(&b.act)
+		if b != nil {
+			n += used(&b.act)
+		}
 	}
 	if tp.sharedTrans != nil {
 		n += used(tp.sharedTrans)

@@ -54,12 +54,13 @@ type Tape struct {
 	// Block tapes (see Block): each keeps one block's activations; their
 	// gradients and backward scratch come from grads, one arena they share.
 	blocks      []*Tape
-	shared      *arena // owned by the root tape
-	sharedTrans *arena // the blocks' transient outputs, owned by the root tape
-	grads       *arena // a block tape's gradient arena (shared), or nil
-	backward    bool   // a block tape running its backward: scratch comes from grads
-	trans       *arena // a block tape's transient outputs (shared), or nil
-	pending     int    // transient outputs not yet released
+	shared      *arena       // owned by the root tape
+	sharedTrans *arena       // the blocks' transient outputs, owned by the root tape
+	bound       [2][]float32 // the blocks' output gradients, by parity (see Block)
+	grads       *arena       // a block tape's gradient arena (shared), or nil
+	backward    bool         // a block tape running its backward: scratch comes from grads
+	trans       *arena       // a block tape's transient outputs (shared), or nil
+	pending     int          // transient outputs not yet released
 }
 
 // NewTape returns a tape whose matrix products run on pool (nil: kernels.Default()).
