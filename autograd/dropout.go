@@ -9,18 +9,34 @@ func (tp *Tape) Dropout(x *Tensor, p float64, key uint64) *Tensor {
 	if p <= 0 {
 		return x
 	}
+	return tp.dropout(x, p, key, false)
+}
+
+func (tp *Tape) dropout(x *Tensor, p float64, key uint64, transient bool) *Tensor {
 	if p >= 1 {
 		panic("autograd: Dropout probability must be below 1")
 	}
-	y := tp.out(x.Rows, x.Cols, x.Grad != nil)
+	var y *Tensor
+	shared := false
+	if transient {
+		y, shared = tp.transientOut(x.Rows, x.Cols, x.Grad != nil)
+	} else {
+		y = tp.out(x.Rows, x.Cols, x.Grad != nil)
+	}
 	keep := float32(1 / (1 - p))
 	threshold := uint64(p * (1 << 53))
-	for i, v := range x.Data {
-		if mix(key, uint64(i))>>11 < threshold {
-			y.Data[i] = 0
-		} else {
-			y.Data[i] = v * keep
+	fwd := func() {
+		for i, v := range x.Data {
+			if mix(key, uint64(i))>>11 < threshold {
+				y.Data[i] = 0
+			} else {
+				y.Data[i] = v * keep
+			}
 		}
+	}
+	fwd()
+	if shared {
+		y.refill = fwd
 	}
 	if y.Grad != nil {
 		tp.record(func() {

@@ -13,7 +13,7 @@ import (
 // projection's output: Linear, LoRA): the result shares its values and its
 // gradient buffer, so the intermediate costs nothing extra.
 //
-// Transient outputs (RMSNormTransient, SwiGLUTransient) are large, cheap to
+// Transient outputs (RMSNormTransient, SwiGLUTransient, DropoutTransient) are large, cheap to
 // recompute, and read by the projections that follow. On a block tape their
 // values go to a region every block of the stack reuses; Release(y), called
 // once the last op that reads y is recorded, records y's recomputation, so
@@ -100,4 +100,13 @@ func (tp *Tape) RMSNormTransient(x, w *Tensor, eps float32) *Tensor {
 // SwiGLUTransient is SwiGLU with a transient output (see above).
 func (tp *Tape) SwiGLUTransient(gate, up *Tensor) *Tensor {
 	return tp.swiGLU(gate, up, true)
+}
+
+// DropoutTransient is Dropout with a transient output (see above): the mask
+// is a function of key, so the rebuilt values are the forward's.
+func (tp *Tape) DropoutTransient(x *Tensor, p float64, key uint64) *Tensor {
+	if p <= 0 {
+		return x
+	}
+	return tp.dropout(x, p, key, true)
 }

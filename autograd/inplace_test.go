@@ -8,8 +8,8 @@ import (
 )
 
 // TestInPlaceAndTransientMatchPlain: a two-block stack written with the
-// memory-saving ops (transient norm and SwiGLU outputs, in-place RoPE and
-// residual add) gives bitwise the same loss and gradients as the plain ops,
+// memory-saving ops (transient norm, dropout and SwiGLU outputs, in-place
+// RoPE and residual add) gives bitwise the same loss and gradients as the plain ops,
 // and holds fewer activation floats.
 func TestInPlaceAndTransientMatchPlain(t *testing.T) {
 	const N, C, I = 6, 8, 12
@@ -35,7 +35,14 @@ func TestInPlaceAndTransientMatchPlain(t *testing.T) {
 			} else {
 				h = tp.RMSNorm(x, norm, 1e-5)
 			}
-			q := tp.MatMulT(h, wq)
+			var xd *Tensor // LoRA's dropped input
+			if lean {
+				xd = tp.DropoutTransient(h, 0.3, 99)
+			} else {
+				xd = tp.Dropout(h, 0.3, 99)
+			}
+			q := tp.MatMulT(xd, wq)
+			tp.Release(xd)
 			tp.Release(h)
 			if lean {
 				q = tp.RoPEInPlace(q, rope, pos)

@@ -91,8 +91,18 @@ func (l *Linear) Forward(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor
 	}
 	xd, dropped := x, false
 	if p := l.ad.Config.Dropout; p > 0 && l.ad.Training {
-		xd, dropped = tp.Dropout(x, p, autograd.Key(l.ad.Config.Seed, 0xd20, l.ad.Step, uint64(l.index))), true
+		// Transient inside a block: rebuilt from x and the key in backward
+		// rather than kept (see autograd.Tape.Release).
+		xd, dropped = tp.DropoutTransient(x, p, autograd.Key(l.ad.Config.Seed, 0xd20, l.ad.Step, uint64(l.index))), true
 	}
+	y := l.forward(tp, x, xd, dropped)
+	if dropped { // (x itself is the caller's to release)
+		tp.Release(xd)
+	}
+	return y
+}
+
+func (l *Linear) forward(tp *autograd.Tape, x, xd *autograd.Tensor, dropped bool) *autograd.Tensor {
 	if l.Magnitude != nil {
 		return l.forwardDoRA(tp, x, xd, dropped)
 	}
