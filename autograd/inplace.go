@@ -13,13 +13,14 @@ import (
 // projection's output: Linear, LoRA): the result shares its values and its
 // gradient buffer, so the intermediate costs nothing extra.
 //
-// Transient outputs (RMSNormTransient, SwiGLUTransient, DropoutTransient) are large, cheap to
-// recompute, and read by the projections that follow. On a block tape their
-// values go to a region every block of the stack reuses; Release(y), called
-// once the last op that reads y is recorded, records y's recomputation, so
-// backward rebuilds the values just before those ops' backward reads them.
-// Block panics if a transient output was not released. Off a block tape
-// (inference, a recomputed block) they are ordinary outputs.
+// Transient outputs (RMSNormTransient, SwiGLUTransient, DropoutTransient) are
+// large, cheap to recompute, and read by the projections that follow. On a
+// block tape their values go to a region every block of the stack reuses;
+// Release(y), called by y's creator once the last op that reads y is
+// recorded, records y's recomputation, so backward rebuilds the values just
+// before those ops' backward reads them. Block and Checkpoint panic if a
+// transient output was not released. Off a block tape (inference) they are
+// ordinary outputs.
 
 // AddInto computes y + x into y's buffer and returns it as a new tensor
 // sharing y's values and gradient. y must be an intermediate nothing else
