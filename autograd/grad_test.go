@@ -469,7 +469,7 @@ func TestAttention(t *testing.T) {
 		{AttnShape{B: 2, T: 5, H: 3, Hkv: 1, D: 5}, []int32{0, 0, 1, 1, 1, 4, 4, 4, 7, 7}}, // packed
 		{AttnShape{B: 1, T: 9, H: 2, Hkv: 1, D: 3}, []int32{0, 0, 0, 0, 1, 1, 1, 1, 1}},
 	} {
-		for _, blk := range []int{48, 2, 3} { // one query block; several (skipping masked keys)
+		for _, blk := range []int{96, 2, 3} { // one query block; several (skipping masked keys)
 			s := c.s
 			attnBlock = blk
 			runGradCase(t, gradCase{
@@ -638,5 +638,33 @@ func TestRopeFactors(t *testing.T) {
 	}
 	if _, err := NewRopeFactors(64, 1e4, 2, nil, make([]float32, 5), false); err == nil {
 		t.Error("wrong factor count accepted")
+	}
+}
+
+// BenchmarkAttention times one layer's attention forward + backward on one
+// thread for the smollm2 and stories15m shapes at 4×256, with query blocks of
+// several sizes (256 = one block: no masked keys skipped).
+func BenchmarkAttention(b *testing.B) {
+	defer func(blk int) { attnBlock = blk }(attnBlock)
+	pool, err := kernels.NewPool(1, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sh := range []AttnShape{{B: 4, T: 256, H: 9, Hkv: 3, D: 64}, {B: 4, T: 256, H: 6, Hkv: 6, D: 48}} {
+		for _, blk := range []int{48, 96, 256} {
+			b.Run(fmt.Sprintf("D%d/block%d", sh.D, blk), func(b *testing.B) {
+				attnBlock = blk
+				r := rand.New(rand.NewPCG(1, 2))
+				q := randT(r, sh.B*sh.T, sh.H*sh.D, true)
+				k := randT(r, sh.B*sh.T, sh.Hkv*sh.D, true)
+				v := randT(r, sh.B*sh.T, sh.Hkv*sh.D, true)
+				dy := make([]float32, sh.B*sh.T*sh.H*sh.D)
+				tp := NewTape(pool)
+				for i := 0; i < b.N; i++ {
+					tp.Reset()
+					backwardFrom(tp, tp.Attention(q, k, v, sh, nil), dy)
+				}
+			})
+		}
 	}
 }
