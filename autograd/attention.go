@@ -26,9 +26,11 @@ var attnBlock = 96
 // softmax and the weighted sum. q is (B·T, H·D); k and v are (B·T, Hkv·D).
 // seg, when non-nil, holds a segment id per row: a query attends only keys at
 // or before it with the same id, so packed examples never see each other.
-// The probabilities (B·H·T·T) are not kept: backward recomputes each block's
-// from Q and K (one more product, bitwise the same values) instead of holding
-// H·T floats per token per layer.
+// The query heads that share a key/value head are stacked, so each product
+// covers the whole group (one packing of K and V for all of them). The
+// probabilities (B·H·T·T) are not kept: backward recomputes each block's from
+// Q and K (one more product, bitwise the same values) instead of holding H·T
+// floats per token per layer.
 func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 	B, T, H, Hkv, D := s.B, s.T, s.H, s.Hkv, s.D
 	if q.Rows != B*T || q.Cols != H*D || k.Rows != B*T || k.Cols != Hkv*D || v.Rows != k.Rows || v.Cols != k.Cols || H%Hkv != 0 {
@@ -40,10 +42,37 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 	scale := float32(1 / math.Sqrt(float64(D)))
 	group := H / Hkv
 	bq := min(attnBlock, T)
+	R := group * bq // stacked query rows of one block
 	y := tp.out(B*T, H*D, anyGrad(q, k, v))
-	// view returns rows r0..r1 of head h of sequence b in t (cols per row).
-	view := func(t []float32, cols, b, h, r0, r1 int) kernels.Mat {
-		return kernels.Mat{Data: t[(b*T+r0)*cols+h*D:], Rows: r1 - r0, Cols: D, Stride: cols}
+	// kv returns rows r0..r1 of key/value head g of sequence b in t.
+	kv := func(t []float32, b, g, r0, r1 int) kernels.Mat {
+		return kernels.Mat{Data: t[(b*T+r0)*Hkv*D+g*D:], Rows: r1 - r0, Cols: D, Stride: Hkv * D}
+	}
+	// gather copies rows i0..i1 of the group's query heads from t (B·T, H·D)
+	// into dst, head after head; scatter adds them back.
+	gather := func(dst []float32, t []float32, b, g, i0, i1 int) kernels.Mat {
+		n := i1 - i0
+		for hh := 0; hh < group; hh++ {
+			h := g*group + hh
+			for r := 0; r < n; r++ {
+				copy(dst[(hh*n+r)*D:][:D], t[(b*T+i0+r)*H*D+h*D:][:D])
+			}
+		}
+		return kernels.MatOf(dst[:group*n*D], group*n, D)
+	}
+	scatter := func(t []float32, src []float32, b, g, i0, i1 int, add bool) {
+		n := i1 - i0
+		for hh := 0; hh < group; hh++ {
+			h := g*group + hh
+			for r := 0; r < n; r++ {
+				d, sv := t[(b*T+i0+r)*H*D+h*D:][:D], src[(hh*n+r)*D:][:D]
+				if add {
+					kernels.Add(d, d, sv)
+				} else {
+					copy(d, sv)
+				}
+			}
+		}
 	}
 	segOf := func(b int) []int32 {
 		if seg == nil {
@@ -59,74 +88,89 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 		}
 		return lo, i1
 	}
-	// probs computes head h's probabilities for query rows i0..i1 of sequence
-	// b over keys lo..hi into P (rows i0.., columns lo..hi of a block×T
-	// buffer): S = scale · Q·Kᵀ, then the mask and a softmax per row, in place.
-	probs := func(pool *kernels.Pool, P kernels.Mat, b, h, i0, i1, lo, hi int) {
-		pool.Gemm(P, scale, view(q.Data, H*D, b, h, i0, i1), kernels.NoTrans, view(k.Data, Hkv*D, b, h/group, lo, hi), kernels.Trans, 0)
-		maskSoftmax(P, segOf(b), i0, lo)
+	// block views the stacked rows of a block over keys lo..hi in a
+	// per-worker R×T buffer (columns lo.. of each row).
+	block := func(buf []float32, n, lo, hi int) kernels.Mat {
+		return kernels.Mat{Data: buf[lo:], Rows: group * n, Cols: hi - lo, Stride: T}
 	}
-	block := func(buf []float32, i0, i1, lo, hi int) kernels.Mat {
-		return kernels.Mat{Data: buf[lo:], Rows: i1 - i0, Cols: hi - lo, Stride: T}
+	// probs computes the probabilities of the stacked queries Qs (rows
+	// i0..i1 of each head of group g) over keys lo..hi into P: S = scale ·
+	// Qs·Kᵀ, then each head's rows get the mask and a softmax, in place.
+	probs := func(pool *kernels.Pool, P, Qs kernels.Mat, b, g, i0, i1, lo, hi int) {
+		pool.Gemm(P, scale, Qs, kernels.NoTrans, kv(k.Data, b, g, lo, hi), kernels.Trans, 0)
+		n := i1 - i0
+		for hh := 0; hh < group; hh++ {
+			maskSoftmax(kernels.Mat{Data: P.Data[hh*n*T:], Rows: n, Cols: P.Cols, Stride: T}, segOf(b), i0, lo)
+		}
 	}
+	// Work is split by (b, g). With fewer sequences × key/value heads than
+	// threads (one sequence of a multi-query model) some threads idle here.
 	pools := tp.Pool.Workers()
-	Ps := tp.scratch(len(pools) * bq * T)
-	tp.Pool.Parallel(B*H, 1, func(w, lo, hi int) {
+	per := R*T + 2*R*D // P, and two stacked R×D matrices
+	fbuf := tp.scratch(len(pools) * per)
+	tp.Pool.Parallel(B*Hkv, 1, func(w, lo, hi int) {
 		pool := pools[w]
-		buf := Ps[w*bq*T : (w+1)*bq*T]
-		for bh := lo; bh < hi; bh++ {
-			b, h := bh/H, bh%H
+		buf := fbuf[w*per : (w+1)*per]
+		pbuf, qbuf, obuf := buf[:R*T], buf[R*T:R*T+R*D], buf[R*T+R*D:]
+		for bg := lo; bg < hi; bg++ {
+			b, g := bg/Hkv, bg%Hkv
 			for i0 := 0; i0 < T; i0 += bq {
 				i1 := min(T, i0+bq)
 				klo, khi := keys(segOf(b), i0, i1)
-				P := block(buf, i0, i1, klo, khi)
-				probs(pool, P, b, h, i0, i1, klo, khi)
+				P := block(pbuf, i1-i0, klo, khi)
+				Qs := gather(qbuf, q.Data, b, g, i0, i1)
+				probs(pool, P, Qs, b, g, i0, i1, klo, khi)
 				// O = P · V
-				pool.Gemm(view(y.Data, H*D, b, h, i0, i1), 1, P, kernels.NoTrans, view(v.Data, Hkv*D, b, h/group, klo, khi), kernels.NoTrans, 0)
+				Os := kernels.MatOf(obuf[:Qs.Rows*D], Qs.Rows, D)
+				pool.Gemm(Os, 1, P, kernels.NoTrans, kv(v.Data, b, g, klo, khi), kernels.NoTrans, 0)
+				scatter(y.Data, Os.Data, b, g, i0, i1, false)
 			}
 		}
 	})
 	if y.Grad != nil {
 		tp.record(func() {
-			// Heads that share a key/value head accumulate into the same dK, dV
-			// rows, so work is split by (b, g) and each worker runs that group's
-			// query heads and blocks in order: one owner per gradient element.
-			bufs := tp.scratch(2 * len(pools) * bq * T)
+			// Work is split by (b, g): each worker owns its group's dK, dV rows
+			// and its query heads' dQ rows, and runs its blocks in order.
+			per := 2*R*T + 3*R*D // P, dP; Qs, dOs, dQs
+			bufs := tp.scratch(len(pools) * per)
 			tp.Pool.Parallel(B*Hkv, 1, func(w, lo, hi int) {
 				pool := pools[w]
-				pbuf := bufs[2*w*bq*T : (2*w+1)*bq*T]
-				dpbuf := bufs[(2*w+1)*bq*T : (2*w+2)*bq*T]
+				buf := bufs[w*per : (w+1)*per]
+				pbuf, dpbuf := buf[:R*T], buf[R*T:2*R*T]
+				qbuf, dobuf, dqbuf := buf[2*R*T:2*R*T+R*D], buf[2*R*T+R*D:2*R*T+2*R*D], buf[2*R*T+2*R*D:]
 				for bg := lo; bg < hi; bg++ {
 					b, g := bg/Hkv, bg%Hkv
-					for h := g * group; h < (g+1)*group; h++ {
-						for i0 := 0; i0 < T; i0 += bq {
-							i1 := min(T, i0+bq)
-							klo, khi := keys(segOf(b), i0, i1)
-							P, dP := block(pbuf, i0, i1, klo, khi), block(dpbuf, i0, i1, klo, khi)
-							probs(pool, P, b, h, i0, i1, klo, khi) // recomputed: the forward's values
-							dO := view(y.Grad, H*D, b, h, i0, i1)
-							Vg := view(v.Data, Hkv*D, b, g, klo, khi)
-							// dP = dO · Vᵀ; dV += Pᵀ · dO
-							pool.Gemm(dP, 1, dO, kernels.NoTrans, Vg, kernels.Trans, 0)
-							if v.Grad != nil {
-								pool.Gemm(view(v.Grad, Hkv*D, b, g, klo, khi), 1, P, kernels.Trans, dO, kernels.NoTrans, 1)
+					for i0 := 0; i0 < T; i0 += bq {
+						i1 := min(T, i0+bq)
+						n := i1 - i0
+						klo, khi := keys(segOf(b), i0, i1)
+						P, dP := block(pbuf, n, klo, khi), block(dpbuf, n, klo, khi)
+						Qs := gather(qbuf, q.Data, b, g, i0, i1)
+						probs(pool, P, Qs, b, g, i0, i1, klo, khi) // recomputed: the forward's values
+						dOs := gather(dobuf, y.Grad, b, g, i0, i1)
+						Vg := kv(v.Data, b, g, klo, khi)
+						// dP = dO · Vᵀ; dV += Pᵀ · dO (summed over the group's heads)
+						pool.Gemm(dP, 1, dOs, kernels.NoTrans, Vg, kernels.Trans, 0)
+						if v.Grad != nil {
+							pool.Gemm(kv(v.Grad, b, g, klo, khi), 1, P, kernels.Trans, dOs, kernels.NoTrans, 1)
+						}
+						// dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place in dP
+						// (P is 0 outside each row's keys, so dS is too)
+						for i := 0; i < P.Rows; i++ {
+							pr, dr := P.Row(i), dP.Row(i)
+							d := kernels.Dot(dr, pr)
+							for j := range dr {
+								dr[j] = pr[j] * (dr[j] - d)
 							}
-							// dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place in dP
-							// (P is 0 outside each row's keys, so dS is too)
-							for i := 0; i < P.Rows; i++ {
-								pr, dr := P.Row(i), dP.Row(i)
-								d := kernels.Dot(dr, pr)
-								for j := range dr {
-									dr[j] = pr[j] * (dr[j] - d)
-								}
-							}
-							// dQ += scale · dS · K; dK += scale · dSᵀ · Q
-							if q.Grad != nil {
-								pool.Gemm(view(q.Grad, H*D, b, h, i0, i1), scale, dP, kernels.NoTrans, view(k.Data, Hkv*D, b, g, klo, khi), kernels.NoTrans, 1)
-							}
-							if k.Grad != nil {
-								pool.Gemm(view(k.Grad, Hkv*D, b, g, klo, khi), scale, dP, kernels.Trans, view(q.Data, H*D, b, h, i0, i1), kernels.NoTrans, 1)
-							}
+						}
+						// dQ += scale · dS · K; dK += scale · dSᵀ · Q
+						if q.Grad != nil {
+							dQs := kernels.MatOf(dqbuf[:Qs.Rows*D], Qs.Rows, D)
+							pool.Gemm(dQs, scale, dP, kernels.NoTrans, kv(k.Data, b, g, klo, khi), kernels.NoTrans, 0)
+							scatter(q.Grad, dQs.Data, b, g, i0, i1, true)
+						}
+						if k.Grad != nil {
+							pool.Gemm(kv(k.Grad, b, g, klo, khi), scale, dP, kernels.Trans, Qs, kernels.NoTrans, 1)
 						}
 					}
 				}
