@@ -22,6 +22,9 @@ type AttnShape struct{ B, T, H, Hkv, D int }
 // shape, and 15.7 against 19.7 for stories15m's; 48 is about as fast.
 var attnBlock = 96
 
+// attnStack bounds the stacked query rows of one block (group × block rows).
+const attnStack = 288
+
 // Attention is causal scaled-dot-product attention, fused: scores, mask,
 // softmax and the weighted sum. q is (B·T, H·D); k and v are (B·T, Hkv·D).
 // seg, when non-nil, holds a segment id per row: a query attends only keys at
@@ -41,7 +44,9 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 	}
 	scale := float32(1 / math.Sqrt(float64(D)))
 	group := H / Hkv
-	bq := min(attnBlock, T)
+	// Blocks of attnBlock query rows, fewer when the group is large, so the
+	// stacked rows of a block (and its probabilities, R×T) stay near 3×96.
+	bq := min(attnBlock, T, max(12, attnStack/group/12*12))
 	R := group * bq // stacked query rows of one block
 	y := tp.out(B*T, H*D, anyGrad(q, k, v))
 	// kv returns rows r0..r1 of key/value head g of sequence b in t.
@@ -107,7 +112,7 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 	// threads (one sequence of a multi-query model) some threads idle here.
 	pools := tp.Pool.Workers()
 	per := R*T + 2*R*D // P, and two stacked R×D matrices
-	fbuf := tp.scratch(len(pools) * per)
+	fbuf := tp.forwardScratch(len(pools) * per)
 	tp.Pool.Parallel(B*Hkv, 1, func(w, lo, hi int) {
 		pool := pools[w]
 		buf := fbuf[w*per : (w+1)*per]

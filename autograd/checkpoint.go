@@ -23,6 +23,7 @@ func (tp *Tape) Checkpoint(x *Tensor, trainable bool, f func(tp *Tape, x *Tensor
 	}
 	sub := tp.sub
 	sub.Reset()
+	tp.shared.reset() // forward scratch (see forwardScratch) starts over per block
 	sub.noGrad = true
 	ys := f(sub, &Tensor{Data: x.Data, Rows: x.Rows, Cols: x.Cols})
 	sub.noGrad = false

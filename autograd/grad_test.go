@@ -650,7 +650,7 @@ func BenchmarkAttention(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, sh := range []AttnShape{{B: 4, T: 256, H: 9, Hkv: 3, D: 64}, {B: 4, T: 256, H: 6, Hkv: 6, D: 48}} {
+	for _, sh := range []AttnShape{{B: 4, T: 256, H: 9, Hkv: 3, D: 64}, {B: 4, T: 256, H: 6, Hkv: 6, D: 48}, {B: 1, T: 512, H: 32, Hkv: 4, D: 64}} {
 		for _, blk := range []int{48, 96, 256} {
 			b.Run(fmt.Sprintf("D%d/block%d", sh.D, blk), func(b *testing.B) {
 				attnBlock = blk

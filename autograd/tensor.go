@@ -130,6 +130,16 @@ func (tp *Tape) scratch(n int) []float32 {
 	return tp.act.get(n)
 }
 
+// forwardScratch returns n floats (contents undefined) that an op needs only
+// while its forward runs: on a block tape they come from the region the
+// blocks share (reset for each block), not from the block's kept activations.
+func (tp *Tape) forwardScratch(n int) []float32 {
+	if tp.grads != nil {
+		return tp.grads.get(n)
+	}
+	return tp.act.get(n)
+}
+
 // anyGrad reports whether any input needs a gradient.
 func anyGrad(ts ...*Tensor) bool {
 	for _, t := range ts {
