@@ -3,7 +3,6 @@ package checkpoints
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/lowrank/lowrank/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -11,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/lowrank/lowrank/checkpoints/safetensors"
+	"github.com/lowrank/lowrank/internal/atomicfile"
 	"github.com/lowrank/lowrank/lora"
 	"github.com/lowrank/lowrank/model"
 )

@@ -10,12 +10,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"github.com/lowrank/lowrank/internal/atomicfile"
-	"github.com/lowrank/lowrank/internal/mmap"
 	"math"
 	"os"
 	"sort"
 
+	"github.com/lowrank/lowrank/internal/atomicfile"
+	"github.com/lowrank/lowrank/internal/mmap"
 	"github.com/x448/float16"
 )
 
