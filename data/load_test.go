@@ -110,7 +110,7 @@ func TestHubSplits(t *testing.T) {
 		t.Errorf("wikisql folder: %v rows, %v; want the 1000 of train.parquet", ds, err)
 	}
 	// WikiSQL's layout: train.parquet, valid.parquet, test.parquet.
-	if got := ValidationSplit(filepath.Dir(testassets.Path(t, "datasets/wikisql/valid.parquet"))); got != "valid" {
+	if got := ValidationSplit(wdir); got != "valid" {
 		t.Errorf("ValidationSplit(wikisql) = %q, want valid", got)
 	}
 	// Folders named by split (the parquet-converter layout) count too.
@@ -169,14 +169,7 @@ func TestTokenStoreOnDisk(t *testing.T) {
 // TestTokenStoreDamage: a damaged token store (a cache file cut short or
 // overwritten) is an error, never a crash, and Load re-tokenizes past it.
 func TestTokenStoreDamage(t *testing.T) {
-	tok, err := tokenizer.Load(testassets.Path(t, "tokenizers/qwen3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	data := filepath.Join(dir, "d.jsonl")
-	os.WriteFile(data, []byte(`{"text":"one two three"}`+"\n"+`{"text":"four five"}`+"\n"), 0o644)
-	cache := filepath.Join(dir, "cache")
+	tok, data, cache := storeFixture(t, `{"text":"one two three"}`+"\n"+`{"text":"four five"}`+"\n")
 	ref, err := Load(data, tok, LoadOptions{CacheDir: cache})
 	if err != nil {
 		t.Fatal(err)
@@ -240,14 +233,7 @@ func TestJSONLMatchesParquet(t *testing.T) {
 // TestStaleStoresRemoved: an unfinished store a killed run left behind more
 // than a day ago is removed by the next Load; a recent one is left alone.
 func TestStaleStoresRemoved(t *testing.T) {
-	tok, err := tokenizer.Load(testassets.Path(t, "tokenizers/qwen3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	data := filepath.Join(dir, "d.jsonl")
-	os.WriteFile(data, []byte(`{"text":"one two three"}`+"\n"), 0o644)
-	cache := filepath.Join(dir, "cache")
+	tok, data, cache := storeFixture(t, `{"text":"one two three"}`+"\n")
 	os.MkdirAll(cache, 0o755)
 	stale, fresh := filepath.Join(cache, ".lowrank-tokens-1"), filepath.Join(cache, ".lowrank-tokens-2")
 	os.WriteFile(stale, []byte("x"), 0o644)
@@ -263,4 +249,20 @@ func TestStaleStoresRemoved(t *testing.T) {
 	if _, err := os.Stat(fresh); err != nil {
 		t.Error("recent store removed")
 	}
+}
+
+// storeFixture returns the Qwen3 tokenizer, a JSONL file holding jsonl in a
+// temporary directory, and a token cache directory beside it (not created).
+func storeFixture(t *testing.T, jsonl string) (tok *tokenizer.Tokenizer, data, cache string) {
+	t.Helper()
+	tok, err := tokenizer.Load(testassets.Path(t, "tokenizers/qwen3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data = filepath.Join(dir, "d.jsonl")
+	if err := os.WriteFile(data, []byte(jsonl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return tok, data, filepath.Join(dir, "cache")
 }

@@ -136,9 +136,11 @@ func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress))
 	defer ds.Close()
 	val := ds.Val
 	valPath := c.Val
-	if split := data.ValidationSplit(c.Data); valPath == "" && c.ValFraction == 0 && split != "" {
-		valPath, lo.Split = c.Data, split // the validation shards beside the training ones
-		log.Info("validation", "path", c.Data, "split", split)
+	if valPath == "" && c.ValFraction == 0 {
+		if split := data.ValidationSplit(c.Data); split != "" {
+			valPath, lo.Split = c.Data, split // the validation shards beside the training ones
+			log.Info("validation", "path", c.Data, "split", split)
+		}
 	}
 	if valPath != "" {
 		lo.ValFraction = 0
