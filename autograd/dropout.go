@@ -16,13 +16,7 @@ func (tp *Tape) dropout(x *Tensor, p float64, key uint64, transient bool) *Tenso
 	if p >= 1 {
 		panic("autograd: Dropout probability must be below 1")
 	}
-	var y *Tensor
-	shared := false
-	if transient {
-		y, shared = tp.transientOut(x.Rows, x.Cols, x.Grad != nil)
-	} else {
-		y = tp.out(x.Rows, x.Cols, x.Grad != nil)
-	}
+	y, shared := tp.output(x.Rows, x.Cols, x.Grad != nil, transient)
 	keep := float32(1 / (1 - p))
 	threshold := uint64(p * (1 << 53))
 	fwd := func() {

@@ -97,13 +97,7 @@ func (tp *Tape) SwiGLU(gate, up *Tensor) *Tensor {
 
 func (tp *Tape) swiGLU(gate, up *Tensor, transient bool) *Tensor {
 	same("SwiGLU", gate, up)
-	var y *Tensor
-	shared := false
-	if transient {
-		y, shared = tp.transientOut(gate.Rows, gate.Cols, anyGrad(gate, up))
-	} else {
-		y = tp.out(gate.Rows, gate.Cols, anyGrad(gate, up))
-	}
+	y, shared := tp.output(gate.Rows, gate.Cols, anyGrad(gate, up), transient)
 	C := gate.Cols
 	fwd := func() {
 		tp.Pool.Parallel(gate.Rows, 4, func(_, lo, hi int) {

@@ -68,13 +68,14 @@ func (tp *Tape) RoPEInPlace(x *Tensor, r *Rope, pos []int32) *Tensor {
 	return y
 }
 
-// transientOut is out for a transient output: on a recording block tape its
-// values come from the region the blocks share.
-func (tp *Tape) transientOut(rows, cols int, grad bool) (*Tensor, bool) {
-	if tp.trans == nil || tp.noGrad {
+// output is out, or for a transient output on a recording block tape a
+// tensor whose values come from the region the blocks share; shared says
+// which, and then the op must set the tensor's refill.
+func (tp *Tape) output(rows, cols int, grad, transient bool) (t *Tensor, shared bool) {
+	if !transient || tp.trans == nil || tp.noGrad {
 		return tp.out(rows, cols, grad), false
 	}
-	t := &Tensor{Data: tp.trans.get(rows * cols), Rows: rows, Cols: cols}
+	t = &Tensor{Data: tp.trans.get(rows * cols), Rows: rows, Cols: cols}
 	if grad {
 		t.Grad = tp.grads.get(rows * cols)
 	}

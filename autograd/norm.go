@@ -16,28 +16,19 @@ func (tp *Tape) rmsNorm(x, w *Tensor, eps float32, transient bool) *Tensor {
 	if w.Rows*w.Cols != x.Cols {
 		panic("autograd: RMSNorm: weight length differs from the row length")
 	}
-	var y *Tensor
-	if transient {
-		var shared bool
-		y, shared = tp.transientOut(x.Rows, x.Cols, anyGrad(x, w))
-		if shared {
-			y.refill = func() { // the same kernel on the same rows: the same values
-				tp.Pool.Parallel(x.Rows, 16, func(_, lo, hi int) {
-					for i := lo; i < hi; i++ {
-						kernels.RMSNorm(y.Row(i), x.Row(i), w.Data, eps)
-					}
-				})
-			}
-		}
-	} else {
-		y = tp.out(x.Rows, x.Cols, anyGrad(x, w))
-	}
+	y, shared := tp.output(x.Rows, x.Cols, anyGrad(x, w), transient)
 	rstd := tp.scratch(x.Rows)
-	tp.Pool.Parallel(x.Rows, 16, func(_, lo, hi int) {
-		for i := lo; i < hi; i++ {
-			rstd[i] = kernels.RMSNorm(y.Row(i), x.Row(i), w.Data, eps)
-		}
-	})
+	fwd := func() { // a refill runs the same kernel on the same rows: the same values
+		tp.Pool.Parallel(x.Rows, 16, func(_, lo, hi int) {
+			for i := lo; i < hi; i++ {
+				rstd[i] = kernels.RMSNorm(y.Row(i), x.Row(i), w.Data, eps)
+			}
+		})
+	}
+	fwd()
+	if shared {
+		y.refill = fwd
+	}
 	if y.Grad != nil {
 		tp.record(func() {
 			dx := x.Grad
