@@ -7,8 +7,7 @@ adapters, batch B×T, causal attention via softmax, cross-entropy over the vocab
 
 Prints tokens/s (median step) and peak RSS. PyTorch 1.13 (Debian's python3-torch).
 """
-import argparse, math, resource, time
-import torch
+import argparse, math, os, resource, time
 
 PRESETS = {  # hidden, intermediate, layers, heads, kv heads, vocab
     "smollm2-135m": (576, 1536, 30, 9, 3, 49152),
@@ -23,6 +22,12 @@ ap.add_argument("--seq", type=int, default=256)
 ap.add_argument("--rank", type=int, default=8)
 ap.add_argument("--steps", type=int, default=3)
 a = ap.parse_args()
+# torch.set_num_threads does not reach Debian's OpenBLAS, whose own pool would
+# use every core (a "1-thread" run measured 166% CPU): pin it before the import.
+for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[v] = str(a.threads)
+import torch  # noqa: E402  (after the thread variables are set)
+
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 C, I, L, H, Hkv, V = PRESETS[a.preset]
