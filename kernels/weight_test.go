@@ -188,8 +188,8 @@ func TestRoundTripBounds(t *testing.T) {
 								bound = amax/127*0.5 + amax/2048
 							case Q4_0:
 								bound = amax/8 + amax/2048
-							case NF4: // half the widest gap between codes (-1 to -0.696) times the scale
-								bound = amax * 0.16
+							case NF4: // half the widest gap between codes (-1 to -0.696) times a scale ≤ absmax, or the clip of a scale ≥ 0.75·absmax
+								bound = amax * 0.25
 								if dq {
 									bound += amax * 0.02 // the scale itself is int8-quantized
 								}
@@ -203,6 +203,76 @@ func TestRoundTripBounds(t *testing.T) {
 				t.Logf("%-5s dq=%-5v cols=%3d: rms error %.4f, %.2f bits/value", f, dq, cols, math.Sqrt(rms/float64(rows*cols)), float64(w.Bytes())*8/float64(rows*cols))
 			}
 		}
+	}
+}
+
+// TestNF4Index: the bucketed lookup picks the nearest code (ties to the lower)
+// for values on, beside and between every threshold, and clamps outside ±1.
+func TestNF4Index(t *testing.T) {
+	nearest := func(v float32) byte {
+		v = max(-1, min(1, v))
+		best := byte(0)
+		for c := 1; c < 16; c++ {
+			if math.Abs(float64(v-nf4Code[c])) < math.Abs(float64(v-nf4Code[best])) {
+				best = byte(c)
+			}
+		}
+		return best
+	}
+	vals := []float32{-2, -1, 1, 2, float32(math.Inf(1)), float32(math.Inf(-1))}
+	for _, m := range nf4Mid {
+		vals = append(vals, math.Nextafter32(m, -2), math.Nextafter32(m, 2))
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 100000 {
+		vals = append(vals, float32(r.Float64()*2.2-1.1))
+	}
+	for _, v := range vals {
+		if got, want := nf4Index(v), nearest(v); got != want {
+			t.Fatalf("nf4Index(%g) = %d, nearest code is %d", v, got, want)
+		}
+	}
+	if got := nf4Index(float32(math.NaN())); got != 0 {
+		t.Errorf("nf4Index(NaN) = %d", got)
+	}
+}
+
+// TestNF4ScaleSearch: every block's squared error is at most that of
+// bitsandbytes' absmax scale, and lower on average.
+func TestNF4ScaleSearch(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	var sumRef, sumNew float64
+	x := make([]float32, 64)
+	for blk := range 2000 {
+		for j := range x {
+			x[j] = float32(r.NormFloat64())
+			if blk%3 == 0 && j == 5 {
+				x[j] *= 6 // an outlier
+			}
+		}
+		var qa, qn [32]byte
+		sa, sn := quantNF4Absmax(qa[:], x), quantNF4(qn[:], x)
+		sse := func(q []byte, s float32) (e float64) {
+			for j, v := range x {
+				c := q[j/2] >> 4
+				if j%2 == 1 {
+					c = q[j/2] & 15
+				}
+				d := float64(v) - float64(s)*float64(nf4Code[c])
+				e += d * d
+			}
+			return e
+		}
+		ea, en := sse(qa[:], sa), sse(qn[:], sn)
+		if en > ea*(1+1e-6) {
+			t.Fatalf("block %d: searched scale %g error %g > absmax %g error %g", blk, sn, en, sa, ea)
+		}
+		sumRef += ea
+		sumNew += en
+	}
+	t.Logf("mean squared error per block: absmax %.4f, searched %.4f (%.1f%% lower)", sumRef/2000, sumNew/2000, 100*(1-sumNew/sumRef))
+	if !(sumNew < 0.97*sumRef) {
+		t.Errorf("the search lowers the error by only %.1f%%", 100*(1-sumNew/sumRef))
 	}
 }
 

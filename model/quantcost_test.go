@@ -38,8 +38,9 @@ func evalLoss(t *testing.T, m *Model, ids []int32, T int) float64 {
 // difference, and the next-token loss on tinystories_sample.txt relative to
 // f32. Targets met and asserted: ≥ 50 matching tokens and loss within 1% for
 // q8_0 and the 16-bit formats. The 4-bit formats are held to the measured
-// level (q4_0 +4.9%, nf4 +7.0% on this 64-wide model: every projection type
-// adds 0.1–1.4%), which misses the 3% target; the bound here catches regressions.
+// level (q4_0 +4.9%, nf4 +4.5% on this 64-wide model, where every projection
+// type adds 0.1–1.4%; nf4 with bitsandbytes' absmax scales was +7.0%), which
+// misses the 3% target; the bound here catches regressions.
 func TestQuantizationCost(t *testing.T) {
 	dir := testassets.Path(t, "models/stories260K/hf")
 	text, err := os.ReadFile(testassets.Path(t, "datasets/tinystories_sample.txt"))
@@ -73,7 +74,7 @@ func TestQuantizationCost(t *testing.T) {
 		maxRelInc float64
 	}{
 		{"f16", false, 50, 0.01}, {"bf16", false, 0, 0.01}, {"q8_0", false, 50, 0.01},
-		{"q4_0", false, 0, 0.055}, {"nf4", false, 0, 0.075}, {"nf4", true, 0, 0.075},
+		{"q4_0", false, 0, 0.055}, {"nf4", false, 0, 0.05}, {"nf4", true, 0, 0.05},
 	} {
 		m, err := Load(dir, LoadOptions{Quant: c.quant, DoubleQuant: c.dq})
 		if err != nil {
