@@ -4,11 +4,12 @@
 
 #include "textflag.h"
 
-// func decodeQ8_0AVX512(dst *float32, src *byte, nb int)
-TEXT ·decodeQ8_0AVX512(SB), NOSPLIT, $0-24
+// func decodeQ8_0AVX512(dst *float32, src *byte, nb, step int)
+TEXT ·decodeQ8_0AVX512(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ nb+16(FP), CX
+	MOVQ step+24(FP), R8
 	TESTQ CX, CX
 	JEQ q8done
 q8loop:
@@ -25,18 +26,19 @@ q8loop:
 	VMOVUPS Z0, (DI)
 	VMOVUPS Z1, 64(DI)
 	ADDQ $34, SI
-	ADDQ $128, DI
+	ADDQ R8, DI
 	DECQ CX
 	JNE q8loop
 q8done:
 	VZEROUPPER
 	RET
 
-// func decodeQ4_0AVX512(dst *float32, src *byte, nb int)
-TEXT ·decodeQ4_0AVX512(SB), NOSPLIT, $0-24
+// func decodeQ4_0AVX512(dst *float32, src *byte, nb, step int)
+TEXT ·decodeQ4_0AVX512(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ nb+16(FP), CX
+	MOVQ step+24(FP), R8
 	MOVL $15, AX
 	VPBROADCASTD AX, Z5
 	MOVL $8, AX
@@ -60,20 +62,21 @@ q4loop:
 	VMOVUPS Z0, (DI)
 	VMOVUPS Z1, 64(DI)
 	ADDQ $18, SI
-	ADDQ $128, DI
+	ADDQ R8, DI
 	DECQ CX
 	JNE q4loop
 q4done:
 	VZEROUPPER
 	RET
 
-// func decodeNF4AVX512(dst *float32, src *byte, scale *float32, code *float32, nb int)
-TEXT ·decodeNF4AVX512(SB), NOSPLIT, $0-40
+// func decodeNF4AVX512(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
+TEXT ·decodeNF4AVX512(SB), NOSPLIT, $0-48
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ scale+16(FP), DX
 	MOVQ code+24(FP), BX
 	MOVQ nb+32(FP), CX
+	MOVQ step+40(FP), R8
 	VMOVUPS (BX), Z7
 	MOVL $15, AX
 	VPBROADCASTD AX, Z5
@@ -94,8 +97,9 @@ nfloop:
 	VSHUFF32X4 $0xEE, Z4, Z3, Z10
 	VSHUFF32X4 $0xD8, Z9, Z9, Z9
 	VSHUFF32X4 $0xD8, Z10, Z10, Z10
-	VMOVUPS Z9, 0(DI)
+	VMOVUPS Z9, (DI)
 	VMOVUPS Z10, 64(DI)
+	ADDQ R8, DI
 	VPMOVZXBD 16(SI), Z0
 	VPSRLD $4, Z0, Z1
 	VPANDD Z5, Z0, Z0
@@ -108,11 +112,11 @@ nfloop:
 	VSHUFF32X4 $0xEE, Z4, Z3, Z10
 	VSHUFF32X4 $0xD8, Z9, Z9, Z9
 	VSHUFF32X4 $0xD8, Z10, Z10, Z10
-	VMOVUPS Z9, 128(DI)
-	VMOVUPS Z10, 192(DI)
+	VMOVUPS Z9, (DI)
+	VMOVUPS Z10, 64(DI)
+	ADDQ R8, DI
 	ADDQ $32, SI
 	ADDQ $4, DX
-	ADDQ $256, DI
 	DECQ CX
 	JNE nfloop
 nfdone:

@@ -12,7 +12,15 @@ type microKernel struct {
 	mc, kc, nc int // cache blocks: multiples of mr, of 64 (the widest quant block), of nr
 	fn         func(kc int, a, b, c *float32, ldc int, overwrite bool)
 	dot        *dotKernel // narrow-N kernels in dot-product form, if this CPU has them
+	outer      outerFn    // the narrow-M outer-product kernel, if this CPU has it
 }
+
+// outerFn computes C[0:8, 0:n] (+)= Σ_{p<k} G[p, 0:8] ⊗ X[p, 0:n]: G packed as k
+// rows of 8, X and C row-major with strides ldx and ldc (in elements).
+type outerFn func(k int, g *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)
+
+// outerMaxM is the most rows the outer-product path takes (LoRA ranks up to 16).
+const outerMaxM = 16
 
 // dotKernel computes C[0:R, 0:8] (+)= A[0:R, 0:k]·Bpᵀ for R = 3 or 1, reading
 // A's rows as stored and Bp as 8 packed rows of kp = k rounded up to 16.
@@ -47,6 +55,92 @@ type gemmArgs struct {
 	dot  bool
 	dotB []float32
 	kp   int
+	// outer: the product runs in outer-product form (see outerFn) with
+	// outerG holding alpha·op(A)ᵀ as ceil(M/8) groups of k rows of 8.
+	outer  bool
+	outerG []float32
+}
+
+// useOuter reports whether the call suits the outer-product kernel: at most
+// outerMaxM output rows (after swapNarrow), a reduction long enough to pay
+// for packing, op(A) stored K×M (so its packing is a copy), an fp32 B stored
+// K×N (read in place), and the packed A fits the buffer.
+func (g *gemmArgs) useOuter(mk *microKernel, bufLen int) bool {
+	if mk.outer == nil || g.m > outerMaxM || g.k < 32 || g.alpha == 0 || g.ta != Trans {
+		return false
+	}
+	if g.b.w != nil || g.b.op != NoTrans {
+		return false
+	}
+	return (g.m+7)/8*8*g.k <= bufLen
+}
+
+// packOuter fills dst with outerG: group q, row p holds alpha·op(A)[8q+r][p]
+// for r < 8, zero past M.
+func (g *gemmArgs) packOuter(dst []float32) {
+	groups := (g.m + 7) / 8
+	g.outerG = dst[:groups*g.k*8]
+	a := g.a
+	for p := 0; p < g.k; p++ {
+		src := a.Data[p*a.Stride:][:g.m]
+		for q := 0; q < groups; q++ {
+			row := g.outerG[(q*g.k+p)*8:][:8]
+			clear(row)
+			for r := 0; r < 8 && q*8+r < g.m; r++ {
+				row[r] = g.alpha * src[q*8+r]
+			}
+		}
+	}
+}
+
+// runOuter computes columns [j0, j1) of op(A)·op(B) (rows of C, or columns
+// when transC) in outer-product form.
+func (ws *workspace) runOuter(fn outerFn, g *gemmArgs, j0, j1 int) {
+	ci0, ci1, cj0, cj1 := 0, g.m, j0, j1
+	if g.transC {
+		ci0, ci1, cj0, cj1 = j0, j1, 0, g.m
+	}
+	if g.beta != 0 {
+		scaleBlock(g.c, ci0, ci1, cj0, cj1, g.beta)
+	}
+	over := g.beta == 0
+	x, c := g.b.mat, g.c
+	_ = x.Data[(g.k-1)*x.Stride+j1-1] // the kernel reads rows 0..k-1 of columns [j0, j1)
+	chunk := len(ws.tmp) / 8 &^ 15
+	for q := 0; q*8 < g.m; q++ {
+		rows := min(8, g.m-q*8)
+		gp := &g.outerG[q*g.k*8]
+		if rows == 8 && !g.transC { // straight into C's rows 8q..8q+7
+			fn(g.k, gp, &x.Data[j0], x.Stride, &c.Data[q*8*c.Stride+j0], c.Stride, j1-j0, over)
+			continue
+		}
+		for jb := j0; jb < j1; jb += chunk {
+			w := min(chunk, j1-jb)
+			fn(g.k, gp, &x.Data[jb], x.Stride, &ws.tmp[0], w, w, true)
+			for r := 0; r < rows; r++ {
+				i, src := q*8+r, ws.tmp[r*w:][:w]
+				if !g.transC {
+					dst := c.Data[i*c.Stride+jb:][:w]
+					if over {
+						copy(dst, src)
+					} else {
+						for j, v := range src {
+							dst[j] += v
+						}
+					}
+					continue
+				}
+				for j, v := range src { // C[jb+j][i]
+					d := &c.Data[(jb+j)*c.Stride+i]
+					if over {
+						*d = v
+					} else {
+						*d += v
+					}
+				}
+			}
+		}
+	}
 }
 
 // useDot reports whether the call suits the dot-product kernels: N a LoRA
@@ -342,8 +436,22 @@ func (ws *workspace) packB(g *gemmArgs, nr, pc, kc, jc, nc int) {
 		}
 	default: // backward dY·W: op(B)[p][j] = W[p][j]; decode row p over [jc, jc+nc)
 		for p := 0; p < kc; p++ {
-			row := b.w.decodeRange(ws.tmp, pc+p, jc, jc+nc)
-			scatterRow(dst, row, nr, kc, p)
+			// Where a run of 32 values is a sliver's row, whole blocks are decoded
+			// straight into the slivers; the rest goes through tmp.
+			done := 0
+			if nr == 32 {
+				n := nc / 32
+				if b.w.Format.BlockSize() == 64 {
+					n &^= 1
+				}
+				if b.w.decodeRuns(dst[p*nr:], pc+p, jc, n, kc*nr) {
+					done = n * 32
+				}
+			}
+			if done < nc {
+				row := b.w.decodeRange(ws.tmp, pc+p, jc+done, jc+nc)
+				scatterRow(dst[(done/nr)*kc*nr:], row, nr, kc, p)
+			}
 		}
 	}
 }

@@ -203,7 +203,8 @@ func TestGemmBetaZeroIgnoresNaN(t *testing.T) {
 // the weight's own decoded values, for the forward (X·Wᵀ) and backward (dY·W) products.
 func TestGemmWConformance(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	shapes := [][3]int{{1, 1, 1}, {7, 33, 29}, {13, 64, 64}, {33, 96, 172}, {129, 100, 300}, {5, 257, 129}, {40, 31, 520}}
+	// {3, 2200, 9}: dY·W spans two nc panels (the second at column 2048).
+	shapes := [][3]int{{1, 1, 1}, {7, 33, 29}, {13, 64, 64}, {33, 96, 172}, {129, 100, 300}, {5, 257, 129}, {40, 31, 520}, {3, 2200, 9}}
 	for _, p := range allPools(t, 2) {
 		for _, f := range []Format{F32, F16, BF16, Q8_0, Q4_0, NF4} {
 			for _, sh := range shapes {
@@ -248,6 +249,8 @@ func TestThreadInvariance(t *testing.T) {
 		{m: 8, n: 900, k: 1000, ta: Trans}, // split along N (dAᵀ-like)
 		{m: 300, n: 260, k: 520, tb: Trans, f: Q4_0, quant: true},
 		{m: 300, n: 520, k: 260, f: NF4, quant: true},
+		{m: 6, n: 1000, k: 70, f: NF4, quant: true}, // dY·W split along N: panels start off the 64-value blocks
+		{m: 6, n: 1000, k: 70, f: Q8_0, quant: true},
 		{m: 1, n: 1500, k: 300, tb: Trans, f: Q8_0, quant: true}, // GEMV: split along N
 		{m: 700, n: 8, k: 300, tb: Trans},                        // LoRA rank 8: dot-product form where the CPU has it
 		{m: 700, n: 13, k: 77},                                   // odd rank, B not transposed
@@ -398,6 +401,47 @@ func TestGemmNarrow(t *testing.T) {
 							t.Errorf("%s %dx%dx%d %v%v: dot path %v, want %v", p.Kernel(), m, n, k, ta, tb, p.lastDot, wantDot)
 						}
 						checkGemm(t, fmt.Sprintf("%s narrow %dx%dx%d %v%v β=%g", p.Kernel(), m, n, k, ta, tb, beta), c, c0, 2, a, ta, denseOp(b, tb), beta)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestGemmOuter covers the outer-product path (at most 16 rows of C after
+// the narrow swap, op(A) stored K×M, B stored K×N: LoRA's dA = dHᵀ·X and
+// dB = dYᵀ·H) for ranks 1..16, column counts around the 48- and 16-wide
+// strips, strided operands, alpha and every beta, on one and three threads.
+func TestGemmOuter(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, threads := range []int{1, 3} {
+		for _, p := range allPools(t, threads) {
+			for _, sh := range [][3]int{{8, 576, 1024}, {8, 47, 33}, {1, 1, 40}, {3, 49, 64}, {16, 100, 77}, {13, 15, 50}, {9, 2000, 40}, {8, 96, 32}} {
+				for _, swap := range []bool{false, true} {
+					for _, beta := range []float32{0, 1, 0.5} {
+						m, n, k := sh[0], sh[1], sh[2]
+						// op(A) is m×k stored k×m; B is k×n stored K×N.
+						a := randMat(r, k, m, m+3)
+						b := randMat(r, k, n, n+5)
+						name := fmt.Sprintf("%s t%d outer %dx%dx%d β=%g", p.Kernel(), threads, m, n, k, beta)
+						if swap { // the same product asked as Cᵀ = op(B)ᵀ·op(A)ᵀ, N narrow
+							c := randMat(r, n, m, m+1)
+							c0 := cloneMat(c)
+							p.Gemm(c, 1.5, b, Trans, a, NoTrans, beta)
+							checkGemm(t, name+" swapped", c, c0, 1.5, b, Trans, denseOp(a, NoTrans), beta)
+							// outer as asked (n rows) or after the narrow swap (m rows)
+							if want := p.mk.outer != nil && (n <= outerMaxM || n >= p.mk.nr && 2*m <= p.mk.nr); p.lastOuter != want {
+								t.Errorf("%s swapped: outer path %v, want %v", name, p.lastOuter, want)
+							}
+							continue
+						}
+						c := randMat(r, m, n, n+1)
+						c0 := cloneMat(c)
+						p.Gemm(c, 1.5, a, Trans, b, NoTrans, beta)
+						checkGemm(t, name, c, c0, 1.5, a, Trans, denseOp(b, NoTrans), beta)
+						if want := p.mk.outer != nil; p.lastOuter != want {
+							t.Errorf("%s: outer path %v, want %v", name, p.lastOuter, want)
+						}
 					}
 				}
 			}

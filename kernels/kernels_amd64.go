@@ -37,8 +37,12 @@ func dotAVX512x3(k int, a *float32, lda int, b *float32, c *float32, ldc int, ov
 //go:noescape
 func dotAVX512x1(k int, a *float32, lda int, b *float32, c *float32, ldc int, overwrite bool)
 
+//go:noescape
+func outerAVX512(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)
+
 func init() {
 	avx512Kernel.dot = &dotKernel{rows3: dotAVX512x3, rows1: dotAVX512x1}
+	avx512Kernel.outer = outerAVX512
 }
 
 //go:noescape
@@ -62,13 +66,13 @@ func init() {
 }
 
 //go:noescape
-func decodeQ8_0AVX512(dst *float32, src *byte, nb int)
+func decodeQ8_0AVX512(dst *float32, src *byte, nb, step int)
 
 //go:noescape
-func decodeQ4_0AVX512(dst *float32, src *byte, nb int)
+func decodeQ4_0AVX512(dst *float32, src *byte, nb, step int)
 
 //go:noescape
-func decodeNF4AVX512(dst *float32, src *byte, scale *float32, code *float32, nb int)
+func decodeNF4AVX512(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
 
 func init() {
 	if cpu.X86.HasAVX512F && rowKernelsAllowed() {

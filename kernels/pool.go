@@ -23,6 +23,7 @@ type Pool struct {
 	args        gemmArgs // the call in progress: held here so that no call allocates
 	lastWorkers int      // workers that received work in the last call (for tests)
 	lastDot     bool     // the last call ran in dot-product form (for tests)
+	lastOuter   bool     // the last call ran in outer-product form (for tests)
 }
 
 type job struct {
@@ -124,6 +125,10 @@ func (ws *workspace) do(mk *microKernel, j job) {
 		ws.runDot(mk.dot, j.g, j.i0, j.i1)
 		return
 	}
+	if j.g.outer {
+		ws.runOuter(mk.outer, j.g, j.j0, j.j1)
+		return
+	}
 	ws.run(mk, j.g, j.i0, j.i1, j.j0, j.j1)
 }
 
@@ -146,7 +151,7 @@ func (p *Pool) run(args gemmArgs) {
 	defer p.mu.Unlock()
 	p.args = args
 	g := &p.args
-	p.lastDot = false
+	p.lastDot, p.lastOuter = false, false
 	defer func() { p.args = gemmArgs{} }() // drop references to the caller's slices
 	if g.m == 0 || g.n == 0 {
 		p.lastWorkers = 0
@@ -159,13 +164,18 @@ func (p *Pool) run(args gemmArgs) {
 		mr, nr = 3, g.n
 	} else {
 		g.swapNarrow(p.mk.nr)
+		if g.useOuter(p.mk, len(p.ws[0].bpack)) {
+			g.outer, p.lastOuter = true, true
+			g.packOuter(p.ws[0].bpack) // shared, read-only while the workers run
+			mr, nr = g.m, 16
+		}
 	}
 	mt, nt := (g.m+mr-1)/mr, (g.n+nr-1)/nr
 	workers := p.threads
 	if float64(g.m)*float64(g.n)*float64(max(g.k, 1)) < minParallelFlops {
 		workers = 1
 	}
-	splitM := g.dot || mt >= nt || nt < workers
+	splitM := g.dot || !g.outer && (mt >= nt || nt < workers)
 	tiles := nt
 	if splitM {
 		tiles = mt

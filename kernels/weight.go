@@ -510,7 +510,7 @@ func (w *Weight) decodeBlocks(dst []float32, i, b0, b1 int) {
 			blk := i*w.blocksPerRow + b0
 			_ = dst[(b1-b0)*64-1]
 			_ = w.q[(blk+b1-b0)*32-1]
-			blockNF4(&dst[0], &w.q[blk*32], &w.absmax[blk], &nf4Code[0], b1-b0)
+			blockNF4(&dst[0], &w.q[blk*32], &w.absmax[blk], &nf4Code[0], b1-b0, 128)
 			return
 		}
 		for b := b0; b < b1; b++ {
@@ -522,10 +522,42 @@ func (w *Weight) decodeBlocks(dst []float32, i, b0, b1 int) {
 
 // Vectorized block decoders, set at start-up where the CPU has them.
 var (
-	blockQ8_0 func(dst *float32, src *byte, nb int)
-	blockQ4_0 func(dst *float32, src *byte, nb int)
-	blockNF4  func(dst *float32, src *byte, scale *float32, code *float32, nb int)
+	blockQ8_0 func(dst *float32, src *byte, nb, step int)
+	blockQ4_0 func(dst *float32, src *byte, nb, step int)
+	blockNF4  func(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
 )
+
+// decodeRuns decodes n·32 columns of row i from column c0 (a block boundary)
+// as n runs of 32 values, run r at dst[r·step:], with the vectorized block
+// decoders. It reports false, writing nothing, where they do not apply
+// (other formats or CPUs, double-quantized NF4, c0 or n not whole blocks).
+func (w *Weight) decodeRuns(dst []float32, i, c0, n, step int) bool {
+	if n <= 0 {
+		return false
+	}
+	bs := w.Format.BlockSize()
+	if (bs != 32 && bs != 64) || c0%bs != 0 || (n*32)%bs != 0 || c0+n*32 > w.blocksPerRow*bs {
+		return false
+	}
+	blk, nb := i*w.blocksPerRow+c0/bs, n*32/bs
+	switch {
+	case w.Format == Q8_0 && blockQ8_0 != nil:
+		_ = dst[(n-1)*step+31]
+		_ = w.q[(blk+nb)*34-1]
+		blockQ8_0(&dst[0], &w.q[blk*34], nb, step*4)
+	case w.Format == Q4_0 && blockQ4_0 != nil:
+		_ = dst[(n-1)*step+31]
+		_ = w.q[(blk+nb)*18-1]
+		blockQ4_0(&dst[0], &w.q[blk*18], nb, step*4)
+	case w.Format == NF4 && blockNF4 != nil && w.dq == nil:
+		_ = dst[(n-1)*step+31]
+		_ = w.q[(blk+nb)*32-1]
+		blockNF4(&dst[0], &w.q[blk*32], &w.absmax[blk], &nf4Code[0], nb, step*4)
+	default:
+		return false
+	}
+	return true
+}
 
 func decodeF16(dst []float32, src []uint16) {
 	dst = dst[:len(src)]
@@ -537,7 +569,7 @@ func decodeF16(dst []float32, src []uint16) {
 func decodeQ8_0(dst []float32, q []byte) {
 	if nb := len(q) / 34; blockQ8_0 != nil && nb > 0 {
 		_ = dst[nb*32-1]
-		blockQ8_0(&dst[0], &q[0], nb)
+		blockQ8_0(&dst[0], &q[0], nb, 128)
 		return
 	}
 	for b := 0; len(q) >= 34; b++ {
@@ -554,7 +586,7 @@ func decodeQ8_0(dst []float32, q []byte) {
 func decodeQ4_0(dst []float32, q []byte) {
 	if nb := len(q) / 18; blockQ4_0 != nil && nb > 0 {
 		_ = dst[nb*32-1]
-		blockQ4_0(&dst[0], &q[0], nb)
+		blockQ4_0(&dst[0], &q[0], nb, 128)
 		return
 	}
 	for b := 0; len(q) >= 18; b++ {

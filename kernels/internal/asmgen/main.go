@@ -26,6 +26,7 @@ func main() {
 	}
 	write(filepath.Join(dir, "gemm_avx512_amd64.s"), x86("gemmAVX512", "Z", 12, 2, 64, "!noasm"))
 	write(filepath.Join(dir, "dot_avx512_amd64.s"), dotAVX512())
+	write(filepath.Join(dir, "outer_avx512_amd64.s"), outerAVX512())
 	write(filepath.Join(dir, "rows_avx512_amd64.s"), rowsAVX512())
 	write(filepath.Join(dir, "decode_avx512_amd64.s"), decodeAVX512())
 	write(filepath.Join(dir, "transpose_avx512_amd64.s"), transposeAVX512())
@@ -376,6 +377,144 @@ func dotAVX512() []byte {
 	return a.Bytes()
 }
 
+// outerAVX512 emits the rank-8 outer-product kernel for products whose
+// output has at most 8 rows and a long reduction (LoRA's dA = dHᵀ·X and,
+// transposed, dB = dYᵀ·H): C[0:8, 0:n] (+)= Σ_p G[p, 0:8] ⊗ X[p, 0:n], with
+// G packed as k rows of 8 and X read where it lies (row stride ldx), so X is
+// neither copied nor transposed. Columns go in strips of 48 (24 accumulators,
+// 8 broadcasts and 3 loads per 24 FMAs), then of 16 under a mask; each column's
+// sum runs over p in order, so results do not depend on the strips.
+//
+//	func outerAVX512(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)
+func outerAVX512() []byte {
+	var a asm
+	fileHeader(&a, "amd64 && !noasm")
+	fmt.Fprintf(&a, "\n// func outerAVX512(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)\n")
+	fmt.Fprintf(&a, "TEXT ·outerAVX512(SB), NOSPLIT, $0-57\n")
+	a.l("MOVQ k+0(FP), R8")
+	a.l("MOVQ gp+8(FP), SI")
+	a.l("MOVQ x+16(FP), DI")
+	a.l("MOVQ ldx+24(FP), R12")
+	a.l("SHLQ $2, R12")
+	a.l("MOVQ c+32(FP), DX")
+	a.l("MOVQ ldc+40(FP), R9")
+	a.l("SHLQ $2, R9")
+	a.l("LEAQ (R9)(R9*2), R10") // 3·ldc
+	a.l("MOVQ n+48(FP), R13")
+	a.l("MOVBQZX overwrite+56(FP), R14")
+	a.l("MOVQ R12, R15")
+	a.l("SHLQ $4, R15") // 16 rows ahead: X is walked down a column strip, which the
+	// hardware prefetchers (tracking ascending lines within a page) do not follow
+	// C row r of the strip: DX, DX+ldc, DX+2ldc, DX+3ldc, then the same from R11 = DX+4ldc.
+	row := func(r, off int) string {
+		base := "DX"
+		if r >= 4 {
+			base = "R11"
+		}
+		idx := [4]string{"", "(R9*1)", "(R9*2)", "(R10*1)"}[r%4]
+		return fmt.Sprintf("%d(%s)%s", off, base, idx)
+	}
+	a.label("strip48")
+	a.l("CMPQ R13, $48")
+	a.l("JLT strip16")
+	for i := 0; i < 24; i++ {
+		a.l("VXORPS Z%d, Z%d, Z%d", i, i, i)
+	}
+	a.l("MOVQ SI, BX")
+	a.l("MOVQ DI, AX")
+	a.l("MOVQ R8, CX")
+	a.l("TESTQ CX, CX")
+	a.l("JEQ store48")
+	a.label("loop48")
+	a.l("PREFETCHT0 (AX)(R15*1)")
+	a.l("PREFETCHT0 64(AX)(R15*1)")
+	a.l("PREFETCHT0 128(AX)(R15*1)")
+	a.l("VMOVUPS (AX), Z24")
+	a.l("VMOVUPS 64(AX), Z25")
+	a.l("VMOVUPS 128(AX), Z26")
+	for r := 0; r < 8; r++ {
+		a.l("VBROADCASTSS %d(BX), Z27", 4*r)
+		for v := 0; v < 3; v++ {
+			a.l("VFMADD231PS Z27, Z%d, Z%d", 24+v, 3*r+v)
+		}
+	}
+	a.l("ADDQ R12, AX")
+	a.l("ADDQ $32, BX")
+	a.l("DECQ CX")
+	a.l("JNE loop48")
+	a.label("store48")
+	a.l("LEAQ (DX)(R9*4), R11")
+	a.l("TESTQ R14, R14")
+	a.l("JNE over48")
+	for r := 0; r < 8; r++ {
+		for v := 0; v < 3; v++ {
+			a.l("VADDPS %s, Z%d, Z%d", row(r, 64*v), 3*r+v, 3*r+v)
+		}
+	}
+	a.label("over48")
+	for r := 0; r < 8; r++ {
+		for v := 0; v < 3; v++ {
+			a.l("VMOVUPS Z%d, %s", 3*r+v, row(r, 64*v))
+		}
+	}
+	a.l("ADDQ $192, DI")
+	a.l("ADDQ $192, DX")
+	a.l("SUBQ $48, R13")
+	a.l("JMP strip48")
+
+	a.label("strip16")
+	a.l("TESTQ R13, R13")
+	a.l("JLE done")
+	// K1: the min(16, n-j) valid lanes
+	a.l("MOVQ $0xffff, AX")
+	a.l("CMPQ R13, $16")
+	a.l("JGE mask16")
+	a.l("MOVQ R13, CX")
+	a.l("MOVQ $1, AX")
+	a.l("SHLQ CX, AX")
+	a.l("DECQ AX")
+	a.label("mask16")
+	a.l("KMOVW AX, K1")
+	for i := 0; i < 8; i++ {
+		a.l("VXORPS Z%d, Z%d, Z%d", i, i, i)
+	}
+	a.l("MOVQ SI, BX")
+	a.l("MOVQ DI, AX")
+	a.l("MOVQ R8, CX")
+	a.l("TESTQ CX, CX")
+	a.l("JEQ store16")
+	a.label("loop16")
+	a.l("PREFETCHT0 (AX)(R15*1)")
+	a.l("VMOVUPS.Z (AX), K1, Z24")
+	for r := 0; r < 8; r++ {
+		a.l("VFMADD231PS.BCST %d(BX), Z24, Z%d", 4*r, r)
+	}
+	a.l("ADDQ R12, AX")
+	a.l("ADDQ $32, BX")
+	a.l("DECQ CX")
+	a.l("JNE loop16")
+	a.label("store16")
+	a.l("LEAQ (DX)(R9*4), R11")
+	a.l("TESTQ R14, R14")
+	a.l("JNE over16")
+	for r := 0; r < 8; r++ {
+		a.l("VMOVUPS.Z %s, K1, Z24", row(r, 0))
+		a.l("VADDPS Z24, Z%d, Z%d", r, r)
+	}
+	a.label("over16")
+	for r := 0; r < 8; r++ {
+		a.l("VMOVUPS Z%d, K1, %s", r, row(r, 0))
+	}
+	a.l("ADDQ $64, DI")
+	a.l("ADDQ $64, DX")
+	a.l("SUBQ $16, R13")
+	a.l("JMP strip16")
+	a.label("done")
+	a.l("VZEROUPPER")
+	a.l("RET")
+	return a.Bytes()
+}
+
 // rowsAVX512 emits the vectorized row kernels: max, in-place exp(x − shift)
 // with its sum, SwiGLU forward and backward. Each processes 16 lanes at a
 // time and the tail with a mask, so nothing past a row is read or written.
@@ -605,12 +744,14 @@ func rowsAVX512() []byte {
 }
 
 // decodeAVX512 emits block decoders for the quantized formats, used when
-// packing a weight panel: each turns nb whole blocks into fp32.
+// packing a weight panel: each turns nb whole blocks into fp32, as runs of 32
+// values, run r at dst + r·step bytes (step 128: contiguous; step kc·nr·4: one
+// run per row of consecutive packed slivers, so a backward panel needs no copy).
 //
-//	decodeQ8_0AVX512(dst *float32, src *byte, nb int)   34-byte blocks: fp16 d, 32 int8
-//	decodeQ4_0AVX512(dst *float32, src *byte, nb int)   18-byte blocks: fp16 d, 16 bytes of nibbles
-//	decodeNF4AVX512(dst *float32, src *byte, scale *float32, code *float32, nb int)
-//	                                                   32-byte blocks, high nibble first
+//	decodeQ8_0AVX512(dst *float32, src *byte, nb, step int)   34-byte blocks: fp16 d, 32 int8
+//	decodeQ4_0AVX512(dst *float32, src *byte, nb, step int)   18-byte blocks: fp16 d, 16 bytes of nibbles
+//	decodeNF4AVX512(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
+//	                                                         32-byte blocks (two runs), high nibble first
 func decodeAVX512() []byte {
 	var a asm
 	fileHeader(&a, "amd64 && !noasm")
@@ -621,10 +762,11 @@ func decodeAVX512() []byte {
 		a.l("VCVTPH2PS X2, X2")
 		a.l("VBROADCASTSS X2, Z2")
 	}
-	fmt.Fprintf(&a, "\n// func decodeQ8_0AVX512(dst *float32, src *byte, nb int)\nTEXT ·decodeQ8_0AVX512(SB), NOSPLIT, $0-24\n")
+	fmt.Fprintf(&a, "\n// func decodeQ8_0AVX512(dst *float32, src *byte, nb, step int)\nTEXT ·decodeQ8_0AVX512(SB), NOSPLIT, $0-32\n")
 	a.l("MOVQ dst+0(FP), DI")
 	a.l("MOVQ src+8(FP), SI")
 	a.l("MOVQ nb+16(FP), CX")
+	a.l("MOVQ step+24(FP), R8")
 	a.l("TESTQ CX, CX")
 	a.l("JEQ q8done")
 	a.label("q8loop")
@@ -638,17 +780,18 @@ func decodeAVX512() []byte {
 	a.l("VMOVUPS Z0, (DI)")
 	a.l("VMOVUPS Z1, 64(DI)")
 	a.l("ADDQ $34, SI")
-	a.l("ADDQ $128, DI")
+	a.l("ADDQ R8, DI")
 	a.l("DECQ CX")
 	a.l("JNE q8loop")
 	a.label("q8done")
 	a.l("VZEROUPPER")
 	a.l("RET")
 
-	fmt.Fprintf(&a, "\n// func decodeQ4_0AVX512(dst *float32, src *byte, nb int)\nTEXT ·decodeQ4_0AVX512(SB), NOSPLIT, $0-24\n")
+	fmt.Fprintf(&a, "\n// func decodeQ4_0AVX512(dst *float32, src *byte, nb, step int)\nTEXT ·decodeQ4_0AVX512(SB), NOSPLIT, $0-32\n")
 	a.l("MOVQ dst+0(FP), DI")
 	a.l("MOVQ src+8(FP), SI")
 	a.l("MOVQ nb+16(FP), CX")
+	a.l("MOVQ step+24(FP), R8")
 	a.l("MOVL $15, AX")
 	a.l("VPBROADCASTD AX, Z5")
 	a.l("MOVL $8, AX")
@@ -669,7 +812,7 @@ func decodeAVX512() []byte {
 	a.l("VMOVUPS Z0, (DI)")
 	a.l("VMOVUPS Z1, 64(DI)")
 	a.l("ADDQ $18, SI")
-	a.l("ADDQ $128, DI")
+	a.l("ADDQ R8, DI")
 	a.l("DECQ CX")
 	a.l("JNE q4loop")
 	a.label("q4done")
@@ -679,12 +822,13 @@ func decodeAVX512() []byte {
 	// NF4: byte i holds element 2i (high nibble) and 2i+1 (low nibble). For 16
 	// bytes: zero-extend to 16 dwords, take high and low nibbles, look both up in
 	// the 16-entry codebook (VPERMPS), interleave back into order, scale.
-	fmt.Fprintf(&a, "\n// func decodeNF4AVX512(dst *float32, src *byte, scale *float32, code *float32, nb int)\nTEXT ·decodeNF4AVX512(SB), NOSPLIT, $0-40\n")
+	fmt.Fprintf(&a, "\n// func decodeNF4AVX512(dst *float32, src *byte, scale *float32, code *float32, nb, step int)\nTEXT ·decodeNF4AVX512(SB), NOSPLIT, $0-48\n")
 	a.l("MOVQ dst+0(FP), DI")
 	a.l("MOVQ src+8(FP), SI")
 	a.l("MOVQ scale+16(FP), DX")
 	a.l("MOVQ code+24(FP), BX")
 	a.l("MOVQ nb+32(FP), CX")
+	a.l("MOVQ step+40(FP), R8")
 	a.l("VMOVUPS (BX), Z7") // codebook
 	a.l("MOVL $15, AX")
 	a.l("VPBROADCASTD AX, Z5")
@@ -710,12 +854,12 @@ func decodeAVX512() []byte {
 		a.l("VSHUFF32X4 $0xEE, Z4, Z3, Z10") // Z3.l2 Z3.l3 Z4.l2 Z4.l3
 		a.l("VSHUFF32X4 $0xD8, Z9, Z9, Z9")  // → Z3.l0 Z4.l0 Z3.l1 Z4.l1
 		a.l("VSHUFF32X4 $0xD8, Z10, Z10, Z10")
-		a.l("VMOVUPS Z9, %d(DI)", off*8)
-		a.l("VMOVUPS Z10, %d(DI)", off*8+64)
+		a.l("VMOVUPS Z9, (DI)")
+		a.l("VMOVUPS Z10, 64(DI)")
+		a.l("ADDQ R8, DI") // the next run of 32
 	}
 	a.l("ADDQ $32, SI")
 	a.l("ADDQ $4, DX")
-	a.l("ADDQ $256, DI")
 	a.l("DECQ CX")
 	a.l("JNE nfloop")
 	a.label("nfdone")
