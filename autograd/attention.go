@@ -25,6 +25,13 @@ var attnBlock = 96
 // attnStack bounds the stacked query rows of one block (group × block rows).
 const attnStack = 288
 
+// attnMinUnits: with fewer sequences × key/value heads than this, each
+// sequence's key/value group is split further, by query blocks, so that one
+// sequence of a model with few key/value heads (Qwen2.5-0.5B has 2, a
+// multi-query model 1) still gives every thread work. The split depends on
+// the shape alone, so results do not depend on the thread count.
+var attnMinUnits = 8
+
 // Attention is causal scaled-dot-product attention, fused: scores, mask,
 // softmax and the weighted sum. q is (B·T, H·D); k and v are (B·T, Hkv·D).
 // seg, when non-nil, holds a segment id per row: a query attends only keys at
@@ -108,18 +115,31 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 			maskSoftmax(kernels.Mat{Data: P.Data[hh*n*T:], Rows: n, Cols: P.Cols, Stride: T}, segOf(b), i0, lo)
 		}
 	}
-	// Work is split by (b, g). With fewer sequences × key/value heads than
-	// threads (one sequence of a multi-query model) some threads idle here.
+	// A unit of work is one sequence's key/value group, or with few of those
+	// a share of its query blocks (blocks c, c+chunks, ..., which balances the
+	// causal work); then each unit's dK, dV go to its own buffer and are
+	// summed per group, in unit order, after the parallel part.
+	nb := (T + bq - 1) / bq
+	chunks := 1
+	if B*Hkv < attnMinUnits {
+		chunks = min(nb, (attnMinUnits+B*Hkv-1)/(B*Hkv))
+	}
+	units := B * Hkv * chunks
+	unit := func(u int) (b, g, c int) {
+		bg := u / chunks
+		return bg / Hkv, bg % Hkv, u % chunks
+	}
 	pools := tp.Pool.Workers()
 	per := R*T + 2*R*D // P, and two stacked R×D matrices
 	fbuf := tp.forwardScratch(len(pools) * per)
-	tp.Pool.Parallel(B*Hkv, 1, func(w, lo, hi int) {
+	tp.Pool.Parallel(units, 1, func(w, lo, hi int) {
 		pool := pools[w]
 		buf := fbuf[w*per : (w+1)*per]
 		pbuf, qbuf, obuf := buf[:R*T], buf[R*T:R*T+R*D], buf[R*T+R*D:]
-		for bg := lo; bg < hi; bg++ {
-			b, g := bg/Hkv, bg%Hkv
-			for i0 := 0; i0 < T; i0 += bq {
+		for u := lo; u < hi; u++ {
+			b, g, c := unit(u)
+			for bi := c; bi < nb; bi += chunks {
+				i0 := bi * bq
 				i1 := min(T, i0+bq)
 				klo, khi := keys(segOf(b), i0, i1)
 				P := block(pbuf, i1-i0, klo, khi)
@@ -134,18 +154,32 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 	})
 	if y.Grad != nil {
 		tp.record(func() {
-			// Work is split by (b, g): each worker owns its group's dK, dV rows
-			// and its query heads' dQ rows, and runs its blocks in order.
+			// Each worker owns its units' dQ rows and, with one unit per group,
+			// the group's dK, dV rows; split groups use per-unit T×D buffers.
 			per := 2*R*T + 3*R*D // P, dP; Qs, dOs, dQs
 			bufs := tp.scratch(len(pools) * per)
-			tp.Pool.Parallel(B*Hkv, 1, func(w, lo, hi int) {
+			var dkp, dvp []float32
+			if chunks > 1 {
+				dkp, dvp = tp.scratch(units*T*D), tp.scratch(units*T*D)
+				clear(dkp)
+				clear(dvp)
+			}
+			// dkv is where unit u's dK (or dV) rows r0..r1 accumulate.
+			dkv := func(grad, part []float32, u, b, g, r0, r1 int) kernels.Mat {
+				if chunks > 1 {
+					return kernels.Mat{Data: part[(u*T+r0)*D:], Rows: r1 - r0, Cols: D, Stride: D}
+				}
+				return kv(grad, b, g, r0, r1)
+			}
+			tp.Pool.Parallel(units, 1, func(w, lo, hi int) {
 				pool := pools[w]
 				buf := bufs[w*per : (w+1)*per]
 				pbuf, dpbuf := buf[:R*T], buf[R*T:2*R*T]
 				qbuf, dobuf, dqbuf := buf[2*R*T:2*R*T+R*D], buf[2*R*T+R*D:2*R*T+2*R*D], buf[2*R*T+2*R*D:]
-				for bg := lo; bg < hi; bg++ {
-					b, g := bg/Hkv, bg%Hkv
-					for i0 := 0; i0 < T; i0 += bq {
+				for u := lo; u < hi; u++ {
+					b, g, c := unit(u)
+					for bi := c; bi < nb; bi += chunks {
+						i0 := bi * bq
 						i1 := min(T, i0+bq)
 						n := i1 - i0
 						klo, khi := keys(segOf(b), i0, i1)
@@ -157,7 +191,7 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 						// dP = dO · Vᵀ; dV += Pᵀ · dO (summed over the group's heads)
 						pool.Gemm(dP, 1, dOs, kernels.NoTrans, Vg, kernels.Trans, 0)
 						if v.Grad != nil {
-							pool.Gemm(kv(v.Grad, b, g, klo, khi), 1, P, kernels.Trans, dOs, kernels.NoTrans, 1)
+							pool.Gemm(dkv(v.Grad, dvp, u, b, g, klo, khi), 1, P, kernels.Trans, dOs, kernels.NoTrans, 1)
 						}
 						// dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place in dP
 						// (P is 0 outside each row's keys, so dS is too)
@@ -175,7 +209,28 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 							scatter(q.Grad, dQs.Data, b, g, i0, i1, true)
 						}
 						if k.Grad != nil {
-							pool.Gemm(kv(k.Grad, b, g, klo, khi), scale, dP, kernels.Trans, Qs, kernels.NoTrans, 1)
+							pool.Gemm(dkv(k.Grad, dkp, u, b, g, klo, khi), scale, dP, kernels.Trans, Qs, kernels.NoTrans, 1)
+						}
+					}
+				}
+			})
+			if chunks == 1 {
+				return
+			}
+			// Sum each group's per-unit dK, dV into k.Grad, v.Grad, unit by unit.
+			tp.Pool.Parallel(B*T, 16, func(_, lo, hi int) {
+				for row := lo; row < hi; row++ {
+					b, t := row/T, row%T
+					for g := 0; g < Hkv; g++ {
+						dst := row*Hkv*D + g*D
+						for c := 0; c < chunks; c++ {
+							src := (((b*Hkv+g)*chunks+c)*T + t) * D
+							if k.Grad != nil {
+								kernels.Add(k.Grad[dst:dst+D], k.Grad[dst:dst+D], dkp[src:src+D])
+							}
+							if v.Grad != nil {
+								kernels.Add(v.Grad[dst:dst+D], v.Grad[dst:dst+D], dvp[src:src+D])
+							}
 						}
 					}
 				}

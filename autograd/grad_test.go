@@ -458,8 +458,15 @@ func attnRef(q, k, v []float64, s AttnShape, seg []int32) []float64 {
 }
 
 func TestAttention(t *testing.T) {
-	defer func(b int) { attnBlock = b }(attnBlock)
+	defer func(b, u int) { attnBlock, attnMinUnits = b, u }(attnBlock, attnMinUnits)
 	r := rand.New(rand.NewPCG(5, 6))
+	for _, units := range []int{0, 1 << 20} { // one unit per key/value group; every group split into all its blocks
+		attnMinUnits = units
+		testAttention(t, r)
+	}
+}
+
+func testAttention(t *testing.T, r *rand.Rand) {
 	for _, c := range []struct {
 		s   AttnShape
 		seg []int32
@@ -473,7 +480,7 @@ func TestAttention(t *testing.T) {
 			s := c.s
 			attnBlock = blk
 			runGradCase(t, gradCase{
-				name: fmt.Sprintf("Attention/%+v/seg=%v/block=%d", s, c.seg != nil, blk),
+				name: fmt.Sprintf("Attention/%+v/seg=%v/block=%d/minUnits=%d", s, c.seg != nil, blk, attnMinUnits),
 				inputs: []input{
 					{"q", randT(r, s.B*s.T, s.H*s.D, true)},
 					{"k", randT(r, s.B*s.T, s.Hkv*s.D, true)},
@@ -638,6 +645,44 @@ func TestRopeFactors(t *testing.T) {
 	}
 	if _, err := NewRopeFactors(64, 1e4, 2, nil, make([]float32, 5), false); err == nil {
 		t.Error("wrong factor count accepted")
+	}
+}
+
+// TestAttentionThreads: one sequence of a grouped-query shape (each group
+// split by query blocks) and four sequences (one unit per group) give the
+// same bits, output and every gradient, on 1, 2 and 3 threads.
+func TestAttentionThreads(t *testing.T) {
+	defer func(b int) { attnBlock = b }(attnBlock)
+	attnBlock = 12
+	for _, s := range []AttnShape{{B: 1, T: 40, H: 6, Hkv: 2, D: 8}, {B: 1, T: 40, H: 3, Hkv: 1, D: 8}, {B: 4, T: 40, H: 6, Hkv: 2, D: 8}} {
+		var ref [][]float32
+		for _, th := range []int{1, 2, 3} {
+			pool, err := kernels.NewPool(th, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(9, 10))
+			q := randT(r, s.B*s.T, s.H*s.D, true)
+			k := randT(r, s.B*s.T, s.Hkv*s.D, true)
+			v := randT(r, s.B*s.T, s.Hkv*s.D, true)
+			dy := randT(r, s.B*s.T, s.H*s.D, false).Data
+			tp := NewTape(pool)
+			y := tp.Attention(q, k, v, s, nil)
+			out := [][]float32{append([]float32(nil), y.Data...)}
+			backwardFrom(tp, y, dy)
+			out = append(out, q.Grad, k.Grad, v.Grad)
+			if ref == nil {
+				ref = out
+				continue
+			}
+			for i := range out {
+				for j := range out[i] {
+					if math.Float32bits(out[i][j]) != math.Float32bits(ref[i][j]) {
+						t.Fatalf("%+v: %d threads differ from 1 in output %d at %d: %g vs %g", s, th, i, j, out[i][j], ref[i][j])
+					}
+				}
+			}
+		}
 	}
 }
 
