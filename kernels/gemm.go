@@ -13,14 +13,12 @@ type microKernel struct {
 	fn         func(kc int, a, b, c *float32, ldc int, overwrite bool)
 	dot        *dotKernel // narrow-N kernels in dot-product form, if this CPU has them
 	outer      outerFn    // the narrow-M outer-product kernel, if this CPU has it
+	outerRows  int        // the most output rows it takes (8 or 16: LoRA ranks)
 }
 
 // outerFn computes C[0:8, 0:n] (+)= Σ_{p<k} G[p, 0:8] ⊗ X[p, 0:n]: G packed as k
 // rows of 8, X and C row-major with strides ldx and ldc (in elements).
 type outerFn func(k int, g *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)
-
-// outerMaxM is the most rows the outer-product path takes (LoRA ranks up to 16).
-const outerMaxM = 16
 
 // dotKernel computes C[0:R, 0:8] (+)= A[0:R, 0:k]·Bpᵀ for R = 3 or 1, reading
 // A's rows as stored and Bp as 8 packed rows of kp = k rounded up to 16.
@@ -62,11 +60,11 @@ type gemmArgs struct {
 }
 
 // useOuter reports whether the call suits the outer-product kernel: at most
-// outerMaxM output rows (after swapNarrow), a reduction long enough to pay
+// mk.outerRows output rows (after swapNarrow), a reduction long enough to pay
 // for packing, op(A) stored K×M (so its packing is a copy), an fp32 B stored
 // K×N (read in place), and the packed A fits the buffer.
 func (g *gemmArgs) useOuter(mk *microKernel, bufLen int) bool {
-	if mk.outer == nil || g.m > outerMaxM || g.k < 32 || g.alpha == 0 || g.ta != Trans {
+	if mk.outer == nil || g.m > mk.outerRows || g.k < 32 || g.alpha == 0 || g.ta != Trans {
 		return false
 	}
 	if g.b.w != nil || g.b.op != NoTrans {

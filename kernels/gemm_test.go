@@ -430,7 +430,7 @@ func TestGemmOuter(t *testing.T) {
 							p.Gemm(c, 1.5, b, Trans, a, NoTrans, beta)
 							checkGemm(t, name+" swapped", c, c0, 1.5, b, Trans, denseOp(a, NoTrans), beta)
 							// outer as asked (n rows) or after the narrow swap (m rows)
-							if want := p.mk.outer != nil && (n <= outerMaxM || n >= p.mk.nr && 2*m <= p.mk.nr); p.lastOuter != want {
+							if want := p.mk.outer != nil && (n <= p.mk.outerRows || n >= p.mk.nr && 2*m <= p.mk.nr && m <= p.mk.outerRows); p.lastOuter != want {
 								t.Errorf("%s swapped: outer path %v, want %v", name, p.lastOuter, want)
 							}
 							continue
@@ -439,7 +439,7 @@ func TestGemmOuter(t *testing.T) {
 						c0 := cloneMat(c)
 						p.Gemm(c, 1.5, a, Trans, b, NoTrans, beta)
 						checkGemm(t, name, c, c0, 1.5, a, Trans, denseOp(b, NoTrans), beta)
-						if want := p.mk.outer != nil; p.lastOuter != want {
+						if want := p.mk.outer != nil && m <= p.mk.outerRows; p.lastOuter != want {
 							t.Errorf("%s: outer path %v, want %v", name, p.lastOuter, want)
 						}
 					}

@@ -27,6 +27,7 @@ func main() {
 	write(filepath.Join(dir, "gemm_avx512_amd64.s"), x86("gemmAVX512", "Z", 12, 2, 64, "!noasm"))
 	write(filepath.Join(dir, "dot_avx512_amd64.s"), dotAVX512())
 	write(filepath.Join(dir, "outer_avx512_amd64.s"), outerAVX512())
+	write(filepath.Join(dir, "outer_avx2_amd64.s"), outerAVX2())
 	write(filepath.Join(dir, "rows_avx512_amd64.s"), rowsAVX512())
 	write(filepath.Join(dir, "decode_avx512_amd64.s"), decodeAVX512())
 	write(filepath.Join(dir, "transpose_avx512_amd64.s"), transposeAVX512())
@@ -509,6 +510,82 @@ func outerAVX512() []byte {
 	a.l("ADDQ $64, DX")
 	a.l("SUBQ $16, R13")
 	a.l("JMP strip16")
+	a.label("done")
+	a.l("VZEROUPPER")
+	a.l("RET")
+	return a.Bytes()
+}
+
+// outerAVX2 emits the AVX2 version of outerAVX512 for whole strips of 8
+// columns (n rounded down to 8; the caller does the rest): 8 accumulators,
+// one load of X and 8 broadcasts per 8 FMAs (16 YMM registers leave no room
+// for a second strip), X prefetched 16 rows ahead.
+//
+//	func outerAVX2(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)
+func outerAVX2() []byte {
+	var a asm
+	fileHeader(&a, "amd64 && !noasm")
+	fmt.Fprintf(&a, "\n// func outerAVX2(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)\n")
+	fmt.Fprintf(&a, "TEXT ·outerAVX2(SB), NOSPLIT, $0-57\n")
+	a.l("MOVQ k+0(FP), R8")
+	a.l("MOVQ gp+8(FP), SI")
+	a.l("MOVQ x+16(FP), DI")
+	a.l("MOVQ ldx+24(FP), R12")
+	a.l("SHLQ $2, R12")
+	a.l("MOVQ c+32(FP), DX")
+	a.l("MOVQ ldc+40(FP), R9")
+	a.l("SHLQ $2, R9")
+	a.l("LEAQ (R9)(R9*2), R10") // 3·ldc
+	a.l("MOVQ n+48(FP), R13")
+	a.l("MOVBQZX overwrite+56(FP), R14")
+	a.l("MOVQ R12, R15")
+	a.l("SHLQ $4, R15")
+	row := func(r int) string {
+		base := "DX"
+		if r >= 4 {
+			base = "R11"
+		}
+		idx := [4]string{"", "(R9*1)", "(R9*2)", "(R10*1)"}[r%4]
+		return fmt.Sprintf("(%s)%s", base, idx)
+	}
+	a.label("strip8")
+	a.l("CMPQ R13, $8")
+	a.l("JLT done")
+	for i := 0; i < 8; i++ {
+		a.l("VXORPS Y%d, Y%d, Y%d", i, i, i)
+	}
+	a.l("MOVQ SI, BX")
+	a.l("MOVQ DI, AX")
+	a.l("MOVQ R8, CX")
+	a.l("TESTQ CX, CX")
+	a.l("JEQ store8")
+	a.label("loop8")
+	a.l("PREFETCHT0 (AX)(R15*1)")
+	a.l("VMOVUPS (AX), Y8")
+	for r := 0; r < 8; r++ {
+		t := 9 + r%4 // rotate the broadcast registers so rows do not serialize
+		a.l("VBROADCASTSS %d(BX), Y%d", 4*r, t)
+		a.l("VFMADD231PS Y8, Y%d, Y%d", t, r)
+	}
+	a.l("ADDQ R12, AX")
+	a.l("ADDQ $32, BX")
+	a.l("DECQ CX")
+	a.l("JNE loop8")
+	a.label("store8")
+	a.l("LEAQ (DX)(R9*4), R11")
+	a.l("TESTQ R14, R14")
+	a.l("JNE over8")
+	for r := 0; r < 8; r++ {
+		a.l("VADDPS %s, Y%d, Y%d", row(r), r, r)
+	}
+	a.label("over8")
+	for r := 0; r < 8; r++ {
+		a.l("VMOVUPS Y%d, %s", r, row(r))
+	}
+	a.l("ADDQ $32, DI")
+	a.l("ADDQ $32, DX")
+	a.l("SUBQ $8, R13")
+	a.l("JMP strip8")
 	a.label("done")
 	a.l("VZEROUPPER")
 	a.l("RET")
