@@ -332,6 +332,8 @@ func FuzzGemm(f *testing.F) {
 	f.Add(uint16(3), uint16(5), uint16(7), uint8(0), uint8(0), uint8(1), uint64(1))
 	f.Add(uint16(13), uint16(33), uint16(257), uint8(3), uint8(2), uint8(4), uint64(2))
 	f.Add(uint16(1), uint16(1), uint16(1), uint8(1), uint8(0), uint8(0), uint64(3))
+	f.Add(uint16(8), uint16(100), uint16(64), uint8(1), uint8(1), uint8(0), uint64(4)) // outer-product path (dA-like)
+	f.Add(uint16(130), uint16(5), uint16(40), uint8(1), uint8(2), uint8(0), uint64(5)) // swapped into it (dB-like)
 	pools := allPools(f, 3)
 	f.Fuzz(func(t *testing.T, m, n, k uint16, ops, pad, kern uint8, seed uint64) {
 		M, N, K := int(m%140), int(n%140), int(k%300)
@@ -363,10 +365,13 @@ func TestGemmNoAlloc(t *testing.T) {
 	for _, p := range allPools(t, 2) {
 		a, b, c := randMat(r, 200, 300, 300), randMat(r, 250, 300, 300), NewMat(200, 250)
 		w := Quantize(Q4_0, 250, 300, b.Data)
+		h, dA := randMat(r, 200, 8, 8), NewMat(8, 300) // LoRA's dA = Hᵀ·X: the outer-product path
 		p.Gemm(c, 1, a, NoTrans, b, Trans, 0)
+		p.Gemm(dA, 1, h, Trans, a, NoTrans, 1)
 		if n := testing.AllocsPerRun(5, func() {
 			p.Gemm(c, 1, a, NoTrans, b, Trans, 0)
 			p.GemmW(c, 1, a, NoTrans, w, Trans, 1)
+			p.Gemm(dA, 1, h, Trans, a, NoTrans, 1)
 		}); n != 0 {
 			t.Errorf("%s: %v allocations per call", p.Kernel(), n)
 		}
