@@ -48,7 +48,9 @@ func outerAVX512(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n
 func outerAVX2(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)
 
 // outerAVX2Full runs outerAVX2 on the whole strips of 8 columns and the last
-// n mod 8 columns in Go, summing over p in the same order.
+// n mod 8 columns in Go, summing over p in the same order (unfused there, so
+// those columns round differently from the FMA strips; which columns they are
+// depends on n alone, not on how the work is split).
 func outerAVX2Full(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool) {
 	n8 := n &^ 7
 	if n8 > 0 {
