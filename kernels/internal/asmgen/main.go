@@ -378,6 +378,44 @@ func dotAVX512() []byte {
 	return a.Bytes()
 }
 
+// outerPrologue starts the file and the function of an outer-product kernel
+// (signature below) and loads its arguments: R8 = k, SI = G, DI = X, R12 =
+// ldx and R15 = 16·ldx in bytes (X is prefetched 16 rows ahead: it is walked
+// down a column strip, which the hardware prefetchers, tracking ascending
+// lines within a page, do not follow), DX = C, R9 = ldc and R10 = 3·ldc in
+// bytes, R13 = n, R14 = overwrite.
+//
+//	func name(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)
+func outerPrologue(a *asm, name string) {
+	fileHeader(a, "amd64 && !noasm")
+	fmt.Fprintf(a, "\n// func %s(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)\n", name)
+	fmt.Fprintf(a, "TEXT ·%s(SB), NOSPLIT, $0-57\n", name)
+	a.l("MOVQ k+0(FP), R8")
+	a.l("MOVQ gp+8(FP), SI")
+	a.l("MOVQ x+16(FP), DI")
+	a.l("MOVQ ldx+24(FP), R12")
+	a.l("SHLQ $2, R12")
+	a.l("MOVQ c+32(FP), DX")
+	a.l("MOVQ ldc+40(FP), R9")
+	a.l("SHLQ $2, R9")
+	a.l("LEAQ (R9)(R9*2), R10")
+	a.l("MOVQ n+48(FP), R13")
+	a.l("MOVBQZX overwrite+56(FP), R14")
+	a.l("MOVQ R12, R15")
+	a.l("SHLQ $4, R15")
+}
+
+// outerRow addresses C row r (0..7) of the current strip at byte offset off:
+// DX, DX+ldc, DX+2ldc, DX+3ldc, then the same from R11 = DX+4ldc.
+func outerRow(r, off int) string {
+	base := "DX"
+	if r >= 4 {
+		base = "R11"
+	}
+	idx := [4]string{"", "(R9*1)", "(R9*2)", "(R10*1)"}[r%4]
+	return fmt.Sprintf("%d(%s)%s", off, base, idx)
+}
+
 // outerAVX512 emits the rank-8 outer-product kernel for products whose
 // output has at most 8 rows and a long reduction (LoRA's dA = dHᵀ·X and,
 // transposed, dB = dYᵀ·H): C[0:8, 0:n] (+)= Σ_p G[p, 0:8] ⊗ X[p, 0:n], with
@@ -389,32 +427,8 @@ func dotAVX512() []byte {
 //	func outerAVX512(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)
 func outerAVX512() []byte {
 	var a asm
-	fileHeader(&a, "amd64 && !noasm")
-	fmt.Fprintf(&a, "\n// func outerAVX512(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)\n")
-	fmt.Fprintf(&a, "TEXT ·outerAVX512(SB), NOSPLIT, $0-57\n")
-	a.l("MOVQ k+0(FP), R8")
-	a.l("MOVQ gp+8(FP), SI")
-	a.l("MOVQ x+16(FP), DI")
-	a.l("MOVQ ldx+24(FP), R12")
-	a.l("SHLQ $2, R12")
-	a.l("MOVQ c+32(FP), DX")
-	a.l("MOVQ ldc+40(FP), R9")
-	a.l("SHLQ $2, R9")
-	a.l("LEAQ (R9)(R9*2), R10") // 3·ldc
-	a.l("MOVQ n+48(FP), R13")
-	a.l("MOVBQZX overwrite+56(FP), R14")
-	a.l("MOVQ R12, R15")
-	a.l("SHLQ $4, R15") // 16 rows ahead: X is walked down a column strip, which the
-	// hardware prefetchers (tracking ascending lines within a page) do not follow
-	// C row r of the strip: DX, DX+ldc, DX+2ldc, DX+3ldc, then the same from R11 = DX+4ldc.
-	row := func(r, off int) string {
-		base := "DX"
-		if r >= 4 {
-			base = "R11"
-		}
-		idx := [4]string{"", "(R9*1)", "(R9*2)", "(R10*1)"}[r%4]
-		return fmt.Sprintf("%d(%s)%s", off, base, idx)
-	}
+	outerPrologue(&a, "outerAVX512")
+	row := outerRow
 	a.label("strip48")
 	a.l("CMPQ R13, $48")
 	a.l("JLT strip16")
@@ -524,30 +538,8 @@ func outerAVX512() []byte {
 //	func outerAVX2(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)
 func outerAVX2() []byte {
 	var a asm
-	fileHeader(&a, "amd64 && !noasm")
-	fmt.Fprintf(&a, "\n// func outerAVX2(k int, gp *float32, x *float32, ldx int, c *float32, ldc int, n int, overwrite bool)\n")
-	fmt.Fprintf(&a, "TEXT ·outerAVX2(SB), NOSPLIT, $0-57\n")
-	a.l("MOVQ k+0(FP), R8")
-	a.l("MOVQ gp+8(FP), SI")
-	a.l("MOVQ x+16(FP), DI")
-	a.l("MOVQ ldx+24(FP), R12")
-	a.l("SHLQ $2, R12")
-	a.l("MOVQ c+32(FP), DX")
-	a.l("MOVQ ldc+40(FP), R9")
-	a.l("SHLQ $2, R9")
-	a.l("LEAQ (R9)(R9*2), R10") // 3·ldc
-	a.l("MOVQ n+48(FP), R13")
-	a.l("MOVBQZX overwrite+56(FP), R14")
-	a.l("MOVQ R12, R15")
-	a.l("SHLQ $4, R15")
-	row := func(r int) string {
-		base := "DX"
-		if r >= 4 {
-			base = "R11"
-		}
-		idx := [4]string{"", "(R9*1)", "(R9*2)", "(R10*1)"}[r%4]
-		return fmt.Sprintf("(%s)%s", base, idx)
-	}
+	outerPrologue(&a, "outerAVX2")
+	row := func(r int) string { return outerRow(r, 0) }
 	a.label("strip8")
 	a.l("CMPQ R13, $8")
 	a.l("JLT done")
