@@ -713,3 +713,32 @@ func BenchmarkAttention(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAttentionFewHeads times one layer's attention forward + backward
+// for one 512-token sequence on 2 threads, with one key/value head (9 query
+// heads) and two (14 heads, Qwen2.5-0.5B's shape): each group as one unit
+// (minUnits0) against groups split by query blocks (minUnits8, the default).
+func BenchmarkAttentionFewHeads(b *testing.B) {
+	defer func(u int) { attnMinUnits = u }(attnMinUnits)
+	pool, err := kernels.NewPool(2, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sh := range []AttnShape{{B: 1, T: 512, H: 9, Hkv: 1, D: 64}, {B: 1, T: 512, H: 14, Hkv: 2, D: 64}} {
+		for _, units := range []int{0, 8} {
+			b.Run(fmt.Sprintf("Hkv%d/minUnits%d", sh.Hkv, units), func(b *testing.B) {
+				attnMinUnits = units
+				r := rand.New(rand.NewPCG(1, 2))
+				q := randT(r, sh.B*sh.T, sh.H*sh.D, true)
+				k := randT(r, sh.B*sh.T, sh.Hkv*sh.D, true)
+				v := randT(r, sh.B*sh.T, sh.Hkv*sh.D, true)
+				dy := make([]float32, sh.B*sh.T*sh.H*sh.D)
+				tp := NewTape(pool)
+				for i := 0; i < b.N; i++ {
+					tp.Reset()
+					backwardFrom(tp, tp.Attention(q, k, v, sh, nil), dy)
+				}
+			})
+		}
+	}
+}
