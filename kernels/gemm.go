@@ -112,30 +112,13 @@ func (ws *workspace) runOuter(fn outerFn, g *gemmArgs, j0, j1 int) {
 			fn(g.k, gp, &x.Data[j0], x.Stride, &c.Data[q*8*c.Stride+j0], c.Stride, j1-j0, over)
 			continue
 		}
-		for jb := j0; jb < j1; jb += chunk {
+		for jb := j0; jb < j1; jb += chunk { // through tmp: rows × w of it are valid
 			w := min(chunk, j1-jb)
 			fn(g.k, gp, &x.Data[jb], x.Stride, &ws.tmp[0], w, w, true)
-			for r := 0; r < rows; r++ {
-				i, src := q*8+r, ws.tmp[r*w:][:w]
-				if !g.transC {
-					dst := c.Data[i*c.Stride+jb:][:w]
-					if over {
-						copy(dst, src)
-					} else {
-						for j, v := range src {
-							dst[j] += v
-						}
-					}
-					continue
-				}
-				for j, v := range src { // C[jb+j][i]
-					d := &c.Data[(jb+j)*c.Stride+i]
-					if over {
-						*d = v
-					} else {
-						*d += v
-					}
-				}
+			if g.transC {
+				storeTileT(c, ws.tmp, w, q*8, jb, rows, w, over)
+			} else {
+				storeTile(c, ws.tmp, w, q*8, jb, rows, w, over)
 			}
 		}
 	}
@@ -205,17 +188,7 @@ func (ws *workspace) runDot(dk *dotKernel, g *gemmArgs, i0, i1 int) {
 				continue
 			}
 			fn(g.k, ap, a.Stride, bp, &ws.tile[0], 8, true)
-			cols := g.n - jb
-			for r := 0; r < rows; r++ {
-				crow := c.Data[(i+r)*c.Stride+jb:][:cols]
-				for j, v := range ws.tile[r*8 : r*8+cols] {
-					if over {
-						crow[j] = v
-					} else {
-						crow[j] += v
-					}
-				}
-			}
+			storeTile(c, ws.tile, 8, i, jb, rows, g.n-jb, over)
 		}
 		i += rows
 	}
@@ -305,17 +278,7 @@ func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
 							storeTileT(g.c, ws.tile, nr, ic+ir, jc+jr, mrr, nrr, over)
 							continue
 						}
-						for i := 0; i < mrr; i++ {
-							crow := g.c.Data[(ic+ir+i)*ldc+jc+jr:][:nrr]
-							trow := ws.tile[i*nr:][:nrr]
-							if over {
-								copy(crow, trow)
-								continue
-							}
-							for j := range crow {
-								crow[j] += trow[j]
-							}
-						}
+						storeTile(g.c, ws.tile, nr, ic+ir, jc+jr, mrr, nrr, over)
 					}
 				}
 			}
@@ -348,6 +311,22 @@ func storeTileT(c Mat, tile []float32, nr, i0, j0, mrr, nrr int, over bool) {
 			} else {
 				crow[i] += tile[i*nr+j]
 			}
+		}
+	}
+}
+
+// storeTile stores (over) or adds the mrr×nrr valid part of a tile (row
+// stride nr) to C at (i0, j0).
+func storeTile(c Mat, tile []float32, nr, i0, j0, mrr, nrr int, over bool) {
+	for i := 0; i < mrr; i++ {
+		crow := c.Data[(i0+i)*c.Stride+j0:][:nrr]
+		trow := tile[i*nr:][:nrr]
+		if over {
+			copy(crow, trow)
+			continue
+		}
+		for j := range crow {
+			crow[j] += trow[j]
 		}
 	}
 }
