@@ -251,14 +251,15 @@ func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
 	mr, nr := mk.mr, mk.nr
 	ldc := g.c.Stride
 	kcb := balancedKC(mk.kc, g.k)
+	mcb := balancedMC(mk.mc, mr, i1-i0)
 	for jc := j0; jc < j1; jc += mk.nc {
 		nc := min(mk.nc, j1-jc)
 		for pc := 0; pc < g.k; pc += kcb {
 			kc := min(kcb, g.k-pc)
 			over := pc == 0 && g.beta == 0
 			ws.packB(g, nr, pc, kc, jc, nc)
-			for ic := i0; ic < i1; ic += mk.mc {
-				mc := min(mk.mc, i1-ic)
+			for ic := i0; ic < i1; ic += mcb {
+				mc := min(mcb, i1-ic)
 				packA(ws.apack, g.a, g.ta, g.alpha, mr, ic, mc, pc, kc)
 				for jr := 0; jr < nc; jr += nr {
 					nrr := min(nr, nc-jr)
@@ -284,6 +285,20 @@ func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
 			}
 		}
 	}
+}
+
+// balancedMC is the M block for a worker's m rows. When blocks of mcMax would
+// leave a last block under a quarter of mcMax, the rows are cut into as many
+// blocks of near-equal height in whole register tiles instead (264 rows become
+// 132 + 132, not 240 + 24): each B sliver brought into L1 then serves 11 tiles
+// instead of 2. Otherwise mcMax is kept.
+func balancedMC(mcMax, mr, m int) int {
+	if m <= mcMax || m%mcMax == 0 || m%mcMax >= mcMax/4 {
+		return mcMax
+	}
+	n := (m + mcMax - 1) / mcMax
+	tiles := (m + mr - 1) / mr
+	return min(mcMax, (tiles+n-1)/n*mr)
 }
 
 // balancedKC is the K block for a product of depth k: as many blocks as
