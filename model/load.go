@@ -23,6 +23,10 @@ type LoadOptions struct {
 	Quant string
 	// DoubleQuant quantizes NF4 block scales again (QLoRA's double quantization).
 	DoubleQuant bool
+	// GPTQ, with Quant q4_0 or nf4, quantizes the block projections by GPTQ
+	// over calibration text instead of block by block. Loading then peaks at
+	// the model's q8_0 size.
+	GPTQ *GPTQOptions
 }
 
 // source is one tensor as found in a file: viewed as a Weight without copying
@@ -106,7 +110,20 @@ func load(path string, opts LoadOptions) (*Model, error) {
 		src = &ggufSource{g: g}
 		permute = cfg.Arch == "llama" || cfg.Arch == "mistral"
 	}
-	m, err := build(cfg, src, target, opts, permute)
+	var m *Model
+	if opts.GPTQ != nil {
+		if target == nil || (*target != kernels.Q4_0 && *target != kernels.NF4) {
+			src.close()
+			return nil, fmt.Errorf("GPTQ quantizes to q4_0 or nf4: choose one with --quant")
+		}
+		// Load at q8_0 to run the calibration text, then requantize layer by layer.
+		q8 := kernels.Q8_0
+		if m, err = build(cfg, src, &q8, LoadOptions{}, permute); err == nil {
+			err = m.gptq(src, *target, *opts.GPTQ, permute, opts.DoubleQuant)
+		}
+	} else {
+		m, err = build(cfg, src, target, opts, permute)
+	}
 	if err != nil {
 		src.close()
 		return nil, err

@@ -37,10 +37,13 @@ func evalLoss(t *testing.T, m *Model, ids []int32, T int) float64 {
 // greedy tokens of stories260K match the f32 model's before the first
 // difference, and the next-token loss on tinystories_sample.txt relative to
 // f32. Targets met and asserted: ≥ 50 matching tokens and loss within 1% for
-// q8_0 and the 16-bit formats. The 4-bit formats are held to the measured
-// level (q4_0 +4.9%, nf4 +4.5% on this 64-wide model, where every projection
-// type adds 0.1–1.4%; nf4 with bitsandbytes' absmax scales was +7.0%), which
-// misses the 3% target; the bound here catches regressions.
+// q8_0 and the 16-bit formats; within 3% for nf4 quantized by GPTQ,
+// calibrated on 4096 tokens the model samples itself (+2.6%; +2.2–2.8% over
+// sampling seeds 1–6). Rounding each block on its own (q4_0 +4.9%, nf4 +4.5%
+// on this 64-wide model, where every projection type adds 0.1–1.4%; nf4 with
+// bitsandbytes' absmax scales was +7.0%) and q4_0 by GPTQ (+3.9%; 3.4–4.5%
+// over seeds) miss 3%: they are held to their measured level, and GPTQ must
+// beat rounding.
 func TestQuantizationCost(t *testing.T) {
 	dir := testassets.Path(t, "models/stories260K/hf")
 	text, err := os.ReadFile(testassets.Path(t, "datasets/tinystories_sample.txt"))
@@ -67,16 +70,23 @@ func TestQuantizationCost(t *testing.T) {
 	refTokens := greedy(ref)
 	refLoss := evalLoss(t, ref, ids, 256)
 	t.Logf("f32: loss %.4f on %d tokens of tinystories_sample.txt", refLoss, len(ids))
+	rels := map[string]float64{}
 	for _, c := range []struct {
 		quant     string
-		dq        bool
+		dq, gptq  bool
 		minMatch  int
 		maxRelInc float64
 	}{
-		{"f16", false, 50, 0.01}, {"bf16", false, 0, 0.01}, {"q8_0", false, 50, 0.01},
-		{"q4_0", false, 0, 0.055}, {"nf4", false, 0, 0.05}, {"nf4", true, 0, 0.05},
+		{"f16", false, false, 50, 0.01}, {"bf16", false, false, 0, 0.01}, {"q8_0", false, false, 50, 0.01},
+		{"q4_0", false, false, 0, 0.055}, {"nf4", false, false, 0, 0.05}, {"nf4", true, false, 0, 0.05},
+		{"q4_0", false, true, 0, 0.055}, {"nf4", false, true, 0, 0.03}, {"nf4", true, true, 0, 0.03},
 	} {
-		m, err := Load(dir, LoadOptions{Quant: c.quant, DoubleQuant: c.dq})
+		opts := LoadOptions{Quant: c.quant, DoubleQuant: c.dq}
+		if c.gptq {
+			// Calibrated on 4096 tokens the model samples itself, not on the text measured.
+			opts.GPTQ = &GPTQOptions{Samples: 4096, Seed: 1}
+		}
+		m, err := Load(dir, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +101,11 @@ func TestQuantizationCost(t *testing.T) {
 		if c.dq {
 			name += "+dq"
 		}
-		t.Logf("%-7s greedy tokens matching f32: %3d/200   loss %.4f (%+.2f%% vs f32)   weights %d bytes", name, match, loss, 100*rel, m.WeightBytes())
+		if c.gptq {
+			name += "+gptq"
+		}
+		rels[name] = rel
+		t.Logf("%-11s greedy tokens matching f32: %3d/200   loss %.4f (%+.2f%% vs f32)   weights %d bytes", name, match, loss, 100*rel, m.WeightBytes())
 		if match < c.minMatch {
 			t.Errorf("%s: only %d greedy tokens match f32 (target ≥ %d)", name, match, c.minMatch)
 		}
@@ -99,5 +113,8 @@ func TestQuantizationCost(t *testing.T) {
 			t.Errorf("%s: loss %+.2f%% vs f32 (target within %.0f%%)", name, 100*rel, 100*c.maxRelInc)
 		}
 		m.Close()
+	}
+	if !(rels["q4_0+gptq"] < rels["q4_0"]) {
+		t.Errorf("q4_0 by GPTQ costs %+.2f%%, no less than rounding each block (%+.2f%%)", 100*rels["q4_0+gptq"], 100*rels["q4_0"])
 	}
 }

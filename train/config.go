@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/lowrank/lowrank/data"
+	"github.com/lowrank/lowrank/model"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,6 +23,7 @@ type Config struct {
 	Adapter       string  `json:"adapter,omitempty"` // start from this PEFT adapter
 	Seed          uint64  `json:"seed"`
 	Quant         string  `json:"quant"`
+	GPTQTokens    int     `json:"gptq_tokens"` // > 0: GPTQ over this many self-generated tokens
 	Rank          int     `json:"rank"`
 	Alpha         float64 `json:"alpha"`
 	Dropout       float64 `json:"dropout"`
@@ -228,6 +230,12 @@ func (c *Config) Validate() error {
 	if c.EarlyStoppingPatience > 0 && c.Val == "" && c.ValFraction == 0 && data.ValidationSplit(c.Data) == "" {
 		bad("early_stopping_patience", "needs validation data (--val or --val-fraction)")
 	}
+	if c.GPTQTokens < 0 {
+		bad("gptq_tokens", "%d must not be negative", c.GPTQTokens)
+	}
+	if c.GPTQTokens > 0 && c.Quant != "q4_0" && c.Quant != "nf4" {
+		bad("gptq_tokens", "GPTQ quantizes to q4_0 or nf4, not %q (set --quant)", c.Quant)
+	}
 	if c.Dropout < 0 || c.Dropout >= 1 {
 		bad("dropout", "%g must be in [0, 1)", c.Dropout)
 	}
@@ -235,6 +243,17 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("invalid configuration: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// ModelOptions are how a run loads its base model: in the chosen format,
+// NF4 with QLoRA's double quantization, and by GPTQ over self-generated
+// calibration text (seeded by the run's seed) when asked.
+func (c *Config) ModelOptions() model.LoadOptions {
+	o := model.LoadOptions{Quant: c.Quant, DoubleQuant: c.Quant == "nf4"}
+	if c.GPTQTokens > 0 {
+		o.GPTQ = &model.GPTQOptions{Samples: c.GPTQTokens, Seed: c.Seed}
+	}
+	return o
 }
 
 // YAML renders the configuration as flat YAML (RUN/config.yaml).

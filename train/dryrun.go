@@ -23,7 +23,7 @@ func DryRun(c Config) (string, error) {
 			return "", err
 		}
 	}
-	m, err := model.Load(c.Model, model.LoadOptions{Quant: c.Quant})
+	m, err := model.Load(c.Model, c.ModelOptions())
 	if err != nil {
 		return "", err
 	}

@@ -230,3 +230,30 @@ func TestHubLayoutValidation(t *testing.T) {
 		t.Errorf("second run did not use the token cache:\n%s", log.String())
 	}
 }
+
+// TestGPTQRun: a run can quantize its base by GPTQ (--gptq-tokens), records
+// the setting in config.yaml for resuming, and refuses it for 8-bit and wider
+// bases.
+func TestGPTQRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("training runs: skipped with -short (the emulated arm64 run); the native run does them")
+	}
+	c := Defaults()
+	c.Model, c.Data = testassets.Path(t, "models/stories260K/hf"), testassets.Path(t, "datasets/wikisql/train.parquet")
+	c.MaxSteps, c.BatchSize, c.MaxSeqLen, c.LogEvery, c.EvalEvery = 2, 2, 64, 0, 0
+	c.Quant, c.GPTQTokens, c.Out = "nf4", 256, t.TempDir()
+	if _, err := Run(context.Background(), c, slog.New(slog.NewTextHandler(io.Discard, nil)), nil); err != nil {
+		t.Fatal(err)
+	}
+	y, err := os.ReadFile(filepath.Join(c.Out, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(y), "gptq_tokens: 256") {
+		t.Errorf("config.yaml does not record gptq_tokens: 256:\n%s", y)
+	}
+	c.Quant = "q8_0"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "gptq_tokens") {
+		t.Errorf("GPTQ with a q8_0 base: %v", err)
+	}
+}

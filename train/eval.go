@@ -36,7 +36,7 @@ func Evaluate(modelPath, adapterDir, dataPath string, c Config) (*EvalResult, er
 			return nil, err
 		}
 	}
-	m, err := model.Load(modelPath, model.LoadOptions{Quant: c.Quant})
+	m, err := model.Load(modelPath, c.ModelOptions())
 	if err != nil {
 		return nil, err
 	}

@@ -85,7 +85,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress))
 			return nil, err
 		}
 	}
-	m, err := model.Load(c.Model, model.LoadOptions{Quant: c.Quant, DoubleQuant: c.Quant == "nf4"})
+	m, err := model.Load(c.Model, c.ModelOptions())
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ func newEval() *cobra.Command {
 			}
 			cfg := train.Defaults()
 			cfg.Quant = "" // the stored dtype
-			for _, name := range []string{"quant", "max-seq-len", "batch-size", "threads", "columns", "chat-template", "train-on-inputs", "pack"} {
+			for _, name := range []string{"quant", "gptq-tokens", "seed", "max-seq-len", "batch-size", "threads", "columns", "chat-template", "train-on-inputs", "pack"} {
 				if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
 					if err := cfg.Set(underscore(name), f.Value.String()); err != nil {
 						return usageError{cmd: "eval", err: err}
@@ -44,6 +44,8 @@ func newEval() *cobra.Command {
 	f.StringVar(&dataPath, "data", "", "dataset file, glob or directory")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.String("quant", "", "hold base weights as f32|f16|bf16|q8_0|q4_0|nf4 (default: as stored)")
+	f.String("gptq-tokens", "0", "with --quant q4_0/nf4: quantize by GPTQ over this many tokens sampled from the model (0: off)")
+	f.String("seed", "0", "seed of the GPTQ calibration samples")
 	f.String("max-seq-len", "512", "tokens per sequence")
 	f.String("batch-size", "4", "sequences per batch")
 	f.String("threads", "0", "worker threads (0 = all cores)")

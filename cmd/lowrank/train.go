@@ -125,7 +125,8 @@ The run directory gets config.yaml, metrics.jsonl, adapter/ and best/ (PEFT layo
 var flagHelp = map[string]string{
 	"model": "Hugging Face model directory or .gguf file", "data": "training data: .parquet/.jsonl/.json/.txt file, glob or directory",
 	"val": "validation data (default: --val-fraction of --data)", "out": "run directory", "adapter": "start from this PEFT adapter",
-	"quant": "base weights as f32|f16|bf16|q8_0|q4_0|nf4", "targets": "modules: names, globs, or all-linear",
+	"quant": "base weights as f32|f16|bf16|q8_0|q4_0|nf4", "gptq_tokens": "with q4_0/nf4: quantize the base by GPTQ over this many tokens sampled from the model (0: off; e.g. 4096)",
+	"targets":   "modules: names, globs, or all-linear",
 	"optimizer": "adamw or sgd", "lr_schedule": "constant, linear or cosine",
 	"grad_accum": "micro-batches per optimizer step", "max_seq_len": "tokens per sequence", "pack": "pack several examples per sequence",
 	"train_on_inputs": "supervise prompts and user turns too", "chat_template": "chatml, llama3, simple or a template file",
