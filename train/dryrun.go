@@ -23,7 +23,9 @@ func DryRun(c Config) (string, error) {
 			return "", err
 		}
 	}
-	m, err := model.Load(c.Model, c.ModelOptions())
+	opts := c.ModelOptions()
+	opts.GPTQ = nil // the same size either way; a dry run does not calibrate
+	m, err := model.Load(c.Model, opts)
 	if err != nil {
 		return "", err
 	}
