@@ -53,6 +53,9 @@ type gemmArgs struct {
 	dot  bool
 	dotB []float32
 	kp   int
+	// gemv: one row of A against a stored weight's rows (X·Wᵀ at M = 1, as
+	// generation runs), in dot-product form over W rows decoded in place.
+	gemv bool
 	// outer: the product runs in outer-product form (see outerFn) with
 	// outerG holding alpha·op(A)ᵀ as ceil(M/8) groups of k rows of 8.
 	outer  bool
@@ -119,6 +122,51 @@ func (ws *workspace) runOuter(fn outerFn, g *gemmArgs, j0, j1 int) {
 				storeTileT(c, ws.tmp, w, q*8, jb, rows, w, over)
 			} else {
 				storeTile(c, ws.tmp, w, q*8, jb, rows, w, over)
+			}
+		}
+	}
+}
+
+// useGemv reports whether the call is one row of A against a stored
+// weight's rows (the forward product of generation, one token at a time) on
+// a kernel with dot-product form: each W row is then decoded once, in place,
+// instead of being packed and transposed into slivers for a one-row tile.
+func (g *gemmArgs) useGemv(mk *microKernel) bool {
+	return mk.dot != nil && g.m == 1 && g.ta == NoTrans && g.b.w != nil && g.b.op == Trans && g.k > 0 && g.alpha != 0
+}
+
+// runGemv computes C[0, j0:j1] in dot-product form: 8 W rows at a time are
+// decoded into tmp as the dot kernel's packed rows, in K chunks that fit it,
+// and each output sums its chunks in order.
+func (ws *workspace) runGemv(dk *dotKernel, g *gemmArgs, j0, j1 int) {
+	w, x := g.b.w, g.a.Data
+	// Rows of kp floats, the last one's decoding running up to a block past kp.
+	chunk := ((len(ws.tmp) - maxBlock) / 8) &^ 63
+	acc := ws.tile[:8]
+	for jb := j0; jb < j1; jb += 8 {
+		rows := min(8, j1-jb)
+		for p0 := 0; p0 < g.k; p0 += chunk {
+			kc := min(chunk, g.k-p0)
+			kp := (kc + 15) &^ 15
+			for r := 0; r < 8; r++ {
+				dst := ws.tmp[r*kp:]
+				if r >= rows {
+					clear(dst[:kp])
+					continue
+				}
+				if row := w.decodeRange(dst, jb+r, p0, p0+kc); &row[0] != &dst[0] {
+					copy(dst, row) // F32 rows are viewed, not decoded
+				}
+				clear(dst[kc:kp])
+			}
+			dk.rows1(kc, &x[p0], g.a.Stride, &ws.tmp[0], &acc[0], 8, p0 == 0)
+		}
+		c := g.c.Data[jb : jb+rows]
+		for r := range c {
+			if g.beta == 0 {
+				c[r] = g.alpha * acc[r]
+			} else {
+				c[r] = g.alpha*acc[r] + g.beta*c[r]
 			}
 		}
 	}

@@ -204,7 +204,10 @@ func TestGemmBetaZeroIgnoresNaN(t *testing.T) {
 func TestGemmWConformance(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	// {3, 2200, 9}: dY·W spans two nc panels (the second at column 2048).
-	shapes := [][3]int{{1, 1, 1}, {7, 33, 29}, {13, 64, 64}, {33, 96, 172}, {129, 100, 300}, {5, 257, 129}, {40, 31, 520}, {3, 2200, 9}}
+	// M = 1 with W transposed is the one-row form where the kernel has dot
+	// products: {37, 172, 1} has padded rows, {21, 3000, 1} several K chunks.
+	shapes := [][3]int{{1, 1, 1}, {7, 33, 29}, {13, 64, 64}, {33, 96, 172}, {129, 100, 300}, {5, 257, 129}, {40, 31, 520}, {3, 2200, 9},
+		{37, 172, 1}, {21, 3000, 1}, {300, 64, 1}}
 	for _, p := range allPools(t, 2) {
 		for _, f := range []Format{F32, F16, BF16, Q8_0, Q4_0, NF4} {
 			for _, sh := range shapes {
@@ -227,6 +230,9 @@ func TestGemmWConformance(t *testing.T) {
 					c0 := cloneMat(c)
 					p.GemmW(c, 0.5, x, NoTrans, w, tw, 1)
 					name := fmt.Sprintf("%s %s W %d×%d op %v, M=%d", p.Kernel(), f, rows, cols, tw, m)
+					if want := m == 1 && tw == Trans && p.mk.dot != nil; p.lastGemv != want {
+						t.Errorf("%s: one-row form %v, want %v", name, p.lastGemv, want)
+					}
 					checkGemm(t, name, c, c0, 0.5, x, NoTrans, denseOp(wd, tw), 1)
 				}
 			}

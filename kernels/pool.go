@@ -24,6 +24,7 @@ type Pool struct {
 	lastWorkers int      // workers that received work in the last call (for tests)
 	lastDot     bool     // the last call ran in dot-product form (for tests)
 	lastOuter   bool     // the last call ran in outer-product form (for tests)
+	lastGemv    bool     // the last call ran as one row against W's rows (for tests)
 }
 
 type job struct {
@@ -121,6 +122,10 @@ func (p *Pool) worker(i int) {
 }
 
 func (ws *workspace) do(mk *microKernel, j job) {
+	if j.g.gemv {
+		ws.runGemv(mk.dot, j.g, j.j0, j.j1)
+		return
+	}
 	if j.g.dot {
 		ws.runDot(mk.dot, j.g, j.i0, j.i1)
 		return
@@ -151,14 +156,17 @@ func (p *Pool) run(args gemmArgs) {
 	defer p.mu.Unlock()
 	p.args = args
 	g := &p.args
-	p.lastDot, p.lastOuter = false, false
+	p.lastDot, p.lastOuter, p.lastGemv = false, false, false
 	defer func() { p.args = gemmArgs{} }() // drop references to the caller's slices
 	if g.m == 0 || g.n == 0 {
 		p.lastWorkers = 0
 		return
 	}
 	mr, nr := p.mk.mr, p.mk.nr
-	if g.useDot(p.mk, len(p.ws[0].bpack)) {
+	if g.useGemv(p.mk) {
+		g.gemv, p.lastGemv = true, true
+		mr, nr = 1, 8
+	} else if g.useDot(p.mk, len(p.ws[0].bpack)) {
 		g.dot, p.lastDot = true, true
 		g.packDot(p.ws[0].bpack) // shared, read-only while the workers run
 		mr, nr = 3, g.n
