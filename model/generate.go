@@ -84,6 +84,37 @@ func NewSampler(temperature float64, topK int, topP float64, seed uint64) *Sampl
 	return &Sampler{Temperature: temperature, TopK: topK, TopP: topP, rng: rand.New(rand.NewPCG(seed, 0x6c6f7772616e6b))}
 }
 
+// sampleAll draws from the whole softmax(logits/T) in index order: with no
+// top-k or top-p cut there is nothing to sort (sorting 50k logits per token
+// cost more than the model's step).
+func (s *Sampler) sampleAll(logits []float32) int {
+	mx := logits[0]
+	for _, v := range logits {
+		mx = max(mx, v)
+	}
+	if cap(s.probs) < len(logits) {
+		s.probs = make([]float64, len(logits))
+	}
+	p := s.probs[:len(logits)]
+	var z float64
+	for i, v := range logits {
+		p[i] = math.Exp((float64(v) - float64(mx)) / s.Temperature)
+		z += p[i]
+	}
+	u := s.rng.Float64() * z
+	last := 0
+	for i, v := range p {
+		if v == 0 {
+			continue
+		}
+		last = i
+		if u -= v; u <= 0 {
+			return i
+		}
+	}
+	return last
+}
+
 // Sample returns a token id.
 func (s *Sampler) Sample(logits []float32) int {
 	if s.Temperature <= 0 {
@@ -94,6 +125,9 @@ func (s *Sampler) Sample(logits []float32) int {
 			}
 		}
 		return best
+	}
+	if (s.TopK <= 0 || s.TopK >= len(logits)) && (s.TopP <= 0 || s.TopP >= 1) {
+		return s.sampleAll(logits)
 	}
 	if cap(s.idx) < len(logits) {
 		s.idx = make([]int, len(logits))

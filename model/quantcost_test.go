@@ -38,12 +38,13 @@ func evalLoss(t *testing.T, m *Model, ids []int32, T int) float64 {
 // difference, and the next-token loss on tinystories_sample.txt relative to
 // f32. Targets met and asserted: ≥ 50 matching tokens and loss within 1% for
 // q8_0 and the 16-bit formats; within 3% for nf4 quantized by GPTQ,
-// calibrated on 4096 tokens the model samples itself (+2.6%; +2.2–2.8% over
-// sampling seeds 1–6). Rounding each block on its own (q4_0 +4.9%, nf4 +4.5%
-// on this 64-wide model, where every projection type adds 0.1–1.4%; nf4 with
-// bitsandbytes' absmax scales was +7.0%) and q4_0 by GPTQ (+3.9%; 3.4–4.5%
-// over seeds) miss 3%: they are held to their measured level, and GPTQ must
-// beat rounding.
+// calibrated on 4096 tokens the model samples itself with seed 1 (+2.3%; but
+// +2.1–3.4% over seeds 1–6, and +2.7–3.5% with 16384 tokens: this 1883-token
+// measure of a 64-wide model is noisy, and 3% is met at the median, not for
+// every calibration). Rounding each block on its own (q4_0 +4.9%, nf4 +4.5%,
+// every projection type adding 0.1–1.4%; nf4 with bitsandbytes' absmax scales
+// was +7.0%) and q4_0 by GPTQ (+3.7%; 3.4–4.1% over seeds) miss 3%: they are
+// held to their measured level, and GPTQ must beat rounding.
 func TestQuantizationCost(t *testing.T) {
 	dir := testassets.Path(t, "models/stories260K/hf")
 	text, err := os.ReadFile(testassets.Path(t, "datasets/tinystories_sample.txt"))
