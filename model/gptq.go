@@ -49,6 +49,21 @@ func (m *Model) gptq(src tensorSource, f kernels.Format, o GPTQOptions, permute 
 		window = 256
 	}
 	window = min(window, c.MaxPos)
+	// Refuse before any calibration work: GPTQ needs the original weights.
+	for l := range m.Blocks {
+		for _, lin := range m.Blocks[l].Linears() {
+			name := (*lin).Frozen().Name + ".weight"
+			s, err := src.get(name)
+			if err != nil {
+				return err
+			}
+			switch s.dtype {
+			case "F32", "F16", "BF16", "Q8_0":
+			default:
+				return fmt.Errorf("GPTQ needs the original weights (F32, F16, BF16 or Q8_0); %s is stored as %s", name, s.dtype)
+			}
+		}
+	}
 	tp := autograd.NewTape(pool)
 	var seqs [][]int32
 	if o.Tokens != nil {
@@ -126,11 +141,6 @@ func (m *Model) gptq(src tensorSource, f kernels.Format, o GPTQOptions, permute 
 			s, err := src.get(name)
 			if err != nil {
 				return err
-			}
-			switch s.dtype {
-			case "F32", "F16", "BF16", "Q8_0":
-			default:
-				return fmt.Errorf("GPTQ needs the original weights (F32, F16, BF16 or Q8_0); %s is stored as %s", name, s.dtype)
 			}
 			var perm func(int) int
 			if k == 0 {
