@@ -39,9 +39,13 @@ func TestGPTQLoad(t *testing.T) {
 		t.Cleanup(func() { m.Close() })
 		return m
 	}
-	a := load(LoadOptions{Quant: "nf4", GPTQ: &GPTQOptions{Samples: 512, Seed: 3}})
-	b := load(LoadOptions{Quant: "nf4", GPTQ: &GPTQOptions{Samples: 512, Seed: 3}})
-	c := load(LoadOptions{Quant: "nf4", GPTQ: &GPTQOptions{Samples: 512, Seed: 4}})
+	samples := 512
+	if testing.Short() {
+		samples = 48 // sampling token by token is slow under emulation
+	}
+	a := load(LoadOptions{Quant: "nf4", GPTQ: &GPTQOptions{Samples: samples, Seed: 3}})
+	b := load(LoadOptions{Quant: "nf4", GPTQ: &GPTQOptions{Samples: samples, Seed: 3}})
+	c := load(LoadOptions{Quant: "nf4", GPTQ: &GPTQOptions{Samples: samples, Seed: 4}})
 	plain := load(LoadOptions{Quant: "nf4"})
 	if !bytes.Equal(raw(a), raw(b)) {
 		t.Error("two GPTQ loads with the same seed differ")
