@@ -699,18 +699,23 @@ func BenchmarkAttention(b *testing.B) {
 		for _, blk := range []int{48, 96, 256} {
 			b.Run(fmt.Sprintf("D%d/block%d", sh.D, blk), func(b *testing.B) {
 				attnBlock = blk
-				r := rand.New(rand.NewPCG(1, 2))
-				q := randT(r, sh.B*sh.T, sh.H*sh.D, true)
-				k := randT(r, sh.B*sh.T, sh.Hkv*sh.D, true)
-				v := randT(r, sh.B*sh.T, sh.Hkv*sh.D, true)
-				dy := make([]float32, sh.B*sh.T*sh.H*sh.D)
-				tp := NewTape(pool)
-				for i := 0; i < b.N; i++ {
-					tp.Reset()
-					backwardFrom(tp, tp.Attention(q, k, v, sh, nil), dy)
-				}
+				benchAttention(b, pool, sh)
 			})
 		}
+	}
+}
+
+// benchAttention times forward + backward of attention of shape sh.
+func benchAttention(b *testing.B, pool *kernels.Pool, sh AttnShape) {
+	r := rand.New(rand.NewPCG(1, 2))
+	q := randT(r, sh.B*sh.T, sh.H*sh.D, true)
+	k := randT(r, sh.B*sh.T, sh.Hkv*sh.D, true)
+	v := randT(r, sh.B*sh.T, sh.Hkv*sh.D, true)
+	dy := make([]float32, sh.B*sh.T*sh.H*sh.D)
+	tp := NewTape(pool)
+	for i := 0; i < b.N; i++ {
+		tp.Reset()
+		backwardFrom(tp, tp.Attention(q, k, v, sh, nil), dy)
 	}
 }
 
@@ -728,16 +733,7 @@ func BenchmarkAttentionFewHeads(b *testing.B) {
 		for _, units := range []int{0, 8} {
 			b.Run(fmt.Sprintf("Hkv%d/minUnits%d", sh.Hkv, units), func(b *testing.B) {
 				attnMinUnits = units
-				r := rand.New(rand.NewPCG(1, 2))
-				q := randT(r, sh.B*sh.T, sh.H*sh.D, true)
-				k := randT(r, sh.B*sh.T, sh.Hkv*sh.D, true)
-				v := randT(r, sh.B*sh.T, sh.Hkv*sh.D, true)
-				dy := make([]float32, sh.B*sh.T*sh.H*sh.D)
-				tp := NewTape(pool)
-				for i := 0; i < b.N; i++ {
-					tp.Reset()
-					backwardFrom(tp, tp.Attention(q, k, v, sh, nil), dy)
-				}
+				benchAttention(b, pool, sh)
 			})
 		}
 	}
