@@ -245,8 +245,8 @@ func quantQ4_0Weighted(dst []byte, x, wt []float32) {
 }
 
 // quantNF4Weighted is quantNF4 with each value's squared error weighted by
-// wt: the candidate scales are absmax and three smaller ones (down to
-// 0.82·absmax) plus the weighted least-squares scale for the best codes.
+// wt, over a finer search: absmax and six smaller scales (down to
+// 0.76·absmax), then two weighted least-squares refits (down to 0.5·absmax).
 func quantNF4Weighted(dst []byte, x, wt []float32) float32 {
 	var amax float32
 	for _, v := range x {
@@ -255,41 +255,5 @@ func quantNF4Weighted(dst []byte, x, wt []float32) float32 {
 	if amax == 0 {
 		return quantNF4Absmax(dst, x)
 	}
-	var q, bq [64]byte
-	assign := func(s float32) (e float64) {
-		inv := 1 / s
-		for j, v := range x {
-			q[j] = nf4Index(v * inv)
-			r := float64(v) - float64(s)*float64(nf4Code[q[j]])
-			e += float64(wt[j]) * r * r
-		}
-		return e
-	}
-	best, bestE := float32(0), math.Inf(1)
-	try := func(s float32) {
-		if e := assign(s); e < bestE {
-			best, bestE, bq = s, e, q
-		}
-	}
-	for t := 0; t <= 6; t++ {
-		try(amax * (1 - 0.04*float32(t)))
-	}
-	for range 2 {
-		var num, den float64
-		for j, v := range x {
-			c := float64(nf4Code[bq[j]])
-			num += float64(wt[j]) * float64(v) * c
-			den += float64(wt[j]) * c * c
-		}
-		if den == 0 {
-			break
-		}
-		if s := float32(num / den); s >= 0.5*amax && s != best {
-			try(s)
-		}
-	}
-	for i := 0; i < 32; i++ {
-		dst[i] = bq[2*i]<<4 | bq[2*i+1]
-	}
-	return best
+	return nf4Search(dst, x, wt, amax, 7, 0.04, 2, 0.5)
 }

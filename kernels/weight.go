@@ -374,13 +374,27 @@ func quantNF4(dst []byte, x []float32) float32 {
 	if amax == 0 || len(x) != 64 {
 		return quantNF4Absmax(dst, x)
 	}
+	return nf4Search(dst, x, nf4Ones[:], amax, 4, 0.06, 1, 0.75)
+}
+
+// nf4Ones weights every value of a block alike.
+var nf4Ones = [64]float32{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}
+
+// nf4Search writes the NF4 block of x (64 values, largest magnitude amax > 0)
+// with the scale of least squared error, value j's error weighted by wt[j],
+// among: cands scales amax·(1 − step·t) for t = 0…cands−1,
+// then up to refits least-squares scales for the best codes so far, each
+// kept only when at least floor·amax and lower in error. It returns the scale.
+func nf4Search(dst []byte, x, wt []float32, amax float32, cands int, step float32, refits int, floor float32) float32 {
+	wt = wt[:len(x)]
 	var q, bq [64]byte
 	assign := func(s float32) (e float64) {
 		inv := 1 / s
 		for j, v := range x {
 			q[j] = nf4Index(v * inv)
 			r := float64(v) - float64(s)*float64(nf4Code[q[j]])
-			e += r * r
+			e += float64(wt[j]) * r * r
 		}
 		return e
 	}
@@ -390,17 +404,22 @@ func quantNF4(dst []byte, x []float32) float32 {
 			best, bestE, bq = s, e, q
 		}
 	}
-	for t := 0; t <= 3; t++ {
-		try(amax * (1 - 0.06*float32(t)))
+	for t := 0; t < cands; t++ {
+		try(amax * (1 - step*float32(t)))
 	}
-	var num, den float64 // least-squares scale for the chosen codes
-	for j, v := range x {
-		c := float64(nf4Code[bq[j]])
-		num += float64(v) * c
-		den += c * c
-	}
-	if s := float32(num / den); s >= 0.75*amax && s != best {
-		try(s)
+	for range refits {
+		var num, den float64 // least-squares scale for the chosen codes
+		for j, v := range x {
+			c := float64(nf4Code[bq[j]])
+			num += float64(wt[j]) * float64(v) * c
+			den += float64(wt[j]) * c * c
+		}
+		if den == 0 {
+			break
+		}
+		if s := float32(num / den); s >= floor*amax && s != best {
+			try(s)
+		}
 	}
 	for i := 0; i < 32; i++ {
 		dst[i] = bq[2*i]<<4 | bq[2*i+1]
