@@ -67,7 +67,7 @@ func QuantizeGPTQ(f Format, rows, cols int, w []float32, gram []float32, pool *P
 			} else {
 				scale = quantNF4Weighted(tmp[:32], blk, wt)
 			}
-			for i := c0; i < bs*b+bs; i++ {
+			for i := c0; i < c0+bs; i++ {
 				if i >= c1 { // padding holds zero
 					nib[i-c0] = gptqCode(f, 0, 0)
 					continue
