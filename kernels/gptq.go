@@ -4,9 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/x448/float16"
-	"gonum.org/v1/gonum/mat"
 )
 
 // GPTQDamp is the dampening GPTQ adds to the Gram matrix's diagonal, as a
@@ -15,26 +15,58 @@ import (
 // TestQuantizationCost).
 const GPTQDamp = 0.1
 
+// GPTQHessian is what GPTQ needs of a layer's calibration inputs X: the
+// upper triangular U with UᵀU = (XᵀX + λI)⁻¹, and XᵀX's diagonal (each
+// column's input mean square, the weights of the scale search). Projections
+// that read the same inputs (Q, K and V; gate and up) share one.
+type GPTQHessian struct {
+	n    int
+	u    []float32 // n×n, row-major, upper triangular
+	diag []float32 // XᵀX's diagonal; 0 marks a column no input reached
+}
+
+// NewGPTQHessian factors the Gram matrix gram = XᵀX (cols×cols, row-major,
+// symmetric) of a layer's calibration inputs; see gptqFactor.
+func NewGPTQHessian(cols int, gram []float32, pool *Pool) (*GPTQHessian, error) {
+	if len(gram) != cols*cols {
+		return nil, fmt.Errorf("GPTQ: a %d-value Gram matrix for %d columns", len(gram), cols)
+	}
+	u, err := gptqFactor(cols, gram, pool)
+	if err != nil {
+		return nil, err
+	}
+	h := &GPTQHessian{n: cols, u: u, diag: make([]float32, cols)}
+	for i := range h.diag {
+		h.diag[i] = gram[i*cols+i]
+	}
+	return h, nil
+}
+
 // QuantizeGPTQ stores w (rows×cols fp32, row-major; used as scratch and left
 // modified) in a 4-bit format (Q4_0 or NF4) by GPTQ (Frantar et al., 2022):
 // columns are quantized in order, and each one's rounding error is spread
 // over the columns not yet quantized according to how the layer's inputs
 // correlate, so that what is minimized is the layer's output error
 // ‖X·(W − Ŵ)ᵀ‖² over calibration inputs X rather than the weights' own error.
-// gram is XᵀX (cols×cols, row-major). Each block's scale is chosen when the
-// block is reached, from its values as they then stand, by the search that
-// weights each column's error by its input's mean square (gram's diagonal).
-// The result is an ordinary weight of format f: the bytes read as any other.
-func QuantizeGPTQ(f Format, rows, cols int, w []float32, gram []float32, pool *Pool) (*Weight, error) {
+// h holds the factored XᵀX (NewGPTQHessian). Each block's scale is chosen
+// when the block is reached, from its values as they then stand, by the
+// search that weights each column's error by its input's mean square (XᵀX's
+// diagonal). Columns no input reached are zeroed. The result is an ordinary
+// weight of format f: the bytes read as any other.
+func QuantizeGPTQ(f Format, rows, cols int, w []float32, h *GPTQHessian, pool *Pool) (*Weight, error) {
 	if f != Q4_0 && f != NF4 {
 		return nil, fmt.Errorf("GPTQ quantizes to q4_0 or nf4, not %s", f)
 	}
-	if len(w) != rows*cols || len(gram) != cols*cols {
-		return nil, fmt.Errorf("GPTQ of a %d×%d weight given %d values and a %d-value Gram matrix", rows, cols, len(w), len(gram))
+	if len(w) != rows*cols || h.n != cols {
+		return nil, fmt.Errorf("GPTQ of a %d×%d weight given %d values and a %d-column Hessian", rows, cols, len(w), h.n)
 	}
-	u, err := gptqFactor(cols, gram, w, rows)
-	if err != nil {
-		return nil, err
+	u, diag := h.u, h.diag
+	for i, d := range h.diag {
+		if d == 0 {
+			for r := 0; r < rows; r++ {
+				w[r*cols+i] = 0
+			}
+		}
 	}
 	out := newWeight(f, rows, cols)
 	bs := f.BlockSize()
@@ -45,56 +77,59 @@ func QuantizeGPTQ(f Format, rows, cols int, w []float32, gram []float32, pool *P
 		out.q = make([]byte, rows*out.blocksPerRow*32)
 		out.absmax = make([]float32, rows*out.blocksPerRow)
 	}
-	e := NewMat(rows, bs)      // the block's errors, scaled for propagation
-	blk := make([]float32, bs) // one row's block, zero-padded
-	wt := make([]float32, bs)  // the block's column weights (padding: 0)
-	var tmp [34]byte
-	var nib [64]byte
+	e := NewMat(rows, bs)     // the block's errors, scaled for propagation
+	wt := make([]float32, bs) // the block's column weights (padding: 0)
 	for b := 0; b < out.blocksPerRow; b++ {
 		c0, c1 := b*bs, min(cols, (b+1)*bs)
 		clear(wt)
 		for i := c0; i < c1; i++ {
-			wt[i-c0] = gram[i*cols+i]
+			wt[i-c0] = diag[i]
 		}
-		for r := 0; r < rows; r++ {
-			row := w[r*cols : (r+1)*cols]
-			clear(blk)
-			copy(blk, row[c0:c1])
-			var scale float32
-			if f == Q4_0 {
-				quantQ4_0Weighted(tmp[:18], blk, wt)
-				scale = float16.Frombits(binary.LittleEndian.Uint16(tmp[:])).Float32()
-			} else {
-				scale = quantNF4Weighted(tmp[:32], blk, wt)
+		// Rows are independent within a block: each worker takes a range.
+		pool.Parallel(rows, 8, func(_, lo, hi int) {
+			blk := make([]float32, bs) // one row's block, zero-padded
+			var tmp [34]byte
+			var nib [64]byte
+			for r := lo; r < hi; r++ {
+				row := w[r*cols : (r+1)*cols]
+				clear(blk)
+				copy(blk, row[c0:c1])
+				var scale float32
+				if f == Q4_0 {
+					quantQ4_0Weighted(tmp[:18], blk, wt)
+					scale = float16.Frombits(binary.LittleEndian.Uint16(tmp[:])).Float32()
+				} else {
+					scale = quantNF4Weighted(tmp[:32], blk, wt)
+				}
+				for i := c0; i < c0+bs; i++ {
+					if i >= c1 { // padding holds zero
+						nib[i-c0] = gptqCode(f, 0, 0)
+						continue
+					}
+					x := row[i]
+					k := gptqCode(f, x, scale)
+					nib[i-c0] = k
+					er := (x - gptqValue(f, k, scale)) / u[i*cols+i]
+					e.Data[r*bs+i-c0] = er
+					for j := i + 1; j < c1; j++ {
+						row[j] -= er * u[i*cols+j]
+					}
+				}
+				if f == Q4_0 {
+					dst := out.q[(r*out.blocksPerRow+b)*18:][:18]
+					binary.LittleEndian.PutUint16(dst, float16.Fromfloat32(scale).Bits())
+					for j := 0; j < 16; j++ {
+						dst[2+j] = nib[j] | nib[16+j]<<4
+					}
+				} else {
+					k := r*out.blocksPerRow + b
+					out.absmax[k] = scale
+					for j := 0; j < 32; j++ {
+						out.q[k*32+j] = nib[2*j]<<4 | nib[2*j+1]
+					}
+				}
 			}
-			for i := c0; i < c0+bs; i++ {
-				if i >= c1 { // padding holds zero
-					nib[i-c0] = gptqCode(f, 0, 0)
-					continue
-				}
-				x := row[i]
-				k := gptqCode(f, x, scale)
-				nib[i-c0] = k
-				er := (x - gptqValue(f, k, scale)) / u[i*cols+i]
-				e.Data[r*bs+i-c0] = er
-				for j := i + 1; j < c1; j++ {
-					row[j] -= er * u[i*cols+j]
-				}
-			}
-			if f == Q4_0 {
-				dst := out.q[(r*out.blocksPerRow+b)*18:][:18]
-				binary.LittleEndian.PutUint16(dst, float16.Fromfloat32(scale).Bits())
-				for j := 0; j < 16; j++ {
-					dst[2+j] = nib[j] | nib[16+j]<<4
-				}
-			} else {
-				k := r*out.blocksPerRow + b
-				out.absmax[k] = scale
-				for j := 0; j < 32; j++ {
-					out.q[k*32+j] = nib[2*j]<<4 | nib[2*j+1]
-				}
-			}
-		}
+		})
 		if c1 < cols { // the columns after the block: W[:, c1:] −= E·U[c0:c1, c1:]
 			ub := Mat{Data: u[c0*cols+c1:], Rows: c1 - c0, Cols: cols - c1, Stride: cols}
 			eb := Mat{Data: e.Data, Rows: rows, Cols: c1 - c0, Stride: bs}
@@ -130,14 +165,16 @@ func gptqValue(f Format, k byte, s float32) float32 {
 
 // gptqFactor returns U (cols×cols, row-major, upper triangular) with
 // UᵀU = (XᵀX + λI)⁻¹, λ = GPTQDamp × the mean diagonal. Columns no input
-// ever reached (zero diagonal) get a unit diagonal and are zeroed in w.
+// ever reached (zero diagonal) get a unit diagonal.
 //
 // With J the order-reversing permutation and L the Cholesky factor of
 // J·H·J, H = (J·L·J)(J·L·J)ᵀ with J·L·J upper triangular, so
 // H⁻¹ = Uᵀ·U for U = J·L⁻¹·J: one factorization and one triangular
-// inverse, without forming H⁻¹ and factoring it again.
-func gptqFactor(cols int, gram []float32, w []float32, rows int) ([]float32, error) {
-	n := cols
+// inverse, without forming H⁻¹ and factoring it again. Both are blocked so
+// that nearly all of the work (n³/3 multiply-adds each) is GEMM on the
+// pool, in float32 as GPTQ's reference implementation factors; only the
+// diagonal blocks are factored and inverted in float64.
+func gptqFactor(n int, gram []float32, pool *Pool) ([]float32, error) {
 	var mean float64
 	for i := 0; i < n; i++ {
 		mean += float64(gram[i*n+i])
@@ -146,35 +183,176 @@ func gptqFactor(cols int, gram []float32, w []float32, rows int) ([]float32, err
 	if mean == 0 {
 		mean = 1
 	}
-	h := mat.NewSymDense(n, nil) // J·H·J
+	a := NewMat(n, n) // J·H·J + λI
 	for i := 0; i < n; i++ {
-		for j := i; j < n; j++ {
-			h.SetSym(n-1-j, n-1-i, float64(gram[i*n+j]))
+		src := gram[(n-1-i)*n:][:n]
+		row := a.Row(i)
+		for j := range row {
+			row[j] = src[n-1-j]
 		}
-		if gram[i*n+i] == 0 {
-			h.SetSym(n-1-i, n-1-i, 1)
-			for r := 0; r < rows; r++ {
-				w[r*n+i] = 0
+		if row[i] == 0 {
+			row[i] = 1
+		}
+		row[i] += float32(GPTQDamp * mean)
+	}
+	if err := choleskyBlocked(a, pool); err != nil {
+		return nil, err
+	}
+	x := invLowerBlocked(a, pool)
+	// U[i][j] = X[n−1−i][n−1−j]: the row-major array reversed.
+	slices.Reverse(x.Data)
+	return x.Data, nil
+}
+
+// cholNB is the block size of the blocked Cholesky factorization and
+// triangular inverse.
+const cholNB = 128
+
+// choleskyBlocked overwrites the lower triangle of the symmetric a with its
+// Cholesky factor L (a = L·Lᵀ) and zeroes the strict upper triangle:
+// right-looking, each diagonal block factored in float64, the panel below it
+// solved through the block's inverse and the trailing lower triangle updated
+// by GEMM, one block column at a time.
+func choleskyBlocked(a Mat, pool *Pool) error {
+	n := a.Rows
+	d := make([]float64, cholNB*cholNB)
+	inv := NewMat(cholNB, cholNB)
+	var tmp Mat
+	for k := 0; k < n; k += cholNB {
+		b := min(cholNB, n-k)
+		for i := 0; i < b; i++ {
+			for j := 0; j <= i; j++ {
+				d[i*b+j] = float64(a.Data[(k+i)*a.Stride+k+j])
 			}
 		}
-		h.SetSym(n-1-i, n-1-i, h.At(n-1-i, n-1-i)+GPTQDamp*mean)
-	}
-	var ch mat.Cholesky
-	if !ch.Factorize(h) {
-		return nil, fmt.Errorf("GPTQ: the calibration Gram matrix is not positive definite")
-	}
-	var l, li mat.TriDense
-	ch.LTo(&l)
-	if err := li.InverseTri(&l); err != nil {
-		return nil, fmt.Errorf("GPTQ: %w", err)
-	}
-	u := make([]float32, n*n)
-	for i := 0; i < n; i++ {
-		for j := i; j < n; j++ {
-			u[i*n+j] = float32(li.At(n-1-i, n-1-j))
+		if !cholesky64(d[:b*b], b) {
+			return fmt.Errorf("GPTQ: the calibration Gram matrix is not positive definite")
+		}
+		for i := 0; i < b; i++ {
+			for j := 0; j < b; j++ {
+				v := 0.0
+				if j <= i {
+					v = d[i*b+j]
+				}
+				a.Data[(k+i)*a.Stride+k+j] = float32(v)
+			}
+		}
+		if k+b == n {
+			break
+		}
+		invLower64(d[:b*b], b)
+		iv := inv.Slice(0, b, 0, b)
+		for i := 0; i < b; i++ {
+			for j := 0; j < b; j++ {
+				iv.Data[i*iv.Stride+j] = float32(d[i*b+j])
+			}
+		}
+		// L21 = A21·L11⁻ᵀ
+		a21 := a.Slice(k+b, n, k, k+b)
+		if tmp.Data == nil {
+			tmp = NewMat(n, cholNB)
+		}
+		t := tmp.Slice(0, n-k-b, 0, b)
+		for i := 0; i < t.Rows; i++ {
+			copy(t.Row(i), a21.Row(i))
+		}
+		pool.Gemm(a21, 1, t, NoTrans, iv, Trans, 0)
+		// A22 −= L21·L21ᵀ, lower triangle, by block columns
+		for c := k + b; c < n; c += cholNB {
+			cb := min(cholNB, n-c)
+			l := a21.Slice(c-k-b, n-k-b, 0, b)
+			r := a21.Slice(c-k-b, c-k-b+cb, 0, b)
+			pool.Gemm(a.Slice(c, n, c, c+cb), -1, l, NoTrans, r, Trans, 1)
 		}
 	}
-	return u, nil
+	for i := 0; i < n; i++ {
+		clear(a.Data[i*a.Stride+i+1 : i*a.Stride+n])
+	}
+	return nil
+}
+
+// invLowerBlocked returns L⁻¹ for the lower triangular l (strict upper
+// triangle zero), from the last block column to the first: with the
+// trailing inverse X₂₂ known, X₂₁ = −X₂₂·L₂₁·L₁₁⁻¹, the product with the
+// triangular X₂₂ taken by block rows over its nonzero part.
+func invLowerBlocked(l Mat, pool *Pool) Mat {
+	n := l.Rows
+	x := NewMat(n, n)
+	d := make([]float64, cholNB*cholNB)
+	inv := NewMat(cholNB, cholNB)
+	tmp := NewMat(n, cholNB)
+	last := (n - 1) / cholNB * cholNB
+	for j := last; j >= 0; j -= cholNB {
+		jb := min(cholNB, n-j)
+		for i := 0; i < jb; i++ {
+			for c := 0; c < jb; c++ {
+				d[i*jb+c] = float64(l.Data[(j+i)*l.Stride+j+c])
+			}
+		}
+		invLower64(d[:jb*jb], jb)
+		iv := inv.Slice(0, jb, 0, jb)
+		for i := 0; i < jb; i++ {
+			for c := 0; c < jb; c++ {
+				v := float32(d[i*jb+c])
+				iv.Data[i*iv.Stride+c] = v
+				x.Data[(j+i)*x.Stride+j+c] = v
+			}
+		}
+		if j+jb == n {
+			continue
+		}
+		// T = X₂₂·L₂₁, block row by block row over X₂₂'s lower part
+		l21 := l.Slice(j+jb, n, j, j+jb)
+		t := tmp.Slice(0, n-j-jb, 0, jb)
+		for r := j + jb; r < n; r += cholNB {
+			rb := min(cholNB, n-r)
+			pool.Gemm(t.Slice(r-j-jb, r-j-jb+rb, 0, jb), 1, x.Slice(r, r+rb, j+jb, r+rb), NoTrans, l21.Slice(0, r+rb-j-jb, 0, jb), NoTrans, 0)
+		}
+		pool.Gemm(x.Slice(j+jb, n, j, j+jb), -1, t, NoTrans, iv, NoTrans, 0)
+	}
+	return x
+}
+
+// cholesky64 overwrites the lower triangle of the n×n row-major a with its
+// Cholesky factor; false when a is not positive definite.
+func cholesky64(a []float64, n int) bool {
+	for j := 0; j < n; j++ {
+		s := a[j*n+j]
+		for k := 0; k < j; k++ {
+			s -= a[j*n+k] * a[j*n+k]
+		}
+		if !(s > 0) {
+			return false
+		}
+		s = math.Sqrt(s)
+		a[j*n+j] = s
+		for i := j + 1; i < n; i++ {
+			v := a[i*n+j]
+			for k := 0; k < j; k++ {
+				v -= a[i*n+k] * a[j*n+k]
+			}
+			a[i*n+j] = v / s
+		}
+	}
+	return true
+}
+
+// invLower64 overwrites the lower triangular n×n row-major l (its lower
+// triangle; the rest is ignored) with its inverse, zeroing the strict upper
+// triangle.
+func invLower64(l []float64, n int) {
+	x := make([]float64, n*n)
+	for j := 0; j < n; j++ {
+		x[j*n+j] = 1 / l[j*n+j]
+		for i := j + 1; i < n; i++ {
+			var s float64
+			for k := j; k < i; k++ {
+				s += l[i*n+k] * x[k*n+j]
+			}
+			x[i*n+j] = -s / l[i*n+i]
+		}
+	}
+	copy(l, x)
 }
 
 // quantQ4_0Weighted chooses a Q4_0 block's scale by weighted least squares:

@@ -1,10 +1,14 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
+
+	"gonum.org/v1/gonum/mat"
 )
 
 // outputErr is ‖X·(W − Ŵ)ᵀ‖² / ‖X·Wᵀ‖², in float64, with Ŵ read back from q.
@@ -56,16 +60,36 @@ func testQuantizeGPTQ(t *testing.T, cols int) {
 	}
 	gram := NewMat(cols, cols)
 	Gemm(gram, 1, x, Trans, x, NoTrans, 0)
+	h, err := NewGPTQHessian(cols, gram.Data, Default())
+	if err != nil {
+		t.Fatal(err)
+	}
 	w := randMat(r, rows, cols, cols).Data
 	for _, f := range []Format{Q4_0, NF4} {
 		plain := Quantize(f, rows, cols, w)
 		scratch := append([]float32(nil), w...)
-		g, err := QuantizeGPTQ(f, rows, cols, scratch, gram.Data, Default())
+		g, err := QuantizeGPTQ(f, rows, cols, scratch, h, Default())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if g.Format != f || g.Rows != rows || g.Cols != cols || g.Bytes() != plain.Bytes() {
 			t.Fatalf("%s: GPTQ gave %s %d×%d, %d bytes; want %s %d×%d, %d bytes", f, g.Format, g.Rows, g.Cols, g.Bytes(), f, rows, cols, plain.Bytes())
+		}
+		// Rows are split over the workers: the same bytes on 1 and 3 threads
+		// (the Hessian too, factored on each pool).
+		for _, th := range []int{1, 3} {
+			p, _ := NewPool(th, "")
+			ht, err := NewGPTQHessian(cols, gram.Data, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gt, err := QuantizeGPTQ(f, rows, cols, append([]float32(nil), w...), ht, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(gt.q, g.q) || !slices.Equal(gt.absmax, g.absmax) {
+				t.Errorf("%s, %d columns: GPTQ on %d threads differs from the default pool's", f, cols, th)
+			}
 		}
 		ep, eg := outputErr(x, w, plain), outputErr(x, w, g)
 		t.Logf("%s, %d columns: relative output error %.5f plain, %.5f GPTQ (%.0f%% less)", f, cols, ep, eg, 100*(1-eg/ep))
@@ -100,8 +124,12 @@ func testQuantizeGPTQ(t *testing.T, cols int) {
 	for j := 0; j < cols; j++ {
 		dead[5*cols+j], dead[j*cols+5] = 0, 0
 	}
+	hd, err := NewGPTQHessian(cols, dead, Default())
+	if err != nil {
+		t.Fatal(err)
+	}
 	scratch := append([]float32(nil), w...)
-	g, err := QuantizeGPTQ(NF4, rows, cols, scratch, dead, Default())
+	g, err := QuantizeGPTQ(NF4, rows, cols, scratch, hd, Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,66 +138,147 @@ func testQuantizeGPTQ(t *testing.T, cols int) {
 	if dec[5] != 0 {
 		t.Errorf("column 5, which no input reaches, decodes to %v, want 0", dec[5])
 	}
-	for _, c := range []struct {
-		f    Format
-		gram []float32
-		want string
-	}{
-		{Q8_0, gram.Data, "q4_0 or nf4"},
-		{NF4, gram.Data[:10], "Gram matrix"},
-	} {
-		_, err := QuantizeGPTQ(c.f, rows, cols, append([]float32(nil), w...), c.gram, Default())
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("QuantizeGPTQ(%s, %d-value Gram): error %v, want one mentioning %q", c.f, len(c.gram), err, c.want)
+	if _, err := QuantizeGPTQ(Q8_0, rows, cols, append([]float32(nil), w...), h, Default()); err == nil || !strings.Contains(err.Error(), "q4_0 or nf4") {
+		t.Errorf("QuantizeGPTQ(q8_0): error %v, want one naming q4_0 or nf4", err)
+	}
+	if _, err := QuantizeGPTQ(NF4, rows, cols-1, w[:rows*(cols-1)], h, Default()); err == nil || !strings.Contains(err.Error(), "Hessian") {
+		t.Errorf("QuantizeGPTQ with a %d-column Hessian for %d columns: error %v, want one about the Hessian", cols, cols-1, err)
+	}
+	if _, err := NewGPTQHessian(cols, gram.Data[:10], Default()); err == nil || !strings.Contains(err.Error(), "Gram matrix") {
+		t.Errorf("NewGPTQHessian with 10 values: error %v, want one about the Gram matrix", err)
+	}
+}
+
+// TestGPTQFactor: Uᵀ·U is the inverse of the damped Gram matrix, U is upper
+// triangular, and U matches a float64 factorization (gonum's Cholesky and
+// triangular inverse), for one block and for several blocks with a partial
+// last one (the blocked factorization and inverse, and their GEMM updates).
+func TestGPTQFactor(t *testing.T) {
+	for _, cols := range []int{37, 3*cholNB + 45} {
+		r := rand.New(rand.NewPCG(3, uint64(cols)))
+		x := randMat(r, 2*cols, cols, cols)
+		for i := 0; i < x.Rows; i++ { // uneven column scales, as activations have
+			for j := 0; j < cols; j += 7 {
+				x.Data[i*cols+j] *= 5
+			}
+		}
+		gram := NewMat(cols, cols)
+		Gemm(gram, 1, x, Trans, x, NoTrans, 0)
+		u, err := gptqFactor(cols, gram.Data, Default())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mean float64
+		for i := 0; i < cols; i++ {
+			mean += float64(gram.Data[i*cols+i]) / float64(cols)
+		}
+		for i := 0; i < cols; i++ {
+			for j := 0; j < i; j++ {
+				if u[i*cols+j] != 0 {
+					t.Fatalf("%d columns: U[%d][%d] = %v below the diagonal", cols, i, j, u[i*cols+j])
+				}
+			}
+		}
+		// (UᵀU)·(H + λI) = I
+		inv := make([]float64, cols*cols)
+		for i := 0; i < cols; i++ {
+			for k := 0; k < cols; k++ {
+				var s float64
+				for m := 0; m <= min(i, k); m++ {
+					s += float64(u[m*cols+i]) * float64(u[m*cols+k])
+				}
+				inv[i*cols+k] = s
+			}
+		}
+		var worst float64
+		for i := 0; i < cols; i++ {
+			for j := 0; j < cols; j++ {
+				var s float64
+				for k := 0; k < cols; k++ {
+					h := float64(gram.Data[k*cols+j])
+					if k == j {
+						h += GPTQDamp * mean
+					}
+					s += inv[i*cols+k] * h
+				}
+				if i == j {
+					s--
+				}
+				worst = max(worst, math.Abs(s))
+			}
+		}
+		ref := gptqFactor64(cols, gram.Data)
+		var diff, scale float64
+		for i := range u {
+			diff = max(diff, math.Abs(float64(u[i])-ref[i]))
+			scale = max(scale, math.Abs(ref[i]))
+		}
+		t.Logf("%d columns: max |(UᵀU·H − I)| %.2g; max |U − U₆₄| %.2g of max |U| %.2g", cols, worst, diff, scale)
+		if worst > 1e-4 {
+			t.Errorf("%d columns: (UᵀU·H − I) reaches %.3g", cols, worst)
+		}
+		if diff > 1e-5*scale {
+			t.Errorf("%d columns: U differs from the float64 factor by %.3g (max |U| %.3g)", cols, diff, scale)
 		}
 	}
 }
 
-// TestGPTQFactor: Uᵀ·U is the inverse of the damped Gram matrix and U is
-// upper triangular.
-func TestGPTQFactor(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
-	const n, cols = 200, 37
-	x := randMat(r, n, cols, cols)
-	gram := NewMat(cols, cols)
-	Gemm(gram, 1, x, Trans, x, NoTrans, 0)
-	u, err := gptqFactor(cols, gram.Data, make([]float32, cols), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+// gptqFactor64 is gptqFactor in float64 through gonum: the reference.
+func gptqFactor64(n int, gram []float32) []float64 {
 	var mean float64
-	for i := 0; i < cols; i++ {
-		mean += float64(gram.Data[i*cols+i]) / cols
+	for i := 0; i < n; i++ {
+		mean += float64(gram[i*n+i])
 	}
-	for i := 0; i < cols; i++ {
-		for j := 0; j < i; j++ {
-			if u[i*cols+j] != 0 {
-				t.Fatalf("U[%d][%d] = %v below the diagonal", i, j, u[i*cols+j])
-			}
+	mean /= float64(n)
+	h := mat.NewSymDense(n, nil) // J·H·J
+	for i := 0; i < n; i++ {
+		for j := i; j < n; j++ {
+			h.SetSym(n-1-j, n-1-i, float64(gram[i*n+j]))
+		}
+		h.SetSym(n-1-i, n-1-i, h.At(n-1-i, n-1-i)+GPTQDamp*mean)
+	}
+	var ch mat.Cholesky
+	if !ch.Factorize(h) {
+		panic("not positive definite")
+	}
+	var l, li mat.TriDense
+	ch.LTo(&l)
+	if err := li.InverseTri(&l); err != nil {
+		panic(err)
+	}
+	u := make([]float64, n*n)
+	for i := 0; i < n; i++ {
+		for j := i; j < n; j++ {
+			u[i*n+j] = li.At(n-1-i, n-1-j)
 		}
 	}
-	// (UᵀU)·H = I
-	for i := 0; i < cols; i++ {
-		for j := 0; j < cols; j++ {
-			var s float64
-			for k := 0; k < cols; k++ {
-				var inv float64 // (UᵀU)[i][k]
-				for m := 0; m <= min(i, k); m++ {
-					inv += float64(u[m*cols+i]) * float64(u[m*cols+k])
+	return u
+}
+
+// BenchmarkGPTQFactor: the blocked float32 factorization on the pool against
+// gonum's float64 Cholesky and triangular inverse, side by side, for the
+// input widths of a 0.5B–1B model's projections. GFLOPS counts the n³/3
+// multiply-adds of each of the two steps.
+func BenchmarkGPTQFactor(b *testing.B) {
+	for _, n := range []int{1024, 2048} {
+		r := rand.New(rand.NewPCG(3, 4))
+		x := randMat(r, 2*n, n, n)
+		gram := NewMat(n, n)
+		Gemm(gram, 1, x, Trans, x, NoTrans, 0)
+		flops := 4 * float64(n) * float64(n) * float64(n) / 3
+		b.Run(fmt.Sprintf("n%d/blocked", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := gptqFactor(n, gram.Data, Default()); err != nil {
+					b.Fatal(err)
 				}
-				h := float64(gram.Data[k*cols+j])
-				if k == j {
-					h += GPTQDamp * mean
-				}
-				s += inv * h
 			}
-			want := 0.0
-			if i == j {
-				want = 1
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+		})
+		b.Run(fmt.Sprintf("n%d/gonum64", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				gptqFactor64(n, gram.Data)
 			}
-			if math.Abs(s-want) > 1e-4 {
-				t.Fatalf("(UᵀU·H)[%d][%d] = %v, want %v", i, j, s, want)
-			}
-		}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+		})
 	}
 }

@@ -22,6 +22,14 @@ type GPTQOptions struct {
 	Window int
 }
 
+// gptqInputs are the projections (of Block.Linears: Q, K, V, O, Gate, Up,
+// Down) whose inputs are recorded; gptqInput is, for each projection, the
+// one that reads the same inputs.
+var (
+	gptqInputs = []int{0, 3, 4, 6}
+	gptqInput  = []int{0, 0, 0, 3, 4, 4, 6}
+)
+
 // gramObserver wraps a projection and adds XᵀX of its inputs into gram.
 type gramObserver struct {
 	Linear
@@ -125,15 +133,24 @@ func (m *Model) gptq(src tensorSource, f kernels.Format, o GPTQOptions, permute 
 	for l := range m.Blocks {
 		b := &m.Blocks[l]
 		lins := b.Linears()
+		// Q, K and V read the same inputs, as do Gate and Up: one Gram matrix
+		// and one factorization serve each group.
 		obs := make([]*gramObserver, len(lins))
-		for k, lin := range lins {
-			cols := (*lin).Frozen().W.Cols
-			obs[k] = &gramObserver{Linear: *lin, gram: kernels.NewMat(cols, cols), pool: pool}
-			*lin = obs[k]
+		for _, k := range gptqInputs {
+			cols := (*lins[k]).Frozen().W.Cols
+			obs[k] = &gramObserver{Linear: *lins[k], gram: kernels.NewMat(cols, cols), pool: pool}
+			*lins[k] = obs[k]
 		}
 		run(l, false) // through the 8-bit layer, for the Gram matrices only
-		for k, lin := range lins {
-			*lin = obs[k].Linear
+		hess := make([]*kernels.GPTQHessian, len(lins))
+		for _, k := range gptqInputs {
+			*lins[k] = obs[k].Linear
+			h, err := kernels.NewGPTQHessian(obs[k].gram.Cols, obs[k].gram.Data, pool)
+			if err != nil {
+				return fmt.Errorf("layer %d: %w", l, err)
+			}
+			hess[k] = h
+			obs[k] = nil
 		}
 		for k, lin := range lins {
 			fr := (*lin).Frozen()
@@ -157,7 +174,7 @@ func (m *Model) gptq(src tensorSource, f kernels.Format, o GPTQOptions, permute 
 				}
 				s.decode(full[i*cols:(i+1)*cols], j)
 			}
-			w, err := kernels.QuantizeGPTQ(f, rows, cols, full, obs[k].gram.Data, pool)
+			w, err := kernels.QuantizeGPTQ(f, rows, cols, full, hess[gptqInput[k]], pool)
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
