@@ -69,6 +69,118 @@ func (m *Model) Step(tp *autograd.Tape, c *Cache, ids []int32) ([]float32, error
 	return tp.Logits(h, m.Head).Data, nil
 }
 
+// StepBatch feeds one token to each of several sequences, ids[i] at the
+// next position of cs[i], in one pass through the model: every projection is
+// one product over all the sequences, so the weights are read once per step
+// rather than once per sequence. It returns the logits after each token
+// (len(ids) rows of V values, valid until the next step).
+func (m *Model) StepBatch(tp *autograd.Tape, cs []*Cache, ids []int32) ([]float32, error) {
+	cfg := &m.Config
+	n := len(ids)
+	if n == 0 || len(cs) != n {
+		return nil, fmt.Errorf("batch step: %d tokens for %d caches", n, len(cs))
+	}
+	pos := make([]int32, n)
+	for i, c := range cs {
+		if c.Len+1 > c.Max {
+			return nil, fmt.Errorf("context is full: %d tokens + 1 new > %d", c.Len, c.Max)
+		}
+		if ids[i] < 0 || int(ids[i]) >= cfg.Vocab {
+			return nil, fmt.Errorf("token id %d is outside the vocabulary of %d", ids[i], cfg.Vocab)
+		}
+		pos[i] = int32(c.Len)
+	}
+	tp.Reset()
+	tp.SetNoGrad(true)
+	kvd, qd := cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
+	shape := autograd.AttnShape{B: 1, T: 1, H: cfg.Heads, Hkv: cfg.KVHeads, D: cfg.HeadDim}
+	x := tp.EmbedFrozen(ids, m.Embed)
+	for l := range m.Blocks {
+		x = m.block(tp, l, x, pos, func(tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor {
+			out := tp.Buffer(n, qd)
+			for i, c := range cs {
+				copy(c.K[l][c.Len*kvd:], k.Row(i))
+				copy(c.V[l][c.Len*kvd:], v.Row(i))
+				qi := &autograd.Tensor{Data: q.Row(i), Rows: 1, Cols: qd}
+				oi := &autograd.Tensor{Data: out.Row(i), Rows: 1, Cols: qd}
+				autograd.AttentionStep(tp.Pool, oi, qi, c.K[l], c.V[l], c.Len, shape, tp.Scratch(c.Len+1))
+			}
+			return out
+		})
+	}
+	for _, c := range cs {
+		c.Len++
+	}
+	h := tp.RMSNorm(x, m.Norm, float32(cfg.RMSEps))
+	return tp.Logits(h, m.Head).Data, nil
+}
+
+// GenerateBatch is Generate for several sequences at once: each prompt is
+// fed on its own, then the sequences still running take one batched step
+// (StepBatch) per token. Sequence i draws with samplers[i] and stops at an
+// EOS id or after maxTokens[i] tokens. The result is deterministic; its
+// logits can differ from Generate's in the last bits (a product over several
+// rows may sum in another order than the one-row product), so a sampled
+// token can too.
+func (m *Model) GenerateBatch(tp *autograd.Tape, prompts [][]int32, maxTokens []int, samplers []*Sampler) ([][]int32, error) {
+	n := len(prompts)
+	if len(maxTokens) != n || len(samplers) != n {
+		return nil, fmt.Errorf("batch generation: %d prompts, %d lengths, %d samplers", n, len(maxTokens), len(samplers))
+	}
+	out := make([][]int32, n)
+	caches := make([]*Cache, n)
+	next := make([]int32, n)
+	var live []int // sequences still running
+	for i, p := range prompts {
+		if len(p) == 0 {
+			return nil, fmt.Errorf("empty prompt: start from at least the BOS token")
+		}
+		caches[i] = m.NewCache(len(p) + maxTokens[i])
+		if len(p) > caches[i].Max {
+			return nil, fmt.Errorf("prompt of %d tokens exceeds the model's context of %d", len(p), caches[i].Max)
+		}
+		logits, err := m.Step(tp, caches[i], p)
+		if err != nil {
+			return nil, err
+		}
+		if maxTokens[i] > 0 {
+			next[i] = int32(samplers[i].Sample(logits))
+			live = append(live, i)
+		}
+	}
+	V := m.Config.Vocab
+	for len(live) > 0 {
+		var ids []int32
+		var cs []*Cache
+		running := live[:0:0]
+		for _, i := range live {
+			id := next[i]
+			if m.Config.IsEOS(int(id)) {
+				continue
+			}
+			out[i] = append(out[i], id)
+			if len(out[i]) == maxTokens[i] || caches[i].Len == caches[i].Max {
+				continue
+			}
+			running = append(running, i)
+			ids = append(ids, id)
+			cs = append(cs, caches[i])
+		}
+		live = running
+		if len(live) == 0 {
+			break
+		}
+		logits, err := m.StepBatch(tp, cs, ids)
+		if err != nil {
+			return out, err
+		}
+		for j, i := range live {
+			next[i] = int32(samplers[i].Sample(logits[j*V : (j+1)*V]))
+		}
+	}
+	return out, nil
+}
+
 // Sampler picks the next token from logits.
 type Sampler struct {
 	Temperature float64 // 0: greedy (argmax)

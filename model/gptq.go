@@ -22,6 +22,9 @@ type GPTQOptions struct {
 	Window int
 }
 
+// gptqBatch is how many calibration sequences are sampled together.
+const gptqBatch = 16
+
 // gptqInputs are the projections (of Block.Linears: Q, K, V, O, Gate, Up,
 // Down) whose inputs are recorded; gptqInput is, for each projection, the
 // one that reads the same inputs.
@@ -79,14 +82,27 @@ func (m *Model) gptq(src tensorSource, f kernels.Format, o GPTQOptions, permute 
 			seqs = append(seqs, o.Tokens[s:min(len(o.Tokens), s+window)])
 		}
 	} else {
-		for n, i := 0, uint64(0); n < o.Samples; i++ {
-			out, err := m.Generate(tp, []int32{int32(c.BOS)}, min(window, o.Samples-n+1)-1, NewSampler(1, 0, 0, o.Seed+i), nil)
+		// Sequences of up to window tokens, sampled gptqBatch at a time; those
+		// that stop early at EOS leave tokens for another round.
+		for n, i := 0, uint64(0); n < o.Samples; {
+			var prompts [][]int32
+			var lens []int
+			var ss []*Sampler
+			for r := o.Samples - n; r > 0 && len(prompts) < gptqBatch; r -= window {
+				prompts = append(prompts, []int32{int32(c.BOS)})
+				lens = append(lens, min(window, r)-1)
+				ss = append(ss, NewSampler(1, 0, 0, o.Seed+i))
+				i++
+			}
+			outs, err := m.GenerateBatch(tp, prompts, lens, ss)
 			if err != nil {
 				return fmt.Errorf("GPTQ calibration: %w", err)
 			}
-			seq := append([]int32{int32(c.BOS)}, out...) // as text is fed: from BOS
-			seqs = append(seqs, seq)
-			n += len(seq)
+			for _, out := range outs {
+				seq := append([]int32{int32(c.BOS)}, out...) // as text is fed: from BOS
+				seqs = append(seqs, seq)
+				n += len(seq)
+			}
 		}
 	}
 	if len(seqs) == 0 {
