@@ -8,11 +8,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/lowrank/lowrank/autograd"
 	"github.com/lowrank/lowrank/checkpoints/safetensors"
 	"github.com/lowrank/lowrank/internal/testassets"
+	"github.com/lowrank/lowrank/model"
 )
 
 // capture runs the command line with stdout and stderr redirected.
@@ -185,6 +188,46 @@ func TestTrainParity(t *testing.T) {
 }
 
 // TestEval: eval with the parity adapter on the parity example gives PyTorch's loss.
+// TestGenerateGPTQ: generate's --quant nf4 --gptq-tokens --gptq-seed build
+// the base training builds (double-quantized, GPTQ with that seed): its
+// greedy tokens are the library's on that base and not plain nf4's; GPTQ
+// without a 4-bit format is a usage error.
+func TestGenerateGPTQ(t *testing.T) {
+	dir := testassets.Path(t, "models/stories260K/hf")
+	code, out, errOut := capture(t, "generate", "--model", dir, "--quant", "nf4", "--gptq-tokens", "128", "--gptq-seed", "3", "--max-tokens", "200", "--temperature", "0", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r struct {
+		Tokens []int32 `json:"tokens"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	greedy := func(o model.LoadOptions) []int32 {
+		m, err := model.Load(dir, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		ids, err := m.Generate(autograd.NewTape(nil), []int32{int32(m.Config.BOS)}, 200, model.NewSampler(0, 0, 0, 0), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if want := greedy(model.LoadOptions{Quant: "nf4", DoubleQuant: true, GPTQ: &model.GPTQOptions{Samples: 128, Seed: 3}}); !slices.Equal(r.Tokens, want) {
+		t.Errorf("generate --gptq-tokens 128 --gptq-seed 3 gave %v…, the library on that base %v…", r.Tokens[:min(10, len(r.Tokens))], want[:min(10, len(want))])
+	}
+	if plain := greedy(model.LoadOptions{Quant: "nf4", DoubleQuant: true}); slices.Equal(r.Tokens, plain) {
+		t.Error("generate with GPTQ gave plain nf4's tokens")
+	}
+	code, _, errOut = capture(t, "generate", "--model", dir, "--gptq-tokens", "128")
+	if code != 2 || !strings.Contains(errOut, "--gptq-tokens needs --quant q4_0 or nf4") {
+		t.Errorf("--gptq-tokens without --quant: exit %d, %q", code, errOut)
+	}
+}
+
 func TestEval(t *testing.T) {
 	dir := t.TempDir()
 	raw, err := os.ReadFile("../../train/testdata/parity/example.json")
