@@ -17,8 +17,8 @@ func gemmAVX512(kc int, a, b, c *float32, ldc int, overwrite bool)
 func gemmAVX2(kc int, a, b, c *float32, ldc int, overwrite bool)
 
 var (
-	// 12×32: 24 zmm accumulators, 2 for B, 2 for broadcasts. B sliver kc·32·4 = 32 KiB (L1),
-	// A block mc·kc·4 = 240 KiB (L2).
+	// 12×32: 24 zmm accumulators, 2 for B, 2 for broadcasts. A micro-panel kc·12·4 = 12 KiB
+	// (L1), B panel kc·nc·4 ≤ 2 MiB (L2; wider products are cut into panels of ≤ 1536).
 	avx512Kernel = &microKernel{name: "avx512", mr: 12, nr: 32, mc: 240, kc: 256, nc: 2048, fn: gemmAVX512}
 	// 6×16: 12 ymm accumulators, 2 for B, 2 for broadcasts.
 	avx2Kernel = &microKernel{name: "avx2", mr: 6, nr: 16, mc: 144, kc: 256, nc: 2048, fn: gemmAVX2}
