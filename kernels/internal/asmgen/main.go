@@ -24,14 +24,16 @@ func main() {
 	if len(os.Args) > 1 {
 		dir = os.Args[1]
 	}
-	write(filepath.Join(dir, "gemm_avx512_amd64.s"), x86("gemmAVX512", "Z", 12, 2, 64, "!noasm"))
+	// B streams from L2 past each A micro-panel held in L1 (see the driver in
+	// gemm.go): the AVX-512 kernel prefetches every B line 2 KiB ahead.
+	write(filepath.Join(dir, "gemm_avx512_amd64.s"), x86("gemmAVX512", "Z", 12, 2, 64, "!noasm", 2048))
 	write(filepath.Join(dir, "dot_avx512_amd64.s"), dotAVX512())
 	write(filepath.Join(dir, "outer_avx512_amd64.s"), outerAVX512())
 	write(filepath.Join(dir, "outer_avx2_amd64.s"), outerAVX2())
 	write(filepath.Join(dir, "rows_avx512_amd64.s"), rowsAVX512())
 	write(filepath.Join(dir, "decode_avx512_amd64.s"), decodeAVX512())
 	write(filepath.Join(dir, "transpose_avx512_amd64.s"), transposeAVX512())
-	write(filepath.Join(dir, "gemm_avx2_amd64.s"), x86("gemmAVX2", "Y", 6, 2, 32, "!noasm"))
+	write(filepath.Join(dir, "gemm_avx2_amd64.s"), x86("gemmAVX2", "Y", 6, 2, 32, "!noasm", 0))
 	write(filepath.Join(dir, "gemm_neon_arm64.s"), neon("gemmNEON", 8, 3))
 }
 
@@ -62,13 +64,16 @@ func header(a *asm, tag, name string, mr, nr int) {
 // x86 emits an MR × (nv·lanes) kernel with registers of the given prefix
 // (Z: 16 lanes, Y: 8 lanes). Accumulators are reg 0..MR·nv-1, B in the next nv,
 // two broadcast registers alternate so consecutive rows do not serialize.
-func x86(name, r string, mr, nv, vbytes int, tag string) []byte {
-	return x86v(name, r, mr, nv, vbytes, tag, false)
+//
+// bAhead > 0 prefetches every cache line of B the unrolled loop reads, bAhead
+// bytes ahead; 0 prefetches one line per unrolled step, two steps ahead.
+func x86(name, r string, mr, nv, vbytes int, tag string, bAhead int) []byte {
+	return x86v(name, r, mr, nv, vbytes, tag, false, bAhead)
 }
 
 // x86v with bcst = true multiplies by the A value straight from memory
 // (an embedded-broadcast FMA, AVX-512 only) instead of a broadcast register.
-func x86v(name, r string, mr, nv, vbytes int, tag string, bcst bool) []byte {
+func x86v(name, r string, mr, nv, vbytes int, tag string, bcst bool, bAhead int) []byte {
 	var a asm
 	lanes := vbytes / 4
 	nr := nv * lanes
@@ -117,7 +122,13 @@ func x86v(name, r string, mr, nv, vbytes int, tag string, bcst bool) []byte {
 	a.l("CMPQ CX, $%d", unroll)
 	a.l("JLT tail")
 	a.label("loop4")
-	a.l("PREFETCHT0 %d(DI)", unroll*nr*4*2)
+	if bAhead > 0 {
+		for off := 0; off < unroll*nr*4; off += 64 {
+			a.l("PREFETCHT0 %d(DI)", bAhead+off)
+		}
+	} else {
+		a.l("PREFETCHT0 %d(DI)", unroll*nr*4*2)
+	}
 	a.l("PREFETCHT0 %d(SI)", unroll*mr*4*2)
 	for p := 0; p < unroll; p++ {
 		step(p)
