@@ -158,9 +158,11 @@ func (m *Model) gptq(src tensorSource, f kernels.Format, o GPTQOptions, permute 
 			*lins[k] = obs[k]
 		}
 		run(l, false) // through the 8-bit layer, for the Gram matrices only
-		hess := make([]*kernels.GPTQHessian, len(lins))
 		for _, k := range gptqInputs {
 			*lins[k] = obs[k].Linear
+		}
+		hess := make([]*kernels.GPTQHessian, len(lins))
+		for _, k := range gptqInputs {
 			h, err := kernels.NewGPTQHessian(obs[k].gram.Cols, obs[k].gram.Data, pool)
 			if err != nil {
 				return fmt.Errorf("layer %d: %w", l, err)
