@@ -502,12 +502,23 @@ func TestAttentionStepMatchesFull(t *testing.T) {
 	tp.SetNoGrad(true)
 	full := tp.Attention(q, k, v, s, nil)
 	out := &Tensor{Data: make([]float32, 16), Rows: 1, Cols: 16}
-	for pos := 0; pos < 6; pos++ {
+	for pos := 0; pos < 6; pos++ { // one token at a time, as generation steps
 		qi := &Tensor{Data: q.Row(pos), Rows: 1, Cols: 16}
 		AttentionStep(tp.Pool, out, qi, k.Data, v.Data, pos, s, make([]float32, 6))
 		for j, val := range out.Data {
 			if math.Abs(float64(val-full.Row(pos)[j])) > 1e-5 {
 				t.Fatalf("pos %d: step %v, full %v", pos, out.Data, full.Row(pos))
+			}
+		}
+	}
+	// Rows 2–5 at once: a prompt fed after two cached tokens.
+	out4 := &Tensor{Data: make([]float32, 4*16), Rows: 4, Cols: 16}
+	q4 := &Tensor{Data: q.Data[2*16:], Rows: 4, Cols: 16}
+	AttentionStep(tp.Pool, out4, q4, k.Data, v.Data, 2, s, make([]float32, 4*6))
+	for i := 0; i < 4; i++ {
+		for j, val := range out4.Row(i) {
+			if math.Abs(float64(val-full.Row(2 + i)[j])) > 1e-5 {
+				t.Fatalf("rows 2–5, row %d: step %v, full %v", 2+i, out4.Row(i), full.Row(2+i))
 			}
 		}
 	}
