@@ -203,10 +203,11 @@ func TestGemmBetaZeroIgnoresNaN(t *testing.T) {
 // the weight's own decoded values, for the forward (X·Wᵀ) and backward (dY·W) products.
 func TestGemmWConformance(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	// {3, 2200, 9}: dY·W spans two nc panels (the second at column 2048).
+	// {3, 4400, 9}: dY·W on 2 workers of 2200 columns, each two N panels
+	// (1120 + 1080: the second starts inside a 64-value NF4 block).
 	// M = 1 with W transposed is the one-row form where the kernel has dot
 	// products: {37, 172, 1} has padded rows, {21, 3000, 1} several K chunks.
-	shapes := [][3]int{{1, 1, 1}, {7, 33, 29}, {13, 64, 64}, {33, 96, 172}, {129, 100, 300}, {5, 257, 129}, {40, 31, 520}, {3, 2200, 9},
+	shapes := [][3]int{{1, 1, 1}, {7, 33, 29}, {13, 64, 64}, {33, 96, 172}, {129, 100, 300}, {5, 257, 129}, {40, 31, 520}, {3, 4400, 9},
 		{37, 172, 1}, {21, 3000, 1}, {300, 64, 1}}
 	for _, p := range allPools(t, 2) {
 		for _, f := range []Format{F32, F16, BF16, Q8_0, Q4_0, NF4} {
@@ -236,6 +237,27 @@ func TestGemmWConformance(t *testing.T) {
 					checkGemm(t, name, c, c0, 0.5, x, NoTrans, denseOp(wd, tw), 1)
 				}
 			}
+		}
+	}
+}
+
+// TestBalancedBlocks: the cache blocks the driver cuts, on the examples their
+// comments give.
+func TestBalancedBlocks(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		got, want int
+	}{
+		{"KC(256, 288)", balancedKC(256, 288), 192},
+		{"KC(256, 256)", balancedKC(256, 256), 256},
+		{"MC(240, 12, 264)", balancedMC(240, 12, 264), 132},
+		{"MC(240, 12, 1024)", balancedMC(240, 12, 1024), 240},
+		{"NC(2048, 32, 2048)", balancedNC(2048, 32, 2048), 2048},
+		{"NC(2048, 32, 2200)", balancedNC(2048, 32, 2200), 1120},
+		{"NC(2048, 32, 5632)", balancedNC(2048, 32, 5632), 1408},
+	} {
+		if c.got != c.want {
+			t.Errorf("balanced%s = %d, want %d", c.name, c.got, c.want)
 		}
 	}
 }
