@@ -32,6 +32,19 @@ func outputErr(x Mat, w []float32, q *Weight) float64 {
 	return num / den
 }
 
+// scaledGram multiplies every step-th column of x by f (uneven column
+// scales and outliers, as activations have) and returns XᵀX.
+func scaledGram(x Mat, step int, f float32) Mat {
+	for i := 0; i < x.Rows; i++ {
+		for j := 0; j < x.Cols; j += step {
+			x.Data[i*x.Stride+j] *= f
+		}
+	}
+	gram := NewMat(x.Cols, x.Cols)
+	Gemm(gram, 1, x, Trans, x, NoTrans, 0)
+	return gram
+}
+
 // TestQuantizeGPTQ: on inputs whose columns correlate and differ in scale (as
 // a layer's activations do), GPTQ's output error is well below that of
 // quantizing each block on its own, for both formats, with a row length that
@@ -53,13 +66,7 @@ func testQuantizeGPTQ(t *testing.T, cols int) {
 	}
 	x := NewMat(n, cols)
 	Gemm(x, 1, z, NoTrans, mix, NoTrans, 0)
-	for i := 0; i < n; i++ {
-		for j := 0; j < cols; j += 17 {
-			x.Data[i*cols+j] *= 4
-		}
-	}
-	gram := NewMat(cols, cols)
-	Gemm(gram, 1, x, Trans, x, NoTrans, 0)
+	gram := scaledGram(x, 17, 4)
 	h, err := NewGPTQHessian(cols, gram.Data, Default())
 	if err != nil {
 		t.Fatal(err)
@@ -156,14 +163,7 @@ func testQuantizeGPTQ(t *testing.T, cols int) {
 func TestGPTQFactor(t *testing.T) {
 	for _, cols := range []int{37, 3*cholNB + 45} {
 		r := rand.New(rand.NewPCG(3, uint64(cols)))
-		x := randMat(r, 2*cols, cols, cols)
-		for i := 0; i < x.Rows; i++ { // uneven column scales, as activations have
-			for j := 0; j < cols; j += 7 {
-				x.Data[i*cols+j] *= 5
-			}
-		}
-		gram := NewMat(cols, cols)
-		Gemm(gram, 1, x, Trans, x, NoTrans, 0)
+		gram := scaledGram(randMat(r, 2*cols, cols, cols), 7, 5)
 		u, err := gptqFactor(cols, gram.Data, Default())
 		if err != nil {
 			t.Fatal(err)
@@ -257,10 +257,11 @@ func gptqFactor64(n int, gram []float32) []float64 {
 
 // BenchmarkGPTQFactor: the blocked float32 factorization on the pool against
 // gonum's float64 Cholesky and triangular inverse, side by side, for the
-// input widths of a 0.5B–1B model's projections. GFLOPS counts the n³/3
+// input widths of a 0.5B–1B model's projections (8192: Llama-3.2-1B's down
+// projection, the blocked factorization only). GFLOPS counts the n³/3
 // multiply-adds of each of the two steps.
 func BenchmarkGPTQFactor(b *testing.B) {
-	for _, n := range []int{1024, 2048} {
+	for _, n := range []int{1024, 2048, 4096, 8192} {
 		r := rand.New(rand.NewPCG(3, 4))
 		x := randMat(r, 2*n, n, n)
 		gram := NewMat(n, n)
@@ -274,6 +275,9 @@ func BenchmarkGPTQFactor(b *testing.B) {
 			}
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
 		})
+		if n > 4096 {
+			continue // gonum's float64 factorization takes minutes here
+		}
 		b.Run(fmt.Sprintf("n%d/gonum64", n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				gptqFactor64(n, gram.Data)
