@@ -25,13 +25,10 @@ type GPTQOptions struct {
 // gptqBatch is how many calibration sequences are sampled together.
 const gptqBatch = 16
 
-// gptqInputs are the projections (of Block.Linears: Q, K, V, O, Gate, Up,
-// Down) whose inputs are recorded; gptqInput is, for each projection, the
-// one that reads the same inputs.
-var (
-	gptqInputs = []int{0, 3, 4, 6}
-	gptqInput  = []int{0, 0, 0, 3, 4, 4, 6}
-)
+// gptqInput is, for each projection of Block.Linears (Q, K, V, O, Gate, Up,
+// Down), the first one that reads the same inputs: the projections with
+// gptqInput[k] == k are the ones whose inputs are recorded.
+var gptqInput = []int{0, 0, 0, 3, 4, 4, 6}
 
 // gramObserver wraps a projection and adds XᵀX of its inputs into gram.
 type gramObserver struct {
@@ -152,17 +149,24 @@ func (m *Model) gptq(src tensorSource, f kernels.Format, o GPTQOptions, permute 
 		// Q, K and V read the same inputs, as do Gate and Up: one Gram matrix
 		// and one factorization serve each group.
 		obs := make([]*gramObserver, len(lins))
-		for _, k := range gptqInputs {
-			cols := (*lins[k]).Frozen().W.Cols
-			obs[k] = &gramObserver{Linear: *lins[k], gram: kernels.NewMat(cols, cols), pool: pool}
-			*lins[k] = obs[k]
+		for k, lin := range lins {
+			if gptqInput[k] == k {
+				cols := (*lin).Frozen().W.Cols
+				obs[k] = &gramObserver{Linear: *lin, gram: kernels.NewMat(cols, cols), pool: pool}
+				*lin = obs[k]
+			}
 		}
 		run(l, false) // through the 8-bit layer, for the Gram matrices only
-		for _, k := range gptqInputs {
-			*lins[k] = obs[k].Linear
+		for k, o := range obs {
+			if o != nil {
+				*lins[k] = o.Linear
+			}
 		}
 		hess := make([]*kernels.GPTQHessian, len(lins))
-		for _, k := range gptqInputs {
+		for k := range obs {
+			if obs[k] == nil {
+				continue
+			}
 			h, err := kernels.NewGPTQHessian(obs[k].gram.Cols, obs[k].gram.Data, pool)
 			if err != nil {
 				return fmt.Errorf("layer %d: %w", l, err)
