@@ -40,33 +40,47 @@ func (m *Model) Step(tp *autograd.Tape, c *Cache, ids []int32) ([]float32, error
 	if c.Len+n > c.Max {
 		return nil, fmt.Errorf("context is full: %d tokens + %d new > %d", c.Len, n, c.Max)
 	}
-	for _, id := range ids {
-		if id < 0 || int(id) >= cfg.Vocab {
-			return nil, fmt.Errorf("token id %d is outside the vocabulary of %d", id, cfg.Vocab)
-		}
-	}
-	tp.Reset()
-	tp.SetNoGrad(true)
 	pos := make([]int32, n)
 	for i := range pos {
 		pos[i] = int32(c.Len + i)
 	}
 	kvd := cfg.KVHeads * cfg.HeadDim
 	shape := autograd.AttnShape{B: 1, T: n, H: cfg.Heads, Hkv: cfg.KVHeads, D: cfg.HeadDim}
-	x := tp.EmbedFrozen(ids, m.Embed)
-	for l := range m.Blocks {
-		x = m.block(tp, l, x, pos, func(tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor {
-			copy(c.K[l][c.Len*kvd:], k.Data)
-			copy(c.V[l][c.Len*kvd:], v.Data)
-			out := tp.Buffer(n, cfg.Heads*cfg.HeadDim)
-			autograd.AttentionStep(tp.Pool, out, q, c.K[l], c.V[l], c.Len, shape, tp.Scratch(n*(c.Len+n)))
-			return out
-		})
+	x, err := m.forwardCached(tp, ids, pos, func(l int, tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor {
+		copy(c.K[l][c.Len*kvd:], k.Data)
+		copy(c.V[l][c.Len*kvd:], v.Data)
+		out := tp.Buffer(n, cfg.Heads*cfg.HeadDim)
+		autograd.AttentionStep(tp.Pool, out, q, c.K[l], c.V[l], c.Len, shape, tp.Scratch(n*(c.Len+n)))
+		return out
+	})
+	if err != nil {
+		return nil, err
 	}
 	c.Len += n
 	last := &autograd.Tensor{Data: x.Row(n - 1), Rows: 1, Cols: x.Cols}
 	h := tp.RMSNorm(last, m.Norm, float32(cfg.RMSEps))
 	return tp.Logits(h, m.Head).Data, nil
+}
+
+// forwardCached runs ids at positions pos through the blocks without a
+// gradient (the same block code as training); attend(l, …) stores layer l's
+// keys and values in the caches and attends against them. It returns the
+// last block's output rows.
+func (m *Model) forwardCached(tp *autograd.Tape, ids, pos []int32, attend func(l int, tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor) (*autograd.Tensor, error) {
+	for _, id := range ids {
+		if id < 0 || int(id) >= m.Config.Vocab {
+			return nil, fmt.Errorf("token id %d is outside the vocabulary of %d", id, m.Config.Vocab)
+		}
+	}
+	tp.Reset()
+	tp.SetNoGrad(true)
+	x := tp.EmbedFrozen(ids, m.Embed)
+	for l := range m.Blocks {
+		x = m.block(tp, l, x, pos, func(tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor {
+			return attend(l, tp, q, k, v)
+		})
+	}
+	return x, nil
 }
 
 // StepBatch feeds one token to each of several sequences, ids[i] at the
@@ -85,28 +99,23 @@ func (m *Model) StepBatch(tp *autograd.Tape, cs []*Cache, ids []int32) ([]float3
 		if c.Len+1 > c.Max {
 			return nil, fmt.Errorf("context is full: %d tokens + 1 new > %d", c.Len, c.Max)
 		}
-		if ids[i] < 0 || int(ids[i]) >= cfg.Vocab {
-			return nil, fmt.Errorf("token id %d is outside the vocabulary of %d", ids[i], cfg.Vocab)
-		}
 		pos[i] = int32(c.Len)
 	}
-	tp.Reset()
-	tp.SetNoGrad(true)
 	kvd, qd := cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
 	shape := autograd.AttnShape{B: 1, T: 1, H: cfg.Heads, Hkv: cfg.KVHeads, D: cfg.HeadDim}
-	x := tp.EmbedFrozen(ids, m.Embed)
-	for l := range m.Blocks {
-		x = m.block(tp, l, x, pos, func(tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor {
-			out := tp.Buffer(n, qd)
-			for i, c := range cs {
-				copy(c.K[l][c.Len*kvd:], k.Row(i))
-				copy(c.V[l][c.Len*kvd:], v.Row(i))
-				qi := &autograd.Tensor{Data: q.Row(i), Rows: 1, Cols: qd}
-				oi := &autograd.Tensor{Data: out.Row(i), Rows: 1, Cols: qd}
-				autograd.AttentionStep(tp.Pool, oi, qi, c.K[l], c.V[l], c.Len, shape, tp.Scratch(c.Len+1))
-			}
-			return out
-		})
+	x, err := m.forwardCached(tp, ids, pos, func(l int, tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor {
+		out := tp.Buffer(n, qd)
+		for i, c := range cs {
+			copy(c.K[l][c.Len*kvd:], k.Row(i))
+			copy(c.V[l][c.Len*kvd:], v.Row(i))
+			qi := &autograd.Tensor{Data: q.Row(i), Rows: 1, Cols: qd}
+			oi := &autograd.Tensor{Data: out.Row(i), Rows: 1, Cols: qd}
+			autograd.AttentionStep(tp.Pool, oi, qi, c.K[l], c.V[l], c.Len, shape, tp.Scratch(c.Len+1))
+		}
+		return out
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, c := range cs {
 		c.Len++
