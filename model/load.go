@@ -29,6 +29,18 @@ type LoadOptions struct {
 	GPTQ *GPTQOptions
 }
 
+// BaseOptions load a base as training holds it: in format quant (NF4 with
+// QLoRA's double quantization) and, when gptqTokens > 0, by GPTQ over that
+// many self-sampled tokens seeded by seed. train, eval, generate and inspect
+// all load through it, so an adapter meets the weights it was trained on.
+func BaseOptions(quant string, gptqTokens int, seed uint64) LoadOptions {
+	o := LoadOptions{Quant: quant, DoubleQuant: quant == "nf4"}
+	if gptqTokens > 0 {
+		o.GPTQ = &GPTQOptions{Samples: gptqTokens, Seed: seed}
+	}
+	return o
+}
+
 // source is one tensor as found in a file: viewed as a Weight without copying
 // where lowrank has kernels for its type, else (K-quants) decoded row by row.
 type source struct {

@@ -249,11 +249,7 @@ func (c *Config) Validate() error {
 // NF4 with QLoRA's double quantization, and by GPTQ over self-generated
 // calibration text (seeded by the run's seed) when asked.
 func (c *Config) ModelOptions() model.LoadOptions {
-	o := model.LoadOptions{Quant: c.Quant, DoubleQuant: c.Quant == "nf4"}
-	if c.GPTQTokens > 0 {
-		o.GPTQ = &model.GPTQOptions{Samples: c.GPTQTokens, Seed: c.Seed}
-	}
-	return o
+	return model.BaseOptions(c.Quant, c.GPTQTokens, c.Seed)
 }
 
 // YAML renders the configuration as flat YAML (RUN/config.yaml).

@@ -42,13 +42,10 @@ weights (give --gptq-seed the training run's --seed).`,
 			if maxTokens < 0 || temperature < 0 || topK < 0 || topP < 0 || topP > 1 || gptqTokens < 0 {
 				return usageError{cmd: "generate", err: fmt.Errorf("--max-tokens, --temperature, --top-k, --gptq-tokens must be ≥ 0 and --top-p in [0, 1]")}
 			}
-			opts := model.LoadOptions{Quant: quant, DoubleQuant: quant == "nf4"}
-			if gptqTokens > 0 {
-				if quant != "q4_0" && quant != "nf4" {
-					return usageError{cmd: "generate", err: fmt.Errorf("--gptq-tokens needs --quant q4_0 or nf4")}
-				}
-				opts.GPTQ = &model.GPTQOptions{Samples: gptqTokens, Seed: gptqSeed}
+			if gptqTokens > 0 && quant != "q4_0" && quant != "nf4" {
+				return usageError{cmd: "generate", err: fmt.Errorf("--gptq-tokens needs --quant q4_0 or nf4")}
 			}
+			opts := model.BaseOptions(quant, gptqTokens, gptqSeed)
 			pool, err := kernels.NewPool(threads, "")
 			if err != nil {
 				return err
