@@ -48,11 +48,14 @@ func NewGPTQHessian(cols int, gram []float32, pool *Pool) (*GPTQHessian, error) 
 // over the columns not yet quantized according to how the layer's inputs
 // correlate, so that what is minimized is the layer's output error
 // ‖X·(W − Ŵ)ᵀ‖² over calibration inputs X rather than the weights' own error.
-// h holds the factored XᵀX (NewGPTQHessian). Each block's scale is chosen
-// when the block is reached, from its values as they then stand, by the
-// search that weights each column's error by its input's mean square (XᵀX's
-// diagonal). Columns no input reached are zeroed. The result is an ordinary
-// weight of format f: the bytes read as any other.
+// h holds the factored XᵀX (NewGPTQHessian). Every block's scale is chosen
+// up front from the original weights ("static groups"), by the search that
+// weights each column's error by its input's mean square (XᵀX's diagonal);
+// on stories260K that cost less than choosing each scale from the block's
+// values as GPTQ's updates leave them (q4_0 +3.1–3.9% against +3.3–4.3%
+// over six calibration sets; nf4 the same within noise). Columns no input
+// reached are zeroed. The result is an ordinary weight of format f: the
+// bytes read as any other.
 func QuantizeGPTQ(f Format, rows, cols int, w []float32, h *GPTQHessian, pool *Pool) (*Weight, error) {
 	if f != Q4_0 && f != NF4 {
 		return nil, fmt.Errorf("GPTQ quantizes to q4_0 or nf4, not %s", f)
@@ -70,62 +73,75 @@ func QuantizeGPTQ(f Format, rows, cols int, w []float32, h *GPTQHessian, pool *P
 	}
 	out := newWeight(f, rows, cols)
 	bs := f.BlockSize()
+	bpr := out.blocksPerRow
 	switch f {
 	case Q4_0:
-		out.q = make([]byte, rows*out.blocksPerRow*18)
+		out.q = make([]byte, rows*bpr*18)
 	case NF4:
-		out.q = make([]byte, rows*out.blocksPerRow*32)
-		out.absmax = make([]float32, rows*out.blocksPerRow)
+		out.q = make([]byte, rows*bpr*32)
+		out.absmax = make([]float32, rows*bpr)
 	}
-	e := NewMat(rows, bs)     // the block's errors, scaled for propagation
-	wt := make([]float32, bs) // the block's column weights (padding: 0)
-	for b := 0; b < out.blocksPerRow; b++ {
-		c0, c1 := b*bs, min(cols, (b+1)*bs)
-		clear(wt)
-		for i := c0; i < c1; i++ {
-			wt[i-c0] = diag[i]
+	// The scales, from the original weights; the codes start as those of
+	// zero, which padding keeps.
+	pool.Parallel(rows, 8, func(_, lo, hi int) {
+		blk := make([]float32, bs)
+		wt := make([]float32, bs)
+		var tmp [32]byte
+		for r := lo; r < hi; r++ {
+			for b := 0; b < bpr; b++ {
+				c0, c1 := b*bs, min(cols, (b+1)*bs)
+				clear(blk)
+				clear(wt)
+				copy(blk, w[r*cols+c0:r*cols+c1])
+				copy(wt, diag[c0:c1])
+				k := r*bpr + b
+				if f == Q4_0 {
+					dst := out.q[k*18:][:18]
+					quantQ4_0Weighted(dst, blk, wt)
+					for j := 2; j < 18; j++ {
+						dst[j] = 8 | 8<<4
+					}
+				} else {
+					out.absmax[k] = quantNF4Weighted(tmp[:], blk, wt)
+					z := gptqCode(NF4, 0, 0)
+					for j := range 32 {
+						out.q[k*32+j] = z<<4 | z
+					}
+				}
+			}
 		}
+	})
+	e := NewMat(rows, bs) // the block's errors, scaled for propagation
+	for b := 0; b < bpr; b++ {
+		c0, c1 := b*bs, min(cols, (b+1)*bs)
 		// Rows are independent within a block: each worker takes a range.
 		pool.Parallel(rows, 8, func(_, lo, hi int) {
-			blk := make([]float32, bs) // one row's block, zero-padded
-			var tmp [34]byte
-			var nib [64]byte
 			for r := lo; r < hi; r++ {
 				row := w[r*cols : (r+1)*cols]
-				clear(blk)
-				copy(blk, row[c0:c1])
+				k := r*bpr + b
 				var scale float32
 				if f == Q4_0 {
-					quantQ4_0Weighted(tmp[:18], blk, wt)
-					scale = float16.Frombits(binary.LittleEndian.Uint16(tmp[:])).Float32()
+					scale = float16.Frombits(binary.LittleEndian.Uint16(out.q[k*18:])).Float32()
 				} else {
-					scale = quantNF4Weighted(tmp[:32], blk, wt)
+					scale = out.absmax[k]
 				}
-				for i := c0; i < c0+bs; i++ {
-					if i >= c1 { // padding holds zero
-						nib[i-c0] = gptqCode(f, 0, 0)
-						continue
-					}
+				for i := c0; i < c1; i++ {
 					x := row[i]
-					k := gptqCode(f, x, scale)
-					nib[i-c0] = k
-					er := (x - gptqValue(f, k, scale)) / u[i*cols+i]
-					e.Data[r*bs+i-c0] = er
+					c := gptqCode(f, x, scale)
+					j := i - c0
+					if f == Q4_0 { // element j in the low nibble of byte j, j+16 in its high one
+						p := &out.q[k*18+2+j%16]
+						sh := 4 * (j / 16)
+						*p = *p&^(15<<sh) | c<<sh
+					} else { // two elements a byte, the first in the high nibble
+						p := &out.q[k*32+j/2]
+						sh := 4 * (1 - j%2)
+						*p = *p&^(15<<sh) | c<<sh
+					}
+					er := (x - gptqValue(f, c, scale)) / u[i*cols+i]
+					e.Data[r*bs+j] = er
 					for j := i + 1; j < c1; j++ {
 						row[j] -= er * u[i*cols+j]
-					}
-				}
-				if f == Q4_0 {
-					dst := out.q[(r*out.blocksPerRow+b)*18:][:18]
-					binary.LittleEndian.PutUint16(dst, float16.Fromfloat32(scale).Bits())
-					for j := 0; j < 16; j++ {
-						dst[2+j] = nib[j] | nib[16+j]<<4
-					}
-				} else {
-					k := r*out.blocksPerRow + b
-					out.absmax[k] = scale
-					for j := 0; j < 32; j++ {
-						out.q[k*32+j] = nib[2*j]<<4 | nib[2*j+1]
 					}
 				}
 			}
