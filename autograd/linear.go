@@ -94,3 +94,33 @@ func (tp *Tape) LoRA(x, xd *Tensor, w *kernels.Weight, bias []float32, a, b *Ten
 	}
 	return y
 }
+
+// LinearScales is Linear for a weight whose block scales are being tuned
+// (kernels.Weight.SetBlockScales) with its codes fixed: the forward is
+// Linear's; backward also adds the gradient of the block scales into
+// scales.Grad (Rows × BlocksPerRow of W, the layout of BlockScales) through
+// dW = dYᵀ·X, which is formed one call at a time and not kept.
+func (tp *Tape) LinearScales(x *Tensor, w *kernels.Weight, bias []float32, scales *Tensor) *Tensor {
+	if x.Cols != w.Cols || !w.ScaledBlocks() || scales.Rows != w.Rows || scales.Cols != w.BlocksPerRow() {
+		panic(fmt.Sprintf("autograd: LinearScales: X %d×%d, %s W %d×%d, scales %d×%d", x.Rows, x.Cols, w.Format, w.Rows, w.Cols, scales.Rows, scales.Cols))
+	}
+	if scales.Grad == nil {
+		return tp.Linear(x, w, bias)
+	}
+	y := tp.out(x.Rows, w.Rows, true)
+	tp.Pool.GemmW(y.Mat(), 1, x.Mat(), kernels.NoTrans, w, kernels.Trans, 0)
+	if bias != nil {
+		for i := 0; i < y.Rows; i++ {
+			kernels.Add(y.Row(i), y.Row(i), bias)
+		}
+	}
+	tp.record(func() {
+		if x.Grad != nil {
+			tp.Pool.GemmW(x.GradMat(), 1, y.GradMat(), kernels.NoTrans, w, kernels.NoTrans, 1)
+		}
+		dw := kernels.MatOf(tp.scratch(w.Rows*w.Cols), w.Rows, w.Cols)
+		tp.Pool.Gemm(dw, 1, y.GradMat(), kernels.Trans, x.Mat(), kernels.NoTrans, 0)
+		w.AddScaleGrad(scales.Grad, dw)
+	})
+	return y
+}

@@ -137,3 +137,104 @@ func (tp *Tape) Logits(h *Tensor, w *kernels.Weight) *Tensor {
 	tp.Pool.GemmW(y.Mat(), 1, h.Mat(), kernels.NoTrans, w, kernels.Trans, 0)
 	return y
 }
+
+// tailMin is the teacher probability left outside its top k below which
+// Distill ignores the rest of the vocabulary.
+const tailMin = 1e-6
+
+// Distill returns the KL divergence from a teacher's next-token
+// distributions to the student's, logits = H·Wᵀ, summed over rows, as a 1×1
+// tensor: row n's teacher puts probability probs[n·k+i] on token ids[n·k+i]
+// (i < k, distinct ids: its top k; a negative id is padding). The row
+// contributes Σ p·(log p − log q) over those tokens, q = softmax(logits),
+// and, when they leave teacher probability p_T = 1 − Σ p, the term
+// p_T·log(p_T/q_T) of the rest of the vocabulary taken as one outcome. The
+// sum is divided by norm (≤ 0: the number of rows). As CrossEntropy, logits are
+// computed a chunk of rows at a time and dH = (softmax − p)/norm · W is
+// formed in the same pass.
+func (tp *Tape) Distill(h *Tensor, w *kernels.Weight, ids []int32, probs []float32, k int, norm float32) *Tensor {
+	if h.Cols != w.Cols || k <= 0 || len(ids) != h.Rows*k || len(probs) != len(ids) {
+		panic(fmt.Sprintf("autograd: Distill: h %d×%d, W %d×%d, %d ids and %d probabilities for k = %d", h.Rows, h.Cols, w.Rows, w.Cols, len(ids), len(probs), k))
+	}
+	V := w.Rows
+	for _, id := range ids {
+		if int(id) >= V {
+			panic(fmt.Sprintf("autograd: Distill: teacher token %d outside the vocabulary of %d", id, V))
+		}
+	}
+	if norm <= 0 {
+		norm = float32(max(h.Rows, 1))
+	}
+	loss := tp.out(1, 1, h.Grad != nil)
+	var dh []float32
+	if h.Grad != nil {
+		dh = tp.scratch(h.Rows * h.Cols)
+	}
+	rows := CrossEntropyChunkRows(h.Rows, V)
+	logits := tp.scratch(rows * V)
+	rowLoss := make([]float64, rows)
+	coef := make([]float32, rows)
+	vals := make([]float32, len(tp.Pool.Workers())*k)
+	var total float64
+	for r0 := 0; r0 < h.Rows; r0 += rows {
+		r1 := min(h.Rows, r0+rows)
+		n := r1 - r0
+		L := kernels.MatOf(logits[:n*V], n, V)
+		tp.Pool.GemmW(L, 1, kernels.MatOf(h.Data[r0*h.Cols:r1*h.Cols], n, h.Cols), kernels.NoTrans, w, kernels.Trans, 0)
+		tp.Pool.Parallel(n, 8, func(wk, lo, hi int) {
+			top := vals[wk*k : (wk+1)*k]
+			for i := lo; i < hi; i++ {
+				row := L.Row(i)
+				tid, tpr := ids[(r0+i)*k:][:k], probs[(r0+i)*k:][:k]
+				mx := kernels.Max(row)
+				var cross, ent, mass float64 // Σ p·(l − max), Σ p·log p, Σ p
+				for j, id := range tid {
+					if id >= 0 && tpr[j] > 0 {
+						cross += float64(tpr[j]) * float64(row[id]-mx)
+						ent += float64(tpr[j]) * math.Log(float64(tpr[j]))
+						mass += float64(tpr[j])
+					}
+				}
+				z := kernels.ExpShiftSum(row, mx) // row is now e = exp(l − max)
+				var sk float64                    // the student's mass on the teacher's tokens, ·z
+				for j, id := range tid {
+					if id >= 0 {
+						sk += float64(row[id])
+						// (e/z − p)·z: the product with W below is scaled by 1/(z·norm)
+						top[j] = row[id] - tpr[j]*z
+					}
+				}
+				rowLoss[i] = ent - cross + mass*math.Log(float64(z))
+				if pt := 1 - mass; pt > tailMin {
+					// The rest of the vocabulary as one outcome: p_T·log(p_T/q_T),
+					// whose gradient is q·(1 − p_T/q_T) on each of its tokens.
+					qt := max((float64(z)-sk)/float64(z), 1e-30)
+					rowLoss[i] += pt * math.Log(pt/qt)
+					kernels.Scale(row, float32(1-pt/qt))
+				}
+				for j, id := range tid {
+					if id >= 0 {
+						row[id] = top[j]
+					}
+				}
+				coef[i] = 1 / (z * norm)
+			}
+		})
+		for _, l := range rowLoss[:n] {
+			total += l
+		}
+		if dh == nil {
+			continue
+		}
+		D := kernels.MatOf(dh[r0*h.Cols:r1*h.Cols], n, h.Cols)
+		tp.Pool.GemmW(D, 1, L, kernels.NoTrans, w, kernels.NoTrans, 0)
+		for i := 0; i < n; i++ {
+			kernels.Scale(D.Row(i), coef[i])
+		}
+	}
+	loss.Data[0] = float32(total / float64(norm))
+	if loss.Grad != nil {
+		tp.record(func() { kernels.Axpy(h.Grad, loss.Grad[0], dh) })
+	}
+	return loss
+}
