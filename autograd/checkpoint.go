@@ -14,7 +14,7 @@ import "fmt"
 // runs without recording at all.
 func (tp *Tape) Checkpoint(x *Tensor, trainable bool, f func(tp *Tape, x *Tensor) *Tensor) *Tensor {
 	if tp.noGrad {
-		return f(tp, x)
+		return tp.inferBlock(x, f)
 	}
 	if tp.sub == nil {
 		tp.sharedArenas()
@@ -60,6 +60,25 @@ func (tp *Tape) Checkpoint(x *Tensor, trainable bool, f func(tp *Tape, x *Tensor
 	return y
 }
 
+// inferBlock is Block and Checkpoint on a tape that records nothing: f's
+// activations are needed only until it returns, so everything f allocates
+// is handed out again to the next block, and only y is kept. A forward
+// through a stack then holds one block's activations, not all of them.
+func (tp *Tape) inferBlock(x *Tensor, f func(tp *Tape, x *Tensor) *Tensor) *Tensor {
+	m := tp.act.mark()
+	ys := f(tp, x)
+	n := len(ys.Data)
+	if cap(tp.hold) < n {
+		tp.hold = make([]float32, n)
+	}
+	hold := tp.hold[:n]
+	copy(hold, ys.Data) // ys may lie anywhere past m
+	tp.act.seek(m)
+	y := tp.out(ys.Rows, ys.Cols, false)
+	copy(y.Data, hold)
+	return y
+}
+
 // sharedArenas creates the regions that blocks share (see Block).
 func (tp *Tape) sharedArenas() {
 	if tp.shared == nil {
@@ -83,7 +102,7 @@ func (tp *Tape) sharedArenas() {
 // alone (the last block of a stack).
 func (tp *Tape) Block(i int, x *Tensor, f func(tp *Tape, x *Tensor) *Tensor) *Tensor {
 	if tp.noGrad {
-		return f(tp, x)
+		return tp.inferBlock(x, f)
 	}
 	for len(tp.blocks) <= i {
 		tp.blocks = append(tp.blocks, nil)

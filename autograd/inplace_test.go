@@ -155,3 +155,49 @@ func TestUnreleasedTransientPanics(t *testing.T) {
 	}()
 	NewTape(nil).Block(0, x, func(tp *Tape, x *Tensor) *Tensor { return tp.RMSNormTransient(x, w, 1e-5) })
 }
+
+// TestInferBlock: on a tape that records nothing, a stack run through Block
+// and Checkpoint gives bitwise the plain calls' output while its arena holds
+// one block's activations, not the stack's.
+func TestInferBlock(t *testing.T) {
+	const N, C, L = 5, 7, 6
+	r := rand.New(rand.NewPCG(41, 42))
+	x0 := randT(r, N, C, false)
+	ws := make([]*Tensor, L)
+	for i := range ws {
+		ws[i] = randT(r, C, C, false)
+	}
+	block := func(i int) func(tp *Tape, x *Tensor) *Tensor {
+		return func(tp *Tape, x *Tensor) *Tensor {
+			h := tp.SiLU(tp.MatMulT(x, ws[i]))
+			return tp.Add(tp.Scale(h, 0.5), x)
+		}
+	}
+	run := func(wrapped bool) ([]float32, int) {
+		tp := NewTape(nil)
+		tp.SetNoGrad(true)
+		x := x0
+		for i := range L {
+			switch {
+			case !wrapped:
+				x = block(i)(tp, x)
+			case i%2 == 0:
+				x = tp.Block(i, x, block(i))
+			default:
+				x = tp.Checkpoint(x, false, block(i))
+			}
+		}
+		return append([]float32(nil), x.Data...), tp.act.ci*arenaChunk + tp.act.off
+	}
+	plain, plainUsed := run(false)
+	got, used := run(true)
+	for i := range plain {
+		if math.Float32bits(got[i]) != math.Float32bits(plain[i]) {
+			t.Fatalf("output %d: %g through Block/Checkpoint, %g plain", i, got[i], plain[i])
+		}
+	}
+	// Plain: 4 N×C tensors a block. Wrapped: the outputs (one a block) only.
+	if want := L * N * C; used != want || plainUsed != 4*want {
+		t.Errorf("arena floats in use: %d wrapped (want %d), %d plain (want %d)", used, want, plainUsed, 4*want)
+	}
+}

@@ -61,6 +61,7 @@ type Tape struct {
 	backward    bool         // a block tape running its backward: scratch comes from grads
 	trans       *arena       // a block tape's transient outputs (shared), or nil
 	pending     int          // transient outputs not yet released
+	hold        []float32    // a block's output while its activations are recycled (inferBlock)
 }
 
 // NewTape returns a tape whose matrix products run on pool (nil: kernels.Default()).
