@@ -142,17 +142,20 @@ func BenchmarkGenerate(b *testing.B) {
 }
 
 // BenchmarkGPTQLoad times loading the smollm2-135m shape (seeded random
-// weights, written once as a bf16 safetensors file) as nf4, plainly and by
-// GPTQ over 256 and 4096 self-sampled tokens. Reports seconds per load.
+// weights, written once as a bf16 safetensors file) as nf4, plainly, by GPTQ
+// over 256 and 4096 self-sampled tokens, and by GPTQ over 4096 tokens with 2
+// passes tuning the scales. Reports seconds per load and the process's peak
+// RSS so far (the cases run in order, so a case's peak covers those before).
 func BenchmarkGPTQLoad(b *testing.B) {
 	dir := b.TempDir()
 	writeRandomHF(b, dir, "smollm2-135m")
-	for _, tokens := range []int{0, 256, 4096} {
-		b.Run(fmt.Sprintf("smollm2-135m/nf4/gptq%d", tokens), func(b *testing.B) {
-			o := LoadOptions{Quant: "nf4", DoubleQuant: true}
-			if tokens > 0 {
-				o.GPTQ = &GPTQOptions{Samples: tokens, Seed: 1}
-			}
+	for _, c := range []struct{ tokens, tune int }{{0, 0}, {256, 0}, {4096, 0}, {4096, 2}} {
+		name := fmt.Sprintf("smollm2-135m/nf4/gptq%d", c.tokens)
+		if c.tune > 0 {
+			name += fmt.Sprintf("-tune%d", c.tune)
+		}
+		b.Run(name, func(b *testing.B) {
+			o := BaseOptions("nf4", c.tokens, c.tune, 1)
 			for i := 0; i < b.N; i++ {
 				m, err := Load(dir, o)
 				if err != nil {
@@ -161,13 +164,14 @@ func BenchmarkGPTQLoad(b *testing.B) {
 				m.Close()
 			}
 			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/load")
+			b.ReportMetric(float64(sysinfo.PeakRSS())/(1<<20), "peakRSS_MiB")
 		})
 	}
 }
 
 // writeRandomHF writes a preset with seeded random bf16 weights (norms 1) as
 // a Hugging Face directory: config.json and model.safetensors.
-func writeRandomHF(b *testing.B, dir, preset string) {
+func writeRandomHF(b testing.TB, dir, preset string) {
 	cfg := Presets[preset]
 	m, err := NewRandom(cfg, kernels.BF16, 1)
 	if err != nil {

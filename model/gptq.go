@@ -20,6 +20,8 @@ type GPTQOptions struct {
 	Seed    uint64
 	// Window is the tokens per calibration sequence (default 256).
 	Window int
+	// Tune is the loss-aware step after GPTQ (see TuneOptions).
+	Tune TuneOptions
 }
 
 // gptqBatch is how many calibration sequences are sampled together.
@@ -48,7 +50,10 @@ func (o *gramObserver) Forward(tp *autograd.Tape, x *autograd.Tensor) *autograd.
 // calibration sequences run through the layers already requantized, each
 // layer's projections record the Gram matrix of their inputs, are quantized
 // from the source, and the sequences then run through the new layer. Only
-// one layer's Gram matrices and one fp32 tensor are held at a time.
+// one layer's Gram matrices and one fp32 tensor are held at a time. With
+// o.Tune, the 8-bit model's next-token distributions on the sequences are
+// recorded first (the teacher, top k per token) and the block scales are
+// tuned to them at the end (see TuneOptions); NF4 is double-quantized after.
 func (m *Model) gptq(src tensorSource, f kernels.Format, o GPTQOptions, permute bool, doubleQuant bool) error {
 	c := &m.Config
 	pool := kernels.Default()
@@ -121,6 +126,17 @@ func (m *Model) gptq(src tensorSource, f kernels.Format, o GPTQOptions, permute 
 		pos[i] = make([]int32, len(s))
 		for j := range pos[i] {
 			pos[i][j] = int32(j)
+		}
+	}
+	var teach *teacher
+	if o.Tune.Epochs > 0 {
+		k := o.Tune.TopK
+		if k <= 0 {
+			k = 64
+		}
+		var err error
+		if teach, err = m.teach(tp, seqs, pos, k); err != nil {
+			return err
 		}
 	}
 	// run passes the sequences through layer l; with keep, its outputs become
@@ -200,19 +216,32 @@ func (m *Model) gptq(src tensorSource, f kernels.Format, o GPTQOptions, permute 
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			if f == kernels.NF4 && doubleQuant {
-				w.DoubleQuantize()
-			}
 			fr.W = w
+		}
+		run(l, true) // through the new layer: the next layer's inputs
+	}
+	note := "GPTQ"
+	if teach != nil {
+		r, err := m.tune(pool, seqs, pos, teach, o.Tune)
+		if err != nil {
+			return err
+		}
+		m.Tuned = r
+		note = "GPTQ, scales tuned"
+	}
+	for l := range m.Blocks {
+		for _, lin := range m.Blocks[l].Linears() {
+			fr := (*lin).Frozen()
+			if f == kernels.NF4 && doubleQuant {
+				fr.W.DoubleQuantize()
+			}
 			for i := range m.Stored {
-				if m.Stored[i].Name == name {
-					st := &m.Stored[i]
-					st.Format, st.As, st.Bytes = w.Format, w.Format.String(), w.Bytes()
-					st.Note = strings.TrimSuffix("GPTQ; "+st.Note, "; ")
+				if st := &m.Stored[i]; st.Name == fr.Name+".weight" {
+					st.Format, st.As, st.Bytes = fr.W.Format, fr.W.Format.String(), fr.W.Bytes()
+					st.Note = strings.TrimSuffix(note+"; "+st.Note, "; ")
 				}
 			}
 		}
-		run(l, true) // through the new layer: the next layer's inputs
 	}
 	return nil
 }

@@ -10,27 +10,30 @@ import (
 	"github.com/lowrank/lowrank/internal/testassets"
 )
 
+// rawWeights is every block projection's decoded values, as bytes.
+func rawWeights(m *Model) []byte {
+	var b bytes.Buffer
+	for l := range m.Blocks {
+		for _, lin := range m.Blocks[l].Linears() {
+			w := (*lin).Frozen().W
+			dec := make([]float32, w.Cols)
+			for i := 0; i < w.Rows; i++ {
+				w.DecodeRow(dec, i)
+				for _, v := range dec {
+					b.Write(binary.LittleEndian.AppendUint32(nil, math.Float32bits(v)))
+				}
+			}
+		}
+	}
+	return b.Bytes()
+}
+
 // TestGPTQLoad: loading by GPTQ is deterministic for a seed, reports what it
 // did, takes calibration text too, and refuses what it cannot do with a
 // message that says why.
 func TestGPTQLoad(t *testing.T) {
 	dir := testassets.Path(t, "models/stories260K/hf")
-	raw := func(m *Model) []byte { // every projection's decoded values
-		var b bytes.Buffer
-		for l := range m.Blocks {
-			for _, lin := range m.Blocks[l].Linears() {
-				w := (*lin).Frozen().W
-				dec := make([]float32, w.Cols)
-				for i := 0; i < w.Rows; i++ {
-					w.DecodeRow(dec, i)
-					for _, v := range dec {
-						b.Write(binary.LittleEndian.AppendUint32(nil, math.Float32bits(v)))
-					}
-				}
-			}
-		}
-		return b.Bytes()
-	}
+	raw := rawWeights
 	load := func(o LoadOptions) *Model {
 		m, err := Load(dir, o)
 		if err != nil {

@@ -31,12 +31,14 @@ type LoadOptions struct {
 
 // BaseOptions load a base as training holds it: in format quant (NF4 with
 // QLoRA's double quantization) and, when gptqTokens > 0, by GPTQ over that
-// many self-sampled tokens seeded by seed. train, eval, generate and inspect
-// all load through it, so an adapter meets the weights it was trained on.
-func BaseOptions(quant string, gptqTokens int, seed uint64) LoadOptions {
+// many self-sampled tokens seeded by seed, then with gptqTune > 0 that many
+// passes of tuning its scales (TuneOptions). train, eval, generate and
+// inspect all load through it, so an adapter meets the weights it was
+// trained on.
+func BaseOptions(quant string, gptqTokens, gptqTune int, seed uint64) LoadOptions {
 	o := LoadOptions{Quant: quant, DoubleQuant: quant == "nf4"}
 	if gptqTokens > 0 {
-		o.GPTQ = &GPTQOptions{Samples: gptqTokens, Seed: seed}
+		o.GPTQ = &GPTQOptions{Samples: gptqTokens, Seed: seed, Tune: TuneOptions{Epochs: gptqTune}}
 	}
 	return o
 }

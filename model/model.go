@@ -58,6 +58,7 @@ type Model struct {
 	Checkpointing    bool
 	CheckpointLayers int
 	Stored           []StoredTensor // what each weight is held as (inspect, training log)
+	Tuned            *TuneReport    // what tuning the scales after GPTQ did, if it ran
 	close            func() error
 }
 

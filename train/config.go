@@ -24,6 +24,7 @@ type Config struct {
 	Seed          uint64  `json:"seed"`
 	Quant         string  `json:"quant"`
 	GPTQTokens    int     `json:"gptq_tokens"` // > 0: GPTQ over this many self-generated tokens
+	GPTQTune      int     `json:"gptq_tune"`   // > 0: that many passes tuning the scales after GPTQ
 	Rank          int     `json:"rank"`
 	Alpha         float64 `json:"alpha"`
 	Dropout       float64 `json:"dropout"`
@@ -236,6 +237,12 @@ func (c *Config) Validate() error {
 	if c.GPTQTokens > 0 && c.Quant != "q4_0" && c.Quant != "nf4" {
 		bad("gptq_tokens", "GPTQ quantizes to q4_0 or nf4, not %q (set --quant)", c.Quant)
 	}
+	if c.GPTQTune < 0 {
+		bad("gptq_tune", "%d must not be negative", c.GPTQTune)
+	}
+	if c.GPTQTune > 0 && c.GPTQTokens == 0 {
+		bad("gptq_tune", "tunes the scales GPTQ chose over its calibration text: needs gptq_tokens")
+	}
 	if c.Dropout < 0 || c.Dropout >= 1 {
 		bad("dropout", "%g must be in [0, 1)", c.Dropout)
 	}
@@ -249,7 +256,7 @@ func (c *Config) Validate() error {
 // NF4 with QLoRA's double quantization, and by GPTQ over self-generated
 // calibration text (seeded by the run's seed) when asked.
 func (c *Config) ModelOptions() model.LoadOptions {
-	return model.BaseOptions(c.Quant, c.GPTQTokens, c.Seed)
+	return model.BaseOptions(c.Quant, c.GPTQTokens, c.GPTQTune, c.Seed)
 }
 
 // YAML renders the configuration as flat YAML (RUN/config.yaml).

@@ -231,9 +231,10 @@ func TestHubLayoutValidation(t *testing.T) {
 	}
 }
 
-// TestGPTQRun: a run can quantize its base by GPTQ (--gptq-tokens), records
-// the setting in config.yaml for resuming, and refuses it for 8-bit and wider
-// bases.
+// TestGPTQRun: a run can quantize its base by GPTQ (--gptq-tokens) and tune
+// its scales (--gptq-tune), logs what the tuning did, records both settings
+// in config.yaml for resuming, and refuses GPTQ for 8-bit and wider bases
+// and tuning without GPTQ.
 func TestGPTQRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("training runs: skipped with -short (the emulated arm64 run); the native run does them")
@@ -241,17 +242,26 @@ func TestGPTQRun(t *testing.T) {
 	c := Defaults()
 	c.Model, c.Data = testassets.Path(t, "models/stories260K/hf"), testassets.Path(t, "datasets/wikisql/train.parquet")
 	c.MaxSteps, c.BatchSize, c.MaxSeqLen, c.LogEvery, c.EvalEvery = 2, 2, 64, 0, 0
-	c.Quant, c.GPTQTokens, c.Out = "nf4", 256, t.TempDir()
-	if _, err := Run(context.Background(), c, slog.New(slog.NewTextHandler(io.Discard, nil)), nil); err != nil {
+	c.Quant, c.GPTQTokens, c.GPTQTune, c.Out = "nf4", 256, 1, t.TempDir()
+	var log strings.Builder
+	if _, err := Run(context.Background(), c, slog.New(slog.NewTextHandler(&log, nil)), nil); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "GPTQ scales tuned") || !strings.Contains(log.String(), "calibration_kl_after") {
+		t.Errorf("the log does not report the tuning:\n%s", log.String())
 	}
 	y, err := os.ReadFile(filepath.Join(c.Out, "config.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(y), "gptq_tokens: 256") {
-		t.Errorf("config.yaml does not record gptq_tokens: 256:\n%s", y)
+	if !strings.Contains(string(y), "gptq_tokens: 256") || !strings.Contains(string(y), "gptq_tune: 1") {
+		t.Errorf("config.yaml does not record gptq_tokens: 256 and gptq_tune: 1:\n%s", y)
 	}
+	c.GPTQTokens = 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "gptq_tune") {
+		t.Errorf("tuning without GPTQ: %v", err)
+	}
+	c.GPTQTokens, c.GPTQTune = 256, 0
 	c.Quant = "q8_0"
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "gptq_tokens") {
 		t.Errorf("GPTQ with a q8_0 base: %v", err)

@@ -106,6 +106,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress))
 	ad.Config.Seed, ad.Config.LoRAPlusRatio = c.Seed, c.LoRAPlusRatio
 	log.Info("model", "path", c.Model, "params", m.Params(), "weights_MiB", m.WeightBytes()>>20,
 		"stored_as_"+c.Quant, StoredSummary(m, c.Quant), "trainable", ad.NumParams())
+	if r := m.Tuned; r != nil {
+		log.Info("GPTQ scales tuned", "epochs", r.Epochs, "calibration_kl_before", fmt.Sprintf("%.4f", r.Before), "calibration_kl_after", fmt.Sprintf("%.4f", r.After))
+	}
 	wider := map[string][]string{} // matrices a format could not hold, by what they are held as
 	for _, s := range m.Stored {
 		if s.As != c.Quant && s.Shape[0] > 1 {

@@ -20,12 +20,15 @@ func newEval() *cobra.Command {
 			}
 			cfg := train.Defaults()
 			cfg.Quant = "" // the stored dtype
-			for _, name := range []string{"quant", "gptq-tokens", "seed", "max-seq-len", "batch-size", "threads", "columns", "chat-template", "train-on-inputs", "pack"} {
+			for _, name := range []string{"quant", "gptq-tokens", "gptq-tune", "seed", "max-seq-len", "batch-size", "threads", "columns", "chat-template", "train-on-inputs", "pack"} {
 				if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
 					if err := cfg.Set(underscore(name), f.Value.String()); err != nil {
 						return usageError{cmd: "eval", err: err}
 					}
 				}
+			}
+			if cfg.GPTQTune > 0 && cfg.GPTQTokens == 0 {
+				return usageError{cmd: "eval", err: fmt.Errorf("--gptq-tune needs --gptq-tokens")}
 			}
 			r, err := train.Evaluate(modelPath, adapterDir, dataPath, cfg)
 			if err != nil {
@@ -45,6 +48,7 @@ func newEval() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.String("quant", "", "hold base weights as f32|f16|bf16|q8_0|q4_0|nf4 (default: as stored)")
 	f.String("gptq-tokens", "0", "with --quant q4_0/nf4: quantize by GPTQ over this many tokens sampled from the model (0: off)")
+	f.String("gptq-tune", "0", "with --gptq-tokens: passes tuning the block scales by distillation to the 8-bit model (0: off)")
 	f.String("seed", "0", "seed of the GPTQ calibration samples")
 	f.String("max-seq-len", "512", "tokens per sequence")
 	f.String("batch-size", "4", "sequences per batch")

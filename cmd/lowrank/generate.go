@@ -21,7 +21,7 @@ func newGenerate() *cobra.Command {
 		modelPath, prompt, quant string
 		adapterDir               string
 		maxTokens, topK, threads int
-		gptqTokens               int
+		gptqTokens, gptqTune     int
 		temperature, topP        float64
 		seed, gptqSeed           uint64
 		asJSON                   bool
@@ -31,21 +31,24 @@ func newGenerate() *cobra.Command {
 		Short: "Generate text from a model",
 		Long: `Generates text from a prompt (default: just the BOS token) with a KV cache.
 --temperature 0 is greedy decoding. Only the generated text is printed.
---quant nf4 double-quantizes the scales and --gptq-tokens/--gptq-seed quantize
-by GPTQ, as training does: an adapter trained on such a base runs on the same
+--quant nf4 double-quantizes the scales and --gptq-tokens/--gptq-tune/--gptq-seed
+quantize by GPTQ, as training does: an adapter trained on such a base runs on the same
 weights (give --gptq-seed the training run's --seed).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if modelPath == "" {
 				return usageError{cmd: "generate", err: fmt.Errorf("--model is required")}
 			}
-			if maxTokens < 0 || temperature < 0 || topK < 0 || topP < 0 || topP > 1 || gptqTokens < 0 {
-				return usageError{cmd: "generate", err: fmt.Errorf("--max-tokens, --temperature, --top-k, --gptq-tokens must be ≥ 0 and --top-p in [0, 1]")}
+			if maxTokens < 0 || temperature < 0 || topK < 0 || topP < 0 || topP > 1 || gptqTokens < 0 || gptqTune < 0 {
+				return usageError{cmd: "generate", err: fmt.Errorf("--max-tokens, --temperature, --top-k, --gptq-tokens, --gptq-tune must be ≥ 0 and --top-p in [0, 1]")}
 			}
 			if gptqTokens > 0 && quant != "q4_0" && quant != "nf4" {
 				return usageError{cmd: "generate", err: fmt.Errorf("--gptq-tokens needs --quant q4_0 or nf4")}
 			}
-			opts := model.BaseOptions(quant, gptqTokens, gptqSeed)
+			if gptqTune > 0 && gptqTokens == 0 {
+				return usageError{cmd: "generate", err: fmt.Errorf("--gptq-tune needs --gptq-tokens")}
+			}
+			opts := model.BaseOptions(quant, gptqTokens, gptqTune, gptqSeed)
 			pool, err := kernels.NewPool(threads, "")
 			if err != nil {
 				return err
@@ -115,6 +118,7 @@ weights (give --gptq-seed the training run's --seed).`,
 	f.Uint64Var(&seed, "seed", 0, "random seed")
 	f.StringVar(&quant, "quant", "", "hold weights as f32|f16|bf16|q8_0|q4_0|nf4 (default: as stored)")
 	f.IntVar(&gptqTokens, "gptq-tokens", 0, "with --quant q4_0/nf4: quantize by GPTQ over this many tokens sampled from the model (0: off)")
+	f.IntVar(&gptqTune, "gptq-tune", 0, "with --gptq-tokens: passes tuning the block scales by distillation to the 8-bit model (0: off)")
 	f.Uint64Var(&gptqSeed, "gptq-seed", 0, "seed of the GPTQ calibration samples (a training run's --seed)")
 	f.IntVar(&threads, "threads", 0, "worker threads (0 = all cores)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")

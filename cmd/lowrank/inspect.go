@@ -40,7 +40,7 @@ in memory with --quant (default: as stored).`,
 			} else if !st.IsDir() && filepath.Ext(path) != ".gguf" {
 				return fmt.Errorf("%s: inspect reads model directories, .gguf files and datasets (.parquet, .jsonl, .json, .txt)", path)
 			}
-			m, err := model.Load(path, model.BaseOptions(quant, 0, 0)) // as training holds it
+			m, err := model.Load(path, model.BaseOptions(quant, 0, 0, 0)) // as training holds it
 			if err != nil {
 				return err
 			}

@@ -77,6 +77,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bench", "kernels", "--formats", "q5_k"},
 		{"bench", "kernels", "--kernel", "sse9"},
 		{"bench", "kernels", "--shapes", "nothing-matches"},
+		{"eval", "--model", "m", "--data", "d", "--quant", "nf4", "--gptq-tune", "2"},
+		{"train", "--model", "m", "--data", "d", "--quant", "nf4", "--gptq-tune", "2"},
 	} {
 		code, _, errOut := capture(t, args...)
 		lines := strings.Split(strings.TrimSpace(errOut), "\n")
@@ -187,14 +189,14 @@ func TestTrainParity(t *testing.T) {
 	}
 }
 
-// TestEval: eval with the parity adapter on the parity example gives PyTorch's loss.
-// TestGenerateGPTQ: generate's --quant nf4 --gptq-tokens --gptq-seed build
-// the base training builds (double-quantized, GPTQ with that seed): its
-// greedy tokens are the library's on that base and not plain nf4's; GPTQ
-// without a 4-bit format is a usage error.
+// TestGenerateGPTQ: generate's --quant nf4 --gptq-tokens --gptq-tune
+// --gptq-seed build the base training builds (double-quantized, GPTQ with
+// that seed, scales tuned): its greedy tokens are the library's on that base
+// and neither plain nf4's nor untuned GPTQ's; GPTQ without a 4-bit format
+// and tuning without GPTQ are usage errors.
 func TestGenerateGPTQ(t *testing.T) {
 	dir := testassets.Path(t, "models/stories260K/hf")
-	code, out, errOut := capture(t, "generate", "--model", dir, "--quant", "nf4", "--gptq-tokens", "128", "--gptq-seed", "3", "--max-tokens", "200", "--temperature", "0", "--json")
+	code, out, errOut := capture(t, "generate", "--model", dir, "--quant", "nf4", "--gptq-tokens", "512", "--gptq-tune", "2", "--gptq-seed", "3", "--max-tokens", "200", "--temperature", "0", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -216,18 +218,29 @@ func TestGenerateGPTQ(t *testing.T) {
 		}
 		return ids
 	}
-	if want := greedy(model.LoadOptions{Quant: "nf4", DoubleQuant: true, GPTQ: &model.GPTQOptions{Samples: 128, Seed: 3}}); !slices.Equal(r.Tokens, want) {
-		t.Errorf("generate --gptq-tokens 128 --gptq-seed 3 gave %v…, the library on that base %v…", r.Tokens[:min(10, len(r.Tokens))], want[:min(10, len(want))])
+	gptq := &model.GPTQOptions{Samples: 512, Seed: 3, Tune: model.TuneOptions{Epochs: 2}}
+	if want := greedy(model.LoadOptions{Quant: "nf4", DoubleQuant: true, GPTQ: gptq}); !slices.Equal(r.Tokens, want) {
+		t.Errorf("generate --gptq-tokens 512 --gptq-tune 2 --gptq-seed 3 gave %v…, the library on that base %v…", r.Tokens[:min(10, len(r.Tokens))], want[:min(10, len(want))])
 	}
 	if plain := greedy(model.LoadOptions{Quant: "nf4", DoubleQuant: true}); slices.Equal(r.Tokens, plain) {
 		t.Error("generate with GPTQ gave plain nf4's tokens")
 	}
-	code, _, errOut = capture(t, "generate", "--model", dir, "--gptq-tokens", "128")
-	if code != 2 || !strings.Contains(errOut, "--gptq-tokens needs --quant q4_0 or nf4") {
-		t.Errorf("--gptq-tokens without --quant: exit %d, %q", code, errOut)
+	gptq.Tune.Epochs = 0
+	if untuned := greedy(model.LoadOptions{Quant: "nf4", DoubleQuant: true, GPTQ: gptq}); slices.Equal(r.Tokens, untuned) {
+		t.Error("generate --gptq-tune 2 gave untuned GPTQ's tokens")
+	}
+	for _, c := range []struct{ args, msg string }{
+		{"--gptq-tokens 128", "--gptq-tokens needs --quant q4_0 or nf4"},
+		{"--quant nf4 --gptq-tune 1", "--gptq-tune needs --gptq-tokens"},
+	} {
+		code, _, errOut = capture(t, append([]string{"generate", "--model", dir}, strings.Fields(c.args)...)...)
+		if code != 2 || !strings.Contains(errOut, c.msg) {
+			t.Errorf("generate %s: exit %d, %q", c.args, code, errOut)
+		}
 	}
 }
 
+// TestEval: eval with the parity adapter on the parity example gives PyTorch's loss.
 func TestEval(t *testing.T) {
 	dir := t.TempDir()
 	raw, err := os.ReadFile("../../train/testdata/parity/example.json")

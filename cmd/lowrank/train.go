@@ -126,6 +126,7 @@ var flagHelp = map[string]string{
 	"model": "Hugging Face model directory or .gguf file", "data": "training data: .parquet/.jsonl/.json/.txt file, glob or directory",
 	"val": "validation data (default: --val-fraction of --data)", "out": "run directory", "adapter": "start from this PEFT adapter",
 	"quant": "base weights as f32|f16|bf16|q8_0|q4_0|nf4", "gptq_tokens": "with q4_0/nf4: quantize the base by GPTQ over this many tokens sampled from the model (0: off; e.g. 4096)",
+	"gptq_tune": "with gptq-tokens: passes tuning the block scales by distillation to the 8-bit model over the same tokens (0: off; e.g. 2)",
 	"targets":   "modules: names, globs, or all-linear",
 	"optimizer": "adamw or sgd", "lr_schedule": "constant, linear or cosine",
 	"grad_accum": "micro-batches per optimizer step", "max_seq_len": "tokens per sequence", "pack": "pack several examples per sequence",
