@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -196,7 +197,11 @@ func TestTrainParity(t *testing.T) {
 // and tuning without GPTQ are usage errors.
 func TestGenerateGPTQ(t *testing.T) {
 	dir := testassets.Path(t, "models/stories260K/hf")
-	code, out, errOut := capture(t, "generate", "--model", dir, "--quant", "nf4", "--gptq-tokens", "512", "--gptq-tune", "2", "--gptq-seed", "3", "--max-tokens", "200", "--temperature", "0", "--json")
+	tokens := 256
+	if testing.Short() {
+		tokens = 64 // sampling token by token is slow under emulation
+	}
+	code, out, errOut := capture(t, "generate", "--model", dir, "--quant", "nf4", "--gptq-tokens", strconv.Itoa(tokens), "--gptq-tune", "2", "--gptq-seed", "3", "--max-tokens", "200", "--temperature", "0", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -218,9 +223,9 @@ func TestGenerateGPTQ(t *testing.T) {
 		}
 		return ids
 	}
-	gptq := &model.GPTQOptions{Samples: 512, Seed: 3, Tune: model.TuneOptions{Epochs: 2}}
+	gptq := &model.GPTQOptions{Samples: tokens, Seed: 3, Tune: model.TuneOptions{Epochs: 2}}
 	if want := greedy(model.LoadOptions{Quant: "nf4", DoubleQuant: true, GPTQ: gptq}); !slices.Equal(r.Tokens, want) {
-		t.Errorf("generate --gptq-tokens 512 --gptq-tune 2 --gptq-seed 3 gave %v…, the library on that base %v…", r.Tokens[:min(10, len(r.Tokens))], want[:min(10, len(want))])
+		t.Errorf("generate --gptq-tokens %d --gptq-tune 2 --gptq-seed 3 gave %v…, the library on that base %v…", tokens, r.Tokens[:min(10, len(r.Tokens))], want[:min(10, len(want))])
 	}
 	if plain := greedy(model.LoadOptions{Quant: "nf4", DoubleQuant: true}); slices.Equal(r.Tokens, plain) {
 		t.Error("generate with GPTQ gave plain nf4's tokens")
