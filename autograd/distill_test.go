@@ -92,21 +92,14 @@ func TestDistill(t *testing.T) {
 				var s float64
 				for i := 0; i < N; i++ {
 					row := logits[i*V : (i+1)*V]
-					mx := math.Inf(-1)
-					for _, v := range row {
-						mx = math.Max(mx, v)
-					}
-					var z float64
-					for _, v := range row {
-						z += math.Exp(v - mx)
-					}
+					lse := logSumExp64(row)
 					pt, qt := 1.0, 1.0 // the rest of the vocabulary
 					for j := 0; j < k; j++ {
 						id, p := ids[i*k+j], float64(probs[i*k+j])
 						if id < 0 {
 							continue
 						}
-						lq := row[id] - mx - math.Log(z)
+						lq := row[id] - lse
 						pt, qt = pt-p, qt-math.Exp(lq)
 						if p > 0 {
 							s += p * (math.Log(p) - lq)

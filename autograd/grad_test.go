@@ -328,6 +328,19 @@ func TestGradients(t *testing.T) {
 	})
 }
 
+// logSumExp64 is log Σ exp(row), computed from the row's maximum.
+func logSumExp64(row []float64) float64 {
+	mx := math.Inf(-1)
+	for _, v := range row {
+		mx = math.Max(mx, v)
+	}
+	var z float64
+	for _, v := range row {
+		z += math.Exp(v - mx)
+	}
+	return mx + math.Log(z)
+}
+
 func to64(v []float32) []float64 {
 	o := make([]float64, len(v))
 	for i, x := range v {
@@ -550,15 +563,7 @@ func TestCrossEntropy(t *testing.T) {
 						continue
 					}
 					row := logits[i*V : (i+1)*V]
-					mx := math.Inf(-1)
-					for _, v := range row {
-						mx = math.Max(mx, v)
-					}
-					var z float64
-					for _, v := range row {
-						z += math.Exp(v - mx)
-					}
-					s += math.Log(z) + mx - row[tg]
+					s += logSumExp64(row) - row[tg]
 				}
 				return []float64{s / 4}
 			},

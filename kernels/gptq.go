@@ -128,18 +128,18 @@ func QuantizeGPTQ(f Format, rows, cols int, w []float32, h *GPTQHessian, pool *P
 				for i := c0; i < c1; i++ {
 					x := row[i]
 					c := gptqCode(f, x, scale)
-					j := i - c0
-					if f == Q4_0 { // element j in the low nibble of byte j, j+16 in its high one
-						p := &out.q[k*18+2+j%16]
-						sh := 4 * (j / 16)
+					o := i - c0 // the element's place in its block
+					if f == Q4_0 { // element o in the low nibble of byte o, o+16 in its high one
+						p := &out.q[k*18+2+o%16]
+						sh := 4 * (o / 16)
 						*p = *p&^(15<<sh) | c<<sh
 					} else { // two elements a byte, the first in the high nibble
-						p := &out.q[k*32+j/2]
-						sh := 4 * (1 - j%2)
+						p := &out.q[k*32+o/2]
+						sh := 4 * (1 - o%2)
 						*p = *p&^(15<<sh) | c<<sh
 					}
 					er := (x - gptqValue(f, c, scale)) / u[i*cols+i]
-					e.Data[r*bs+j] = er
+					e.Data[r*bs+o] = er
 					for j := i + 1; j < c1; j++ {
 						row[j] -= er * u[i*cols+j]
 					}
