@@ -128,7 +128,7 @@ func QuantizeGPTQ(f Format, rows, cols int, w []float32, h *GPTQHessian, pool *P
 				for i := c0; i < c1; i++ {
 					x := row[i]
 					c := gptqCode(f, x, scale)
-					o := i - c0 // the element's place in its block
+					o := i - c0    // the element's place in its block
 					if f == Q4_0 { // element o in the low nibble of byte o, o+16 in its high one
 						p := &out.q[k*18+2+o%16]
 						sh := 4 * (o / 16)
