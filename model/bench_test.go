@@ -143,19 +143,34 @@ func BenchmarkGenerate(b *testing.B) {
 
 // BenchmarkGPTQLoad times loading the smollm2-135m shape (seeded random
 // weights, written once as a bf16 safetensors file) as nf4, plainly, by GPTQ
-// over 256 and 4096 self-sampled tokens, and by GPTQ over 4096 tokens with 2
-// passes tuning the scales. Reports seconds per load and the process's peak
+// over 256 and 4096 self-sampled tokens, by GPTQ over 4096 tokens with 2
+// passes tuning the scales, and a GPTQ base read from the cache. Reports seconds per load and the process's peak
 // RSS so far (the cases run in order, so a case's peak covers those before).
 func BenchmarkGPTQLoad(b *testing.B) {
 	dir := b.TempDir()
 	writeRandomHF(b, dir, "smollm2-135m")
-	for _, c := range []struct{ tokens, tune int }{{0, 0}, {256, 0}, {4096, 0}, {4096, 2}} {
+	for _, c := range []struct {
+		tokens, tune int
+		cached       bool
+	}{{0, 0, false}, {256, 0, false}, {4096, 0, false}, {4096, 2, false}, {256, 1, true}} {
 		name := fmt.Sprintf("smollm2-135m/nf4/gptq%d", c.tokens)
 		if c.tune > 0 {
 			name += fmt.Sprintf("-tune%d", c.tune)
 		}
+		if c.cached {
+			name += "-cached"
+		}
 		b.Run(name, func(b *testing.B) {
 			o := BaseOptions("nf4", c.tokens, c.tune, 1)
+			if c.cached { // the timed loads read the base the first one stored
+				o.CacheDir = b.TempDir()
+				m, err := Load(dir, o)
+				if err != nil {
+					b.Fatal(err)
+				}
+				m.Close()
+				b.ResetTimer()
+			}
 			for i := 0; i < b.N; i++ {
 				m, err := Load(dir, o)
 				if err != nil {

@@ -27,6 +27,9 @@ type LoadOptions struct {
 	// over calibration text instead of block by block. Loading then peaks at
 	// the model's q8_0 size.
 	GPTQ *GPTQOptions
+	// CacheDir, with GPTQ, keeps GPTQ bases between loads ("": not kept):
+	// a load with the same model files and options reads the base back.
+	CacheDir string
 }
 
 // BaseOptions load a base as training holds it: in format quant (NF4 with
@@ -133,7 +136,7 @@ func load(path string, opts LoadOptions) (*Model, error) {
 		// Load at q8_0 to run the calibration text, then requantize layer by layer.
 		q8 := kernels.Q8_0
 		if m, err = build(cfg, src, &q8, LoadOptions{}, permute); err == nil {
-			err = m.gptq(src, *target, *opts.GPTQ, permute, opts.DoubleQuant)
+			err = m.gptqCached(path, opts.CacheDir, src, *target, *opts.GPTQ, permute, opts.DoubleQuant)
 		}
 	} else {
 		m, err = build(cfg, src, target, opts, permute)

@@ -59,6 +59,7 @@ type Model struct {
 	CheckpointLayers int
 	Stored           []StoredTensor // what each weight is held as (inspect, training log)
 	Tuned            *TuneReport    // what tuning the scales after GPTQ did, if it ran
+	BaseCache        *BaseCache     // how a GPTQ load used the cache, if it had one
 	close            func() error
 }
 

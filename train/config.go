@@ -92,6 +92,21 @@ func (c *Config) TokenCache() string {
 	return c.CacheDir
 }
 
+// BaseCache is where GPTQ bases are kept (model.LoadOptions.CacheDir), ""
+// for none: beside the token cache, in its "gptq" directory.
+func (c *Config) BaseCache() string {
+	switch c.CacheDir {
+	case "", "off":
+		return ""
+	case "auto":
+		if t := c.TokenCache(); t != "" {
+			return filepath.Join(filepath.Dir(t), "gptq")
+		}
+		return ""
+	}
+	return filepath.Join(c.CacheDir, "gptq")
+}
+
 // ReadConfigFile fills c from a JSON file or a flat YAML file (key: value
 // lines, # comments), naming the file and the key on error.
 func ReadConfigFile(c *Config, path string) error {
@@ -254,9 +269,12 @@ func (c *Config) Validate() error {
 
 // ModelOptions are how a run loads its base model: in the chosen format,
 // NF4 with QLoRA's double quantization, and by GPTQ over self-generated
-// calibration text (seeded by the run's seed) when asked.
+// calibration text (seeded by the run's seed) when asked, the GPTQ base kept
+// in BaseCache for the next load.
 func (c *Config) ModelOptions() model.LoadOptions {
-	return model.BaseOptions(c.Quant, c.GPTQTokens, c.GPTQTune, c.Seed)
+	o := model.BaseOptions(c.Quant, c.GPTQTokens, c.GPTQTune, c.Seed)
+	o.CacheDir = c.BaseCache()
+	return o
 }
 
 // YAML renders the configuration as flat YAML (RUN/config.yaml).

@@ -232,9 +232,10 @@ func TestHubLayoutValidation(t *testing.T) {
 }
 
 // TestGPTQRun: a run can quantize its base by GPTQ (--gptq-tokens) and tune
-// its scales (--gptq-tune), logs what the tuning did, records both settings
-// in config.yaml for resuming, and refuses GPTQ for 8-bit and wider bases
-// and tuning without GPTQ.
+// its scales (--gptq-tune), logs what the tuning did, keeps the base in the
+// cache for the next run, records both settings in config.yaml for
+// resuming, and refuses GPTQ for 8-bit and wider bases and tuning without
+// GPTQ.
 func TestGPTQRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("training runs: skipped with -short (the emulated arm64 run); the native run does them")
@@ -247,8 +248,19 @@ func TestGPTQRun(t *testing.T) {
 	if _, err := Run(context.Background(), c, slog.New(slog.NewTextHandler(&log, nil)), nil); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(log.String(), "GPTQ scales tuned") || !strings.Contains(log.String(), "calibration_kl_after") {
-		t.Errorf("the log does not report the tuning:\n%s", log.String())
+	if !strings.Contains(log.String(), "GPTQ scales tuned") || !strings.Contains(log.String(), "calibration_kl_after") ||
+		!strings.Contains(log.String(), "GPTQ base stored in the cache") {
+		t.Errorf("the log does not report the tuning and the cache:\n%s", log.String())
+	}
+	// Another run on the same base reads it from the cache.
+	again := c
+	again.Out = t.TempDir()
+	var log2 strings.Builder
+	if _, err := Run(context.Background(), again, slog.New(slog.NewTextHandler(&log2, nil)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log2.String(), "GPTQ base read from the cache") || !strings.Contains(log2.String(), "GPTQ scales tuned") {
+		t.Errorf("the second run did not read the GPTQ base from the cache:\n%s", log2.String())
 	}
 	y, err := os.ReadFile(filepath.Join(c.Out, "config.yaml"))
 	if err != nil {

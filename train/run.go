@@ -106,6 +106,16 @@ func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress))
 	ad.Config.Seed, ad.Config.LoRAPlusRatio = c.Seed, c.LoRAPlusRatio
 	log.Info("model", "path", c.Model, "params", m.Params(), "weights_MiB", m.WeightBytes()>>20,
 		"stored_as_"+c.Quant, StoredSummary(m, c.Quant), "trainable", ad.NumParams())
+	if bc := m.BaseCache; bc != nil {
+		if bc.Hit {
+			log.Info("GPTQ base read from the cache", "file", bc.File)
+		} else if bc.Ignored == "" {
+			log.Info("GPTQ base stored in the cache", "file", bc.File)
+		}
+		if bc.Ignored != "" {
+			log.Warn("GPTQ cache", "ignored", bc.Ignored)
+		}
+	}
 	if r := m.Tuned; r != nil {
 		log.Info("GPTQ scales tuned", "epochs", r.Epochs, "calibration_kl_before", fmt.Sprintf("%.4f", r.Before), "calibration_kl_after", fmt.Sprintf("%.4f", r.After))
 	}

@@ -20,7 +20,7 @@ func newEval() *cobra.Command {
 			}
 			cfg := train.Defaults()
 			cfg.Quant = "" // the stored dtype
-			for _, name := range []string{"quant", "gptq-tokens", "gptq-tune", "seed", "max-seq-len", "batch-size", "threads", "columns", "chat-template", "train-on-inputs", "pack"} {
+			for _, name := range []string{"quant", "gptq-tokens", "gptq-tune", "seed", "cache-dir", "max-seq-len", "batch-size", "threads", "columns", "chat-template", "train-on-inputs", "pack"} {
 				if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
 					if err := cfg.Set(underscore(name), f.Value.String()); err != nil {
 						return usageError{cmd: "eval", err: err}
@@ -50,6 +50,7 @@ func newEval() *cobra.Command {
 	f.String("gptq-tokens", "0", "with --quant q4_0/nf4: quantize by GPTQ over this many tokens sampled from the model (0: off)")
 	f.String("gptq-tune", "0", "with --gptq-tokens: passes tuning the block scales by distillation to the 8-bit model (0: off)")
 	f.String("seed", "0", "seed of the GPTQ calibration samples")
+	f.String("cache-dir", "auto", "token and GPTQ base cache: auto ($LOWRANK_CACHE or ~/.cache/lowrank), off, or a directory")
 	f.String("max-seq-len", "512", "tokens per sequence")
 	f.String("batch-size", "4", "sequences per batch")
 	f.String("threads", "0", "worker threads (0 = all cores)")

@@ -13,12 +13,14 @@ import (
 	"github.com/lowrank/lowrank/kernels"
 	"github.com/lowrank/lowrank/model"
 	"github.com/lowrank/lowrank/tokenizer"
+	"github.com/lowrank/lowrank/train"
 	"github.com/spf13/cobra"
 )
 
 func newGenerate() *cobra.Command {
 	var (
 		modelPath, prompt, quant string
+		cacheDir                 string
 		adapterDir               string
 		maxTokens, topK, threads int
 		gptqTokens, gptqTune     int
@@ -49,6 +51,7 @@ weights (give --gptq-seed the training run's --seed).`,
 				return usageError{cmd: "generate", err: fmt.Errorf("--gptq-tune needs --gptq-tokens")}
 			}
 			opts := model.BaseOptions(quant, gptqTokens, gptqTune, gptqSeed)
+			opts.CacheDir = (&train.Config{CacheDir: cacheDir}).BaseCache()
 			pool, err := kernels.NewPool(threads, "")
 			if err != nil {
 				return err
@@ -119,6 +122,7 @@ weights (give --gptq-seed the training run's --seed).`,
 	f.StringVar(&quant, "quant", "", "hold weights as f32|f16|bf16|q8_0|q4_0|nf4 (default: as stored)")
 	f.IntVar(&gptqTokens, "gptq-tokens", 0, "with --quant q4_0/nf4: quantize by GPTQ over this many tokens sampled from the model (0: off)")
 	f.IntVar(&gptqTune, "gptq-tune", 0, "with --gptq-tokens: passes tuning the block scales by distillation to the 8-bit model (0: off)")
+	f.StringVar(&cacheDir, "cache-dir", "auto", "where GPTQ bases are kept between runs: auto ($LOWRANK_CACHE or ~/.cache/lowrank), off, or a directory")
 	f.Uint64Var(&gptqSeed, "gptq-seed", 0, "seed of the GPTQ calibration samples (a training run's --seed)")
 	f.IntVar(&threads, "threads", 0, "worker threads (0 = all cores)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")

@@ -211,6 +211,17 @@ func TestGenerateGPTQ(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatal(err)
 	}
+	// Again, from the GPTQ base cache ($LOWRANK_CACHE, a temporary directory here).
+	code, out, errOut = capture(t, "generate", "--model", dir, "--quant", "nf4", "--gptq-tokens", strconv.Itoa(tokens), "--gptq-tune", "2", "--gptq-seed", "3", "--max-tokens", "200", "--temperature", "0", "--json")
+	var r2 struct {
+		Tokens []int32 `json:"tokens"`
+	}
+	if err := json.Unmarshal([]byte(out), &r2); code != 0 || err != nil || !slices.Equal(r2.Tokens, r.Tokens) {
+		t.Errorf("the second generate (from the cache): exit %d %s %v, tokens %v…, the first's %v…", code, errOut, err, r2.Tokens[:min(10, len(r2.Tokens))], r.Tokens[:min(10, len(r.Tokens))])
+	}
+	if names, _ := filepath.Glob(filepath.Join(os.Getenv("LOWRANK_CACHE"), "gptq", "*.gptq")); len(names) != 1 {
+		t.Errorf("GPTQ cache files: %v, want one", names)
+	}
 	greedy := func(o model.LoadOptions) []int32 {
 		m, err := model.Load(dir, o)
 		if err != nil {

@@ -132,7 +132,7 @@ var flagHelp = map[string]string{
 	"grad_accum": "micro-batches per optimizer step", "max_seq_len": "tokens per sequence", "pack": "pack several examples per sequence",
 	"train_on_inputs": "supervise prompts and user turns too", "chat_template": "chatml, llama3, simple or a template file",
 	"columns": "column mapping, e.g. prompt=question,completion=answer", "text_unit": ".txt/.md files: one example per blank-line block, or per file",
-	"cache_dir":  "token cache: auto ($LOWRANK_CACHE or ~/.cache/lowrank), off, or a directory",
+	"cache_dir":  "token and GPTQ base cache: auto ($LOWRANK_CACHE or ~/.cache/lowrank), off, or a directory",
 	"truncation": "examples over max-seq-len: keep-answer (drop the prompt's start, then the answer's end) or right", "activation_checkpointing": "recompute blocks in backward (less memory)",
 	"checkpoint_layers":        "recompute only the first N blocks (memory between none and all; implies activation checkpointing)",
 	"early_stopping_patience":  "stop after this many evaluations without improvement (0: off)",
