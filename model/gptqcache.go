@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/lowrank/lowrank/internal/atomicfile"
 	"github.com/lowrank/lowrank/kernels"
@@ -140,6 +141,13 @@ func (m *Model) writeGPTQCache(file, key string) error {
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
+	}
+	// A killed process leaves its unfinished file: remove those a day old.
+	old, _ := filepath.Glob(filepath.Join(filepath.Dir(file), ".tmp-*"))
+	for _, f := range old {
+		if st, err := os.Stat(f); err == nil && time.Since(st.ModTime()) > 24*time.Hour {
+			os.Remove(f)
+		}
 	}
 	return atomicfile.Write(file, func(f *os.File) error {
 		w := bufio.NewWriterSize(f, 1<<20)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/lowrank/lowrank/internal/testassets"
 )
@@ -12,7 +13,7 @@ import (
 // TestGPTQCache: a GPTQ load with a cache directory stores the base, and the
 // same load again reads it back (same weights, notes and tuning report);
 // other options miss; a damaged file is said to be ignored, the base is
-// computed again and the file rewritten.
+// computed again and the file rewritten; unfinished files a day old go.
 func TestGPTQCache(t *testing.T) {
 	dir := testassets.Path(t, "models/stories260K/hf")
 	cache := t.TempDir()
@@ -30,7 +31,23 @@ func TestGPTQCache(t *testing.T) {
 		t.Cleanup(func() { m.Close() })
 		return m
 	}
+	// An unfinished file a killed process left a day ago, and one just begun.
+	stale, fresh := filepath.Join(cache, ".tmp-stale"), filepath.Join(cache, ".tmp-fresh")
+	for _, f := range []string{stale, fresh} {
+		if err := os.WriteFile(f, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(stale, time.Now().Add(-48*time.Hour), time.Now().Add(-48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	first := load(3)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a day-old unfinished file was left: %v", err)
+	}
+	if err := os.Remove(fresh); err != nil {
+		t.Errorf("a recent unfinished file was removed: %v", err)
+	}
 	if first.BaseCache == nil || first.BaseCache.Hit || first.BaseCache.Ignored != "" {
 		t.Fatalf("first load: cache %+v", first.BaseCache)
 	}
