@@ -57,6 +57,7 @@ generate:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzGemm -fuzztime 60s ./kernels
+	$(GO) test -run '^$$' -fuzz FuzzUnmarshalWeight -fuzztime 60s ./kernels
 
 clean:
 	rm -rf bin demo

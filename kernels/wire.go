@@ -63,7 +63,7 @@ func UnmarshalWeight(b []byte) (*Weight, error) {
 	}
 	b = b[n:]
 	f := Format(h.Format)
-	if int(f) >= len(formatNames) || h.Rows > math.MaxInt32 || h.Cols > math.MaxInt32 {
+	if int(f) >= len(formatNames) || h.Rows == 0 || h.Cols == 0 || h.Rows > math.MaxInt32 || h.Cols > math.MaxInt32 {
 		return nil, fmt.Errorf("kernels: encoded weight: bad header")
 	}
 	w := newWeight(f, int(h.Rows), int(h.Cols))
