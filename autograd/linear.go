@@ -12,14 +12,20 @@ func (tp *Tape) Linear(x *Tensor, w *kernels.Weight, bias []float32) *Tensor {
 	if x.Cols != w.Cols {
 		panic(fmt.Sprintf("autograd: Linear: X has %d columns, W is %d×%d", x.Cols, w.Rows, w.Cols))
 	}
-	y := tp.out(x.Rows, w.Rows, x.Grad != nil)
+	return tp.linear(x, w, bias, x.Grad != nil)
+}
+
+// linear is Linear whose output carries a gradient when grad is set (an op
+// built on it reads that gradient too), recording dX += dY·W when X has one.
+func (tp *Tape) linear(x *Tensor, w *kernels.Weight, bias []float32, grad bool) *Tensor {
+	y := tp.out(x.Rows, w.Rows, grad)
 	tp.Pool.GemmW(y.Mat(), 1, x.Mat(), kernels.NoTrans, w, kernels.Trans, 0)
 	if bias != nil {
 		for i := 0; i < y.Rows; i++ {
 			kernels.Add(y.Row(i), y.Row(i), bias)
 		}
 	}
-	if y.Grad != nil {
+	if y.Grad != nil && x.Grad != nil {
 		tp.record(func() {
 			// dX += dY·W
 			tp.Pool.GemmW(x.GradMat(), 1, y.GradMat(), kernels.NoTrans, w, kernels.NoTrans, 1)
@@ -104,20 +110,11 @@ func (tp *Tape) LinearScales(x *Tensor, w *kernels.Weight, bias []float32, scale
 	if x.Cols != w.Cols || !w.ScaledBlocks() || scales.Rows != w.Rows || scales.Cols != w.BlocksPerRow() {
 		panic(fmt.Sprintf("autograd: LinearScales: X %d×%d, %s W %d×%d, scales %d×%d", x.Rows, x.Cols, w.Format, w.Rows, w.Cols, scales.Rows, scales.Cols))
 	}
-	if scales.Grad == nil {
-		return tp.Linear(x, w, bias)
-	}
-	y := tp.out(x.Rows, w.Rows, true)
-	tp.Pool.GemmW(y.Mat(), 1, x.Mat(), kernels.NoTrans, w, kernels.Trans, 0)
-	if bias != nil {
-		for i := 0; i < y.Rows; i++ {
-			kernels.Add(y.Row(i), y.Row(i), bias)
-		}
+	y := tp.linear(x, w, bias, x.Grad != nil || scales.Grad != nil)
+	if y.Grad == nil || scales.Grad == nil {
+		return y
 	}
 	tp.record(func() {
-		if x.Grad != nil {
-			tp.Pool.GemmW(x.GradMat(), 1, y.GradMat(), kernels.NoTrans, w, kernels.NoTrans, 1)
-		}
 		dw := kernels.MatOf(tp.scratch(w.Rows*w.Cols), w.Rows, w.Cols)
 		tp.Pool.Gemm(dw, 1, y.GradMat(), kernels.Trans, x.Mat(), kernels.NoTrans, 0)
 		w.AddScaleGrad(scales.Grad, dw)
