@@ -235,12 +235,8 @@ func (m *Model) gptq(src tensorSource, f kernels.Format, o GPTQOptions, permute 
 			if f == kernels.NF4 && doubleQuant {
 				fr.W.DoubleQuantize()
 			}
-			for i := range m.Stored {
-				if st := &m.Stored[i]; st.Name == fr.Name+".weight" {
-					st.Format, st.As, st.Bytes = fr.W.Format, fr.W.Format.String(), fr.W.Bytes()
-					st.Note = strings.TrimSuffix(note+"; "+st.Note, "; ")
-				}
-			}
+			st := m.restored(fr)
+			st.Note = strings.TrimSuffix(note+"; "+st.Note, "; ")
 		}
 	}
 	return nil

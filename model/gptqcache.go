@@ -229,19 +229,8 @@ func (m *Model) readGPTQCache(file, key string) error {
 	}
 	for i, fr := range lins {
 		fr.W = ws[i]
-		st := m.stored(fr.Name)
-		st.Format, st.As, st.Bytes, st.Note = fr.W.Format, fr.W.Format.String(), fr.W.Bytes(), idx.Tensors[i].Note
+		m.restored(fr).Note = idx.Tensors[i].Note
 	}
 	m.Tuned = idx.Tuned
 	return nil
-}
-
-// stored is the StoredTensor of projection name (a module path).
-func (m *Model) stored(name string) *StoredTensor {
-	for i := range m.Stored {
-		if m.Stored[i].Name == name+".weight" {
-			return &m.Stored[i]
-		}
-	}
-	return &StoredTensor{} // not listed: nothing to report
 }

@@ -103,6 +103,24 @@ func (m *Model) Params() int64 {
 	return n
 }
 
+// stored is the StoredTensor of projection name (a module path).
+func (m *Model) stored(name string) *StoredTensor {
+	for i := range m.Stored {
+		if m.Stored[i].Name == name+".weight" {
+			return &m.Stored[i]
+		}
+	}
+	return &StoredTensor{} // not listed: nothing to report
+}
+
+// restored updates the StoredTensor of fr to the weight it now holds (after
+// requantization) and returns it for the caller's note.
+func (m *Model) restored(fr *Frozen) *StoredTensor {
+	st := m.stored(fr.Name)
+	st.Format, st.As, st.Bytes = fr.W.Format, fr.W.Format.String(), fr.W.Bytes()
+	return st
+}
+
 // WeightBytes is the memory the base weights take.
 func (m *Model) WeightBytes() int64 {
 	var n int64
