@@ -105,40 +105,26 @@ func (m *Model) gptqCached(path, dir string, src tensorSource, f kernels.Format,
 	return nil
 }
 
-// gptqCacheIndex is the JSON header of a cache file.
+// gptqCacheIndex is the JSON index at the end of a cache file.
 type gptqCacheIndex struct {
-	Key     string      `json:"key"`
-	Tuned   *TuneReport `json:"tuned,omitempty"`
-	Tensors []struct {
-		Name  string `json:"name"`
-		Note  string `json:"note"`
-		Bytes int    `json:"bytes"` // of the encoded weight that follows
-	} `json:"tensors"`
+	Key     string           `json:"key"`
+	Tuned   *TuneReport      `json:"tuned,omitempty"`
+	Tensors []gptqCacheEntry `json:"tensors"`
+}
+
+// A cache file: the magic, each block projection's encoded weight in
+// order, the JSON index, its length (u64) and the end mark. The index comes
+// last so that the weights are written one at a time, as they are encoded.
+const gptqCacheEnd = "LRGQEND\x00"
+
+type gptqCacheEntry struct {
+	Name  string `json:"name"`
+	Note  string `json:"note"`
+	Bytes int    `json:"bytes"` // of the encoded weight
 }
 
 // writeGPTQCache stores m's block projections (and tuning report) in file.
 func (m *Model) writeGPTQCache(file, key string) error {
-	idx := gptqCacheIndex{Key: key, Tuned: m.Tuned}
-	var blobs [][]byte
-	for l := range m.Blocks {
-		for _, lin := range m.Blocks[l].Linears() {
-			fr := (*lin).Frozen()
-			b, err := fr.W.MarshalBinary()
-			if err != nil {
-				return err
-			}
-			idx.Tensors = append(idx.Tensors, struct {
-				Name  string `json:"name"`
-				Note  string `json:"note"`
-				Bytes int    `json:"bytes"`
-			}{fr.Name, m.stored(fr.Name).Note, len(b)})
-			blobs = append(blobs, b)
-		}
-	}
-	head, err := json.Marshal(idx)
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
@@ -152,11 +138,27 @@ func (m *Model) writeGPTQCache(file, key string) error {
 	return atomicfile.Write(file, func(f *os.File) error {
 		w := bufio.NewWriterSize(f, 1<<20)
 		w.WriteString(gptqCacheMagic)
-		binary.Write(w, binary.LittleEndian, uint64(len(head)))
-		w.Write(head)
-		for _, b := range blobs {
-			w.Write(b)
+		idx := gptqCacheIndex{Key: key, Tuned: m.Tuned}
+		for l := range m.Blocks {
+			for _, lin := range m.Blocks[l].Linears() {
+				fr := (*lin).Frozen()
+				b, err := fr.W.MarshalBinary()
+				if err != nil {
+					return err
+				}
+				if _, err := w.Write(b); err != nil {
+					return err
+				}
+				idx.Tensors = append(idx.Tensors, gptqCacheEntry{fr.Name, m.stored(fr.Name).Note, len(b)})
+			}
 		}
+		head, err := json.Marshal(idx)
+		if err != nil {
+			return err
+		}
+		w.Write(head)
+		binary.Write(w, binary.LittleEndian, uint64(len(head)))
+		w.WriteString(gptqCacheEnd)
 		return w.Flush()
 	})
 }
@@ -173,17 +175,21 @@ func (m *Model) readGPTQCache(file, key string) error {
 	if err != nil {
 		return err
 	}
-	r := bufio.NewReaderSize(in, 1<<20)
-	var head [len(gptqCacheMagic) + 8]byte
-	if _, err := io.ReadFull(r, head[:]); err != nil || string(head[:len(gptqCacheMagic)]) != gptqCacheMagic {
+	size := info.Size()
+	var head, tail [8]byte
+	var n uint64
+	if _, err := in.ReadAt(head[:], 0); err != nil || string(head[:]) != gptqCacheMagic || size < 32 {
 		return fmt.Errorf("not a GPTQ cache file")
 	}
-	n := binary.LittleEndian.Uint64(head[len(gptqCacheMagic):])
-	if n > uint64(info.Size()) {
+	if _, err := in.ReadAt(tail[:], size-8); err != nil || string(tail[:]) != gptqCacheEnd {
+		return fmt.Errorf("truncated: no end mark")
+	}
+	if err := binary.Read(io.NewSectionReader(in, size-16, 8), binary.LittleEndian, &n); err != nil || n > uint64(size-24) {
 		return fmt.Errorf("truncated")
 	}
+	blobs := size - 16 - int64(n) - 8 // the encoded weights' bytes
 	raw := make([]byte, n)
-	if _, err := io.ReadFull(r, raw); err != nil {
+	if _, err := in.ReadAt(raw, 8+blobs); err != nil {
 		return err
 	}
 	var idx gptqCacheIndex
@@ -202,11 +208,12 @@ func (m *Model) readGPTQCache(file, key string) error {
 	if len(idx.Tensors) != len(lins) {
 		return fmt.Errorf("%d tensors for a model with %d projections", len(idx.Tensors), len(lins))
 	}
+	r := bufio.NewReaderSize(io.NewSectionReader(in, 8, blobs), 1<<20)
 	ws := make([]*kernels.Weight, len(lins))
 	var buf []byte
 	for i, t := range idx.Tensors {
 		fr := lins[i]
-		if t.Name != fr.Name || t.Bytes < 0 || int64(t.Bytes) > info.Size() {
+		if t.Name != fr.Name || t.Bytes < 0 || int64(t.Bytes) > blobs {
 			return fmt.Errorf("tensor %d: %s, %d bytes", i, t.Name, t.Bytes)
 		}
 		if cap(buf) < t.Bytes {
