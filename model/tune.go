@@ -14,10 +14,9 @@ import (
 // those of the 8-bit model it was quantized from, by KL divergence to that
 // teacher's top TopK tokens (the rest of the vocabulary as one outcome).
 // On stories260K (32768 calibration tokens, 2 epochs) it lowers that KL by
-// a third on the calibration text and the KL to f32 on text it never saw by
-// 10–16%, and the loss cost over six calibration seeds from +2.8–3.1% to
-// +2.4–2.7% (q4_0) and from +2.8–3.6% to +1.3–2.2% (nf4; see
-// TestQuantizationCost). Memory: the teacher's k ids and
+// a third on the calibration text, and the loss cost on text it never saw,
+// over six calibration seeds, from +2.8–3.1% to +2.4–2.7% (q4_0) and from
+// +2.8–3.6% to +1.3–2.2% (nf4; TestQuantizationCost runs seed 1). Memory: the teacher's k ids and
 // probabilities per token, and 5 floats per block scale.
 type TuneOptions struct {
 	Epochs int     // passes over the calibration sequences (0: no tuning)
