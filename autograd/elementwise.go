@@ -101,7 +101,7 @@ func (tp *Tape) swiGLU(gate, up *Tensor, transient bool) *Tensor {
 	C := gate.Cols
 	fwd := func() {
 		tp.Pool.Parallel(gate.Rows, 4, func(_, lo, hi int) {
-			kernels.SwiGLU(y.Data[lo*C:hi*C], gate.Data[lo*C:hi*C], up.Data[lo*C:hi*C])
+			tp.Pool.Path().SwiGLU(y.Data[lo*C:hi*C], gate.Data[lo*C:hi*C], up.Data[lo*C:hi*C])
 		})
 	}
 	fwd()
@@ -123,7 +123,7 @@ func (tp *Tape) swiGLU(gate, up *Tensor, transient bool) *Tensor {
 			}
 			tp.Pool.Parallel(gate.Rows, 4, func(_, lo, hi int) {
 				a, b := lo*C, hi*C
-				kernels.SwiGLUBackward(dg[a:b], du[a:b], y.Grad[a:b], gate.Data[a:b], up.Data[a:b])
+				tp.Pool.Path().SwiGLUBackward(dg[a:b], du[a:b], y.Grad[a:b], gate.Data[a:b], up.Data[a:b])
 			})
 		})
 	}

@@ -13,7 +13,7 @@ func (tp *Tape) EmbedFrozen(ids []int32, table *kernels.Weight) *Tensor {
 		if id < 0 || int(id) >= table.Rows {
 			panic(fmt.Sprintf("autograd: token id %d outside the vocabulary of %d", id, table.Rows))
 		}
-		table.DecodeRow(y.Row(i), int(id))
+		tp.Pool.Path().DecodeRow(table, y.Row(i), int(id))
 	}
 	return y
 }

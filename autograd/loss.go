@@ -73,9 +73,9 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 					rowLoss[i], coef[i] = 0, 0
 					continue
 				}
-				mx := kernels.Max(row)
+				mx := tp.Pool.Path().Max(row)
 				lt := row[t] - mx // the target's logit, before the row is exponentiated
-				z := kernels.ExpShiftSum(row, mx)
+				z := tp.Pool.Path().ExpShiftSum(row, mx)
 				rowLoss[i] = math.Log(float64(z)) - float64(lt)
 				coef[i] = 1 / (z * norm)
 			}
@@ -101,7 +101,7 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 				}
 				d := D.Row(i)
 				kernels.Scale(d, coef[i])
-				w.DecodeRow(wrow, int(t))
+				tp.Pool.Path().DecodeRow(w, wrow, int(t))
 				kernels.Axpy(d, -1/norm, wrow)
 			}
 		})
@@ -186,7 +186,7 @@ func (tp *Tape) Distill(h *Tensor, w *kernels.Weight, ids []int32, probs []float
 			for i := lo; i < hi; i++ {
 				row := L.Row(i)
 				tid, tpr := ids[(r0+i)*k:][:k], probs[(r0+i)*k:][:k]
-				mx := kernels.Max(row)
+				mx := tp.Pool.Path().Max(row)
 				var cross, ent, mass float64 // Σ p·(l − max), Σ p·log p, Σ p
 				for j, id := range tid {
 					if id >= 0 && tpr[j] > 0 {
@@ -195,8 +195,8 @@ func (tp *Tape) Distill(h *Tensor, w *kernels.Weight, ids []int32, probs []float
 						mass += float64(tpr[j])
 					}
 				}
-				z := kernels.ExpShiftSum(row, mx) // row is now e = exp(l − max)
-				var sk float64                    // the student's mass on the teacher's tokens, ·z
+				z := tp.Pool.Path().ExpShiftSum(row, mx) // row is now e = exp(l − max)
+				var sk float64                           // the student's mass on the teacher's tokens, ·z
 				for j, id := range tid {
 					if id >= 0 {
 						sk += float64(row[id])

@@ -154,7 +154,7 @@ func (ws *workspace) runGemv(dk *dotKernel, g *gemmArgs, j0, j1 int) {
 					clear(dst[:kp])
 					continue
 				}
-				if row := w.decodeRange(dst, jb+r, p0, p0+kc); &row[0] != &dst[0] {
+				if row := w.decodeRange(&ws.path.blocks, dst, jb+r, p0, p0+kc); &row[0] != &dst[0] {
 					copy(dst, row) // F32 rows are viewed, not decoded
 				}
 				clear(dst[kc:kp])
@@ -262,21 +262,27 @@ func (g *gemmArgs) swapNarrow(nr int) {
 	g.transC = true
 }
 
-// workspace holds one worker's packing buffers, sized once for its kernel.
+// workspace holds one worker's packing buffers, sized once for its path's
+// microkernel.
 type workspace struct {
+	path  *Path
 	apack []float32   // mc×kc, sliver-major
 	bpack []float32   // kc×nc, sliver-major
 	tmp   []float32   // dequantized rows: nr rows of kc+2 blocks, or one row of nc+2 blocks
 	rows  [][]float32 // nr source rows of one transposed sliver
+	arows [][]float32 // mr source rows of one packed A sliver
 	tile  []float32   // mr×nr edge tile
 }
 
-func newWorkspace(k *microKernel) *workspace {
+func newWorkspace(p *Path) *workspace {
+	k := p.mk
 	return &workspace{
+		path:  p,
 		apack: make([]float32, k.mc*k.kc),
 		bpack: make([]float32, k.kc*k.nc),
 		tmp:   make([]float32, max(k.nr*(k.kc+2*maxBlock), k.nc+2*maxBlock)),
 		rows:  make([][]float32, k.nr),
+		arows: make([][]float32, k.mr),
 		tile:  make([]float32, k.mr*k.nr),
 	}
 }
@@ -284,7 +290,8 @@ func newWorkspace(k *microKernel) *workspace {
 // run computes the block C[i0:i1, j0:j1] of g sequentially. Every element of C
 // is owned by exactly one call, and the K loop is blocked from 0 in steps of kc
 // whatever the region, so results do not depend on how work was split.
-func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
+func (ws *workspace) run(g *gemmArgs, i0, i1, j0, j1 int) {
+	mk := ws.path.mk
 	ci0, ci1, cj0, cj1 := i0, i1, j0, j1 // the block in C's own coordinates
 	if g.transC {
 		ci0, ci1, cj0, cj1 = j0, j1, i0, i1
@@ -309,7 +316,7 @@ func (ws *workspace) run(mk *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
 			ws.packB(g, nr, pc, kc, jc, nc)
 			for ic := i0; ic < i1; ic += mcb {
 				mc := min(mcb, i1-ic)
-				packA(ws.apack, g.a, g.ta, g.alpha, mr, ic, mc, pc, kc)
+				ws.packA(g.a, g.ta, g.alpha, mr, ic, mc, pc, kc)
 				// Each A micro-panel (mr×kc) stays in L1 while the B panel streams
 				// from L2 past it, and C is written a row of tiles at a time,
 				// along its rows: measured faster on every benchmark shape than
@@ -433,18 +440,19 @@ func scaleBlock(c Mat, i0, i1, j0, j1 int, beta float32) {
 	}
 }
 
-// packA packs alpha·op(A)[ic:ic+mc, pc:pc+kc] into mr-row slivers: sliver s holds
+// packA packs alpha·op(A)[ic:ic+mc, pc:pc+kc] into the mr-row slivers of apack: sliver s holds
 // rows ic+s·mr.., column p at dst[(s·kc+p)·mr:]. Rows past the end are zero.
-func packA(dst []float32, a Mat, ta Op, alpha float32, mr, ic, mc, pc, kc int) {
+func (ws *workspace) packA(a Mat, ta Op, alpha float32, mr, ic, mc, pc, kc int) {
+	dst := ws.apack
 	for s := 0; s*mr < mc; s++ {
 		sl := dst[s*kc*mr : (s+1)*kc*mr]
 		rows := min(mr, mc-s*mr)
 		if ta == NoTrans {
-			var rs [maxMR][]float32
-			for ii := 0; ii < rows; ii++ {
+			rs := ws.arows[:rows]
+			for ii := range rs {
 				rs[ii] = a.Data[(ic+s*mr+ii)*a.Stride+pc:][:kc]
 			}
-			transposeRows(sl, rs[:rows], mr, alpha)
+			transposeRows(ws.path.transpose, sl, rs, mr, alpha)
 		} else {
 			for p := 0; p < kc; p++ {
 				src := a.Data[(pc+p)*a.Stride+ic+s*mr:][:rows]
@@ -491,10 +499,10 @@ func (ws *workspace) packB(g *gemmArgs, nr, pc, kc, jc, nc int) {
 				if b.w == nil {
 					rows[jj] = b.mat.Data[j*b.mat.Stride+pc:][:kc]
 				} else {
-					rows[jj] = b.w.decodeRange(ws.tmp[jj*stride:], j, pc, pc+kc)
+					rows[jj] = b.w.decodeRange(&ws.path.blocks, ws.tmp[jj*stride:], j, pc, pc+kc)
 				}
 			}
-			transposeRows(dst[s*kc*nr:(s+1)*kc*nr], rows, nr, 1)
+			transposeRows(ws.path.transpose, dst[s*kc*nr:(s+1)*kc*nr], rows, nr, 1)
 		}
 	default: // backward dY·W: op(B)[p][j] = W[p][j]; decode row p over [jc, jc+nc)
 		for p := 0; p < kc; p++ {
@@ -506,12 +514,12 @@ func (ws *workspace) packB(g *gemmArgs, nr, pc, kc, jc, nc int) {
 				if b.w.Format.BlockSize() == 64 {
 					n &^= 1
 				}
-				if b.w.decodeRuns(dst[p*nr:], pc+p, jc, n, kc*nr) {
+				if b.w.decodeRuns(&ws.path.blocks, dst[p*nr:], pc+p, jc, n, kc*nr) {
 					done = n * 32
 				}
 			}
 			if done < nc {
-				row := b.w.decodeRange(ws.tmp, pc+p, jc+done, jc+nc)
+				row := b.w.decodeRange(&ws.path.blocks, ws.tmp, pc+p, jc+done, jc+nc)
 				scatterRow(dst[(done/nr)*kc*nr:], row, nr, kc, p)
 			}
 		}
@@ -526,14 +534,12 @@ func scatterRow(dst, row []float32, nr, kc, p int) {
 	}
 }
 
-// maxMR bounds every microkernel's mr (packA keeps its row slices on the stack).
-const maxMR = 16
-
 // transposeRows writes alpha·rows (each kc long, at most w of them) as the
-// columns of one sliver of width w: dst[p·w + jj] = alpha·rows[jj][p]. Four rows
-// at a time keep the writes sequential and the reads on four streams.
-func transposeRows(dst []float32, rows [][]float32, w int, alpha float32) {
-	if len(rows) == 0 || len(rows[0]) < 16 {
+// columns of one sliver of width w: dst[p·w + jj] = alpha·rows[jj][p], with
+// the path's transpose tf where it has one. Four rows at a time keep the
+// writes sequential and the reads on four streams.
+func transposeRows(tf transposeFn, dst []float32, rows [][]float32, w int, alpha float32) {
+	if tf == nil || len(rows) == 0 || len(rows[0]) < 16 {
 		transposeRowsGo(dst, rows, w, alpha)
 		return
 	}
@@ -541,7 +547,7 @@ func transposeRows(dst []float32, rows [][]float32, w int, alpha float32) {
 	// kc mod 16 columns are done here.
 	for r0 := 0; r0 < len(rows); r0 += 16 {
 		rs := rows[r0:min(len(rows), r0+16)]
-		done := transposeBlocks(dst[r0:], rs, w, alpha)
+		done := tf(dst[r0:], rs, w, alpha)
 		for jj, r := range rs {
 			for p := done; p < len(r); p++ {
 				dst[p*w+r0+jj] = alpha * r[p]

@@ -502,7 +502,7 @@ func TestTransposeRows(t *testing.T) {
 					for i := range got {
 						got[i], want[i] = 7, 7 // padding lanes must stay untouched
 					}
-					transposeRows(got, rows, w, alpha)
+					transposeRows(paths()[0].transpose, got, rows, w, alpha)
 					transposeRowsGo(want, rows, w, alpha)
 					for i := range got {
 						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {

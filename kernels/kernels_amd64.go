@@ -19,20 +19,32 @@ func gemmAVX2(kc int, a, b, c *float32, ldc int, overwrite bool)
 var (
 	// 12×32: 24 zmm accumulators, 2 for B, 2 for broadcasts. A micro-panel kc·12·4 = 12 KiB
 	// (L1), B panel kc·nc·4 ≤ 2 MiB (L2; wider products are cut into panels of ≤ 1536).
-	avx512Kernel = &microKernel{name: "avx512", mr: 12, nr: 32, mc: 240, kc: 256, nc: 2048, fn: gemmAVX512}
-	// 6×16: 12 ymm accumulators, 2 for B, 2 for broadcasts.
-	avx2Kernel = &microKernel{name: "avx2", mr: 6, nr: 16, mc: 144, kc: 256, nc: 2048, fn: gemmAVX2}
+	avx512Kernel = &microKernel{name: "avx512", mr: 12, nr: 32, mc: 240, kc: 256, nc: 2048, fn: gemmAVX512,
+		dot: &dotKernel{rows3: dotAVX512x3, rows1: dotAVX512x1}, outer: outerAVX512, outerRows: 16}
+	// 6×16: 12 ymm accumulators, 2 for B, 2 for broadcasts. The outer-product
+	// form takes rank 8 only: at 16 rows (X read twice) it measured no faster
+	// than the packed path (go test -bench LoRAGrad ./kernels).
+	avx2Kernel = &microKernel{name: "avx2", mr: 6, nr: 16, mc: 144, kc: 256, nc: 2048, fn: gemmAVX2,
+		outer: outerAVX2Full, outerRows: 8}
+
+	// The AVX-512 path: everything vectorized. The AVX2 path is what a CPU
+	// without AVX-512 runs: its microkernel, the rest in Go.
+	avx512Path = &Path{mk: avx512Kernel, simd: "avx512",
+		rows:      rowKernels{max: maxAVX512, expShiftSum: expShiftSumAVX512, swiglu: swigluAVX512, swigluBack: swigluBackAVX512},
+		blocks:    blockDecoders{q8_0: decodeQ8_0AVX512, q4_0: decodeQ4_0AVX512, nf4: decodeNF4AVX512},
+		transpose: transposeBlocksAVX512}
+	avx2Path = &Path{mk: avx2Kernel, simd: "avx2"}
 )
 
-func available() []*microKernel {
-	var ks []*microKernel
+func paths() []*Path {
+	var ps []*Path
 	if cpu.X86.HasAVX512F {
-		ks = append(ks, avx512Kernel)
+		ps = append(ps, avx512Path)
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		ks = append(ks, avx2Kernel)
+		ps = append(ps, avx2Path)
 	}
-	return append(ks, goKernel)
+	return append(ps, goPath)
 }
 
 //go:noescape
@@ -77,14 +89,6 @@ func outerAVX2Full(k int, gp *float32, x *float32, ldx int, c *float32, ldc int,
 	}
 }
 
-func init() {
-	avx512Kernel.dot = &dotKernel{rows3: dotAVX512x3, rows1: dotAVX512x1}
-	avx512Kernel.outer, avx512Kernel.outerRows = outerAVX512, 16
-	// AVX2 takes rank 8 only: at 16 rows (X read twice) it measured no faster
-	// than the packed path (go test -bench LoRAGrad ./kernels).
-	avx2Kernel.outer, avx2Kernel.outerRows = outerAVX2Full, 8
-}
-
 //go:noescape
 func maxAVX512(x *float32, n int) float32
 
@@ -97,14 +101,6 @@ func swigluAVX512(dst, gate, up *float32, n int)
 //go:noescape
 func swigluBackAVX512(dg, du, dy, gate, up *float32, n int)
 
-func init() {
-	if cpu.X86.HasAVX512F && rowKernelsAllowed() {
-		rowMax, rowExpShiftSum = maxAVX512, expShiftSumAVX512
-		rowSwiGLU, rowSwiGLUBack = swigluAVX512, swigluBackAVX512
-		RowKernel = "avx512"
-	}
-}
-
 //go:noescape
 func decodeQ8_0AVX512(dst *float32, src *byte, nb, step int)
 
@@ -114,24 +110,13 @@ func decodeQ4_0AVX512(dst *float32, src *byte, nb, step int)
 //go:noescape
 func decodeNF4AVX512(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
 
-func init() {
-	if cpu.X86.HasAVX512F && rowKernelsAllowed() {
-		blockQ8_0, blockQ4_0, blockNF4 = decodeQ8_0AVX512, decodeQ4_0AVX512, decodeNF4AVX512
-	}
-}
-
 //go:noescape
 func transpose16AVX512(dst *float32, ptrs *[16]*float32, nblocks, wbytes int, mask uint16, alpha float32)
 
-var useTransposeAVX512 = cpu.X86.HasAVX512F && rowKernelsAllowed()
-
-// transposeBlocks transposes the first 16·⌊kc/16⌋ columns of at most 16 rows
-// as transposeRowsGo does, with AVX-512, and returns how many columns it did
-// (0: none; the caller does the rest).
-func transposeBlocks(dst []float32, rows [][]float32, w int, alpha float32) int {
-	if !useTransposeAVX512 {
-		return 0
-	}
+// transposeBlocksAVX512 transposes the first 16·⌊kc/16⌋ columns of at most
+// 16 rows as transposeRowsGo does, with AVX-512, and returns how many columns
+// it did (0: none; the caller does the rest).
+func transposeBlocksAVX512(dst []float32, rows [][]float32, w int, alpha float32) int {
 	kc := len(rows[0])
 	nb := kc / 16
 	if nb == 0 || len(rows) > 16 || len(dst) < (nb*16-1)*w+len(rows) {

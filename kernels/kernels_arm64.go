@@ -9,7 +9,7 @@ func gemmNEON(kc int, a, b, c *float32, ldc int, overwrite bool)
 // arm64 CPU has Advanced SIMD.
 var neonKernel = &microKernel{name: "neon", mr: 8, nr: 12, mc: 192, kc: 256, nc: 1536, fn: gemmNEON}
 
-func available() []*microKernel { return []*microKernel{neonKernel, goKernel} }
+// The NEON path: its microkernel, the rest in Go.
+var neonPath = &Path{mk: neonKernel, simd: "neon"}
 
-// transposeBlocks: no SIMD transpose here; transposeRows does every column.
-func transposeBlocks(dst []float32, rows [][]float32, w int, alpha float32) int { return 0 }
+func paths() []*Path { return []*Path{neonPath, goPath} }

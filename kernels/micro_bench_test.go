@@ -8,7 +8,8 @@ import (
 // BenchmarkMicrokernel times each microkernel alone on L1-resident slivers: the
 // ceiling the packed driver can approach.
 func BenchmarkMicrokernel(b *testing.B) {
-	for _, mk := range available() {
+	for _, pa := range paths() {
+		mk := pa.mk
 		b.Run(mk.name, func(b *testing.B) {
 			kc := mk.kc
 			a := make([]float32, mk.mr*kc)
@@ -38,17 +39,12 @@ func BenchmarkDecodeRow(b *testing.B) {
 	for _, f := range []Format{Q8_0, Q4_0, NF4} {
 		w := Quantize(f, 4, 2048, src)
 		dst := make([]float32, 2048)
-		for _, vec := range []bool{true, false} {
-			b.Run(fmt.Sprintf("%s/vectorized=%v", f, vec), func(b *testing.B) {
-				q8, q4, nf := blockQ8_0, blockQ4_0, blockNF4
-				if !vec {
-					blockQ8_0, blockQ4_0, blockNF4 = nil, nil, nil
-				}
+		for _, pa := range []*Path{paths()[0], goPath} {
+			b.Run(fmt.Sprintf("%s/blocks=%s", f, pa.Info().Blocks), func(b *testing.B) {
 				b.SetBytes(2048 * 4)
 				for i := 0; i < b.N; i++ {
-					w.DecodeRow(dst, i&3)
+					pa.DecodeRow(w, dst, i&3)
 				}
-				blockQ8_0, blockQ4_0, blockNF4 = q8, q4, nf
 			})
 		}
 	}
@@ -66,7 +62,7 @@ func BenchmarkTransposeRows(b *testing.B) {
 		for _, impl := range []struct {
 			name string
 			f    func([]float32, [][]float32, int, float32)
-		}{{"simd", transposeRows}, {"go", transposeRowsGo}} {
+		}{{"simd", func(d []float32, r [][]float32, w int, a float32) { transposeRows(paths()[0].transpose, d, r, w, a) }}, {"go", transposeRowsGo}} {
 			b.Run(fmt.Sprintf("w=%d/%s", w, impl.name), func(b *testing.B) {
 				b.SetBytes(int64(4 * 256 * w))
 				for i := 0; i < b.N; i++ {

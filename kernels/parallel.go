@@ -38,7 +38,7 @@ func (p *Pool) Parallel(n, minChunk int, fn func(w, lo, hi int)) {
 	wg.Wait()
 }
 
-// Workers returns one single-threaded pool per worker of p, with p's kernel,
+// Workers returns one single-threaded pool per worker of p, on p's path,
 // for independent small GEMMs run side by side (e.g. one per attention head).
 func (p *Pool) Workers() []*Pool {
 	p.mu.Lock()
@@ -46,7 +46,7 @@ func (p *Pool) Workers() []*Pool {
 	if p.sub == nil {
 		p.sub = make([]*Pool, p.threads)
 		for i := range p.sub {
-			p.sub[i] = &Pool{threads: 1, mk: p.mk, ws: []*workspace{newWorkspace(p.mk)}}
+			p.sub[i] = &Pool{threads: 1, path: p.path, mk: p.mk, ws: []*workspace{newWorkspace(p.path)}}
 		}
 	}
 	return p.sub

@@ -1,20 +1,18 @@
 package kernels
 
 import (
-	"fmt"
-	"os"
 	"runtime"
-	"strings"
 	"sync"
 )
 
-// Pool runs GEMMs on a fixed number of workers with one microkernel. Calls on
-// one Pool are serialized; use several Pools for concurrent independent work.
+// Pool runs GEMMs on a fixed number of workers on one Path. Calls on one
+// Pool are serialized; use several Pools for concurrent independent work.
 // The zero Pool is not usable: call NewPool.
 type Pool struct {
 	mu      sync.Mutex
 	threads int
-	mk      *microKernel
+	path    *Path
+	mk      *microKernel // path.mk
 	ws      []*workspace // one per worker; ws[0] is the caller's
 	jobs    []chan job   // jobs[i] feeds worker i (i ≥ 1), started lazily
 	wg      sync.WaitGroup
@@ -36,67 +34,51 @@ type job struct {
 // waking workers costs a few microseconds.
 const minParallelFlops = 1 << 18
 
-// NewPool returns a Pool with the given worker count (≤ 0 means GOMAXPROCS) and
-// microkernel name ("" picks the best one this CPU supports; see Kernels).
-func NewPool(threads int, kernel string) (*Pool, error) {
-	if threads <= 0 {
-		threads = runtime.GOMAXPROCS(0)
-	}
-	mk, err := pickKernel(kernel)
+// NewPool returns a Pool with the given worker count (≤ 0 means GOMAXPROCS)
+// on the named path ("" : the one LOWRANK_KERNEL names, else the best this
+// CPU has; see ChoosePath).
+func NewPool(threads int, path string) (*Pool, error) {
+	pa, err := ChoosePath(path)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{threads: threads, mk: mk}
+	return NewPoolOn(threads, pa), nil
+}
+
+// NewPoolOn returns a Pool with the given worker count (≤ 0 means
+// GOMAXPROCS) on path.
+func NewPoolOn(threads int, path *Path) *Pool {
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	p := &Pool{threads: threads, path: path, mk: path.mk}
 	p.ws = make([]*workspace, threads)
-	p.ws[0] = newWorkspace(mk)
-	return p, nil
+	p.ws[0] = newWorkspace(path)
+	return p
 }
 
 // Threads reports the pool's worker count.
 func (p *Pool) Threads() int { return p.threads }
 
-// Kernel reports the name of the pool's microkernel.
-func (p *Pool) Kernel() string { return p.mk.name }
+// Path is the code the pool runs.
+func (p *Pool) Path() *Path { return p.path }
 
-// Kernels lists the microkernels this CPU and build can run, best first.
-// "go" (pure Go) is always present.
-func Kernels() []string {
-	var names []string
-	for _, k := range available() {
-		names = append(names, k.name)
-	}
-	return names
-}
-
-// pickKernel returns the named kernel, or the one LOWRANK_KERNEL names, or the best.
-func pickKernel(name string) (*microKernel, error) {
-	avail := available()
-	if name == "" {
-		name = strings.TrimSpace(os.Getenv("LOWRANK_KERNEL"))
-	}
-	if name == "" {
-		return avail[0], nil
-	}
-	for _, k := range avail {
-		if k.name == name {
-			return k, nil
-		}
-	}
-	return nil, fmt.Errorf("kernels: microkernel %q is not available on this CPU/build (have %s)", name, strings.Join(Kernels(), ", "))
-}
+// Kernel reports the name of the pool's path.
+func (p *Pool) Kernel() string { return p.path.Name() }
 
 var (
 	defaultOnce sync.Once
 	defaultPool *Pool
 )
 
-// Default returns the process-wide pool (GOMAXPROCS workers, best kernel or
-// LOWRANK_KERNEL). An unknown LOWRANK_KERNEL falls back to the best kernel.
+// Default returns the process-wide pool (GOMAXPROCS workers, the path
+// LOWRANK_KERNEL names or the best). An unknown LOWRANK_KERNEL falls back to
+// the best path.
 func Default() *Pool {
 	defaultOnce.Do(func() {
 		p, err := NewPool(0, "")
 		if err != nil {
-			p, _ = NewPool(0, available()[0].name)
+			p = NewPoolOn(0, paths()[0])
 		}
 		defaultPool = p
 	})
@@ -116,12 +98,13 @@ func GemmW(c Mat, alpha float32, a Mat, ta Op, w *Weight, tw Op, beta float32) {
 func (p *Pool) worker(i int) {
 	ws := p.ws[i]
 	for j := range p.jobs[i] {
-		ws.do(p.mk, j)
+		ws.do(j)
 		p.wg.Done()
 	}
 }
 
-func (ws *workspace) do(mk *microKernel, j job) {
+func (ws *workspace) do(j job) {
+	mk := ws.path.mk
 	if j.g.gemv {
 		ws.runGemv(mk.dot, j.g, j.j0, j.j1)
 		return
@@ -134,7 +117,7 @@ func (ws *workspace) do(mk *microKernel, j job) {
 		ws.runOuter(mk.outer, j.g, j.j0, j.j1)
 		return
 	}
-	ws.run(mk, j.g, j.i0, j.i1, j.j0, j.j1)
+	ws.run(j.g, j.i0, j.i1, j.j0, j.j1)
 }
 
 func (p *Pool) startWorkers() {
@@ -143,7 +126,7 @@ func (p *Pool) startWorkers() {
 	}
 	p.jobs = make([]chan job, p.threads)
 	for i := 1; i < p.threads; i++ {
-		p.ws[i] = newWorkspace(p.mk)
+		p.ws[i] = newWorkspace(p.path)
 		p.jobs[i] = make(chan job, 1)
 		go p.worker(i)
 	}
@@ -191,7 +174,7 @@ func (p *Pool) run(args gemmArgs) {
 	workers = min(workers, tiles)
 	p.lastWorkers = workers
 	if workers == 1 {
-		p.ws[0].do(p.mk, job{g: g, i0: 0, i1: g.m, j0: 0, j1: g.n})
+		p.ws[0].do(job{g: g, i0: 0, i1: g.m, j0: 0, j1: g.n})
 		return
 	}
 	p.startWorkers()
@@ -217,6 +200,6 @@ func (p *Pool) run(args gemmArgs) {
 		p.wg.Add(1)
 		p.jobs[w] <- j
 	}
-	p.ws[0].do(p.mk, mine)
+	p.ws[0].do(mine)
 	p.wg.Wait()
 }

@@ -3,28 +3,14 @@ package kernels
 import (
 	"fmt"
 	"math"
-	"os"
-	"strings"
 )
 
-// Row kernels with vectorized versions: nil until a CPU-specific file sets
-// them at start-up; LOWRANK_KERNEL=go keeps the pure-Go versions.
-var (
-	rowMax         func(x *float32, n int) float32
-	rowExpShiftSum func(x *float32, n int, shift float32) float32
-	rowSwiGLU      func(dst, g, u *float32, n int)
-	rowSwiGLUBack  func(dg, du, dy, g, u *float32, n int)
-	// RowKernel names the row-kernel path in use: "go" or a CPU's.
-	RowKernel = "go"
-)
-
-func rowKernelsAllowed() bool { return strings.TrimSpace(os.Getenv("LOWRANK_KERNEL")) != "go" }
+// The package functions here are the pure-Go row kernels, the reference for
+// every path; a Path's methods of the same names run its vectorized versions
+// where it has them.
 
 // Max returns the largest element of a non-empty x.
 func Max(x []float32) float32 {
-	if rowMax != nil && len(x) > 0 {
-		return rowMax(&x[0], len(x))
-	}
 	m := x[0]
 	for _, v := range x {
 		m = max(m, v)
@@ -35,12 +21,6 @@ func Max(x []float32) float32 {
 // ExpShiftSum replaces x by exp(x − shift) and returns the sum of the results
 // (the softmax numerator and denominator in one pass).
 func ExpShiftSum(x []float32, shift float32) float32 {
-	if len(x) == 0 {
-		return 0
-	}
-	if rowExpShiftSum != nil {
-		return rowExpShiftSum(&x[0], len(x), shift)
-	}
 	var s float32
 	for i, v := range x {
 		e := Exp(v - shift)
@@ -208,10 +188,6 @@ func SiLU(dst, x []float32) {
 // SwiGLU computes dst = silu(gate) ⊙ up (dst may alias either).
 func SwiGLU(dst, gate, up []float32) {
 	sameLen("SwiGLU", len(dst), gate, up)
-	if rowSwiGLU != nil && len(dst) > 0 {
-		rowSwiGLU(&dst[0], &gate[0], &up[0], len(dst))
-		return
-	}
 	gate, up = gate[:len(dst)], up[:len(dst)]
 	for i, g := range gate {
 		dst[i] = g * sigmoid(g) * up[i]
@@ -225,10 +201,6 @@ func SwiGLU(dst, gate, up []float32) {
 func SwiGLUBackward(dgate, dup, dy, gate, up []float32) {
 	n := len(dy)
 	sameLen("SwiGLUBackward", n, dgate, dup, gate, up)
-	if rowSwiGLUBack != nil && n > 0 {
-		rowSwiGLUBack(&dgate[0], &dup[0], &dy[0], &gate[0], &up[0], n)
-		return
-	}
 	dgate, dup, gate, up = dgate[:n], dup[:n], gate[:n], up[:n]
 	for i, d := range dy {
 		g := gate[i]

@@ -241,20 +241,15 @@ func BenchmarkRows(b *testing.B) {
 	}
 }
 
-// withGoRows runs f with the pure-Go row kernels, then restores the CPU's.
-func withGoRows(f func()) {
-	m, e, s, b := rowMax, rowExpShiftSum, rowSwiGLU, rowSwiGLUBack
-	rowMax, rowExpShiftSum, rowSwiGLU, rowSwiGLUBack = nil, nil, nil, nil
-	defer func() { rowMax, rowExpShiftSum, rowSwiGLU, rowSwiGLUBack = m, e, s, b }()
-	f()
-}
-
 // TestRowKernelPaths: the vectorized row kernels agree with the pure-Go ones
 // on every length 0..70 (tails) and on extreme inputs.
 func TestRowKernelPaths(t *testing.T) {
-	if RowKernel == "go" {
-		t.Skip("no vectorized row kernels on this CPU/build")
+	for _, pa := range paths() {
+		t.Run(pa.Name(), func(t *testing.T) { testRowKernelPath(t, pa) })
 	}
+}
+
+func testRowKernelPath(t *testing.T, pa *Path) {
 	r := rand.New(rand.NewPCG(51, 52))
 	for n := 1; n <= 70; n++ {
 		x := randVec(r, n, 30)
@@ -265,27 +260,25 @@ func TestRowKernelPaths(t *testing.T) {
 		}
 		var want [6][]float32
 		var wmax, wsum float32
-		withGoRows(func() {
-			wmax = Max(x)
-			want[0] = append([]float32(nil), x...)
-			wsum = ExpShiftSum(want[0], 3)
-			want[1] = make([]float32, n)
-			SwiGLU(want[1], g, u)
-			want[2], want[3] = make([]float32, n), make([]float32, n)
-			SwiGLUBackward(want[2], want[3], dy, g, u)
-		})
-		if got := Max(x); got != wmax {
+		wmax = Max(x)
+		want[0] = append([]float32(nil), x...)
+		wsum = ExpShiftSum(want[0], 3)
+		want[1] = make([]float32, n)
+		SwiGLU(want[1], g, u)
+		want[2], want[3] = make([]float32, n), make([]float32, n)
+		SwiGLUBackward(want[2], want[3], dy, g, u)
+		if got := pa.Max(x); got != wmax {
 			t.Fatalf("n=%d: Max %g, Go %g", n, got, wmax)
 		}
 		e := append([]float32(nil), x...)
-		sum := ExpShiftSum(e, 3)
+		sum := pa.ExpShiftSum(e, 3)
 		if math.Abs(float64(sum-wsum)) > 1e-5*math.Abs(float64(wsum)) {
 			t.Fatalf("n=%d: sum %g, Go %g", n, sum, wsum)
 		}
 		s := make([]float32, n)
-		SwiGLU(s, g, u)
+		pa.SwiGLU(s, g, u)
 		dg, du := make([]float32, n), make([]float32, n)
-		SwiGLUBackward(dg, du, dy, g, u)
+		pa.SwiGLUBackward(dg, du, dy, g, u)
 		for i := 0; i < n; i++ {
 			for k, pair := range [][2]float32{{e[i], want[0][i]}, {s[i], want[1][i]}, {dg[i], want[2][i]}, {du[i], want[3][i]}} {
 				if d := math.Abs(float64(pair[0] - pair[1])); d > 4e-6*math.Abs(float64(pair[1]))+1e-8 {

@@ -467,18 +467,21 @@ func (w *Weight) nf4Scale(blk int) float32 {
 	return w.absmax[blk]
 }
 
-// DecodeRow writes row i of W as fp32 into dst (len ≥ Cols).
-func (w *Weight) DecodeRow(dst []float32, i int) {
+// DecodeRow writes row i of W as fp32 into dst (len ≥ Cols), in pure Go
+// (Path.DecodeRow gives the same bits with a path's vectorized decoders).
+func (w *Weight) DecodeRow(dst []float32, i int) { w.decodeRow(&goPath.blocks, dst, i) }
+
+func (w *Weight) decodeRow(bd *blockDecoders, dst []float32, i int) {
 	bs := w.Format.BlockSize()
 	if bs == 1 {
-		w.decodeBlocks(dst[:w.Cols], i, 0, w.Cols)
+		w.decodeBlocks(bd, dst[:w.Cols], i, 0, w.Cols)
 		return
 	}
 	var buf [maxBlock]float32
 	full := w.Cols / bs
-	w.decodeBlocks(dst[:full*bs], i, 0, full)
+	w.decodeBlocks(bd, dst[:full*bs], i, 0, full)
 	if full < w.blocksPerRow {
-		w.decodeBlocks(buf[:bs], i, full, full+1)
+		w.decodeBlocks(bd, buf[:bs], i, full, full+1)
 		copy(dst[full*bs:w.Cols], buf[:])
 	}
 }
@@ -495,19 +498,19 @@ func (w *Weight) Dequantize() Mat {
 
 // decodeRange returns columns [c0, c1) of row i as fp32, decoding whole blocks
 // into tmp (len ≥ c1-c0 + 2 blocks). F32 rows are returned without copying.
-func (w *Weight) decodeRange(tmp []float32, i, c0, c1 int) []float32 {
+func (w *Weight) decodeRange(bd *blockDecoders, tmp []float32, i, c0, c1 int) []float32 {
 	if w.Format == F32 {
 		return w.f32[i*w.Cols+c0 : i*w.Cols+c1]
 	}
 	bs := w.Format.BlockSize()
 	b0, b1 := c0/bs, (c1+bs-1)/bs
-	w.decodeBlocks(tmp[:(b1-b0)*bs], i, b0, b1)
+	w.decodeBlocks(bd, tmp[:(b1-b0)*bs], i, b0, b1)
 	off := c0 - b0*bs
 	return tmp[off : off+c1-c0]
 }
 
 // decodeBlocks decodes blocks [b0, b1) of row i into dst (len (b1-b0)·BlockSize).
-func (w *Weight) decodeBlocks(dst []float32, i, b0, b1 int) {
+func (w *Weight) decodeBlocks(bd *blockDecoders, dst []float32, i, b0, b1 int) {
 	switch w.Format {
 	case F32:
 		copy(dst, w.f32[i*w.Cols+b0:i*w.Cols+b1])
@@ -520,16 +523,16 @@ func (w *Weight) decodeBlocks(dst []float32, i, b0, b1 int) {
 		}
 	case Q8_0:
 		q := w.q[(i*w.blocksPerRow+b0)*34 : (i*w.blocksPerRow+b1)*34]
-		decodeQ8_0(dst, q)
+		decodeQ8_0(bd, dst, q)
 	case Q4_0:
 		q := w.q[(i*w.blocksPerRow+b0)*18 : (i*w.blocksPerRow+b1)*18]
-		decodeQ4_0(dst, q)
+		decodeQ4_0(bd, dst, q)
 	case NF4:
-		if blockNF4 != nil && w.dq == nil && b1 > b0 {
+		if bd.nf4 != nil && w.dq == nil && b1 > b0 {
 			blk := i*w.blocksPerRow + b0
 			_ = dst[(b1-b0)*64-1]
 			_ = w.q[(blk+b1-b0)*32-1]
-			blockNF4(&dst[0], &w.q[blk*32], &w.absmax[blk], &nf4Code[0], b1-b0, 128)
+			bd.nf4(&dst[0], &w.q[blk*32], &w.absmax[blk], &nf4Code[0], b1-b0, 128)
 			return
 		}
 		for b := b0; b < b1; b++ {
@@ -539,18 +542,12 @@ func (w *Weight) decodeBlocks(dst []float32, i, b0, b1 int) {
 	}
 }
 
-// Vectorized block decoders, set at start-up where the CPU has them.
-var (
-	blockQ8_0 func(dst *float32, src *byte, nb, step int)
-	blockQ4_0 func(dst *float32, src *byte, nb, step int)
-	blockNF4  func(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
-)
-
 // decodeRuns decodes n·32 columns of row i from column c0 (a block boundary)
 // as n runs of 32 values, run r at dst[r·step:], with the vectorized block
-// decoders. It reports false, writing nothing, where they do not apply
-// (other formats or CPUs, double-quantized NF4, c0 or n not whole blocks).
-func (w *Weight) decodeRuns(dst []float32, i, c0, n, step int) bool {
+// decoders bd. It reports false, writing nothing, where they do not apply
+// (other formats, a path without them, double-quantized NF4, c0 or n not
+// whole blocks).
+func (w *Weight) decodeRuns(bd *blockDecoders, dst []float32, i, c0, n, step int) bool {
 	if n <= 0 {
 		return false
 	}
@@ -560,18 +557,18 @@ func (w *Weight) decodeRuns(dst []float32, i, c0, n, step int) bool {
 	}
 	blk, nb := i*w.blocksPerRow+c0/bs, n*32/bs
 	switch {
-	case w.Format == Q8_0 && blockQ8_0 != nil:
+	case w.Format == Q8_0 && bd.q8_0 != nil:
 		_ = dst[(n-1)*step+31]
 		_ = w.q[(blk+nb)*34-1]
-		blockQ8_0(&dst[0], &w.q[blk*34], nb, step*4)
-	case w.Format == Q4_0 && blockQ4_0 != nil:
+		bd.q8_0(&dst[0], &w.q[blk*34], nb, step*4)
+	case w.Format == Q4_0 && bd.q4_0 != nil:
 		_ = dst[(n-1)*step+31]
 		_ = w.q[(blk+nb)*18-1]
-		blockQ4_0(&dst[0], &w.q[blk*18], nb, step*4)
-	case w.Format == NF4 && blockNF4 != nil && w.dq == nil:
+		bd.q4_0(&dst[0], &w.q[blk*18], nb, step*4)
+	case w.Format == NF4 && bd.nf4 != nil && w.dq == nil:
 		_ = dst[(n-1)*step+31]
 		_ = w.q[(blk+nb)*32-1]
-		blockNF4(&dst[0], &w.q[blk*32], &w.absmax[blk], &nf4Code[0], nb, step*4)
+		bd.nf4(&dst[0], &w.q[blk*32], &w.absmax[blk], &nf4Code[0], nb, step*4)
 	default:
 		return false
 	}
@@ -585,10 +582,10 @@ func decodeF16(dst []float32, src []uint16) {
 	}
 }
 
-func decodeQ8_0(dst []float32, q []byte) {
-	if nb := len(q) / 34; blockQ8_0 != nil && nb > 0 {
+func decodeQ8_0(bd *blockDecoders, dst []float32, q []byte) {
+	if nb := len(q) / 34; bd.q8_0 != nil && nb > 0 {
 		_ = dst[nb*32-1]
-		blockQ8_0(&dst[0], &q[0], nb, 128)
+		bd.q8_0(&dst[0], &q[0], nb, 128)
 		return
 	}
 	for b := 0; len(q) >= 34; b++ {
@@ -602,10 +599,10 @@ func decodeQ8_0(dst []float32, q []byte) {
 	}
 }
 
-func decodeQ4_0(dst []float32, q []byte) {
-	if nb := len(q) / 18; blockQ4_0 != nil && nb > 0 {
+func decodeQ4_0(bd *blockDecoders, dst []float32, q []byte) {
+	if nb := len(q) / 18; bd.q4_0 != nil && nb > 0 {
 		_ = dst[nb*32-1]
-		blockQ4_0(&dst[0], &q[0], nb, 128)
+		bd.q4_0(&dst[0], &q[0], nb, 128)
 		return
 	}
 	for b := 0; len(q) >= 18; b++ {

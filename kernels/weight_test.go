@@ -322,7 +322,8 @@ func TestWeightFromBytesErrors(t *testing.T) {
 // TestBlockDecoders: the vectorized block decoders equal the pure-Go ones bit
 // for bit on random blocks (including extreme scales).
 func TestBlockDecoders(t *testing.T) {
-	if blockQ8_0 == nil {
+	pa := paths()[0]
+	if pa.blocks.q8_0 == nil {
 		t.Skip("no vectorized decoders on this CPU/build")
 	}
 	r := rand.New(rand.NewPCG(61, 62))
@@ -332,11 +333,11 @@ func TestBlockDecoders(t *testing.T) {
 			src[i] = float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(7)-3)))
 		}
 		w := Quantize(f, 7, 192, src)
-		fast := w.Dequantize()
-		q8, q4, nf := blockQ8_0, blockQ4_0, blockNF4
-		blockQ8_0, blockQ4_0, blockNF4 = nil, nil, nil
+		fast := NewMat(w.Rows, w.Cols)
+		for i := 0; i < w.Rows; i++ {
+			pa.DecodeRow(w, fast.Row(i), i)
+		}
 		slow := w.Dequantize()
-		blockQ8_0, blockQ4_0, blockNF4 = q8, q4, nf
 		for i := range slow.Data {
 			if math.Float32bits(slow.Data[i]) != math.Float32bits(fast.Data[i]) {
 				t.Fatalf("%s [%d]: vectorized %g, Go %g", f, i, fast.Data[i], slow.Data[i])

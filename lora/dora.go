@@ -15,8 +15,9 @@ import (
 // with a trainable magnitude m (one value per output row, initialized to ‖W‖).
 // With dropout on, the DoRA terms use dropout(x), as PEFT's do.
 
-// weightNorm returns ‖W + s·B·A‖ for every output row.
-func (l *Linear) weightNorm(tmp []float32) []float32 {
+// weightNorm returns ‖W + s·B·A‖ for every output row, decoding W on path
+// pa (nil: pure Go).
+func (l *Linear) weightNorm(pa *kernels.Path, tmp []float32) []float32 {
 	if l.fixedNorm != nil {
 		return l.fixedNorm
 	}
@@ -24,7 +25,11 @@ func (l *Linear) weightNorm(tmp []float32) []float32 {
 	out := make([]float32, w.Rows)
 	row := tmp[:w.Cols]
 	for i := 0; i < w.Rows; i++ {
-		w.DecodeRow(row, i)
+		if pa != nil {
+			pa.DecodeRow(w, row, i)
+		} else {
+			w.DecodeRow(row, i)
+		}
 		// row += s·B[i,:]·A
 		for k := 0; k < l.Rank; k++ {
 			kernels.Axpy(row, l.Scale*l.B.Data[i*l.Rank+k], l.A.Row(k))
@@ -40,11 +45,11 @@ func (l *Linear) weightNorm(tmp []float32) []float32 {
 
 func (l *Linear) initDoRA() {
 	l.Magnitude = autograd.NewParam(1, l.Base.W.Rows)
-	copy(l.Magnitude.Data, l.weightNorm(make([]float32, l.Base.W.Cols)))
+	copy(l.Magnitude.Data, l.weightNorm(nil, make([]float32, l.Base.W.Cols)))
 }
 
 func (l *Linear) forwardDoRA(tp *autograd.Tape, x, xd *autograd.Tensor, dropped bool) *autograd.Tensor {
-	n := l.weightNorm(tp.Scratch(l.Base.W.Cols))
+	n := l.weightNorm(tp.Pool.Path(), tp.Scratch(l.Base.W.Cols))
 	inv := tp.Buffer(1, len(n))
 	for i, v := range n {
 		inv.Data[i] = 1 / v

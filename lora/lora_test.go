@@ -299,7 +299,7 @@ func TestDoRA(t *testing.T) {
 		// PEFT detaches ‖W'‖ from the graph: the gradient is that of the loss
 		// with the norm held at its current value, so hold it there.
 		for _, l := range ad.Layers {
-			l.fixedNorm = l.weightNorm(make([]float32, l.Base.W.Cols))
+			l.fixedNorm = l.weightNorm(nil, make([]float32, l.Base.W.Cols))
 		}
 		for _, p := range []*autograd.Tensor{ad.Layers[0].A, ad.Layers[3].B, ad.Layers[5].Magnitude, ad.Layers[13].Magnitude} {
 			for k := 0; k < 3; k++ {

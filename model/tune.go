@@ -58,7 +58,7 @@ func (m *Model) teach(tp *autograd.Tape, seqs [][]int32, pos [][]int32, k int) (
 		tp.Pool.Parallel(len(s), 4, func(w, lo, hi int) {
 			for r := lo; r < hi; r++ {
 				row := lg.Row(r)
-				z := kernels.ExpShiftSum(row, kernels.Max(row))
+				z := tp.Pool.Path().ExpShiftSum(row, tp.Pool.Path().Max(row))
 				heaps[w] = topK(heaps[w][:0], row, k)
 				for j, id := range heaps[w] {
 					ids[r*k+j], probs[r*k+j] = id, row[id]/z

@@ -61,8 +61,8 @@ median of five rounds.`,
 			}
 			out := cmd.OutOrStdout()
 			if !asJSON {
-				fmt.Fprintf(out, "lowrank bench kernels: kernel %s, %d threads, %s/%s (available: %s)\n",
-					pool.Kernel(), pool.Threads(), runtime.GOOS, runtime.GOARCH, strings.Join(kernels.Kernels(), ", "))
+				fmt.Fprintf(out, "lowrank bench kernels: path %s, %d threads, %s/%s (available: %s)\n",
+					pool.Path(), pool.Threads(), runtime.GOOS, runtime.GOARCH, strings.Join(kernels.Kernels(), ", "))
 				fmt.Fprintf(out, "%-16s %5s %5s %5s  %-5s %-5s %-7s %2s  %15s %12s\n", "shape", "M", "N", "K", "op", "W", "kernel", "th", "speed", "time")
 			}
 			var results []kernels.BenchResult
@@ -85,7 +85,7 @@ median of five rounds.`,
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
 				return enc.Encode(map[string]any{
-					"kernel": pool.Kernel(), "threads": pool.Threads(), "goos": runtime.GOOS, "goarch": runtime.GOARCH,
+					"kernel": pool.Kernel(), "path": pool.Path().Info(), "threads": pool.Threads(), "goos": runtime.GOOS, "goarch": runtime.GOARCH,
 					"available_kernels": kernels.Kernels(), "results": results, "peak_rss_bytes": rss,
 				})
 			}
@@ -96,7 +96,7 @@ median of five rounds.`,
 	f := c.Flags()
 	f.IntVar(&threads, "threads", 0, "worker threads (0 = all cores)")
 	f.BoolVar(&asJSON, "json", false, "print results as JSON on stdout")
-	f.StringVar(&kernel, "kernel", "", "microkernel to use (default: the best this CPU has; also LOWRANK_KERNEL)")
+	f.StringVar(&kernel, "kernel", "", "kernel path: avx512, avx2, neon or go (default: the best this CPU has; also LOWRANK_KERNEL)")
 	f.StringVar(&formats, "formats", "f32,q8_0,q4_0,nf4", "weight formats to time, comma-separated")
 	f.StringVar(&shapes, "shapes", "", "only shapes whose name contains one of these comma-separated words")
 	f.DurationVar(&perCase, "time", 300*time.Millisecond, "time spent on each case")

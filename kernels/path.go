@@ -1,0 +1,166 @@
+package kernels
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Path is the CPU-specific code a Pool runs, chosen once (NewPool) and
+// carried by the Pool: the GEMM microkernel with its dot- and outer-product
+// forms, the row kernels (max, exp-and-sum, SwiGLU), the block decoders of
+// the quantized formats and the packing transpose. Nothing else picks a
+// code path: a Pool on the "avx2" path runs no AVX-512 instruction, one on
+// "go" no assembly at all. Paths agree within float tolerance; a run is
+// bitwise reproducible on one path, so a checkpoint records its ID.
+type Path struct {
+	mk        *microKernel
+	rows      rowKernels
+	blocks    blockDecoders
+	transpose transposeFn // nil: pure Go
+	// simd names the instruction set of the vectorized pieces ("avx512");
+	// pieces left nil run in pure Go.
+	simd string
+}
+
+// rowKernels are the vectorized row kernels of a path; nil members run in Go.
+type rowKernels struct {
+	max         func(x *float32, n int) float32
+	expShiftSum func(x *float32, n int, shift float32) float32
+	swiglu      func(dst, g, u *float32, n int)
+	swigluBack  func(dg, du, dy, g, u *float32, n int)
+}
+
+// blockDecoders are the vectorized decoders of quantized blocks (nb blocks,
+// run r of 32 values at dst[r·step/4:]); nil members run in Go. They give
+// the same bits as the Go decoders (TestBlockDecoders).
+type blockDecoders struct {
+	q8_0, q4_0 func(dst *float32, src *byte, nb, step int)
+	nf4        func(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
+}
+
+// transposeFn transposes the first 16·⌊kc/16⌋ columns of at most 16 rows as
+// transposeRowsGo does and returns how many columns it did (0: none).
+type transposeFn func(dst []float32, rows [][]float32, w int, alpha float32) int
+
+// goPath is pure Go: always compiled, on every CPU the reference.
+var goPath = &Path{mk: goKernel}
+
+// Name is the path's name: its microkernel's (avx512, avx2, neon, go).
+func (p *Path) Name() string { return p.mk.name }
+
+// PathInfo describes a path piece by piece (bench, logs, checkpoints).
+type PathInfo struct {
+	Name        string `json:"name"`
+	Microkernel string `json:"microkernel"` // name and register tile, e.g. "avx512 12x32"
+	Dot         bool   `json:"dot_form"`    // narrow products in dot-product form
+	Outer       bool   `json:"outer_form"`  // LoRA gradients in outer-product form
+	Rows        string `json:"row_kernels"`
+	Blocks      string `json:"block_decoders"`
+	Transpose   string `json:"transpose"`
+}
+
+// Info describes p.
+func (p *Path) Info() PathInfo {
+	which := func(vectorized bool) string {
+		if vectorized {
+			return p.simd
+		}
+		return "go"
+	}
+	return PathInfo{
+		Name: p.mk.name, Microkernel: fmt.Sprintf("%s %dx%d", p.mk.name, p.mk.mr, p.mk.nr),
+		Dot: p.mk.dot != nil, Outer: p.mk.outer != nil,
+		Rows: which(p.rows.max != nil), Blocks: which(p.blocks.q8_0 != nil), Transpose: which(p.transpose != nil),
+	}
+}
+
+// ID is a one-line summary that differs between paths that can round
+// differently: "avx512 12x32 dot outer rows=avx512 blocks=avx512 transpose=avx512".
+func (p *Path) ID() string {
+	in := p.Info()
+	s := in.Microkernel
+	if in.Dot {
+		s += " dot"
+	}
+	if in.Outer {
+		s += " outer"
+	}
+	return fmt.Sprintf("%s rows=%s blocks=%s transpose=%s", s, in.Rows, in.Blocks, in.Transpose)
+}
+
+func (p *Path) String() string { return p.ID() }
+
+// Paths lists the paths this CPU and build can run, best first; "go" is
+// always last.
+func Paths() []*Path { return paths() }
+
+// Kernels lists the names of Paths.
+func Kernels() []string {
+	var names []string
+	for _, p := range paths() {
+		names = append(names, p.Name())
+	}
+	return names
+}
+
+// ChoosePath returns the named path, or for "" the one LOWRANK_KERNEL names,
+// or the best this CPU has.
+func ChoosePath(name string) (*Path, error) {
+	avail := paths()
+	if name == "" {
+		name = strings.TrimSpace(os.Getenv("LOWRANK_KERNEL"))
+	}
+	if name == "" {
+		return avail[0], nil
+	}
+	for _, p := range avail {
+		if p.Name() == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("kernels: path %q is not available on this CPU/build (have %s)", name, strings.Join(Kernels(), ", "))
+}
+
+// Max returns the largest element of a non-empty x.
+func (p *Path) Max(x []float32) float32 {
+	if p.rows.max != nil && len(x) > 0 {
+		return p.rows.max(&x[0], len(x))
+	}
+	return Max(x)
+}
+
+// ExpShiftSum replaces x by exp(x − shift) and returns the sum of the
+// results (the softmax numerator and denominator in one pass).
+func (p *Path) ExpShiftSum(x []float32, shift float32) float32 {
+	if p.rows.expShiftSum != nil && len(x) > 0 {
+		return p.rows.expShiftSum(&x[0], len(x), shift)
+	}
+	return ExpShiftSum(x, shift)
+}
+
+// SwiGLU computes dst = silu(gate) ⊙ up (dst may alias either).
+func (p *Path) SwiGLU(dst, gate, up []float32) {
+	sameLen("SwiGLU", len(dst), gate, up)
+	if p.rows.swiglu != nil && len(dst) > 0 {
+		p.rows.swiglu(&dst[0], &gate[0], &up[0], len(dst))
+		return
+	}
+	SwiGLU(dst, gate, up)
+}
+
+// SwiGLUBackward accumulates the gradients of y = silu(g) ⊙ u (see the
+// package function).
+func (p *Path) SwiGLUBackward(dgate, dup, dy, gate, up []float32) {
+	n := len(dy)
+	sameLen("SwiGLUBackward", n, dgate, dup, gate, up)
+	if p.rows.swigluBack != nil && n > 0 {
+		p.rows.swigluBack(&dgate[0], &dup[0], &dy[0], &gate[0], &up[0], n)
+		return
+	}
+	SwiGLUBackward(dgate, dup, dy, gate, up)
+}
+
+// DecodeRow writes row i of w as fp32 into dst (len ≥ w.Cols) with the
+// path's block decoders (the same bits as Weight.DecodeRow).
+func (p *Path) DecodeRow(w *Weight, dst []float32, i int) { w.decodeRow(&p.blocks, dst, i) }
