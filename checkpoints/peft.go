@@ -53,28 +53,38 @@ const (
 	peftPrefix         = "base_model.model."
 )
 
-// SaveAdapter writes ad to dir in PEFT's layout. baseModel is recorded as
+// SaveAdapter writes ad to dir in PEFT's layout (adapter_config.json,
+// adapter_model.safetensors) with lowrank.json beside them when info is
+// not nil. The folder is replaced whole or not at all (a kill or a full
+// disk leaves the previous one). baseModel is recorded as
 // base_model_name_or_path.
-func SaveAdapter(dir string, ad *lora.Adapter, baseModel string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+func SaveAdapter(dir string, ad *lora.Adapter, baseModel string, info *AdapterInfo) error {
+	err := atomicfile.WriteDir(dir, func(tmp string) error { return WriteAdapterFiles(tmp, ad, baseModel, info) })
+	if err != nil {
 		return fmt.Errorf("adapter %s: %w", dir, err)
 	}
+	return nil
+}
+
+// WriteAdapterFiles writes ad's files into the existing folder dir (a
+// checkpoint's, or SaveAdapter's temporary one), each synced.
+func WriteAdapterFiles(dir string, ad *lora.Adapter, baseModel string, info *AdapterInfo) error {
 	c := ad.Config
 	shorts := map[string]bool{}
 	var entries []safetensors.WriteEntry
+	for _, p := range ad.Params() {
+		shape := []int{len(p.T.Data)} // vectors: DoRA magnitudes, norms, biases
+		if strings.HasSuffix(p.Name, ".lora_A.weight") || strings.HasSuffix(p.Name, ".lora_B.weight") {
+			shape = []int{p.T.Rows, p.T.Cols}
+		}
+		entries = append(entries, safetensors.WriteEntry{Name: peftPrefix + p.Name, Dtype: safetensors.F32, Shape: shape, Data: f32Bytes(p.T.Data)})
+	}
 	for _, l := range ad.Layers {
 		name := l.Base.Name
 		shorts[name[strings.LastIndex(name, ".")+1:]] = true
-		entries = append(entries,
-			safetensors.WriteEntry{Name: peftPrefix + name + ".lora_A.weight", Dtype: safetensors.F32, Shape: []int{l.A.Rows, l.A.Cols}, Data: f32Bytes(l.A.Data)},
-			safetensors.WriteEntry{Name: peftPrefix + name + ".lora_B.weight", Dtype: safetensors.F32, Shape: []int{l.B.Rows, l.B.Cols}, Data: f32Bytes(l.B.Data)})
-		if l.Magnitude != nil { // PEFT saves the magnitude without ".weight"
-			entries = append(entries, safetensors.WriteEntry{Name: peftPrefix + name + ".lora_magnitude_vector", Dtype: safetensors.F32, Shape: []int{len(l.Magnitude.Data)}, Data: f32Bytes(l.Magnitude.Data)})
-		}
 	}
 	var saved []string
 	for _, e := range ad.Extras {
-		entries = append(entries, safetensors.WriteEntry{Name: peftPrefix + e.Name, Dtype: safetensors.F32, Shape: []int{len(e.T.Data)}, Data: f32Bytes(e.T.Data)})
 		mod := strings.TrimSuffix(strings.TrimSuffix(e.Name, ".weight"), ".bias")
 		saved = append(saved, mod[strings.LastIndex(mod, ".")+1:])
 	}
@@ -108,7 +118,13 @@ func SaveAdapter(dir string, ad *lora.Adapter, baseModel string) error {
 	if err := safetensors.Write(filepath.Join(dir, adapterWeightsFile), entries, map[string]string{"format": "pt"}); err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(dir, adapterConfigFile), append(cj, '\n'))
+	if err := WriteFileAtomic(filepath.Join(dir, adapterConfigFile), append(cj, '\n')); err != nil {
+		return err
+	}
+	if info != nil {
+		return writeAdapterInfo(dir, info)
+	}
+	return nil
 }
 
 func uniqueSorted(s []string) []string {

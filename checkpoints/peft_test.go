@@ -32,13 +32,11 @@ func TestPEFTRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(1, 1))
-	for _, p := range ad.Params() {
-		for i := range p.Data {
-			p.Data[i] = float32(r.NormFloat64())
-		}
+	for i := range ad.Values() {
+		ad.Values()[i] = float32(r.NormFloat64())
 	}
 	dir := t.TempDir()
-	if err := SaveAdapter(dir, ad, "some/base"); err != nil {
+	if err := SaveAdapter(dir, ad, "some/base", nil); err != nil {
 		t.Fatal(err)
 	}
 	m2 := tinyModel(t, 32)
@@ -51,9 +49,12 @@ func TestPEFTRoundTrip(t *testing.T) {
 	}
 	for i, p := range ad.Params() {
 		q := ad2.Params()[i]
-		for j := range p.Data {
-			if math.Float32bits(p.Data[j]) != math.Float32bits(q.Data[j]) {
-				t.Fatalf("param %d[%d]: %g vs %g", i, j, q.Data[j], p.Data[j])
+		if p.Name != q.Name {
+			t.Fatalf("param %d: %s vs %s", i, q.Name, p.Name)
+		}
+		for j := range p.T.Data {
+			if math.Float32bits(p.T.Data[j]) != math.Float32bits(q.T.Data[j]) {
+				t.Fatalf("param %s[%d]: %g vs %g", p.Name, j, q.T.Data[j], p.T.Data[j])
 			}
 		}
 	}
@@ -96,7 +97,7 @@ func TestPEFTMismatch(t *testing.T) {
 	m := tinyModel(t, 32)
 	ad, _ := lora.Apply(m, lora.Config{Rank: 2, Alpha: 4})
 	dir := t.TempDir()
-	if err := SaveAdapter(dir, ad, ""); err != nil {
+	if err := SaveAdapter(dir, ad, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	// Another model shape: the error names the tensor and the shapes.
@@ -127,12 +128,12 @@ func TestPEFTExtras(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ad.Extras) != 5 || len(ad.LRScales()) != len(ad.Params()) || ad.LRScales()[1] != 16 || ad.LRScales()[0] != 1 {
-		t.Fatalf("extras %d, scales %v", len(ad.Extras), ad.LRScales()[:4])
+	if ps := ad.Params(); len(ad.Extras) != 5 || ps[1].LRScale != 16 || ps[0].LRScale != 1 || ps[len(ps)-1].LRScale != 1 {
+		t.Fatalf("extras %d, scales %v %v", len(ad.Extras), ps[0], ps[1])
 	}
 	m.Norm.Data[3] = 42
 	dir := t.TempDir()
-	if err := SaveAdapter(dir, ad, ""); err != nil {
+	if err := SaveAdapter(dir, ad, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(filepath.Join(dir, "adapter_config.json"))
@@ -156,7 +157,7 @@ func TestPEFTDoRA(t *testing.T) {
 	}
 	ad.Layers[1].Magnitude.Data[2] = 7
 	dir := t.TempDir()
-	if err := SaveAdapter(dir, ad, ""); err != nil {
+	if err := SaveAdapter(dir, ad, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	m2 := tinyModel(t, 32)

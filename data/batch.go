@@ -109,11 +109,11 @@ func (b *Batcher) prepare() error {
 	return nil
 }
 
-// shuffle sets the epoch's order: a permutation seeded by (Seed, epoch).
+// shuffle sets epoch's order: a permutation seeded by (Seed, epoch).
 // Unpacked sequences are then grouped by length within windows of 64 batches
 // so padding stays small (length bucketing), keeping the shuffle between them.
-func (b *Batcher) shuffle() {
-	r := rand.New(rand.NewPCG(b.Seed, uint64(b.Epoch)+0x5eed))
+func (b *Batcher) shuffle(epoch int) {
+	r := rand.New(rand.NewPCG(b.Seed, uint64(epoch)+0x5eed))
 	b.order = r.Perm(len(b.seqs))
 	if b.Pack {
 		return
@@ -130,19 +130,33 @@ func (b *Batcher) shuffle() {
 // Next returns the batch at the cursor and advances it (to the next epoch
 // after the last batch of one).
 func (b *Batcher) Next() (*Batch, error) {
-	if err := b.prepare(); err != nil {
+	steps, err := b.Steps()
+	if err != nil {
 		return nil, err
 	}
-	steps := (len(b.seqs) + b.B - 1) / b.B
 	if b.Step >= steps {
 		b.Epoch, b.Step = b.Epoch+1, 0
 	}
-	if b.order == nil || b.orderEpoch != b.Epoch {
-		b.shuffle()
-		b.orderEpoch = b.Epoch
-	}
-	idx := b.order[b.Step*b.B : min(len(b.order), (b.Step+1)*b.B)]
+	out, err := b.At(b.Epoch, b.Step)
 	b.Step++
+	return out, err
+}
+
+// At returns batch step of epoch: a pure function of (Seed, epoch, step)
+// and the examples, whatever was asked before (the cursor is not moved).
+func (b *Batcher) At(epoch, step int) (*Batch, error) {
+	steps, err := b.Steps()
+	if err != nil {
+		return nil, err
+	}
+	if step < 0 || step >= steps || epoch < 0 {
+		return nil, fmt.Errorf("data: batch %d of epoch %d: an epoch has %d batches", step, epoch, steps)
+	}
+	if b.order == nil || b.orderEpoch != epoch {
+		b.shuffle(epoch)
+		b.orderEpoch = epoch
+	}
+	idx := b.order[step*b.B : min(len(b.order), (step+1)*b.B)]
 	t := b.T
 	if !b.Pack { // pad to the longest sequence of this batch
 		t = 1

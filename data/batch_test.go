@@ -103,6 +103,17 @@ func TestPacking(t *testing.T) {
 		if !slices.Equal(again.IDs, next.IDs) {
 			t.Errorf("pack=%v: resuming at the cursor gives another batch", pack)
 		}
+		// At is a pure function of (seed, epoch, step): asked out of order,
+		// by another batcher, it gives what the cursor gave.
+		b4 := &Batcher{Examples: ex, T: 64, B: 4, Pack: pack, Seed: 7}
+		late, _ := b4.At(b.Epoch, b.Step-1)
+		early, _ := b4.At(0, 0)
+		if !slices.Equal(late.IDs, next.IDs) || !slices.Equal(early.IDs, first) {
+			t.Errorf("pack=%v: At out of order differs from the cursor's batches", pack)
+		}
+		if _, err := b4.At(0, 1<<20); err == nil {
+			t.Errorf("pack=%v: At past the epoch's end gave a batch", pack)
+		}
 	}
 	if _, err := Pack([]*Example{{IDs: make([]int32, 100)}}, 64); err == nil {
 		t.Error("an example longer than a sequence was packed")

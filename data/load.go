@@ -51,8 +51,21 @@ type Dataset struct {
 	Tokens     int            `json:"tokens"`
 	Supervised int            `json:"supervised"`
 	FromCache  bool           `json:"from_cache"`
-	close      func() error   // unmaps the token store
+	// Key identifies the dataset as tokenized: a hash of the data files'
+	// bytes, the tokenizer and the rendering options (the token cache's key).
+	Key string `json:"-"`
+	// CacheWarning says why the token cache could not be written (a full
+	// or read-only cache directory): the dataset was then loaded uncached.
+	CacheWarning string       `json:"-"`
+	close        func() error // unmaps the token store
 }
+
+// storeError is a failure to write the token store (not a problem with the
+// data): with a cache directory, Load then runs uncached.
+type storeError struct{ err error }
+
+func (e storeError) Error() string { return e.err.Error() }
+func (e storeError) Unwrap() error { return e.err }
 
 // Load reads, renders and tokenizes a dataset. Rows are read in order and
 // rendered in parallel on tokenizer clones, results kept in row order, so the
@@ -61,18 +74,31 @@ type Dataset struct {
 // directory, the result is stored under a key of the data's content, the
 // tokenizer (vocabulary and chat template) and the options, and reused.
 func Load(path string, tok *tokenizer.Tokenizer, o LoadOptions) (*Dataset, error) {
-	key := ""
+	key, err := cacheKey(path, tok, o)
+	if err != nil {
+		return nil, err
+	}
 	if o.CacheDir != "" {
-		k, err := cacheKey(path, tok, o)
-		if err != nil {
-			return nil, err
-		}
-		key = k
 		if ds, unmap, err := openStore(filepath.Join(o.CacheDir, key+".tokens")); err == nil {
-			ds.FromCache, ds.close = true, unmap
+			ds.FromCache, ds.close, ds.Key = true, unmap, key
 			return ds.split(o), nil
 		}
 	}
+	ds, err := load(path, tok, o, key)
+	var se storeError
+	if o.CacheDir != "" && errors.As(err, &se) {
+		// The cache directory is full or read-only: the data itself is fine,
+		// so run uncached (the store goes to the temporary directory).
+		uncached := o
+		uncached.CacheDir = ""
+		if ds, err = load(path, tok, uncached, key); err == nil {
+			ds.CacheWarning = fmt.Sprintf("could not write the token cache in %s (%v): loaded uncached", o.CacheDir, se.err)
+		}
+	}
+	return ds, err
+}
+
+func load(path string, tok *tokenizer.Tokenizer, o LoadOptions, key string) (*Dataset, error) {
 	src, err := OpenWith(path, SourceOptions{Split: o.splitOf(path), TextUnit: o.TextUnit})
 	if err != nil {
 		return nil, err
@@ -93,7 +119,7 @@ func Load(path string, tok *tokenizer.Tokenizer, o LoadOptions) (*Dataset, error
 	}
 	sw, err := newStoreWriter(storeDir)
 	if err != nil {
-		return nil, err
+		return nil, storeError{err}
 	}
 	kept := 0
 	st := stream.New().WithMaxGoroutines(threads)
@@ -144,26 +170,27 @@ func Load(path string, tok *tokenizer.Tokenizer, o LoadOptions) (*Dataset, error
 		sw.abort()
 		return nil, readErr
 	}
-	store, err := sw.finish(ds, key != "")
+	cached := o.CacheDir != ""
+	store, err := sw.finish(ds, cached)
 	if err != nil {
-		return nil, err
+		return nil, storeError{err}
 	}
-	if key != "" {
+	if cached {
 		final := filepath.Join(o.CacheDir, key+".tokens")
 		if err := os.Rename(store, final); err != nil {
 			os.Remove(store)
-			return nil, fmt.Errorf("data: token cache: %w", err)
+			return nil, storeError{fmt.Errorf("data: token cache: %w", err)}
 		}
 		store = final
 	}
 	mapped, unmap, err := openStore(store)
-	if key == "" {
+	if !cached {
 		os.Remove(store) // mapped (or read): the name is no longer needed
 	}
 	if err != nil {
 		return nil, err
 	}
-	mapped.close = unmap
+	mapped.close, mapped.Key = unmap, key
 	return mapped.split(o), nil
 }
 

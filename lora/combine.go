@@ -71,6 +71,9 @@ func CombineLayer(dst *Linear, srcs []*Linear, weights []float64, method string,
 	default:
 		return fmt.Errorf("lora: combine method %q (want cat or svd)", method)
 	}
+	if dst.ad != nil {
+		dst.ad.pack() // new factors: lay the slabs out again
+	}
 	return nil
 }
 

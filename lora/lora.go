@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -74,12 +75,34 @@ type Adapter struct {
 	Config Config
 	Layers []*Linear // in model order: layer by layer, ShortNames order
 	Extras []Extra   // trainable norms and biases, if configured
-	// Step is the training step, set by the trainer: with Seed and the layer
-	// index it determines every dropout mask (explicit state for exact resume).
-	Step uint64
+	// Micro is the global index of the micro-batch being computed, set by the
+	// trainer before each forward: with Seed and the layer index it keys
+	// every dropout mask, so each micro-batch of an accumulated step draws
+	// its own masks and a resumed run draws the same ones (explicit state).
+	Micro uint64
 	// Training turns dropout on.
 	Training bool
+
+	// Every trainable value lives in one slab and every gradient in
+	// another, in Params order; the tensors' Data and Grad are views of them.
+	values, grads []float32
+	params        []Param
 }
+
+// Param is one trainable tensor: a named view of the adapter's slabs.
+type Param struct {
+	// Name is the tensor's name in a PEFT file without PEFT's
+	// "base_model.model." prefix: "model.layers.0.self_attn.q_proj.lora_A.weight",
+	// "…q_proj.lora_magnitude_vector", "model.norm.weight".
+	Name string
+	T    *autograd.Tensor // Data = Values()[Off:Off+len], Grad = Grads()[Off:Off+len]
+	Off  int
+	// LRScale multiplies the learning rate: the LoRA+ ratio for B, else 1.
+	LRScale float64
+}
+
+// Dropout keys: purpose tags of autograd.Key.
+const keyDropout = 0xd20
 
 // Frozen returns the base layer.
 func (l *Linear) Frozen() *model.Frozen { return l.Base }
@@ -93,7 +116,7 @@ func (l *Linear) Forward(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor
 	if p := l.ad.Config.Dropout; p > 0 && l.ad.Training {
 		// Transient inside a block: rebuilt from x and the key in backward
 		// rather than kept (see autograd.Tape.Release).
-		xd, dropped = tp.DropoutTransient(x, p, autograd.Key(l.ad.Config.Seed, 0xd20, l.ad.Step, uint64(l.index))), true
+		xd, dropped = tp.DropoutTransient(x, p, autograd.Key(l.ad.Config.Seed, keyDropout, l.ad.Micro, uint64(l.index))), true
 	}
 	y := l.forward(tp, x, xd, dropped)
 	if dropped { // (x itself is the caller's to release)
@@ -269,29 +292,8 @@ func Apply(m *model.Model, cfg Config) (*Adapter, error) {
 		m.Norm.Grad = make([]float32, len(m.Norm.Data))
 		ad.Extras = append(ad.Extras, Extra{Name: "model.norm.weight", T: m.Norm})
 	}
+	ad.pack()
 	return ad, nil
-}
-
-// LRScales returns the learning-rate multiplier of each tensor of Params: 1,
-// or the LoRA+ ratio for B.
-func (a *Adapter) LRScales() []float64 {
-	s := make([]float64, 0, 2*len(a.Layers)+len(a.Extras))
-	ratio := a.Config.LoRAPlusRatio
-	if ratio <= 0 {
-		ratio = 1
-	}
-	for range a.Layers {
-		s = append(s, 1, ratio)
-	}
-	for _, l := range a.Layers {
-		if l.Magnitude != nil {
-			s = append(s, 1)
-		}
-	}
-	for range a.Extras {
-		s = append(s, 1)
-	}
-	return s
 }
 
 // initA fills A as PEFT does. Default: Kaiming-uniform with a = √5, i.e.
@@ -310,39 +312,74 @@ func initA(a *autograd.Tensor, init string, r *rand.Rand) {
 	}
 }
 
-// Params returns the trainable tensors in a fixed order: A, B per layer, then
-// the extras.
-func (a *Adapter) Params() []*autograd.Tensor {
-	var ps []*autograd.Tensor
+// pack lays every trainable tensor out in one value slab and one gradient
+// slab, in Params order (A, B per layer, then DoRA magnitudes, then the
+// extras), keeping their values: the tensors become views. Apply calls it;
+// so must anything that replaces a tensor (CombineLayer).
+func (a *Adapter) pack() {
+	type slot struct {
+		name string
+		t    *autograd.Tensor
+		b    bool
+	}
+	var slots []slot
 	for _, l := range a.Layers {
-		ps = append(ps, l.A, l.B)
+		slots = append(slots, slot{l.Base.Name + ".lora_A.weight", l.A, false}, slot{l.Base.Name + ".lora_B.weight", l.B, true})
 	}
 	for _, l := range a.Layers {
-		if l.Magnitude != nil {
-			ps = append(ps, l.Magnitude)
+		if l.Magnitude != nil { // PEFT names the magnitude without ".weight"
+			slots = append(slots, slot{l.Base.Name + ".lora_magnitude_vector", l.Magnitude, false})
 		}
 	}
 	for _, e := range a.Extras {
-		ps = append(ps, e.T)
+		slots = append(slots, slot{e.Name, e.T, false})
+	}
+	n := 0
+	for _, s := range slots {
+		n += len(s.t.Data)
+	}
+	a.values, a.grads = make([]float32, n), make([]float32, n)
+	a.params = a.params[:0]
+	off := 0
+	for _, s := range slots {
+		k := len(s.t.Data)
+		copy(a.values[off:off+k], s.t.Data)
+		s.t.Data, s.t.Grad = a.values[off:off+k:off+k], a.grads[off:off+k:off+k]
+		a.params = append(a.params, Param{Name: s.name, T: s.t, Off: off, LRScale: 1})
+		if s.b {
+			a.params[len(a.params)-1].LRScale = -1 // the LoRA+ ratio, read at Params time
+		}
+		off += k
+	}
+}
+
+// Params returns the trainable tensors in a fixed order: A, B per layer,
+// then the DoRA magnitudes, then the extras. The slice is the caller's.
+func (a *Adapter) Params() []Param {
+	ratio := a.Config.LoRAPlusRatio
+	if ratio <= 0 {
+		ratio = 1
+	}
+	ps := slices.Clone(a.params)
+	for i := range ps {
+		if ps[i].LRScale < 0 {
+			ps[i].LRScale = ratio
+		}
 	}
 	return ps
 }
 
+// Values is the slab of every trainable value, in Params order.
+func (a *Adapter) Values() []float32 { return a.values }
+
+// Grads is the slab of every gradient, in Params order.
+func (a *Adapter) Grads() []float32 { return a.grads }
+
 // NumParams counts trainable values.
-func (a *Adapter) NumParams() int64 {
-	var n int64
-	for _, p := range a.Params() {
-		n += int64(len(p.Data))
-	}
-	return n
-}
+func (a *Adapter) NumParams() int64 { return int64(len(a.values)) }
 
 // ZeroGrad clears every parameter's gradient.
-func (a *Adapter) ZeroGrad() {
-	for _, p := range a.Params() {
-		p.ZeroGrad()
-	}
-}
+func (a *Adapter) ZeroGrad() { clear(a.grads) }
 
 // Remove puts the base layers back into the model (trainable norms keep
 // their current values and lose their gradient buffers).

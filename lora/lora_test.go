@@ -169,7 +169,8 @@ func TestAdapterGradients(t *testing.T) {
 	tp.Backward(loss)
 	r := rand.New(rand.NewPCG(8, 8))
 	checked := 0
-	for _, p := range ad.Params() {
+	for _, pa := range ad.Params() {
+		p := pa.T
 		for k := 0; k < 3; k++ {
 			checkCentral(t, m, b, p, r.IntN(len(p.Data)), "")
 			checked++
@@ -178,7 +179,8 @@ func TestAdapterGradients(t *testing.T) {
 	// A directional check over all parameters at once.
 	var dot float64
 	dirs := make([][]float32, 0)
-	for _, p := range ad.Params() {
+	for _, pa := range ad.Params() {
+		p := pa.T
 		d := make([]float32, len(p.Data))
 		for i := range d {
 			d[i] = float32(r.NormFloat64())
@@ -188,8 +190,8 @@ func TestAdapterGradients(t *testing.T) {
 	}
 	shift := func(h float32) float64 {
 		for k, p := range ad.Params() {
-			for i := range p.Data {
-				p.Data[i] += h * dirs[k][i]
+			for i := range p.T.Data {
+				p.T.Data[i] += h * dirs[k][i]
 			}
 		}
 		l, _, _ := lossOf(t, m, b)
@@ -346,9 +348,7 @@ func TestCheckpointedAdapterGradients(t *testing.T) {
 		randomize(ad, 5)
 		_, tp, loss := lossOf(t, m, b)
 		tp.Backward(loss)
-		for _, p := range ad.Params() {
-			grads[i] = append(grads[i], p.Grad...)
-		}
+		grads[i] = append(grads[i], ad.Grads()...)
 	}
 	for j := range grads[0] {
 		if math.Float32bits(grads[0][j]) != math.Float32bits(grads[1][j]) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lowrank/lowrank/internal/atomicfile"
+	"github.com/lowrank/lowrank/internal/hfcache"
 	"github.com/lowrank/lowrank/kernels"
 )
 
@@ -30,37 +31,12 @@ const gptqCacheVersion = "gptq-static-groups+tune-1"
 
 const gptqCacheMagic = "LRGQ1\x00\x00\x00"
 
-// gptqCacheKey hashes the model files' bytes (a GGUF file, or a Hugging Face
-// directory's config.json, index and safetensors shards) and every option
-// that shapes the GPTQ base.
+// gptqCacheKey hashes the model files' bytes (see Fingerprint) and every
+// option that shapes the GPTQ base.
 func gptqCacheKey(path string, f kernels.Format, o GPTQOptions, dq bool) (string, error) {
-	files := []string{path}
-	if st, err := os.Stat(path); err != nil {
-		return "", err
-	} else if st.IsDir() {
-		shards, err := filepath.Glob(filepath.Join(path, "*.safetensors"))
-		if err != nil {
-			return "", err
-		}
-		sort.Strings(shards)
-		files = []string{filepath.Join(path, "config.json")}
-		if _, err := os.Stat(filepath.Join(path, "model.safetensors.index.json")); err == nil {
-			files = append(files, filepath.Join(path, "model.safetensors.index.json"))
-		}
-		files = append(files, shards...)
-	}
 	h := sha256.New()
-	for _, name := range files {
-		in, err := os.Open(name)
-		if err != nil {
-			return "", err
-		}
-		_, err = io.Copy(h, bufio.NewReaderSize(in, 1<<20))
-		in.Close()
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", name, err)
-		}
-		fmt.Fprintf(h, "\x00%s\x00", filepath.Base(name))
+	if err := hashModelFiles(h, path); err != nil {
+		return "", err
 	}
 	opts, err := json.Marshal([]any{gptqCacheVersion, f.String(), dq, o.Tokens, o.Samples, o.Seed, o.Window, o.Tune})
 	if err != nil {
@@ -68,6 +44,65 @@ func gptqCacheKey(path string, f kernels.Format, o GPTQOptions, dq bool) (string
 	}
 	h.Write(opts)
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
+}
+
+// modelFiles are the files whose bytes define a model: a GGUF file, or a
+// Hugging Face directory's config.json, safetensors index and shards.
+func modelFiles(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return []string{path}, nil
+	}
+	shards, err := filepath.Glob(filepath.Join(path, "*.safetensors"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(shards)
+	files := []string{filepath.Join(path, "config.json")}
+	if _, err := os.Stat(filepath.Join(path, "model.safetensors.index.json")); err == nil {
+		files = append(files, filepath.Join(path, "model.safetensors.index.json"))
+	}
+	return append(files, shards...), nil
+}
+
+func hashModelFiles(h io.Writer, path string) error {
+	files, err := modelFiles(path)
+	if err != nil {
+		return err
+	}
+	for _, name := range files {
+		in, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(h, bufio.NewReaderSize(in, 1<<20))
+		in.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Fprintf(h, "\x00%s\x00", filepath.Base(name))
+	}
+	return nil
+}
+
+// Fingerprint identifies a model by its files' bytes: "sha256:" and the
+// SHA-256 of a GGUF file, or of a Hugging Face directory's config.json,
+// safetensors index and shards with their names (tokenizer files are
+// fingerprinted by the tokenizer). path may be a hub id in the local cache.
+// A copy or a move keeps it; any change to a weight changes it.
+func Fingerprint(path string) (string, error) {
+	local, err := hfcache.Resolve(path)
+	if err != nil {
+		return "", fmt.Errorf("model %w", err)
+	}
+	h := sha256.New()
+	if err := hashModelFiles(h, local); err != nil {
+		return "", fmt.Errorf("model %s: fingerprint: %w", path, err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // BaseCache says how a GPTQ load used the cache.

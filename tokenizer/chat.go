@@ -86,10 +86,15 @@ var BuiltinTemplates = map[string]string{
 		"{%- if add_generation_prompt %}{{- 'Assistant: ' }}{%- endif %}",
 }
 
-// UseChatTemplate selects a built-in template by name, or reads one from a file.
+// UseChatTemplate selects a built-in template by name, takes the template
+// itself (text with "{{" or "{%", as chat_template in tokenizer_config.json
+// holds it), or reads one from a file.
 func (t *Tokenizer) UseChatTemplate(nameOrFile string) error {
 	if src, ok := BuiltinTemplates[nameOrFile]; ok {
 		return t.SetChatTemplate(src)
+	}
+	if strings.Contains(nameOrFile, "{{") || strings.Contains(nameOrFile, "{%") {
+		return t.SetChatTemplate(nameOrFile)
 	}
 	raw, err := os.ReadFile(nameOrFile)
 	if err != nil {

@@ -140,6 +140,13 @@ func TestBuiltinTemplates(t *testing.T) {
 	if err := tok.UseChatTemplate("/no/such/template.jinja"); err == nil || !strings.Contains(err.Error(), "chatml") {
 		t.Errorf("missing template file: %v", err)
 	}
+	// The template itself, as an adapter's lowrank.json records it.
+	if err := tok.UseChatTemplate(BuiltinTemplates["simple"]); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tok.ApplyChatTemplate(msgs, false, nil); err != nil || got != "User: Hi\nAssistant: Hello!\n" {
+		t.Errorf("inline template: %q, %v", got, err)
+	}
 }
 
 // TestEncodeOffsets: ids equal Encode's, and the spans tile the text.

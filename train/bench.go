@@ -6,10 +6,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/data"
 	"github.com/lowrank/lowrank/internal/sysinfo"
 	"github.com/lowrank/lowrank/kernels"
-	"github.com/lowrank/lowrank/lora"
 	"github.com/lowrank/lowrank/model"
 )
 
@@ -26,12 +25,15 @@ type BenchConfig struct {
 	Checkpointing bool
 	// CheckpointLayers recomputes only the first this many blocks (0: all).
 	CheckpointLayers int `json:",omitempty"`
+	// MaxGradNorm clips the gradient as training does (0: off).
+	MaxGradNorm float64 `json:",omitempty"`
 }
 
 // BenchResult is what one benchmark measured.
 type BenchResult struct {
 	BenchConfig
 	Kernel         string  `json:"kernel"`
+	Path           string  `json:"kernel_path"`
 	TokensPerSec   float64 `json:"tokens_per_second"`
 	MsPerStep      float64 `json:"ms_per_step"` // median
 	PeakRSSBytes   int64   `json:"peak_rss_bytes"`
@@ -59,44 +61,16 @@ func Bench(c BenchConfig) (*BenchResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool, err := kernels.NewPool(c.Threads, "")
+	s, err := benchSession(c, cfg, f)
 	if err != nil {
 		return nil, err
 	}
-	m, err := model.NewRandom(cfg, f, 1)
-	if err != nil {
-		return nil, err
-	}
-	m.Checkpointing, m.CheckpointLayers = c.Checkpointing, c.CheckpointLayers
-	ad, err := lora.Apply(m, lora.Config{Rank: c.Rank, Alpha: float64(2 * c.Rank), Seed: 1})
-	if err != nil {
-		return nil, err
-	}
-	ad.Training = true
-	params := ad.Params()
-	opt := NewAdamW(0)
-	r := rand.New(rand.NewPCG(2, 3))
-	n := c.Batch * c.Seq
-	b := &model.Batch{B: c.Batch, T: c.Seq, IDs: make([]int32, n), Pos: make([]int32, n), Targets: make([]int32, n)}
-	for i := range b.IDs {
-		b.IDs[i] = int32(r.IntN(cfg.Vocab))
-		b.Targets[i] = int32(r.IntN(cfg.Vocab))
-		b.Pos[i] = int32(i % c.Seq)
-	}
-	tp := autograd.NewTape(pool)
-	var last float32
+	t := s.NewTrainer()
+	var last float64
 	step := func() error {
-		tp.Reset()
-		ad.ZeroGrad()
-		loss, _, err := m.Loss(tp, b, 0)
-		if err != nil {
-			return err
-		}
-		tp.Backward(loss)
-		opt.Step(params, 1e-4, nil)
-		last = loss.Data[0]
-		ad.Step++
-		return nil
+		r, err := t.Step()
+		last = r.Loss
+		return err
 	}
 	for i := 0; i < c.Warmup; i++ {
 		if err := step(); err != nil {
@@ -113,9 +87,42 @@ func Bench(c BenchConfig) (*BenchResult, error) {
 	}
 	sort.Float64s(times)
 	med := times[len(times)/2]
+	n := c.Batch * c.Seq
 	return &BenchResult{
-		BenchConfig: c, Kernel: pool.Kernel(), TokensPerSec: float64(n) / med, MsPerStep: med * 1e3,
-		PeakRSSBytes: sysinfo.PeakRSS(), WeightBytes: m.WeightBytes(), ActivationsMiB: float64(tp.ArenaFloats()) * 4 / (1 << 20),
-		TrainableParam: ad.NumParams(), Loss: last,
+		BenchConfig: c, Kernel: s.Pool.Kernel(), Path: s.Pool.Path().ID(), TokensPerSec: float64(n) / med, MsPerStep: med * 1e3,
+		PeakRSSBytes: sysinfo.PeakRSS(), WeightBytes: s.Model.WeightBytes(), ActivationsMiB: float64(s.tape().ArenaFloats()) * 4 / (1 << 20),
+		TrainableParam: s.Adapter.NumParams(), Loss: float32(last),
 	}, nil
+}
+
+// benchSession is the benchmark's session: a preset model with seeded
+// random weights in format f, rank-R adapters on every projection, and one
+// fixed batch of random tokens that every step trains on, through the same
+// Trainer.Step as a run (AdamW at a constant 1e-4, clipping as configured).
+func benchSession(c BenchConfig, cfg model.Config, f kernels.Format) (*Session, error) {
+	rc := Defaults()
+	rc.Threads, rc.Rank, rc.Alpha, rc.Seed = c.Threads, c.Rank, float64(2*c.Rank), 1
+	rc.LR, rc.LRSchedule, rc.MaxGradNorm, rc.BatchSize, rc.MaxSeqLen = 1e-4, "constant", c.MaxGradNorm, c.Batch, c.Seq
+	rc.Checkpointing, rc.CheckpointLayers, rc.Quant = c.Checkpointing, c.CheckpointLayers, c.Quant
+	s, err := newSession(rc, nil)
+	if err != nil {
+		return nil, err
+	}
+	if s.Model, err = model.NewRandom(cfg, f, 1); err != nil {
+		return nil, err
+	}
+	s.Model.Checkpointing, s.Model.CheckpointLayers = c.Checkpointing, c.CheckpointLayers
+	if err := s.attach("", true); err != nil {
+		return nil, err
+	}
+	r := rand.New(rand.NewPCG(2, 3))
+	n := c.Batch * c.Seq
+	b := &data.Batch{B: c.Batch, T: c.Seq, IDs: make([]int32, n), Pos: make([]int32, n), Targets: make([]int32, n), Supervised: n}
+	for i := range b.IDs {
+		b.IDs[i] = int32(r.IntN(cfg.Vocab))
+		b.Targets[i] = int32(r.IntN(cfg.Vocab))
+		b.Pos[i] = int32(i % c.Seq)
+	}
+	s.fixed, s.PerEpoch = b, 1
+	return s, nil
 }

@@ -63,13 +63,23 @@ type Config struct {
 	CheckpointLayers       int     `json:"checkpoint_layers"` // recompute only the first N blocks (0: all)
 	LogEvery               int     `json:"log_every"`
 	CacheDir               string  `json:"cache_dir"` // token cache: "auto", "off" or a directory
+	// SaveEvery writes a checkpoint every N optimizer steps, or at the end
+	// of every epoch ("epoch"); "0" only at the end, on a signal and on a
+	// NaN stop, as every run also does.
+	SaveEvery string `json:"save_every"`
+	// KeepLast keeps the newest N checkpoints and the one with the best
+	// validation loss, removing older ones once a new one is on disk (0: all).
+	KeepLast int `json:"keep_last"`
+	// Overwrite starts again in a folder that holds a run, removing its files.
+	Overwrite bool `json:"overwrite"`
 }
 
 // Defaults are what a run uses unless told otherwise (PEFT/TRL-like).
 func Defaults() Config {
 	return Config{Seed: 0, Quant: "q8_0", Rank: 8, Alpha: 16, Targets: "all-linear", Init: "default",
 		Optimizer: "adamw", LR: 2e-4, LRSchedule: "cosine", MinLRRatio: 0.1, MaxGradNorm: 0,
-		BatchSize: 4, GradAccum: 1, MaxSeqLen: 512, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer", CacheDir: "auto"}
+		BatchSize: 4, GradAccum: 1, MaxSeqLen: 512, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer", CacheDir: "auto",
+		SaveEvery: "100", KeepLast: 3}
 }
 
 // TokenCache is the token cache directory the configuration asks for: for
@@ -125,17 +135,23 @@ func ReadConfigFile(c *Config, path string) error {
 		}
 	} else {
 		for i, line := range strings.Split(string(raw), "\n") {
-			if j := strings.Index(line, "#"); j >= 0 {
-				line = line[:j]
-			}
-			if strings.TrimSpace(line) == "" {
+			if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "#") {
 				continue
 			}
 			k, v, ok := strings.Cut(line, ":")
-			if !ok || strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") {
+			if !ok || strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") || strings.TrimSpace(k) == "" {
 				return fmt.Errorf("config: %s line %d: want \"key: value\" (flat YAML only)", path, i+1)
 			}
-			values[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"'`)
+			v = strings.TrimSpace(v)
+			if q, err := strconv.QuotedPrefix(v); err == nil && strings.HasPrefix(v, `"`) {
+				v, _ = strconv.Unquote(q) // as YAML() writes strings: Go-quoted, escapes included; a comment may follow
+			} else {
+				if j := strings.Index(v, " #"); j >= 0 || strings.HasPrefix(v, "#") {
+					v = v[:max(j, 0)]
+				}
+				v = strings.Trim(strings.TrimSpace(v), `"'`)
+			}
+			values[strings.TrimSpace(k)] = v
 		}
 	}
 	keys := make([]string, 0, len(values))
@@ -261,10 +277,32 @@ func (c *Config) Validate() error {
 	if c.Dropout < 0 || c.Dropout >= 1 {
 		bad("dropout", "%g must be in [0, 1)", c.Dropout)
 	}
+	if _, err := c.saveEvery(); err != nil {
+		bad("save_every", "%v", err)
+	}
+	if c.KeepLast < 0 {
+		bad("keep_last", "%d must not be negative (0 keeps every checkpoint)", c.KeepLast)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// saveEvery parses SaveEvery: steps between checkpoints (0: none but the
+// end, a signal and a NaN stop), or -1 for every epoch.
+func (c *Config) saveEvery() (int, error) {
+	switch c.SaveEvery {
+	case "epoch":
+		return -1, nil
+	case "", "0":
+		return 0, nil
+	}
+	n, err := strconv.Atoi(c.SaveEvery)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q: want a number of steps, or epoch", c.SaveEvery)
+	}
+	return n, nil
 }
 
 // ModelOptions are how a run loads its base model: in the chosen format,

@@ -46,7 +46,8 @@ func Demo(ctx context.Context, dir string, threads, maxSteps int, log *slog.Logg
 	c.Model, c.Data, c.Val, c.Out = r.Model, r.Train, r.Val, r.Run
 	c.Rank, c.Alpha, c.LR, c.Epochs, c.BatchSize, c.MaxSeqLen, c.Pack = 16, 32, 5e-3, 4, 8, 256, true
 	c.EvalEvery, c.LogEvery, c.Threads, c.WarmupSteps, c.MaxSteps = 40, 20, threads, 10, maxSteps
-	res, err := Run(ctx, c, log, nil)
+	c.Overwrite = true // the demo makes its folder afresh each time
+	res, err := Run(ctx, c, RunOptions{}, log, nil)
 	r.Result = res
 	if err != nil {
 		return r, err

@@ -5,45 +5,24 @@ import (
 	"strings"
 
 	"github.com/lowrank/lowrank/autograd"
-	"github.com/lowrank/lowrank/data"
-	"github.com/lowrank/lowrank/lora"
-	"github.com/lowrank/lowrank/model"
-	"github.com/lowrank/lowrank/tokenizer"
 )
 
 // DryRun resolves a run without training: the configuration, parameter
 // counts, a memory estimate and the dataset's size.
 func DryRun(c Config) (string, error) {
-	tok, err := tokenizer.Load(c.Model)
+	sc := c
+	sc.Init = "default" // the same parameter counts without PiSSA's SVDs
+	s, err := newSession(sc, nil)
 	if err != nil {
 		return "", err
 	}
-	if c.ChatTemplate != "" {
-		if err := tok.UseChatTemplate(c.ChatTemplate); err != nil {
-			return "", err
-		}
-	}
+	defer s.Close()
 	opts := c.ModelOptions()
 	opts.GPTQ = nil // the same size either way; a dry run does not calibrate
-	m, err := model.Load(c.Model, opts)
-	if err != nil {
+	if err := s.setup(opts, c.Adapter, true, false); err != nil {
 		return "", err
 	}
-	defer m.Close()
-	ad, err := lora.Apply(m, lora.Config{Rank: c.Rank, Alpha: c.Alpha, Targets: strings.Split(c.Targets, ","), DoRA: c.DoRA, RSLoRA: c.RSLoRA})
-	if err != nil {
-		return "", err
-	}
-	cols, err := data.ParseColumns(c.Columns)
-	if err != nil {
-		return "", err
-	}
-	ds, err := data.Load(c.Data, tok, data.LoadOptions{Columns: cols, Threads: c.Threads, CacheDir: c.TokenCache(), TextUnit: c.TextUnit,
-		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, Truncation: c.Truncation, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}})
-	if err != nil {
-		return "", err
-	}
-	defer ds.Close()
+	m, ad, ds := s.Model, s.Adapter, s.Data
 	cfg := m.Config
 	trainable := ad.NumParams()
 	optState := 2 * trainable * 4 // AdamW moments

@@ -72,7 +72,7 @@ func TestDomainShiftStories260K(t *testing.T) {
 		c.Rank, c.Alpha, c.LR, c.Epochs, c.BatchSize, c.MaxSeqLen, c.Pack = 8, 16, 3e-3, 3, 8, 128, true
 		c.EvalEvery, c.LogEvery = 25, 0
 		var log bytes.Buffer
-		res, err := Run(context.Background(), c, slog.New(slog.NewTextHandler(&log, nil)), nil)
+		res, err := Run(context.Background(), c, RunOptions{}, slog.New(slog.NewTextHandler(&log, nil)), nil)
 		if err != nil {
 			t.Fatalf("%s run: %v", quant, err)
 		}
@@ -143,7 +143,7 @@ func TestRealDatasets(t *testing.T) {
 				}
 				c.MaxSteps, c.BatchSize, c.MaxSeqLen, c.Pack, c.LR, c.EvalEvery, c.LogEvery = 4, 2, 128, true, 1e-3, 0, 0
 				c.ChatTemplate = "chatml"
-				res, err := Run(context.Background(), c, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+				res, err := Run(context.Background(), c, RunOptions{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -181,7 +181,7 @@ func TestEarlyStopping(t *testing.T) {
 	c.EarlyStoppingPatience, c.EarlyStoppingThreshold = 2, 10
 	for _, threshold := range []float64{10, 0} {
 		c.Out, c.EarlyStoppingThreshold = t.TempDir(), threshold
-		res, err := Run(context.Background(), c, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		res, err := Run(context.Background(), c, RunOptions{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +213,7 @@ func TestHubLayoutValidation(t *testing.T) {
 	c := Defaults()
 	c.Model, c.Data, c.Out, c.MaxSteps, c.BatchSize, c.MaxSeqLen, c.LogEvery = mdir, dir, t.TempDir(), 2, 4, 64, 0
 	var log bytes.Buffer
-	res, err := Run(context.Background(), c, slog.New(slog.NewTextHandler(&log, nil)), nil)
+	res, err := Run(context.Background(), c, RunOptions{}, slog.New(slog.NewTextHandler(&log, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestHubLayoutValidation(t *testing.T) {
 	// A second run starts from the token cache (cache_dir auto: $LOWRANK_CACHE here).
 	log.Reset()
 	c.Out = t.TempDir()
-	if _, err := Run(context.Background(), c, slog.New(slog.NewTextHandler(&log, nil)), nil); err != nil {
+	if _, err := Run(context.Background(), c, RunOptions{}, slog.New(slog.NewTextHandler(&log, nil)), nil); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(log.String(), "from_cache=true") {
@@ -245,7 +245,7 @@ func TestGPTQRun(t *testing.T) {
 	c.MaxSteps, c.BatchSize, c.MaxSeqLen, c.LogEvery, c.EvalEvery = 2, 2, 64, 0, 0
 	c.Quant, c.GPTQTokens, c.GPTQTune, c.Out = "nf4", 256, 1, t.TempDir()
 	var log strings.Builder
-	if _, err := Run(context.Background(), c, slog.New(slog.NewTextHandler(&log, nil)), nil); err != nil {
+	if _, err := Run(context.Background(), c, RunOptions{}, slog.New(slog.NewTextHandler(&log, nil)), nil); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(log.String(), "GPTQ scales tuned") || !strings.Contains(log.String(), "calibration_kl_after") ||
@@ -256,7 +256,7 @@ func TestGPTQRun(t *testing.T) {
 	again := c
 	again.Out = t.TempDir()
 	var log2 strings.Builder
-	if _, err := Run(context.Background(), again, slog.New(slog.NewTextHandler(&log2, nil)), nil); err != nil {
+	if _, err := Run(context.Background(), again, RunOptions{}, slog.New(slog.NewTextHandler(&log2, nil)), nil); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(log2.String(), "GPTQ base read from the cache") || !strings.Contains(log2.String(), "GPTQ scales tuned") {

@@ -3,17 +3,91 @@ package train
 import (
 	"fmt"
 	"math"
+	"sort"
 
-	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/lora"
 )
 
-// Optimizer updates parameters from their gradients. State is explicit so a
-// checkpoint can save and restore it exactly.
+// Optimizer updates an adapter's parameters from their gradients. Its state
+// is explicit, keyed by parameter name, so a checkpoint saves and restores
+// it exactly.
 type Optimizer interface {
-	// Step applies one update with learning rate lr; scale[i] multiplies lr for
-	// params[i] (LoRA+ gives B a larger rate), nil means 1.
-	Step(params []*autograd.Tensor, lr float64, scale []float64)
 	Name() string
+	// Step applies one update with learning rate lr, times each parameter's
+	// LRScale (LoRA+ gives B a larger rate).
+	Step(ps []lora.Param, lr float64)
+	// State returns the optimizer's state; its tensors view the optimizer's
+	// own buffers (valid until the next Step).
+	State(ps []lora.Param) *OptimizerState
+	// Restore sets the state back, checking that it covers exactly ps.
+	Restore(ps []lora.Param, st *OptimizerState) error
+}
+
+// OptimizerState is an optimizer's state as a checkpoint holds it: scalars
+// in trainer_state.json, tensors in optimizer.safetensors.
+type OptimizerState struct {
+	Name string `json:"name"`
+	// Steps is AdamW's step count t (bias correction).
+	Steps int `json:"steps,omitempty"`
+	// Initialized lists the parameters whose SGD momentum buffer exists
+	// (torch.optim.SGD creates it at a parameter's first step).
+	Initialized []string `json:"initialized,omitempty"`
+	// Tensors by name: "exp_avg.NAME" and "exp_avg_sq.NAME" (AdamW),
+	// "momentum_buffer.NAME" (SGD), NAME a lora.Param's.
+	Tensors map[string][]float32 `json:"-"`
+}
+
+// TensorNames returns the state's tensor names in a fixed order.
+func (s *OptimizerState) TensorNames() []string {
+	names := make([]string, 0, len(s.Tensors))
+	for n := range s.Tensors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// slabLen is the length of the slab ps are views of.
+func slabLen(ps []lora.Param) int {
+	if len(ps) == 0 {
+		return 0
+	}
+	last := ps[len(ps)-1]
+	return last.Off + len(last.T.Data)
+}
+
+// restoreTensors copies st's tensors prefix+NAME into slab at each
+// parameter's offset, requiring exactly those tensors (of those prefixes).
+func restoreTensors(ps []lora.Param, st *OptimizerState, slab []float32, prefix string, want map[string]bool) error {
+	for _, p := range ps {
+		if !want[p.Name] {
+			continue
+		}
+		v, ok := st.Tensors[prefix+p.Name]
+		if !ok {
+			return fmt.Errorf("optimizer state has no %s%s", prefix, p.Name)
+		}
+		if len(v) != len(p.T.Data) {
+			return fmt.Errorf("optimizer state %s%s has %d values, the parameter %d", prefix, p.Name, len(v), len(p.T.Data))
+		}
+		copy(slab[p.Off:p.Off+len(v)], v)
+	}
+	return nil
+}
+
+func checkNoExtra(ps []lora.Param, st *OptimizerState, prefixes ...string) error {
+	known := map[string]bool{}
+	for _, p := range ps {
+		for _, pre := range prefixes {
+			known[pre+p.Name] = true
+		}
+	}
+	for _, n := range st.TensorNames() {
+		if !known[n] {
+			return fmt.Errorf("optimizer state has %s, which is not a parameter of this adapter", n)
+		}
+	}
+	return nil
 }
 
 // SGD is stochastic gradient descent with optional momentum and (coupled)
@@ -21,29 +95,30 @@ type Optimizer interface {
 type SGD struct {
 	Momentum    float64
 	WeightDecay float64
-	buf         [][]float32
+	buf         []float32 // momentum buffers, one slab in the parameters' layout
+	init        []bool    // per parameter: its buffer exists
 }
 
 func (o *SGD) Name() string { return "sgd" }
 
-func (o *SGD) Step(params []*autograd.Tensor, lr float64, scale []float64) {
+func (o *SGD) Step(ps []lora.Param, lr float64) {
 	if o.Momentum != 0 && o.buf == nil {
-		o.buf = make([][]float32, len(params))
+		o.buf, o.init = make([]float32, slabLen(ps)), make([]bool, len(ps))
 	}
-	for i, p := range params {
-		plr := float32(lr * scaleOf(scale, i))
-		wd := float32(o.WeightDecay)
-		mom := float32(o.Momentum)
+	wd := float32(o.WeightDecay)
+	mom := float32(o.Momentum)
+	for i, pa := range ps {
+		p := pa.T
+		plr := float32(lr * pa.LRScale)
 		var buf []float32
 		if mom != 0 {
-			if o.buf[i] == nil {
-				o.buf[i] = make([]float32, len(p.Data))
+			buf = o.buf[pa.Off : pa.Off+len(p.Data)]
+			if !o.init[i] {
+				o.init[i] = true
 				for j, g := range p.Grad { // first step: buf = d_p
-					o.buf[i][j] = g + wd*p.Data[j]
+					buf[j] = g + wd*p.Data[j]
 				}
-				buf = o.buf[i]
 			} else {
-				buf = o.buf[i]
 				for j, g := range p.Grad {
 					buf[j] = mom*buf[j] + (g + wd*p.Data[j])
 				}
@@ -59,12 +134,54 @@ func (o *SGD) Step(params []*autograd.Tensor, lr float64, scale []float64) {
 	}
 }
 
+func (o *SGD) State(ps []lora.Param) *OptimizerState {
+	st := &OptimizerState{Name: o.Name(), Tensors: map[string][]float32{}}
+	for i, p := range ps {
+		if o.init != nil && o.init[i] {
+			st.Initialized = append(st.Initialized, p.Name)
+			st.Tensors["momentum_buffer."+p.Name] = o.buf[p.Off : p.Off+len(p.T.Data)]
+		}
+	}
+	return st
+}
+
+func (o *SGD) Restore(ps []lora.Param, st *OptimizerState) error {
+	if st.Name != o.Name() {
+		return fmt.Errorf("optimizer state is %s's, the run uses sgd", st.Name)
+	}
+	o.buf, o.init = nil, nil
+	if len(st.Initialized) == 0 {
+		return checkNoExtra(ps, st)
+	}
+	if o.Momentum == 0 {
+		return fmt.Errorf("optimizer state has momentum buffers but the momentum is 0")
+	}
+	inited := map[string]bool{}
+	for _, n := range st.Initialized {
+		inited[n] = true
+	}
+	o.buf, o.init = make([]float32, slabLen(ps)), make([]bool, len(ps))
+	have := map[string]bool{}
+	for i, p := range ps {
+		o.init[i], have[p.Name] = inited[p.Name], true
+	}
+	for _, n := range st.Initialized {
+		if !have[n] {
+			return fmt.Errorf("optimizer state has a momentum buffer for %s, which is not a parameter of this adapter", n)
+		}
+	}
+	if err := restoreTensors(ps, st, o.buf, "momentum_buffer.", inited); err != nil {
+		return err
+	}
+	return checkNoExtra(ps, st, "momentum_buffer.")
+}
+
 // AdamW is Adam with decoupled weight decay and bias correction, with fp32
 // moments, computed in the order torch.optim.AdamW uses.
 type AdamW struct {
 	Beta1, Beta2, Eps, WeightDecay float64
-	T                              int // steps taken
-	M, V                           [][]float32
+	T                              int       // steps taken
+	M, V                           []float32 // first and second moments, slabs in the parameters' layout
 }
 
 // NewAdamW returns AdamW with PyTorch's defaults (β 0.9, 0.999; ε 1e-8) and the given decay.
@@ -74,29 +191,26 @@ func NewAdamW(weightDecay float64) *AdamW {
 
 func (o *AdamW) Name() string { return "adamw" }
 
-func (o *AdamW) Step(params []*autograd.Tensor, lr float64, scale []float64) {
+func (o *AdamW) Step(ps []lora.Param, lr float64) {
+	n := slabLen(ps)
 	if o.M == nil {
-		o.M = make([][]float32, len(params))
-		o.V = make([][]float32, len(params))
-		for i, p := range params {
-			o.M[i] = make([]float32, len(p.Data))
-			o.V[i] = make([]float32, len(p.Data))
-		}
+		o.M, o.V = make([]float32, n), make([]float32, n)
 	}
-	if len(o.M) != len(params) {
-		panic(fmt.Sprintf("train: AdamW state has %d tensors, step got %d", len(o.M), len(params)))
+	if len(o.M) != n {
+		panic(fmt.Sprintf("train: AdamW state has %d values, step got %d", len(o.M), n))
 	}
 	o.T++
 	b1, b2 := float32(o.Beta1), float32(o.Beta2)
 	bc1 := 1 - math.Pow(o.Beta1, float64(o.T))
 	bc2 := 1 - math.Pow(o.Beta2, float64(o.T))
-	for i, p := range params {
-		plr := lr * scaleOf(scale, i)
+	for _, pa := range ps {
+		p := pa.T
+		plr := lr * pa.LRScale
 		decay := float32(1 - plr*o.WeightDecay)
 		stepSize := float32(plr / bc1)
 		bc2sqrt := float32(math.Sqrt(bc2))
 		eps := float32(o.Eps)
-		m, v := o.M[i], o.V[i]
+		m, v := o.M[pa.Off:pa.Off+len(p.Data)], o.V[pa.Off:pa.Off+len(p.Data)]
 		for j, g := range p.Grad {
 			p.Data[j] *= decay
 			m[j] = m[j]*b1 + g*(1-b1)
@@ -107,9 +221,38 @@ func (o *AdamW) Step(params []*autograd.Tensor, lr float64, scale []float64) {
 	}
 }
 
-func scaleOf(s []float64, i int) float64 {
-	if s == nil {
-		return 1
+func (o *AdamW) State(ps []lora.Param) *OptimizerState {
+	st := &OptimizerState{Name: o.Name(), Steps: o.T, Tensors: map[string][]float32{}}
+	if o.M == nil {
+		return st
 	}
-	return s[i]
+	for _, p := range ps {
+		k := len(p.T.Data)
+		st.Tensors["exp_avg."+p.Name] = o.M[p.Off : p.Off+k]
+		st.Tensors["exp_avg_sq."+p.Name] = o.V[p.Off : p.Off+k]
+	}
+	return st
+}
+
+func (o *AdamW) Restore(ps []lora.Param, st *OptimizerState) error {
+	if st.Name != o.Name() {
+		return fmt.Errorf("optimizer state is %s's, the run uses adamw", st.Name)
+	}
+	o.T, o.M, o.V = st.Steps, nil, nil
+	if st.Steps == 0 {
+		return checkNoExtra(ps, st)
+	}
+	n := slabLen(ps)
+	o.M, o.V = make([]float32, n), make([]float32, n)
+	all := map[string]bool{}
+	for _, p := range ps {
+		all[p.Name] = true
+	}
+	if err := restoreTensors(ps, st, o.M, "exp_avg.", all); err != nil {
+		return err
+	}
+	if err := restoreTensors(ps, st, o.V, "exp_avg_sq.", all); err != nil {
+		return err
+	}
+	return checkNoExtra(ps, st, "exp_avg.", "exp_avg_sq.")
 }

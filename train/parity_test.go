@@ -60,7 +60,7 @@ func TestParityWithPyTorch(t *testing.T) {
 		if want := goldenF32(t, golden, "loss")[0]; math.Abs(float64(loss.Data[0]-want)) > 1e-5*float64(want) {
 			t.Errorf("%s: loss %g, PyTorch %g", c.name, loss.Data[0], want)
 		}
-		c.opt.Step(ad.Params(), c.lr, nil)
+		c.opt.Step(ad.Params(), c.lr)
 		worst := 0.0
 		for _, l := range ad.Layers {
 			for _, p := range []struct {

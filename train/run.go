@@ -6,36 +6,40 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
-	"github.com/lowrank/lowrank/autograd"
 	"github.com/lowrank/lowrank/checkpoints"
 	"github.com/lowrank/lowrank/data"
-	"github.com/lowrank/lowrank/kernels"
-	"github.com/lowrank/lowrank/lora"
 	"github.com/lowrank/lowrank/model"
 	"github.com/lowrank/lowrank/tokenizer"
 )
 
 // ErrInterrupted is returned (wrapped) when the context was cancelled: the
-// adapter trained so far has been saved.
+// run saved a checkpoint and its adapter first.
 var ErrInterrupted = errors.New("interrupted")
 
 // Result summarizes a run.
 type Result struct {
 	Steps       int     `json:"steps"`
+	Total       int     `json:"total_steps"`
 	FinalLoss   float64 `json:"final_loss"`
 	BaseValLoss float64 `json:"base_val_loss,omitempty"`
 	BestValLoss float64 `json:"best_val_loss,omitempty"`
 	Adapter     string  `json:"adapter"`
+	// Checkpoint is the newest checkpoint the run wrote (or resumed from).
+	Checkpoint string `json:"checkpoint,omitempty"`
+	// ResumedFrom is the checkpoint the run continued from, if it did.
+	ResumedFrom string `json:"resumed_from,omitempty"`
 	// StoppedEarly is set when early stopping ended the run before its last step.
 	StoppedEarly bool `json:"stopped_early,omitempty"`
+	// AlreadyDone is set when a resumed run had nothing left to do.
+	AlreadyDone bool `json:"already_done,omitempty"`
 }
 
 // Progress is the state after one optimizer step, for progress displays.
@@ -45,6 +49,19 @@ type Progress struct {
 	Loss, LR, GradNorm float64
 	TokensPerS         float64
 	Elapsed, ETA       time.Duration
+}
+
+// RunOptions say how a run treats an existing run folder.
+type RunOptions struct {
+	// Resume continues a run: "auto" (resume the run in Config.Out if it
+	// has a checkpoint, else start it), a run folder (its newest valid
+	// checkpoint) or a checkpoint folder RUN/checkpoints/step-N.
+	Resume string
+	// Force accepts settings that differ from the checkpoint's (recorded
+	// in the log and in config.yaml).
+	Force bool
+	// NoLock skips the run folder's lock (filesystems without locks).
+	NoLock bool
 }
 
 // Schedule returns the learning rate at step (0-based) of total: linear warm-up
@@ -65,273 +82,372 @@ func Schedule(kind string, lr float64, step, warmup, total int, minRatio float64
 	return floor + (lr-floor)*0.5*(1+math.Cos(math.Pi*p))
 }
 
-// Run trains an adapter as c says, writing the run directory. log receives
-// progress lines; onStep, when not nil, is called after every step (a
-// progress bar). Cancelling ctx stops after the current step, saving the adapter.
-func Run(ctx context.Context, c Config, log *slog.Logger, onStep func(Progress)) (*Result, error) {
+// Run trains an adapter as c says, writing the run folder c.Out; o says
+// whether it continues a run there. log receives progress lines; onStep,
+// when not nil, is called after every step (a progress bar). Cancelling ctx
+// stops after the current step, saving a checkpoint and the adapter.
+func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep func(Progress)) (*Result, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	pool, err := kernels.NewPool(c.Threads, "")
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	run := filepath.Clean(c.Out)
+	resumeCkpt := ""
+	if o.Resume != "" && o.Resume != "auto" {
+		var r string
+		r, resumeCkpt = ResumeTarget(o.Resume)
+		if r != run {
+			return nil, fmt.Errorf("--resume %s continues the run in %s, but --out is %s", o.Resume, r, c.Out)
+		}
+	}
+	rd, removed, err := openRunDir(run, o.NoLock)
 	if err != nil {
 		return nil, err
 	}
-	tok, err := tokenizer.Load(c.Model)
-	if err != nil {
-		return nil, err
-	}
-	if c.ChatTemplate != "" {
-		if err := tok.UseChatTemplate(c.ChatTemplate); err != nil {
-			return nil, err
-		}
-	}
-	m, err := model.Load(c.Model, c.ModelOptions())
-	if err != nil {
-		return nil, err
-	}
-	defer m.Close()
-	m.Checkpointing, m.CheckpointLayers = c.Checkpointing, c.CheckpointLayers
-	var ad *lora.Adapter
-	if c.Adapter != "" {
-		if ad, err = checkpoints.LoadAdapter(c.Adapter, m); err != nil {
-			return nil, err
-		}
-	} else {
-		ad, err = lora.Apply(m, lora.Config{Rank: c.Rank, Alpha: c.Alpha, Dropout: c.Dropout, Targets: strings.Split(c.Targets, ","),
-			RSLoRA: c.RSLoRA, DoRA: c.DoRA, Init: c.Init, Seed: c.Seed, LoRAPlusRatio: c.LoRAPlusRatio})
-		if err != nil {
-			return nil, err
-		}
-	}
-	ad.Config.Seed, ad.Config.LoRAPlusRatio = c.Seed, c.LoRAPlusRatio
-	log.Info("model", "path", c.Model, "params", m.Params(), "weights_MiB", m.WeightBytes()>>20,
-		"stored_as_"+c.Quant, StoredSummary(m, c.Quant), "trainable", ad.NumParams())
-	if bc := m.BaseCache; bc != nil {
-		if bc.Hit {
-			log.Info("GPTQ base read from the cache", "file", bc.File)
-		} else if bc.Ignored == "" {
-			log.Info("GPTQ base stored in the cache", "file", bc.File)
-		}
-		if bc.Ignored != "" {
-			log.Warn("GPTQ cache", "ignored", bc.Ignored)
-		}
-	}
-	if r := m.Tuned; r != nil {
-		log.Info("GPTQ scales tuned", "epochs", r.Epochs, "calibration_kl_before", fmt.Sprintf("%.4f", r.Before), "calibration_kl_after", fmt.Sprintf("%.4f", r.After))
-	}
-	wider := map[string][]string{} // matrices a format could not hold, by what they are held as
-	for _, s := range m.Stored {
-		if s.As != c.Quant && s.Shape[0] > 1 {
-			wider[s.As] = append(wider[s.As], s.Name)
-		}
-	}
-	for _, as := range slices.Sorted(maps.Keys(wider)) {
-		names := wider[as]
-		if len(names) > 4 {
-			names = append(names[:4:4], fmt.Sprintf("and %d more", len(names)-4))
-		}
-		log.Info("not stored as "+c.Quant, "as", as, "tensors", strings.Join(names, ", "))
+	defer rd.Close()
+	for _, p := range removed {
+		log.Info("removed what a killed run left", "path", p)
 	}
 
-	cols, err := data.ParseColumns(c.Columns)
+	// What is in the folder decides between a fresh start and a resume.
+	var ck *checkpoints.Checkpoint
+	files, foreign, err := rd.contents()
 	if err != nil {
 		return nil, err
 	}
-	lo := data.LoadOptions{Columns: cols, Threads: c.Threads, Seed: c.Seed, CacheDir: c.TokenCache(), TextUnit: c.TextUnit,
-		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, Truncation: c.Truncation, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}}
-	if c.Val == "" {
-		lo.ValFraction = c.ValFraction
-	}
-	ds, err := data.Load(c.Data, tok, lo)
-	if err != nil {
-		return nil, err
-	}
-	defer ds.Close()
-	val := ds.Val
-	valPath := c.Val
-	if valPath == "" && c.ValFraction == 0 {
-		if split := data.ValidationSplit(c.Data); split != "" {
-			valPath, lo.Split = c.Data, split // the validation shards beside the training ones
-			log.Info("validation", "path", c.Data, "split", split)
+	warn := func(e error) { log.Warn("skipping a damaged checkpoint", "problem", e.Error()) }
+	switch {
+	case o.Resume == "":
+		if len(files) > 0 && !c.Overwrite {
+			return nil, fmt.Errorf("run folder %s already holds a run (%s): continue it with --resume %s, or start again with --overwrite (removes its files)", run, describeRun(run, files), run)
 		}
-	}
-	if valPath != "" {
-		lo.ValFraction = 0
-		vds, err := data.Load(valPath, tok, lo)
-		if err != nil {
+		if foreign && !c.Overwrite {
+			return nil, fmt.Errorf("run folder %s is not empty and holds no lowrank run: choose a new or empty --out (or pass --overwrite to write beside its files)", run)
+		}
+		if len(files) > 0 {
+			log.Info("--overwrite: removing the previous run", "folder", run, "had", describeRun(run, files))
+			if err := rd.clear(); err != nil {
+				return nil, err
+			}
+		}
+	case o.Resume == "auto":
+		if ck, err = findCheckpoint(run, "", warn); err != nil {
 			return nil, err
 		}
-		defer vds.Close()
-		val = vds.Train
-	}
-	log.Info("data", "path", c.Data, "format", ds.Format, "examples", len(ds.Train), "val", len(val), "tokens", ds.Tokens, "supervised", ds.Supervised, "from_cache", ds.FromCache)
-	for _, reason := range slices.Sorted(maps.Keys(ds.Dropped)) {
-		log.Warn("dropped examples", "count", ds.Dropped[reason], "reason", reason)
-	}
-
-	batcher := &data.Batcher{Examples: ds.Train, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(m, tok), Seed: c.Seed}
-	perEpoch, err := batcher.Steps()
-	if err != nil {
-		return nil, err
-	}
-	total := c.MaxSteps
-	if total <= 0 {
-		total = max(1, c.Epochs*perEpoch/c.GradAccum)
-	}
-	var opt Optimizer = NewAdamW(c.WeightDecay)
-	if c.Optimizer == "sgd" {
-		opt = &SGD{Momentum: c.Momentum, WeightDecay: c.WeightDecay}
-	}
-	if err := os.MkdirAll(c.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("run directory: %w", err)
-	}
-	if err := checkpoints.WriteFileAtomic(filepath.Join(c.Out, "config.yaml"), []byte(c.YAML())); err != nil {
-		return nil, err
-	}
-	metrics, err := os.Create(filepath.Join(c.Out, "metrics.jsonl"))
-	if err != nil {
-		return nil, fmt.Errorf("run directory: %w", err)
-	}
-	defer metrics.Close()
-	enc := json.NewEncoder(metrics)
-	save := func(dir string) error { return checkpoints.SaveAdapter(filepath.Join(c.Out, dir), ad, c.Model) }
-
-	tp := autograd.NewTape(pool)
-	evaluate := func() (float64, error) {
-		if len(val) == 0 {
-			return math.NaN(), nil
-		}
-		ad.Training = false
-		defer func() { ad.Training = true }()
-		vb := &data.Batcher{Examples: val, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: batcher.Pad, Seed: 1}
-		steps, err := vb.Steps()
-		if err != nil {
-			return 0, err
-		}
-		var sum float64
-		var n int
-		for i := 0; i < steps; i++ {
-			b, err := vb.Next()
-			if err != nil {
-				return 0, err
-			}
-			tp.Reset()
-			tp.SetNoGrad(true)
-			loss, k, err := m.Loss(tp, toModel(b), 0)
-			tp.SetNoGrad(false)
-			if err != nil {
-				return 0, err
-			}
-			sum += float64(loss.Data[0]) * float64(k)
-			n += k
-		}
-		return sum / float64(max(n, 1)), nil
-	}
-	res := &Result{Adapter: filepath.Join(c.Out, "adapter"), BestValLoss: math.Inf(1)}
-	if len(val) > 0 {
-		if res.BaseValLoss, err = evaluate(); err != nil {
-			return nil, err
-		}
-		res.BestValLoss = res.BaseValLoss
-		enc.Encode(map[string]any{"step": 0, "val_loss": res.BaseValLoss, "val_ppl": math.Exp(res.BaseValLoss)})
-		log.Info("eval", "step", 0, "val_loss", fmt.Sprintf("%.4f", res.BaseValLoss))
-	}
-	ad.Training = true
-	params, scales := ad.Params(), ad.LRScales()
-	start := time.Now()
-	tokens := 0
-	stale := 0 // evaluations since the validation loss last improved (early stopping)
-	for step := 0; step < total; step++ {
-		// One optimizer step over grad_accum micro-batches, the loss normalized by
-		// their total supervised tokens.
-		micro := make([]*data.Batch, c.GradAccum)
-		sup := 0
-		for i := range micro {
-			if micro[i], err = batcher.Next(); err != nil {
-				return nil, err
-			}
-			sup += micro[i].Supervised
-		}
-		ad.ZeroGrad()
-		var stepLoss float64
-		for _, b := range micro {
-			tp.Reset()
-			loss, _, err := m.Loss(tp, toModel(b), float32(max(sup, 1)))
-			if err != nil {
-				return nil, err
-			}
-			tp.Backward(loss)
-			stepLoss += float64(loss.Data[0])
-			tokens += b.B * b.T
-		}
-		gnorm := globalNorm(params)
-		if math.IsNaN(stepLoss) || math.IsInf(stepLoss, 0) || math.IsNaN(gnorm) || math.IsInf(gnorm, 0) {
-			if err := save("adapter"); err != nil {
-				return nil, err
-			}
-			return nil, fmt.Errorf("step %d: loss %g, gradient norm %g: training diverged (lower --lr?); the last good adapter is in %s", step+1, stepLoss, gnorm, res.Adapter)
-		}
-		if c.MaxGradNorm > 0 && gnorm > c.MaxGradNorm {
-			f := float32(c.MaxGradNorm / gnorm)
-			for _, p := range params {
-				kernels.Scale(p.Grad, f)
-			}
-		}
-		lr := Schedule(c.LRSchedule, c.LR, step, c.WarmupSteps, total, c.MinLRRatio)
-		opt.Step(params, lr, scales)
-		ad.Step++
-		res.Steps, res.FinalLoss = step+1, stepLoss
-		el := time.Since(start).Seconds()
-		epoch := float64((step+1)*c.GradAccum) / float64(perEpoch)
-		enc.Encode(map[string]any{"step": step + 1, "epoch": epoch, "loss": stepLoss, "lr": lr, "grad_norm": gnorm,
-			"tokens": tokens, "tokens_per_s": float64(tokens) / el, "elapsed_s": el})
-		eta := time.Duration(el / float64(step+1) * float64(total-step-1) * float64(time.Second))
-		if onStep != nil {
-			onStep(Progress{Step: step + 1, Total: total, Epoch: epoch, Loss: stepLoss, LR: lr, GradNorm: gnorm,
-				TokensPerS: float64(tokens) / el, Elapsed: time.Since(start), ETA: eta})
-		}
-		if c.LogEvery > 0 && ((step+1)%c.LogEvery == 0 || step == 0 || step+1 == total) {
-			log.Info("step", "step", step+1, "of", total, "epoch", fmt.Sprintf("%.2f", epoch), "loss", fmt.Sprintf("%.4f", stepLoss), "lr", fmt.Sprintf("%.2e", lr),
-				"grad_norm", fmt.Sprintf("%.3f", gnorm), "tokens_per_s", fmt.Sprintf("%.0f", float64(tokens)/el), "eta", eta.Round(time.Second))
-		}
-		if len(val) > 0 && ((c.EvalEvery > 0 && (step+1)%c.EvalEvery == 0) || step+1 == total) {
-			vl, err := evaluate()
-			if err != nil {
-				return nil, err
-			}
-			enc.Encode(map[string]any{"step": step + 1, "val_loss": vl, "val_ppl": math.Exp(vl)})
-			log.Info("eval", "step", step+1, "val_loss", fmt.Sprintf("%.4f", vl))
-			if vl < res.BestValLoss-c.EarlyStoppingThreshold {
-				stale = 0
-			} else {
-				stale++
-			}
-			if vl < res.BestValLoss {
-				res.BestValLoss = vl
-				if err := save("best"); err != nil {
-					return nil, err
+		if ck == nil && len(files) > 0 {
+			// A run killed before its first checkpoint left only its start:
+			// begin again. Anything more is not auto's to remove.
+			steps, _ := checkpoints.ListCheckpoints(run)
+			for _, f := range files {
+				if f != "config.yaml" && f != "metrics.jsonl" && (f != "checkpoints" || len(steps) > 0) {
+					return nil, fmt.Errorf("--resume auto: run folder %s holds a run (%s) but no checkpoint to continue from: resume or remove it by hand, or start again with --overwrite", run, describeRun(run, files))
 				}
 			}
-			if c.EarlyStoppingPatience > 0 && stale >= c.EarlyStoppingPatience && step+1 < total {
-				log.Info("early stopping", "step", step+1, "evaluations_without_improvement", stale, "best_val_loss", fmt.Sprintf("%.4f", res.BestValLoss))
-				res.StoppedEarly = true
-				break
+			log.Info("--resume auto: no checkpoint yet, starting the run again", "folder", run)
+			if err := rd.clear(); err != nil {
+				return nil, err
+			}
+		} else if ck == nil && foreign {
+			return nil, fmt.Errorf("run folder %s is not empty and holds no lowrank run: choose a new or empty --out", run)
+		}
+	default:
+		if ck, err = findCheckpoint(run, resumeCkpt, warn); err != nil {
+			return nil, err
+		}
+		if ck == nil {
+			return nil, noCheckpoint(run)
+		}
+	}
+
+	// A resume checks the settings before loading anything.
+	var ts *trainerState
+	var forced []Change
+	if ck != nil {
+		was, err := readCheckpointConfig(ck)
+		if err != nil {
+			return nil, err
+		}
+		if ts, err = readState(ck); err != nil {
+			return nil, err
+		}
+		if forced = configChanges(was, &c); len(forced) > 0 && !o.Force {
+			return nil, fmt.Errorf("resume from %s: settings differ from the checkpoint's: %s; pass --force to continue with the new values", ck.Dir, joinChanges(forced))
+		}
+		if ts.State.Done() && len(forced) == 0 { // nothing to load
+			r := &runner{t: &Trainer{State: ts.State}, res: &Result{Adapter: filepath.Join(run, "adapter"), Checkpoint: ck.Dir, ResumedFrom: ck.Dir, AlreadyDone: true}}
+			r.fillResult()
+			log.Info("the run is already complete", "checkpoint", ck.Dir, "step", ts.State.Step, "of", ts.State.Total, "stopped", ts.State.Stopped)
+			return r.res, nil
+		}
+	}
+
+	s, err := OpenSession(c, log)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	t := s.NewTrainer()
+	res := &Result{Adapter: filepath.Join(run, "adapter")}
+	if ck != nil {
+		pc := printChanges(ts.Fingerprints, s.Prints)
+		if len(pc) > 0 && !o.Force {
+			return nil, fmt.Errorf("resume from %s: what the run trains on changed: %s; pass --force to continue anyway", ck.Dir, joinChanges(pc))
+		}
+		forced = append(forced, pc...)
+		if err := t.restore(ck, ts); err != nil {
+			return nil, err
+		}
+		if t.State.PerEpoch != s.PerEpoch && len(forced) == 0 {
+			return nil, fmt.Errorf("resume from %s: %d micro-batches per epoch, the checkpoint's run had %d", ck.Dir, s.PerEpoch, t.State.PerEpoch)
+		}
+		if len(forced) > 0 { // the new settings define the rest of the run
+			t.State.PerEpoch, t.State.Total, t.State.Stopped = s.PerEpoch, s.TotalSteps(), ""
+			log.Warn("resume --force: settings changed", "step", t.State.Step, "changes", joinChanges(forced))
+		}
+		if ts.Fingerprints.Kernel != s.Prints.Kernel {
+			log.Warn("resuming on another kernel path: the run continues, but not bit for bit as it would have", "checkpoint", ts.Fingerprints.Kernel, "now", s.Prints.Kernel)
+		}
+		res.ResumedFrom, res.Checkpoint = ck.Dir, ck.Dir
+		log.Info("resumed", "checkpoint", ck.Dir, "step", t.State.Step, "of", t.State.Total, "epoch", fmt.Sprintf("%.2f", t.State.Epoch()))
+	}
+	mw, err := rd.openMetrics(t.State.Step, ck != nil)
+	if err != nil {
+		return nil, err
+	}
+	cfgText := c.YAML()
+	if ck != nil {
+		cfgText += resumeNotes(filepath.Join(run, configFile), t.State.Step, forced)
+	}
+	if err := checkpoints.WriteFileAtomic(filepath.Join(run, configFile), []byte(cfgText)); err != nil {
+		return nil, err
+	}
+	r := &runner{t: t, s: s, c: &c, run: run, res: res, mw: mw, log: log, lastSaved: -1}
+	if ck != nil {
+		r.lastSaved = t.State.Step
+	}
+	return r.loop(ctx, onStep)
+}
+
+// resumeNotes are config.yaml's comment lines that record forced changes:
+// the previous file's, and this resume's.
+func resumeNotes(path string, step int, forced []Change) string {
+	var b strings.Builder
+	if raw, err := os.ReadFile(path); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(line, "# resumed at step ") {
+				b.WriteString(line + "\n")
+			}
+		}
+	}
+	if len(forced) > 0 {
+		fmt.Fprintf(&b, "# resumed at step %d with --force: %s\n", step, joinChanges(forced))
+	}
+	return b.String()
+}
+
+// runner is one run's loop and its saves.
+type runner struct {
+	t         *Trainer
+	s         *Session
+	c         *Config
+	run       string
+	res       *Result
+	mw        *metricsWriter
+	log       *slog.Logger
+	lastSaved int // step of the newest checkpoint on disk (-1: none)
+}
+
+func (r *runner) loop(ctx context.Context, onStep func(Progress)) (*Result, error) {
+	t, st, c, log := r.t, &r.t.State, r.c, r.log
+	res := r.res
+	defer r.fillResult()
+	if st.Done() {
+		res.AlreadyDone = true
+		log.Info("the run is already complete", "step", st.Step, "of", st.Total, "stopped", st.Stopped)
+		return res, nil
+	}
+	if len(r.s.Val) > 0 && st.Step == 0 {
+		vl, _, err := t.Evaluate()
+		if err != nil {
+			return nil, err
+		}
+		if err := r.mw.write(map[string]any{"step": 0, "val_loss": vl, "val_ppl": math.Exp(vl)}); err != nil {
+			return r.fail(err)
+		}
+		log.Info("eval", "step", 0, "val_loss", fmt.Sprintf("%.4f", vl))
+	}
+	every, _ := c.saveEvery()
+	start, elapsed0, first := time.Now(), st.Elapsed, st.Step
+	for !st.Done() {
+		if ctx.Err() != nil { // before the first step, or after a save
+			return r.interrupted()
+		}
+		before := st.Micro
+		sr, err := t.Step()
+		if errors.Is(err, ErrDiverged) {
+			return r.diverged(err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		st.Elapsed = elapsed0 + time.Since(start).Seconds()
+		tps := float64(st.Tokens) / max(st.Elapsed, 1e-9)
+		if err := r.mw.write(map[string]any{"step": st.Step, "epoch": st.Epoch(), "loss": sr.Loss, "lr": sr.LR, "grad_norm": sr.GradNorm,
+			"tokens": st.Tokens, "tokens_per_s": tps, "elapsed_s": st.Elapsed}); err != nil {
+			return r.fail(err)
+		}
+		// The ETA follows this process's pace (a resumed run's earlier steps
+		// may have run on another machine).
+		perStep := time.Since(start).Seconds() / float64(max(st.Step-first, 1))
+		eta := time.Duration(perStep * float64(st.Total-st.Step) * float64(time.Second))
+		if onStep != nil {
+			onStep(Progress{Step: st.Step, Total: st.Total, Epoch: st.Epoch(), Loss: sr.Loss, LR: sr.LR, GradNorm: sr.GradNorm,
+				TokensPerS: tps, Elapsed: time.Duration(st.Elapsed * float64(time.Second)), ETA: eta})
+		}
+		if c.LogEvery > 0 && (st.Step%c.LogEvery == 0 || st.Step == 1 || st.Step == st.Total) {
+			log.Info("step", "step", st.Step, "of", st.Total, "epoch", fmt.Sprintf("%.2f", st.Epoch()), "loss", fmt.Sprintf("%.4f", sr.Loss), "lr", fmt.Sprintf("%.2e", sr.LR),
+				"grad_norm", fmt.Sprintf("%.3f", sr.GradNorm), "tokens_per_s", fmt.Sprintf("%.0f", tps), "eta", eta.Round(time.Second))
+		}
+		var evalLoss *float64
+		if len(r.s.Val) > 0 && ((c.EvalEvery > 0 && st.Step%c.EvalEvery == 0) || st.Step == st.Total) {
+			vl, best, err := t.Evaluate()
+			if err != nil {
+				return nil, err
+			}
+			evalLoss = &vl
+			if err := r.mw.write(map[string]any{"step": st.Step, "val_loss": vl, "val_ppl": math.Exp(vl)}); err != nil {
+				return r.fail(err)
+			}
+			log.Info("eval", "step", st.Step, "val_loss", fmt.Sprintf("%.4f", vl))
+			if best {
+				if err := r.saveAdapter("best"); err != nil {
+					return r.fail(err)
+				}
+			}
+			if c.EarlyStoppingPatience > 0 && st.Stale >= c.EarlyStoppingPatience && st.Step < st.Total {
+				log.Info("early stopping", "step", st.Step, "evaluations_without_improvement", st.Stale, "best_val_loss", fmt.Sprintf("%.4f", *st.BestValLoss))
+				st.Stopped = "early stopping"
+			}
+		}
+		due := every > 0 && st.Step%every == 0 || every < 0 && before/int64(st.PerEpoch) != st.Micro/int64(st.PerEpoch)
+		if due || st.Done() || ctx.Err() != nil {
+			if err := r.checkpoint(evalLoss); err != nil {
+				return r.fail(err)
 			}
 		}
 		if ctx.Err() != nil {
-			if err := save("adapter"); err != nil {
-				return nil, err
-			}
-			return res, fmt.Errorf("%w at step %d of %d: the adapter so far is in %s", ErrInterrupted, step+1, total, res.Adapter)
+			return r.interrupted()
 		}
 	}
-	if err := save("adapter"); err != nil {
-		return nil, err
-	}
-	if math.IsInf(res.BestValLoss, 1) {
-		res.BestValLoss = 0
+	if err := r.saveAdapter("adapter"); err != nil {
+		return r.fail(err)
 	}
 	return res, nil
+}
+
+func (r *runner) fillResult() {
+	st, res := &r.t.State, r.res
+	res.Steps, res.Total, res.FinalLoss = st.Step, st.Total, st.Loss
+	if st.BaseValLoss != nil {
+		res.BaseValLoss = *st.BaseValLoss
+	}
+	if st.BestValLoss != nil && !math.IsInf(*st.BestValLoss, 0) {
+		res.BestValLoss = *st.BestValLoss
+	}
+	res.StoppedEarly = st.Stopped == "early stopping"
+}
+
+// info is the lowrank.json of every adapter the run writes.
+func (r *runner) info() *checkpoints.AdapterInfo {
+	s, c := r.s, r.c
+	i := &checkpoints.AdapterInfo{Quant: c.Quant, DoubleQuant: c.ModelOptions().DoubleQuant, MaxSeqLen: c.MaxSeqLen,
+		Step: r.t.State.Step, KernelPath: s.Prints.Kernel}
+	if c.GPTQTokens > 0 {
+		i.GPTQ = &checkpoints.GPTQInfo{Tokens: c.GPTQTokens, Tune: c.GPTQTune, Seed: c.Seed}
+	}
+	if c.ChatTemplate != "" {
+		i.ChatTemplate, i.ChatTemplateName = s.Tok.ChatTemplate(), c.ChatTemplate
+	}
+	i.Base.Path, i.Base.Fingerprint = c.Model, s.Prints.Base
+	return i
+}
+
+func (r *runner) saveAdapter(name string) error {
+	return checkpoints.SaveAdapter(filepath.Join(r.run, name), r.s.Adapter, r.c.Model, r.info())
+}
+
+// checkpoint writes the state at the current step (metrics synced first,
+// so that the lines it covers are on disk), then prunes old checkpoints.
+func (r *runner) checkpoint(valLoss *float64) error {
+	st := &r.t.State
+	if r.lastSaved == st.Step {
+		return nil
+	}
+	if err := r.mw.sync(); err != nil {
+		return err
+	}
+	ck, err := checkpoints.WriteCheckpoint(r.run, st.Step, valLoss, func(dir string) error {
+		if err := checkpoints.WriteAdapterFiles(dir, r.s.Adapter, r.c.Model, r.info()); err != nil {
+			return err
+		}
+		return r.t.writeState(dir)
+	})
+	if err != nil {
+		return err
+	}
+	r.lastSaved, r.res.Checkpoint = st.Step, ck.Dir
+	removed, err := checkpoints.PruneCheckpoints(r.run, r.c.KeepLast)
+	for _, d := range removed {
+		r.log.Debug("removed an old checkpoint", "path", d)
+	}
+	return err
+}
+
+// fail ends the run after a failed save or write, keeping what is on disk:
+// it tries once more to save the state as a checkpoint, then says where
+// the newest one is.
+func (r *runner) fail(cause error) (*Result, error) {
+	st := &r.t.State
+	if r.lastSaved != st.Step {
+		if err := r.checkpoint(nil); err != nil {
+			r.log.Debug("checkpoint after a failed save", "error", err)
+		}
+	}
+	if r.res.Checkpoint == "" {
+		return nil, fmt.Errorf("%v; the run stopped at step %d of %d, before any checkpoint was written", cause, st.Step, st.Total)
+	}
+	return nil, fmt.Errorf("%v; the run stopped at step %d of %d; its newest checkpoint is %s (continue with: lowrank train --resume %s)", cause, st.Step, st.Total, r.res.Checkpoint, r.run)
+}
+
+// interrupted saves (the checkpoint is already written after a step) and
+// says where.
+func (r *runner) interrupted() (*Result, error) {
+	st := &r.t.State
+	if err := r.checkpoint(nil); err != nil {
+		return r.fail(err)
+	}
+	if err := r.saveAdapter("adapter"); err != nil {
+		return r.fail(err)
+	}
+	r.fillResult()
+	return r.res, fmt.Errorf("%w at step %d of %d: checkpoint %s", ErrInterrupted, st.Step, st.Total, r.res.Checkpoint)
+}
+
+// diverged keeps the last finite state (the failed step changed nothing)
+// as a checkpoint and the adapter, and says how to continue.
+func (r *runner) diverged(cause error) (*Result, error) {
+	st := &r.t.State
+	if err := r.checkpoint(nil); err != nil {
+		return r.fail(err)
+	}
+	if err := r.saveAdapter("adapter"); err != nil {
+		return r.fail(err)
+	}
+	r.fillResult()
+	return nil, fmt.Errorf("%v (lower --lr?); the last finite state, step %d, is in %s; continue from it with: lowrank train --resume %s --lr %s --force (or from an earlier checkpoint: --resume %s/step-N)",
+		cause, st.Step, r.res.Checkpoint, r.run, strconv.FormatFloat(r.c.LR/10, 'g', 3, 64), checkpoints.CheckpointsDir(r.run))
 }
 
 // StoredSummary says what share of the base weights' parameters is held in
@@ -354,7 +470,7 @@ func padID(m *model.Model, tok *tokenizer.Tokenizer) int32 {
 	if m.Config.Pad >= 0 {
 		return int32(m.Config.Pad)
 	}
-	if tok.EOS >= 0 {
+	if tok != nil && tok.EOS >= 0 {
 		return tok.EOS
 	}
 	return 0
@@ -364,12 +480,18 @@ func toModel(b *data.Batch) *model.Batch {
 	return &model.Batch{B: b.B, T: b.T, IDs: b.IDs, Pos: b.Pos, Seg: b.Seg, Targets: b.Targets}
 }
 
-func globalNorm(ps []*autograd.Tensor) float64 {
-	var s float64
-	for _, p := range ps {
-		for _, g := range p.Grad {
-			s += float64(g) * float64(g)
-		}
+func jsonIndent(v any) ([]byte, error) {
+	raw, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
 	}
-	return math.Sqrt(s)
+	return append(raw, '\n'), nil
+}
+
+// f32Bytes views float32 values as little-endian bytes (no copy).
+func f32Bytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
 }

@@ -19,7 +19,8 @@ func newBenchTrain() *cobra.Command {
 		Short: "Training throughput: forward + backward + AdamW on a model built in memory",
 		Long: `Builds a model of a preset shape with seeded random weights in memory (no files),
 attaches rank-r LoRA adapters to every linear layer, runs warm-up steps, then times
-steps of forward + backward + AdamW. Prints tokens/s, the median ms per step and the
+steps of forward + backward + AdamW, the training loop's own step (clipping included when
+--max-grad-norm is set). Prints tokens/s, the median ms per step and the
 process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -44,8 +45,8 @@ process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(r)
 			}
-			fmt.Fprintf(out, "%s  batch %d×%d  rank %d  %s  %s kernel, %d threads  checkpointing %v\n",
-				c.Preset, c.Batch, c.Seq, c.Rank, c.Quant, r.Kernel, c.Threads, c.Checkpointing)
+			fmt.Fprintf(out, "%s  batch %d×%d  rank %d  %s  path %s, %d threads  checkpointing %v\n",
+				c.Preset, c.Batch, c.Seq, c.Rank, c.Quant, r.Path, c.Threads, c.Checkpointing)
 			fmt.Fprintf(out, "%.1f tokens/s   %.0f ms/step (median of %d)   peak RSS %.0f MiB   weights %.0f MiB   trainable %d\n",
 				r.TokensPerSec, r.MsPerStep, c.Steps, float64(r.PeakRSSBytes)/(1<<20), float64(r.WeightBytes)/(1<<20), r.TrainableParam)
 			return nil
@@ -62,6 +63,7 @@ process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 	f.IntVar(&c.Steps, "steps", 3, "timed steps")
 	f.BoolVar(&c.Checkpointing, "activation-checkpointing", false, "recompute each block in backward (less memory)")
 	f.IntVar(&c.CheckpointLayers, "checkpoint-layers", 0, "recompute only the first N blocks (memory between none and all; implies --activation-checkpointing)")
+	f.Float64Var(&c.MaxGradNorm, "max-grad-norm", 0, "clip the gradient norm, as training does (0: off, training's default)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run (model building included) to this file, for go tool pprof")
 	return cmd

@@ -13,13 +13,22 @@ func newEval() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "eval --model M [--adapter A] --data D [--json]",
 		Short: "Loss and perplexity of a model (and adapter) on a dataset",
-		Args:  cobra.NoArgs,
+		Long: `Prints the mean next-token loss and perplexity over the supervised tokens of a
+dataset, rendered exactly as training renders it. With --adapter, the settings its
+lowrank.json records (the base's quantization and GPTQ, the chat template, max-seq-len)
+are used unless given as flags, and a base whose files differ from the one the adapter
+was trained on is warned about.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if modelPath == "" || dataPath == "" {
 				return usageError{cmd: "eval", err: fmt.Errorf("--model and --data are required")}
 			}
 			cfg := train.Defaults()
 			cfg.Quant = "" // the stored dtype
+			if err := useAdapterInfo(cmd, cmd.ErrOrStderr(), adapterDir, modelPath, map[string]string{"quant": "quant", "gptq_tokens": "gptq-tokens",
+				"gptq_tune": "gptq-tune", "gptq_seed": "seed", "chat_template": "chat-template", "max_seq_len": "max-seq-len"}); err != nil {
+				return err
+			}
 			for _, name := range []string{"quant", "gptq-tokens", "gptq-tune", "seed", "cache-dir", "max-seq-len", "batch-size", "threads", "columns", "chat-template", "train-on-inputs", "pack"} {
 				if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
 					if err := cfg.Set(underscore(name), f.Value.String()); err != nil {
@@ -46,7 +55,7 @@ func newEval() *cobra.Command {
 	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory")
 	f.StringVar(&dataPath, "data", "", "dataset file, glob or directory")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
-	f.String("quant", "", "hold base weights as f32|f16|bf16|q8_0|q4_0|nf4 (default: as stored)")
+	f.String("quant", "", "hold base weights as f32|f16|bf16|q8_0|q4_0|nf4 (default: as the adapter's lowrank.json says, else as stored)")
 	f.String("gptq-tokens", "0", "with --quant q4_0/nf4: quantize by GPTQ over this many tokens sampled from the model (0: off)")
 	f.String("gptq-tune", "0", "with --gptq-tokens: passes tuning the block scales by distillation to the 8-bit model (0: off)")
 	f.String("seed", "0", "seed of the GPTQ calibration samples")

@@ -35,11 +35,15 @@ func newGenerate() *cobra.Command {
 --temperature 0 is greedy decoding. Only the generated text is printed.
 --quant nf4 double-quantizes the scales and --gptq-tokens/--gptq-tune/--gptq-seed
 quantize by GPTQ, as training does: an adapter trained on such a base runs on the same
-weights (give --gptq-seed the training run's --seed).`,
+weights. With --adapter, the settings its lowrank.json records are used unless given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if modelPath == "" {
 				return usageError{cmd: "generate", err: fmt.Errorf("--model is required")}
+			}
+			if err := useAdapterInfo(cmd, cmd.ErrOrStderr(), adapterDir, modelPath, map[string]string{"quant": "quant", "gptq_tokens": "gptq-tokens",
+				"gptq_tune": "gptq-tune", "gptq_seed": "gptq-seed"}); err != nil {
+				return err
 			}
 			if maxTokens < 0 || temperature < 0 || topK < 0 || topP < 0 || topP > 1 || gptqTokens < 0 || gptqTune < 0 {
 				return usageError{cmd: "generate", err: fmt.Errorf("--max-tokens, --temperature, --top-k, --gptq-tokens, --gptq-tune must be ≥ 0 and --top-p in [0, 1]")}
@@ -119,7 +123,7 @@ weights (give --gptq-seed the training run's --seed).`,
 	f.IntVar(&topK, "top-k", 0, "sample among the k most likely tokens (0: all)")
 	f.Float64Var(&topP, "top-p", 0.95, "nucleus sampling mass (1: off)")
 	f.Uint64Var(&seed, "seed", 0, "random seed")
-	f.StringVar(&quant, "quant", "", "hold weights as f32|f16|bf16|q8_0|q4_0|nf4 (default: as stored)")
+	f.StringVar(&quant, "quant", "", "hold weights as f32|f16|bf16|q8_0|q4_0|nf4 (default: as the adapter's lowrank.json says, else as stored)")
 	f.IntVar(&gptqTokens, "gptq-tokens", 0, "with --quant q4_0/nf4: quantize by GPTQ over this many tokens sampled from the model (0: off)")
 	f.IntVar(&gptqTune, "gptq-tune", 0, "with --gptq-tokens: passes tuning the block scales by distillation to the 8-bit model (0: off)")
 	f.StringVar(&cacheDir, "cache-dir", "auto", "where GPTQ bases are kept between runs: auto ($LOWRANK_CACHE or ~/.cache/lowrank), off, or a directory")

@@ -25,13 +25,23 @@ func newInspect() *cobra.Command {
 	)
 	c := &cobra.Command{
 		Use:   "inspect PATH",
-		Short: "Describe a model: architecture, sizes, and how each tensor is stored",
-		Long: `Describes a model (a Hugging Face directory or a .gguf file): its architecture,
-parameter count, and for every tensor its dtype in the file and the format it is held
-in memory with --quant (default: as stored).`,
+		Short: "Describe a model, dataset, adapter, run folder or checkpoint",
+		Long: `Describes what PATH is:
+  a model (a Hugging Face directory or a .gguf file): its architecture, parameter count,
+    and for every tensor its dtype in the file and the format it is held in memory with
+    --quant (default: as stored);
+  a dataset (.parquet, .jsonl, .json, .txt, a glob or a folder of shards): rows, columns,
+    format, and with --model token counts, mask coverage and a rendered example;
+  an adapter folder (adapter_config.json): rank, alpha, targets, tensors, and from its
+    lowrank.json how the base was held in training;
+  a run folder (train --out): status, steps, checkpoints (each verified), adapters, losses;
+  a checkpoint (RUN/checkpoints/step-N): whether it is intact, its state, settings and files.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
+			if handled, err := inspectTraining(cmd, path, asJSON); handled {
+				return err
+			}
 			if isDataset(path) {
 				return inspectData(cmd, path, modelPath, columns, chatTemplate, textUnit, maxSeqLen, trainOnInputs, asJSON)
 			}

@@ -31,13 +31,19 @@ func run(args []string) (code int) {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	go func() {
-		for n := 0; ; n++ {
-			if _, ok := <-sigs; !ok {
-				return
-			}
-			if n == 0 && graceful.Load() {
-				fmt.Fprintln(os.Stderr, "lowrank: interrupted: finishing the current step and saving (Ctrl-C again to quit now)")
+		saving := false
+		for sig := range sigs {
+			switch {
+			case !graceful.Load():
+			case !saving:
+				// The first SIGINT or SIGTERM: finish the step and save.
+				saving = true
+				fmt.Fprintln(os.Stderr, "lowrank: interrupted: finishing the current step and saving a checkpoint (Ctrl-C again to quit at once)")
 				cancel()
+				continue
+			case sig == syscall.SIGTERM:
+				// Schedulers repeat SIGTERM before their SIGKILL: the save goes on.
+				fmt.Fprintln(os.Stderr, "lowrank: SIGTERM again: still saving (Ctrl-C quits at once)")
 				continue
 			}
 			fmt.Fprintln(os.Stderr, "lowrank: interrupted")

@@ -76,7 +76,7 @@ func TestSIGTERM(t *testing.T) {
 		code = ee.ExitCode()
 	}
 	out := stderr.String()
-	if code != 130 || !strings.Contains(out, "--adapter "+filepath.Join(runDir, "adapter")) || strings.Contains(out, "goroutine") {
+	if code != 130 || !strings.Contains(out, "lowrank train --resume "+runDir) || strings.Contains(out, "goroutine") {
 		t.Fatalf("exit %d (%v), stderr:\n%s", code, err, out)
 	}
 	f, err := safetensors.Open(filepath.Join(runDir, "adapter", "adapter_model.safetensors"))

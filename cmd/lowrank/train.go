@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -17,17 +18,42 @@ func newTrain() *cobra.Command {
 		configFile, logFormat string
 		dryRun, asJSON        bool
 		noProgress            bool
+		resume                string
+		force, noLock         bool
 	)
 	flagVals := map[string]*string{}
 	c := &cobra.Command{
-		Use:   "train --model M --data D --out RUN [--config run.yaml] [flags]",
+		Use:   "train --model M --data D --out RUN [--config run.yaml] [flags] | --resume RUN|RUN/checkpoints/step-N|auto [--force]",
 		Short: "Fine-tune a LoRA adapter",
 		Long: `Trains a LoRA adapter on a model's frozen (quantized) base. Settings come from
 the defaults, then --config (JSON or flat YAML with the flag names as keys), then flags.
-The run directory gets config.yaml, metrics.jsonl, adapter/ and best/ (PEFT layout).`,
+
+The run folder gets config.yaml, metrics.jsonl, adapter/ and best/ (PEFT layout, with
+lowrank.json: how the base was held), and checkpoints/step-N/: the adapter, optimizer
+and trainer state, written every --save-every steps (or epoch), at the end, on Ctrl-C or
+SIGTERM and when training diverges; --keep-last N keeps the newest N and the best.
+
+A folder that holds a run is never overwritten: --resume RUN continues it from its newest
+intact checkpoint (exactly as if it had not stopped; its config.yaml gives the settings,
+flags override the ones that do not change the result, such as --threads; others need
+--force), --resume RUN/checkpoints/step-N from that one, --resume auto (for schedulers)
+resumes --out if it has a checkpoint and starts it otherwise; --overwrite starts again.
+One process at a time owns a run folder (a lock on RUN/.lock).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := train.Defaults()
+			if resume != "" && resume != "auto" {
+				if cmd.Flags().Changed("out") {
+					if run, _ := train.ResumeTarget(resume); filepath.Clean(*flagVals["out"]) != run {
+						return usageError{cmd: "train", err: fmt.Errorf("--resume %s continues the run in %s: leave out --out, or give that folder", resume, run)}
+					}
+				}
+				base, err := train.ResumeConfig(resume)
+				if err != nil {
+					return err
+				}
+				cfg = *base
+			}
 			if configFile != "" {
 				if err := train.ReadConfigFile(&cfg, configFile); err != nil {
 					return err
@@ -75,12 +101,12 @@ The run directory gets config.yaml, metrics.jsonl, adapter/ and best/ (PEFT layo
 			}
 			graceful.Store(true)
 			defer graceful.Store(false)
-			res, err := train.Run(cmd.Context(), cfg, log, onStep)
+			res, err := train.Run(cmd.Context(), cfg, train.RunOptions{Resume: resume, Force: force, NoLock: noLock}, log, onStep)
 			if bar != nil {
 				bar.Finish()
 			}
 			if errors.Is(err, train.ErrInterrupted) {
-				fmt.Fprintf(os.Stderr, "lowrank: %v\n(exact resume from checkpoints is not implemented yet: start again from the adapter with --adapter %s)\n", err, res.Adapter)
+				fmt.Fprintf(os.Stderr, "lowrank: %v\ncontinue with: lowrank train --resume %s\n", err, cfg.Out)
 				return exitCode(130)
 			}
 			if err != nil {
@@ -89,6 +115,13 @@ The run directory gets config.yaml, metrics.jsonl, adapter/ and best/ (PEFT layo
 			out := cmd.OutOrStdout()
 			if asJSON {
 				return writeJSON(out, res)
+			}
+			if res.AlreadyDone {
+				fmt.Fprintf(out, "the run in %s is already complete (%d of %d steps%s): nothing to do\nadapter: %s\n", cfg.Out, res.Steps, res.Total, map[bool]string{true: ", stopped early", false: ""}[res.StoppedEarly], res.Adapter)
+				return nil
+			}
+			if res.ResumedFrom != "" {
+				fmt.Fprintf(out, "resumed from %s; ", res.ResumedFrom)
 			}
 			fmt.Fprintf(out, "trained %d steps; final loss %.4f", res.Steps, res.FinalLoss)
 			if res.BaseValLoss > 0 {
@@ -104,6 +137,9 @@ The run directory gets config.yaml, metrics.jsonl, adapter/ and best/ (PEFT layo
 	f.BoolVar(&dryRun, "dry-run", false, "print the resolved configuration, parameter counts, memory estimate and dataset size, then exit")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress bar on a terminal: a log line every --log-every steps instead")
+	f.StringVar(&resume, "resume", "", "continue a run: RUN (its newest intact checkpoint), RUN/checkpoints/step-N, or auto (--out's if it has a checkpoint, else start it)")
+	f.BoolVar(&force, "force", false, "with --resume: accept settings or data that differ from the checkpoint's (recorded in the log and config.yaml)")
+	f.BoolVar(&noLock, "no-lock", false, "do not lock the run folder (filesystems without file locks; make sure only one run uses it)")
 	// One flag per configuration field, named like its key with hyphens.
 	defaults := train.Defaults()
 	v := reflect.ValueOf(defaults)
@@ -138,4 +174,7 @@ var flagHelp = map[string]string{
 	"early_stopping_patience":  "stop after this many evaluations without improvement (0: off)",
 	"early_stopping_threshold": "improvement smaller than this does not count (early stopping)",
 	"eval_every":               "evaluate every N steps (and at the end)", "log_every": "a log line every N steps when there is no progress bar",
+	"save_every": "write a checkpoint every N steps, or epoch (0: only at the end, on a signal and when training diverges)",
+	"keep_last":  "keep the newest N checkpoints and the best by validation loss (0: all)",
+	"overwrite":  "start again in a folder that holds a run, removing its files",
 }

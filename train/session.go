@@ -1,0 +1,319 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/checkpoints"
+	"github.com/lowrank/lowrank/data"
+	"github.com/lowrank/lowrank/kernels"
+	"github.com/lowrank/lowrank/lora"
+	"github.com/lowrank/lowrank/model"
+	"github.com/lowrank/lowrank/tokenizer"
+)
+
+// Session is the setup that training, evaluation, a dry run and the
+// training benchmark share, done once: the kernel path and its pool, the
+// tokenizer, the base model, the adapter, the data and its batch order.
+// Close releases it.
+type Session struct {
+	Config  Config
+	Log     *slog.Logger
+	Pool    *kernels.Pool
+	Tok     *tokenizer.Tokenizer // nil for the benchmark's model built in memory
+	Model   *model.Model
+	Adapter *lora.Adapter // nil when evaluating the base alone
+	Data    *data.Dataset // the training (or evaluated) examples; nil for the benchmark
+	Val     []*data.Example
+	// Batches is the training order: micro-batch g is batch g mod PerEpoch
+	// of epoch g / PerEpoch, a pure function of (seed, epoch, index).
+	Batches  *data.Batcher
+	PerEpoch int // micro-batches per epoch
+	Prints   Fingerprints
+	// fixed, for the benchmark: every micro-batch is this one.
+	fixed   *data.Batch
+	tp      *autograd.Tape
+	closers []io.Closer
+}
+
+// Fingerprints identify what a run trained on, for resume checks and the
+// adapter's lowrank.json.
+type Fingerprints struct {
+	Base      string `json:"base"`      // SHA-256 of the model files (model.Fingerprint)
+	Tokenizer string `json:"tokenizer"` // vocabulary, merges, special tokens and chat template
+	Data      string `json:"data"`      // the training data's token-cache key: its bytes, tokenizer and rendering options
+	Val       string `json:"val,omitempty"`
+	Kernel    string `json:"kernel_path"` // kernels.Path.ID
+}
+
+// Close releases the model's and the data's memory maps.
+func (s *Session) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i].Close())
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// OpenSession does a training run's setup: everything in Session, the
+// adapter freshly initialized or read from c.Adapter.
+func OpenSession(c Config, log *slog.Logger) (*Session, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	s, err := newSession(c, log)
+	if err != nil {
+		return nil, err
+	}
+	err = s.loadBase(c.ModelOptions())
+	if err == nil {
+		err = s.attach(c.Adapter, true)
+	}
+	if err == nil {
+		s.logModel()
+		err = s.loadData(true)
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func newSession(c Config, log *slog.Logger) (*Session, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	pool, err := kernels.NewPool(c.Threads, "")
+	if err != nil {
+		return nil, err
+	}
+	return &Session{Config: c, Log: log, Pool: pool, Prints: Fingerprints{Kernel: pool.Path().ID()}}, nil
+}
+
+// setup loads the tokenizer and base (opts), attaches an adapter (read from
+// adapterDir, or fresh when adapterDir is "" and fresh is set; none
+// otherwise) and loads the data (with its validation set when withVal).
+func (s *Session) setup(opts model.LoadOptions, adapterDir string, fresh, withVal bool) error {
+	if err := s.loadBase(opts); err != nil {
+		return err
+	}
+	if err := s.attach(adapterDir, fresh); err != nil {
+		return err
+	}
+	return s.loadData(withVal)
+}
+
+func (s *Session) loadBase(opts model.LoadOptions) error {
+	c := &s.Config
+	tok, err := tokenizer.Load(c.Model)
+	if err != nil {
+		return err
+	}
+	if c.ChatTemplate != "" {
+		if err := tok.UseChatTemplate(c.ChatTemplate); err != nil {
+			return err
+		}
+	}
+	s.Tok = tok
+	s.Prints.Tokenizer = tok.Fingerprint()
+	m, err := model.Load(c.Model, opts)
+	if err != nil {
+		return err
+	}
+	s.Model = m
+	s.closers = append(s.closers, m)
+	m.Checkpointing, m.CheckpointLayers = c.Checkpointing, c.CheckpointLayers
+	if s.Prints.Base, err = model.Fingerprint(c.Model); err != nil {
+		return err
+	}
+	if bc := m.BaseCache; bc != nil {
+		if bc.Hit {
+			s.Log.Info("GPTQ base read from the cache", "file", bc.File)
+		} else if bc.Ignored == "" {
+			s.Log.Info("GPTQ base stored in the cache", "file", bc.File)
+		}
+		if bc.Ignored != "" {
+			s.Log.Warn("GPTQ cache", "ignored", bc.Ignored)
+		}
+	}
+	if r := m.Tuned; r != nil {
+		s.Log.Info("GPTQ scales tuned", "epochs", r.Epochs, "calibration_kl_before", fmt.Sprintf("%.4f", r.Before), "calibration_kl_after", fmt.Sprintf("%.4f", r.After))
+	}
+	return nil
+}
+
+// attach puts the adapter on the base: read from dir, or fresh (c's LoRA
+// settings) when dir is "" and fresh is set.
+func (s *Session) attach(dir string, fresh bool) error {
+	c, m := &s.Config, s.Model
+	var err error
+	switch {
+	case dir != "":
+		if s.Adapter, err = checkpoints.LoadAdapter(dir, m); err != nil {
+			return err
+		}
+	case fresh:
+		s.Adapter, err = lora.Apply(m, lora.Config{Rank: c.Rank, Alpha: c.Alpha, Dropout: c.Dropout, Targets: strings.Split(c.Targets, ","),
+			RSLoRA: c.RSLoRA, DoRA: c.DoRA, Init: c.Init, Seed: c.Seed, LoRAPlusRatio: c.LoRAPlusRatio})
+		if err != nil {
+			return err
+		}
+	default:
+		return nil
+	}
+	s.Adapter.Config.Seed, s.Adapter.Config.LoRAPlusRatio = c.Seed, c.LoRAPlusRatio
+	return nil
+}
+
+// logModel says what the base is and how it is held.
+func (s *Session) logModel() {
+	c, m := &s.Config, s.Model
+	var trainable int64
+	if s.Adapter != nil {
+		trainable = s.Adapter.NumParams()
+	}
+	s.Log.Info("model", "path", c.Model, "params", m.Params(), "weights_MiB", m.WeightBytes()>>20,
+		"stored_as_"+c.Quant, StoredSummary(m, c.Quant), "trainable", trainable, "kernel_path", s.Pool.Path().ID())
+	wider := map[string][]string{} // matrices a format could not hold, by what they are held as
+	for _, st := range m.Stored {
+		if st.As != c.Quant && st.Shape[0] > 1 {
+			wider[st.As] = append(wider[st.As], st.Name)
+		}
+	}
+	for _, as := range slices.Sorted(maps.Keys(wider)) {
+		names := wider[as]
+		if len(names) > 4 {
+			names = append(names[:4:4], fmt.Sprintf("and %d more", len(names)-4))
+		}
+		s.Log.Info("not stored as "+c.Quant, "as", as, "tensors", strings.Join(names, ", "))
+	}
+}
+
+// loadOptions are how c renders data.
+func (c *Config) loadOptions(tok *tokenizer.Tokenizer) (data.LoadOptions, error) {
+	cols, err := data.ParseColumns(c.Columns)
+	if err != nil {
+		return data.LoadOptions{}, err
+	}
+	return data.LoadOptions{Columns: cols, Threads: c.Threads, Seed: c.Seed, CacheDir: c.TokenCache(), TextUnit: c.TextUnit,
+		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, Truncation: c.Truncation, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}}, nil
+}
+
+// loadData reads the training data, and with withVal the validation data
+// (--val, the validation shards beside the training ones, or a seeded
+// fraction of the training examples), and sets up the batch order.
+func (s *Session) loadData(withVal bool) error {
+	c := &s.Config
+	lo, err := c.loadOptions(s.Tok)
+	if err != nil {
+		return err
+	}
+	if withVal && c.Val == "" {
+		lo.ValFraction = c.ValFraction
+	}
+	ds, err := data.Load(c.Data, s.Tok, lo)
+	if err != nil {
+		return err
+	}
+	s.Data = ds
+	s.closers = append(s.closers, closerFunc(ds.Close))
+	s.Prints.Data = ds.Key
+	if ds.CacheWarning != "" {
+		s.Log.Warn("token cache", "path", c.Data, "problem", ds.CacheWarning)
+	}
+	if withVal {
+		s.Val = ds.Val
+		valPath := c.Val
+		if valPath == "" && c.ValFraction == 0 {
+			if split := data.ValidationSplit(c.Data); split != "" {
+				valPath, lo.Split = c.Data, split // the validation shards beside the training ones
+				s.Log.Info("validation", "path", c.Data, "split", split)
+			}
+		}
+		if valPath != "" {
+			lo.ValFraction = 0
+			vds, err := data.Load(valPath, s.Tok, lo)
+			if err != nil {
+				return err
+			}
+			s.closers = append(s.closers, closerFunc(vds.Close))
+			s.Val = vds.Train
+			s.Prints.Val = vds.Key
+		}
+	}
+	s.Log.Info("data", "path", c.Data, "format", ds.Format, "examples", len(ds.Train), "val", len(s.Val), "tokens", ds.Tokens, "supervised", ds.Supervised, "from_cache", ds.FromCache)
+	for _, reason := range slices.Sorted(maps.Keys(ds.Dropped)) {
+		s.Log.Warn("dropped examples", "count", ds.Dropped[reason], "reason", reason)
+	}
+	s.Batches = &data.Batcher{Examples: ds.Train, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(s.Model, s.Tok), Seed: c.Seed}
+	s.PerEpoch, err = s.Batches.Steps()
+	return err
+}
+
+// Batch returns global micro-batch g of the training order.
+func (s *Session) Batch(g int64) (*data.Batch, error) {
+	if s.fixed != nil {
+		return s.fixed, nil
+	}
+	return s.Batches.At(int(g/int64(s.PerEpoch)), int(g%int64(s.PerEpoch)))
+}
+
+// TotalSteps is the number of optimizer steps c asks for over this data:
+// max_steps, else epochs × micro-batches per epoch / grad_accum (at least 1).
+func (s *Session) TotalSteps() int {
+	c := &s.Config
+	if c.MaxSteps > 0 {
+		return c.MaxSteps
+	}
+	return max(1, c.Epochs*s.PerEpoch/c.GradAccum)
+}
+
+// EvalLoss is the mean next-token loss over the supervised tokens of
+// examples, in batches as training forms them (no dropout, no gradients).
+func (s *Session) EvalLoss(examples []*data.Example) (loss float64, tokens int, err error) {
+	if len(examples) == 0 {
+		return math.NaN(), 0, nil
+	}
+	if ad := s.Adapter; ad != nil {
+		was := ad.Training
+		ad.Training = false
+		defer func() { ad.Training = was }()
+	}
+	c := &s.Config
+	vb := &data.Batcher{Examples: examples, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(s.Model, s.Tok), Seed: 1}
+	steps, err := vb.Steps()
+	if err != nil {
+		return 0, 0, err
+	}
+	tp := s.tape()
+	tp.SetNoGrad(true)
+	defer tp.SetNoGrad(false)
+	var sum float64
+	for i := 0; i < steps; i++ {
+		b, err := vb.At(0, i)
+		if err != nil {
+			return 0, 0, err
+		}
+		tp.Reset()
+		l, k, err := s.Model.Loss(tp, toModel(b), 0)
+		if err != nil {
+			return 0, 0, err
+		}
+		sum += float64(l.Data[0]) * float64(k)
+		tokens += k
+	}
+	return sum / float64(max(tokens, 1)), tokens, nil
+}

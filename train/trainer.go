@@ -1,0 +1,182 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/data"
+	"github.com/lowrank/lowrank/kernels"
+)
+
+// State is everything a run's future depends on besides its configuration,
+// data and adapter values: a checkpoint saves it, a resumed run continues
+// from it bit for bit. Every random draw of training is a function of the
+// seed and these counters (dropout of (seed, micro-batch, layer), the batch
+// order of (seed, epoch, index)), never of a generator's hidden position.
+type State struct {
+	Step int `json:"step"` // optimizer steps done (the schedule's position)
+	// Micro is the data cursor: micro-batches consumed. The next one is
+	// batch Micro mod PerEpoch of epoch Micro / PerEpoch.
+	Micro    int64 `json:"micro_batches"`
+	PerEpoch int   `json:"micro_batches_per_epoch"`
+	// Total is the run's optimizer steps, fixed at step 0 (the LR schedule's
+	// length); only a forced change of what it follows from changes it.
+	Total      int   `json:"total_steps"`
+	Tokens     int64 `json:"tokens"`            // positions computed (padding included)
+	Supervised int64 `json:"supervised_tokens"` // targets trained on
+	// Loss is the last step's loss (normalized by its supervised tokens).
+	Loss float64 `json:"loss"`
+	// BaseValLoss is the validation loss before training; BestValLoss the
+	// lowest since (+Inf: none yet), at BestStep; ValLoss the last one.
+	BaseValLoss *float64 `json:"base_val_loss,omitempty"`
+	BestValLoss *float64 `json:"best_val_loss,omitempty"`
+	BestStep    int      `json:"best_step,omitempty"`
+	ValLoss     *float64 `json:"val_loss,omitempty"`
+	ValStep     int      `json:"val_step,omitempty"`
+	// Stale counts evaluations since the best improved by more than the
+	// threshold (early stopping's patience).
+	Stale int `json:"stale_evaluations"`
+	// Stopped says why the run ended before Total ("early stopping"), "" otherwise.
+	Stopped string `json:"stopped,omitempty"`
+	// Elapsed is the training time so far in seconds (throughput across resumes).
+	Elapsed float64 `json:"elapsed_s"`
+}
+
+// Done reports whether the run has nothing left to do.
+func (s *State) Done() bool { return s.Step >= s.Total || s.Stopped != "" }
+
+// Epoch is the fractional number of epochs done, as HF Trainer logs it.
+func (s *State) Epoch() float64 { return float64(s.Micro) / float64(max(s.PerEpoch, 1)) }
+
+// Trainer steps a session's adapter: forward and backward over GradAccum
+// micro-batches, clipping, the optimizer, the schedule. Its State and
+// optimizer state are all it carries between steps.
+type Trainer struct {
+	S     *Session
+	State State
+	Opt   Optimizer
+	micro []*data.Batch
+}
+
+// NewTrainer returns a trainer at step 0 of s.
+func (s *Session) NewTrainer() *Trainer {
+	c := &s.Config
+	var opt Optimizer = NewAdamW(c.WeightDecay)
+	if c.Optimizer == "sgd" {
+		opt = &SGD{Momentum: c.Momentum, WeightDecay: c.WeightDecay}
+	}
+	return &Trainer{S: s, Opt: opt, State: State{PerEpoch: s.PerEpoch, Total: s.TotalSteps()}}
+}
+
+// tape is the session's tape: one arena of activations, reused by every
+// step and evaluation.
+func (s *Session) tape() *autograd.Tape {
+	if s.tp == nil {
+		s.tp = autograd.NewTape(s.Pool)
+	}
+	return s.tp
+}
+
+// StepResult is what one optimizer step measured.
+type StepResult struct {
+	Loss, GradNorm, LR float64
+	Tokens, Supervised int
+}
+
+// ErrDiverged is returned (wrapped) by Step when the loss or the gradient is
+// not finite; the adapter, optimizer and State are those before the step.
+var ErrDiverged = errors.New("training diverged")
+
+// LR is the learning rate of the next step.
+func (t *Trainer) LR() float64 {
+	c := &t.S.Config
+	return Schedule(c.LRSchedule, c.LR, t.State.Step, c.WarmupSteps, t.State.Total, c.MinLRRatio)
+}
+
+// Step runs one optimizer step over the next GradAccum micro-batches, the
+// loss normalized by their total supervised tokens.
+func (t *Trainer) Step() (StepResult, error) {
+	s, c, st := t.S, &t.S.Config, &t.State
+	ad := s.Adapter
+	var r StepResult
+	t.micro = t.micro[:0]
+	for i := 0; i < c.GradAccum; i++ {
+		b, err := s.Batch(st.Micro + int64(i))
+		if err != nil {
+			return r, err
+		}
+		t.micro = append(t.micro, b)
+		r.Supervised += b.Supervised
+	}
+	ad.Training = true
+	ad.ZeroGrad()
+	tp := s.tape()
+	for i, b := range t.micro {
+		ad.Micro = uint64(st.Micro) + uint64(i) // dropout masks of this micro-batch
+		tp.Reset()
+		loss, _, err := s.Model.Loss(tp, toModel(b), float32(max(r.Supervised, 1)))
+		if err != nil {
+			return r, err
+		}
+		tp.Backward(loss)
+		r.Loss += float64(loss.Data[0])
+		r.Tokens += b.B * b.T
+	}
+	r.GradNorm = norm(ad.Grads())
+	if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) || math.IsNaN(r.GradNorm) || math.IsInf(r.GradNorm, 0) {
+		return r, fmt.Errorf("step %d: loss %g, gradient norm %g: %w", st.Step+1, r.Loss, r.GradNorm, ErrDiverged)
+	}
+	if c.MaxGradNorm > 0 && r.GradNorm > c.MaxGradNorm {
+		kernels.Scale(ad.Grads(), float32(c.MaxGradNorm/r.GradNorm))
+	}
+	r.LR = t.LR()
+	t.Opt.Step(ad.Params(), r.LR)
+	st.Step++
+	st.Micro += int64(c.GradAccum)
+	st.Tokens += int64(r.Tokens)
+	st.Supervised += int64(r.Supervised)
+	st.Loss = r.Loss
+	return r, nil
+}
+
+// norm is the 2-norm of every gradient (the slab, in order: deterministic).
+func norm(g []float32) float64 {
+	var s float64
+	for _, v := range g {
+		s += float64(v) * float64(v)
+	}
+	return math.Sqrt(s)
+}
+
+// Evaluate computes the validation loss and updates the best loss and
+// early stopping's count; it reports whether this evaluation is a new best.
+func (t *Trainer) Evaluate() (loss float64, best bool, err error) {
+	s, c, st := t.S, &t.S.Config, &t.State
+	loss, _, err = s.EvalLoss(s.Val)
+	if err != nil {
+		return 0, false, err
+	}
+	v := loss
+	st.ValLoss, st.ValStep = &v, st.Step
+	if st.Step == 0 { // the base: what training must beat
+		b, bb := loss, loss
+		st.BaseValLoss, st.BestValLoss = &b, &bb
+		return loss, false, nil
+	}
+	bestSoFar := math.Inf(1)
+	if st.BestValLoss != nil {
+		bestSoFar = *st.BestValLoss
+	}
+	if loss < bestSoFar-c.EarlyStoppingThreshold {
+		st.Stale = 0
+	} else {
+		st.Stale++
+	}
+	if loss < bestSoFar {
+		b := loss
+		st.BestValLoss, st.BestStep, best = &b, st.Step, true
+	}
+	return loss, best, nil
+}
