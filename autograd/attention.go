@@ -112,7 +112,7 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 		pool.Gemm(P, scale, Qs, kernels.NoTrans, kv(k.Data, b, g, lo, hi), kernels.Trans, 0)
 		n := i1 - i0
 		for hh := 0; hh < group; hh++ {
-			maskSoftmax(kernels.Mat{Data: P.Data[hh*n*T:], Rows: n, Cols: P.Cols, Stride: T}, segOf(b), i0, lo)
+			maskSoftmax(pool.Path(), kernels.Mat{Data: P.Data[hh*n*T:], Rows: n, Cols: P.Cols, Stride: T}, segOf(b), i0, lo)
 		}
 	}
 	// A unit of work is one sequence's key/value group, or with few of those
@@ -243,7 +243,7 @@ func (tp *Tape) Attention(q, k, v *Tensor, s AttnShape, seg []int32) *Tensor {
 // maskSoftmax applies the causal (and segment) mask to the score rows of P,
 // which hold query rows i0.. over keys lo.., and replaces each row by its
 // softmax; masked entries become exactly 0.
-func maskSoftmax(P kernels.Mat, seg []int32, i0, lo int) {
+func maskSoftmax(pa *kernels.Path, P kernels.Mat, seg []int32, i0, lo int) {
 	for r := 0; r < P.Rows; r++ {
 		i := i0 + r // the query's position; its row holds keys lo..lo+Cols
 		row := P.Row(r)
@@ -254,7 +254,7 @@ func maskSoftmax(P kernels.Mat, seg []int32, i0, lo int) {
 		}
 		clear(row[:s-lo])
 		clear(row[i+1-lo:])
-		kernels.Softmax(row[s-lo:i+1-lo], row[s-lo:i+1-lo])
+		pa.Softmax(row[s-lo:i+1-lo], row[s-lo:i+1-lo])
 	}
 }
 
@@ -277,7 +277,7 @@ func AttentionStep(pool *kernels.Pool, out, q *Tensor, kc, vc []float32, pos0 in
 		for i := 0; i < Tn; i++ {
 			row := P.Row(i)
 			clear(row[pos0+i+1:])
-			kernels.Softmax(row[:pos0+i+1], row[:pos0+i+1])
+			pool.Path().Softmax(row[:pos0+i+1], row[:pos0+i+1])
 		}
 		pool.Gemm(kernels.Mat{Data: out.Data[h*D:], Rows: Tn, Cols: D, Stride: H * D}, 1, P, kernels.NoTrans, V, kernels.NoTrans, 0)
 	}

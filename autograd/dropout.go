@@ -4,7 +4,7 @@ package autograd
 // 1/(1−p) (inverted dropout). The mask is a pure function of key and the
 // element index (a counter-based hash), so a recomputation (activation
 // checkpointing) or a resumed run replays exactly the same mask: the caller
-// derives key from explicit state (seed, step, layer).
+// derives key from explicit state (seed, micro-batch, layer).
 func (tp *Tape) Dropout(x *Tensor, p float64, key uint64) *Tensor {
 	if p <= 0 {
 		return x

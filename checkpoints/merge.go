@@ -3,13 +3,17 @@ package checkpoints
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/lowrank/lowrank/checkpoints/safetensors"
+	"github.com/lowrank/lowrank/internal/atomicfile"
 	"github.com/lowrank/lowrank/kernels"
 	"github.com/lowrank/lowrank/lora"
 	"github.com/lowrank/lowrank/model"
@@ -42,8 +46,8 @@ func WriteMerged(dir string, m *model.Model, ad *lora.Adapter, srcDir, dtype str
 	default:
 		return nil, fmt.Errorf("merge: --dtype %q (want f16, bf16 or f32)", dtype)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
+	if err := replaceable(dir); err != nil {
+		return nil, err
 	}
 	rep := &MergeReport{Dtype: dtype, BaseFrom: "original weights"}
 	for _, s := range m.Stored {
@@ -93,13 +97,56 @@ func WriteMerged(dir string, m *model.Model, ad *lora.Adapter, srcDir, dtype str
 		}
 	}
 	rep.Tensors = len(entries)
-	if err := safetensors.Write(filepath.Join(dir, "model.safetensors"), entries, map[string]string{"format": "pt"}); err != nil {
-		return nil, err
+	// The folder appears whole or not at all (a kill or a full disk leaves
+	// the previous one).
+	err := atomicfile.WriteDir(dir, func(tmp string) error {
+		if err := safetensors.Write(filepath.Join(tmp, "model.safetensors"), entries, map[string]string{"format": "pt"}); err != nil {
+			return err
+		}
+		if err := writeConfig(tmp, m, srcDir, dtype); err != nil {
+			return err
+		}
+		return copyTokenizer(srcDir, tmp)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("merge %s: %w", dir, err)
 	}
-	if err := writeConfig(dir, m, srcDir, dtype); err != nil {
-		return nil, err
+	return rep, nil
+}
+
+// mergedFile reports whether name is a file a merged model folder holds.
+func mergedFile(name string) bool {
+	switch name {
+	case "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json",
+		"tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "chat_template.jinja":
+		return true
 	}
-	return rep, copyTokenizer(srcDir, dir)
+	return strings.HasPrefix(name, "model-") && strings.HasSuffix(name, ".safetensors")
+}
+
+// replaceable refuses an output folder that a merge would replace but that
+// holds files of another kind (writing the merged folder replaces it whole).
+func replaceable(dir string) error {
+	st, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("merge: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("merge: %s exists and is not a folder", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("merge: %w", err)
+	}
+	for _, e := range entries {
+		if !mergedFile(e.Name()) {
+			return fmt.Errorf("merge: %s holds %s, which is not part of a merged model: choose a new or empty folder (a merge replaces the folder whole)", dir, e.Name())
+		}
+	}
+	return nil
 }
 
 func encode(v []float32, dt safetensors.Dtype) []byte {

@@ -2,6 +2,9 @@ package checkpoints
 
 import (
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/lowrank/lowrank/autograd"
@@ -59,5 +62,35 @@ func TestMergedEqualsAdapter(t *testing.T) {
 				t.Fatalf("%s: logit %d: merged %g, base+adapter %g", c.dtype, i, got[i], want[i])
 			}
 		}
+	}
+}
+
+// TestMergedFolder: a merge replaces an earlier merged folder whole (no file
+// of the old one stays) and refuses a folder that holds other files, or a
+// file, leaving it untouched.
+func TestMergedFolder(t *testing.T) {
+	m := tinyModel(t, 32)
+	dir := filepath.Join(t.TempDir(), "merged")
+	if _, err := WriteMerged(dir, m, nil, "", "f32"); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "tokenizer.model"), []byte("stale"), 0o644) // from an earlier merge
+	if _, err := WriteMerged(dir, m, nil, "", "f16"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.model")); err == nil {
+		t.Error("a file of the earlier merged folder stayed")
+	}
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644)
+	if _, err := WriteMerged(dir, m, nil, "", "f16"); err == nil || !strings.Contains(err.Error(), "notes.txt") {
+		t.Errorf("a folder with other files: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "notes.txt")); string(b) != "mine" {
+		t.Error("the refused merge touched the folder")
+	}
+	file := filepath.Join(t.TempDir(), "x.gguf")
+	os.WriteFile(file, nil, 0o644)
+	if _, err := WriteMerged(file, m, nil, "", "f16"); err == nil || !strings.Contains(err.Error(), "not a folder") {
+		t.Errorf("a file as the output: %v", err)
 	}
 }

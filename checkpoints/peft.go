@@ -2,7 +2,9 @@ package checkpoints
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -293,10 +295,10 @@ func WriteFileAtomic(path string, data []byte) error {
 		_, err := f.Write(data)
 		return err
 	})
-	if err != nil {
+	if err != nil && !errors.As(err, new(*fs.PathError)) { // a PathError names the file
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return nil
+	return err
 }
 
 // extraTarget returns the model's values for a saved norm weight or bias.

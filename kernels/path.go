@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strings"
 )
@@ -137,6 +138,22 @@ func (p *Path) ExpShiftSum(x []float32, shift float32) float32 {
 		return p.rows.expShiftSum(&x[0], len(x), shift)
 	}
 	return ExpShiftSum(x, shift)
+}
+
+// Softmax computes dst = exp(x − max x) / Σ exp(x − max x) (dst may alias
+// x); a row of all −Inf (fully masked) gives zeros.
+func (p *Path) Softmax(dst, x []float32) {
+	sameLen("Softmax", len(dst), x)
+	if len(x) == 0 {
+		return
+	}
+	mx := p.Max(x)
+	if math.IsInf(float64(mx), -1) {
+		clear(dst)
+		return
+	}
+	copy(dst, x)
+	Scale(dst, 1/p.ExpShiftSum(dst, mx))
 }
 
 // SwiGLU computes dst = silu(gate) ⊙ up (dst may alias either).

@@ -142,7 +142,8 @@ func RMSNormBackward(dx, dw, dy, x, w []float32, rstd float32) {
 }
 
 // Softmax computes dst = exp(x − max x) / Σ exp(x − max x) (dst may alias x).
-// A row of all −Inf (fully masked) gives zeros.
+// A row of all −Inf (fully masked) gives zeros. (Path.Softmax is the same
+// over a path's vectorized max and exponentials.)
 func Softmax(dst, x []float32) {
 	sameLen("Softmax", len(dst), x)
 	if len(x) == 0 {

@@ -275,6 +275,14 @@ func testRowKernelPath(t *testing.T, pa *Path) {
 		if math.Abs(float64(sum-wsum)) > 1e-5*math.Abs(float64(wsum)) {
 			t.Fatalf("n=%d: sum %g, Go %g", n, sum, wsum)
 		}
+		sm, wsm := make([]float32, n), make([]float32, n)
+		pa.Softmax(sm, x)
+		Softmax(wsm, x)
+		for i := range sm {
+			if d := math.Abs(float64(sm[i] - wsm[i])); d > 4e-6*math.Abs(float64(wsm[i]))+1e-9 {
+				t.Fatalf("n=%d Softmax [%d]: %g, Go %g", n, i, sm[i], wsm[i])
+			}
+		}
 		s := make([]float32, n)
 		pa.SwiGLU(s, g, u)
 		dg, du := make([]float32, n), make([]float32, n)

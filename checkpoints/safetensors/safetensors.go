@@ -9,7 +9,9 @@ package safetensors
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"sort"
@@ -241,6 +243,9 @@ func Write(path string, tensors []WriteEntry, metadata map[string]string) error 
 
 func writeAtomic(path string, fill func(*os.File) error) error {
 	if err := atomicfile.Write(path, fill); err != nil {
+		if errors.As(err, new(*fs.PathError)) { // it names the file
+			return fmt.Errorf("safetensors: %w", err)
+		}
 		return fmt.Errorf("safetensors: %s: %w", path, err)
 	}
 	return nil

@@ -28,7 +28,7 @@ func newDemo() *cobra.Command {
 			fmt.Fprintf(w, "\nlowrank demo: fine-tuned a 4-layer Llama (seeded weights, byte-level tokenizer, q8_0 base) on %s\n", r.Train)
 			fmt.Fprintf(w, "  validation loss %.3f before → %.3f after (%d steps, %.0f%% lower)\n", r.Result.BaseValLoss, r.Result.BestValLoss, r.Result.Steps, 100*(1-r.Result.BestValLoss/r.Result.BaseValLoss))
 			fmt.Fprintf(w, "  greedy sample: %q\n", r.Sample)
-			fmt.Fprintf(w, "  model:   %s\n  run:     %s (config.yaml, metrics.jsonl, adapter/, best/)\n  merged:  %s (Hugging Face directory)\n", r.Model, r.Run, r.Merged)
+			fmt.Fprintf(w, "  model:   %s\n  run:     %s (config.yaml, metrics.jsonl, adapter/, best/, checkpoints/)\n  merged:  %s (Hugging Face directory)\n", r.Model, r.Run, r.Merged)
 			fmt.Fprintf(w, "next: lowrank generate --model %s --adapter %s/adapter --prompt \"Zorb\"\n", r.Model, r.Run)
 			return nil
 		},

@@ -529,7 +529,8 @@ func TestDivergence(t *testing.T) {
 
 // TestFullDisk: a run whose folder fills up (a 2 MiB tmpfs) ends with one
 // clear line naming the newest checkpoint, which is intact; copied to a
-// disk with room, it resumes.
+// disk with room, it resumes. A full token cache folder makes a run go on
+// uncached, with a warning.
 func TestFullDisk(t *testing.T) {
 	if testing.Short() {
 		t.Skip("training processes: skipped with -short (the emulated arm64 run)")
@@ -561,10 +562,64 @@ func TestFullDisk(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "resumed from") {
 		t.Errorf("resume on a disk with room: exit %d\n%s\n%s", code, out, stderr)
 	}
+
+	// A full cache folder: the run goes on uncached, and says so.
+	cache := filepath.Join(dir, "cache")
+	os.Mkdir(cache, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", cache).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	defer exec.Command("umount", cache).Run()
+	code, out, stderr = lowrank(t, runArgs(t, filepath.Join(dir, "uncached"), "--max-steps", "2", "--cache-dir", cache)...)
+	if code != 0 || !strings.Contains(stderr, "loaded uncached") || !strings.Contains(stderr, "no space left on device") {
+		t.Errorf("full cache folder: exit %d\n%s\n%s", code, out, stderr)
+	}
 }
 
 func newRand(t *testing.T) *rand.Rand {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("kill times seeded with %d", seed)
 	return rand.New(rand.NewPCG(seed, 1))
+}
+
+// TestAdapterRemembers: an adapter trained over an nf4 base is evaluated
+// over the same nf4 base without being told (its lowrank.json), and says
+// so; --quant still overrides. inspect describes the run, a checkpoint and
+// the adapter (JSON).
+func TestAdapterRemembers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("training processes: skipped with -short (the emulated arm64 run)")
+	}
+	run := filepath.Join(t.TempDir(), "run")
+	if code, _, stderr := lowrank(t, runArgs(t, run, "--quant", "nf4", "--max-steps", "3", "--max-seq-len", "48")...); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	m, val := testassets.Path(t, "models/stories260K/hf"), testassets.Path(t, "datasets/wikisql/valid.parquet")
+	loss := func(extra ...string) (float64, string) {
+		code, out, stderr := lowrank(t, append([]string{"eval", "--model", m, "--adapter", filepath.Join(run, "adapter"), "--data", val, "--json"}, extra...)...)
+		var r struct {
+			Loss float64 `json:"loss"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
+			t.Fatalf("eval %v: exit %d\n%s\n%s", extra, code, out, stderr)
+		}
+		return r.Loss, stderr
+	}
+	plain, note := loss()
+	nf4, _ := loss("--quant", "nf4", "--max-seq-len", "48")
+	f32, _ := loss("--quant", "f32")
+	if plain != nf4 || plain == f32 || !strings.Contains(note, "base held as nf4") || !strings.Contains(note, "max-seq-len 48") {
+		t.Errorf("eval: %.6f without flags, %.6f with --quant nf4, %.6f over f32; note %q", plain, nf4, f32, note)
+	}
+	for _, c := range []struct{ path, key string }{
+		{run, `"status": "complete"`},
+		{filepath.Join(run, "checkpoints", "step-3"), `"intact": true`},
+		{filepath.Join(run, "adapter"), `"quant": "nf4"`},
+	} {
+		code, out, stderr := lowrank(t, "inspect", c.path, "--json")
+		var v map[string]any
+		if code != 0 || json.Unmarshal([]byte(out), &v) != nil || !strings.Contains(out, c.key) {
+			t.Errorf("inspect %s: exit %d\n%s\n%s", c.path, code, out, stderr)
+		}
+	}
 }

@@ -51,6 +51,7 @@ func Write(path string, fill func(f *os.File) error) (err error) {
 		if err != nil {
 			tmp.Close()
 			os.Remove(tmp.Name())
+			renamePath(&err, tmp.Name(), path) // name the file the caller asked for
 		}
 	}()
 	if err = fill(tmp); err != nil {
@@ -94,6 +95,7 @@ func WriteDir(dir string, fill func(tmp string) error) (err error) {
 	defer func() {
 		if err != nil {
 			os.RemoveAll(tmp)
+			renamePath(&err, tmp, dir) // name the files the caller asked for
 		}
 	}()
 	if err = fill(tmp); err != nil {
@@ -141,6 +143,23 @@ func RemoveDir(dir string) error {
 		return err
 	}
 	return os.RemoveAll(tmp)
+}
+
+// renamed is an error whose message names the final path where the
+// underlying one names the temporary (a file, or a folder's files).
+type renamed struct {
+	msg string
+	err error
+}
+
+func (r *renamed) Error() string { return r.msg }
+func (r *renamed) Unwrap() error { return r.err }
+
+// renamePath makes *err name final instead of tmp.
+func renamePath(err *error, tmp, final string) {
+	if msg := (*err).Error(); strings.Contains(msg, tmp) {
+		*err = &renamed{msg: strings.ReplaceAll(msg, tmp, final), err: *err}
+	}
 }
 
 // exchangeFn is exchange, or (tests) a stand-in that fails.

@@ -111,3 +111,18 @@ func TestRemoveTemps(t *testing.T) {
 		t.Errorf("mode %v, os.Create gives %v", st.Mode().Perm(), want)
 	}
 }
+
+// TestErrorsNameTheDestination: a failure inside a temporary file or folder
+// is reported under the name the caller asked for, not the temporary one.
+func TestErrorsNameTheDestination(t *testing.T) {
+	d := t.TempDir()
+	full := errors.New("no space left on device")
+	err := WriteDir(filepath.Join(d, "best"), func(tmp string) error {
+		return Write(filepath.Join(tmp, "a.safetensors"), func(f *os.File) error {
+			return &os.PathError{Op: "write", Path: f.Name(), Err: full}
+		})
+	})
+	if want := "write " + filepath.Join(d, "best", "a.safetensors") + ": no space left on device"; err == nil || err.Error() != want || !errors.Is(err, full) {
+		t.Errorf("error %q, want %q", err, want)
+	}
+}
