@@ -42,7 +42,10 @@ func InspectCheckpoint(dir string) (*CheckpointInfo, error) {
 	ck, err := checkpoints.OpenCheckpoint(dir)
 	var ce *checkpoints.CheckpointError
 	if errors.As(err, &ce) {
-		info.Problem = err.Error()
+		info.Problem = ce.Problem
+		if ce.File != "" {
+			info.Problem = ce.File + ": " + ce.Problem
+		}
 		return info, nil
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -209,6 +210,9 @@ func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep f
 		if ts.Fingerprints.Kernel != s.Prints.Kernel {
 			log.Warn("resuming on another kernel path: the run continues, but not bit for bit as it would have", "checkpoint", ts.Fingerprints.Kernel, "now", s.Prints.Kernel)
 		}
+		if err := setAside(run, ck.Manifest.Step, log); err != nil {
+			return nil, err
+		}
 		res.ResumedFrom, res.Checkpoint = ck.Dir, ck.Dir
 		log.Info("resumed", "checkpoint", ck.Dir, "step", t.State.Step, "of", t.State.Total, "epoch", fmt.Sprintf("%.2f", t.State.Epoch()))
 	}
@@ -228,6 +232,40 @@ func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep f
 		r.lastSaved = t.State.Step
 	}
 	return r.loop(ctx, onStep)
+}
+
+// setAside moves the checkpoints newer than the one a run resumes from out
+// of its way: damaged ones (skipped) to checkpoints/damaged-step-N, intact
+// ones (a later state the user chose not to continue) to
+// checkpoints/abandoned-step-N. Left in place, they would be taken for this
+// run's newest by the next resume and by pruning. Nothing is deleted.
+func setAside(run string, step int, log *slog.Logger) error {
+	steps, err := checkpoints.ListCheckpoints(run)
+	if err != nil {
+		return err
+	}
+	for _, s := range steps {
+		if s <= step {
+			continue
+		}
+		from := checkpoints.StepDir(run, s)
+		kind := "abandoned"
+		if _, err := checkpoints.OpenCheckpoint(from); err != nil {
+			kind = "damaged"
+		}
+		to := filepath.Join(filepath.Dir(from), fmt.Sprintf("%s-step-%d", kind, s))
+		for i := 2; ; i++ {
+			if _, err := os.Lstat(to); errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			to = filepath.Join(filepath.Dir(from), fmt.Sprintf("%s-step-%d.%d", kind, s, i))
+		}
+		if err := os.Rename(from, to); err != nil {
+			return fmt.Errorf("run folder: %w", err)
+		}
+		log.Warn("a checkpoint newer than the one resumed from is set aside", "from", from, "to", to)
+	}
+	return nil
 }
 
 // resumeNotes are config.yaml's comment lines that record forced changes:
@@ -421,31 +459,35 @@ func (r *runner) fail(cause error) (*Result, error) {
 	return nil, fmt.Errorf("%v; the run stopped at step %d of %d; its newest checkpoint is %s (continue with: lowrank train --resume %s)", cause, st.Step, st.Total, r.res.Checkpoint, r.run)
 }
 
-// interrupted saves (the checkpoint is already written after a step) and
-// says where.
-func (r *runner) interrupted() (*Result, error) {
-	st := &r.t.State
+// saveState writes the checkpoint at the current step (unless it is on
+// disk already) and the adapter, before the run ends early.
+func (r *runner) saveState() error {
 	if err := r.checkpoint(nil); err != nil {
-		return r.fail(err)
+		return err
 	}
 	if err := r.saveAdapter("adapter"); err != nil {
-		return r.fail(err)
+		return err
 	}
 	r.fillResult()
+	return nil
+}
+
+// interrupted saves and says where.
+func (r *runner) interrupted() (*Result, error) {
+	if err := r.saveState(); err != nil {
+		return r.fail(err)
+	}
+	st := &r.t.State
 	return r.res, fmt.Errorf("%w at step %d of %d: checkpoint %s", ErrInterrupted, st.Step, st.Total, r.res.Checkpoint)
 }
 
 // diverged keeps the last finite state (the failed step changed nothing)
 // as a checkpoint and the adapter, and says how to continue.
 func (r *runner) diverged(cause error) (*Result, error) {
+	if err := r.saveState(); err != nil {
+		return r.fail(err)
+	}
 	st := &r.t.State
-	if err := r.checkpoint(nil); err != nil {
-		return r.fail(err)
-	}
-	if err := r.saveAdapter("adapter"); err != nil {
-		return r.fail(err)
-	}
-	r.fillResult()
 	return nil, fmt.Errorf("%v (lower --lr?); the last finite state, step %d, is in %s; continue from it with: lowrank train --resume %s --lr %s --force (or from an earlier checkpoint: --resume %s/step-N)",
 		cause, st.Step, r.res.Checkpoint, r.run, strconv.FormatFloat(r.c.LR/10, 'g', 3, 64), checkpoints.CheckpointsDir(r.run))
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -32,18 +33,23 @@ func run(args []string) (code int) {
 	defer signal.Stop(sigs)
 	go func() {
 		saving := false
+		var first time.Time
 		for sig := range sigs {
 			switch {
 			case !graceful.Load():
 			case !saving:
 				// The first SIGINT or SIGTERM: finish the step and save.
-				saving = true
+				saving, first = true, time.Now()
 				fmt.Fprintln(os.Stderr, "lowrank: interrupted: finishing the current step and saving a checkpoint (Ctrl-C again to quit at once)")
 				cancel()
 				continue
 			case sig == syscall.SIGTERM:
 				// Schedulers repeat SIGTERM before their SIGKILL: the save goes on.
 				fmt.Fprintln(os.Stderr, "lowrank: SIGTERM again: still saving (Ctrl-C quits at once)")
+				continue
+			case time.Since(first) < 100*time.Millisecond:
+				// The same Ctrl-C delivered twice (to the process and its
+				// group, as timeout(1) does): no person presses twice this fast.
 				continue
 			}
 			fmt.Fprintln(os.Stderr, "lowrank: interrupted")

@@ -303,7 +303,7 @@ func TestRunFolderSafety(t *testing.T) {
 
 // TestSignals: the first SIGTERM finishes the step and saves; SIGTERMs that
 // follow (schedulers repeat them) do not abort the save; a second SIGINT
-// quits at once.
+// quits at once, unless it is the first one delivered twice.
 func TestSignals(t *testing.T) {
 	if testing.Short() {
 		t.Skip("training processes: skipped with -short (the emulated arm64 run)")
@@ -332,10 +332,25 @@ func TestSignals(t *testing.T) {
 	}
 	p.signal(syscall.SIGINT)
 	p.waitFor("interrupted: finishing", 10*time.Second)
+	time.Sleep(200 * time.Millisecond) // as a person would
 	p.signal(syscall.SIGINT)
 	code, stderr = p.wait()
 	if code != 130 || !strings.HasSuffix(strings.TrimSpace(stderr), "lowrank: interrupted") {
 		t.Fatalf("Ctrl-C twice: exit %d\n%s", code, stderr)
+	}
+	// One Ctrl-C delivered twice at once (to the process and to its group,
+	// as timeout(1) sends it) is one Ctrl-C: the run saves.
+	run3 := filepath.Join(dir, "run3")
+	p = startLowrank(t, runArgs(t, run3, slow...)...)
+	if !p.waitFor("msg=step ", 60*time.Second) {
+		t.Fatal("no step")
+	}
+	p.signal(syscall.SIGINT)
+	time.Sleep(2 * time.Millisecond)
+	p.signal(syscall.SIGINT)
+	code, stderr = p.wait()
+	if c, _, _ := checkpoints.LatestCheckpoint(run3); code != 130 || c == nil || !strings.Contains(stderr, "continue with") {
+		t.Fatalf("a doubled SIGINT: exit %d, checkpoint %v\n%s", code, c, stderr)
 	}
 }
 
@@ -463,9 +478,12 @@ func TestKillDuringSaves(t *testing.T) {
 	}
 }
 
-// TestDamagedCheckpoint: a byte changed in the newest checkpoint is reported
-// by inspect, naming the file; --resume says so and continues from the
-// checkpoint before it, ending as the uninterrupted run does.
+// TestDamagedCheckpoint: resuming from an older checkpoint sets the newer
+// ones aside (abandoned-step-N) so that they are not taken for the
+// continued run's; a byte changed in the newest checkpoint is reported by
+// inspect, naming the file, and --resume says so, sets it aside
+// (damaged-step-N) and continues from the one before it. Both end as the
+// uninterrupted run does.
 func TestDamagedCheckpoint(t *testing.T) {
 	if testing.Short() {
 		t.Skip("training processes: skipped with -short (the emulated arm64 run)")
@@ -473,33 +491,43 @@ func TestDamagedCheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	full, part := filepath.Join(dir, "full"), filepath.Join(dir, "part")
 	args := []string{"--max-steps", "8", "--save-every", "2", "--keep-last", "0", "--eval-every", "4"}
-	if code, _, stderr := lowrank(t, runArgs(t, full, args...)...); code != 0 {
-		t.Fatalf("exit %d\n%s", code, stderr)
+	for _, r := range []string{full, part} {
+		if code, _, stderr := lowrank(t, runArgs(t, r, args...)...); code != 0 {
+			t.Fatalf("exit %d\n%s", code, stderr)
+		}
 	}
-	if code, _, stderr := lowrank(t, runArgs(t, part, args...)...); code != 0 {
-		t.Fatalf("exit %d\n%s", code, stderr)
+	code, out, stderr := lowrank(t, "train", "--resume", filepath.Join(part, "checkpoints", "step-4"))
+	for _, s := range []string{"6", "8"} {
+		if _, err := os.Stat(filepath.Join(part, "checkpoints", "abandoned-step-"+s)); err != nil {
+			t.Errorf("checkpoint step-%s not set aside: %v", s, err)
+		}
 	}
-	// As if it had stopped after step 4 (the metrics carry on past it).
-	os.RemoveAll(filepath.Join(part, "checkpoints", "step-6"))
-	os.RemoveAll(filepath.Join(part, "checkpoints", "step-8"))
-	f := filepath.Join(part, "checkpoints", "step-4", "optimizer.safetensors")
+	if code != 0 || !strings.Contains(out, "resumed from "+filepath.Join(part, "checkpoints", "step-4")) {
+		t.Fatalf("resume from step 4: exit %d\n%s\n%s", code, out, stderr)
+	}
+	sameRun(t, "resumed from step 4", full, part)
+
+	f := filepath.Join(part, "checkpoints", "step-8", "optimizer.safetensors")
 	b, _ := os.ReadFile(f)
 	b[len(b)-7] ^= 0x40
 	os.WriteFile(f, b, 0o644)
-	code, out, _ := lowrank(t, "inspect", part)
-	if code != 0 || !strings.Contains(out, "checkpoint step 4: DAMAGED") || !strings.Contains(out, "optimizer.safetensors") {
+	code, out, _ = lowrank(t, "inspect", part)
+	if code != 0 || !strings.Contains(out, "checkpoint step 8: DAMAGED") || !strings.Contains(out, "optimizer.safetensors") {
 		t.Errorf("inspect RUN: exit %d\n%s", code, out)
 	}
-	code, out, _ = lowrank(t, "inspect", filepath.Join(part, "checkpoints", "step-4"))
+	code, out, _ = lowrank(t, "inspect", filepath.Join(part, "checkpoints", "step-8"))
 	if code == 0 || !strings.Contains(out, "optimizer.safetensors: its SHA-256 differs") {
 		t.Errorf("inspect CHECKPOINT: exit %d\n%s", code, out)
 	}
-	code, out, stderr := lowrank(t, "train", "--resume", part)
+	code, out, stderr = lowrank(t, "train", "--resume", part)
 	if code != 0 || !strings.Contains(stderr, "skipping a damaged checkpoint") || !strings.Contains(stderr, "optimizer.safetensors") ||
-		!strings.Contains(out, "resumed from "+filepath.Join(part, "checkpoints", "step-2")) {
+		!strings.Contains(out, "resumed from "+filepath.Join(part, "checkpoints", "step-6")) {
 		t.Fatalf("resume past a damaged checkpoint: exit %d\n%s\n%s", code, out, stderr)
 	}
-	sameRun(t, "resumed from step 2", full, part)
+	if _, err := os.Stat(filepath.Join(part, "checkpoints", "damaged-step-8")); err != nil {
+		t.Errorf("the damaged checkpoint was not set aside: %v", err)
+	}
+	sameRun(t, "resumed from step 6", full, part)
 }
 
 // TestDivergence: a NaN loss stops the run keeping the last finite state as
