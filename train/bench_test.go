@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"math"
 	"testing"
+
+	"github.com/lowrank/lowrank/checkpoints"
+	"github.com/lowrank/lowrank/kernels"
+	"github.com/lowrank/lowrank/model"
 )
 
 // BenchmarkTrainStep is `lowrank bench train` in go test form.
@@ -45,4 +49,43 @@ func TestThreadDeterminism(t *testing.T) {
 			t.Fatalf("%d threads: loss after 3 AdamW steps %v, 1 thread %v", th, got[0], ref[0])
 		}
 	}
+}
+
+// BenchmarkCheckpoint times writing one checkpoint of the smollm2-135m
+// shape with rank-8 adapters on every projection (adapter, AdamW moments,
+// state, manifest: every file synced, hashed, renamed whole) and reading
+// it back verified.
+func BenchmarkCheckpoint(b *testing.B) {
+	cfg := model.Presets["smollm2-135m"]
+	s, err := benchSession(BenchConfig{Preset: "smollm2-135m", Batch: 1, Seq: 16, Rank: 8, Quant: "q8_0", Threads: 2}, cfg, kernels.Q8_0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := s.NewTrainer()
+	if _, err := t.Step(); err != nil {
+		b.Fatal(err)
+	}
+	run := b.TempDir()
+	var bytes int64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ck, err := checkpoints.WriteCheckpoint(run, 1, nil, func(dir string) error {
+			if err := checkpoints.WriteAdapterFiles(dir, s.Adapter, "m", nil); err != nil {
+				return err
+			}
+			return t.writeState(dir)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := checkpoints.OpenCheckpoint(ck.Dir); err != nil {
+			b.Fatal(err)
+		}
+		bytes = 0
+		for _, f := range ck.Manifest.Files {
+			bytes += f.Bytes
+		}
+	}
+	b.ReportMetric(float64(bytes)/(1<<20), "MiB")
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/checkpoint")
 }
