@@ -31,6 +31,33 @@ func NewRope(d int, theta float64, maxPos int, scaling *RopeScaling, interleaved
 // NewRopeFactors is NewRope with per-frequency divisors (GGUF's rope_freqs
 // tensor, how llama.cpp stores Llama-3 scaling): inv_freq[i] /= factors[i].
 func NewRopeFactors(d int, theta float64, maxPos int, scaling *RopeScaling, factors []float32, interleaved bool) (*Rope, error) {
+	inv, err := InvFreqs(d, theta, scaling)
+	if err != nil {
+		return nil, err
+	}
+	half := d / 2
+	if factors != nil {
+		if len(factors) != half {
+			return nil, fmt.Errorf("rope: %d frequency factors for head dimension %d (want %d)", len(factors), d, half)
+		}
+		for i := range inv {
+			inv[i] /= float64(factors[i])
+		}
+	}
+	r := &Rope{HeadDim: d, MaxPos: maxPos, Interleaved: interleaved, Cos: make([]float32, maxPos*half), Sin: make([]float32, maxPos*half)}
+	for p := 0; p < maxPos; p++ {
+		for i, f := range inv {
+			a := float64(p) * f
+			r.Cos[p*half+i] = float32(math.Cos(a))
+			r.Sin[p*half+i] = float32(math.Sin(a))
+		}
+	}
+	return r, nil
+}
+
+// InvFreqs returns RoPE's D/2 inverse frequencies θ^(−2i/D), scaled as
+// scaling says.
+func InvFreqs(d int, theta float64, scaling *RopeScaling) ([]float64, error) {
 	if d%2 != 0 || d <= 0 {
 		return nil, fmt.Errorf("rope: head dimension %d is not even", d)
 	}
@@ -68,23 +95,7 @@ func NewRopeFactors(d int, theta float64, maxPos int, scaling *RopeScaling, fact
 			return nil, fmt.Errorf("rope: unsupported rope_scaling type %q (supported: linear, llama3)", scaling.Type)
 		}
 	}
-	if factors != nil {
-		if len(factors) != half {
-			return nil, fmt.Errorf("rope: %d frequency factors for head dimension %d (want %d)", len(factors), d, half)
-		}
-		for i := range inv {
-			inv[i] /= float64(factors[i])
-		}
-	}
-	r := &Rope{HeadDim: d, MaxPos: maxPos, Interleaved: interleaved, Cos: make([]float32, maxPos*half), Sin: make([]float32, maxPos*half)}
-	for p := 0; p < maxPos; p++ {
-		for i, f := range inv {
-			a := float64(p) * f
-			r.Cos[p*half+i] = float32(math.Cos(a))
-			r.Sin[p*half+i] = float32(math.Sin(a))
-		}
-	}
-	return r, nil
+	return inv, nil
 }
 
 // rotate applies the rotation at position pos (sign −1: the inverse) to one

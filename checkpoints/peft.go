@@ -302,30 +302,4 @@ func WriteFileAtomic(path string, data []byte) error {
 }
 
 // extraTarget returns the model's values for a saved norm weight or bias.
-func extraTarget(m *model.Model, name string) []float32 {
-	if name == "model.norm.weight" {
-		return m.Norm.Data
-	}
-	for bi := range m.Blocks {
-		b := &m.Blocks[bi]
-		p := fmt.Sprintf("model.layers.%d.", bi)
-		switch name {
-		case p + "input_layernorm.weight":
-			return b.AttnNorm.Data
-		case p + "post_attention_layernorm.weight":
-			return b.MLPNorm.Data
-		}
-		if b.QNorm != nil && name == p+"self_attn.q_norm.weight" {
-			return b.QNorm.Data
-		}
-		if b.KNorm != nil && name == p+"self_attn.k_norm.weight" {
-			return b.KNorm.Data
-		}
-		for _, lin := range b.Linears() {
-			if f := (*lin).Frozen(); f.Bias != nil && name == f.Name+".bias" {
-				return f.Bias
-			}
-		}
-	}
-	return nil
-}
+func extraTarget(m *model.Model, name string) []float32 { return m.Vector(name) }

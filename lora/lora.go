@@ -276,21 +276,12 @@ func Apply(m *model.Model, cfg Config) (*Adapter, error) {
 		}
 	}
 	if cfg.TrainNorms {
-		for bi := range m.Blocks {
-			b := &m.Blocks[bi]
-			p := fmt.Sprintf("model.layers.%d.", bi)
-			for _, e := range []struct {
-				name string
-				t    *autograd.Tensor
-			}{{"input_layernorm.weight", b.AttnNorm}, {"post_attention_layernorm.weight", b.MLPNorm}, {"self_attn.q_norm.weight", b.QNorm}, {"self_attn.k_norm.weight", b.KNorm}} {
-				if e.t != nil {
-					e.t.Grad = make([]float32, len(e.t.Data))
-					ad.Extras = append(ad.Extras, Extra{Name: p + e.name, T: e.t})
-				}
+		for _, e := range m.Entries() {
+			if e.Norm != nil {
+				e.Norm.Grad = make([]float32, len(e.Norm.Data))
+				ad.Extras = append(ad.Extras, Extra{Name: e.HF, T: e.Norm})
 			}
 		}
-		m.Norm.Grad = make([]float32, len(m.Norm.Data))
-		ad.Extras = append(ad.Extras, Extra{Name: "model.norm.weight", T: m.Norm})
 	}
 	ad.pack()
 	return ad, nil

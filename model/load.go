@@ -434,45 +434,17 @@ func (s *stSource) close() error {
 
 type ggufSource struct{ g *gguf.File }
 
-// ggufName maps a Hugging Face tensor name to llama.cpp's.
-func ggufName(hf string) string {
-	switch hf {
-	case "model.embed_tokens.weight":
-		return "token_embd.weight"
-	case "model.norm.weight":
-		return "output_norm.weight"
-	case "lm_head.weight":
-		return "output.weight"
-	}
-	var l int
-	var rest string
-	if n, _ := fmt.Sscanf(hf, "model.layers.%d.%s", &l, &rest); n == 2 {
-		parts := map[string]string{
-			"input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
-			"self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
-			"self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
-			"self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias", "self_attn.v_proj.bias": "attn_v.bias",
-			"self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
-			"mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
-		}
-		if p, ok := parts[rest]; ok {
-			return fmt.Sprintf("blk.%d.%s", l, p)
-		}
-	}
-	return hf
-}
-
 var ggufFormat = map[gguf.Type]kernels.Format{
 	gguf.TypeF32: kernels.F32, gguf.TypeF16: kernels.F16, gguf.TypeBF16: kernels.BF16,
 	gguf.TypeQ8_0: kernels.Q8_0, gguf.TypeQ4_0: kernels.Q4_0,
 }
 
-func (s *ggufSource) has(hf string) bool { _, ok := s.g.Tensor(ggufName(hf)); return ok }
+func (s *ggufSource) has(hf string) bool { _, ok := s.g.Tensor(GGUFName(hf)); return ok }
 
 func (s *ggufSource) hasRaw(name string) bool { _, ok := s.g.Tensor(name); return ok }
 
 func (s *ggufSource) get(hf string) (*source, error) {
-	name := ggufName(hf)
+	name := GGUFName(hf)
 	ti, ok := s.g.Tensor(name)
 	if !ok {
 		return nil, fmt.Errorf("tensor %s (%s) is missing from the GGUF file", name, hf)

@@ -258,8 +258,21 @@ func FromGGUF(g *gguf.File) (*Tokenizer, error) {
 	if v, ok := g.Get("tokenizer.ggml.add_space_prefix"); ok {
 		t.prefix, _ = v.(bool)
 	}
+	if err := t.ggufChatTemplate(g); err != nil {
+		return nil, err
+	}
 	t.init()
 	return t, nil
+}
+
+// ggufChatTemplate takes tokenizer.chat_template, if the file has one.
+func (t *Tokenizer) ggufChatTemplate(g *gguf.File) error {
+	if src, ok := g.String("tokenizer.chat_template"); ok && src != "" {
+		if err := t.SetChatTemplate(src); err != nil {
+			return errorf("%s: tokenizer.chat_template: %v", g.Path, err)
+		}
+	}
+	return nil
 }
 
 // setByteLevel configures byte-level BPE from a tokenizer.json pre-tokenizer.
@@ -455,6 +468,9 @@ func fromGGUFBPE(g *gguf.File, pieces []string) (*Tokenizer, error) {
 	}
 	if v, ok := g.Get("tokenizer.ggml.add_bos_token"); ok {
 		t.addBOS, _ = v.(bool)
+	}
+	if err := t.ggufChatTemplate(g); err != nil {
+		return nil, err
 	}
 	t.init()
 	return t, nil

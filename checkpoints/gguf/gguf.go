@@ -148,7 +148,8 @@ type File struct {
 
 	kv      map[string]int
 	tensors map[string]int
-	f       *os.File
+	ra      io.ReaderAt
+	closer  io.Closer // nil when the caller owns ra
 }
 
 // ErrNotGGUF is returned (wrapped) when a file does not start with the GGUF magic.
@@ -165,16 +166,34 @@ func Open(path string) (*File, error) {
 		f.Close()
 		return nil, err
 	}
-	g := &File{Path: path, Size: st.Size(), f: f}
-	if err := g.readHeader(); err != nil {
+	g, err := NewReader(f, st.Size(), path)
+	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("gguf: %s: %w", path, err)
+		return nil, err
+	}
+	g.closer = f
+	return g, nil
+}
+
+// NewReader reads the header, metadata and tensor directory of the GGUF
+// file of size bytes in r; name is used in errors. Tensor bytes are read
+// from r when asked for, so r must stay valid while the File is used (its
+// Close does not close r).
+func NewReader(r io.ReaderAt, size int64, name string) (*File, error) {
+	g := &File{Path: name, Size: size, ra: r}
+	if err := g.readHeader(); err != nil {
+		return nil, fmt.Errorf("gguf: %s: %w", name, err)
 	}
 	return g, nil
 }
 
-// Close releases the file.
-func (g *File) Close() error { return g.f.Close() }
+// Close releases the file (for a File from Open).
+func (g *File) Close() error {
+	if g.closer == nil {
+		return nil
+	}
+	return g.closer.Close()
+}
 
 type reader struct {
 	r       *bufio.Reader
@@ -232,7 +251,7 @@ func (r *reader) str() (string, error) {
 }
 
 func (g *File) readHeader() error {
-	r := &reader{r: bufio.NewReaderSize(g.f, 1<<16), size: g.Size}
+	r := &reader{r: bufio.NewReaderSize(io.NewSectionReader(g.ra, 0, g.Size), 1<<16), size: g.Size}
 	var magic [4]byte
 	if err := r.read(magic[:]); err != nil || string(magic[:]) != "GGUF" {
 		return ErrNotGGUF
@@ -553,7 +572,7 @@ func (g *File) ReadTensor(t *TensorInfo) ([]byte, error) {
 		return nil, fmt.Errorf("gguf: %s: tensor %q (%d bytes at %d) runs past the end of the file (%d bytes): truncated?", g.Path, t.Name, size, start, g.Size)
 	}
 	b := make([]byte, size)
-	if _, err := g.f.ReadAt(b, int64(start)); err != nil {
+	if _, err := g.ra.ReadAt(b, int64(start)); err != nil {
 		return nil, fmt.Errorf("gguf: %s: tensor %q: %w", g.Path, t.Name, err)
 	}
 	return b, nil

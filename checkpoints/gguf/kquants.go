@@ -16,7 +16,7 @@ import (
 const qk = 256
 
 // Dequantize decodes n values of type t from src into dst. It supports the
-// float types, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K.
+// float types, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K.
 func Dequantize(t Type, dst []float32, src []byte) error {
 	vals, bytes, ok := t.BlockSize()
 	if !ok {
@@ -69,8 +69,26 @@ func Dequantize(t Type, dst []float32, src []byte) error {
 				dst[b*32+j+16] = float32(int(blk[2+j]>>4)-8) * d
 			}
 		}
+	case TypeQ5_0, TypeQ5_1:
+		for b := 0; b < nb; b++ {
+			blk := src[b*bytes:]
+			d := h(blk)
+			var m float32
+			off, bias := 2, float32(16)
+			if t == TypeQ5_1 {
+				m, off, bias = h(blk[2:]), 4, 0
+			}
+			qh := binary.LittleEndian.Uint32(blk[off:])
+			qs := blk[off+4:]
+			for j := 0; j < 16; j++ {
+				x0 := float32(int(qs[j]&15)|int(qh>>j&1)<<4) - bias
+				x1 := float32(int(qs[j]>>4)|int(qh>>(j+16)&1)<<4) - bias
+				dst[b*32+j] = x0*d + m
+				dst[b*32+j+16] = x1*d + m
+			}
+		}
 	default:
-		return fmt.Errorf("dequantizing %s is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)", t)
+		return fmt.Errorf("dequantizing %s is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)", t)
 	}
 	return nil
 }

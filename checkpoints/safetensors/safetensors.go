@@ -7,10 +7,12 @@
 package safetensors
 
 import (
+	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -188,12 +190,14 @@ func (f *File) Tensor(name string) (*Tensor, bool) {
 	return t, ok
 }
 
-// WriteEntry is one tensor to write.
+// WriteEntry is one tensor to write: its bytes in Data, or, for a writer
+// that holds one tensor at a time, written by Fill when its turn comes.
 type WriteEntry struct {
 	Name  string
 	Dtype Dtype
 	Shape []int
 	Data  []byte
+	Fill  func(w io.Writer) error // used when Data is nil; must write exactly the tensor's bytes
 }
 
 // Write writes tensors (in the given order) and metadata to path atomically:
@@ -210,11 +214,12 @@ func Write(path string, tensors []WriteEntry, metadata map[string]string) error 
 		for _, d := range t.Shape {
 			n *= int64(d)
 		}
-		if n*int64(t.Dtype.Size()) != int64(len(t.Data)) || t.Dtype.Size() == 0 {
+		size := n * int64(t.Dtype.Size())
+		if t.Dtype.Size() == 0 || t.Fill == nil && size != int64(len(t.Data)) {
 			return fmt.Errorf("safetensors: %s: tensor %q: %s %v does not match %d bytes", path, t.Name, t.Dtype, t.Shape, len(t.Data))
 		}
-		header[t.Name] = headerEntry{Dtype: t.Dtype, Shape: append([]int{}, t.Shape...), Offsets: [2]int64{off, off + int64(len(t.Data))}}
-		off += int64(len(t.Data))
+		header[t.Name] = headerEntry{Dtype: t.Dtype, Shape: append([]int{}, t.Shape...), Offsets: [2]int64{off, off + size}}
+		off += size
 	}
 	hj, err := json.Marshal(header)
 	if err != nil {
@@ -232,13 +237,36 @@ func Write(path string, tensors []WriteEntry, metadata map[string]string) error 
 		if _, err := w.Write(hj); err != nil {
 			return err
 		}
+		bw := bufio.NewWriterSize(w, 1<<20)
 		for _, t := range tensors {
-			if _, err := w.Write(t.Data); err != nil {
+			if t.Data == nil && t.Fill != nil {
+				cw := &countWriter{w: bw}
+				if err := t.Fill(cw); err != nil {
+					return fmt.Errorf("tensor %q: %w", t.Name, err)
+				}
+				h := header[t.Name].(headerEntry)
+				if cw.n != h.Offsets[1]-h.Offsets[0] {
+					return fmt.Errorf("tensor %q: %d bytes written, its dtype and shape make %d", t.Name, cw.n, h.Offsets[1]-h.Offsets[0])
+				}
+				continue
+			}
+			if _, err := bw.Write(t.Data); err != nil {
 				return err
 			}
 		}
-		return nil
+		return bw.Flush()
 	})
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func writeAtomic(path string, fill func(*os.File) error) error {

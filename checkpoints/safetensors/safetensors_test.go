@@ -37,7 +37,7 @@ func TestRoundTripAndErrors(t *testing.T) {
 	p := filepath.Join(dir, "a.safetensors")
 	a := []byte{1, 2, 3, 4, 5, 6, 7, 8}
 	b := []byte{9, 10}
-	if err := Write(p, []WriteEntry{{"x", F32, []int{2}, a}, {"y", BF16, []int{1, 1}, b}}, map[string]string{"format": "pt"}); err != nil {
+	if err := Write(p, []WriteEntry{{Name: "x", Dtype: F32, Shape: []int{2}, Data: a}, {Name: "y", Dtype: BF16, Shape: []int{1, 1}, Data: b}}, map[string]string{"format": "pt"}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := Open(p)
@@ -64,7 +64,7 @@ func TestRoundTripAndErrors(t *testing.T) {
 			t.Errorf("%s: error %v (must name the file)", name, err)
 		}
 	}
-	if err := Write(p, []WriteEntry{{"x", F32, []int{3}, a}}, nil); err == nil {
+	if err := Write(p, []WriteEntry{{Name: "x", Dtype: F32, Shape: []int{3}, Data: a}}, nil); err == nil {
 		t.Error("shape/data mismatch accepted")
 	}
 	if f, err := Open(p); err != nil {

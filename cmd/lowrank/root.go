@@ -16,6 +16,6 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{cmd: strings.TrimPrefix(c.CommandPath(), "lowrank "), err: err}
 	})
-	root.AddCommand(newBench(), newGenerate(), newTokenize(), newInspect(), newMerge(), newTrain(), newDemo(), newEval(), newPlot())
+	root.AddCommand(newBench(), newGenerate(), newTokenize(), newInspect(), newMerge(), newExport(), newTrain(), newDemo(), newEval(), newPlot())
 	return root
 }

@@ -1,0 +1,414 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/checkpoints"
+	"github.com/lowrank/lowrank/checkpoints/gguf"
+	"github.com/lowrank/lowrank/checkpoints/safetensors"
+	"github.com/lowrank/lowrank/internal/testassets"
+	"github.com/lowrank/lowrank/lora"
+	"github.com/lowrank/lowrank/model"
+	"github.com/lowrank/lowrank/tokenizer"
+)
+
+// nodeScript runs a Node.js script with the global npm modules reachable
+// (node-llama-cpp, @huggingface/gguf), skipping the test, saying why, when
+// node or the module is missing. It returns stdout.
+func nodeScript(t *testing.T, module, script string, args ...string) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skipf("node is not installed: %s not checked (apt-get install nodejs npm)", module)
+	}
+	root := os.Getenv("LOWRANK_NODE_PATH")
+	if root == "" {
+		if out, err := exec.Command("npm", "root", "-g").Output(); err == nil {
+			root = strings.TrimSpace(string(out))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, module)); err != nil {
+		t.Skipf("%s is not installed (npm install -g %s, or set LOWRANK_NODE_PATH): not checked", module, module)
+	}
+	dir := t.TempDir()
+	os.Symlink(root, filepath.Join(dir, "node_modules")) // ES modules resolve from the script's folder
+	p := filepath.Join(dir, "s.mjs")
+	os.WriteFile(p, []byte(script), 0o644)
+	cmd := exec.Command(node, append([]string{p}, args...)...)
+	out, err := cmd.Output()
+	if err != nil {
+		stderr := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("node %s: %v\n%s", module, err, stderr)
+	}
+	return string(out)
+}
+
+// llamaGreedy is llama.cpp (node-llama-cpp 3.21.1's prebuilt CPU build):
+// n greedy tokens after the prompt ids, from a GGUF model and optionally a
+// GGUF LoRA; and the ids llama.cpp's tokenizer gives the text.
+const llamaGreedy = `import {getLlama} from "node-llama-cpp";
+const [,, modelPath, loraPath, idsJSON, n, text] = process.argv;
+const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
+const model = await llama.loadModel({modelPath});
+const opts = {contextSize: 256, threads: 1}; // one thread: on a busy 2-core machine two spin-wait each other (seconds a token)
+if (loraPath) opts.lora = {adapters: [{filePath: loraPath}]};
+const ctx = await model.createContext(opts);
+const seq = ctx.getSequence();
+const out = [];
+for await (const t of seq.evaluate(JSON.parse(idsJSON), {temperature: 0})) {
+  out.push(t);
+  if (out.length >= Number(n)) break;
+}
+console.log(JSON.stringify({tokens: out, tokenize: model.tokenize(text, false)}));
+`
+
+type llamaOut struct {
+	Tokens   []int32 `json:"tokens"`
+	Tokenize []int32 `json:"tokenize"`
+}
+
+func runLlama(t *testing.T, modelPath, loraPath string, prompt []int32, n int, text string) llamaOut {
+	t.Helper()
+	ids, _ := json.Marshal(prompt)
+	out := nodeScript(t, "node-llama-cpp", llamaGreedy, modelPath, loraPath, string(ids), fmt.Sprint(n), text)
+	var r llamaOut
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("llama.cpp output %q: %v", out, err)
+	}
+	return r
+}
+
+// greedyIDs is lowrank's own greedy continuation of prompt over model dir
+// with the adapter (unmerged), the base held in f32.
+func greedyIDs(t *testing.T, dir, adapterDir string, prompt []int32, n int) []int32 {
+	t.Helper()
+	m, err := model.Load(dir, model.LoadOptions{Quant: "f32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if adapterDir != "" {
+		if _, err := checkpoints.LoadAdapter(adapterDir, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := m.Generate(autograd.NewTape(nil), prompt, n, model.NewSampler(0, 0, 0, 0), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestLlamaCppLoadsExports is the export issue's test with the real
+// consumer: llama.cpp's greedy tokens from (a) the merged F32 GGUF, written
+// from the Hugging Face base and from the GGUF base, and (b) the base GGUF
+// with lowrank's GGUF LoRA, equal lowrank's own from base + adapter, from
+// the same prompt ids; and llama.cpp tokenizes text as lowrank does with the
+// vocabulary lowrank wrote.
+func TestLlamaCppLoadsExports(t *testing.T) {
+	if testing.Short() {
+		t.Skip("exports and llama.cpp runs: skipped with -short (the emulated arm64 run)")
+	}
+	hf := testassets.Path(t, "models/stories260K/hf")
+	base := testassets.Path(t, "models/stories260K/stories260K-f32-v3.gguf")
+	dir := t.TempDir()
+	// A trained adapter: 40 steps on WikiSQL over the f32 base.
+	run := filepath.Join(dir, "run")
+	if code, _, stderr := capture(t, "train", "--model", hf, "--data", testassets.Path(t, "datasets/wikisql/train.parquet"), "--out", run,
+		"--quant", "f32", "--max-steps", "40", "--lr", "3e-3", "--batch-size", "4", "--max-seq-len", "64", "--log-every", "0", "--no-progress"); code != 0 {
+		t.Fatalf("train: exit %d\n%s", code, stderr)
+	}
+	adapter := filepath.Join(run, "adapter")
+	tok, err := tokenizer.Load(hf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "Once upon a time, Zorb the robot saw a big tree."
+	prompt := tok.Encode("Once upon a time", true)
+	want := greedyIDs(t, hf, adapter, prompt, 64)
+	for _, c := range []struct{ name, model, format, lora string }{
+		{"merged F32 GGUF from the HF base", hf, "gguf", ""},
+		{"merged F32 GGUF from the GGUF base", base, "gguf", ""},
+		{"base GGUF + GGUF LoRA", hf, "gguf-lora", base},
+	} {
+		out := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".gguf")
+		if code, stdout, stderr := capture(t, "export", "--model", c.model, "--adapter", adapter, "--format", c.format, "--quant", "f32", "--out", out); code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", c.name, code, stdout, stderr)
+		}
+		mp, lp := out, ""
+		if c.lora != "" {
+			mp, lp = c.lora, out
+		}
+		checkIndependentReader(t, out)
+		got := runLlama(t, mp, lp, prompt, 64, text)
+		if !slices.Equal(got.Tokens, want) {
+			t.Errorf("%s: llama.cpp's greedy tokens\n %v\nlowrank's (base + adapter)\n %v", c.name, got.Tokens, want)
+		}
+		if c.format == "gguf" && !slices.Equal(got.Tokenize, tok.Encode(text, false)) {
+			t.Errorf("%s: llama.cpp tokenizes %q as %v, lowrank as %v", c.name, text, got.Tokenize, tok.Encode(text, false))
+		}
+	}
+	t.Logf("64 greedy tokens agree: %q", tok.Decode(want, true))
+}
+
+// writeTinyHF writes a Hugging Face model folder by hand (not through
+// lowrank's writers): a Qwen2- or Qwen3-shaped model with seeded random
+// weights large enough that greedy choices are clear, and a byte-level
+// tokenizer of 256 bytes plus two special tokens.
+func writeTinyHF(t *testing.T, dir, arch string) {
+	t.Helper()
+	os.MkdirAll(dir, 0o755)
+	const hidden, inter, layers, heads, kv, hd, vocab = 64, 128, 2, 4, 2, 16, 258
+	cfg := map[string]any{"architectures": []string{map[string]string{"qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[arch]},
+		"model_type": arch, "hidden_size": hidden, "intermediate_size": inter, "num_hidden_layers": layers, "num_attention_heads": heads,
+		"num_key_value_heads": kv, "head_dim": hd, "vocab_size": vocab, "max_position_embeddings": 256, "rms_norm_eps": 1e-6,
+		"rope_theta": 10000.0, "tie_word_embeddings": false, "bos_token_id": 256, "eos_token_id": 257, "torch_dtype": "float32"}
+	raw, _ := json.Marshal(cfg)
+	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+	r := rand.New(rand.NewPCG(9, uint64(len(arch))))
+	var entries []safetensors.WriteEntry
+	add := func(name string, std float64, shape ...int) {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		b := make([]byte, 4*n)
+		for i := 0; i < n; i++ {
+			v := float32(r.NormFloat64() * std)
+			if std == 0 {
+				v = 1 + float32(r.NormFloat64()*0.1)
+			}
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+		}
+		entries = append(entries, safetensors.WriteEntry{Name: name, Dtype: safetensors.F32, Shape: shape, Data: b})
+	}
+	add("model.embed_tokens.weight", 1, vocab, hidden)
+	add("lm_head.weight", 0.3, vocab, hidden)
+	add("model.norm.weight", 0, hidden)
+	for l := 0; l < layers; l++ {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		add(p+"input_layernorm.weight", 0, hidden)
+		add(p+"post_attention_layernorm.weight", 0, hidden)
+		add(p+"self_attn.q_proj.weight", 0.2, heads*hd, hidden)
+		add(p+"self_attn.k_proj.weight", 0.2, kv*hd, hidden)
+		add(p+"self_attn.v_proj.weight", 0.2, kv*hd, hidden)
+		add(p+"self_attn.o_proj.weight", 0.2, hidden, heads*hd)
+		add(p+"mlp.gate_proj.weight", 0.2, inter, hidden)
+		add(p+"mlp.up_proj.weight", 0.2, inter, hidden)
+		add(p+"mlp.down_proj.weight", 0.2, hidden, inter)
+		if arch == "qwen2" {
+			add(p+"self_attn.q_proj.bias", 0.5, heads*hd)
+			add(p+"self_attn.k_proj.bias", 0.5, kv*hd)
+			add(p+"self_attn.v_proj.bias", 0.5, kv*hd)
+		} else {
+			add(p+"self_attn.q_norm.weight", 0, hd)
+			add(p+"self_attn.k_norm.weight", 0, hd)
+		}
+	}
+	if err := safetensors.Write(filepath.Join(dir, "model.safetensors"), entries, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	vocabMap := map[string]int{}
+	for b := 0; b < 256; b++ {
+		vocabMap[tokenizer.ByteLevelChar(byte(b))] = b
+	}
+	vocabMap["<|s|>"], vocabMap["<|e|>"] = 256, 257
+	tj := map[string]any{"version": "1.0", "normalizer": nil,
+		"pre_tokenizer": map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+		"decoder":       map[string]any{"type": "ByteLevel"},
+		"added_tokens": []any{map[string]any{"id": 256, "content": "<|s|>", "special": true, "normalized": false},
+			map[string]any{"id": 257, "content": "<|e|>", "special": true, "normalized": false}},
+		"model": map[string]any{"type": "BPE", "vocab": vocabMap, "merges": []string{}}}
+	raw, _ = json.Marshal(tj)
+	os.WriteFile(filepath.Join(dir, "tokenizer.json"), raw, 0o644)
+	tc, _ := json.Marshal(map[string]any{"bos_token": "<|s|>", "eos_token": "<|e|>"})
+	os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), tc, 0o644)
+}
+
+// randomAdapter attaches a rank-4 adapter with seeded non-zero factors to
+// the model in dir on every projection and saves it to out.
+func randomAdapter(t *testing.T, dir, out string, rslora bool) {
+	t.Helper()
+	m, err := model.Load(dir, model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ad, err := lora.Apply(m, lora.Config{Rank: 4, Alpha: 8, RSLoRA: rslora, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(4, 5))
+	for _, l := range ad.Layers {
+		for i := range l.B.Data {
+			l.B.Data[i] = float32(r.NormFloat64() * 0.3)
+		}
+	}
+	if err := checkpoints.SaveAdapter(out, ad, dir, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLlamaCppQwen: the same for Qwen2-shaped (q/k/v biases) and
+// Qwen3-shaped (q/k norms) models, which llama.cpp stores without the Q/K
+// permutation; the GGUF LoRA uses rsLoRA, so its scale is folded into B.
+func TestLlamaCppQwen(t *testing.T) {
+	if testing.Short() {
+		t.Skip("exports and llama.cpp runs: skipped with -short (the emulated arm64 run)")
+	}
+	for _, arch := range []string{"qwen2", "qwen3"} {
+		dir := t.TempDir()
+		hf, adapter := filepath.Join(dir, "hf"), filepath.Join(dir, "adapter")
+		writeTinyHF(t, hf, arch)
+		randomAdapter(t, hf, adapter, true)
+		prompt := []int32{256, 72, 101, 108, 108, 111}
+		want := greedyIDs(t, hf, adapter, prompt, 48)
+		baseGGUF, merged, lor := filepath.Join(dir, "base.gguf"), filepath.Join(dir, "merged.gguf"), filepath.Join(dir, "lora.gguf")
+		for _, args := range [][]string{
+			{"export", "--model", hf, "--format", "gguf", "--quant", "f32", "--out", baseGGUF},
+			{"export", "--model", hf, "--adapter", adapter, "--format", "gguf", "--quant", "f32", "--out", merged},
+			{"export", "--model", hf, "--adapter", adapter, "--format", "gguf-lora", "--out", lor},
+		} {
+			if code, stdout, stderr := capture(t, args...); code != 0 {
+				t.Fatalf("%v: exit %d\n%s%s", args, code, stdout, stderr)
+			}
+		}
+		for name, got := range map[string]llamaOut{
+			"merged":    runLlama(t, merged, "", prompt, 48, "Hello"),
+			"base+lora": runLlama(t, baseGGUF, lor, prompt, 48, "Hello"),
+		} {
+			if !slices.Equal(got.Tokens, want) {
+				t.Errorf("%s %s: llama.cpp\n %v\nlowrank\n %v", arch, name, got.Tokens, want)
+			}
+		}
+		if base := greedyIDs(t, hf, "", prompt, 48); slices.Equal(base, want) {
+			t.Errorf("%s: the adapter does not change the greedy text: the test tests nothing", arch)
+		}
+	}
+}
+
+// TestKQuantExports: rand-k256 (F32, from llama.cpp's converter) exported by
+// lowrank as Q4_K_M, Q5_K_M and Q6_K gives every tensor the type
+// llama-quantize gave it in the asset files, with the same bytes, and
+// llama.cpp loads and runs each.
+func TestKQuantExports(t *testing.T) {
+	if testing.Short() {
+		t.Skip("exports: skipped with -short (the emulated arm64 run)")
+	}
+	src := testassets.Path(t, "models/rand-k256/rand-k256-f32.gguf")
+	dir := t.TempDir()
+	for _, q := range []string{"Q4_K_M", "Q5_K_M", "Q6_K"} {
+		out := filepath.Join(dir, q+".gguf")
+		if code, stdout, stderr := capture(t, "export", "--model", src, "--format", "gguf", "--quant", strings.ToLower(q), "--out", out); code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", q, code, stdout, stderr)
+		}
+		mine, err := gguf.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		theirs, err := gguf.Open(testassets.Path(t, "models/rand-k256/rand-k256-"+q+".gguf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := 0
+		for _, ti := range theirs.Tensors {
+			m, ok := mine.Tensor(ti.Name)
+			if !ok || m.Type != ti.Type {
+				t.Errorf("%s %s: lowrank wrote %v, llama-quantize %s", q, ti.Name, m, ti.Type)
+				continue
+			}
+			a, _ := mine.ReadTensor(m)
+			b, _ := theirs.ReadTensor(&ti)
+			if string(a) == string(b) {
+				same++
+			}
+		}
+		if ft, _ := mine.Uint("general.file_type"); same != len(theirs.Tensors) || ft != map[string]uint64{"Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18}[q] {
+			t.Errorf("%s: %d of %d tensors byte-identical to llama-quantize's; file type %d", q, same, len(theirs.Tensors), ft)
+		}
+		mine.Close()
+		theirs.Close()
+		checkIndependentReader(t, out)
+		if got := runLlama(t, out, "", []int32{1, 300, 301}, 8, "Hello"); len(got.Tokens) != 8 {
+			t.Errorf("%s: llama.cpp generated %v", q, got.Tokens)
+		}
+	}
+}
+
+// hfGGUF is @huggingface/gguf (an independent reader): a file's metadata
+// and tensor directory as JSON.
+const hfGGUF = `import {gguf} from "@huggingface/gguf";
+const {metadata, tensorInfos} = await gguf(process.argv[2], {allowLocalFile: true});
+const norm = v => typeof v === "bigint" ? Number(v) : Array.isArray(v) ? v.map(norm) : v;
+const md = {};
+for (const [k, v] of Object.entries(metadata)) md[k] = norm(v);
+console.log(JSON.stringify({metadata: md, tensors: tensorInfos.map(t => ({name: t.name, shape: t.shape.map(Number), dtype: t.dtype}))}));
+`
+
+// checkIndependentReader: @huggingface/gguf reads path with the metadata
+// and tensor shapes and types lowrank's reader sees.
+func checkIndependentReader(t *testing.T, path string) {
+	t.Helper()
+	var theirs struct {
+		Metadata map[string]any `json:"metadata"`
+		Tensors  []struct {
+			Name  string   `json:"name"`
+			Shape []uint64 `json:"shape"`
+			Dtype uint32   `json:"dtype"`
+		} `json:"tensors"`
+	}
+	if err := json.Unmarshal([]byte(nodeScript(t, "@huggingface/gguf", hfGGUF, path)), &theirs); err != nil {
+		t.Fatal(err)
+	}
+	g, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for _, kv := range g.KV {
+		v := kv.Value
+		switch x := v.(type) { // as a JavaScript number: the float32 value exactly, in float64
+		case float32:
+			v = float64(x)
+		case []float32:
+			f := make([]float64, len(x))
+			for i, e := range x {
+				if f[i] = float64(e); e == 0 {
+					f[i] = 0 // JSON.stringify writes −0 as 0
+				}
+			}
+			v = f
+		}
+		raw, _ := json.Marshal(v)
+		var mine any
+		json.Unmarshal(raw, &mine)
+		a, _ := json.Marshal(mine)
+		b, _ := json.Marshal(theirs.Metadata[kv.Key])
+		if string(a) != string(b) {
+			t.Errorf("%s: %s reads %.100s, @huggingface/gguf %.100s", filepath.Base(path), kv.Key, a, b)
+		}
+	}
+	if len(theirs.Tensors) != len(g.Tensors) {
+		t.Fatalf("%s: %d tensors, @huggingface/gguf %d", path, len(g.Tensors), len(theirs.Tensors))
+	}
+	for i, ti := range g.Tensors {
+		o := theirs.Tensors[i]
+		if o.Name != ti.Name || !slices.Equal(o.Shape, ti.Dims) || o.Dtype != uint32(ti.Type) {
+			t.Errorf("%s: tensor %s %v %s, @huggingface/gguf %s %v %d", filepath.Base(path), ti.Name, ti.Dims, ti.Type, o.Name, o.Shape, o.Dtype)
+		}
+	}
+}
