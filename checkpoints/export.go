@@ -192,18 +192,22 @@ func newMerger(ad *lora.Adapter) *merger {
 	return mg
 }
 
-// values returns entry e's values in fp32, in Hugging Face's row order, with
-// the adapter's delta added to an adapted projection's weight.
-func (mg *merger) values(e model.Entry) kernels.Mat {
-	if e.W == nil {
-		return kernels.MatOf(append([]float32(nil), e.Vec...), 1, len(e.Vec))
-	}
-	w := e.W.Dequantize()
-	if la, ok := mg.adapted[e.Layer]; ok && e.Layer != nil {
-		la.MergeInto(w)
+// rows returns a function giving entry e's rows in fp32, in Hugging Face's
+// row order, with the adapter's delta added to an adapted projection's
+// weight. Only an adapted weight is decoded whole (to add s·B·A); the
+// others are decoded a row at a time as asked, so an export holds no fp32
+// copy of the embedding or the head.
+func (mg *merger) rows(e model.Entry) func(i int, dst []float32) {
+	switch {
+	case e.W == nil:
+		return func(_ int, dst []float32) { copy(dst, e.Vec) }
+	case e.Layer != nil && mg.adapted[e.Layer] != nil:
+		w := e.W.Dequantize()
+		mg.adapted[e.Layer].MergeInto(w)
 		mg.merged++
+		return func(i int, dst []float32) { copy(dst, w.Row(i)) }
 	}
-	return w
+	return func(i int, dst []float32) { e.W.DecodeRow(dst, i) }
 }
 
 // baseFrom says what a merge starts from.
@@ -316,17 +320,19 @@ func WriteGGUF(path string, m *model.Model, ad *lora.Adapter, o GGUFOptions) (*E
 			from = inversePerm(c.GGUFRow(e.Heads), n)
 		}
 		err := w.AddTensor(e.GGUF, t, dims, func(out io.Writer) error {
-			v := mg.values(e)
+			row := mg.rows(e)
 			return encodeRows(out, t, e.Rows, e.Cols, func(i int, dst []float32) {
 				switch {
-				case from != nil && e.Rows == 1:
+				case from != nil && e.Rows == 1: // a bias: its elements permuted
+					v := make([]float32, len(dst))
+					row(0, v)
 					for j := range dst {
-						dst[j] = v.Data[from[j]]
+						dst[j] = v[from[j]]
 					}
 				case from != nil:
-					copy(dst, v.Row(from[i]))
+					row(from[i], dst)
 				default:
-					copy(dst, v.Row(i))
+					row(i, dst)
 				}
 			})
 		})

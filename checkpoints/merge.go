@@ -17,6 +17,7 @@ import (
 	"github.com/lowrank/lowrank/kernels"
 	"github.com/lowrank/lowrank/lora"
 	"github.com/lowrank/lowrank/model"
+	"github.com/lowrank/lowrank/tokenizer"
 	"github.com/x448/float16"
 )
 
@@ -29,12 +30,38 @@ type MergeReport struct {
 	Bytes    int64  `json:"bytes"`
 }
 
-// WriteMerged writes m with ad folded in as a Hugging Face model directory:
-// config.json, the tokenizer files of srcDir (when it is a directory), and
-// model.safetensors in dtype (f32, f16 or bf16). Each adapted weight is
-// W + s·B·A computed in fp32 from the base values m holds: load m with its
-// stored dtype (LoadOptions{Quant: ""}) so these are the original weights.
+// WriteMerged writes m with ad folded in as a Hugging Face model folder
+// (MergeOptions{Dtype: dtype, Src: srcDir}; see WriteMergedWith).
 func WriteMerged(dir string, m *model.Model, ad *lora.Adapter, srcDir, dtype string) (*MergeReport, error) {
+	return WriteMergedWith(dir, m, ad, MergeOptions{Dtype: dtype, Src: srcDir})
+}
+
+// MergeOptions say how WriteMergedWith writes a merged folder.
+type MergeOptions struct {
+	Dtype string // f16 (default), bf16 or f32
+	// Src is the base's Hugging Face folder, whose config.json and
+	// tokenizer files are copied ("" for a GGUF base: the config is written
+	// from the model's, the tokenizer files from Tokenizer).
+	Src       string
+	Tokenizer *tokenizer.Tokenizer
+	// ChatTemplate, when set, is written as chat_template.jinja (the template
+	// the adapter was trained with).
+	ChatTemplate string
+	// ShardBytes splits the weights into model-0000i-of-0000n.safetensors
+	// shards of at most this many bytes, with model.safetensors.index.json,
+	// when they are larger (0: 5 GB, transformers' default).
+	ShardBytes int64
+}
+
+// WriteMergedWith writes m with ad folded in (nil: the base as it is) as a
+// Hugging Face model folder: config.json, generation_config.json and the
+// tokenizer files (copied from o.Src, or written from o.Tokenizer), and the
+// weights in o.Dtype, one or more shards. Each adapted weight is W + s·B·A
+// computed in fp32 from the base values m holds, one tensor at a time as it
+// is written (load m with its stored dtype, LoadOptions{Quant: ""}, so these
+// are the original weights). The folder appears whole or not at all.
+func WriteMergedWith(dir string, m *model.Model, ad *lora.Adapter, o MergeOptions) (*MergeReport, error) {
+	dtype := o.Dtype
 	var dt safetensors.Dtype
 	switch dtype {
 	case "", "f16":
@@ -49,69 +76,110 @@ func WriteMerged(dir string, m *model.Model, ad *lora.Adapter, srcDir, dtype str
 	if err := replaceable(dir); err != nil {
 		return nil, err
 	}
-	rep := &MergeReport{Dtype: dtype, BaseFrom: "original weights"}
-	for _, s := range m.Stored {
-		if s.From != "F32" && s.From != "F16" && s.From != "BF16" {
-			rep.BaseFrom = "dequantized " + s.From + " weights (the file holds no unquantized copy)"
+	shard := o.ShardBytes
+	if shard <= 0 {
+		shard = 5_000_000_000
+	}
+	rep := &MergeReport{Dtype: dtype, BaseFrom: baseFrom(m)}
+	mg := newMerger(ad)
+	var shards [][]safetensors.WriteEntry
+	var size int64
+	for _, e := range m.Entries() {
+		e := e
+		shape := []int{e.Rows, e.Cols}
+		if e.W == nil {
+			shape = []int{e.Cols}
 		}
-	}
-	adapted := map[*model.Frozen]*lora.Linear{}
-	if ad != nil { // nil: write the base model as it is
-		for _, l := range ad.Layers {
-			adapted[l.Base] = l
+		n := int64(e.Rows*e.Cols) * int64(dt.Size())
+		if len(shards) == 0 || size > 0 && size+n > shard {
+			shards, size = append(shards, nil), 0
 		}
+		size += n
+		rep.Bytes += n
+		shards[len(shards)-1] = append(shards[len(shards)-1], safetensors.WriteEntry{Name: e.HF, Dtype: dt, Shape: shape,
+			Fill: func(w io.Writer) error {
+				row, x := mg.rows(e), make([]float32, e.Cols)
+				for i := 0; i < e.Rows; i++ {
+					row(i, x)
+					if _, err := w.Write(encode(x, dt)); err != nil {
+						return err
+					}
+				}
+				return nil
+			}})
+		rep.Tensors++
 	}
-	var entries []safetensors.WriteEntry
-	add := func(name string, w kernels.Mat) {
-		entries = append(entries, safetensors.WriteEntry{Name: name, Dtype: dt, Shape: []int{w.Rows, w.Cols}, Data: encode(w.Data, dt)})
-		rep.Bytes += int64(len(entries[len(entries)-1].Data))
-	}
-	vec := func(name string, v []float32) {
-		entries = append(entries, safetensors.WriteEntry{Name: name, Dtype: dt, Shape: []int{len(v)}, Data: encode(v, dt)})
-	}
-	add("model.embed_tokens.weight", m.Embed.Dequantize())
-	if !m.Config.TieEmbeddings {
-		add("lm_head.weight", m.Head.Dequantize())
-	}
-	vec("model.norm.weight", m.Norm.Data)
-	for l := range m.Blocks {
-		b := &m.Blocks[l]
-		p := fmt.Sprintf("model.layers.%d.", l)
-		vec(p+"input_layernorm.weight", b.AttnNorm.Data)
-		vec(p+"post_attention_layernorm.weight", b.MLPNorm.Data)
-		if b.QNorm != nil {
-			vec(p+"self_attn.q_norm.weight", b.QNorm.Data)
-			vec(p+"self_attn.k_norm.weight", b.KNorm.Data)
-		}
-		for _, lin := range b.Linears() {
-			f := (*lin).Frozen()
-			w := f.W.Dequantize()
-			if la, ok := adapted[f]; ok {
-				la.MergeInto(w)
-				rep.Merged++
-			}
-			add(f.Name+".weight", w)
-			if f.Bias != nil {
-				vec(f.Name+".bias", f.Bias)
-			}
-		}
-	}
-	rep.Tensors = len(entries)
-	// The folder appears whole or not at all (a kill or a full disk leaves
-	// the previous one).
 	err := atomicfile.WriteDir(dir, func(tmp string) error {
-		if err := safetensors.Write(filepath.Join(tmp, "model.safetensors"), entries, map[string]string{"format": "pt"}); err != nil {
+		index := map[string]string{}
+		for i, entries := range shards {
+			name := "model.safetensors"
+			if len(shards) > 1 {
+				name = fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, len(shards))
+			}
+			for _, e := range entries {
+				index[e.Name] = name
+			}
+			if err := safetensors.Write(filepath.Join(tmp, name), entries, map[string]string{"format": "pt"}); err != nil {
+				return err
+			}
+		}
+		if len(shards) > 1 {
+			raw, err := json.MarshalIndent(map[string]any{"metadata": map[string]any{"total_size": rep.Bytes}, "weight_map": index}, "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := WriteFileAtomic(filepath.Join(tmp, "model.safetensors.index.json"), append(raw, '\n')); err != nil {
+				return err
+			}
+		}
+		if err := writeConfig(tmp, m, o.Src, dtype); err != nil {
 			return err
 		}
-		if err := writeConfig(tmp, m, srcDir, dtype); err != nil {
-			return err
-		}
-		return copyTokenizer(srcDir, tmp)
+		return writeTokenizer(tmp, m, o)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("merge %s: %w", dir, err)
 	}
+	rep.Merged = mg.merged
 	return rep, nil
+}
+
+// writeTokenizer puts the tokenizer files in a merged folder: the base
+// folder's, or, for a GGUF base, tokenizer.json and tokenizer_config.json
+// written from its vocabulary, and a generation_config.json; and the chat
+// template the adapter was trained with as chat_template.jinja.
+func writeTokenizer(dir string, m *model.Model, o MergeOptions) error {
+	copied, err := copyTokenizer(o.Src, dir)
+	if err != nil {
+		return err
+	}
+	if !copied && o.Tokenizer != nil {
+		tj, tc, err := o.Tokenizer.HFFiles()
+		if err != nil {
+			return fmt.Errorf("merge: %w", err)
+		}
+		if err := WriteFileAtomic(filepath.Join(dir, "tokenizer.json"), tj); err != nil {
+			return err
+		}
+		if err := WriteFileAtomic(filepath.Join(dir, "tokenizer_config.json"), tc); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "generation_config.json")); err != nil {
+		c := &m.Config
+		gc := map[string]any{"bos_token_id": c.BOS, "eos_token_id": c.EOS, "do_sample": true, "temperature": 0.8, "top_p": 0.95}
+		if c.Pad >= 0 {
+			gc["pad_token_id"] = c.Pad
+		}
+		raw, _ := json.MarshalIndent(gc, "", "  ")
+		if err := WriteFileAtomic(filepath.Join(dir, "generation_config.json"), append(raw, '\n')); err != nil {
+			return err
+		}
+	}
+	if o.ChatTemplate != "" {
+		return WriteFileAtomic(filepath.Join(dir, "chat_template.jinja"), []byte(o.ChatTemplate))
+	}
+	return nil
 }
 
 // mergedFile reports whether name is a file a merged model folder holds.
@@ -200,9 +268,14 @@ func writeConfig(dir string, m *model.Model, srcDir, dtype string) error {
 	return WriteFileAtomic(filepath.Join(dir, "config.json"), append(out, '\n'))
 }
 
-// copyTokenizer copies the tokenizer files of a model directory (none for a GGUF source).
-func copyTokenizer(srcDir, dir string) error {
-	for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "generation_config.json"} {
+// copyTokenizer copies the tokenizer files of a model directory (none for
+// a GGUF source) and reports whether it found a tokenizer.json.
+func copyTokenizer(srcDir, dir string) (bool, error) {
+	found := false
+	if srcDir == "" {
+		return false, nil
+	}
+	for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "generation_config.json", "chat_template.jinja"} {
 		in, err := os.Open(filepath.Join(srcDir, name))
 		if err != nil {
 			continue
@@ -210,11 +283,12 @@ func copyTokenizer(srcDir, dir string) error {
 		data, err := io.ReadAll(in)
 		in.Close()
 		if err != nil {
-			return fmt.Errorf("merge: %w", err)
+			return false, fmt.Errorf("merge: %w", err)
 		}
 		if err := WriteFileAtomic(filepath.Join(dir, name), data); err != nil {
-			return fmt.Errorf("merge: %w", err)
+			return false, fmt.Errorf("merge: %w", err)
 		}
+		found = found || name == "tokenizer.json"
 	}
-	return nil
+	return found, nil
 }

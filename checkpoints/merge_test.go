@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -92,5 +93,39 @@ func TestMergedFolder(t *testing.T) {
 	os.WriteFile(file, nil, 0o644)
 	if _, err := WriteMerged(file, m, nil, "", "f16"); err == nil || !strings.Contains(err.Error(), "not a folder") {
 		t.Errorf("a file as the output: %v", err)
+	}
+}
+
+// TestMergedShards: above the shard size the weights go to
+// model-0000i-of-0000n.safetensors with model.safetensors.index.json, which
+// loads back to the same model.
+func TestMergedShards(t *testing.T) {
+	m := tinyModel(t, 32)
+	dir := filepath.Join(t.TempDir(), "merged")
+	rep, err := WriteMergedWith(dir, m, nil, MergeOptions{Dtype: "f32", ShardBytes: 20000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards, _ := filepath.Glob(filepath.Join(dir, "model-*-of-*.safetensors"))
+	if len(shards) < 2 {
+		t.Fatalf("%d shards for %d bytes", len(shards), rep.Bytes)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "model.safetensors.index.json")); err != nil {
+		t.Fatal(err)
+	}
+	back, err := model.Load(dir, model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	a, b := m.Entries(), back.Entries()
+	for i := range a {
+		x, y := a[i].Vec, b[i].Vec
+		if a[i].W != nil {
+			x, y = a[i].W.Dequantize().Data, b[i].W.Dequantize().Data
+		}
+		if !slices.Equal(x, y) {
+			t.Fatalf("%s differs after the sharded round trip", a[i].HF)
+		}
 	}
 }

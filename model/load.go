@@ -457,7 +457,7 @@ func (s *ggufSource) get(hf string) (*source, error) {
 	}
 	fm, viewable := ggufFormat[ti.Type]
 	if !viewable && !dequantizable[ti.Type] {
-		return nil, fmt.Errorf("tensor %s has type %s, which lowrank cannot read (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)", name, ti.Type)
+		return nil, fmt.Errorf("tensor %s has type %s, which lowrank cannot read (supported: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)", name, ti.Type)
 	}
 	raw, err := s.g.ReadTensor(ti)
 	if err != nil {
@@ -480,6 +480,6 @@ func (s *ggufSource) get(hf string) (*source, error) {
 }
 
 // dequantizable are GGUF types decoded at load (no in-memory kernel).
-var dequantizable = map[gguf.Type]bool{gguf.TypeQ4_K: true, gguf.TypeQ5_K: true, gguf.TypeQ6_K: true}
+var dequantizable = map[gguf.Type]bool{gguf.TypeQ4_K: true, gguf.TypeQ5_K: true, gguf.TypeQ6_K: true, gguf.TypeQ5_0: true, gguf.TypeQ5_1: true}
 
 func (s *ggufSource) close() error { return s.g.Close() }

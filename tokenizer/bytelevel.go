@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"fmt"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -247,3 +248,28 @@ func nfc(s string) string { return norm.NFC.String(s) }
 
 // ByteLevelChar is the printable character GPT-2's byte-level BPE uses for b.
 func ByteLevelChar(b byte) string { return string(byteToRune[b]) }
+
+// NewByteLevel returns a byte-level BPE tokenizer with no merges: the 256
+// bytes, then n−256 special tokens <|extra_i|> (the vocabulary of a model
+// built in memory, for benchmarks and tests; n ≥ 258: the last two are
+// BOS and EOS).
+func NewByteLevel(n int) (*Tokenizer, error) {
+	if n < 258 {
+		return nil, errorf("a byte-level vocabulary needs at least 258 pieces, not %d", n)
+	}
+	t := &Tokenizer{ids: make(map[string]int32, n), BOS: int32(n - 2), EOS: int32(n - 1), unk: -1, byteLevel: true, pre: preGPT2,
+		cache: map[string][]int32{}, ranks: map[[2]int32]int32{}, addBOS: true}
+	t.pieces = make([]string, n)
+	for i := range t.pieces {
+		p := fmt.Sprintf("<|extra_%d|>", i)
+		if i < 256 {
+			p = ByteLevelChar(byte(i))
+		}
+		t.pieces[i], t.ids[p] = p, int32(i)
+		if i >= 256 {
+			t.added = append(t.added, added{content: p, id: int32(i), special: true})
+		}
+	}
+	t.init()
+	return t, nil
+}

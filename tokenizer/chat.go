@@ -40,9 +40,17 @@ func (t *Tokenizer) ApplyChatTemplate(messages any, addGenerationPrompt bool, ex
 	return t.chat.Render(vars)
 }
 
-// loadChatTemplate reads chat_template from tokenizer_config.json (a string, or
-// a list of named templates of which "default" is used).
+// loadChatTemplate reads chat_template.jinja, which newer transformers
+// versions save and which takes precedence, else chat_template from
+// tokenizer_config.json (a string, or a list of named templates of which
+// "default" is used).
 func (t *Tokenizer) loadChatTemplate(dir string) error {
+	if src, err := os.ReadFile(filepath.Join(dir, "chat_template.jinja")); err == nil {
+		if err := t.SetChatTemplate(string(src)); err != nil {
+			return fmt.Errorf("%s: %v", filepath.Join(dir, "chat_template.jinja"), err)
+		}
+		return nil
+	}
 	raw, err := os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
 	if err != nil {
 		return nil

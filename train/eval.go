@@ -3,6 +3,9 @@ package train
 import (
 	"fmt"
 	"math"
+
+	"github.com/lowrank/lowrank/model"
+	"github.com/lowrank/lowrank/tokenizer"
 )
 
 // EvalResult is a model's loss on a dataset.
@@ -23,6 +26,30 @@ func Evaluate(modelPath, adapterDir, dataPath string, c Config) (*EvalResult, er
 	}
 	defer s.Close()
 	if err := s.setup(c.ModelOptions(), adapterDir, false, false); err != nil {
+		return nil, err
+	}
+	l, n, err := s.EvalLoss(s.Data.Train)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%s: no supervised tokens to evaluate", dataPath)
+	}
+	return &EvalResult{Loss: l, Perplexity: math.Exp(l), Tokens: n, Examples: len(s.Data.Train)}, nil
+}
+
+// EvaluateLoaded is Evaluate over a model already in memory (with whatever
+// adapter it carries, merged or not) and its tokenizer: the data rendered
+// as c says. The model stays the caller's.
+func EvaluateLoaded(m *model.Model, tok *tokenizer.Tokenizer, dataPath string, c Config) (*EvalResult, error) {
+	c.Data, c.Val, c.ValFraction = dataPath, "", 0
+	s, err := newSession(c, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	s.Model, s.Tok = m, tok
+	if err := s.loadData(false); err != nil {
 		return nil, err
 	}
 	l, n, err := s.EvalLoss(s.Data.Train)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,11 +15,12 @@ import (
 	"github.com/lowrank/lowrank/lora"
 	"github.com/lowrank/lowrank/model"
 	"github.com/lowrank/lowrank/tokenizer"
+	"github.com/lowrank/lowrank/train"
 	"github.com/spf13/cobra"
 )
 
 func newExport() *cobra.Command {
-	var modelPath, adapterDir, format, out, quant, dtype, mergeBase string
+	var modelPath, adapterDir, format, out, quant, dtype, mergeBase, verify string
 	var asJSON, ollama bool
 	c := &cobra.Command{
 		Use:   "export --model M [--adapter A] --format peft|safetensors|gguf|gguf-lora --out PATH [--quant T]",
@@ -111,8 +113,17 @@ of the same kind.`,
 				if st, err := os.Stat(local); err == nil && !st.IsDir() {
 					src = "" // GGUF: config from metadata
 				}
+				mo := checkpoints.MergeOptions{Dtype: dtype, Src: src}
+				if src == "" {
+					if mo.Tokenizer, err = tokenizer.Load(local); err != nil {
+						return err
+					}
+				}
+				if info != nil {
+					mo.ChatTemplate = info.ChatTemplate
+				}
 				var mr *checkpoints.MergeReport
-				if mr, err = checkpoints.WriteMerged(out, m, ad, src, dtype); err == nil {
+				if mr, err = checkpoints.WriteMergedWith(out, m, ad, mo); err == nil {
 					rep = &checkpoints.ExportReport{Path: out, Format: "safetensors", Quant: mr.Dtype, Merged: mr.Merged, BaseFrom: mr.BaseFrom, Tensors: mr.Tensors, Bytes: mr.Bytes}
 				}
 			case "gguf":
@@ -140,10 +151,27 @@ of the same kind.`,
 				}
 				defer fmt.Fprintf(cmd.OutOrStdout(), "Ollama: %s (ollama create NAME -f %s)\n", mf, mf)
 			}
+			var vr *train.VerifyReport
+			if verify != "" {
+				if format == "gguf-lora" {
+					return fmt.Errorf("--verify reads back merged models and PEFT adapters; for a GGUF LoRA, verify the merged GGUF of the same adapter")
+				}
+				c := train.Defaults()
+				if info != nil {
+					c.MaxSeqLen = info.MaxSeqLen
+					if info.ChatTemplate != "" {
+						c.ChatTemplate = info.ChatTemplate
+					}
+				}
+				if vr, err = train.VerifyExport(modelPath, adapterDir, out, format, verify, c); err != nil {
+					return err
+				}
+			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), rep)
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"export": rep, "verify": vr})
 			}
 			w := cmd.OutOrStdout()
+			defer printVerify(w, vr)
 			fmt.Fprintf(w, "wrote %s (%s", rep.Path, rep.Format)
 			if rep.Quant != "" {
 				fmt.Fprintf(w, ", %s", rep.Quant)
@@ -171,8 +199,24 @@ of the same kind.`,
 	f.StringVar(&dtype, "dtype", "f16", "safetensors: f16, bf16 or f32")
 	f.StringVar(&mergeBase, "merge-base", "original", "merge onto the base's original weights, or onto the base as training held it (trained)")
 	f.BoolVar(&ollama, "ollama", false, "also write an Ollama Modelfile beside --out")
+	f.StringVar(&verify, "verify", "", "dataset: print the loss of the base, base + adapter, the merge in memory and the written file read back, and the largest weight difference")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return c
+}
+
+func printVerify(w io.Writer, vr *train.VerifyReport) {
+	if vr == nil {
+		return
+	}
+	fmt.Fprintf(w, "verify (%d supervised tokens):\n", vr.Tokens)
+	for _, r := range vr.Rows {
+		fmt.Fprintf(w, "  %-28s loss %.5f  perplexity %.4f\n", r.What, r.Loss, r.Perplexity)
+	}
+	if vr.MaxDiffIn == "" {
+		fmt.Fprintln(w, "  largest weight difference, merge in memory vs written: 0 (the same values)")
+	} else {
+		fmt.Fprintf(w, "  largest weight difference, merge in memory vs written: %.3g (%.3g of that tensor's largest value) in %s\n", vr.MaxDiff, vr.MaxDiffRel, vr.MaxDiffIn)
+	}
 }
 
 // checkOut refuses an --out of the wrong kind before anything is loaded: a

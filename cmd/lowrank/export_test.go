@@ -21,6 +21,7 @@ import (
 	"github.com/lowrank/lowrank/lora"
 	"github.com/lowrank/lowrank/model"
 	"github.com/lowrank/lowrank/tokenizer"
+	"github.com/lowrank/lowrank/train"
 )
 
 // nodeScript runs a Node.js script with the global npm modules reachable
@@ -126,13 +127,7 @@ func TestLlamaCppLoadsExports(t *testing.T) {
 	hf := testassets.Path(t, "models/stories260K/hf")
 	base := testassets.Path(t, "models/stories260K/stories260K-f32-v3.gguf")
 	dir := t.TempDir()
-	// A trained adapter: 40 steps on WikiSQL over the f32 base.
-	run := filepath.Join(dir, "run")
-	if code, _, stderr := capture(t, "train", "--model", hf, "--data", testassets.Path(t, "datasets/wikisql/train.parquet"), "--out", run,
-		"--quant", "f32", "--max-steps", "40", "--lr", "3e-3", "--batch-size", "4", "--max-seq-len", "64", "--log-every", "0", "--no-progress"); code != 0 {
-		t.Fatalf("train: exit %d\n%s", code, stderr)
-	}
-	adapter := filepath.Join(run, "adapter")
+	adapter := trainedAdapter(t, hf, dir)
 	tok, err := tokenizer.Load(hf)
 	if err != nil {
 		t.Fatal(err)
@@ -409,6 +404,171 @@ func checkIndependentReader(t *testing.T, path string) {
 		o := theirs.Tensors[i]
 		if o.Name != ti.Name || !slices.Equal(o.Shape, ti.Dims) || o.Dtype != uint32(ti.Type) {
 			t.Errorf("%s: tensor %s %v %s, @huggingface/gguf %s %v %d", filepath.Base(path), ti.Name, ti.Dims, ti.Type, o.Name, o.Shape, o.Dtype)
+		}
+	}
+}
+
+// trainedAdapter trains an adapter for the model in hf: 40 steps on WikiSQL
+// over the f32 base, into dir/run.
+func trainedAdapter(t *testing.T, hf, dir string) string {
+	t.Helper()
+	run := filepath.Join(dir, "run")
+	if code, _, stderr := capture(t, "train", "--model", hf, "--data", testassets.Path(t, "datasets/wikisql/train.parquet"), "--out", run,
+		"--quant", "f32", "--max-steps", "40", "--lr", "3e-3", "--batch-size", "4", "--max-seq-len", "64", "--log-every", "0", "--no-progress"); code != 0 {
+		t.Fatalf("train: exit %d\n%s", code, stderr)
+	}
+	return filepath.Join(run, "adapter")
+}
+
+func lastLogits(t *testing.T, path, adapterDir string, ids []int32) []float32 {
+	t.Helper()
+	m, err := model.Load(path, model.LoadOptions{Quant: "f32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if adapterDir != "" {
+		if _, err := checkpoints.LoadAdapter(adapterDir, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := m.Step(autograd.NewTape(nil), m.NewCache(len(ids)), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]float32(nil), l...)
+}
+
+// TestExportNumbers: base + adapter (unmerged), the merged safetensors folder
+// and the merged F32 GGUF give the same logits within 1e-5 of the largest;
+// the Q8_0 GGUF's perplexity is within 0.5% of the F32 GGUF's (--verify
+// reads each back, on WikiSQL's validation split: the adapter's domain); and
+// an F32 export is the merge in memory exactly.
+func TestExportNumbers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a training run and exports: skipped with -short (the emulated arm64 run)")
+	}
+	hf := testassets.Path(t, "models/stories260K/hf")
+	dir := t.TempDir()
+	adapter := trainedAdapter(t, hf, dir)
+	ids := []int32{1, 403, 407, 261, 378, 432, 383, 286}
+	want := lastLogits(t, hf, adapter, ids)
+	var scale float64
+	for _, v := range want {
+		scale = math.Max(scale, math.Abs(float64(v)))
+	}
+	verify := testassets.Path(t, "datasets/wikisql/valid.parquet")
+	loss := map[string]float64{}
+	for _, c := range []struct{ name, format, quant string }{
+		{"merged.safetensors", "safetensors", "f32"}, {"merged-f32.gguf", "gguf", "f32"}, {"merged-q8_0.gguf", "gguf", "q8_0"},
+	} {
+		out := filepath.Join(dir, c.name)
+		args := []string{"export", "--model", hf, "--adapter", adapter, "--format", c.format, "--out", out, "--verify", verify, "--json"}
+		if c.format == "gguf" {
+			args = append(args, "--quant", c.quant)
+		} else {
+			args = append(args, "--dtype", c.quant)
+		}
+		code, stdout, stderr := capture(t, args...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", c.name, code, stdout, stderr)
+		}
+		var rep struct {
+			Verify train.VerifyReport `json:"verify"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil || len(rep.Verify.Rows) != 4 {
+			t.Fatalf("%s: %v\n%s", c.name, err, stdout)
+		}
+		loss[c.name] = rep.Verify.Rows[3].Loss
+		if c.quant == "f32" {
+			if rep.Verify.MaxDiff != 0 || rep.Verify.Rows[2].Loss != rep.Verify.Rows[3].Loss {
+				t.Errorf("%s: an f32 export differs from the merge: %+v", c.name, rep.Verify)
+			}
+			got := lastLogits(t, out, "", ids)
+			var d float64
+			for i := range want {
+				d = math.Max(d, math.Abs(float64(got[i]-want[i])))
+			}
+			if d/scale > 1e-5 {
+				t.Errorf("%s: max|Δlogit|/max|logit| = %.3g", c.name, d/scale)
+			}
+			t.Logf("%s: max|Δlogit|/max|logit| = %.3g vs base + adapter", c.name, d/scale)
+		}
+	}
+	ratio := math.Exp(loss["merged-q8_0.gguf"]-loss["merged-f32.gguf"]) - 1
+	t.Logf("perplexity on WikiSQL's validation split: F32 GGUF %.4f, Q8_0 GGUF %.4f (%+.3f%%)", math.Exp(loss["merged-f32.gguf"]), math.Exp(loss["merged-q8_0.gguf"]), 100*ratio)
+	if math.Abs(ratio) > 0.005 {
+		t.Errorf("Q8_0 export's perplexity is %.2f%% from the F32 export's", 100*ratio)
+	}
+}
+
+// transformersEncode is @huggingface/transformers (transformers.js) encoding
+// each text of a JSON list with the tokenizer files of a folder.
+const transformersEncode = `import { PreTrainedTokenizer } from "@huggingface/transformers";
+import fs from "fs";
+const [,, dir, textsPath] = process.argv;
+const tok = new PreTrainedTokenizer(JSON.parse(fs.readFileSync(dir + "/tokenizer.json")), JSON.parse(fs.readFileSync(dir + "/tokenizer_config.json")));
+console.log(JSON.stringify(JSON.parse(fs.readFileSync(textsPath)).map(t => tok.encode(t))));
+`
+
+// TestMergeFromGGUF: a merge from a GGUF base (the old gap: no tokenizer
+// files, a folder nothing could load) writes tokenizer.json and
+// tokenizer_config.json from the GGUF vocabulary, so the folder loads in
+// lowrank with the logits of base + adapter, and transformers.js tokenizes
+// as lowrank does with the files written; the chat template the adapter was
+// trained with is written as chat_template.jinja and read back.
+func TestMergeFromGGUF(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a training run and exports: skipped with -short (the emulated arm64 run)")
+	}
+	base := testassets.Path(t, "models/stories260K/stories260K-f32-v3.gguf")
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	if code, _, stderr := capture(t, "train", "--model", base, "--data", testassets.Path(t, "datasets/wikisql/train.parquet"), "--out", run,
+		"--quant", "f32", "--max-steps", "5", "--batch-size", "2", "--max-seq-len", "64", "--log-every", "0", "--no-progress", "--chat-template", "simple"); code != 0 {
+		t.Fatalf("train: exit %d\n%s", code, stderr)
+	}
+	adapter := filepath.Join(run, "adapter")
+	out := filepath.Join(dir, "merged")
+	if code, stdout, stderr := capture(t, "merge", "--model", base, "--adapter", adapter, "--out", out, "--dtype", "f32"); code != 0 {
+		t.Fatalf("merge: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, f := range []string{"config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja", "model.safetensors"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("merged folder: %v", err)
+		}
+	}
+	ids := []int32{1, 403, 407, 261, 378}
+	want, got := lastLogits(t, base, adapter, ids), lastLogits(t, out, "", ids)
+	var d, scale float64
+	for i := range want {
+		d, scale = math.Max(d, math.Abs(float64(got[i]-want[i]))), math.Max(scale, math.Abs(float64(want[i])))
+	}
+	if d/scale > 1e-5 {
+		t.Errorf("merged folder from a GGUF base: max|Δlogit|/max|logit| = %.3g", d/scale)
+	}
+	gtok, err := tokenizer.Load(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mtok, err := tokenizer.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mtok.ChatTemplate() != tokenizer.BuiltinTemplates["simple"] {
+		t.Errorf("chat template read back: %q", mtok.ChatTemplate())
+	}
+	texts := []string{"Once upon a time, there was a little girl named Lily.", "Hello world", "  two  spaces", "SELECT name FROM t WHERE x = 3;", "café ünïcode 日本", "a\nnew line"}
+	tp := filepath.Join(dir, "texts.json")
+	raw, _ := json.Marshal(texts)
+	os.WriteFile(tp, raw, 0o644)
+	var theirs [][]int32
+	if err := json.Unmarshal([]byte(nodeScript(t, "@huggingface/transformers", transformersEncode, out, tp)), &theirs); err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range texts {
+		if mine := gtok.Encode(text, true); !slices.Equal(mine, theirs[i]) || !slices.Equal(mtok.Encode(text, true), mine) {
+			t.Errorf("%q: lowrank (GGUF vocabulary) %v, the written tokenizer.json in transformers.js %v, in lowrank %v", text, mine, theirs[i], mtok.Encode(text, true))
 		}
 	}
 }

@@ -4,9 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/lowrank/lowrank/checkpoints"
+	"github.com/lowrank/lowrank/internal/hfcache"
 	"github.com/lowrank/lowrank/model"
+	"github.com/lowrank/lowrank/tokenizer"
 	"github.com/spf13/cobra"
 )
 
@@ -24,6 +28,9 @@ config.json, the tokenizer files and model.safetensors in --dtype to --out.`,
 			if modelPath == "" || adapterDir == "" || out == "" {
 				return usageError{cmd: "merge", err: fmt.Errorf("--model, --adapter and --out are required")}
 			}
+			if strings.EqualFold(filepath.Ext(out), ".gguf") {
+				return usageError{cmd: "merge", err: fmt.Errorf("--out %s: merge writes a Hugging Face folder; for a GGUF file use: lowrank export --model %s --adapter %s --format gguf --quant f16 --out %s", out, modelPath, adapterDir, out)}
+			}
 			m, err := model.Load(modelPath, model.LoadOptions{}) // stored dtype: the original weights
 			if err != nil {
 				return err
@@ -33,11 +40,24 @@ config.json, the tokenizer files and model.safetensors in --dtype to --out.`,
 			if err != nil {
 				return err
 			}
-			src := modelPath
-			if st, err := os.Stat(modelPath); err == nil && !st.IsDir() {
-				src = "" // GGUF: config from metadata, no tokenizer files to copy
+			src, err := hfcache.Resolve(modelPath) // a hub id's folder in the cache
+			if err != nil {
+				return fmt.Errorf("model %w", err)
 			}
-			rep, err := checkpoints.WriteMerged(out, m, ad, src, dtype)
+			o := checkpoints.MergeOptions{Dtype: dtype, Src: src}
+			if st, err := os.Stat(src); err == nil && !st.IsDir() {
+				// GGUF: the config from its metadata, the tokenizer files from its vocabulary.
+				if o.Tokenizer, err = tokenizer.Load(src); err != nil {
+					return err
+				}
+				o.Src = ""
+			}
+			if info, err := checkpoints.ReadAdapterInfo(adapterDir); err != nil {
+				return err
+			} else if info != nil {
+				o.ChatTemplate = info.ChatTemplate
+			}
+			rep, err := checkpoints.WriteMergedWith(out, m, ad, o)
 			if err != nil {
 				return err
 			}
