@@ -58,6 +58,8 @@ generate:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzGemm -fuzztime 60s ./kernels
 	$(GO) test -run '^$$' -fuzz FuzzUnmarshalWeight -fuzztime 60s ./kernels
+	GOMEMLIMIT=1GiB $(GO) test -run '^$$' -fuzz FuzzReader -fuzztime 60s ./checkpoints/gguf
+	GOMEMLIMIT=1GiB $(GO) test -run '^$$' -fuzz FuzzReader -fuzztime 60s ./checkpoints/safetensors
 
 clean:
 	rm -rf bin demo

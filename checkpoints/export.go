@@ -410,9 +410,9 @@ func WriteGGUFLoRA(path string, m *model.Model, ad *lora.Adapter) (*ExportReport
 		name := model.GGUFName(l.Base.Name + ".weight")
 		heads := 0
 		switch {
-		case strings.HasSuffix(l.Base.Name, ".self_attn.q_proj"):
+		case strings.HasSuffix(l.Base.Name, "."+model.QProj):
 			heads = c.Heads
-		case strings.HasSuffix(l.Base.Name, ".self_attn.k_proj"):
+		case strings.HasSuffix(l.Base.Name, "."+model.KProj):
 			heads = c.KVHeads
 		}
 		var from []int

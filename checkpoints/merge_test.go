@@ -9,8 +9,11 @@ import (
 	"testing"
 
 	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/checkpoints/gguf"
 	"github.com/lowrank/lowrank/internal/testassets"
+	"github.com/lowrank/lowrank/kernels"
 	"github.com/lowrank/lowrank/model"
+	"github.com/lowrank/lowrank/tokenizer"
 )
 
 func lastLogits(t *testing.T, m *model.Model) []float32 {
@@ -126,6 +129,55 @@ func TestMergedShards(t *testing.T) {
 		}
 		if !slices.Equal(x, y) {
 			t.Fatalf("%s differs after the sharded round trip", a[i].HF)
+		}
+	}
+}
+
+// TestGGUFRoundTrip: models of every architecture written as F32 GGUF and
+// loaded back give the same logits: the tensor table, the Q/K row
+// permutation of llama (undone at load), Qwen2's biases, Qwen3's norms and
+// Llama-3 rope scaling (rope_freqs.weight) all survive.
+func TestGGUFRoundTrip(t *testing.T) {
+	for _, c := range []model.Config{
+		{Arch: "llama", RopeScaling: &autograd.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 16}},
+		{Arch: "qwen2", QKVBias: true},
+		{Arch: "qwen3", QKNorm: true},
+	} {
+		cfg := model.Config{Arch: c.Arch, Hidden: 32, Intermediate: 48, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 8, Vocab: 500,
+			MaxPos: 64, RMSEps: 1e-5, RopeTheta: 10000, TieEmbeddings: c.Arch != "qwen2", BOS: 498, EOS: []int{499}, Pad: -1,
+			RopeScaling: c.RopeScaling, QKVBias: c.QKVBias, QKNorm: c.QKNorm}
+		m, err := model.NewRandom(cfg, kernels.F32, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := tokenizer.NewByteLevel(cfg.Vocab)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), c.Arch+".gguf")
+		ft, _ := ParseGGUFType("f32")
+		if _, err := WriteGGUF(path, m, nil, GGUFOptions{Type: ft, Tokenizer: tok}); err != nil {
+			t.Fatal(err)
+		}
+		if g, err := gguf.Open(path); err != nil {
+			t.Fatal(err)
+		} else {
+			_, hasFreqs := g.Tensor("rope_freqs.weight")
+			g.Close()
+			if hasFreqs != (c.RopeScaling != nil) {
+				t.Errorf("%s: rope_freqs.weight written %v", c.Arch, hasFreqs)
+			}
+		}
+		back, err := model.Load(path, model.LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, got := lastLogits(t, m), lastLogits(t, back)
+		back.Close()
+		for i := range want {
+			if math.Abs(float64(got[i]-want[i])) > 1e-5*math.Max(1, math.Abs(float64(want[i]))) {
+				t.Fatalf("%s: logit %d: %g after the GGUF round trip, %g before", c.Arch, i, got[i], want[i])
+			}
 		}
 	}
 }

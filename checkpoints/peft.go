@@ -68,6 +68,26 @@ func SaveAdapter(dir string, ad *lora.Adapter, baseModel string, info *AdapterIn
 	return nil
 }
 
+// SavePEFTExport writes ad as PEFT writes it, for use outside lowrank: the
+// adapter files and lowrank.json, and, when the run trained with a chat
+// template of its own (info records it), that template as
+// chat_template.jinja, which transformers reads with the tokenizer.
+func SavePEFTExport(dir string, ad *lora.Adapter, baseModel string, info *AdapterInfo) error {
+	err := atomicfile.WriteDir(dir, func(tmp string) error {
+		if err := WriteAdapterFiles(tmp, ad, baseModel, info); err != nil {
+			return err
+		}
+		if info != nil && info.ChatTemplate != "" {
+			return WriteFileAtomic(filepath.Join(tmp, "chat_template.jinja"), []byte(info.ChatTemplate))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("export %s: %w", dir, err)
+	}
+	return nil
+}
+
 // WriteAdapterFiles writes ad's files into the existing folder dir (a
 // checkpoint's, or SaveAdapter's temporary one), each synced.
 func WriteAdapterFiles(dir string, ad *lora.Adapter, baseModel string, info *AdapterInfo) error {

@@ -174,14 +174,14 @@ func build(cfg *Config, src tensorSource, target *kernels.Format, opts LoadOptio
 		q8 := kernels.Q8_0
 		headFmt = &q8
 	}
-	if m.Embed, err = m.weight(src, "model.embed_tokens.weight", c.Vocab, c.Hidden, headFmt, opts, nil); err != nil {
+	if m.Embed, err = m.weight(src, HFEmbed, c.Vocab, c.Hidden, headFmt, opts, nil); err != nil {
 		return nil, err
 	}
-	if m.Norm, err = m.vector(src, "model.norm.weight", c.Hidden); err != nil {
+	if m.Norm, err = m.vector(src, HFNorm, c.Hidden); err != nil {
 		return nil, err
 	}
-	if !c.TieEmbeddings && src.has("lm_head.weight") {
-		if m.Head, err = m.weight(src, "lm_head.weight", c.Vocab, c.Hidden, headFmt, opts, nil); err != nil {
+	if !c.TieEmbeddings && src.has(HFHead) {
+		if m.Head, err = m.weight(src, HFHead, c.Vocab, c.Hidden, headFmt, opts, nil); err != nil {
 			return nil, err
 		}
 	} else {
@@ -192,18 +192,18 @@ func build(cfg *Config, src tensorSource, target *kernels.Format, opts LoadOptio
 	m.Blocks = make([]Block, c.Layers)
 	for l := range m.Blocks {
 		b := &m.Blocks[l]
-		p := fmt.Sprintf("model.layers.%d.", l)
-		if b.AttnNorm, err = m.vector(src, p+"input_layernorm.weight", c.Hidden); err != nil {
+		p := BlockPrefix(l)
+		if b.AttnNorm, err = m.vector(src, p+AttnNorm, c.Hidden); err != nil {
 			return nil, err
 		}
-		if b.MLPNorm, err = m.vector(src, p+"post_attention_layernorm.weight", c.Hidden); err != nil {
+		if b.MLPNorm, err = m.vector(src, p+MLPNorm, c.Hidden); err != nil {
 			return nil, err
 		}
 		if c.QKNorm {
-			if b.QNorm, err = m.vector(src, p+"self_attn.q_norm.weight", c.HeadDim); err != nil {
+			if b.QNorm, err = m.vector(src, p+QNorm, c.HeadDim); err != nil {
 				return nil, err
 			}
-			if b.KNorm, err = m.vector(src, p+"self_attn.k_norm.weight", c.HeadDim); err != nil {
+			if b.KNorm, err = m.vector(src, p+KNorm, c.HeadDim); err != nil {
 				return nil, err
 			}
 		}
@@ -218,13 +218,13 @@ func build(cfg *Config, src tensorSource, target *kernels.Format, opts LoadOptio
 			perm      func(int) int
 			wantsBias bool
 		}{
-			{&b.Q, "self_attn.q_proj", qd, c.Hidden, qperm, c.QKVBias},
-			{&b.K, "self_attn.k_proj", kvd, c.Hidden, kperm, c.QKVBias},
-			{&b.V, "self_attn.v_proj", kvd, c.Hidden, nil, c.QKVBias},
-			{&b.O, "self_attn.o_proj", c.Hidden, qd, nil, false},
-			{&b.Gate, "mlp.gate_proj", c.Intermediate, c.Hidden, nil, false},
-			{&b.Up, "mlp.up_proj", c.Intermediate, c.Hidden, nil, false},
-			{&b.Down, "mlp.down_proj", c.Hidden, c.Intermediate, nil, false},
+			{&b.Q, QProj, qd, c.Hidden, qperm, c.QKVBias},
+			{&b.K, KProj, kvd, c.Hidden, kperm, c.QKVBias},
+			{&b.V, VProj, kvd, c.Hidden, nil, c.QKVBias},
+			{&b.O, OProj, c.Hidden, qd, nil, false},
+			{&b.Gate, GateProj, c.Intermediate, c.Hidden, nil, false},
+			{&b.Up, UpProj, c.Intermediate, c.Hidden, nil, false},
+			{&b.Down, DownProj, c.Hidden, c.Intermediate, nil, false},
 		}
 		for _, s := range specs {
 			f := &Frozen{Name: p + s.name}

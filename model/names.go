@@ -13,29 +13,52 @@ import (
 // name, its llama.cpp (GGUF) name and its layout. Loading, PEFT files,
 // merging and every exporter go through it.
 
-// blockTensors are a block's tensors: HF suffix after "model.layers.N.",
+// Hugging Face names: the model's own, and a block's modules after
+// BlockPrefix(l). Every other spelling of them goes through these.
+const (
+	HFEmbed = "model.embed_tokens.weight"
+	HFNorm  = "model.norm.weight"
+	HFHead  = "lm_head.weight"
+
+	AttnNorm = "input_layernorm.weight"
+	MLPNorm  = "post_attention_layernorm.weight"
+	QNorm    = "self_attn.q_norm.weight"
+	KNorm    = "self_attn.k_norm.weight"
+	QProj    = "self_attn.q_proj" // projections: + ".weight" / ".bias"
+	KProj    = "self_attn.k_proj"
+	VProj    = "self_attn.v_proj"
+	OProj    = "self_attn.o_proj"
+	GateProj = "mlp.gate_proj"
+	UpProj   = "mlp.up_proj"
+	DownProj = "mlp.down_proj"
+)
+
+// BlockPrefix is the Hugging Face name prefix of block l's tensors.
+func BlockPrefix(l int) string { return "model.layers." + strconv.Itoa(l) + "." }
+
+// blockTensors are a block's tensors: HF suffix after BlockPrefix(N),
 // GGUF suffix after "blk.N.", in llama.cpp's order within a block.
 var blockTensors = []struct{ hf, gguf string }{
-	{"input_layernorm.weight", "attn_norm.weight"},
-	{"self_attn.q_proj.weight", "attn_q.weight"},
-	{"self_attn.q_proj.bias", "attn_q.bias"},
-	{"self_attn.k_proj.weight", "attn_k.weight"},
-	{"self_attn.k_proj.bias", "attn_k.bias"},
-	{"self_attn.v_proj.weight", "attn_v.weight"},
-	{"self_attn.v_proj.bias", "attn_v.bias"},
-	{"self_attn.o_proj.weight", "attn_output.weight"},
-	{"self_attn.q_norm.weight", "attn_q_norm.weight"},
-	{"self_attn.k_norm.weight", "attn_k_norm.weight"},
-	{"post_attention_layernorm.weight", "ffn_norm.weight"},
-	{"mlp.gate_proj.weight", "ffn_gate.weight"},
-	{"mlp.up_proj.weight", "ffn_up.weight"},
-	{"mlp.down_proj.weight", "ffn_down.weight"},
+	{AttnNorm, "attn_norm.weight"},
+	{QProj + ".weight", "attn_q.weight"},
+	{QProj + ".bias", "attn_q.bias"},
+	{KProj + ".weight", "attn_k.weight"},
+	{KProj + ".bias", "attn_k.bias"},
+	{VProj + ".weight", "attn_v.weight"},
+	{VProj + ".bias", "attn_v.bias"},
+	{OProj + ".weight", "attn_output.weight"},
+	{QNorm, "attn_q_norm.weight"},
+	{KNorm, "attn_k_norm.weight"},
+	{MLPNorm, "ffn_norm.weight"},
+	{GateProj + ".weight", "ffn_gate.weight"},
+	{UpProj + ".weight", "ffn_up.weight"},
+	{DownProj + ".weight", "ffn_down.weight"},
 }
 
 var topTensors = []struct{ hf, gguf string }{
-	{"model.embed_tokens.weight", "token_embd.weight"},
-	{"model.norm.weight", "output_norm.weight"},
-	{"lm_head.weight", "output.weight"},
+	{HFEmbed, "token_embd.weight"},
+	{HFNorm, "output_norm.weight"},
+	{HFHead, "output.weight"},
 }
 
 var hfToGGUFBlock, ggufToHFBlock = func() (map[string]string, map[string]string) {
@@ -114,9 +137,9 @@ func (m *Model) Entries() []Entry {
 	out := []Entry{{HF: topTensors[0].hf, GGUF: topTensors[0].gguf, Rows: m.Embed.Rows, Cols: m.Embed.Cols, W: m.Embed}}
 	for l := range m.Blocks {
 		b := &m.Blocks[l]
-		p, g := "model.layers."+strconv.Itoa(l)+".", "blk."+strconv.Itoa(l)+"."
+		p, g := BlockPrefix(l), "blk."+strconv.Itoa(l)+"."
 		proj := map[string]*Frozen{}
-		heads := map[string]int{"self_attn.q_proj": c.Heads, "self_attn.k_proj": c.KVHeads}
+		heads := map[string]int{QProj: c.Heads, KProj: c.KVHeads}
 		for _, lin := range b.Linears() {
 			f := (*lin).Frozen()
 			proj[strings.TrimPrefix(f.Name, p)] = f
@@ -125,13 +148,13 @@ func (m *Model) Entries() []Entry {
 			e := Entry{HF: p + t.hf, GGUF: g + t.gguf}
 			mod, kind, _ := strings.Cut(t.hf, "_proj.")
 			switch t.hf {
-			case "input_layernorm.weight":
+			case AttnNorm:
 				e.Norm = b.AttnNorm
-			case "post_attention_layernorm.weight":
+			case MLPNorm:
 				e.Norm = b.MLPNorm
-			case "self_attn.q_norm.weight":
+			case QNorm:
 				e.Norm = b.QNorm
-			case "self_attn.k_norm.weight":
+			case KNorm:
 				e.Norm = b.KNorm
 			default:
 				f := proj[mod+"_proj"]

@@ -1,7 +1,6 @@
 package model
 
 import (
-	"fmt"
 	"math/rand/v2"
 
 	"github.com/lowrank/lowrank/autograd"
@@ -48,31 +47,31 @@ func NewRandom(cfg Config, f kernels.Format, seed uint64) (*Model, error) {
 	if f == kernels.Q4_0 || f == kernels.NF4 {
 		headFmt = kernels.Q8_0
 	}
-	m.Embed = mat("model.embed_tokens.weight", cfg.Vocab, cfg.Hidden, headFmt)
+	m.Embed = mat(HFEmbed, cfg.Vocab, cfg.Hidden, headFmt)
 	m.Head = m.Embed
 	if !cfg.TieEmbeddings {
-		m.Head = mat("lm_head.weight", cfg.Vocab, cfg.Hidden, headFmt)
+		m.Head = mat(HFHead, cfg.Vocab, cfg.Hidden, headFmt)
 	}
 	m.Norm = ones(cfg.Hidden)
 	qd, kvd := cfg.Heads*cfg.HeadDim, cfg.KVHeads*cfg.HeadDim
 	m.Blocks = make([]Block, cfg.Layers)
 	for l := range m.Blocks {
 		b := &m.Blocks[l]
-		p := fmt.Sprintf("model.layers.%d.", l)
+		p := BlockPrefix(l)
 		b.AttnNorm, b.MLPNorm = ones(cfg.Hidden), ones(cfg.Hidden)
 		if cfg.QKNorm {
 			b.QNorm, b.KNorm = ones(cfg.HeadDim), ones(cfg.HeadDim)
 		}
 		lin := func(name string, out, in int) Linear {
 			fr := &Frozen{Name: p + name, W: mat(p+name+".weight", out, in, f)}
-			if cfg.QKVBias && (name == "self_attn.q_proj" || name == "self_attn.k_proj" || name == "self_attn.v_proj") {
+			if cfg.QKVBias && (name == QProj || name == KProj || name == VProj) {
 				fr.Bias = make([]float32, out)
 			}
 			return fr
 		}
-		b.Q, b.K, b.V = lin("self_attn.q_proj", qd, cfg.Hidden), lin("self_attn.k_proj", kvd, cfg.Hidden), lin("self_attn.v_proj", kvd, cfg.Hidden)
-		b.O = lin("self_attn.o_proj", cfg.Hidden, qd)
-		b.Gate, b.Up, b.Down = lin("mlp.gate_proj", cfg.Intermediate, cfg.Hidden), lin("mlp.up_proj", cfg.Intermediate, cfg.Hidden), lin("mlp.down_proj", cfg.Hidden, cfg.Intermediate)
+		b.Q, b.K, b.V = lin(QProj, qd, cfg.Hidden), lin(KProj, kvd, cfg.Hidden), lin(VProj, kvd, cfg.Hidden)
+		b.O = lin(OProj, cfg.Hidden, qd)
+		b.Gate, b.Up, b.Down = lin(GateProj, cfg.Intermediate, cfg.Hidden), lin(UpProj, cfg.Intermediate, cfg.Hidden), lin(DownProj, cfg.Hidden, cfg.Intermediate)
 	}
 	return m, nil
 }

@@ -91,3 +91,25 @@ func TestWriteErrors(t *testing.T) {
 		t.Errorf("mistyped value: %v", err)
 	}
 }
+
+// FuzzReader: no input makes the GGUF reader panic or allocate past the
+// input's size (make fuzz runs it); tensor bytes are read too.
+func FuzzReader(f *testing.F) {
+	w := NewWriter()
+	w.Set("general.architecture", "llama")
+	w.Set("tokenizer.ggml.tokens", []string{"a", "b"})
+	w.AddTensor("t", TypeQ8_0, []uint64{32, 2}, func(out io.Writer) error { _, err := out.Write(make([]byte, 68)); return err })
+	var buf bytes.Buffer
+	w.WriteTo(&buf)
+	f.Add(buf.Bytes())
+	f.Add([]byte("GGUF\x03\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		g, err := NewReader(bytes.NewReader(data), int64(len(data)), "fuzz")
+		if err != nil {
+			return
+		}
+		for i := range g.Tensors {
+			g.ReadTensor(&g.Tensors[i])
+		}
+	})
+}

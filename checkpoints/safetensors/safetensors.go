@@ -112,7 +112,7 @@ func Open(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := parse(path, data)
+	f, err := parse(path, data, int64(len(data)))
 	if err != nil {
 		unmap()
 		return nil, fmt.Errorf("safetensors: %s: %w", path, err)
@@ -121,19 +121,58 @@ func Open(path string) (*File, error) {
 	return f, nil
 }
 
-func parse(path string, data []byte) (*File, error) {
+// NewReader reads the safetensors file of size bytes in r (name is used in
+// errors): the header is checked before anything is read for the tensors,
+// whose bytes are then read into memory (Open maps a file instead).
+func NewReader(r io.ReaderAt, size int64, name string) (*File, error) {
+	bad := func(err error) (*File, error) { return nil, fmt.Errorf("safetensors: %s: %w", name, err) }
+	if size < 8 {
+		return bad(fmt.Errorf("file is %d bytes: too short for a header", size))
+	}
+	var nb [8]byte
+	if _, err := r.ReadAt(nb[:], 0); err != nil {
+		return bad(err)
+	}
+	n := binary.LittleEndian.Uint64(nb[:])
+	if n > maxHeader || n > uint64(size-8) {
+		return bad(fmt.Errorf("header length %d does not fit the file (%d bytes): truncated or not safetensors", n, size))
+	}
+	head := make([]byte, 8+n)
+	if _, err := r.ReadAt(head, 0); err != nil {
+		return bad(err)
+	}
+	// Check the header against the size before reading the data section.
+	if _, err := parse(name, head, size); err != nil {
+		return bad(err)
+	}
+	data := make([]byte, size)
+	if _, err := r.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+		return bad(err)
+	}
+	f, err := parse(name, data, size)
+	if err != nil {
+		return bad(err)
+	}
+	return f, nil
+}
+
+// parse reads the header of data (the first bytes of a file of size bytes:
+// all of it, or the header alone, to check it first).
+func parse(path string, data []byte, size int64) (*File, error) {
 	if len(data) < 8 {
 		return nil, fmt.Errorf("file is %d bytes: too short for a header", len(data))
 	}
 	n := binary.LittleEndian.Uint64(data)
-	if n > maxHeader || n > uint64(len(data)-8) {
-		return nil, fmt.Errorf("header length %d does not fit the file (%d bytes): truncated or not safetensors", n, len(data))
+	if n > maxHeader || n > uint64(size-8) || n > uint64(len(data)-8) {
+		return nil, fmt.Errorf("header length %d does not fit the file (%d bytes): truncated or not safetensors", n, size)
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data[8:8+n], &raw); err != nil {
 		return nil, fmt.Errorf("header is not valid JSON: %v", err)
 	}
 	body := data[8+n:]
+	bodySize := size - 8 - int64(n)
+	whole := int64(len(body)) == bodySize
 	f := &File{Path: path, tensors: make(map[string]*Tensor, len(raw)), data: data}
 	for name, msg := range raw {
 		if name == "__metadata__" {
@@ -158,13 +197,17 @@ func parse(path string, data []byte) (*File, error) {
 			count *= int64(d)
 		}
 		lo, hi := e.Offsets[0], e.Offsets[1]
-		if lo < 0 || hi < lo || hi > int64(len(body)) {
-			return nil, fmt.Errorf("tensor %q: bytes [%d, %d) outside the data section (%d bytes): truncated?", name, lo, hi, len(body))
+		if lo < 0 || hi < lo || hi > bodySize {
+			return nil, fmt.Errorf("tensor %q: bytes [%d, %d) outside the data section (%d bytes): truncated?", name, lo, hi, bodySize)
 		}
 		if hi-lo != count*int64(size) {
 			return nil, fmt.Errorf("tensor %q: %s %v needs %d bytes, header gives %d", name, e.Dtype, e.Shape, count*int64(size), hi-lo)
 		}
-		f.tensors[name] = &Tensor{Name: name, Dtype: e.Dtype, Shape: e.Shape, Data: body[lo:hi:hi]}
+		t := &Tensor{Name: name, Dtype: e.Dtype, Shape: e.Shape}
+		if whole {
+			t.Data = body[lo:hi:hi]
+		}
+		f.tensors[name] = t
 		f.names = append(f.names, name)
 	}
 	sort.Strings(f.names)

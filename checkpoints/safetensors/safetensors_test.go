@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,4 +121,46 @@ func TestFloat32s(t *testing.T) {
 	if err := d.Float32s(make([]float32, 5)); err == nil || !strings.Contains(err.Error(), "I8") {
 		t.Errorf("I8 tensor: got %v, want a dtype error", err)
 	}
+}
+
+// TestNewReader: a file read through io.ReaderAt gives Open's tensors; a
+// truncated one is an error naming it.
+func TestNewReader(t *testing.T) {
+	path := testassets.Path(t, "models/stories260K/hf/model.safetensors")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := NewReader(bytes.NewReader(raw), int64(len(raw)), "mem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a.Names(), b.Names()) {
+		t.Fatal("names differ")
+	}
+	for _, n := range a.Names() {
+		x, _ := a.Tensor(n)
+		y, _ := b.Tensor(n)
+		if !bytes.Equal(x.Data, y.Data) || !slices.Equal(x.Shape, y.Shape) {
+			t.Fatalf("%s differs", n)
+		}
+	}
+	if _, err := NewReader(bytes.NewReader(raw[:len(raw)-9]), int64(len(raw)-9), "cut"); err == nil || !strings.Contains(err.Error(), "cut") {
+		t.Errorf("truncated: %v", err)
+	}
+}
+
+// FuzzReader: no input makes the reader panic or allocate past the input's
+// size (make fuzz runs it).
+func FuzzReader(f *testing.F) {
+	f.Add([]byte{2, 0, 0, 0, 0, 0, 0, 0, '{', '}'})
+	f.Add(append([]byte{40, 0, 0, 0, 0, 0, 0, 0}, []byte(`{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`)...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		NewReader(bytes.NewReader(data), int64(len(data)), "fuzz")
+	})
 }

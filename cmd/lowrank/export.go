@@ -106,7 +106,7 @@ of the same kind.`,
 			var rep *checkpoints.ExportReport
 			switch format {
 			case "peft":
-				err = checkpoints.SaveAdapter(out, ad, modelPath, info)
+				err = checkpoints.SavePEFTExport(out, ad, modelPath, info)
 				rep = &checkpoints.ExportReport{Path: out, Format: "peft", Merged: len(ad.Layers), Tensors: len(ad.Params())}
 			case "safetensors":
 				src := local
@@ -145,7 +145,13 @@ of the same kind.`,
 				rep.BaseFrom = baseFrom
 			}
 			if ollama {
-				mf, err := writeModelfile(out, local, format)
+				var stops []string
+				if tok, err := tokenizer.Load(local); err == nil {
+					for _, id := range m.Config.EOS {
+						stops = append(stops, tok.Piece(int32(id)))
+					}
+				}
+				mf, err := writeModelfile(out, local, format, stops)
 				if err != nil {
 					return err
 				}
@@ -231,7 +237,7 @@ func checkOut(format, out string) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if _, perr := os.Stat(filepath.Dir(out)); perr != nil {
-			return fmt.Errorf("export: --out %s: %v", out, perr)
+			return fmt.Errorf("export: --out %s: its folder %s does not exist", out, filepath.Dir(out))
 		}
 		return nil
 	case err != nil:
@@ -294,9 +300,10 @@ func defaultBaseCache() string {
 }
 
 // writeModelfile writes an Ollama Modelfile beside out: FROM the base GGUF
-// and ADAPTER out for a LoRA, FROM out for a merged model. TEMPLATE is left
-// out: Ollama takes the chat template from the GGUF.
-func writeModelfile(out, base, format string) (string, error) {
+// and ADAPTER out for a LoRA, FROM out for a merged model, and a stop
+// parameter for each end-of-sequence token. TEMPLATE is left out: Ollama
+// takes the chat template from the GGUF.
+func writeModelfile(out, base, format string, stops []string) (string, error) {
 	path := filepath.Join(filepath.Dir(out), "Modelfile")
 	var b strings.Builder
 	abs := func(p string) string {
@@ -312,6 +319,11 @@ func writeModelfile(out, base, format string) (string, error) {
 		fmt.Fprintf(&b, "FROM %s\nADAPTER %s\n", abs(base), abs(out))
 	} else {
 		fmt.Fprintf(&b, "FROM %s\n", abs(out))
+	}
+	for _, s := range stops {
+		if s != "" {
+			fmt.Fprintf(&b, "PARAMETER stop %q\n", s)
+		}
 	}
 	if err := checkpoints.WriteFileAtomic(path, []byte(b.String())); err != nil {
 		return "", err

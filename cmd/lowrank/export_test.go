@@ -572,3 +572,87 @@ func TestMergeFromGGUF(t *testing.T) {
 		}
 	}
 }
+
+// TestExportErrors: a wrong kind of --out, an existing file that is not a
+// GGUF, a --quant GGUF has no type for and an adapter llama.cpp's LoRA
+// format cannot hold are clear one-line errors that write nothing.
+func TestExportErrors(t *testing.T) {
+	hf := testassets.Path(t, "models/stories260K/hf")
+	dir := t.TempDir()
+	dora := filepath.Join(dir, "dora")
+	m, err := model.Load(hf, model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad, err := lora.Apply(m, lora.Config{Rank: 2, Alpha: 4, DoRA: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoints.SaveAdapter(dora, ad, hf, nil); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	notGGUF := filepath.Join(dir, "notes.gguf")
+	os.WriteFile(notGGUF, []byte("mine"), 0o644)
+	os.Mkdir(filepath.Join(dir, "folder.gguf"), 0o755)
+	os.WriteFile(filepath.Join(dir, "file"), nil, 0o644)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--format", "gguf", "--quant", "nf4", "--out", filepath.Join(dir, "x.gguf")}, "q4_k_m"},
+		{[]string{"--format", "gguf", "--out", filepath.Join(dir, "x")}, "*.gguf"},
+		{[]string{"--format", "gguf", "--out", filepath.Join(dir, "folder.gguf")}, "is a folder"},
+		{[]string{"--format", "gguf", "--out", notGGUF}, "not a GGUF"},
+		{[]string{"--format", "safetensors", "--out", filepath.Join(dir, "file")}, "is a file"},
+		{[]string{"--format", "gguf", "--out", filepath.Join(dir, "no", "x.gguf")}, "does not exist"},
+		{[]string{"--format", "gguf-lora", "--adapter", dora, "--out", filepath.Join(dir, "l.gguf")}, "DoRA"},
+		{[]string{"--format", "tflite", "--out", filepath.Join(dir, "x")}, "gguf-lora"},
+	} {
+		code, _, stderr := capture(t, append([]string{"export", "--model", hf}, c.args...)...)
+		if code == 0 || !strings.Contains(stderr, c.want) || strings.Contains(stderr, "goroutine") {
+			t.Errorf("%v: exit %d, stderr %q", c.args, code, stderr)
+		}
+	}
+	if b, _ := os.ReadFile(notGGUF); string(b) != "mine" {
+		t.Error("a refused export replaced a file")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "l.gguf")); err == nil {
+		t.Error("a refused GGUF LoRA was written")
+	}
+}
+
+// TestMergeBaseTrained: --merge-base trained merges onto the base as the
+// adapter's lowrank.json says training held it (here q8_0) and says so; the
+// written weights are then the q8_0 base's plus the delta, not the
+// original's (they differ from the default merge).
+func TestMergeBaseTrained(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a training run and exports: skipped with -short (the emulated arm64 run)")
+	}
+	hf := testassets.Path(t, "models/stories260K/hf")
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	if code, _, stderr := capture(t, "train", "--model", hf, "--data", testassets.Path(t, "datasets/wikisql/train.parquet"), "--out", run,
+		"--quant", "q8_0", "--max-steps", "3", "--batch-size", "2", "--max-seq-len", "48", "--log-every", "0", "--no-progress"); code != 0 {
+		t.Fatalf("train: exit %d\n%s", code, stderr)
+	}
+	adapter := filepath.Join(run, "adapter")
+	outs := map[string]string{}
+	for _, base := range []string{"original", "trained"} {
+		out := filepath.Join(dir, base+".gguf")
+		code, stdout, stderr := capture(t, "export", "--model", hf, "--adapter", adapter, "--format", "gguf", "--quant", "f32", "--out", out, "--merge-base", base)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s", base, code, stderr)
+		}
+		outs[base] = stdout
+		if base == "trained" && !strings.Contains(stdout, "as training held it (q8_0)") {
+			t.Errorf("the report does not say what the merge started from: %q", stdout)
+		}
+	}
+	a := lastLogits(t, filepath.Join(dir, "original.gguf"), "", []int32{1, 403, 407})
+	b := lastLogits(t, filepath.Join(dir, "trained.gguf"), "", []int32{1, 403, 407})
+	if slices.Equal(a, b) {
+		t.Error("merging onto the q8_0 base gave the original base's weights")
+	}
+}
