@@ -340,13 +340,8 @@ func WriteGGUF(path string, m *model.Model, ad *lora.Adapter, o GGUFOptions) (*E
 			return nil, fmt.Errorf("export: %w", err)
 		}
 	}
-	for _, ti := range w.Tensors() {
-		s, _ := ti.Size()
-		rep.Bytes += int64(s)
-	}
-	rep.Tensors = len(w.Tensors())
-	if err := w.WriteFile(path); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
+	if err := writeFile(w, path, rep); err != nil {
+		return nil, err
 	}
 	rep.Merged = mg.merged
 	return rep, nil
@@ -443,13 +438,21 @@ func WriteGGUFLoRA(path string, m *model.Model, ad *lora.Adapter) (*ExportReport
 		rep.Types["F32"] += 2
 		rep.Merged++
 	}
+	if err := writeFile(w, path, rep); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// writeFile writes the GGUF file and counts what it holds into rep.
+func writeFile(w *gguf.Writer, path string, rep *ExportReport) error {
 	for _, ti := range w.Tensors() {
 		s, _ := ti.Size()
 		rep.Bytes += int64(s)
 	}
 	rep.Tensors = len(w.Tensors())
 	if err := w.WriteFile(path); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
+		return fmt.Errorf("export: %w", err)
 	}
-	return rep, nil
+	return nil
 }

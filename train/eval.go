@@ -28,14 +28,7 @@ func Evaluate(modelPath, adapterDir, dataPath string, c Config) (*EvalResult, er
 	if err := s.setup(c.ModelOptions(), adapterDir, false, false); err != nil {
 		return nil, err
 	}
-	l, n, err := s.EvalLoss(s.Data.Train)
-	if err != nil {
-		return nil, err
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("%s: no supervised tokens to evaluate", dataPath)
-	}
-	return &EvalResult{Loss: l, Perplexity: math.Exp(l), Tokens: n, Examples: len(s.Data.Train)}, nil
+	return s.evaluate(dataPath)
 }
 
 // EvaluateLoaded is Evaluate over a model already in memory (with whatever
@@ -52,6 +45,11 @@ func EvaluateLoaded(m *model.Model, tok *tokenizer.Tokenizer, dataPath string, c
 	if err := s.loadData(false); err != nil {
 		return nil, err
 	}
+	return s.evaluate(dataPath)
+}
+
+// evaluate is the loss over the session's whole dataset.
+func (s *Session) evaluate(dataPath string) (*EvalResult, error) {
 	l, n, err := s.EvalLoss(s.Data.Train)
 	if err != nil {
 		return nil, err
