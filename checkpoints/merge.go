@@ -185,16 +185,30 @@ func writeTokenizer(dir string, m *model.Model, o MergeOptions) error {
 // mergedFile reports whether name is a file a merged model folder holds.
 func mergedFile(name string) bool {
 	switch name {
-	case "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json",
-		"tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "chat_template.jinja":
+	case "config.json", "model.safetensors", "model.safetensors.index.json":
 		return true
+	}
+	for _, t := range tokenizerFiles {
+		if name == t {
+			return true
+		}
 	}
 	return strings.HasPrefix(name, "model-") && strings.HasSuffix(name, ".safetensors")
 }
 
+// tokenizerFiles are the files of a Hugging Face folder that a merged
+// folder takes from its base: the tokenizer's, in each form lowrank reads,
+// and the generation config and chat template.
+var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+	"vocab.json", "merges.txt", "added_tokens.json", "generation_config.json", "chat_template.jinja"}
+
 // replaceable refuses an output folder that a merge would replace but that
 // holds files of another kind (writing the merged folder replaces it whole).
-func replaceable(dir string) error {
+func replaceable(dir string) error { return replaceableAs(dir, "merge", "a merged model", mergedFile) }
+
+// replaceableAs refuses an existing folder dir, about to be replaced whole by
+// what (an export), that holds a file ok does not accept.
+func replaceableAs(dir, cmd, what string, ok func(string) bool) error {
 	st, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -203,15 +217,15 @@ func replaceable(dir string) error {
 		return fmt.Errorf("merge: %w", err)
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("merge: %s exists and is not a folder", dir)
+		return fmt.Errorf("%s: %s exists and is not a folder", cmd, dir)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("merge: %w", err)
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	for _, e := range entries {
-		if !mergedFile(e.Name()) {
-			return fmt.Errorf("merge: %s holds %s, which is not part of a merged model: choose a new or empty folder (a merge replaces the folder whole)", dir, e.Name())
+		if !ok(e.Name()) {
+			return fmt.Errorf("%s: %s holds %s, which is not part of %s: choose a new or empty folder (the export replaces the folder whole)", cmd, dir, e.Name(), what)
 		}
 	}
 	return nil
@@ -275,7 +289,7 @@ func copyTokenizer(srcDir, dir string) (bool, error) {
 	if srcDir == "" {
 		return false, nil
 	}
-	for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "generation_config.json", "chat_template.jinja"} {
+	for _, name := range tokenizerFiles {
 		in, err := os.Open(filepath.Join(srcDir, name))
 		if err != nil {
 			continue
@@ -288,7 +302,7 @@ func copyTokenizer(srcDir, dir string) (bool, error) {
 		if err := WriteFileAtomic(filepath.Join(dir, name), data); err != nil {
 			return false, fmt.Errorf("merge: %w", err)
 		}
-		found = found || name == "tokenizer.json"
+		found = found || name == "tokenizer.json" || name == "vocab.json"
 	}
 	return found, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/lowrank/lowrank/checkpoints/gguf"
 	"github.com/lowrank/lowrank/internal/testassets"
 	"github.com/lowrank/lowrank/kernels"
+	"github.com/lowrank/lowrank/lora"
 	"github.com/lowrank/lowrank/model"
 	"github.com/lowrank/lowrank/tokenizer"
 )
@@ -96,6 +97,49 @@ func TestMergedFolder(t *testing.T) {
 	os.WriteFile(file, nil, 0o644)
 	if _, err := WriteMerged(file, m, nil, "", "f16"); err == nil || !strings.Contains(err.Error(), "not a folder") {
 		t.Errorf("a file as the output: %v", err)
+	}
+	// A GPT-2 style base (vocab.json + merges.txt, no tokenizer.json) gives
+	// the merged folder the same files.
+	src := t.TempDir()
+	for _, f := range []string{"vocab.json", "merges.txt"} {
+		b, err := os.ReadFile(testassets.Path(t, "tokenizers/gpt2/"+f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(src, f), b, 0o644)
+	}
+	gpt2 := filepath.Join(t.TempDir(), "merged")
+	if _, err := WriteMergedWith(gpt2, m, nil, MergeOptions{Src: src, Dtype: "f16"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokenizer.Load(gpt2); err != nil {
+		t.Errorf("the merged folder of a vocab.json + merges.txt base has no tokenizer: %v", err)
+	}
+}
+
+// TestPEFTExportFolder: a PEFT export replaces an earlier adapter folder
+// whole and refuses a folder holding files of another kind.
+func TestPEFTExportFolder(t *testing.T) {
+	m := tinyModel(t, 32)
+	ad, err := lora.Apply(m, lora.Config{Rank: 2, Alpha: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "adapter")
+	for i := 0; i < 2; i++ {
+		if err := SavePEFTExport(dir, ad, "base", &AdapterInfo{ChatTemplate: "{{ x }}"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "chat_template.jinja")); err != nil {
+		t.Error(err)
+	}
+	os.WriteFile(filepath.Join(dir, "data.parquet"), []byte("mine"), 0o644)
+	if err := SavePEFTExport(dir, ad, "base", nil); err == nil || !strings.Contains(err.Error(), "data.parquet") {
+		t.Errorf("a folder with other files: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "data.parquet")); string(b) != "mine" {
+		t.Error("the refused export touched the folder")
 	}
 }
 

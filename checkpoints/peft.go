@@ -73,6 +73,9 @@ func SaveAdapter(dir string, ad *lora.Adapter, baseModel string, info *AdapterIn
 // template of its own (info records it), that template as
 // chat_template.jinja, which transformers reads with the tokenizer.
 func SavePEFTExport(dir string, ad *lora.Adapter, baseModel string, info *AdapterInfo) error {
+	if err := replaceableAs(dir, "export", "a PEFT adapter", adapterFile); err != nil {
+		return err
+	}
 	err := atomicfile.WriteDir(dir, func(tmp string) error {
 		if err := WriteAdapterFiles(tmp, ad, baseModel, info); err != nil {
 			return err
@@ -86,6 +89,16 @@ func SavePEFTExport(dir string, ad *lora.Adapter, baseModel string, info *Adapte
 		return fmt.Errorf("export %s: %w", dir, err)
 	}
 	return nil
+}
+
+// adapterFile says whether name is one of the files of an adapter folder
+// (PEFT's, lowrank.json, the chat template, a model card).
+func adapterFile(name string) bool {
+	switch name {
+	case adapterConfigFile, adapterWeightsFile, AdapterInfoFile, "chat_template.jinja", "README.md":
+		return true
+	}
+	return false
 }
 
 // WriteAdapterFiles writes ad's files into the existing folder dir (a

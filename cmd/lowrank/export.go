@@ -21,7 +21,7 @@ import (
 
 func newExport() *cobra.Command {
 	var modelPath, adapterDir, format, out, quant, dtype, mergeBase, verify string
-	var asJSON, ollama bool
+	var asJSON, ollama, overwrite bool
 	c := &cobra.Command{
 		Use:   "export --model M [--adapter A] --format peft|safetensors|gguf|gguf-lora --out PATH [--quant T]",
 		Short: "Write a merged model or an adapter for llama.cpp, Ollama, transformers or PEFT",
@@ -38,8 +38,9 @@ func newExport() *cobra.Command {
   peft        the adapter as PEFT writes it.
 Merges are computed in fp32 from the base's original weights; --merge-base trained merges
 onto the base as training held it (quantized, as lowrank.json records), which is what a
-QLoRA adapter has actually seen. An existing --out is not replaced unless it is an export
-of the same kind.`,
+QLoRA adapter has actually seen. An existing --out is refused before anything is loaded;
+--overwrite replaces it, once the new export is complete, if it is an export of the same
+kind.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if modelPath == "" || out == "" || format == "" {
@@ -66,7 +67,7 @@ of the same kind.`,
 			if mergeBase != "original" && mergeBase != "trained" {
 				return usageError{cmd: "export", err: fmt.Errorf("--merge-base %q: want original or trained", mergeBase)}
 			}
-			if err := checkOut(format, out); err != nil {
+			if err := checkOut("export", format, out, overwrite); err != nil {
 				return err
 			}
 			local, err := hfcache.Resolve(modelPath)
@@ -206,6 +207,7 @@ of the same kind.`,
 	f.StringVar(&mergeBase, "merge-base", "original", "merge onto the base's original weights, or onto the base as training held it (trained)")
 	f.BoolVar(&ollama, "ollama", false, "also write an Ollama Modelfile beside --out")
 	f.StringVar(&verify, "verify", "", "dataset: print the loss of the base, base + adapter, the merge in memory and the written file read back, and the largest weight difference")
+	f.BoolVar(&overwrite, "overwrite", false, "replace an existing --out (an earlier export of the same kind)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return c
 }
@@ -225,31 +227,50 @@ func printVerify(w io.Writer, vr *train.VerifyReport) {
 	}
 }
 
-// checkOut refuses an --out of the wrong kind before anything is loaded: a
-// folder where a file goes, a file where a folder goes, an existing file
-// that is not a GGUF, or a folder whose parent does not exist.
-func checkOut(format, out string) error {
+// checkOut refuses an --out that cannot be written before anything is
+// loaded: a folder where a file goes, a file where a folder goes, a folder
+// whose parent does not exist or cannot be written, and anything that exists
+// (an empty folder aside) unless overwrite, and then only an earlier export
+// of the same kind: a GGUF file for a GGUF, a folder for a folder, whose
+// files the writer checks in turn.
+func checkOut(cmd, format, out string, overwrite bool) error {
 	wantFile := format == "gguf" || format == "gguf-lora"
 	if wantFile && (strings.HasSuffix(out, "/") || filepath.Ext(out) != ".gguf") {
-		return usageError{cmd: "export", err: fmt.Errorf("--out %s: a %s export is one file named *.gguf", out, format)}
+		return usageError{cmd: cmd, err: fmt.Errorf("--out %s: a %s export is one file named *.gguf", out, format)}
 	}
+	parent := filepath.Dir(filepath.Clean(out))
+	if _, err := os.Stat(parent); err != nil {
+		return fmt.Errorf("%s: --out %s: its folder %s does not exist", cmd, out, parent)
+	}
+	probe, err := os.CreateTemp(parent, ".lowrank-probe-*")
+	if err != nil {
+		return fmt.Errorf("%s: --out %s: cannot write in %s: %v", cmd, out, parent, errors.Unwrap(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
 	st, err := os.Stat(out)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if _, perr := os.Stat(filepath.Dir(out)); perr != nil {
-			return fmt.Errorf("export: --out %s: its folder %s does not exist", out, filepath.Dir(out))
-		}
 		return nil
 	case err != nil:
-		return fmt.Errorf("export: %w", err)
+		return fmt.Errorf("%s: %w", cmd, err)
 	case wantFile && st.IsDir():
-		return fmt.Errorf("export: --out %s is a folder; a %s export is a file", out, format)
+		return fmt.Errorf("%s: --out %s is a folder; a %s export is a file", cmd, out, format)
 	case !wantFile && !st.IsDir():
-		return fmt.Errorf("export: --out %s is a file; a %s export is a folder", out, format)
-	case wantFile:
+		return fmt.Errorf("%s: --out %s is a file; a %s export is a folder", cmd, out, format)
+	}
+	if !wantFile {
+		if entries, err := os.ReadDir(out); err == nil && len(entries) == 0 {
+			return nil // an empty folder made for the export
+		}
+	}
+	if !overwrite {
+		return fmt.Errorf("%s: --out %s exists: not replaced (--overwrite replaces it)", cmd, out)
+	}
+	if wantFile {
 		g, err := gguf.Open(out)
 		if err != nil {
-			return fmt.Errorf("export: --out %s exists and is not a GGUF file: not replaced", out)
+			return fmt.Errorf("%s: --out %s exists and is not a GGUF file: not replaced, even with --overwrite", cmd, out)
 		}
 		g.Close()
 	}

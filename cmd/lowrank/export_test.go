@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -573,9 +574,11 @@ func TestMergeFromGGUF(t *testing.T) {
 	}
 }
 
-// TestExportErrors: a wrong kind of --out, an existing file that is not a
-// GGUF, a --quant GGUF has no type for and an adapter llama.cpp's LoRA
-// format cannot hold are clear one-line errors that write nothing.
+// TestExportErrors: a wrong kind of --out, an existing --out (without
+// --overwrite; with it, a file that is not a GGUF), an unwritable folder, a
+// --quant GGUF has no type for and an adapter llama.cpp's LoRA format cannot
+// hold are clear one-line errors that write nothing; --overwrite replaces an
+// earlier export.
 func TestExportErrors(t *testing.T) {
 	hf := testassets.Path(t, "models/stories260K/hf")
 	dir := t.TempDir()
@@ -596,19 +599,39 @@ func TestExportErrors(t *testing.T) {
 	os.WriteFile(notGGUF, []byte("mine"), 0o644)
 	os.Mkdir(filepath.Join(dir, "folder.gguf"), 0o755)
 	os.WriteFile(filepath.Join(dir, "file"), nil, 0o644)
-	for _, c := range []struct {
+	earlier := filepath.Join(dir, "earlier.gguf")
+	if code, _, stderr := capture(t, "export", "--model", hf, "--format", "gguf", "--quant", "f32", "--out", earlier); code != 0 {
+		t.Fatalf("export: exit %d\n%s", code, stderr)
+	}
+	before, _ := os.ReadFile(earlier)
+	merged := filepath.Join(dir, "merged")
+	os.Mkdir(merged, 0o755)
+	os.WriteFile(filepath.Join(merged, "config.json"), []byte("{}"), 0o644)
+	cases := []struct {
 		args []string
 		want string
 	}{
 		{[]string{"--format", "gguf", "--quant", "nf4", "--out", filepath.Join(dir, "x.gguf")}, "q4_k_m"},
 		{[]string{"--format", "gguf", "--out", filepath.Join(dir, "x")}, "*.gguf"},
 		{[]string{"--format", "gguf", "--out", filepath.Join(dir, "folder.gguf")}, "is a folder"},
-		{[]string{"--format", "gguf", "--out", notGGUF}, "not a GGUF"},
+		{[]string{"--format", "gguf", "--out", notGGUF}, "exists: not replaced (--overwrite"},
+		{[]string{"--format", "gguf", "--out", notGGUF, "--overwrite"}, "not a GGUF"},
+		{[]string{"--format", "gguf", "--quant", "q8_0", "--out", earlier}, "exists: not replaced"},
+		{[]string{"--format", "safetensors", "--out", merged}, "exists: not replaced"},
 		{[]string{"--format", "safetensors", "--out", filepath.Join(dir, "file")}, "is a file"},
 		{[]string{"--format", "gguf", "--out", filepath.Join(dir, "no", "x.gguf")}, "does not exist"},
 		{[]string{"--format", "gguf-lora", "--adapter", dora, "--out", filepath.Join(dir, "l.gguf")}, "DoRA"},
 		{[]string{"--format", "tflite", "--out", filepath.Join(dir, "x")}, "gguf-lora"},
-	} {
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		ro := filepath.Join(dir, "ro")
+		os.Mkdir(ro, 0o555)
+		cases = append(cases, struct {
+			args []string
+			want string
+		}{[]string{"--format", "gguf", "--out", filepath.Join(ro, "x.gguf")}, "cannot write in"})
+	}
+	for _, c := range cases {
 		code, _, stderr := capture(t, append([]string{"export", "--model", hf}, c.args...)...)
 		if code == 0 || !strings.Contains(stderr, c.want) || strings.Contains(stderr, "goroutine") {
 			t.Errorf("%v: exit %d, stderr %q", c.args, code, stderr)
@@ -619,6 +642,18 @@ func TestExportErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "l.gguf")); err == nil {
 		t.Error("a refused GGUF LoRA was written")
+	}
+	if after, _ := os.ReadFile(earlier); !bytes.Equal(before, after) {
+		t.Error("a refused export replaced an earlier one")
+	}
+	if code, _, stderr := capture(t, "merge", "--model", hf, "--adapter", dora, "--out", merged); code == 0 || !strings.Contains(stderr, "exists: not replaced") {
+		t.Errorf("merge into an existing folder: exit %d, stderr %q", code, stderr)
+	}
+	if code, _, stderr := capture(t, "export", "--model", hf, "--format", "gguf", "--quant", "q8_0", "--out", earlier, "--overwrite"); code != 0 {
+		t.Fatalf("export --overwrite: exit %d\n%s", code, stderr)
+	}
+	if after, _ := os.ReadFile(earlier); bytes.Equal(before, after) {
+		t.Error("export --overwrite left the earlier export")
 	}
 }
 

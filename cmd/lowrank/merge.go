@@ -16,13 +16,14 @@ import (
 
 func newMerge() *cobra.Command {
 	var modelPath, adapterDir, out, dtype string
-	var asJSON bool
+	var asJSON, overwrite bool
 	c := &cobra.Command{
 		Use:   "merge --model M --adapter A --out DIR [--dtype f16|bf16|f32]",
 		Short: "Fold a LoRA adapter into its base model and write a Hugging Face model directory",
 		Long: `Computes W + s·B·A in fp32 for every adapted projection, from the base's original
 weights (or, for a quantized GGUF base, its dequantized weights, and says so), and writes
-config.json, the tokenizer files and model.safetensors in --dtype to --out.`,
+config.json, the tokenizer files and model.safetensors in --dtype to --out. An existing
+--out is refused; --overwrite replaces an earlier merge once the new one is complete.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if modelPath == "" || adapterDir == "" || out == "" {
@@ -30,6 +31,9 @@ config.json, the tokenizer files and model.safetensors in --dtype to --out.`,
 			}
 			if strings.EqualFold(filepath.Ext(out), ".gguf") {
 				return usageError{cmd: "merge", err: fmt.Errorf("--out %s: merge writes a Hugging Face folder; for a GGUF file use: lowrank export --model %s --adapter %s --format gguf --quant f16 --out %s", out, modelPath, adapterDir, out)}
+			}
+			if err := checkOut("merge", "safetensors", out, overwrite); err != nil {
+				return err
 			}
 			m, err := model.Load(modelPath, model.LoadOptions{}) // stored dtype: the original weights
 			if err != nil {
@@ -74,6 +78,7 @@ config.json, the tokenizer files and model.safetensors in --dtype to --out.`,
 	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory")
 	f.StringVar(&out, "out", "", "output directory")
 	f.StringVar(&dtype, "dtype", "f16", "dtype of the merged weights: f16, bf16 or f32")
+	f.BoolVar(&overwrite, "overwrite", false, "replace an existing --out (an earlier merge)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return c
 }
