@@ -11,6 +11,7 @@ import (
 
 	"github.com/lowrank/lowrank/checkpoints"
 	"github.com/lowrank/lowrank/checkpoints/gguf"
+	"github.com/lowrank/lowrank/internal/atomicfile"
 	"github.com/lowrank/lowrank/internal/hfcache"
 	"github.com/lowrank/lowrank/lora"
 	"github.com/lowrank/lowrank/model"
@@ -67,7 +68,7 @@ kind.`,
 			if mergeBase != "original" && mergeBase != "trained" {
 				return usageError{cmd: "export", err: fmt.Errorf("--merge-base %q: want original or trained", mergeBase)}
 			}
-			if err := checkOut("export", format, out, overwrite); err != nil {
+			if err := checkOut(cmd.ErrOrStderr(), "export", format, out, overwrite); err != nil {
 				return err
 			}
 			local, err := hfcache.Resolve(modelPath)
@@ -232,8 +233,23 @@ func printVerify(w io.Writer, vr *train.VerifyReport) {
 // whose parent does not exist or cannot be written, and anything that exists
 // (an empty folder aside) unless overwrite, and then only an earlier export
 // of the same kind: a GGUF file for a GGUF, a folder for a folder, whose
-// files the writer checks in turn.
-func checkOut(cmd, format, out string, overwrite bool) error {
+// files the writer checks in turn. Then it removes what a killed export to
+// out left beside it (temporary files, saying so on w).
+func checkOut(w io.Writer, cmd, format, out string, overwrite bool) error {
+	if err := checkOutKind(cmd, format, out, overwrite); err != nil {
+		return err
+	}
+	removed, err := atomicfile.RemoveTempsOf(out)
+	for _, p := range removed {
+		fmt.Fprintf(w, "%s: removed %s, left by an interrupted export\n", cmd, p)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	return nil
+}
+
+func checkOutKind(cmd, format, out string, overwrite bool) error {
 	wantFile := format == "gguf" || format == "gguf-lora"
 	if wantFile && (strings.HasSuffix(out, "/") || filepath.Ext(out) != ".gguf") {
 		return usageError{cmd: cmd, err: fmt.Errorf("--out %s: a %s export is one file named *.gguf", out, format)}

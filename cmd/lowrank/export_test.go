@@ -649,8 +649,15 @@ func TestExportErrors(t *testing.T) {
 	if code, _, stderr := capture(t, "merge", "--model", hf, "--adapter", dora, "--out", merged); code == 0 || !strings.Contains(stderr, "exists: not replaced") {
 		t.Errorf("merge into an existing folder: exit %d, stderr %q", code, stderr)
 	}
+	leftover := filepath.Join(dir, ".tmp-earlier.gguf-0123456789ab") // a killed export's
+	os.WriteFile(leftover, []byte("half"), 0o644)
 	if code, _, stderr := capture(t, "export", "--model", hf, "--format", "gguf", "--quant", "q8_0", "--out", earlier, "--overwrite"); code != 0 {
 		t.Fatalf("export --overwrite: exit %d\n%s", code, stderr)
+	} else if !strings.Contains(stderr, "left by an interrupted export") {
+		t.Errorf("removing a leftover: stderr %q", stderr)
+	}
+	if _, err := os.Stat(leftover); err == nil {
+		t.Error("a killed export's temporary file stayed")
 	}
 	if after, _ := os.ReadFile(earlier); bytes.Equal(before, after) {
 		t.Error("export --overwrite left the earlier export")

@@ -32,7 +32,7 @@ config.json, the tokenizer files and model.safetensors in --dtype to --out. An e
 			if strings.EqualFold(filepath.Ext(out), ".gguf") {
 				return usageError{cmd: "merge", err: fmt.Errorf("--out %s: merge writes a Hugging Face folder; for a GGUF file use: lowrank export --model %s --adapter %s --format gguf --quant f16 --out %s", out, modelPath, adapterDir, out)}
 			}
-			if err := checkOut("merge", "safetensors", out, overwrite); err != nil {
+			if err := checkOut(cmd.ErrOrStderr(), "merge", "safetensors", out, overwrite); err != nil {
 				return err
 			}
 			m, err := model.Load(modelPath, model.LoadOptions{}) // stored dtype: the original weights

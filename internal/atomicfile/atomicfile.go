@@ -201,6 +201,23 @@ func SyncDir(dir string) error {
 // Only a process that owns dir (holds its lock) may call it: another
 // writer's live temporaries would go.
 func RemoveTemps(dir string) ([]string, error) {
+	return removeTemps(dir, func(string) bool { return true })
+}
+
+// RemoveTempsOf removes what killed writers of path alone left beside it:
+// its temporary files or folders, and a moved-aside old copy (put back
+// where the new one never arrived). For a writer that owns path but not its
+// folder, such as an export; a concurrent writer of the same path would
+// lose its temporary and fail.
+func RemoveTempsOf(path string) ([]string, error) {
+	base := filepath.Base(filepath.Clean(path))
+	return removeTemps(filepath.Dir(filepath.Clean(path)), func(name string) bool {
+		return strings.HasPrefix(name, TempPrefix+base+"-") || name == TempPrefix+"old-"+base ||
+			strings.HasPrefix(name, TempPrefix+"del-"+base+"-")
+	})
+}
+
+func removeTemps(dir string, match func(string) bool) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -211,7 +228,7 @@ func RemoveTemps(dir string) ([]string, error) {
 	var removed []string
 	for _, e := range entries {
 		name := e.Name()
-		if !strings.HasPrefix(name, TempPrefix) {
+		if !strings.HasPrefix(name, TempPrefix) || !match(name) {
 			continue
 		}
 		p := filepath.Join(dir, name)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -109,6 +110,32 @@ func TestRemoveTemps(t *testing.T) {
 	}
 	if st, _ := os.Stat(p); st.Mode().Perm() != want {
 		t.Errorf("mode %v, os.Create gives %v", st.Mode().Perm(), want)
+	}
+}
+
+// TestRemoveTempsOf: only the leftovers of one path go; an old copy whose
+// new one never arrived is put back.
+func TestRemoveTempsOf(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{TempPrefix + "m.gguf-abc", TempPrefix + "m.gguf-def", TempPrefix + "m.gguf.bak-abc", TempPrefix + "n.gguf-abc", "m.gguf"} {
+		os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644)
+	}
+	os.Mkdir(filepath.Join(dir, TempPrefix+"old-merged"), 0o755)
+	os.Mkdir(filepath.Join(dir, TempPrefix+"merged-abc"), 0o755)
+	removed, err := RemoveTempsOf(filepath.Join(dir, "m.gguf"))
+	if err != nil || len(removed) != 2 {
+		t.Fatalf("removed %v, %v", removed, err)
+	}
+	if removed, err = RemoveTempsOf(filepath.Join(dir, "merged") + "/"); err != nil || len(removed) != 1 {
+		t.Fatalf("removed %v, %v", removed, err)
+	}
+	var left []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if want := []string{TempPrefix + "m.gguf.bak-abc", TempPrefix + "n.gguf-abc", "m.gguf", "merged"}; !slices.Equal(left, want) {
+		t.Errorf("left %v, want %v", left, want)
 	}
 }
 
