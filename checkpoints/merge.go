@@ -214,7 +214,7 @@ func replaceableAs(dir, cmd, what string, ok func(string) bool) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("merge: %w", err)
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	if !st.IsDir() {
 		return fmt.Errorf("%s: %s exists and is not a folder", cmd, dir)
