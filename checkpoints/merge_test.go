@@ -98,8 +98,12 @@ func TestMergedFolder(t *testing.T) {
 	if _, err := WriteMerged(file, m, nil, "", "f16"); err == nil || !strings.Contains(err.Error(), "not a folder") {
 		t.Errorf("a file as the output: %v", err)
 	}
-	// A GPT-2 style base (vocab.json + merges.txt, no tokenizer.json) gives
-	// the merged folder the same files.
+}
+
+// TestMergedGPT2Tokenizer: a GPT-2 style base (vocab.json + merges.txt, no
+// tokenizer.json) gives the merged folder the same files.
+func TestMergedGPT2Tokenizer(t *testing.T) {
+	m := tinyModel(t, 32)
 	src := t.TempDir()
 	for _, f := range []string{"vocab.json", "merges.txt"} {
 		b, err := os.ReadFile(testassets.Path(t, "tokenizers/gpt2/"+f))
