@@ -9,10 +9,12 @@ import (
 	"strings"
 
 	"github.com/lowrank/lowrank/checkpoints/gguf"
+	"github.com/lowrank/lowrank/checkpoints/safetensors"
 	"github.com/lowrank/lowrank/kernels"
 	"github.com/lowrank/lowrank/lora"
 	"github.com/lowrank/lowrank/model"
 	"github.com/lowrank/lowrank/tokenizer"
+	"github.com/x448/float16"
 )
 
 // GGUFType is an output type of a GGUF export (--quant): llama.cpp's file
@@ -131,48 +133,66 @@ func encodeRows(w io.Writer, t gguf.Type, rows, cols int, row func(i int, dst []
 	var f kernels.Format
 	switch t {
 	case gguf.TypeF32:
-		buf := make([]byte, 4*cols)
-		x := make([]float32, cols)
-		for i := 0; i < rows; i++ {
-			row(i, x)
-			for j, v := range x {
-				binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(v))
-			}
-			if _, err := w.Write(buf); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeFloatRows(w, safetensors.F32, rows, cols, row)
 	case gguf.TypeF16:
-		f = kernels.F16
+		return writeFloatRows(w, safetensors.F16, rows, cols, row)
 	case gguf.TypeBF16:
-		f = kernels.BF16
+		return writeFloatRows(w, safetensors.BF16, rows, cols, row)
 	case gguf.TypeQ8_0:
 		f = kernels.Q8_0
 	case gguf.TypeQ4_0:
 		f = kernels.Q4_0
 	default:
-		x := make([]float32, cols)
 		_, bb, _ := t.BlockSize()
-		buf := make([]byte, cols/int(blockOf(t))*bb)
-		for i := 0; i < rows; i++ {
-			row(i, x)
-			if err := gguf.Quantize(t, buf, x); err != nil {
-				return err
-			}
-			if _, err := w.Write(buf); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeRows(w, rows, cols, cols/int(blockOf(t))*bb, row, func(dst []byte, x []float32) error { return gguf.Quantize(t, dst, x) })
 	}
-	q := kernels.QuantizeRows(f, rows, cols, row)
+	q := kernels.QuantizeRows(f, rows, cols, row) // the quantized tensor, not an fp32 copy
 	raw, err := q.RawBytes()
 	if err != nil {
 		return err
 	}
 	_, err = w.Write(raw)
 	return err
+}
+
+// writeRows writes rows rows of cols values, row(i, x) giving row i in fp32
+// and enc encoding it into size bytes, through one buffer of each.
+func writeRows(w io.Writer, rows, cols, size int, row func(i int, x []float32), enc func(dst []byte, x []float32) error) error {
+	x, buf := make([]float32, cols), make([]byte, size)
+	for i := 0; i < rows; i++ {
+		row(i, x)
+		if err := enc(buf, x); err != nil {
+			return err
+		}
+		if _, err := w.Write(buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeFloatRows writes rows as little-endian floats of type dt (F32, F16
+// or BF16, rounded to nearest even).
+func writeFloatRows(w io.Writer, dt safetensors.Dtype, rows, cols int, row func(i int, x []float32)) error {
+	return writeRows(w, rows, cols, cols*dt.Size(), row, func(dst []byte, x []float32) error {
+		switch dt {
+		case safetensors.F32:
+			for i, v := range x {
+				binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
+			}
+		case safetensors.BF16:
+			for i, v := range x {
+				binary.LittleEndian.PutUint16(dst[2*i:], kernels.F32ToBF16(v))
+			}
+		case safetensors.F16:
+			for i, v := range x {
+				binary.LittleEndian.PutUint16(dst[2*i:], float16.Fromfloat32(v).Bits())
+			}
+		default:
+			return fmt.Errorf("%s is not a float type", dt)
+		}
+		return nil
+	})
 }
 
 // merger folds an adapter's layers into the base's weights, one tensor at

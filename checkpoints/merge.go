@@ -1,24 +1,20 @@
 package checkpoints
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/lowrank/lowrank/checkpoints/safetensors"
 	"github.com/lowrank/lowrank/internal/atomicfile"
-	"github.com/lowrank/lowrank/kernels"
 	"github.com/lowrank/lowrank/lora"
 	"github.com/lowrank/lowrank/model"
 	"github.com/lowrank/lowrank/tokenizer"
-	"github.com/x448/float16"
 )
 
 // MergeReport says what a merge did.
@@ -97,16 +93,7 @@ func WriteMergedWith(dir string, m *model.Model, ad *lora.Adapter, o MergeOption
 		size += n
 		rep.Bytes += n
 		shards[len(shards)-1] = append(shards[len(shards)-1], safetensors.WriteEntry{Name: e.HF, Dtype: dt, Shape: shape,
-			Fill: func(w io.Writer) error {
-				row, x := mg.rows(e), make([]float32, e.Cols)
-				for i := 0; i < e.Rows; i++ {
-					row(i, x)
-					if _, err := w.Write(encode(x, dt)); err != nil {
-						return err
-					}
-				}
-				return nil
-			}})
+			Fill: func(w io.Writer) error { return writeFloatRows(w, dt, e.Rows, e.Cols, mg.rows(e)) }})
 		rep.Tensors++
 	}
 	err := atomicfile.WriteDir(dir, func(tmp string) error {
@@ -231,28 +218,6 @@ func replaceableAs(dir, cmd, what string, ok func(string) bool) error {
 	return nil
 }
 
-func encode(v []float32, dt safetensors.Dtype) []byte {
-	switch dt {
-	case safetensors.F32:
-		out := make([]byte, 4*len(v))
-		for i, x := range v {
-			binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
-		}
-		return out
-	case safetensors.BF16:
-		out := make([]byte, 2*len(v))
-		for i, x := range v {
-			binary.LittleEndian.PutUint16(out[2*i:], kernels.F32ToBF16(x))
-		}
-		return out
-	}
-	out := make([]byte, 2*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint16(out[2*i:], float16.Fromfloat32(x).Bits())
-	}
-	return out
-}
-
 var hfArchName = map[string]string{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 
 // writeConfig copies srcDir/config.json (with torch_dtype updated) or, for a
@@ -283,7 +248,8 @@ func writeConfig(dir string, m *model.Model, srcDir, dtype string) error {
 }
 
 // copyTokenizer copies the tokenizer files of a model directory (none for
-// a GGUF source) and reports whether it found a tokenizer.json.
+// a GGUF source) and reports whether it found a tokenizer (tokenizer.json,
+// or vocab.json with merges.txt).
 func copyTokenizer(srcDir, dir string) (bool, error) {
 	found := false
 	if srcDir == "" {
