@@ -94,20 +94,28 @@ func runLlama(t *testing.T, modelPath, loraPath string, prompt []int32, n int, t
 	return r
 }
 
-// greedyIDs is lowrank's own greedy continuation of prompt over model dir
-// with the adapter (unmerged), the base held in f32.
-func greedyIDs(t *testing.T, dir, adapterDir string, prompt []int32, n int) []int32 {
+// loadF32 loads path with its base held in f32 and, unless adapterDir is
+// "", the adapter (unmerged); the model is closed when the test ends.
+func loadF32(t *testing.T, path, adapterDir string) *model.Model {
 	t.Helper()
-	m, err := model.Load(dir, model.LoadOptions{Quant: "f32"})
+	m, err := model.Load(path, model.LoadOptions{Quant: "f32"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	t.Cleanup(func() { m.Close() })
 	if adapterDir != "" {
 		if _, err := checkpoints.LoadAdapter(adapterDir, m); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return m
+}
+
+// greedyIDs is lowrank's own greedy continuation of prompt over model dir
+// with the adapter (unmerged), the base held in f32.
+func greedyIDs(t *testing.T, dir, adapterDir string, prompt []int32, n int) []int32 {
+	t.Helper()
+	m := loadF32(t, dir, adapterDir)
 	out, err := m.Generate(autograd.NewTape(nil), prompt, n, model.NewSampler(0, 0, 0, 0), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -423,16 +431,7 @@ func trainedAdapter(t *testing.T, hf, dir string) string {
 
 func lastLogits(t *testing.T, path, adapterDir string, ids []int32) []float32 {
 	t.Helper()
-	m, err := model.Load(path, model.LoadOptions{Quant: "f32"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if adapterDir != "" {
-		if _, err := checkpoints.LoadAdapter(adapterDir, m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	m := loadF32(t, path, adapterDir)
 	l, err := m.Step(autograd.NewTape(nil), m.NewCache(len(ids)), ids)
 	if err != nil {
 		t.Fatal(err)
