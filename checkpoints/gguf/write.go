@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"reflect"
 
 	"github.com/lowrank/lowrank/internal/atomicfile"
 )
@@ -185,6 +186,7 @@ func (e *encoder) raw(b []byte) {
 }
 
 func (e *encoder) u32(v uint32) { binary.LittleEndian.PutUint32(e.buf[:4], v); e.raw(e.buf[:4]) }
+func (e *encoder) u16(v uint16) { binary.LittleEndian.PutUint16(e.buf[:2], v); e.raw(e.buf[:2]) }
 func (e *encoder) u64(v uint64) { binary.LittleEndian.PutUint64(e.buf[:8], v); e.raw(e.buf[:8]) }
 func (e *encoder) str(s string) { e.u64(uint64(len(s))); e.raw([]byte(s)) }
 
@@ -230,174 +232,57 @@ func valueType(v any) (ValueType, error) {
 	return 0, fmt.Errorf("no GGUF type for a Go %T", v)
 }
 
-// elemType is an array value's element type.
-func elemType(v any) (ValueType, int, error) {
-	switch a := v.(type) {
-	case []uint8:
-		return Uint8, len(a), nil
-	case []int8:
-		return Int8, len(a), nil
-	case []uint16:
-		return Uint16, len(a), nil
-	case []int16:
-		return Int16, len(a), nil
-	case []uint32:
-		return Uint32, len(a), nil
-	case []int32:
-		return Int32, len(a), nil
-	case []float32:
-		return Float32, len(a), nil
-	case []bool:
-		return Bool, len(a), nil
-	case []string:
-		return String, len(a), nil
-	case []uint64:
-		return Uint64, len(a), nil
-	case []int64:
-		return Int64, len(a), nil
-	case []float64:
-		return Float64, len(a), nil
-	case []any:
-		return Array, len(a), nil
-	}
-	return 0, 0, fmt.Errorf("an array must be a typed slice, not %T", v)
-}
-
+// value writes v, which must be of GGUF type t (valueType's mapping).
 func (e *encoder) value(t ValueType, v any) error {
-	bad := func() error { return fmt.Errorf("value %v (%T) is not a %d", v, v, t) }
-	switch t {
-	case Uint8:
-		x, ok := v.(uint8)
-		if !ok {
-			return bad()
-		}
+	if vt, err := valueType(v); err != nil || vt != t {
+		return fmt.Errorf("value %v (%T) is not a %d", v, v, t)
+	}
+	switch x := v.(type) {
+	case uint8:
 		e.raw([]byte{x})
-	case Int8:
-		x, ok := v.(int8)
-		if !ok {
-			return bad()
-		}
+	case int8:
 		e.raw([]byte{byte(x)})
-	case Uint16, Int16:
-		var u uint16
-		switch x := v.(type) {
-		case uint16:
-			u = x
-		case int16:
-			u = uint16(x)
-		default:
-			return bad()
-		}
-		binary.LittleEndian.PutUint16(e.buf[:2], u)
-		e.raw(e.buf[:2])
-	case Uint32:
-		x, ok := v.(uint32)
-		if !ok {
-			return bad()
-		}
+	case uint16:
+		e.u16(x)
+	case int16:
+		e.u16(uint16(x))
+	case uint32:
 		e.u32(x)
-	case Int32:
-		x, ok := v.(int32)
-		if !ok {
-			return bad()
-		}
+	case int32:
 		e.u32(uint32(x))
-	case Float32:
-		x, ok := v.(float32)
-		if !ok {
-			return bad()
-		}
+	case float32:
 		e.u32(math.Float32bits(x))
-	case Bool:
-		x, ok := v.(bool)
-		if !ok {
-			return bad()
-		}
+	case bool:
 		b := byte(0)
 		if x {
 			b = 1
 		}
 		e.raw([]byte{b})
-	case String:
-		x, ok := v.(string)
-		if !ok {
-			return bad()
-		}
+	case string:
 		e.str(x)
-	case Uint64:
-		x, ok := v.(uint64)
-		if !ok {
-			return bad()
-		}
+	case uint64:
 		e.u64(x)
-	case Int64:
-		x, ok := v.(int64)
-		if !ok {
-			return bad()
-		}
+	case int64:
 		e.u64(uint64(x))
-	case Float64:
-		x, ok := v.(float64)
-		if !ok {
-			return bad()
-		}
+	case float64:
 		e.u64(math.Float64bits(x))
-	case Array:
-		et, n, err := elemType(v)
-		if err != nil {
-			return err
+	case []uint8:
+		e.u32(uint32(Uint8))
+		e.u64(uint64(len(x)))
+		e.raw(x)
+	default: // another typed slice, or []any of arrays
+		a := reflect.ValueOf(v)
+		et := Array
+		if _, isAny := v.([]any); !isAny {
+			et, _ = valueType(reflect.Zero(a.Type().Elem()).Interface())
 		}
 		e.u32(uint32(et))
-		e.u64(uint64(n))
-		switch a := v.(type) {
-		case []uint8:
-			e.raw(a)
-		case []any:
-			for _, x := range a {
-				if _, err := valueType(x); err != nil {
-					return err
-				}
-				if err := e.value(Array, x); err != nil {
-					return err
-				}
-			}
-		default:
-			for i := 0; i < n; i++ {
-				if err := e.value(et, index(v, i)); err != nil {
-					return err
-				}
+		e.u64(uint64(a.Len()))
+		for i := 0; i < a.Len(); i++ {
+			if err := e.value(et, a.Index(i).Interface()); err != nil {
+				return err
 			}
 		}
-	default:
-		return fmt.Errorf("unknown value type %d", t)
-	}
-	return nil
-}
-
-func index(v any, i int) any {
-	switch a := v.(type) {
-	case []int8:
-		return a[i]
-	case []uint16:
-		return a[i]
-	case []int16:
-		return a[i]
-	case []uint32:
-		return a[i]
-	case []int32:
-		return a[i]
-	case []float32:
-		return a[i]
-	case []bool:
-		return a[i]
-	case []string:
-		return a[i]
-	case []uint64:
-		return a[i]
-	case []int64:
-		return a[i]
-	case []float64:
-		return a[i]
 	}
 	return nil
 }

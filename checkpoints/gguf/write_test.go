@@ -2,8 +2,10 @@ package gguf
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -60,6 +62,35 @@ func TestWriteRoundTrip(t *testing.T) {
 				n++
 			}
 			t.Errorf("%s: rewritten file differs from byte %d (%d vs %d bytes)", rel, n, buf.Len(), len(orig))
+		}
+	}
+}
+
+// TestWriteValueTypes: a value of every GGUF type, scalars, arrays of each
+// and an array of arrays, is read back as it was set.
+func TestWriteValueTypes(t *testing.T) {
+	values := []any{uint8(7), int8(-7), uint16(700), int16(-700), uint32(7e6), int32(-7e6), float32(0.5), true, "héllo",
+		uint64(7e12), int64(-7e12), float64(-0.25),
+		[]uint8{1, 2}, []int8{-1, 2}, []uint16{3, 4}, []int16{-3, 4}, []uint32{5}, []int32{-5, 6}, []float32{0.5, -1},
+		[]bool{true, false}, []string{"a", ""}, []uint64{9}, []int64{-9}, []float64{1.5}, []any{[]int32{1}, []string{"x"}}}
+	w := NewWriter()
+	for i, v := range values {
+		if err := w.Set(fmt.Sprint("k", i), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	g, err := NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()), "values.gguf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range values {
+		got, ok := g.Get(fmt.Sprint("k", i))
+		if !ok || !reflect.DeepEqual(got, v) {
+			t.Errorf("%T %v: read back %v (%T)", v, v, got, got)
 		}
 	}
 }
