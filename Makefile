@@ -55,11 +55,17 @@ generate:
 	$(GO) generate ./...
 	@git diff --exit-code -- '*.s' || (echo "generated assembly is stale: commit it"; exit 1)
 
+# Each fuzz target for a minute; the file readers under a 1 GiB memory limit.
+# Their seed corpora are committed under each package's testdata/fuzz/ (and
+# run by make test as ordinary tests).
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzGemm -fuzztime 60s ./kernels
 	$(GO) test -run '^$$' -fuzz FuzzUnmarshalWeight -fuzztime 60s ./kernels
 	GOMEMLIMIT=1GiB $(GO) test -run '^$$' -fuzz FuzzReader -fuzztime 60s ./checkpoints/gguf
 	GOMEMLIMIT=1GiB $(GO) test -run '^$$' -fuzz FuzzReader -fuzztime 60s ./checkpoints/safetensors
+	GOMEMLIMIT=1GiB $(GO) test -run '^$$' -fuzz FuzzHFConfig -fuzztime 60s ./model
+	GOMEMLIMIT=1GiB $(GO) test -run '^$$' -fuzz FuzzTokenizerJSON -fuzztime 60s ./tokenizer
+	GOMEMLIMIT=1GiB $(GO) test -run '^$$' -fuzz FuzzChatTemplate -fuzztime 60s ./tokenizer
 
 clean:
 	rm -rf bin demo

@@ -407,6 +407,25 @@ func TestRoPE(t *testing.T) {
 	}
 }
 
+// A table extended to more positions is the one built at that size.
+func TestRopeExtend(t *testing.T) {
+	s := &RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 8192}
+	small, _ := NewRope(16, 500000, 3, s, true)
+	want, _ := NewRope(16, 500000, 40, s, true)
+	if small.Extend(2) != small {
+		t.Error("Extend to fewer positions made a new table")
+	}
+	got := small.Extend(40)
+	if got.MaxPos != 40 || small.MaxPos != 3 || len(small.Cos) != 3*8 || !got.Interleaved {
+		t.Fatalf("extended table %d positions (interleaved %v), original now %d", got.MaxPos, got.Interleaved, small.MaxPos)
+	}
+	for i := range want.Cos {
+		if math.Float32bits(got.Cos[i]) != math.Float32bits(want.Cos[i]) || math.Float32bits(got.Sin[i]) != math.Float32bits(want.Sin[i]) {
+			t.Fatalf("value %d: extended (%g, %g), built (%g, %g)", i, got.Cos[i], got.Sin[i], want.Cos[i], want.Sin[i])
+		}
+	}
+}
+
 func TestRopeScaling(t *testing.T) {
 	// Llama-3.x: factor 32 (3.2) / 8 (3.1), low 1, high 4, original 8192, θ 500000, D 64.
 	s := &RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 8192}

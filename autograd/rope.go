@@ -20,6 +20,7 @@ type Rope struct {
 	MaxPos      int
 	Interleaved bool // pairs (2i, 2i+1) as GGUF/Meta store Q,K; false: HF rotate-half pairs (i, i+D/2)
 	Cos, Sin    []float32
+	inv         []float64 // (D/2) inverse frequencies, scaling and factors applied
 }
 
 // NewRope computes the tables for head dimension d and base theta, with
@@ -44,15 +45,32 @@ func NewRopeFactors(d int, theta float64, maxPos int, scaling *RopeScaling, fact
 			inv[i] /= float64(factors[i])
 		}
 	}
-	r := &Rope{HeadDim: d, MaxPos: maxPos, Interleaved: interleaved, Cos: make([]float32, maxPos*half), Sin: make([]float32, maxPos*half)}
-	for p := 0; p < maxPos; p++ {
-		for i, f := range inv {
+	r := &Rope{HeadDim: d, Interleaved: interleaved, inv: inv}
+	return r.Extend(maxPos), nil
+}
+
+// Extend returns a Rope with the same frequencies covering positions
+// 0..maxPos-1: r itself when it already does, else a new one (r is left
+// as it is, so a forward pass holding r may go on). Every angle is a
+// function of its position alone, so the tables agree wherever both have
+// a position.
+func (r *Rope) Extend(maxPos int) *Rope {
+	if maxPos <= r.MaxPos {
+		return r
+	}
+	half := r.HeadDim / 2
+	e := &Rope{HeadDim: r.HeadDim, MaxPos: maxPos, Interleaved: r.Interleaved, inv: r.inv,
+		Cos: make([]float32, maxPos*half), Sin: make([]float32, maxPos*half)}
+	copy(e.Cos, r.Cos)
+	copy(e.Sin, r.Sin)
+	for p := r.MaxPos; p < maxPos; p++ {
+		for i, f := range r.inv {
 			a := float64(p) * f
-			r.Cos[p*half+i] = float32(math.Cos(a))
-			r.Sin[p*half+i] = float32(math.Sin(a))
+			e.Cos[p*half+i] = float32(math.Cos(a))
+			e.Sin[p*half+i] = float32(math.Sin(a))
 		}
 	}
-	return r, nil
+	return e
 }
 
 // InvFreqs returns RoPE's D/2 inverse frequencies θ^(−2i/D), scaled as

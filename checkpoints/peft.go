@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -271,8 +272,8 @@ func LoadAdapter(dir string, m *model.Model) (*lora.Adapter, error) {
 			if len(t.Shape) != 2 || t.Shape[0] != p.rows || t.Shape[1] != p.cols {
 				return fail(fmt.Errorf("adapter: %s: %s has shape %v, the model needs [%d %d]: was it trained for another model?", path, key, t.Shape, p.rows, p.cols))
 			}
-			if err := t.Float32s(p.dst); err != nil {
-				return fail(fmt.Errorf("adapter: %s: %v", path, err))
+			if err := readFinite(t, p.dst); err != nil {
+				return fail(fmt.Errorf("adapter: %s: %s %v", path, key, err))
 			}
 			used[key] = true
 		}
@@ -286,8 +287,8 @@ func LoadAdapter(dir string, m *model.Model) (*lora.Adapter, error) {
 			if !ok || t.Elements() != len(l.Magnitude.Data) {
 				return fail(fmt.Errorf("adapter: %s: DoRA magnitude %s is missing or has the wrong size", path, key))
 			}
-			if err := t.Float32s(l.Magnitude.Data); err != nil {
-				return fail(fmt.Errorf("adapter: %s: %v", path, err))
+			if err := readFinite(t, l.Magnitude.Data); err != nil {
+				return fail(fmt.Errorf("adapter: %s: %s %v", path, key, err))
 			}
 			used[key] = true
 		}
@@ -306,11 +307,27 @@ func LoadAdapter(dir string, m *model.Model) (*lora.Adapter, error) {
 		if dst == nil || t.Elements() != len(dst) {
 			return fail(fmt.Errorf("adapter: %s: saved module %s does not fit the model", path, n))
 		}
-		if err := t.Float32s(dst); err != nil {
-			return fail(fmt.Errorf("adapter: %s: %v", path, err))
+		vals := make([]float32, len(dst))
+		if err := readFinite(t, vals); err != nil {
+			return fail(fmt.Errorf("adapter: %s: %s %v", path, n, err))
 		}
+		copy(dst, vals) // the model's own values: replaced only once known good
 	}
 	return ad, nil
+}
+
+// readFinite decodes t into dst and refuses NaN and ±Inf: an adapter that
+// holds them would print a NaN loss, or text from garbage, as a success.
+func readFinite(t *safetensors.Tensor, dst []float32) error {
+	if err := t.Float32s(dst); err != nil {
+		return err
+	}
+	for i, v := range dst {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("holds %g at value %d: the adapter is not usable (saved from a diverged run?)", v, i)
+		}
+	}
+	return nil
 }
 
 // f32Bytes views float32 values as little-endian bytes (no copy).

@@ -3,6 +3,7 @@ package data
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -114,12 +115,12 @@ const (
 
 func str(r Row, k string) (string, error) {
 	v, ok := r[k]
-	if !ok || v == nil {
+	if !ok {
 		return "", fmt.Errorf("column %q is missing", k)
 	}
 	s, ok := v.(string)
 	if !ok {
-		return "", fmt.Errorf("column %q is %T, want a string", k, v)
+		return "", fmt.Errorf("column %q is %s, want a string", k, kindOf(v))
 	}
 	if !utf8.ValidString(s) {
 		return "", fmt.Errorf("column %q is not valid UTF-8", k)
@@ -261,7 +262,7 @@ func (e *Example) truncate(o RenderOptions, promptLen int) *Example {
 func intList(v any) ([]int64, error) {
 	l, ok := v.([]any)
 	if !ok {
-		return nil, fmt.Errorf("want a list of integers, have %T", v)
+		return nil, fmt.Errorf("is %s, want a list of integers", kindOf(v))
 	}
 	out := make([]int64, len(l))
 	for i, x := range l {
@@ -273,7 +274,7 @@ func intList(v any) ([]int64, error) {
 		case int32:
 			out[i] = int64(n)
 		default:
-			return nil, fmt.Errorf("element %d is %T", i, x)
+			return nil, fmt.Errorf("element %d is %s, want an integer", i, kindOf(x))
 		}
 	}
 	return out, nil
@@ -294,7 +295,7 @@ func messageText(v any) (string, error) {
 		for j, p := range c {
 			pm, ok := p.(map[string]any)
 			if !ok {
-				return "", fmt.Errorf("part %d is %T, want an object", j, p)
+				return "", fmt.Errorf("part %d is %s, want an object", j, kindOf(p))
 			}
 			if typ, _ := pm["type"].(string); typ != "" && typ != "text" {
 				return "", fmt.Errorf("part %d has type %q: only text is supported", j, typ)
@@ -310,7 +311,7 @@ func messageText(v any) (string, error) {
 		}
 		return b.String(), nil
 	}
-	return "", fmt.Errorf("is %T, want a string or a list of text parts", v)
+	return "", fmt.Errorf("is %s, want a string or a list of text parts", kindOf(v))
 }
 
 // chatMessages converts a chat or ShareGPT row into template input: messages
@@ -323,14 +324,14 @@ func chatMessages(r Row, f Format) ([]any, map[string]any, map[int]bool, error) 
 	}
 	list, ok := r[key].([]any)
 	if !ok {
-		return nil, nil, nil, fmt.Errorf("column %q is %T, want a list of messages", key, r[key])
+		return nil, nil, nil, fmt.Errorf("column %q is %s, want a list of messages", key, kindOf(r[key]))
 	}
 	var msgs []any
 	unsupervised := map[int]bool{}
 	for i, m := range list {
 		mm, ok := m.(map[string]any)
 		if !ok {
-			return nil, nil, nil, fmt.Errorf("%s[%d] is %T, want an object", key, i, m)
+			return nil, nil, nil, fmt.Errorf("%s[%d] is %s, want an object", key, i, kindOf(m))
 		}
 		role, _ := mm[roleKey].(string)
 		content, err := messageText(mm[contentKey])
@@ -367,4 +368,49 @@ func chatMessages(r Row, f Format) ([]any, map[string]any, map[int]bool, error) 
 		extra["tools"] = v
 	}
 	return msgs, extra, unsupervised, nil
+}
+
+// kindOf names a value's type as a user reads a JSON or Parquet row: null,
+// a string, a number, a list, an object, not Go's names for them.
+func kindOf(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case float64, float32, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
+		return "a number"
+	case []byte:
+		return "binary"
+	case map[string]any:
+		return "an object"
+	}
+	if reflect.ValueOf(v).Kind() == reflect.Slice {
+		return "a list"
+	}
+	return "a value of an unsupported type"
+}
+
+// DroppedSummary says, most frequent first, how many rows were dropped and
+// why: 2 rows dropped: column "text" is a list, want a string; 1 row
+// dropped: column "text" is null.
+func DroppedSummary(dropped map[string]int) string {
+	reasons := make([]string, 0, len(dropped))
+	for r := range dropped {
+		reasons = append(reasons, r)
+	}
+	sort.Slice(reasons, func(i, j int) bool {
+		if a, b := dropped[reasons[i]], dropped[reasons[j]]; a != b {
+			return a > b
+		}
+		return reasons[i] < reasons[j]
+	})
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		n := dropped[r]
+		parts[i] = fmt.Sprintf("%d %s dropped: %s", n, map[bool]string{true: "row", false: "rows"}[n == 1], r)
+	}
+	return strings.Join(parts, "; ")
 }

@@ -164,7 +164,7 @@ func load(path string, tok *tokenizer.Tokenizer, o LoadOptions, key string) (*Da
 		readErr = fmt.Errorf("data: %s has no rows", path)
 	}
 	if readErr == nil && kept == 0 {
-		readErr = fmt.Errorf("data: %s: no usable example in %d rows (dropped: %v)", path, ds.Rows, ds.Dropped)
+		readErr = fmt.Errorf("data: %s: no usable example in %d rows: %s", path, ds.Rows, DroppedSummary(ds.Dropped))
 	}
 	if readErr != nil {
 		sw.abort()

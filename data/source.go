@@ -2,10 +2,12 @@ package data
 
 import (
 	"bufio"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,7 +59,15 @@ func OpenWith(path string, o SourceOptions) (Source, error) {
 	return &multi{files: files, opts: o}, nil
 }
 
-var dataExts = map[string]bool{".parquet": true, ".jsonl": true, ".json": true, ".txt": true, ".md": true}
+var dataExts = map[string]bool{".parquet": true, ".jsonl": true, ".json": true, ".csv": true, ".tsv": true, ".txt": true, ".md": true}
+
+// CheckPath reports, before anything slow is done, a data path that names
+// no file: a missing file or folder, a glob that matches nothing, a folder
+// without data files.
+func CheckPath(path string) error {
+	_, err := resolve(path, "")
+	return err
+}
 
 func resolve(path, split string) ([]string, error) {
 	if strings.ContainsAny(path, "*?[") {
@@ -72,6 +82,9 @@ func resolve(path, split string) ([]string, error) {
 		return m, nil
 	}
 	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("data %s: no such file or directory", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
@@ -94,14 +107,18 @@ func resolve(path, split string) ([]string, error) {
 		return nil, fmt.Errorf("data: %s: %v", path, err)
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("data: %s holds no .parquet, .jsonl, .json or .txt files for split %q", path, split)
+		where := ""
+		if split != "" {
+			where = fmt.Sprintf(" for split %q", split)
+		}
+		return nil, fmt.Errorf("data: %s holds no .parquet, .jsonl, .json, .csv, .tsv or .txt files%s", path, where)
 	}
 	sort.Strings(files)
 	return oneFormatPerName(files), nil
 }
 
 // extRank orders the formats one dataset file may be exported in.
-var extRank = map[string]int{".parquet": 0, ".jsonl": 1, ".json": 2, ".txt": 3, ".md": 4}
+var extRank = map[string]int{".parquet": 0, ".jsonl": 1, ".json": 2, ".csv": 3, ".tsv": 4, ".txt": 5, ".md": 6}
 
 // oneFormatPerName keeps, of files that differ only in their extension
 // (train.parquet and train.jsonl: the same data exported twice), the first
@@ -213,6 +230,10 @@ func openFile(path string, o SourceOptions) (Source, error) {
 		return openJSONL(path)
 	case ".json":
 		return openJSONArray(path)
+	case ".csv":
+		return openCSV(path, ',')
+	case ".tsv":
+		return openCSV(path, '\t')
 	default:
 		return openText(path, o.TextUnit == "file")
 	}
@@ -397,6 +418,78 @@ func (j *jsonlSource) Next() (Row, error) {
 
 func (j *jsonlSource) Where() string { return fmt.Sprintf("%s line %d", j.path, j.line) }
 func (j *jsonlSource) Close() error  { return j.f.Close() }
+
+// ---- CSV, TSV ----
+
+// csvSource reads a table with a header row: each record is a row of
+// strings keyed by the header's names (an empty field is an empty string,
+// as pandas reads it with keep_default_na=False).
+type csvSource struct {
+	path   string
+	f      *os.File
+	r      *csv.Reader
+	header []string
+	line   int
+}
+
+func openCSV(path string, sep rune) (Source, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	r := csv.NewReader(bufio.NewReader(f))
+	r.Comma, r.ReuseRecord = sep, false
+	r.LazyQuotes = sep == '\t' // TSV files write quotes as text
+	header, err := r.Read()
+	if err == io.EOF {
+		f.Close()
+		return nil, fmt.Errorf("data: %s is empty: want a header row, then one row per example", path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data: %s: %v", path, csvProblem(err))
+	}
+	seen := map[string]bool{}
+	for i, h := range header {
+		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")) // a byte-order mark from spreadsheets
+		if h == "" || seen[h] {
+			f.Close()
+			return nil, fmt.Errorf("data: %s: header column %d is %q: want a distinct name for every column", path, i+1, h)
+		}
+		header[i], seen[h] = h, true
+	}
+	return &csvSource{path: path, f: f, r: r, header: header, line: 1}, nil
+}
+
+func csvProblem(err error) string {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("line %d: %v", pe.Line, pe.Err)
+	}
+	return err.Error()
+}
+
+func (c *csvSource) Next() (Row, error) {
+	rec, err := c.r.Read()
+	if err == io.EOF {
+		return nil, io.EOF
+	}
+	if err != nil {
+		return nil, fmt.Errorf("data: %s: %s", c.path, csvProblem(err))
+	}
+	c.line, _ = c.r.FieldPos(0)
+	r := make(Row, len(rec))
+	for i, v := range rec {
+		if !utf8.ValidString(v) {
+			return nil, fmt.Errorf("data: %s line %d column %q: not valid UTF-8", c.path, c.line, c.header[i])
+		}
+		r[c.header[i]] = v
+	}
+	return r, nil
+}
+
+func (c *csvSource) Where() string { return fmt.Sprintf("%s line %d", c.path, c.line) }
+func (c *csvSource) Close() error  { return c.f.Close() }
 
 // ---- JSON array ----
 

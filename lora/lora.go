@@ -43,6 +43,11 @@ type Config struct {
 	// projection biases that exist (Qwen2's q/k/v). PEFT saves them as
 	// modules_to_save.
 	TrainNorms, TrainBiases bool
+	// EveryTarget makes a target entry that matches no projection an error
+	// even when others match (a typo on the command line or in a run
+	// config). Without it PEFT's rule holds, an error only when nothing
+	// matches: adapters written by other tools keep loading.
+	EveryTarget bool
 }
 
 // Extra is a trainable tensor outside the low-rank factors (a norm weight or a
@@ -165,32 +170,46 @@ func (c *Config) Matches(path string) (bool, error) {
 	if len(targets) == 0 {
 		targets = []string{"all-linear"}
 	}
-	short := path[strings.LastIndex(path, ".")+1:]
 	for _, t := range targets {
-		switch {
-		case t == "all-linear":
-			return true, nil
-		case strings.HasPrefix(t, "re:"): // PEFT's string form: a regex matched against the whole path
-			re, err := regexp.Compile(`^(?:` + t[3:] + `)$`)
-			if err != nil {
-				return false, fmt.Errorf("lora: target %q: %v", t, err)
-			}
-			if re.MatchString(path) {
-				return true, nil
-			}
-		case strings.ContainsAny(t, "*?["):
-			ok, err := pathMatch(t, path)
-			if err != nil {
-				return false, fmt.Errorf("lora: target %q: %v", t, err)
-			}
-			if ok {
-				return true, nil
-			}
-		case t == short || strings.HasSuffix(path, "."+t):
-			return true, nil
+		if ok, err := matchTarget(t, path); ok || err != nil {
+			return ok, err
 		}
 	}
 	return false, nil
+}
+
+// matchTarget reports whether one target entry selects the module at path.
+func matchTarget(t, path string) (bool, error) {
+	short := path[strings.LastIndex(path, ".")+1:]
+	switch {
+	case t == "all-linear":
+		return true, nil
+	case strings.HasPrefix(t, "re:"): // PEFT's string form: a regex matched against the whole path
+		re, err := regexp.Compile(`^(?:` + t[3:] + `)$`)
+		if err != nil {
+			return false, fmt.Errorf("lora: target %q: %v", t, err)
+		}
+		return re.MatchString(path), nil
+	case strings.ContainsAny(t, "*?["):
+		ok, err := pathMatch(t, path)
+		if err != nil {
+			return false, fmt.Errorf("lora: target %q: %v", t, err)
+		}
+		return ok, nil
+	}
+	return t == short || strings.HasSuffix(path, "."+t), nil
+}
+
+// matchesAny reports whether target t selects any projection of m.
+func matchesAny(t string, m *model.Model) bool {
+	for bi := range m.Blocks {
+		for _, lin := range m.Blocks[bi].Linears() {
+			if ok, _ := matchTarget(t, (*lin).Frozen().Name); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // pathMatch matches a glob against the full path or its short name.
@@ -247,6 +266,9 @@ func Apply(m *model.Model, cfg Config) (*Adapter, error) {
 			if rank <= 0 {
 				return nil, fmt.Errorf("lora: rank %d for %s must be positive", rank, base.Name)
 			}
+			if w := min(base.W.Rows, base.W.Cols); rank > w {
+				return nil, fmt.Errorf("lora: rank %d for %s (%d×%d) is above its width %d: a rank past min(in, out) adds parameters and no capacity", rank, base.Name, base.W.Rows, base.W.Cols, w)
+			}
 			l := &Linear{Base: base, Rank: rank, Alpha: alpha, Scale: Scaling(alpha, rank, cfg.RSLoRA), index: len(ad.Layers), ad: ad}
 			l.A = autograd.NewParam(rank, base.W.Cols)
 			l.B = autograd.NewParam(base.W.Rows, rank)
@@ -265,6 +287,13 @@ func Apply(m *model.Model, cfg Config) (*Adapter, error) {
 	}
 	if len(ad.Layers) == 0 {
 		return nil, fmt.Errorf("lora: targets %v match no projection (names: %s, or all-linear)", cfg.Targets, strings.Join(ShortNames, ", "))
+	}
+	if cfg.EveryTarget {
+		for _, t := range cfg.Targets {
+			if !matchesAny(t, m) {
+				return nil, fmt.Errorf("lora: target %q matches no projection of the model (names: %s, or all-linear)", t, strings.Join(ShortNames, ", "))
+			}
+		}
 	}
 	if cfg.TrainBiases {
 		for _, l := range ad.Layers {

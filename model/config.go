@@ -31,7 +31,30 @@ type Config struct {
 	Pad           int   `json:"pad_token_id"` // -1 when the model has none
 }
 
+// Limits on a config's sizes, far above any model lowrank can train and low
+// enough that no product of them overflows: a size past one is a damaged or
+// hostile file, refused before anything is allocated from it.
+const (
+	maxWidth   = 1 << 20 // hidden_size, intermediate_size, head_dim
+	maxHeads   = 1 << 14
+	maxLayers  = 1 << 14
+	maxVocab   = 1 << 24
+	maxContext = 1 << 24
+)
+
 func (c *Config) validate() error {
+	for _, f := range []struct {
+		name     string
+		v, limit int
+	}{
+		{"hidden_size", c.Hidden, maxWidth}, {"intermediate_size", c.Intermediate, maxWidth}, {"head_dim", c.HeadDim, maxWidth},
+		{"num_attention_heads", c.Heads, maxHeads}, {"num_key_value_heads", c.KVHeads, maxHeads},
+		{"num_hidden_layers", c.Layers, maxLayers}, {"vocab_size", c.Vocab, maxVocab}, {"max_position_embeddings", c.MaxPos, maxContext},
+	} {
+		if f.v > f.limit {
+			return fmt.Errorf("%s %d is beyond any model lowrank can load (at most %d)", f.name, f.v, f.limit)
+		}
+	}
 	switch {
 	case c.Hidden <= 0 || c.Layers <= 0 || c.Heads <= 0 || c.Intermediate <= 0 || c.Vocab <= 0:
 		return fmt.Errorf("hidden_size, num_hidden_layers, num_attention_heads, intermediate_size and vocab_size must be positive (have %d, %d, %d, %d, %d)", c.Hidden, c.Layers, c.Heads, c.Intermediate, c.Vocab)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 
 	"github.com/lowrank/lowrank/autograd"
@@ -59,7 +60,13 @@ func (m *Model) Step(tp *autograd.Tape, c *Cache, ids []int32) ([]float32, error
 	c.Len += n
 	last := &autograd.Tensor{Data: x.Row(n - 1), Rows: 1, Cols: x.Cols}
 	h := tp.RMSNorm(last, m.Norm, float32(cfg.RMSEps))
-	return tp.Logits(h, m.Head).Data, nil
+	logits := tp.Logits(h, m.Head).Data
+	for _, v := range logits {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("the model computes %g logits at position %d: its weights (or an adapter's) hold non-finite values", v, c.Len-1)
+		}
+	}
+	return logits, nil
 }
 
 // forwardCached runs ids at positions pos through the blocks without a
@@ -72,6 +79,7 @@ func (m *Model) forwardCached(tp *autograd.Tape, ids, pos []int32, attend func(l
 			return nil, fmt.Errorf("token id %d is outside the vocabulary of %d", id, m.Config.Vocab)
 		}
 	}
+	m.prepareRope(int(slices.Max(pos)) + 1)
 	tp.Reset()
 	tp.SetNoGrad(true)
 	x := tp.EmbedFrozen(ids, m.Embed)

@@ -4,15 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/lowrank/lowrank/internal/hfcache"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/lowrank/lowrank/autograd"
 	"github.com/lowrank/lowrank/checkpoints/gguf"
 	"github.com/lowrank/lowrank/checkpoints/safetensors"
+	"github.com/lowrank/lowrank/internal/hfcache"
 	"github.com/lowrank/lowrank/kernels"
 )
 
@@ -64,6 +66,7 @@ func viewSource(name, dtype string, w *kernels.Weight) *source {
 type tensorSource interface {
 	get(hfName string) (*source, error) // error if absent
 	has(hfName string) bool
+	names() []string // every tensor, by Hugging Face name
 	close() error
 }
 
@@ -96,18 +99,25 @@ func load(path string, opts LoadOptions) (*Model, error) {
 		target = &f
 	}
 	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no such file or directory")
+	}
 	if err != nil {
 		return nil, err
 	}
 	var (
-		cfg     *Config
-		src     tensorSource
-		permute bool
+		cfg       *Config
+		src       tensorSource
+		permute   bool
+		layersKey = "config.json: num_hidden_layers"
 	)
 	if st.IsDir() {
 		raw, err := os.ReadFile(filepath.Join(path, "config.json"))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no config.json: a Hugging Face model folder holds config.json beside its safetensors")
+		}
 		if err != nil {
-			return nil, fmt.Errorf("not a Hugging Face model directory: %w", err)
+			return nil, err
 		}
 		if cfg, err = ParseHFConfig(raw); err != nil {
 			return nil, err
@@ -126,6 +136,11 @@ func load(path string, opts LoadOptions) (*Model, error) {
 		}
 		src = &ggufSource{g: g}
 		permute = cfg.Arch == "llama" || cfg.Arch == "mistral"
+		layersKey = cfg.Arch + ".block_count"
+	}
+	if err := checkLayers(cfg, src, layersKey); err != nil {
+		src.close()
+		return nil, err
 	}
 	var m *Model
 	if opts.GPTQ != nil {
@@ -164,9 +179,6 @@ func build(cfg *Config, src tensorSource, target *kernels.Format, opts LoadOptio
 		factors = make([]float32, s.rows*s.cols)
 		s.decode(factors, 0)
 	}
-	if m.Rope, err = autograd.NewRopeFactors(c.HeadDim, c.RopeTheta, c.MaxPos, c.RopeScaling, factors, false); err != nil {
-		return nil, err
-	}
 	// Embedding and head: a 4-bit format costs too much accuracy on the
 	// vocabulary projections; like QLoRA, keep them at 8 bits or more.
 	headFmt := target
@@ -188,6 +200,13 @@ func build(cfg *Config, src tensorSource, target *kernels.Format, opts LoadOptio
 		c.TieEmbeddings = true
 		m.Head = m.Embed
 	}
+	// The embedding has confirmed the config's width: the sizes that follow
+	// from it can be allocated.
+	rope, err := autograd.NewRopeFactors(c.HeadDim, c.RopeTheta, min(c.MaxPos, ropeInitial), c.RopeScaling, factors, false)
+	if err != nil {
+		return nil, err
+	}
+	m.rope.Store(rope)
 	qd, kvd := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	m.Blocks = make([]Block, c.Layers)
 	for l := range m.Blocks {
@@ -245,6 +264,27 @@ func build(cfg *Config, src tensorSource, target *kernels.Format, opts LoadOptio
 		}
 	}
 	return m, nil
+}
+
+// checkLayers compares num_hidden_layers with the blocks the files hold,
+// before anything is allocated per layer: more is an absurd number, fewer
+// would silently drop layers.
+func checkLayers(c *Config, src tensorSource, key string) error {
+	held := 0
+	for _, n := range src.names() {
+		rest, ok := strings.CutPrefix(n, "model.layers.")
+		if !ok {
+			continue
+		}
+		i, _, _ := strings.Cut(rest, ".")
+		if l, err := strconv.Atoi(i); err == nil && l >= 0 && l+1 > held {
+			held = l + 1
+		}
+	}
+	if held != c.Layers {
+		return fmt.Errorf("%s is %d, the weights hold %d layers", key, c.Layers, held)
+	}
+	return nil
 }
 
 // ropePerm maps a Hugging Face (rotate-half) row of Q or K to the row of the
@@ -396,6 +436,14 @@ var stFormat = map[safetensors.Dtype]kernels.Format{safetensors.F32: kernels.F32
 
 func (s *stSource) has(name string) bool { _, ok := s.byName[name]; return ok }
 
+func (s *stSource) names() []string {
+	var names []string
+	for n := range s.byName {
+		names = append(names, n)
+	}
+	return names
+}
+
 func (s *stSource) get(name string) (*source, error) {
 	f, ok := s.byName[name]
 	if !ok {
@@ -440,6 +488,14 @@ var ggufFormat = map[gguf.Type]kernels.Format{
 }
 
 func (s *ggufSource) has(hf string) bool { _, ok := s.g.Tensor(GGUFName(hf)); return ok }
+
+func (s *ggufSource) names() []string {
+	names := s.g.TensorNames()
+	for i, n := range names {
+		names[i] = HFName(n)
+	}
+	return names
+}
 
 func (s *ggufSource) hasRaw(name string) bool { _, ok := s.g.Tensor(name); return ok }
 

@@ -2,6 +2,8 @@ package model
 
 import (
 	"fmt"
+	"slices"
+	"sync/atomic"
 
 	"github.com/lowrank/lowrank/autograd"
 	"github.com/lowrank/lowrank/kernels"
@@ -50,8 +52,11 @@ type Model struct {
 	Blocks []Block          // (L)
 	Norm   *autograd.Tensor // (1, C)
 	Head   *kernels.Weight  // (V, C); the same Weight as Embed when tied
-	Rope   *autograd.Rope   // (MaxPos, D/2) angles, rotate-half layout
-	Source string           // the path it was loaded from
+	// rope holds RoPE's angles, rotate-half layout, (positions, D/2) for the
+	// positions used so far (at most MaxPos): a 2^20-position config costs
+	// nothing until a sequence that long is fed.
+	rope   atomic.Pointer[autograd.Rope]
+	Source string // the path it was loaded from
 	// Checkpointing recomputes every block in backward instead of keeping its
 	// activations (activation checkpointing); CheckpointLayers > 0 recomputes
 	// only the first that many (see Recomputes).
@@ -149,10 +154,24 @@ func (b *Batch) check(c *Config) error {
 			return fmt.Errorf("token id %d at %d is outside the vocabulary of %d", id, i, c.Vocab)
 		}
 		if b.Pos[i] < 0 || int(b.Pos[i]) >= c.MaxPos {
-			return fmt.Errorf("position %d at %d is outside the model's %d", b.Pos[i], i, c.MaxPos)
+			return fmt.Errorf("position %d at %d is outside the model's context of %d", b.Pos[i], i, c.MaxPos)
 		}
 	}
 	return nil
+}
+
+// ropeInitial is how many positions a model's RoPE table covers at load.
+const ropeInitial = 4096
+
+// prepareRope makes the RoPE table cover positions below n (≤ MaxPos).
+// Tables only grow, and a forward pass that loaded the old one keeps it.
+func (m *Model) prepareRope(n int) {
+	for {
+		r := m.rope.Load()
+		if n <= r.MaxPos || m.rope.CompareAndSwap(r, r.Extend(n)) {
+			return
+		}
+	}
 }
 
 // Hidden runs the embedding and every block over a batch and returns the final
@@ -168,6 +187,7 @@ func (m *Model) Hidden(tp *autograd.Tape, b *Batch) (*autograd.Tensor, error) {
 // carry a gradient) and returns the final normed hidden states.
 func (m *Model) HiddenFrom(tp *autograd.Tape, x *autograd.Tensor, b *Batch) *autograd.Tensor {
 	c := &m.Config
+	m.prepareRope(int(slices.Max(b.Pos)) + 1)
 	shape := autograd.AttnShape{B: b.B, T: b.T, H: c.Heads, Hkv: c.KVHeads, D: c.HeadDim}
 	attend := func(tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor {
 		return tp.Attention(q, k, v, shape, b.Seg)
@@ -226,8 +246,9 @@ func (m *Model) block(tp *autograd.Tape, l int, x *autograd.Tensor, pos []int32,
 		q = reshape(tp.RMSNorm(reshape(q, q.Rows*c.Heads, c.HeadDim), b.QNorm, eps), q.Rows, q.Cols)
 		k = reshape(tp.RMSNorm(reshape(k, k.Rows*c.KVHeads, c.HeadDim), b.KNorm, eps), k.Rows, k.Cols)
 	}
-	q = tp.RoPEInPlace(q, m.Rope, pos)
-	k = tp.RoPEInPlace(k, m.Rope, pos)
+	rope := m.rope.Load()
+	q = tp.RoPEInPlace(q, rope, pos)
+	k = tp.RoPEInPlace(k, rope, pos)
 	a := attend(tp, q, k, v)
 	x = tp.AddInto(b.O.Forward(tp, a), x)
 	h = tp.RMSNormTransient(x, b.MLPNorm, eps)

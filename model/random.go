@@ -23,10 +23,11 @@ func NewRandom(cfg Config, f kernels.Format, seed uint64) (*Model, error) {
 	}
 	r := rand.New(rand.NewPCG(seed, 0x72616e646f6d))
 	m := &Model{Config: cfg, Source: "random"}
-	var err error
-	if m.Rope, err = autograd.NewRope(cfg.HeadDim, cfg.RopeTheta, cfg.MaxPos, cfg.RopeScaling, false); err != nil {
+	rope, err := autograd.NewRope(cfg.HeadDim, cfg.RopeTheta, min(cfg.MaxPos, ropeInitial), cfg.RopeScaling, false)
+	if err != nil {
 		return nil, err
 	}
+	m.rope.Store(rope)
 	mat := func(name string, rows, cols int, f kernels.Format) *kernels.Weight {
 		w := kernels.QuantizeRows(f, rows, cols, func(_ int, dst []float32) {
 			for j := range dst {

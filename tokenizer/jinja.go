@@ -351,6 +351,9 @@ func (t *Template) Render(vars map[string]any) (string, error) {
 				lo, _ = args[0].(int64)
 				hi, _ = args[1].(int64)
 			}
+			if hi-lo > maxTemplateRange {
+				return nil, fmt.Errorf("chat template: range of %d items (at most %d)", hi-lo, maxTemplateRange)
+			}
 			out := []any{}
 			for i := lo; i < hi; i++ {
 				out = append(out, i)
@@ -359,15 +362,43 @@ func (t *Template) Render(vars map[string]any) (string, error) {
 		}),
 	}}
 	child := &scope{vars: vars, parent: sc}
-	var b strings.Builder
+	var b output
 	if err := run(t.body, &scope{vars: map[string]any{}, parent: child}, &b); err != nil {
 		return "", err
 	}
 	return b.String(), nil
 }
 
-func run(nodes []node, sc *scope, b *strings.Builder) error {
+// Bounds on one rendering: a template is a user's file, and a loop over
+// range(10**12) or a string doubled in a loop must end in an error, not in
+// an hour or an out-of-memory crash.
+const (
+	maxTemplateSteps  = 1 << 24 // statements and outputs executed
+	maxTemplateOutput = 1 << 26 // bytes of output, and of any one string or list
+	maxTemplateRange  = 1 << 20 // items of range()
+)
+
+var errTemplateBudget = fmt.Errorf("chat template: rendering exceeds %d steps or %d MiB: does it loop without end?", maxTemplateSteps, maxTemplateOutput>>20)
+
+// output is a rendering's text and the steps it has taken.
+type output struct {
+	strings.Builder
+	steps int
+}
+
+// tick counts one step and fails past the budget.
+func (o *output) tick() error {
+	if o.steps++; o.steps > maxTemplateSteps || o.Len() > maxTemplateOutput {
+		return errTemplateBudget
+	}
+	return nil
+}
+
+func run(nodes []node, sc *scope, b *output) error {
 	for _, n := range nodes {
+		if err := b.tick(); err != nil {
+			return err
+		}
 		switch x := n.(type) {
 		case textNode:
 			b.WriteString(x.s)

@@ -999,7 +999,11 @@ func evalBin(x binExpr, sc *scope) (any, error) {
 	case "!=":
 		return !equal(l, r), nil
 	case "~":
-		return pyStr(l) + pyStr(r), nil
+		ls, rs := pyStr(l), pyStr(r)
+		if len(ls)+len(rs) > maxTemplateOutput {
+			return nil, errTemplateBudget
+		}
+		return ls + rs, nil
 	case "in":
 		switch c := r.(type) {
 		case string:
@@ -1021,12 +1025,18 @@ func evalBin(x binExpr, sc *scope) (any, error) {
 	case "+":
 		if ls, ok := l.(string); ok {
 			if rs, ok := r.(string); ok {
+				if len(ls)+len(rs) > maxTemplateOutput {
+					return nil, errTemplateBudget
+				}
 				return ls + rs, nil
 			}
 			return nil, fmt.Errorf("chat template: can only concatenate str (not %s) to str", typeName(r))
 		}
 		if ll, ok := l.([]any); ok {
 			if rl, ok := r.([]any); ok {
+				if len(ll)+len(rl) > maxTemplateOutput {
+					return nil, errTemplateBudget
+				}
 				return append(append([]any{}, ll...), rl...), nil
 			}
 		}
@@ -1058,11 +1068,17 @@ func evalBin(x binExpr, sc *scope) (any, error) {
 		return a / b, nil
 	case "//":
 		if ints {
+			if b == 0 {
+				return nil, fmt.Errorf("chat template: integer division by zero")
+			}
 			return int64(math.Floor(a / b)), nil
 		}
 		return math.Floor(a / b), nil
 	case "%":
 		if ints {
+			if r.(int64) == 0 {
+				return nil, fmt.Errorf("chat template: integer modulo by zero")
+			}
 			return l.(int64) % r.(int64), nil
 		}
 		return math.Mod(a, b), nil
@@ -1150,7 +1166,7 @@ func applyFilter(name string, v any, args []any) (any, error) {
 		indent := -1
 		if len(args) > 0 {
 			if n, ok := args[0].(int64); ok {
-				indent = int(n)
+				indent = int(min(max(n, -1), 64))
 			}
 		}
 		var b strings.Builder

@@ -2,7 +2,9 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,8 +23,11 @@ func Load(path string) (*Tokenizer, error) {
 		return nil, fmt.Errorf("model %w", err) // the model reference itself is wrong, not its tokenizer
 	}
 	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("model %s: no such file or directory", path)
+	}
 	if err != nil {
-		return nil, errorf("%v", err)
+		return nil, fmt.Errorf("model %w", err)
 	}
 	if st.IsDir() {
 		return FromDir(path)
@@ -69,12 +74,51 @@ func FromDir(dir string) (*Tokenizer, error) {
 		}
 		return nil, errorf("%v", err)
 	}
+	cfgPath := filepath.Join(dir, "tokenizer_config.json")
+	cfgRaw, err := os.ReadFile(cfgPath)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, errorf("%v", err)
+	}
+	t, err := fromJSON(path, raw, cfgPath, cfgRaw)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.loadChatTemplate(dir); err != nil {
+		return nil, errorf("%v", err)
+	}
+	return t, nil
+}
+
+// maxVocab bounds token ids read from a file: far above any real
+// vocabulary (Gemma's 262k), and low enough that the tables sized by the
+// largest id stay small.
+const maxVocab = 1 << 24
+
+// fromJSON builds a tokenizer from tokenizer.json's bytes (named path) and
+// tokenizer_config.json's (cfgRaw, nil when absent), without a chat template.
+func fromJSON(path string, raw []byte, cfgPath string, cfgRaw []byte) (*Tokenizer, error) {
 	var tj tokJSON
 	if err := json.Unmarshal(raw, &tj); err != nil {
 		return nil, errorf("%s: %v", path, err)
 	}
 	if tj.Model.Type != "BPE" {
 		return nil, errorf("%s: model type %q is not supported (BPE only)", path, tj.Model.Type)
+	}
+	if len(tj.Model.Vocab) == 0 {
+		return nil, errorf("%s: the BPE model has no vocab", path)
+	}
+	for p, id := range tj.Model.Vocab {
+		if id < 0 || id >= maxVocab {
+			return nil, errorf("%s: vocab entry %q has id %d (want 0 to %d)", path, p, id, maxVocab-1)
+		}
+	}
+	for _, a := range tj.AddedTokens {
+		if a.ID < 0 || a.ID >= maxVocab {
+			return nil, errorf("%s: added token %q has id %d (want 0 to %d)", path, a.Content, a.ID, maxVocab-1)
+		}
+		if a.Content == "" {
+			return nil, errorf("%s: added token %d is empty", path, a.ID)
+		}
 	}
 	t := &Tokenizer{ids: tj.Model.Vocab, fallb: tj.Model.ByteFallback, BOS: -1, EOS: -1, unk: -1, strip: true}
 	if strings.Contains(string(tj.PreTokenizer), "ByteLevel") {
@@ -95,6 +139,11 @@ func FromDir(dir string) (*Tokenizer, error) {
 	for _, a := range tj.AddedTokens {
 		n = max(n, a.ID+1)
 	}
+	// Ids are dense in real files; tables sized by the largest id stay
+	// proportional to the file.
+	if held := len(t.ids) + len(tj.AddedTokens); int(n) > 2*held+1024 {
+		return nil, errorf("%s: token ids reach %d for %d tokens: the file is damaged", path, n-1, held)
+	}
 	t.pieces = make([]string, n)
 	for p, id := range t.ids {
 		t.pieces[id] = p
@@ -105,7 +154,11 @@ func FromDir(dir string) (*Tokenizer, error) {
 		t.added = append(t.added, added{content: a.Content, id: a.ID, special: a.Special, lstrip: a.LStrip, rstrip: a.RStrip, normalized: a.Normalized})
 	}
 	if tj.Model.UnkToken != nil {
-		t.unk = t.ids[*tj.Model.UnkToken]
+		id, ok := t.ids[*tj.Model.UnkToken]
+		if !ok {
+			return nil, errorf("%s: unk_token %q is not in the vocabulary", path, *tj.Model.UnkToken)
+		}
+		t.unk = id
 	}
 	t.ranks = map[[2]int32]int32{}
 	var asStrings []string
@@ -159,10 +212,10 @@ func FromDir(dir string) (*Tokenizer, error) {
 			}
 		}
 	}
-	if cfgRaw, err := os.ReadFile(filepath.Join(dir, "tokenizer_config.json")); err == nil {
+	if cfgRaw != nil {
 		var cfg map[string]json.RawMessage
 		if err := json.Unmarshal(cfgRaw, &cfg); err != nil {
-			return nil, errorf("%s: %v", filepath.Join(dir, "tokenizer_config.json"), err)
+			return nil, errorf("%s: %v", cfgPath, err)
 		}
 		if v, ok := cfg["bos_token"]; ok {
 			if id, ok := t.ids[tokenName(v)]; ok {
@@ -185,9 +238,6 @@ func FromDir(dir string) (*Tokenizer, error) {
 		}
 	}
 	t.init()
-	if err := t.loadChatTemplate(dir); err != nil {
-		return nil, errorf("%v", err)
-	}
 	return t, nil
 }
 

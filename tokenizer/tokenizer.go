@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -154,6 +155,11 @@ func (t *Tokenizer) Encode(text string, special bool) []int32 {
 	})
 	if special && t.addEOS && t.EOS >= 0 {
 		out = append(out, t.EOS)
+	}
+	if t.unk < 0 {
+		// Without an unk token and byte fallback, a piece outside the
+		// vocabulary is dropped, as Hugging Face's tokenizers drop it.
+		out = slices.DeleteFunc(out, func(id int32) bool { return id < 0 })
 	}
 	return out
 }

@@ -3,14 +3,17 @@ package train
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/lowrank/lowrank/data"
-	"github.com/lowrank/lowrank/model"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/lowrank/lowrank/data"
+	"github.com/lowrank/lowrank/internal/sysinfo"
+	"github.com/lowrank/lowrank/model"
 )
 
 // Config is a training run. Every field is a flag (the json name) and a key
@@ -72,14 +75,23 @@ type Config struct {
 	KeepLast int `json:"keep_last"`
 	// Overwrite starts again in a folder that holds a run, removing its files.
 	Overwrite bool `json:"overwrite"`
+	// MemoryLimit is what a run's memory estimate is checked against before
+	// it starts: "auto" (the cgroup's limit, else physical memory), "off",
+	// or a size (8GiB, 512MiB, 2G, bytes).
+	MemoryLimit string `json:"memory_limit"`
 }
+
+// DefaultMaxSeqLen is the sequence length of a run that sets none (0), or
+// the model's context where that is shorter, as TRL caps its default by
+// the tokenizer's model_max_length.
+const DefaultMaxSeqLen = 512
 
 // Defaults are what a run uses unless told otherwise (PEFT/TRL-like).
 func Defaults() Config {
 	return Config{Seed: 0, Quant: "q8_0", Rank: 8, Alpha: 16, Targets: "all-linear", Init: "default",
 		Optimizer: "adamw", LR: 2e-4, LRSchedule: "cosine", MinLRRatio: 0.1, MaxGradNorm: 0,
-		BatchSize: 4, GradAccum: 1, MaxSeqLen: 512, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer", CacheDir: "auto",
-		SaveEvery: "100", KeepLast: 3}
+		BatchSize: 4, GradAccum: 1, MaxSeqLen: 0, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer", CacheDir: "auto",
+		SaveEvery: "100", KeepLast: 3, MemoryLimit: "auto"}
 }
 
 // TokenCache is the token cache directory the configuration asks for: for
@@ -212,7 +224,13 @@ func (c *Config) Set(name, value string) error {
 // Validate checks the configuration up front, naming the field.
 func (c *Config) Validate() error {
 	var errs []string
-	bad := func(field, format string, args ...any) { errs = append(errs, field+": "+fmt.Sprintf(format, args...)) }
+	reported := map[string]bool{}
+	bad := func(field, format string, args ...any) { // one complaint per field: the first
+		if !reported[field] {
+			reported[field] = true
+			errs = append(errs, field+": "+fmt.Sprintf(format, args...))
+		}
+	}
 	if c.Model == "" {
 		bad("model", "required")
 	}
@@ -225,8 +243,51 @@ func (c *Config) Validate() error {
 	if c.Rank <= 0 && c.Adapter == "" {
 		bad("rank", "%d must be positive", c.Rank)
 	}
-	if c.LR <= 0 {
+	// NaN compares false with everything, so every range below is written
+	// as what is accepted, and non-finite values are refused first.
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"lr", c.LR}, {"alpha", c.Alpha}, {"dropout", c.Dropout}, {"weight_decay", c.WeightDecay}, {"momentum", c.Momentum},
+		{"max_grad_norm", c.MaxGradNorm}, {"loraplus_ratio", c.LoRAPlusRatio}, {"min_lr_ratio", c.MinLRRatio},
+		{"val_fraction", c.ValFraction}, {"early_stopping_threshold", c.EarlyStoppingThreshold},
+	} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			bad(f.name, "%g is not a finite number", f.v)
+		}
+	}
+	if !(c.LR > 0) {
 		bad("lr", "%g must be positive", c.LR)
+	}
+	if !(c.Alpha > 0) && c.Adapter == "" {
+		bad("alpha", "%g must be positive", c.Alpha)
+	}
+	if !(c.WeightDecay >= 0) {
+		bad("weight_decay", "%g must not be negative", c.WeightDecay)
+	}
+	if !(c.Momentum >= 0 && c.Momentum < 1) {
+		bad("momentum", "%g must be in [0, 1)", c.Momentum)
+	}
+	if !(c.MaxGradNorm >= 0) {
+		bad("max_grad_norm", "%g must not be negative (0: no clipping)", c.MaxGradNorm)
+	}
+	if !(c.LoRAPlusRatio >= 0) {
+		bad("loraplus_ratio", "%g must not be negative (0: off)", c.LoRAPlusRatio)
+	}
+	if !(c.MinLRRatio >= 0 && c.MinLRRatio <= 1) {
+		bad("min_lr_ratio", "%g must be in [0, 1]", c.MinLRRatio)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"warmup_steps", c.WarmupSteps}, {"max_steps", c.MaxSteps}, {"epochs", c.Epochs}, {"eval_every", c.EvalEvery},
+		{"log_every", c.LogEvery}, {"threads", c.Threads},
+	} {
+		if f.v < 0 {
+			bad(f.name, "%d must not be negative", f.v)
+		}
 	}
 	switch c.Optimizer {
 	case "adamw", "sgd":
@@ -238,13 +299,16 @@ func (c *Config) Validate() error {
 	default:
 		bad("lr_schedule", "%q: want constant, linear or cosine", c.LRSchedule)
 	}
-	if c.BatchSize <= 0 || c.GradAccum <= 0 || c.MaxSeqLen <= 1 {
-		bad("batch_size/grad_accum/max_seq_len", "must be positive (max_seq_len > 1)")
+	if c.BatchSize <= 0 || c.GradAccum <= 0 {
+		bad("batch_size/grad_accum", "must be positive")
+	}
+	if c.MaxSeqLen < 0 || c.MaxSeqLen == 1 {
+		bad("max_seq_len", "%d: want at least 2 tokens (0: %d, or the model's context if shorter)", c.MaxSeqLen, DefaultMaxSeqLen)
 	}
 	if c.Epochs <= 0 && c.MaxSteps <= 0 {
 		bad("epochs/max_steps", "one must be positive")
 	}
-	if c.ValFraction < 0 || c.ValFraction >= 1 {
+	if !(c.ValFraction >= 0 && c.ValFraction < 1) {
 		bad("val_fraction", "%g must be in [0, 1)", c.ValFraction)
 	}
 	if c.CheckpointLayers < 0 {
@@ -256,7 +320,7 @@ func (c *Config) Validate() error {
 	if c.Truncation != "" && c.Truncation != "keep-answer" && c.Truncation != "right" {
 		bad("truncation", "%q: want keep-answer (drop the start of the prompt, then the end of the answer) or right", c.Truncation)
 	}
-	if c.EarlyStoppingPatience < 0 || c.EarlyStoppingThreshold < 0 {
+	if c.EarlyStoppingPatience < 0 || !(c.EarlyStoppingThreshold >= 0) {
 		bad("early_stopping_patience/early_stopping_threshold", "must not be negative")
 	}
 	if c.EarlyStoppingPatience > 0 && c.Val == "" && c.ValFraction == 0 && data.ValidationSplit(c.Data) == "" {
@@ -274,7 +338,7 @@ func (c *Config) Validate() error {
 	if c.GPTQTune > 0 && c.GPTQTokens == 0 {
 		bad("gptq_tune", "tunes the scales GPTQ chose over its calibration text: needs gptq_tokens")
 	}
-	if c.Dropout < 0 || c.Dropout >= 1 {
+	if !(c.Dropout >= 0 && c.Dropout < 1) {
 		bad("dropout", "%g must be in [0, 1)", c.Dropout)
 	}
 	if _, err := c.saveEvery(); err != nil {
@@ -283,10 +347,47 @@ func (c *Config) Validate() error {
 	if c.KeepLast < 0 {
 		bad("keep_last", "%d must not be negative (0 keeps every checkpoint)", c.KeepLast)
 	}
+	if _, _, err := c.memoryLimit(); err != nil {
+		bad("memory_limit", "%v", err)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// memoryLimit parses MemoryLimit: bytes (0: no check) and where the
+// number comes from.
+func (c *Config) memoryLimit() (int64, string, error) {
+	switch v := strings.TrimSpace(c.MemoryLimit); v {
+	case "off", "0":
+		return 0, "", nil
+	case "", "auto":
+		n, why := sysinfo.Memory()
+		return n, why, nil
+	default:
+		n, err := parseSize(v)
+		if err != nil {
+			return 0, "", err
+		}
+		return n, "--memory-limit", nil
+	}
+}
+
+// parseSize reads 8GiB, 512MiB, 2G, 300M, 1.5GB or a byte count (K, M, G, T
+// are powers of 1024, as memory is counted).
+func parseSize(v string) (int64, error) {
+	num := strings.TrimRight(strings.ToUpper(v), "IB")
+	mult := 1.0
+	if k := strings.IndexAny(num, "KMGT"); k >= 0 && k == len(num)-1 {
+		mult = float64(int64(1) << (10 * (1 + strings.IndexByte("KMGT", num[k]))))
+		num = num[:k]
+	}
+	x, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil || !(x > 0) || x*mult >= 1<<62 {
+		return 0, fmt.Errorf("%q: want auto, off or a size such as 8GiB", v)
+	}
+	return int64(x * mult), nil
 }
 
 // saveEvery parses SaveEvery: steps between checkpoints (0: none but the

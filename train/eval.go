@@ -42,6 +42,7 @@ func EvaluateLoaded(m *model.Model, tok *tokenizer.Tokenizer, dataPath string, c
 	}
 	defer s.Close()
 	s.Model, s.Tok = m, tok
+	s.resolveMaxSeqLen()
 	if err := s.loadData(false); err != nil {
 		return nil, err
 	}
@@ -56,6 +57,9 @@ func (s *Session) evaluate(dataPath string) (*EvalResult, error) {
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("%s: no supervised tokens to evaluate", dataPath)
+	}
+	if math.IsNaN(l) || math.IsInf(l, 0) {
+		return nil, fmt.Errorf("the loss on %s is %g: the model's weights (or the adapter's) hold non-finite values", dataPath, l)
 	}
 	return &EvalResult{Loss: l, Perplexity: math.Exp(l), Tokens: n, Examples: len(s.Data.Train)}, nil
 }

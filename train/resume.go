@@ -79,7 +79,7 @@ func findCheckpoint(run, ckpt string, warn func(error)) (*checkpoints.Checkpoint
 var freeKeys = map[string]bool{
 	"threads": true, "eval_every": true, "save_every": true, "log_every": true, "keep_last": true,
 	"cache_dir": true, "out": true, "overwrite": true, "activation_checkpointing": true, "checkpoint_layers": true,
-	"model": true, "data": true, "val": true,
+	"model": true, "data": true, "val": true, "memory_limit": true,
 }
 
 // Change is one setting a resume changes.

@@ -188,6 +188,7 @@ func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep f
 	if err != nil {
 		return nil, err
 	}
+	c.MaxSeqLen = s.Config.MaxSeqLen // 0 resolved by the model's context
 	defer s.Close()
 	t := s.NewTrainer()
 	res := &Result{Adapter: filepath.Join(run, "adapter")}

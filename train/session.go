@@ -73,6 +73,13 @@ func OpenSession(c Config, log *slog.Logger) (*Session, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	for _, p := range []string{c.Data, c.Val} {
+		if p != "" {
+			if err := data.CheckPath(p); err != nil {
+				return nil, err
+			}
+		}
+	}
 	s, err := newSession(c, log)
 	if err != nil {
 		return nil, err
@@ -80,6 +87,9 @@ func OpenSession(c Config, log *slog.Logger) (*Session, error) {
 	err = s.loadBase(c.ModelOptions())
 	if err == nil {
 		err = s.attach(c.Adapter, true)
+	}
+	if err == nil {
+		err = s.checkMemory()
 	}
 	if err == nil {
 		s.logModel()
@@ -116,6 +126,14 @@ func (s *Session) setup(opts model.LoadOptions, adapterDir string, fresh, withVa
 	return s.loadData(withVal)
 }
 
+// resolveMaxSeqLen gives a max_seq_len of 0 its value: DefaultMaxSeqLen, or
+// the model's context where that is shorter.
+func (s *Session) resolveMaxSeqLen() {
+	if s.Config.MaxSeqLen == 0 {
+		s.Config.MaxSeqLen = min(DefaultMaxSeqLen, s.Model.Config.MaxPos)
+	}
+}
+
 func (s *Session) loadBase(opts model.LoadOptions) error {
 	c := &s.Config
 	tok, err := tokenizer.Load(c.Model)
@@ -135,6 +153,13 @@ func (s *Session) loadBase(opts model.LoadOptions) error {
 	}
 	s.Model = m
 	s.closers = append(s.closers, m)
+	s.resolveMaxSeqLen()
+	if c.MaxSeqLen > m.Config.MaxPos {
+		return fmt.Errorf("max_seq_len %d is beyond the model's context of %d tokens (max_position_embeddings of %s)", c.MaxSeqLen, m.Config.MaxPos, c.Model)
+	}
+	if c.CheckpointLayers > m.Config.Layers {
+		return fmt.Errorf("checkpoint_layers %d is beyond the model's %d layers (use --activation-checkpointing to recompute all)", c.CheckpointLayers, m.Config.Layers)
+	}
 	m.Checkpointing, m.CheckpointLayers = c.Checkpointing, c.CheckpointLayers
 	if s.Prints.Base, err = model.Fingerprint(c.Model); err != nil {
 		return err
@@ -166,8 +191,14 @@ func (s *Session) attach(dir string, fresh bool) error {
 			return err
 		}
 	case fresh:
-		s.Adapter, err = lora.Apply(m, lora.Config{Rank: c.Rank, Alpha: c.Alpha, Dropout: c.Dropout, Targets: strings.Split(c.Targets, ","),
-			RSLoRA: c.RSLoRA, DoRA: c.DoRA, Init: c.Init, Seed: c.Seed, LoRAPlusRatio: c.LoRAPlusRatio})
+		var targets []string
+		for _, t := range strings.Split(c.Targets, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				targets = append(targets, t)
+			}
+		}
+		s.Adapter, err = lora.Apply(m, lora.Config{Rank: c.Rank, Alpha: c.Alpha, Dropout: c.Dropout, Targets: targets,
+			RSLoRA: c.RSLoRA, DoRA: c.DoRA, Init: c.Init, Seed: c.Seed, LoRAPlusRatio: c.LoRAPlusRatio, EveryTarget: true})
 		if err != nil {
 			return err
 		}
@@ -256,7 +287,7 @@ func (s *Session) loadData(withVal bool) error {
 	}
 	s.Log.Info("data", "path", c.Data, "format", ds.Format, "examples", len(ds.Train), "val", len(s.Val), "tokens", ds.Tokens, "supervised", ds.Supervised, "from_cache", ds.FromCache)
 	for _, reason := range slices.Sorted(maps.Keys(ds.Dropped)) {
-		s.Log.Warn("dropped examples", "count", ds.Dropped[reason], "reason", reason)
+		s.Log.Warn("rows dropped", "count", ds.Dropped[reason], "reason", reason)
 	}
 	s.Batches = &data.Batcher{Examples: ds.Train, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(s.Model, s.Tok), Seed: c.Seed}
 	s.PerEpoch, err = s.Batches.Steps()

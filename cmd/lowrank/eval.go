@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 
 	"github.com/lowrank/lowrank/train"
 	"github.com/spf13/cobra"
@@ -19,13 +21,21 @@ lowrank.json records (the base's quantization and GPTQ, the chat template, max-s
 are used unless given as flags, and a base whose files differ from the one the adapter
 was trained on is warned about.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			// What the adapter's lowrank.json decides is said once the
+			// command has worked: an error stays one line.
+			var notes bytes.Buffer
+			defer func() {
+				if err == nil {
+					io.Copy(cmd.ErrOrStderr(), &notes)
+				}
+			}()
 			if modelPath == "" || dataPath == "" {
 				return usageError{cmd: "eval", err: fmt.Errorf("--model and --data are required")}
 			}
 			cfg := train.Defaults()
 			cfg.Quant = "" // the stored dtype
-			if err := useAdapterInfo(cmd, cmd.ErrOrStderr(), adapterDir, modelPath, map[string]string{"quant": "quant", "gptq_tokens": "gptq-tokens",
+			if err := useAdapterInfo(cmd, &notes, adapterDir, modelPath, map[string]string{"quant": "quant", "gptq_tokens": "gptq-tokens",
 				"gptq_tune": "gptq-tune", "gptq_seed": "seed", "chat_template": "chat-template", "max_seq_len": "max-seq-len"}); err != nil {
 				return err
 			}
@@ -60,7 +70,7 @@ was trained on is warned about.`,
 	f.String("gptq-tune", "0", "with --gptq-tokens: passes tuning the block scales by distillation to the 8-bit model (0: off)")
 	f.String("seed", "0", "seed of the GPTQ calibration samples")
 	f.String("cache-dir", "auto", "token and GPTQ base cache: auto ($LOWRANK_CACHE or ~/.cache/lowrank), off, or a directory")
-	f.String("max-seq-len", "512", "tokens per sequence")
+	f.String("max-seq-len", "0", "tokens per sequence (0: 512, or the model's context if shorter)")
 	f.String("batch-size", "4", "sequences per batch")
 	f.String("threads", "0", "worker threads (0 = all cores)")
 	f.String("columns", "", "column mapping, e.g. prompt=question,completion=answer")

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -37,16 +39,29 @@ func newGenerate() *cobra.Command {
 quantize by GPTQ, as training does: an adapter trained on such a base runs on the same
 weights. With --adapter, the settings its lowrank.json records are used unless given.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			// What the adapter's lowrank.json decides is said once the
+			// command has worked: an error stays one line.
+			var notes bytes.Buffer
+			defer func() {
+				if err == nil {
+					io.Copy(cmd.ErrOrStderr(), &notes)
+				}
+			}()
 			if modelPath == "" {
 				return usageError{cmd: "generate", err: fmt.Errorf("--model is required")}
 			}
-			if err := useAdapterInfo(cmd, cmd.ErrOrStderr(), adapterDir, modelPath, map[string]string{"quant": "quant", "gptq_tokens": "gptq-tokens",
+			if err := useAdapterInfo(cmd, &notes, adapterDir, modelPath, map[string]string{"quant": "quant", "gptq_tokens": "gptq-tokens",
 				"gptq_tune": "gptq-tune", "gptq_seed": "gptq-seed"}); err != nil {
 				return err
 			}
-			if maxTokens < 0 || temperature < 0 || topK < 0 || topP < 0 || topP > 1 || gptqTokens < 0 || gptqTune < 0 {
-				return usageError{cmd: "generate", err: fmt.Errorf("--max-tokens, --temperature, --top-k, --gptq-tokens, --gptq-tune must be ≥ 0 and --top-p in [0, 1]")}
+			switch {
+			case !(temperature >= 0) || math.IsInf(temperature, 0):
+				return usageError{cmd: "generate", err: fmt.Errorf("--temperature %g: want a finite number ≥ 0 (0: greedy)", temperature)}
+			case !(topP >= 0 && topP <= 1):
+				return usageError{cmd: "generate", err: fmt.Errorf("--top-p %g: want a number in [0, 1]", topP)}
+			case maxTokens < 0 || topK < 0 || gptqTokens < 0 || gptqTune < 0:
+				return usageError{cmd: "generate", err: fmt.Errorf("--max-tokens, --top-k, --gptq-tokens and --gptq-tune must not be negative")}
 			}
 			if gptqTokens > 0 && quant != "q4_0" && quant != "nf4" {
 				return usageError{cmd: "generate", err: fmt.Errorf("--gptq-tokens needs --quant q4_0 or nf4")}

@@ -2,16 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/lowrank/lowrank/data"
-	"github.com/lowrank/lowrank/tokenizer"
-
 	"github.com/lowrank/lowrank/model"
+	"github.com/lowrank/lowrank/tokenizer"
 	"github.com/spf13/cobra"
 )
 
@@ -30,7 +31,7 @@ func newInspect() *cobra.Command {
   a model (a Hugging Face directory or a .gguf file): its architecture, parameter count,
     and for every tensor its dtype in the file and the format it is held in memory with
     --quant (default: as stored);
-  a dataset (.parquet, .jsonl, .json, .txt, a glob or a folder of shards): rows, columns,
+  a dataset (.parquet, .jsonl, .json, .csv, .tsv, .txt, a glob or a folder of shards): rows, columns,
     format, and with --model token counts, mask coverage and a rendered example;
   an adapter folder (adapter_config.json): rank, alpha, targets, tensors, and from its
     lowrank.json how the base was held in training;
@@ -45,10 +46,12 @@ func newInspect() *cobra.Command {
 			if isDataset(path) {
 				return inspectData(cmd, path, modelPath, columns, chatTemplate, textUnit, maxSeqLen, trainOnInputs, asJSON)
 			}
-			if st, err := os.Stat(path); err != nil {
+			if st, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s: no such file or directory", path)
+			} else if err != nil {
 				return err
 			} else if !st.IsDir() && filepath.Ext(path) != ".gguf" {
-				return fmt.Errorf("%s: inspect reads model directories, .gguf files and datasets (.parquet, .jsonl, .json, .txt)", path)
+				return fmt.Errorf("%s: inspect reads model directories, .gguf files and datasets (.parquet, .jsonl, .json, .csv, .tsv, .txt)", path)
 			}
 			m, err := model.Load(path, model.BaseOptions(quant, 0, 0, 0)) // as training holds it
 			if err != nil {
@@ -92,15 +95,21 @@ func isDataset(path string) bool {
 		return true
 	}
 	switch strings.ToLower(filepath.Ext(path)) {
-	case ".parquet", ".jsonl", ".json", ".txt":
+	case ".parquet", ".jsonl", ".json", ".csv", ".tsv", ".txt", ".md":
 		return true
 	}
 	st, err := os.Stat(path)
 	if err != nil || !st.IsDir() {
 		return false
 	}
-	_, err = os.Stat(filepath.Join(path, "config.json"))
-	return err != nil
+	// A folder with model files is a model, config.json or not (its absence
+	// is then the model's error).
+	for _, f := range []string{"config.json", "tokenizer.json", "model.safetensors", "model.safetensors.index.json"} {
+		if _, err := os.Stat(filepath.Join(path, f)); err == nil {
+			return false
+		}
+	}
+	return true
 }
 
 func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate, textUnit string, maxSeqLen int, trainOnInputs, asJSON bool) error {
@@ -137,16 +146,16 @@ func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate, tex
 		return nil
 	}
 	if rep.Tokens == nil {
-		for reason, n := range rep.Dropped {
-			fmt.Fprintf(out, "dropped %d examples: %s\n", n, reason)
+		if len(rep.Dropped) > 0 {
+			return fmt.Errorf("%s: no row renders to a trainable sequence as format %s: %s", path, rep.Format, data.DroppedSummary(rep.Dropped))
 		}
-		return fmt.Errorf("%s: no example renders to a trainable sequence", path)
+		return fmt.Errorf("%s: no row renders to a trainable sequence", path)
 	}
 	t := rep.Tokens
 	fmt.Fprintf(out, "tokens: %d in %d examples; length min %d, median %d, p95 %d, max %d; truncated %d\n", t.Total, t.Examples, t.Min, t.Median, t.P95, t.Max, t.Truncated)
 	fmt.Fprintf(out, "mask coverage: %.1f%% of tokens supervised (%d)\n", 100*t.Coverage, t.Supervised)
-	for reason, n := range rep.Dropped {
-		fmt.Fprintf(out, "dropped %d examples: %s\n", n, reason)
+	if len(rep.Dropped) > 0 {
+		fmt.Fprintln(out, data.DroppedSummary(rep.Dropped))
 	}
 	fmt.Fprintf(out, "first example (supervised tokens in [brackets]):\n%s\n", rep.Example)
 	return nil

@@ -63,7 +63,7 @@ func run(args []string) (code int) {
 		}
 		var ue usageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(os.Stderr, "lowrank: %v\nRun 'lowrank %s --help' for usage.\n", err, ue.cmd)
+			fmt.Fprintf(os.Stderr, "lowrank: %v (see lowrank %s --help)\n", err, ue.cmd)
 			return 2
 		}
 		fmt.Fprintf(os.Stderr, "lowrank: %v\n", err)

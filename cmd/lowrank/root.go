@@ -1,7 +1,11 @@
 package main
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/lowrank/lowrank/internal/sysinfo"
 
 	"github.com/spf13/cobra"
 )
@@ -14,8 +18,25 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{cmd: strings.TrimPrefix(c.CommandPath(), "lowrank "), err: err}
+		return usageError{cmd: commandName(c), err: err}
 	})
+	// Every command's --threads is bounded by the CPUs this process may use
+	// (train also checks what its config file or checkpoint says).
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		if f := c.Flags().Lookup("threads"); f != nil && f.Changed {
+			n, err := strconv.Atoi(f.Value.String())
+			if err != nil {
+				return usageError{cmd: commandName(c), err: fmt.Errorf("--threads %q is not an integer", f.Value.String())}
+			}
+			if err := sysinfo.CheckThreads(n); err != nil {
+				return usageError{cmd: commandName(c), err: err}
+			}
+		}
+		return nil
+	}
 	root.AddCommand(newBench(), newGenerate(), newTokenize(), newInspect(), newMerge(), newExport(), newTrain(), newDemo(), newEval(), newPlot())
 	return root
 }
+
+// commandName is c's path without the program's name ("bench train").
+func commandName(c *cobra.Command) string { return strings.TrimPrefix(c.CommandPath(), "lowrank ") }

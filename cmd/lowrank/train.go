@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 
+	"github.com/lowrank/lowrank/internal/sysinfo"
 	"github.com/lowrank/lowrank/train"
 	"github.com/spf13/cobra"
 )
@@ -69,6 +71,9 @@ One process at a time owns a run folder (a lock on RUN/.lock).`,
 				return usageError{cmd: "train", err: setErr}
 			}
 			if err := cfg.Validate(); err != nil {
+				return usageError{cmd: "train", err: err}
+			}
+			if err := sysinfo.CheckThreads(cfg.Threads); err != nil {
 				return usageError{cmd: "train", err: err}
 			}
 			// On a terminal: a progress bar, with the other log lines above it.
@@ -147,34 +152,107 @@ One process at a time owns a run folder (a lock on RUN/.lock).`,
 	for i := 0; i < t.NumField(); i++ {
 		key := strings.Split(t.Field(i).Tag.Get("json"), ",")[0]
 		name := strings.ReplaceAll(key, "_", "-")
-		s := new(string)
-		flagVals[name] = s
-		def := fmt.Sprint(v.Field(i).Interface())
-		f.StringVar(s, name, def, flagHelp[key])
-		if v.Field(i).Kind() == reflect.Bool {
+		fv := &fieldValue{kind: v.Field(i).Kind(), s: fmt.Sprint(v.Field(i).Interface())}
+		flagVals[name] = &fv.s
+		f.Var(fv, name, flagHelp[key])
+		if fv.kind == reflect.Bool {
 			f.Lookup(name).NoOptDefVal = "true"
 		}
 	}
 	return c
 }
 
+// fieldValue is a configuration field's flag: kept as the text given (the
+// config's Set parses it after --config and a checkpoint's settings), but
+// checked as it is parsed and shown in --help with the field's real type.
+type fieldValue struct {
+	kind reflect.Kind
+	s    string
+}
+
+func (v *fieldValue) String() string { return v.s }
+
+func (v *fieldValue) Set(s string) error {
+	var err error
+	switch v.kind {
+	case reflect.Int:
+		_, err = strconv.Atoi(s)
+	case reflect.Uint64:
+		_, err = strconv.ParseUint(s, 10, 64)
+	case reflect.Float64:
+		_, err = strconv.ParseFloat(s, 64)
+	case reflect.Bool:
+		_, err = strconv.ParseBool(s)
+	}
+	if err != nil {
+		return fmt.Errorf("%q is not a %s", s, v.Type())
+	}
+	v.s = s
+	return nil
+}
+
+func (v *fieldValue) Type() string {
+	switch v.kind {
+	case reflect.Int:
+		return "int"
+	case reflect.Uint64:
+		return "uint"
+	case reflect.Float64:
+		return "float"
+	case reflect.Bool:
+		return "bool"
+	}
+	return "string"
+}
+
 var flagHelp = map[string]string{
-	"model": "Hugging Face model directory or .gguf file", "data": "training data: .parquet/.jsonl/.json/.txt file, glob or directory",
-	"val": "validation data (default: --val-fraction of --data)", "out": "run directory", "adapter": "start from this PEFT adapter",
-	"quant": "base weights as f32|f16|bf16|q8_0|q4_0|nf4", "gptq_tokens": "with q4_0/nf4: quantize the base by GPTQ over this many tokens sampled from the model (0: off; e.g. 4096)",
-	"gptq_tune": "with gptq-tokens: passes tuning the block scales by distillation to the 8-bit model over the same tokens (0: off; e.g. 2)",
-	"targets":   "modules: names, globs, or all-linear",
-	"optimizer": "adamw or sgd", "lr_schedule": "constant, linear or cosine",
-	"grad_accum": "micro-batches per optimizer step", "max_seq_len": "tokens per sequence", "pack": "pack several examples per sequence",
-	"train_on_inputs": "supervise prompts and user turns too", "chat_template": "chatml, llama3, simple or a template file",
-	"columns": "column mapping, e.g. prompt=question,completion=answer", "text_unit": ".txt/.md files: one example per blank-line block, or per file",
-	"cache_dir":  "token and GPTQ base cache: auto ($LOWRANK_CACHE or ~/.cache/lowrank), off, or a directory",
-	"truncation": "examples over max-seq-len: keep-answer (drop the prompt's start, then the answer's end) or right", "activation_checkpointing": "recompute blocks in backward (less memory)",
-	"checkpoint_layers":        "recompute only the first N blocks (memory between none and all; implies activation checkpointing)",
+	"model":                    "base model: Hugging Face directory, .gguf file, or hub id in the local cache",
+	"data":                     "training data: .parquet/.jsonl/.json/.txt file, glob or directory",
+	"val":                      "validation data (default: --val-fraction of --data, or the dataset's validation split)",
+	"out":                      "run directory",
+	"adapter":                  "start from this PEFT adapter instead of a fresh one",
+	"seed":                     "seed of every random draw: initialization, data order, dropout",
+	"quant":                    "base weights held as f32|f16|bf16|q8_0|q4_0|nf4",
+	"gptq_tokens":              "with q4_0/nf4: quantize the base by GPTQ over this many tokens sampled from the model (0: off; e.g. 4096)",
+	"gptq_tune":                "with gptq-tokens: passes tuning the block scales by distillation to the 8-bit model over the same tokens (0: off; e.g. 2)",
+	"rank":                     "LoRA rank r (at most the narrowest adapted projection's width)",
+	"alpha":                    "LoRA alpha: the update is scaled by alpha/r (alpha/√r with --rslora)",
+	"dropout":                  "LoRA dropout on the adapters' inputs, in [0, 1)",
+	"targets":                  "modules to adapt: names (q_proj,v_proj), globs, re:REGEX, or all-linear",
+	"rslora":                   "rank-stabilized scaling alpha/√r",
+	"dora":                     "DoRA: weight-decomposed LoRA (a trainable magnitude per output row)",
+	"init":                     "adapter initialization: default (PEFT's), gaussian or pissa",
+	"loraplus_ratio":           "LoRA+: train B at this multiple of the learning rate (0: off; e.g. 16)",
+	"optimizer":                "adamw or sgd",
+	"lr":                       "peak learning rate",
+	"lr_schedule":              "constant, linear or cosine (after the warm-up)",
+	"warmup_steps":             "optimizer steps of linear warm-up from 0",
+	"min_lr_ratio":             "cosine and linear schedules end at this fraction of --lr, in [0, 1]",
+	"weight_decay":             "decoupled weight decay (AdamW) or L2 (SGD)",
+	"momentum":                 "SGD momentum, in [0, 1)",
+	"max_grad_norm":            "clip the global gradient norm to this (0: no clipping)",
+	"batch_size":               "sequences per micro-batch",
+	"grad_accum":               "micro-batches per optimizer step",
+	"max_seq_len":              "tokens per sequence (at most the model's context)",
+	"epochs":                   "passes over the training data (with --max-steps 0)",
+	"max_steps":                "optimizer steps; overrides --epochs when positive",
+	"eval_every":               "evaluate every N steps (and at the end; 0: only at the end)",
 	"early_stopping_patience":  "stop after this many evaluations without improvement (0: off)",
 	"early_stopping_threshold": "improvement smaller than this does not count (early stopping)",
-	"eval_every":               "evaluate every N steps (and at the end)", "log_every": "a log line every N steps when there is no progress bar",
-	"save_every": "write a checkpoint every N steps, or epoch (0: only at the end, on a signal and when training diverges)",
-	"keep_last":  "keep the newest N checkpoints and the best by validation loss (0: all)",
-	"overwrite":  "start again in a folder that holds a run, removing its files",
+	"val_fraction":             "hold out this fraction of --data for validation when there is no --val",
+	"pack":                     "pack several examples per sequence",
+	"train_on_inputs":          "supervise prompts and user turns too",
+	"chat_template":            "chatml, llama3, simple or a template file (default: the tokenizer's)",
+	"columns":                  "column mapping, e.g. prompt=question,completion=answer",
+	"text_unit":                ".txt/.md files: one example per blank-line block, or per file",
+	"truncation":               "examples over max-seq-len: keep-answer (drop the prompt's start, then the answer's end) or right",
+	"threads":                  "worker threads (0: every CPU this process may use)",
+	"activation_checkpointing": "recompute blocks in backward (less memory)",
+	"checkpoint_layers":        "recompute only the first N blocks (memory between none and all; implies activation checkpointing)",
+	"log_every":                "a log line every N steps when there is no progress bar",
+	"cache_dir":                "token and GPTQ base cache: auto ($LOWRANK_CACHE or ~/.cache/lowrank), off, or a directory",
+	"save_every":               "write a checkpoint every N steps, or epoch (0: only at the end, on a signal and when training diverges)",
+	"keep_last":                "keep the newest N checkpoints and the best by validation loss (0: all)",
+	"overwrite":                "start again in a folder that holds a run, removing its files",
+	"memory_limit":             "refuse a run whose memory estimate is above this: auto (the cgroup's limit, else physical memory), off, or a size such as 8GiB",
 }

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/lowrank/lowrank/checkpoints/safetensors"
+)
+
+// badCase is a command line lowrank must refuse: exit code not 0, one line
+// on stderr that contains want (the file or flag at fault and the problem),
+// no Go internals, and memory bounded.
+type badCase struct {
+	name string
+	args []string
+	want []string // substrings of the one line
+}
+
+// forbidden are what a user must never read.
+var forbidden = []string{"goroutine", "panic", "map[", "internal error", "runtime.", "fatal error", "<nil>"}
+
+// refuses runs each case as its own process under GOMEMLIMIT=1GiB (its own
+// process so that a crash or an out-of-memory kill is seen, not suffered)
+// and checks what it says.
+func refuses(t *testing.T, cases []badCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], c.args...)
+			cmd.Env = append(os.Environ(), "LOWRANK_TEST_MAIN=1", "GOMEMLIMIT=1GiB")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			msg := strings.TrimRight(stderr.String(), "\n")
+			if code == 0 || code == -1 {
+				t.Errorf("exit %d (want an error exit), stderr %q", code, msg)
+			}
+			if strings.Count(msg, "\n") != 0 || !strings.HasPrefix(msg, "lowrank: ") {
+				t.Errorf("want one line starting \"lowrank: \", got:\n%s", msg)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("the message does not say %q:\n%s", w, msg)
+				}
+			}
+			for _, f := range forbidden {
+				if strings.Contains(msg, f) {
+					t.Errorf("the message shows %q:\n%s", f, msg)
+				}
+			}
+			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && runtime.GOOS == "linux" {
+				if peak := int64(ru.Maxrss) << 10; peak > 2<<30 {
+					t.Errorf("peak RSS %d MiB, want under 2 GiB", peak>>20)
+				}
+			}
+		})
+	}
+}
+
+// editJSON rewrites a JSON object file with changes applied (nil deletes).
+func editJSON(t *testing.T, path string, changes map[string]any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range changes {
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+	}
+	raw, _ = json.Marshal(m)
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyDir copies a model folder's files.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	os.MkdirAll(to, 0o755)
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(to, e.Name()), raw, 0o644)
+	}
+}
+
+// tinyModelAndData writes a 2-layer Qwen2 model and a small text dataset.
+func tinyModelAndData(t *testing.T) (dir, model, data string) {
+	t.Helper()
+	dir = t.TempDir()
+	model = filepath.Join(dir, "model")
+	writeTinyHF(t, model, "qwen2")
+	data = filepath.Join(dir, "data.txt")
+	os.WriteFile(data, []byte(strings.Repeat("the robot counted the stars.\n\nthe cat painted the clouds.\n\n", 20)), 0o644)
+	return dir, model, data
+}
+
+// TestBadConfigSizes: a config.json with absurd sizes, or sizes that
+// disagree with the tensors, is refused before anything is allocated from
+// it, naming the key and both numbers, by every command that loads a model.
+func TestBadConfigSizes(t *testing.T) {
+	dir, good, data := tinyModelAndData(t)
+	var cases []badCase
+	for i, c := range []struct {
+		change map[string]any
+		want   []string
+	}{
+		{map[string]any{"num_hidden_layers": 1000000000}, []string{"num_hidden_layers 1000000000", "at most"}},
+		{map[string]any{"num_hidden_layers": 9000}, []string{"num_hidden_layers is 9000", "hold 2 layers"}},
+		{map[string]any{"num_hidden_layers": 1}, []string{"num_hidden_layers is 1", "hold 2 layers"}},
+		{map[string]any{"num_hidden_layers": 3}, []string{"num_hidden_layers is 3", "hold 2 layers"}},
+		{map[string]any{"hidden_size": int64(1) << 40}, []string{"hidden_size 1099511627776", "at most"}},
+		{map[string]any{"hidden_size": 1 << 20, "head_dim": 16}, []string{"model.embed_tokens.weight", "[258 64]", "[258 1048576]"}},
+		{map[string]any{"intermediate_size": int64(1) << 40}, []string{"intermediate_size 1099511627776"}},
+		{map[string]any{"intermediate_size": 1 << 19}, []string{"mlp.gate_proj.weight", "[128 64]", "[524288 64]"}},
+		{map[string]any{"max_position_embeddings": int64(1) << 40}, []string{"max_position_embeddings 1099511627776"}},
+		{map[string]any{"vocab_size": 1 << 23}, []string{"model.embed_tokens.weight", "[8388608 64]"}},
+		{map[string]any{"vocab_size": int64(1) << 40}, []string{"vocab_size 1099511627776"}},
+		{map[string]any{"num_attention_heads": 1 << 13}, []string{"self_attn.q_proj.weight", "[64 64]", "[131072 64]"}},
+		{map[string]any{"num_attention_heads": 7, "head_dim": 16}, []string{"num_key_value_heads 2 must divide num_attention_heads 7"}},
+		{map[string]any{"num_attention_heads": 1 << 20}, []string{"num_attention_heads 1048576"}},
+		{map[string]any{"head_dim": 1 << 19}, []string{"self_attn.q_proj.weight", "[2097152 64]"}},
+		{map[string]any{"head_dim": 15}, []string{"head_dim 15"}},
+		{map[string]any{"vocab_size": -3}, []string{"vocab_size", "-3"}},
+		{map[string]any{"num_hidden_layers": "many"}, []string{"config.json", "num_hidden_layers"}},
+		{map[string]any{"architectures": []string{"GPT2LMHeadModel"}}, []string{"config.json", "GPT2LMHeadModel"}},
+	} {
+		m := filepath.Join(dir, fmt.Sprintf("m%d", i))
+		copyDir(t, good, m)
+		editJSON(t, filepath.Join(m, "config.json"), c.change)
+		name := fmt.Sprint(c.change)
+		cases = append(cases,
+			badCase{"inspect " + name, []string{"inspect", m}, append([]string{m}, c.want...)},
+			badCase{"eval " + name, []string{"eval", "--model", m, "--data", data}, append([]string{m}, c.want...)},
+			badCase{"train " + name, []string{"train", "--model", m, "--data", data, "--out", filepath.Join(dir, "run"), "--dry-run"}, append([]string{m}, c.want...)},
+		)
+	}
+	cases = append(cases, badCase{"generate, too few layers", []string{"generate", "--model", filepath.Join(dir, "m2"), "--max-tokens", "2"}, []string{"num_hidden_layers is 1"}})
+	refuses(t, cases)
+}
+
+// TestBadSettings: values that parse but mean nothing, or whose memory
+// follows from them, are refused naming the flag.
+func TestBadSettings(t *testing.T) {
+	dir, m, data := tinyModelAndData(t)
+	runs := 0
+	trainArgs := func(extra ...string) []string { // each in a folder of its own
+		runs++
+		out := filepath.Join(dir, fmt.Sprintf("run%d", runs))
+		return append([]string{"train", "--model", m, "--data", data, "--out", out, "--max-steps", "2", "--no-progress"}, extra...)
+	}
+	var cases []badCase
+	for _, c := range []struct {
+		flag, value, want string
+	}{
+		{"--lr", "nan", "lr: NaN is not a finite number"}, {"--lr", "inf", "lr: +Inf"}, {"--lr", "-1e-3", "lr: -0.001 must be positive"},
+		{"--lr", "0", "lr: 0 must be positive"}, {"--lr", "fast", `"fast" is not a float`},
+		{"--weight-decay", "nan", "weight_decay: NaN"}, {"--weight-decay", "-0.1", "weight_decay: -0.1"},
+		{"--alpha", "nan", "alpha: NaN"}, {"--alpha", "-inf", "alpha: -Inf"}, {"--dropout", "nan", "dropout: NaN"}, {"--dropout", "1", "dropout: 1"},
+		{"--momentum", "nan", "momentum: NaN"}, {"--max-grad-norm", "-1", "max_grad_norm: -1"}, {"--max-grad-norm", "nan", "max_grad_norm: NaN"},
+		{"--loraplus-ratio", "-2", "loraplus_ratio: -2"}, {"--min-lr-ratio", "1.5", "min_lr_ratio: 1.5"}, {"--min-lr-ratio", "nan", "min_lr_ratio: NaN"},
+		{"--warmup-steps", "-1", "warmup_steps: -1"}, {"--max-steps", "-5", "max_steps: -5"}, {"--eval-every", "-1", "eval_every: -1"},
+		{"--epochs", "-1", "epochs: -1"}, {"--val-fraction", "nan", "val_fraction: NaN"}, {"--early-stopping-threshold", "nan", "early_stopping_threshold: NaN"},
+		{"--threads", "100000", "--threads 100000"}, {"--threads", "-1", "--threads -1"}, {"--rank", "100000", "rank 100000"}, {"--rank", "65", "above its width"},
+		{"--batch-size", "1000000", "--batch-size 1000000"}, {"--memory-limit", "64KiB", "more than the 0.1 MiB"}, {"--memory-limit", "lots", "memory_limit"},
+		{"--max-seq-len", "100000", "max_seq_len 100000"}, {"--targets", "q_proj,qproj", `target "qproj"`}, {"--targets", "nothing", "nothing"},
+		{"--checkpoint-layers", "3", "checkpoint_layers 3"}, {"--seed", "-1", `"-1" is not a uint`}, {"--pack=maybe", "", `"maybe" is not a bool`},
+	} {
+		args := trainArgs(c.flag, c.value)
+		if c.value == "" {
+			args = args[:len(args)-1]
+		}
+		cases = append(cases, badCase{c.flag + " " + c.value, args, []string{c.want}})
+	}
+	for _, c := range []struct {
+		flag, value, want string
+	}{
+		{"--temperature", "nan", "--temperature NaN"}, {"--temperature", "inf", "--temperature +Inf"}, {"--temperature", "-1", "--temperature -1"},
+		{"--top-p", "nan", "--top-p NaN"}, {"--top-p", "2", "--top-p 2"}, {"--max-tokens", "-1", "--max-tokens"}, {"--threads", "100000", "--threads 100000"},
+	} {
+		cases = append(cases, badCase{"generate " + c.flag + " " + c.value, []string{"generate", "--model", m, c.flag, c.value}, []string{c.want}})
+	}
+	cases = append(cases,
+		badCase{"eval --threads", []string{"eval", "--model", m, "--data", data, "--threads", "4096"}, []string{"--threads 4096"}},
+		badCase{"eval --max-seq-len", []string{"eval", "--model", m, "--data", data, "--max-seq-len", "100000"}, []string{"max_seq_len 100000"}},
+		badCase{"bench --threads", []string{"bench", "train", "--threads", "4096"}, []string{"--threads 4096"}},
+	)
+	refuses(t, cases)
+}
+
+// TestNonFiniteWeights: an adapter or a base holding NaN or Inf is an
+// error in eval and generate, never a loss of NaN with exit 0.
+func TestNonFiniteWeights(t *testing.T) {
+	dir, m, data := tinyModelAndData(t)
+	run := filepath.Join(dir, "run")
+	if code, _, stderr := capture(t, "train", "--model", m, "--data", data, "--out", run, "--max-steps", "2", "--max-seq-len", "32", "--no-progress", "--quant", "f32"); code != 0 {
+		t.Fatalf("train: exit %d\n%s", code, stderr)
+	}
+	var cases []badCase
+	for i, v := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+		// The adapter: one value of one factor.
+		ad := filepath.Join(dir, fmt.Sprintf("adapter%d", i))
+		copyDir(t, filepath.Join(run, "adapter"), ad)
+		poison(t, filepath.Join(ad, "adapter_model.safetensors"), "lora_B", v)
+		// The base: one value of one projection.
+		base := filepath.Join(dir, fmt.Sprintf("base%d", i))
+		copyDir(t, m, base)
+		poison(t, filepath.Join(base, "model.safetensors"), "layers.1.mlp.down_proj", v)
+		cases = append(cases,
+			badCase{fmt.Sprintf("eval adapter %g", v), []string{"eval", "--model", m, "--adapter", ad, "--data", data}, []string{"adapter_model.safetensors", "lora_B", fmt.Sprint(v)}},
+			badCase{fmt.Sprintf("generate adapter %g", v), []string{"generate", "--model", m, "--adapter", ad, "--max-tokens", "3"}, []string{"adapter_model.safetensors", fmt.Sprint(v)}},
+			badCase{fmt.Sprintf("eval base %g", v), []string{"eval", "--model", base, "--data", data}, []string{"non-finite"}},
+			badCase{fmt.Sprintf("generate base %g", v), []string{"generate", "--model", base, "--max-tokens", "3", "--temperature", "0"}, []string{"non-finite"}},
+		)
+	}
+	refuses(t, cases)
+}
+
+// poison sets one value of the first tensor whose name contains part.
+func poison(t *testing.T, path, part string, v float32) {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []safetensors.WriteEntry
+	done := false
+	for _, n := range f.Names() {
+		ten, _ := f.Tensor(n)
+		data := append([]byte(nil), ten.Data...)
+		if !done && strings.Contains(n, part) && ten.Dtype == safetensors.F32 {
+			bits := math.Float32bits(v)
+			data[4], data[5], data[6], data[7] = byte(bits), byte(bits>>8), byte(bits>>16), byte(bits>>24)
+			done = true
+		}
+		entries = append(entries, safetensors.WriteEntry{Name: n, Dtype: ten.Dtype, Shape: ten.Shape, Data: data})
+	}
+	f.Close()
+	if !done {
+		t.Fatalf("%s has no F32 tensor named like %q", path, part)
+	}
+	if err := safetensors.Write(path, entries, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+}
