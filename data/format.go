@@ -86,6 +86,9 @@ func MapColumns(r Row, m map[string]string) Row {
 type Example struct {
 	IDs  []int32
 	Mask []bool
+	// Truncated is how many tokens --max-seq-len cut from the rendering
+	// (not kept in the token cache; the Dataset keeps the count).
+	Truncated int
 }
 
 // Supervised counts the supervised tokens.
@@ -247,6 +250,7 @@ func (e *Example) truncate(o RenderOptions, promptLen int) *Example {
 	if n <= 0 || len(e.IDs) <= n {
 		return e
 	}
+	e.Truncated = len(e.IDs) - n
 	if o.Truncation != "right" && promptLen > 1 {
 		excess := len(e.IDs) - n
 		cut := min(excess, promptLen-1) // drop prompt tokens after the first

@@ -19,7 +19,16 @@ type Report struct {
 	Tokens    *TokenStats    `json:"tokens,omitempty"` // with a tokenizer
 	Dropped   map[string]int `json:"dropped,omitempty"`
 	Example   string         `json:"example,omitempty"` // first example, supervised tokens in [brackets]
+	TurnEnd   *TurnEnd       `json:"turn_end,omitempty"` // chat data: what ends an assistant turn
 	Formatted string         `json:"-"`
+}
+
+// TurnEnd is what ends an assistant turn of chat data, supervised so that
+// the model learns to stop (tokenizer.Tokenizer.TurnEnd).
+type TurnEnd struct {
+	Marker string `json:"marker"`
+	Tokens int    `json:"tokens"` // how many tokens the vocabulary writes it in
+	EOS    bool   `json:"eos"`    // the template has no marker: the model's EOS, after the last answer
 }
 
 // TokenStats summarizes rendered examples.
@@ -97,6 +106,11 @@ func Inspect(path string, tok *tokenizer.Tokenizer, lo LoadOptions) (*Report, er
 	}
 	if rep.Rows == 0 {
 		return nil, fmt.Errorf("data: %s has no rows", path)
+	}
+	if tok != nil && (rep.Format == FormatChat || rep.Format == FormatShareGPT) {
+		if m, n, eos, err := tok.TurnEnd(); err == nil && m != "" {
+			rep.TurnEnd = &TurnEnd{Marker: m, Tokens: n, EOS: eos}
+		}
 	}
 	if tok != nil && len(lengths) > 0 {
 		sort.Ints(lengths)

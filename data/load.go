@@ -49,6 +49,7 @@ type Dataset struct {
 	Train, Val []*Example     `json:"-"`
 	Dropped    map[string]int `json:"dropped,omitempty"` // reason → examples
 	Tokens     int            `json:"tokens"`
+	Truncated  int            `json:"truncated"` // examples --max-seq-len cut
 	Supervised int            `json:"supervised"`
 	FromCache  bool           `json:"from_cache"`
 	// Key identifies the dataset as tokenized: a hash of the data files'
@@ -153,6 +154,9 @@ func load(path string, tok *tokenizer.Tokenizer, o LoadOptions, key string) (*Da
 				case ex.Supervised() == 0:
 					ds.Dropped["no supervised tokens (truncated away or none in the row)"]++
 				default:
+					if ex.Truncated > 0 {
+						ds.Truncated++
+					}
 					sw.add(ex) // to disk in row order; the example itself is not kept
 					kept++
 				}
@@ -245,7 +249,14 @@ func cacheKey(path string, tok *tokenizer.Tokenizer, o LoadOptions) (string, err
 		cols = append(cols, k+"="+v)
 	}
 	sort.Strings(cols)
-	opts, _ := json.Marshal([]any{o.Render, cols, tok.Fingerprint(), "v2", o.TextUnit})
+	parts := []any{o.Render, cols, tok.Fingerprint(), "v2", o.TextUnit}
+	if tok.ChatTemplate() != "" {
+		// Chat masks supervise the end of each turn in every case since this
+		// revision: caches of chat data rendered before are not reused (and a
+		// key without a template stays what it was, so runs resume).
+		parts = append(parts, "turn-end-1")
+	}
+	opts, _ := json.Marshal(parts)
 	h.Write(opts)
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
 }

@@ -119,9 +119,11 @@ func (t *Tokenizer) isByteToken(id int32) bool {
 // AssistantMask renders a conversation once, tokenizes it, and marks the tokens
 // the loss should supervise: each assistant message's content, located in the
 // rendering in order (templates change the text around it, and may trim it),
-// plus the end-of-turn token the template puts right after it (<|im_end|>,
-// <|eot_id|>, <|end|>, </s>). It fails, naming the turn, when an assistant
-// message cannot be located.
+// plus what ends the turn, so that a fine-tuned model learns to stop: the
+// template's end-of-turn marker (<|im_end|>, <|eot_id|>, <|end|>, </s>…) in
+// as many tokens as this vocabulary writes it, or, where the template has
+// none, the model's EOS appended after the last answer. It fails, naming
+// the turn, when an assistant message cannot be located.
 func (t *Tokenizer) AssistantMask(messages []any, extra map[string]any) ([]int32, []bool, error) {
 	return t.AssistantMaskTurns(messages, extra, nil)
 }
@@ -176,20 +178,93 @@ func (t *Tokenizer) AssistantMaskTurns(messages []any, extra map[string]any, sup
 				last = i
 			}
 		}
-		// The end-of-turn token: the next token, if it is an added (special) one,
-		// allowing only whitespace in between.
-		for i := last + 1; i >= 1 && i < len(ids); i++ {
-			if t.isAdded(ids[i]) {
-				mask[i] = true
-				break
+		switch s, e, ok := t.turnEnd(text, end, ids, offs, last); {
+		case ok:
+			for i, o := range offs {
+				if o[0] < e && o[1] > s {
+					mask[i] = true
+				}
 			}
-			if strings.TrimSpace(text[offs[i][0]:offs[i][1]]) != "" {
-				break
-			}
+			pos = e
+			continue
+		case turn == len(messages)-1 && t.EOS >= 0:
+			// No marker: the model's EOS ends the conversation (as the
+			// prompt/completion formats end with it).
+			ids = append(ids, t.EOS)
+			mask = append(mask, true)
+			offs = append(offs, [2]int{len(text), len(text)})
 		}
 		pos = end
 	}
 	return ids, mask, nil
+}
+
+// endMarkers are the end-of-turn markers of common chat templates, which
+// a vocabulary may or may not hold as one token.
+var endMarkers = []string{"<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|END_OF_TURN_TOKEN|>", "<|eot|>", "</s>"}
+
+// turnEnd finds what ends an assistant turn whose content ends at byte end
+// of the rendering (its last token is last): after whitespace, one of
+// endMarkers or the EOS token's text, or else an added token right after
+// the content. It returns the marker's byte span.
+func (t *Tokenizer) turnEnd(text string, end int, ids []int32, offs [][2]int, last int) (int, int, bool) {
+	rest := strings.TrimLeft(text[end:], " \t\r\n")
+	at := len(text) - len(rest)
+	eos := ""
+	if t.EOS >= 0 && int(t.EOS) < len(t.pieces) {
+		eos = t.pieces[t.EOS]
+	}
+	for _, m := range append(endMarkers[:len(endMarkers):len(endMarkers)], eos) {
+		if m != "" && strings.HasPrefix(rest, m) {
+			return at, at + len(m), true
+		}
+	}
+	for i := last + 1; i >= 1 && i < len(ids); i++ {
+		if t.isAdded(ids[i]) {
+			return offs[i][0], offs[i][1], true
+		}
+		if strings.TrimSpace(text[offs[i][0]:offs[i][1]]) != "" {
+			break
+		}
+	}
+	return 0, 0, false
+}
+
+// TurnEnd says what ends an assistant turn under the chat template, as
+// AssistantMask supervises it: the marker's text and how many tokens this
+// vocabulary writes it in, or the EOS token's text with eos set when the
+// template has no marker. It renders a probe conversation to find out.
+func (t *Tokenizer) TurnEnd() (marker string, tokens int, eos bool, err error) {
+	probe := []any{&Dict{Keys: []string{"role", "content"}, M: map[string]any{"role": "user", "content": "Hello there"}},
+		&Dict{Keys: []string{"role", "content"}, M: map[string]any{"role": "assistant", "content": "General Kenobi"}}}
+	text, err := t.ApplyChatTemplate(probe, false, nil)
+	if err != nil {
+		return "", 0, false, err
+	}
+	end := strings.LastIndex(text, "General Kenobi")
+	if end < 0 {
+		return "", 0, false, fmt.Errorf("chat template: the assistant's message is not in its rendering")
+	}
+	end += len("General Kenobi")
+	ids, offs := t.EncodeOffsets(text, false)
+	last := -1
+	for i, o := range offs {
+		if o[0] < end {
+			last = i
+		}
+	}
+	if s, e, ok := t.turnEnd(text, end, ids, offs, last); ok {
+		for _, o := range offs {
+			if o[0] < e && o[1] > s {
+				tokens++
+			}
+		}
+		return text[s:e], tokens, false, nil
+	}
+	if t.EOS >= 0 && int(t.EOS) < len(t.pieces) {
+		return t.pieces[t.EOS], 1, true, nil
+	}
+	return "", 0, false, nil
 }
 
 func (t *Tokenizer) isAdded(id int32) bool {

@@ -289,9 +289,34 @@ func (s *Session) loadData(withVal bool) error {
 	for _, reason := range slices.Sorted(maps.Keys(ds.Dropped)) {
 		s.Log.Warn("rows dropped", "count", ds.Dropped[reason], "reason", reason)
 	}
+	if ds.Truncated > 0 {
+		s.Log.Warn("examples truncated", "count", ds.Truncated, "of", len(ds.Train)+len(ds.Val), "max_seq_len", c.MaxSeqLen, "truncation", c.Truncation)
+	}
+	if ds.Format == data.FormatChat || ds.Format == data.FormatShareGPT {
+		s.logTurnEnd()
+	}
 	s.Batches = &data.Batcher{Examples: ds.Train, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(s.Model, s.Tok), Seed: c.Seed}
 	s.PerEpoch, err = s.Batches.Steps()
 	return err
+}
+
+// logTurnEnd says what ends an assistant turn (supervised, so that the
+// model learns to stop), warning when the template's marker is not one
+// token of the vocabulary.
+func (s *Session) logTurnEnd() {
+	marker, n, eos, err := s.Tok.TurnEnd()
+	switch {
+	case err != nil:
+		s.Log.Warn("chat template", "problem", err.Error())
+	case marker == "":
+		s.Log.Warn("chat turns have no end marker and the model no EOS: a fine-tuned model may not learn to stop")
+	case eos:
+		s.Log.Info("chat turns end with the model's EOS (the template has no end-of-turn marker)", "eos", marker)
+	case n > 1:
+		s.Log.Warn("the chat template's end-of-turn marker is not one token of this vocabulary: the model learns to write it piece by piece (generate --chat stops on its text)", "marker", marker, "tokens", n)
+	default:
+		s.Log.Info("chat turns end with", "marker", marker)
+	}
 }
 
 // Batch returns global micro-batch g of the training order.

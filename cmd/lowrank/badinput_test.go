@@ -272,3 +272,44 @@ func poison(t *testing.T, path, part string, v float32) {
 		t.Fatal(err)
 	}
 }
+
+// TestChatLearnsToStop: with a template whose end-of-turn marker is not one
+// token of the vocabulary (chatml over a byte-level vocabulary: <|im_end|>
+// is 10 tokens), the marker is supervised, the log says so, and after
+// fine-tuning generate --chat replies and stops at the marker, which it
+// does not print.
+func TestChatLearnsToStop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a training run: skipped with -short (the emulated arm64 run)")
+	}
+	dir := t.TempDir()
+	m := filepath.Join(dir, "model")
+	writeTinyHF(t, m, "qwen2")
+	var b strings.Builder
+	for range 32 {
+		b.WriteString(`{"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi there, friend!"}]}` + "\n")
+	}
+	data := filepath.Join(dir, "chat.jsonl")
+	os.WriteFile(data, []byte(b.String()), 0o644)
+	conv := filepath.Join(dir, "conv.json")
+	os.WriteFile(conv, []byte(`[{"role": "user", "content": "Say hi."}]`), 0o644)
+	code, out, _ := capture(t, "inspect", data, "--model", m, "--chat-template", "chatml")
+	if code != 0 || !strings.Contains(out, "turns end with <|im_end|> (supervised), which this vocabulary writes in 10 tokens") {
+		t.Fatalf("inspect: exit %d\n%s", code, out)
+	}
+	run := filepath.Join(dir, "run")
+	code, _, stderr := capture(t, "train", "--model", m, "--data", data, "--chat-template", "chatml", "--out", run, "--quant", "f32",
+		"--max-steps", "150", "--lr", "1e-2", "--lr-schedule", "constant", "--rank", "16", "--no-progress", "--log-every", "0")
+	if code != 0 || !strings.Contains(stderr, "end-of-turn marker is not one token") || !strings.Contains(stderr, "tokens=10") {
+		t.Fatalf("train: exit %d\n%s", code, stderr)
+	}
+	code, out, stderr = capture(t, "generate", "--model", m, "--adapter", filepath.Join(run, "adapter"), "--chat", conv, "--temperature", "0", "--max-tokens", "60")
+	if code != 0 || out != "Hi there, friend!" {
+		t.Fatalf("generate --chat: exit %d, %q (want the reply, stopped at <|im_end|>)\n%s", code, out, stderr)
+	}
+	// Without the marker supervised, the same run would go on past the reply.
+	code, out, _ = capture(t, "generate", "--model", m, "--adapter", filepath.Join(run, "adapter"), "--prompt", "<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\n", "--temperature", "0", "--max-tokens", "27")
+	if code != 0 || !strings.HasPrefix(out, "Hi there, friend!<|im_end|>") {
+		t.Errorf("the model does not write the marker after its reply: %q", out)
+	}
+}

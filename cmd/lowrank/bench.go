@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
@@ -82,9 +81,7 @@ median of five rounds.`,
 			}
 			rss := sysinfo.PeakRSS()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{
+				return writeJSON(out, map[string]any{
 					"kernel": pool.Kernel(), "path": pool.Path().Info(), "threads": pool.Threads(), "goos": runtime.GOOS, "goarch": runtime.GOARCH,
 					"available_kernels": kernels.Kernels(), "results": results, "peak_rss_bytes": rss,
 				})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -41,9 +40,7 @@ process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(r)
+				return writeJSON(out, r)
 			}
 			fmt.Fprintf(out, "%s  batch %d×%d  rank %d  %s  path %s, %d threads  checkpointing %v\n",
 				c.Preset, c.Batch, c.Seq, c.Rank, c.Quant, r.Path, c.Threads, c.Checkpointing)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -29,12 +28,17 @@ func newGenerate() *cobra.Command {
 		temperature, topP        float64
 		seed, gptqSeed           uint64
 		asJSON                   bool
+		chatFile, chatTemplate   string
 	)
 	c := &cobra.Command{
-		Use:   "generate --model M [--prompt P]",
+		Use:   "generate --model M [--prompt P | --chat CONV.json]",
 		Short: "Generate text from a model",
 		Long: `Generates text from a prompt (default: just the BOS token) with a KV cache.
 --temperature 0 is greedy decoding. Only the generated text is printed.
+--chat CONV.json renders a conversation (a JSON list of {role, content}) with the
+model's chat template (or --chat-template, or the one the adapter was trained with)
+and the assistant's header, and generates the reply: it stops at the template's
+end-of-turn marker (not printed) or at EOS.
 --quant nf4 double-quantizes the scales and --gptq-tokens/--gptq-tune/--gptq-seed
 quantize by GPTQ, as training does: an adapter trained on such a base runs on the same
 weights. With --adapter, the settings its lowrank.json records are used unless given.`,
@@ -51,8 +55,11 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 			if modelPath == "" {
 				return usageError{cmd: "generate", err: fmt.Errorf("--model is required")}
 			}
+			if chatFile != "" && cmd.Flags().Changed("prompt") {
+				return usageError{cmd: "generate", err: fmt.Errorf("--prompt and --chat: give one (the conversation ends with the user's turn)")}
+			}
 			if err := useAdapterInfo(cmd, &notes, adapterDir, modelPath, map[string]string{"quant": "quant", "gptq_tokens": "gptq-tokens",
-				"gptq_tune": "gptq-tune", "gptq_seed": "gptq-seed"}); err != nil {
+				"gptq_tune": "gptq-tune", "gptq_seed": "gptq-seed", "chat_template": "chat-template"}); err != nil {
 				return err
 			}
 			switch {
@@ -79,6 +86,11 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 			if err != nil {
 				return err
 			}
+			if chatTemplate != "" {
+				if err := tok.UseChatTemplate(chatTemplate); err != nil {
+					return err
+				}
+			}
 			m, err := model.Load(modelPath, opts)
 			if err != nil {
 				return err
@@ -92,7 +104,21 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 			if tok.VocabSize() > m.Config.Vocab {
 				return fmt.Errorf("%s: tokenizer has %d tokens but the model's vocabulary is %d", modelPath, tok.VocabSize(), m.Config.Vocab)
 			}
-			ids := tok.Encode(prompt, true)
+			var ids []int32
+			stop := "" // the end-of-turn marker's text, with --chat
+			if chatFile != "" {
+				rendered, err := renderChatFile(tok, chatFile, true)
+				if err != nil {
+					return err
+				}
+				prompt = rendered
+				ids = tok.Encode(rendered, false) // the template writes its own BOS
+				if marker, _, eos, err := tok.TurnEnd(); err == nil && !eos {
+					stop = marker
+				}
+			} else {
+				ids = tok.Encode(prompt, true)
+			}
 			if len(ids) == 0 {
 				ids = []int32{int32(m.Config.BOS)}
 			}
@@ -100,25 +126,48 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 			var gen []int32
 			stream := tok.NewStreamDecoder(ids, true)
 			var text strings.Builder
+			printed := 0 // bytes of text written: the rest may be the start of the marker
 			start := time.Now()
 			emit := func(id int32) bool {
-				gen = append(gen, id)
-				piece := stream.Add(id)
-				text.WriteString(piece)
-				if !asJSON {
-					io.WriteString(out, piece)
+				if tok.EOS >= 0 && id == tok.EOS {
+					return false // the tokenizer's EOS, where the config names another
 				}
+				gen = append(gen, id)
+				text.WriteString(stream.Add(id))
+				t := text.String()
+				if stop != "" {
+					if i := strings.Index(t, stop); i >= 0 {
+						if !asJSON {
+							io.WriteString(out, t[printed:i])
+						}
+						text.Reset()
+						text.WriteString(t[:i])
+						return false
+					}
+				}
+				keep := len(t)
+				for k := min(len(stop)-1, len(t)-printed); k > 0; k-- { // hold back a partial marker
+					if strings.HasSuffix(t, stop[:k]) {
+						keep = len(t) - k
+						break
+					}
+				}
+				if !asJSON {
+					io.WriteString(out, t[printed:keep])
+				}
+				printed = keep
 				return true
 			}
 			tp := autograd.NewTape(pool)
 			if _, err := m.Generate(tp, ids, maxTokens, model.NewSampler(temperature, topK, topP, seed), emit); err != nil {
 				return err
 			}
+			if t := text.String(); !asJSON && printed < len(t) {
+				io.WriteString(out, t[printed:]) // ended on a partial marker: it was text
+			}
 			elapsed := time.Since(start).Seconds()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{
+				return writeJSON(out, map[string]any{
 					"prompt": prompt, "prompt_tokens": len(ids), "text": text.String(), "tokens": gen,
 					"generated_tokens": len(gen), "tokens_per_second": float64(len(gen)) / elapsed,
 				})
@@ -132,6 +181,8 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 	f := c.Flags()
 	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or .gguf file")
 	f.StringVar(&prompt, "prompt", "", "prompt text (default: start from BOS)")
+	f.StringVar(&chatFile, "chat", "", "a conversation to reply to: JSON list of {role, content} (or {messages, tools}); stops at the end of the turn")
+	f.StringVar(&chatTemplate, "chat-template", "", "with --chat: chatml, llama3, simple or a template file (default: the adapter's, else the model's)")
 	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory to apply")
 	f.IntVar(&maxTokens, "max-tokens", 256, "tokens to generate at most")
 	f.Float64Var(&temperature, "temperature", 0.8, "sampling temperature; 0 is greedy")

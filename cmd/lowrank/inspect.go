@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -60,9 +59,7 @@ func newInspect() *cobra.Command {
 			defer m.Close()
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"path": path, "config": m.Config, "parameters": m.Params(), "weight_bytes": m.WeightBytes(), "tensors": m.Stored})
+				return writeJSON(out, map[string]any{"path": path, "config": m.Config, "parameters": m.Params(), "weight_bytes": m.WeightBytes(), "tensors": m.Stored})
 			}
 			c := m.Config
 			fmt.Fprintf(out, "%s: %s, %d layers, hidden %d, intermediate %d, %d heads (%d KV, dim %d), vocab %d, context %d\n",
@@ -136,9 +133,7 @@ func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate, tex
 	}
 	out := cmd.OutOrStdout()
 	if asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return writeJSON(out, rep)
 	}
 	fmt.Fprintf(out, "%s: %d rows, columns %v, format %s\n", rep.Path, rep.Rows, rep.Columns, rep.Format)
 	if rep.Tokens == nil && tok == nil {
@@ -156,6 +151,15 @@ func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate, tex
 	fmt.Fprintf(out, "mask coverage: %.1f%% of tokens supervised (%d)\n", 100*t.Coverage, t.Supervised)
 	if len(rep.Dropped) > 0 {
 		fmt.Fprintln(out, data.DroppedSummary(rep.Dropped))
+	}
+	switch te := rep.TurnEnd; {
+	case te == nil:
+	case te.EOS:
+		fmt.Fprintf(out, "turns end with the model's EOS %s (supervised; the template has no end-of-turn marker)\n", te.Marker)
+	case te.Tokens > 1:
+		fmt.Fprintf(out, "turns end with %s (supervised), which this vocabulary writes in %d tokens: the model learns to write it piece by piece\n", te.Marker, te.Tokens)
+	default:
+		fmt.Fprintf(out, "turns end with %s (supervised, one token)\n", te.Marker)
 	}
 	fmt.Fprintf(out, "first example (supervised tokens in [brackets]):\n%s\n", rep.Example)
 	return nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -66,7 +65,7 @@ config.json, the tokenizer files and model.safetensors in --dtype to --out. An e
 				return err
 			}
 			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(rep)
+				return writeJSON(cmd.OutOrStdout(), rep)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "merged %d adapted layers into %s (%s, from %s): %d tensors, %.1f MiB\n",
 				rep.Merged, out, rep.Dtype, rep.BaseFrom, rep.Tensors, float64(rep.Bytes)/(1<<20))

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -49,9 +48,7 @@ func newTokenize() *cobra.Command {
 				for i, id := range ids {
 					pieces[i] = tok.Piece(id)
 				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"ids": ids, "pieces": pieces, "offsets": offsets, "count": len(ids)})
+				return writeJSON(out, map[string]any{"ids": ids, "pieces": pieces, "offsets": offsets, "count": len(ids)})
 			}
 			s := make([]string, len(ids))
 			for i, id := range ids {
@@ -80,36 +77,14 @@ func tokenizeChat(cmd *cobra.Command, modelPath, chatFile, chatTemplate string, 
 			return err
 		}
 	}
-	raw, err := os.ReadFile(chatFile)
+	text, err := renderChatFile(tok, chatFile, addGen)
 	if err != nil {
 		return err
-	}
-	conv, err := tokenizer.ParseJSONOrdered(raw)
-	if err != nil {
-		return fmt.Errorf("%s: not valid JSON: %v", chatFile, err)
-	}
-	messages, extra := conv, map[string]any{}
-	if d, ok := conv.(*tokenizer.Dict); ok { // {"messages": [...], "tools": [...]}
-		messages = d.M["messages"]
-		for _, k := range d.Keys {
-			if k != "messages" {
-				extra[k] = d.M[k]
-			}
-		}
-	}
-	if _, ok := messages.([]any); !ok {
-		return fmt.Errorf("%s: want a JSON list of messages or an object with \"messages\"", chatFile)
-	}
-	text, err := tok.ApplyChatTemplate(messages, addGen, extra)
-	if err != nil {
-		return fmt.Errorf("%s: %v", chatFile, err)
 	}
 	ids := tok.Encode(text, false)
 	out := cmd.OutOrStdout()
 	if asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"text": text, "ids": ids, "count": len(ids)})
+		return writeJSON(out, map[string]any{"text": text, "ids": ids, "count": len(ids)})
 	}
 	fmt.Fprint(out, text)
 	if !strings.HasSuffix(text, "\n") {
@@ -121,4 +96,45 @@ func tokenizeChat(cmd *cobra.Command, modelPath, chatFile, chatTemplate string, 
 	}
 	fmt.Fprintln(out, strings.Join(s, " "))
 	return nil
+}
+
+// renderChatFile applies tok's chat template to the conversation in file: a
+// JSON list of {role, content} messages, or an object with "messages" and
+// the template's other variables (tools…).
+func renderChatFile(tok *tokenizer.Tokenizer, file string, addGen bool) (string, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	conv, err := tokenizer.ParseJSONOrdered(raw)
+	if err != nil {
+		return "", fmt.Errorf("%s: not valid JSON: %v", file, err)
+	}
+	messages, extra := conv, map[string]any{}
+	if d, ok := conv.(*tokenizer.Dict); ok { // {"messages": [...], "tools": [...]}
+		messages = d.M["messages"]
+		for _, k := range d.Keys {
+			if k != "messages" {
+				extra[k] = d.M[k]
+			}
+		}
+	}
+	list, ok := messages.([]any)
+	if !ok {
+		return "", fmt.Errorf("%s: want a JSON list of messages or an object with \"messages\"", file)
+	}
+	for i, m := range list {
+		d, ok := m.(*tokenizer.Dict)
+		if !ok {
+			return "", fmt.Errorf("%s: message %d is not an object with role and content", file, i)
+		}
+		if _, ok := d.M["role"].(string); !ok {
+			return "", fmt.Errorf("%s: message %d has no role", file, i)
+		}
+	}
+	text, err := tok.ApplyChatTemplate(messages, addGen, extra)
+	if err != nil {
+		return "", fmt.Errorf("%s: %v", file, err)
+	}
+	return text, nil
 }
