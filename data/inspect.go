@@ -18,7 +18,7 @@ type Report struct {
 	Rows      int            `json:"rows"`
 	Tokens    *TokenStats    `json:"tokens,omitempty"` // with a tokenizer
 	Dropped   map[string]int `json:"dropped,omitempty"`
-	Example   string         `json:"example,omitempty"` // first example, supervised tokens in [brackets]
+	Example   string         `json:"example,omitempty"`  // first example, supervised tokens in [brackets]
 	TurnEnd   *TurnEnd       `json:"turn_end,omitempty"` // chat data: what ends an assistant turn
 	Formatted string         `json:"-"`
 }
