@@ -1,5 +1,6 @@
 # lowrank: build, test, benchmark.
 GO      ?= go
+SHELL   := bash
 BIN     ?= bin/lowrank
 PKGS    := ./...
 
@@ -18,8 +19,9 @@ demo: build
 # The whole suite: every package (the kernel tests run every microkernel this
 # CPU has, pure Go included), then the kernels built with -tags noasm, then
 # arm64 NEON under qemu when qemu-aarch64 is installed (.ci/run installs it).
+# Each run ends with the tests it skipped and why (internal/testsummary).
 test: lint
-	$(GO) test -count=1 -timeout 30m $(PKGS)
+	set -o pipefail; $(GO) test -json -count=1 -timeout 30m $(PKGS) | $(GO) run ./internal/testsummary
 	$(MAKE) test-noasm
 	$(MAKE) test-arm64
 
@@ -29,7 +31,7 @@ test-noasm:
 test-arm64:
 	@if command -v qemu-aarch64 >/dev/null 2>&1; then \
 		echo "arm64 (NEON kernels, whole suite; -short skips the end-to-end training runs) under qemu-aarch64:"; \
-		GOARCH=arm64 $(GO) test -count=1 -short -timeout 30m -exec qemu-aarch64 $(PKGS); \
+		set -o pipefail; GOARCH=arm64 $(GO) test -json -count=1 -short -timeout 30m -exec qemu-aarch64 $(PKGS) | $(GO) run ./internal/testsummary; \
 	else \
 		echo "SKIP arm64 kernel tests: qemu-aarch64 not installed (apt-get install qemu-user)"; \
 	fi

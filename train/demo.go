@@ -18,11 +18,16 @@ import (
 	"github.com/parquet-go/parquet-go"
 )
 
+// DemoSampleTokens is how long the demo's greedy samples are at most.
+const DemoSampleTokens = 200
+
 // DemoResult says where the demo put things and what it measured.
 type DemoResult struct {
 	Dir, Model, Train, Val, Run, Merged string
 	Result                              *Result
-	Sample                              string
+	// Before and After are greedy continuations of Prompt by the base model
+	// and by the fine-tuned one.
+	Prompt, Before, After string
 }
 
 // Demo runs the whole job offline: it makes a small Llama-shaped model with
@@ -44,7 +49,7 @@ func Demo(ctx context.Context, dir string, threads, maxSteps int, log *slog.Logg
 	}
 	c := Defaults()
 	c.Model, c.Data, c.Val, c.Out = r.Model, r.Train, r.Val, r.Run
-	c.Rank, c.Alpha, c.LR, c.Epochs, c.BatchSize, c.MaxSeqLen, c.Pack = 16, 32, 5e-3, 4, 8, 256, true
+	c.Rank, c.Alpha, c.LR, c.Epochs, c.BatchSize, c.MaxSeqLen, c.Pack = 16, 32, 3e-3, 8, 8, 256, true
 	c.EvalEvery, c.LogEvery, c.Threads, c.WarmupSteps, c.MaxSteps = 40, 20, threads, 10, maxSteps
 	c.Overwrite = true // the demo makes its folder afresh each time
 	res, err := Run(ctx, c, RunOptions{}, log, nil)
@@ -57,22 +62,43 @@ func Demo(ctx context.Context, dir string, threads, maxSteps int, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	m, err := model.Load(r.Model, model.LoadOptions{})
+	// The samples from the base as training held it (q8_0), as generate
+	// --adapter holds it: the suggested command prints the same text.
+	m, err := model.Load(r.Model, c.ModelOptions())
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
+	r.Prompt = "Zorb the robot"
+	greedy := func() (string, error) {
+		prompt := tok.Encode(r.Prompt, true)
+		ids, err := m.Generate(autograd.NewTape(nil), prompt, DemoSampleTokens, model.NewSampler(0, 0, 0, 0), nil)
+		if err != nil {
+			return "", err
+		}
+		return r.Prompt + strings.TrimPrefix(tok.Decode(append(prompt, ids...), true), tok.Decode(prompt, true)), nil
+	}
+	if r.Before, err = greedy(); err != nil {
+		return nil, err
+	}
 	ad, err := checkpoints.LoadAdapter(filepath.Join(r.Run, "adapter"), m)
 	if err != nil {
 		return nil, err
 	}
-	prompt := tok.Encode("Zorb the robot", true)
-	ids, err := m.Generate(autograd.NewTape(nil), prompt, 80, model.NewSampler(0, 0, 0, 0), nil)
+	if r.After, err = greedy(); err != nil {
+		return nil, err
+	}
+	// The merged model from the full-precision base.
+	full, err := model.Load(r.Model, model.LoadOptions{})
 	if err != nil {
 		return nil, err
 	}
-	r.Sample = "Zorb the robot" + strings.TrimPrefix(tok.Decode(append(prompt, ids...), true), tok.Decode(prompt, true))
-	if _, err := checkpoints.WriteMerged(r.Merged, m, ad, r.Model, "f32"); err != nil {
+	defer full.Close()
+	ad, err = checkpoints.LoadAdapter(filepath.Join(r.Run, "adapter"), full)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := checkpoints.WriteMerged(r.Merged, full, ad, r.Model, "f32"); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -22,6 +23,9 @@ func TestDemo(t *testing.T) {
 	}
 	if !(r.Result.BestValLoss < r.Result.BaseValLoss) {
 		t.Errorf("validation loss %g → %g did not fall", r.Result.BaseValLoss, r.Result.BestValLoss)
+	}
+	if !strings.HasPrefix(r.Before, r.Prompt) || !strings.HasPrefix(r.After, r.Prompt) || r.Before == r.After {
+		t.Errorf("greedy text before %q, after %q: want two different continuations of %q", r.Before, r.After, r.Prompt)
 	}
 	for _, p := range []string{"model/config.json", "model/tokenizer.json", "data/train.parquet", "run/adapter/adapter_model.safetensors", "run/metrics.jsonl", "merged/model.safetensors"} {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
