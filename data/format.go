@@ -3,7 +3,9 @@ package data
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -62,6 +64,17 @@ func ParseColumns(s string) (map[string]string, error) {
 		m[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
 	return m, nil
+}
+
+// CheckColumns refuses a mapping that names a column the row lacks (a
+// typo in --columns would otherwise be a format detected without it).
+func CheckColumns(r Row, m map[string]string) error {
+	for _, want := range slices.Sorted(maps.Keys(m)) {
+		if _, ok := r[m[want]]; !ok {
+			return fmt.Errorf("--columns maps %s to column %q, which the data lacks (its columns: %s)", want, m[want], strings.Join(slices.Sorted(maps.Keys(r)), ", "))
+		}
+	}
+	return nil
 }
 
 // MapColumns renames the row's columns: want → have.

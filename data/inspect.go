@@ -67,6 +67,11 @@ func Inspect(path string, tok *tokenizer.Tokenizer, lo LoadOptions) (*Report, er
 		if err != nil {
 			return nil, err
 		}
+		if rep.Rows == 0 {
+			if err := CheckColumns(r, columns); err != nil {
+				return nil, fmt.Errorf("data: %s: %v", src.Where(), err)
+			}
+		}
 		r = MapColumns(r, columns)
 		if rep.Rows == 0 {
 			for k := range r {

@@ -134,6 +134,12 @@ func load(path string, tok *tokenizer.Tokenizer, o LoadOptions, key string) (*Da
 			readErr = err
 			break
 		}
+		if ds.Rows == 0 {
+			if err := CheckColumns(r, o.Columns); err != nil {
+				readErr = fmt.Errorf("data: %s: %v", src.Where(), err)
+				break
+			}
+		}
 		r = MapColumns(r, o.Columns)
 		if ds.Rows == 0 {
 			if ds.Format, err = Detect(r); err != nil {

@@ -1,8 +1,13 @@
 package model
 
 import (
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lowrank/lowrank/checkpoints/gguf"
 )
 
 func TestParseHFConfig(t *testing.T) {
@@ -40,6 +45,47 @@ func TestParseHFConfig(t *testing.T) {
 	} {
 		if _, err := ParseHFConfig([]byte(bad.json)); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%s: error %v, want it to mention %q", bad.json, err, bad.want)
+		}
+	}
+}
+
+// TestGGUFConfigLimits: a GGUF whose metadata claims absurd sizes, or more
+// or fewer blocks than its tensors, is refused before anything is
+// allocated from them, naming the key.
+func TestGGUFConfigLimits(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		key   string
+		value uint32
+		want  string
+	}{
+		{"llama.block_count", 1 << 30, "num_hidden_layers 1073741824"},
+		{"llama.block_count", 3, "llama.block_count is 3, the weights hold 1 layer"},
+		{"llama.embedding_length", 1 << 30, "hidden_size 1073741824"},
+		{"llama.context_length", 1 << 30, "max_position_embeddings 1073741824"},
+		{"llama.attention.head_count", 1 << 20, "num_attention_heads 1048576"},
+	} {
+		w := gguf.NewWriter()
+		meta := map[string]uint32{"llama.block_count": 1, "llama.embedding_length": 8, "llama.feed_forward_length": 16, "llama.context_length": 64,
+			"llama.attention.head_count": 2, "llama.attention.head_count_kv": 2}
+		meta[c.key] = c.value
+		w.Set("general.architecture", "llama")
+		for _, k := range []string{"llama.block_count", "llama.embedding_length", "llama.feed_forward_length", "llama.context_length", "llama.attention.head_count", "llama.attention.head_count_kv"} {
+			w.Set(k, meta[k])
+		}
+		w.Set("llama.attention.layer_norm_rms_epsilon", float32(1e-5))
+		for _, name := range []string{"token_embd.weight", "blk.0.attn_q.weight"} {
+			w.AddTensor(name, gguf.TypeF32, []uint64{8, 8}, func(out io.Writer) error { _, err := out.Write(make([]byte, 256)); return err })
+		}
+		path := filepath.Join(dir, "m.gguf")
+		f, _ := os.Create(path)
+		if _, err := w.WriteTo(f); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		_, err := Load(path, LoadOptions{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s = %d: %v, want %q", c.key, c.value, err, c.want)
 		}
 	}
 }

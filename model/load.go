@@ -282,7 +282,11 @@ func checkLayers(c *Config, src tensorSource, key string) error {
 		}
 	}
 	if held != c.Layers {
-		return fmt.Errorf("%s is %d, the weights hold %d layers", key, c.Layers, held)
+		unit := "layers"
+		if held == 1 {
+			unit = "layer"
+		}
+		return fmt.Errorf("%s is %d, the weights hold %d %s", key, c.Layers, held, unit)
 	}
 	return nil
 }

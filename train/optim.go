@@ -16,6 +16,11 @@ type Optimizer interface {
 	// Step applies one update with learning rate lr, times each parameter's
 	// LRScale (LoRA+ gives B a larger rate).
 	Step(ps []lora.Param, lr float64)
+	// Finite reports whether Step(ps, lr) would leave every parameter and
+	// every value of the optimizer's state finite: with finite gradients a
+	// learning rate large enough overflows float32 (AdamW's lr/(1-β1) at
+	// the first step), and a run must stop before it, not save the result.
+	Finite(ps []lora.Param, lr float64) bool
 	// State returns the optimizer's state; its tensors view the optimizer's
 	// own buffers (valid until the next Step).
 	State(ps []lora.Param) *OptimizerState
@@ -105,31 +110,46 @@ func (o *SGD) Step(ps []lora.Param, lr float64) {
 	if o.Momentum != 0 && o.buf == nil {
 		o.buf, o.init = make([]float32, slabLen(ps)), make([]bool, len(ps))
 	}
+	o.each(ps, lr, func(pa lora.Param, j int, p, buf float32) {
+		pa.T.Data[j] = p
+		if o.buf != nil {
+			o.buf[pa.Off+j] = buf
+		}
+	})
+	for i := range o.init {
+		o.init[i] = true
+	}
+}
+
+func (o *SGD) Finite(ps []lora.Param, lr float64) bool {
+	ok := true
+	o.each(ps, lr, func(_ lora.Param, _ int, p, buf float32) { ok = ok && finite32(p) && finite32(buf) })
+	return ok
+}
+
+// each computes every parameter's new value and momentum buffer, as
+// torch.optim.SGD does (d = g + wd·p; buf = d at the first step, then
+// mom·buf + d; p -= lr·buf, or lr·d without momentum), and hands them to
+// set without writing them.
+func (o *SGD) each(ps []lora.Param, lr float64, set func(pa lora.Param, j int, p, buf float32)) {
 	wd := float32(o.WeightDecay)
 	mom := float32(o.Momentum)
 	for i, pa := range ps {
 		p := pa.T
 		plr := float32(lr * pa.LRScale)
-		var buf []float32
-		if mom != 0 {
-			buf = o.buf[pa.Off : pa.Off+len(p.Data)]
-			if !o.init[i] {
-				o.init[i] = true
-				for j, g := range p.Grad { // first step: buf = d_p
-					buf[j] = g + wd*p.Data[j]
-				}
-			} else {
-				for j, g := range p.Grad {
-					buf[j] = mom*buf[j] + (g + wd*p.Data[j])
-				}
-			}
-		}
+		first := o.init == nil || !o.init[i]
 		for j, g := range p.Grad {
 			d := g + wd*p.Data[j]
-			if buf != nil {
-				d = buf[j]
+			var buf float32
+			if mom != 0 {
+				if first {
+					buf = d
+				} else {
+					buf = mom*o.buf[pa.Off+j] + d
+				}
+				d = buf
 			}
-			p.Data[j] -= plr * d
+			set(pa, j, p.Data[j]-plr*d, buf)
 		}
 	}
 }
@@ -200,26 +220,51 @@ func (o *AdamW) Step(ps []lora.Param, lr float64) {
 		panic(fmt.Sprintf("train: AdamW state has %d values, step got %d", len(o.M), n))
 	}
 	o.T++
+	o.each(ps, lr, o.T, func(pa lora.Param, j int, p, m, v float32) {
+		pa.T.Data[j], o.M[pa.Off+j], o.V[pa.Off+j] = p, m, v
+	})
+}
+
+func (o *AdamW) Finite(ps []lora.Param, lr float64) bool {
+	ok := true
+	o.each(ps, lr, o.T+1, func(_ lora.Param, _ int, p, m, v float32) { ok = ok && finite32(p) && finite32(m) && finite32(v) })
+	return ok
+}
+
+// each computes step t's new value of every parameter and its moments in
+// the order torch.optim.AdamW uses (p·(1-lr·wd), then the moments, then p
+// -= lr/(1-β1^t) · m/(√v/√(1-β2^t) + ε)) and hands them to set without
+// writing them.
+func (o *AdamW) each(ps []lora.Param, lr float64, t int, set func(pa lora.Param, j int, p, m, v float32)) {
 	b1, b2 := float32(o.Beta1), float32(o.Beta2)
-	bc1 := 1 - math.Pow(o.Beta1, float64(o.T))
-	bc2 := 1 - math.Pow(o.Beta2, float64(o.T))
+	bc1 := 1 - math.Pow(o.Beta1, float64(t))
+	bc2 := 1 - math.Pow(o.Beta2, float64(t))
+	eps := float32(o.Eps)
+	bc2sqrt := float32(math.Sqrt(bc2))
 	for _, pa := range ps {
 		p := pa.T
 		plr := lr * pa.LRScale
 		decay := float32(1 - plr*o.WeightDecay)
 		stepSize := float32(plr / bc1)
-		bc2sqrt := float32(math.Sqrt(bc2))
-		eps := float32(o.Eps)
-		m, v := o.M[pa.Off:pa.Off+len(p.Data)], o.V[pa.Off:pa.Off+len(p.Data)]
+		var m, v []float32 // nil before the first step: zero moments
+		if o.M != nil {
+			m, v = o.M[pa.Off:pa.Off+len(p.Data)], o.V[pa.Off:pa.Off+len(p.Data)]
+		}
 		for j, g := range p.Grad {
-			p.Data[j] *= decay
-			m[j] = m[j]*b1 + g*(1-b1)
-			v[j] = v[j]*b2 + g*g*(1-b2)
-			denom := float32(math.Sqrt(float64(v[j])))/bc2sqrt + eps
-			p.Data[j] -= stepSize * (m[j] / denom)
+			x := p.Data[j] * decay
+			var mj, vj float32
+			if m != nil {
+				mj, vj = m[j], v[j]
+			}
+			mj = mj*b1 + g*(1-b1)
+			vj = vj*b2 + g*g*(1-b2)
+			denom := float32(math.Sqrt(float64(vj)))/bc2sqrt + eps
+			set(pa, j, x-stepSize*(mj/denom), mj, vj)
 		}
 	}
 }
+
+func finite32(x float32) bool { return !math.IsNaN(float64(x)) && !math.IsInf(float64(x), 0) }
 
 func (o *AdamW) State(ps []lora.Param) *OptimizerState {
 	st := &OptimizerState{Name: o.Name(), Steps: o.T, Tensors: map[string][]float32{}}

@@ -153,6 +153,9 @@ func (s *Session) loadBase(opts model.LoadOptions) error {
 	}
 	s.Model = m
 	s.closers = append(s.closers, m)
+	if tok.VocabSize() > m.Config.Vocab {
+		return fmt.Errorf("%s: the tokenizer has %d tokens, the model's vocabulary %d: they do not belong together", c.Model, tok.VocabSize(), m.Config.Vocab)
+	}
 	s.resolveMaxSeqLen()
 	if c.MaxSeqLen > m.Config.MaxPos {
 		return fmt.Errorf("max_seq_len %d is beyond the model's context of %d tokens (max_position_embeddings of %s)", c.MaxSeqLen, m.Config.MaxPos, c.Model)

@@ -132,6 +132,9 @@ func (t *Trainer) Step() (StepResult, error) {
 		kernels.Scale(ad.Grads(), float32(c.MaxGradNorm/r.GradNorm))
 	}
 	r.LR = t.LR()
+	if !t.Opt.Finite(ad.Params(), r.LR) {
+		return r, fmt.Errorf("step %d: at learning rate %g the update would make the adapter non-finite: %w", st.Step+1, r.LR, ErrDiverged)
+	}
 	t.Opt.Step(ad.Params(), r.LR)
 	st.Step++
 	st.Micro += int64(c.GradAccum)

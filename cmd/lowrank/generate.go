@@ -102,7 +102,7 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 				}
 			}
 			if tok.VocabSize() > m.Config.Vocab {
-				return fmt.Errorf("%s: tokenizer has %d tokens but the model's vocabulary is %d", modelPath, tok.VocabSize(), m.Config.Vocab)
+				return fmt.Errorf("%s: the tokenizer has %d tokens, the model's vocabulary %d: they do not belong together", modelPath, tok.VocabSize(), m.Config.Vocab)
 			}
 			var ids []int32
 			stop := "" // the end-of-turn marker's text, with --chat

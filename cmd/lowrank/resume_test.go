@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lowrank/lowrank/checkpoints"
+	"github.com/lowrank/lowrank/checkpoints/safetensors"
 	"github.com/lowrank/lowrank/internal/testassets"
 )
 
@@ -548,6 +550,27 @@ func TestDivergence(t *testing.T) {
 	ck, _, err := checkpoints.LatestCheckpoint(run)
 	if err != nil || ck == nil || !strings.Contains(stderr, ck.Dir) {
 		t.Fatalf("the last finite state: %v %v", ck, err)
+	}
+	// What the divergence left (the checkpoint, adapter/ if written) holds finite values only.
+	for _, dir := range []string{ck.Dir, filepath.Join(run, "adapter"), filepath.Join(run, "best")} {
+		f, err := safetensors.Open(filepath.Join(dir, "adapter_model.safetensors"))
+		if os.IsNotExist(err) && dir != ck.Dir {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range f.Names() {
+			ten, _ := f.Tensor(n)
+			v := make([]float32, ten.Elements())
+			ten.Float32s(v)
+			for _, x := range v {
+				if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+					t.Fatalf("%s: %s holds %g after the divergence", dir, n, x)
+				}
+			}
+		}
+		f.Close()
 	}
 	_, _, stderr = lowrank(t, strings.Fields(want)[1:]...)
 	if !strings.Contains(stderr, "msg=resumed checkpoint="+ck.Dir) || strings.Contains(stderr, "settings differ") {
