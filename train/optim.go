@@ -110,48 +110,70 @@ func (o *SGD) Step(ps []lora.Param, lr float64) {
 	if o.Momentum != 0 && o.buf == nil {
 		o.buf, o.init = make([]float32, slabLen(ps)), make([]bool, len(ps))
 	}
-	o.each(ps, lr, func(pa lora.Param, j int, p, buf float32) {
-		pa.T.Data[j] = p
-		if o.buf != nil {
-			o.buf[pa.Off+j] = buf
+	for i, pa := range ps {
+		k := o.step(pa, lr, i)
+		p := pa.T
+		for j, g := range p.Grad {
+			var buf float32
+			if o.buf != nil {
+				buf = o.buf[pa.Off+j]
+			}
+			x, buf := k.at(p.Data[j], buf, g)
+			p.Data[j] = x
+			if o.buf != nil {
+				o.buf[pa.Off+j] = buf
+			}
 		}
-	})
+	}
 	for i := range o.init {
 		o.init[i] = true
 	}
 }
 
 func (o *SGD) Finite(ps []lora.Param, lr float64) bool {
-	ok := true
-	o.each(ps, lr, func(_ lora.Param, _ int, p, buf float32) { ok = ok && finite32(p) && finite32(buf) })
-	return ok
-}
-
-// each computes every parameter's new value and momentum buffer, as
-// torch.optim.SGD does (d = g + wd·p; buf = d at the first step, then
-// mom·buf + d; p -= lr·buf, or lr·d without momentum), and hands them to
-// set without writing them.
-func (o *SGD) each(ps []lora.Param, lr float64, set func(pa lora.Param, j int, p, buf float32)) {
-	wd := float32(o.WeightDecay)
-	mom := float32(o.Momentum)
 	for i, pa := range ps {
+		k := o.step(pa, lr, i)
 		p := pa.T
-		plr := float32(lr * pa.LRScale)
-		first := o.init == nil || !o.init[i]
+		var bad float32 // x-x: 0 when finite, NaN otherwise
 		for j, g := range p.Grad {
-			d := g + wd*p.Data[j]
 			var buf float32
-			if mom != 0 {
-				if first {
-					buf = d
-				} else {
-					buf = mom*o.buf[pa.Off+j] + d
-				}
-				d = buf
+			if o.buf != nil {
+				buf = o.buf[pa.Off+j]
 			}
-			set(pa, j, p.Data[j]-plr*d, buf)
+			x, buf := k.at(p.Data[j], buf, g)
+			bad += (x - x) + (buf - buf)
+		}
+		if bad != 0 {
+			return false
 		}
 	}
+	return true
+}
+
+// sgdStep holds the scalars of a step for parameter i.
+type sgdStep struct {
+	lr, wd, mom float32
+	first       bool // no momentum buffer yet: buf = d
+}
+
+func (o *SGD) step(pa lora.Param, lr float64, i int) sgdStep {
+	return sgdStep{lr: float32(lr * pa.LRScale), wd: float32(o.WeightDecay), mom: float32(o.Momentum), first: o.init == nil || !o.init[i]}
+}
+
+// at is one value's update as torch.optim.SGD computes it: d = g + wd·p;
+// with momentum buf = d at the first step, then mom·buf + d, and d = buf;
+// p -= lr·d. It returns the new value and buffer.
+func (k *sgdStep) at(p, buf, g float32) (float32, float32) {
+	d := g + k.wd*p
+	if k.mom != 0 {
+		if k.first {
+			buf = d
+		} else {
+			buf = k.mom*buf + d
+		}
+		d = buf
+	}
+	return p - k.lr*d, buf
 }
 
 func (o *SGD) State(ps []lora.Param) *OptimizerState {
@@ -220,48 +242,62 @@ func (o *AdamW) Step(ps []lora.Param, lr float64) {
 		panic(fmt.Sprintf("train: AdamW state has %d values, step got %d", len(o.M), n))
 	}
 	o.T++
-	o.each(ps, lr, o.T, func(pa lora.Param, j int, p, m, v float32) {
-		pa.T.Data[j], o.M[pa.Off+j], o.V[pa.Off+j] = p, m, v
-	})
+	for _, pa := range ps {
+		k := o.step(pa, lr, o.T)
+		p := pa.T
+		m, v := o.M[pa.Off:pa.Off+len(p.Data)], o.V[pa.Off:pa.Off+len(p.Data)]
+		for j, g := range p.Grad {
+			p.Data[j], m[j], v[j] = k.at(p.Data[j], m[j], v[j], g)
+		}
+	}
 }
 
 func (o *AdamW) Finite(ps []lora.Param, lr float64) bool {
-	ok := true
-	o.each(ps, lr, o.T+1, func(_ lora.Param, _ int, p, m, v float32) { ok = ok && finite32(p) && finite32(m) && finite32(v) })
-	return ok
-}
-
-// each computes step t's new value of every parameter and its moments in
-// the order torch.optim.AdamW uses (p·(1-lr·wd), then the moments, then p
-// -= lr/(1-β1^t) · m/(√v/√(1-β2^t) + ε)) and hands them to set without
-// writing them.
-func (o *AdamW) each(ps []lora.Param, lr float64, t int, set func(pa lora.Param, j int, p, m, v float32)) {
-	b1, b2 := float32(o.Beta1), float32(o.Beta2)
-	bc1 := 1 - math.Pow(o.Beta1, float64(t))
-	bc2 := 1 - math.Pow(o.Beta2, float64(t))
-	eps := float32(o.Eps)
-	bc2sqrt := float32(math.Sqrt(bc2))
 	for _, pa := range ps {
+		k := o.step(pa, lr, o.T+1)
 		p := pa.T
-		plr := lr * pa.LRScale
-		decay := float32(1 - plr*o.WeightDecay)
-		stepSize := float32(plr / bc1)
 		var m, v []float32 // nil before the first step: zero moments
 		if o.M != nil {
 			m, v = o.M[pa.Off:pa.Off+len(p.Data)], o.V[pa.Off:pa.Off+len(p.Data)]
 		}
-		for j, g := range p.Grad {
-			x := p.Data[j] * decay
-			var mj, vj float32
-			if m != nil {
-				mj, vj = m[j], v[j]
+		// x-x is 0 for a finite x and NaN otherwise: one sum says whether
+		// every value is finite, without a branch per value.
+		var bad float32
+		if len(m) == 0 {
+			for j, g := range p.Grad {
+				x, m1, v1 := k.at(p.Data[j], 0, 0, g)
+				bad += (x - x) + (m1 - m1) + (v1 - v1)
 			}
-			mj = mj*b1 + g*(1-b1)
-			vj = vj*b2 + g*g*(1-b2)
-			denom := float32(math.Sqrt(float64(vj)))/bc2sqrt + eps
-			set(pa, j, x-stepSize*(mj/denom), mj, vj)
+		} else {
+			for j, g := range p.Grad {
+				x, m1, v1 := k.at(p.Data[j], m[j], v[j], g)
+				bad += (x - x) + (m1 - m1) + (v1 - v1)
+			}
+		}
+		if bad != 0 {
+			return false
 		}
 	}
+	return true
+}
+
+// adamwStep holds the scalars of step t for one parameter.
+type adamwStep struct{ b1, b2, bc2sqrt, eps, decay, stepSize float32 }
+
+func (o *AdamW) step(pa lora.Param, lr float64, t int) adamwStep {
+	plr := lr * pa.LRScale
+	return adamwStep{b1: float32(o.Beta1), b2: float32(o.Beta2), bc2sqrt: float32(math.Sqrt(1 - math.Pow(o.Beta2, float64(t)))),
+		eps: float32(o.Eps), decay: float32(1 - plr*o.WeightDecay), stepSize: float32(plr / (1 - math.Pow(o.Beta1, float64(t))))}
+}
+
+// at is one value's update, in the order torch.optim.AdamW computes it:
+// p·(1-lr·wd), the moments, then p -= lr/(1-β1^t) · m/(√v/√(1-β2^t) + ε).
+func (k *adamwStep) at(p, m, v, g float32) (float32, float32, float32) {
+	p *= k.decay
+	m = m*k.b1 + g*(1-k.b1)
+	v = v*k.b2 + g*g*(1-k.b2)
+	denom := float32(math.Sqrt(float64(v)))/k.bc2sqrt + k.eps
+	return p - k.stepSize*(m/denom), m, v
 }
 
 func finite32(x float32) bool { return !math.IsNaN(float64(x)) && !math.IsInf(float64(x), 0) }

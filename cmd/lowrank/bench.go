@@ -91,7 +91,7 @@ median of five rounds.`,
 		},
 	}
 	f := c.Flags()
-	f.IntVar(&threads, "threads", 0, "worker threads (0 = all cores)")
+	f.IntVar(&threads, "threads", 0, "worker threads (0: every CPU this process may use)")
 	f.BoolVar(&asJSON, "json", false, "print results as JSON on stdout")
 	f.StringVar(&kernel, "kernel", "", "kernel path: avx512, avx2, neon or go (default: the best this CPU has; also LOWRANK_KERNEL)")
 	f.StringVar(&formats, "formats", "f32,q8_0,q4_0,nf4", "weight formats to time, comma-separated")

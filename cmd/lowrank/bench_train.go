@@ -55,7 +55,7 @@ process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 	f.IntVar(&c.Seq, "seq", 256, "tokens per sequence")
 	f.IntVar(&c.Rank, "rank", 8, "LoRA rank")
 	f.StringVar(&c.Quant, "quant", "q8_0", "base weight format: f32|f16|bf16|q8_0|q4_0|nf4")
-	f.IntVar(&c.Threads, "threads", 0, "worker threads (0 = all cores)")
+	f.IntVar(&c.Threads, "threads", 0, "worker threads (0: every CPU this process may use)")
 	f.IntVar(&c.Warmup, "warmup", 1, "untimed steps first")
 	f.IntVar(&c.Steps, "steps", 3, "timed steps")
 	f.BoolVar(&c.Checkpointing, "activation-checkpointing", false, "recompute each block in backward (less memory)")

@@ -42,7 +42,7 @@ func newDemo() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&out, "out", "demo", "directory for the demo's model, data and run")
-	c.Flags().IntVar(&threads, "threads", 0, "worker threads (0 = all cores)")
+	c.Flags().IntVar(&threads, "threads", 0, "worker threads (0: every CPU this process may use)")
 	return c
 }
 

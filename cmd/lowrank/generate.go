@@ -194,7 +194,7 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 	f.IntVar(&gptqTune, "gptq-tune", 0, "with --gptq-tokens: passes tuning the block scales by distillation to the 8-bit model (0: off)")
 	f.StringVar(&cacheDir, "cache-dir", "auto", "where GPTQ bases are kept between runs: auto ($LOWRANK_CACHE or ~/.cache/lowrank), off, or a directory")
 	f.Uint64Var(&gptqSeed, "gptq-seed", 0, "seed of the GPTQ calibration samples (a training run's --seed)")
-	f.IntVar(&threads, "threads", 0, "worker threads (0 = all cores)")
+	f.IntVar(&threads, "threads", 0, "worker threads (0: every CPU this process may use)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/lowrank/lowrank/internal/sysinfo"
 	"github.com/lowrank/lowrank/train"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func newTrain() *cobra.Command {
@@ -160,6 +161,23 @@ One process at a time owns a run folder (a lock on RUN/.lock).`,
 		}
 	}
 	return c
+}
+
+// configFlag defines flag name (a train.Config key with hyphens) with the
+// field's type, default def and help.
+func configFlag(f *pflag.FlagSet, name, def, help string) {
+	kind := reflect.String
+	t := reflect.TypeFor[train.Config]()
+	for i := 0; i < t.NumField(); i++ {
+		if strings.Split(t.Field(i).Tag.Get("json"), ",")[0] == underscore(name) {
+			kind = t.Field(i).Type.Kind()
+		}
+	}
+	fv := &fieldValue{kind: kind, s: def}
+	f.Var(fv, name, help)
+	if kind == reflect.Bool {
+		f.Lookup(name).NoOptDefVal = "true"
+	}
 }
 
 // fieldValue is a configuration field's flag: kept as the text given (the
