@@ -57,6 +57,15 @@ func Pack(examples []*Example, t int) ([]sequence, error) {
 	return seqs, nil
 }
 
+// Transform is the augmentation hook: the example with index index (its
+// position in the dataset) as epoch epoch sees it. It must be a pure
+// function of its arguments (and its own seed), must not modify ex (its
+// slices may be a read-only mapping: return a new Example, or ex itself),
+// and may shorten an example but not lengthen it: batches are laid out
+// from the examples as loaded, so the number of batches in an epoch, and
+// with it the schedule's length, does not depend on the transforms.
+type Transform func(epoch, index int, ex *Example) *Example
+
 // Batcher yields batches over an epoch-shuffled order of sequences. Its state
 // (Epoch, Step) is explicit so a checkpoint can resume exactly.
 type Batcher struct {
@@ -66,6 +75,9 @@ type Batcher struct {
 	Pack     bool  // several examples per sequence; otherwise one, padded
 	Pad      int32 // token id placed in padding
 	Seed     uint64
+	// Transform, if set, is applied to every example as its batch is
+	// built (training data only; see Transform).
+	Transform Transform
 
 	Epoch, Step int // cursor: the next batch is batch Step of epoch Epoch
 
@@ -172,6 +184,13 @@ func (b *Batcher) At(epoch, step int) (*Batch, error) {
 		p := 0
 		for k, e := range b.seqs[s] {
 			ex := b.Examples[e]
+			if b.Transform != nil {
+				tx := b.Transform(epoch, e, ex)
+				if len(tx.IDs) > len(ex.IDs) || len(tx.Mask) != len(tx.IDs) {
+					return nil, fmt.Errorf("data: a transform made example %d %d tokens long (%d masks) from %d: it may only shorten", e, len(tx.IDs), len(tx.Mask), len(ex.IDs))
+				}
+				ex = tx
+			}
 			for i := 0; i+1 < len(ex.IDs); i++ {
 				out.IDs[base+p] = ex.IDs[i]
 				out.Pos[base+p] = int32(i)

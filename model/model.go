@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync/atomic"
 
@@ -142,6 +143,11 @@ type Batch struct {
 	Pos     []int32 // (N) positions; restart at 0 for each packed example
 	Seg     []int32 // (N) segment ids for packed rows, or nil
 	Targets []int32 // (N) next-token targets, autograd.IgnoreIndex where unsupervised
+	// Noise > 0 adds uniform noise in ±Noise to the input embeddings, each
+	// value drawn from a generator seeded by NoiseKey (NEFTune: training
+	// sets Noise = α/√(T·C) for the batch's row length T and width C).
+	Noise    float32
+	NoiseKey [2]uint64
 }
 
 func (b *Batch) check(c *Config) error {
@@ -180,7 +186,21 @@ func (m *Model) Hidden(tp *autograd.Tape, b *Batch) (*autograd.Tensor, error) {
 	if err := b.check(&m.Config); err != nil {
 		return nil, err
 	}
-	return m.HiddenFrom(tp, tp.EmbedFrozen(b.IDs, m.Embed), b), nil
+	x := tp.EmbedFrozen(b.IDs, m.Embed)
+	if b.Noise > 0 {
+		addNoise(x.Data, b.Noise, b.NoiseKey)
+	}
+	return m.HiddenFrom(tp, x, b), nil
+}
+
+// addNoise adds uniform noise in ±scale to x, drawn in order from a
+// generator seeded by key: the same values whatever the thread count.
+// The embedding is frozen, so the noise is a constant of the forward pass.
+func addNoise(x []float32, scale float32, key [2]uint64) {
+	r := rand.New(rand.NewPCG(key[0], key[1]))
+	for i := range x {
+		x[i] += scale * float32(2*r.Float64()-1)
+	}
 }
 
 // HiddenFrom runs every block from already-embedded inputs x (N, C) (which may

@@ -288,3 +288,31 @@ func TestGenerateBatch(t *testing.T) {
 		t.Errorf("GenerateBatch with an empty prompt: error %v, want one about the empty prompt", err)
 	}
 }
+
+// TestNEFTuneNoise: the embedding noise is uniform in ±scale (mean 0,
+// variance scale²/3), the same for the same key and different for another.
+func TestNEFTuneNoise(t *testing.T) {
+	const n, scale = 200000, 0.05
+	a, b, c := make([]float32, n), make([]float32, n), make([]float32, n)
+	addNoise(a, scale, [2]uint64{1, 2})
+	addNoise(b, scale, [2]uint64{1, 2})
+	addNoise(c, scale, [2]uint64{1, 3})
+	var sum, sq float64
+	for i, v := range a {
+		if v != b[i] {
+			t.Fatal("the same key gave other noise")
+		}
+		if math.Abs(float64(v)) > scale {
+			t.Fatalf("value %g outside ±%g", v, scale)
+		}
+		sum += float64(v)
+		sq += float64(v) * float64(v)
+	}
+	if a[0] == c[0] && a[1] == c[1] {
+		t.Error("another key gave the same noise")
+	}
+	mean, variance := sum/n, sq/n-(sum/n)*(sum/n)
+	if math.Abs(mean) > 4*scale/math.Sqrt(3*n) || math.Abs(variance-scale*scale/3)/(scale*scale/3) > 0.02 {
+		t.Errorf("mean %g, variance %g (want 0, %g)", mean, variance, scale*scale/3)
+	}
+}

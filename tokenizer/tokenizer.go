@@ -104,6 +104,10 @@ func (t *Tokenizer) IsSpecial(id int32) bool {
 	return false
 }
 
+// IsAdded reports whether id is one of tokenizer.json's added tokens
+// (special or not: <|im_start|>, <think>…), which chat templates write.
+func (t *Tokenizer) IsAdded(id int32) bool { return t.isAdded(id) }
+
 func (t *Tokenizer) init() {
 	for i := range t.byteID {
 		t.byteID[i] = -1

@@ -2,10 +2,12 @@ package train
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"time"
 
+	"github.com/lowrank/lowrank/augment"
 	"github.com/lowrank/lowrank/data"
 	"github.com/lowrank/lowrank/internal/sysinfo"
 	"github.com/lowrank/lowrank/kernels"
@@ -27,6 +29,12 @@ type BenchConfig struct {
 	CheckpointLayers int `json:",omitempty"`
 	// MaxGradNorm clips the gradient as training does (0: off).
 	MaxGradNorm float64 `json:",omitempty"`
+	// NEFTuneAlpha > 0 adds NEFTune's embedding noise, as training does.
+	NEFTuneAlpha float64 `json:",omitempty"`
+	// TokenNoise > 0 builds every step's batch afresh from examples whose
+	// first half is a prompt, through token dropout and replacement at
+	// this probability (augment.Tokens), as a training run's batches are.
+	TokenNoise float64 `json:",omitempty"`
 }
 
 // BenchResult is what one benchmark measured.
@@ -53,6 +61,9 @@ func Bench(c BenchConfig) (*BenchResult, error) {
 		}
 		sort.Strings(names)
 		return nil, fmt.Errorf("unknown preset %q (have %v)", c.Preset, names)
+	}
+	if !(c.NEFTuneAlpha >= 0) || math.IsInf(c.NEFTuneAlpha, 0) || !(c.TokenNoise >= 0 && c.TokenNoise < 1) {
+		return nil, fmt.Errorf("neftune-noise-alpha must be finite and ≥ 0, token-noise in [0, 1)")
 	}
 	if c.Batch <= 0 || c.Seq <= 0 || c.Seq > cfg.MaxPos || c.Steps <= 0 || c.Rank <= 0 {
 		return nil, fmt.Errorf("batch, steps and rank must be positive and seq in [1, %d]", cfg.MaxPos)
@@ -124,5 +135,23 @@ func benchSession(c BenchConfig, cfg model.Config, f kernels.Format) (*Session, 
 		b.Pos[i] = int32(i % c.Seq)
 	}
 	s.fixed, s.PerEpoch = b, 1
+	s.Config.NEFTuneAlpha = c.NEFTuneAlpha
+	if c.TokenNoise > 0 {
+		examples := make([]*data.Example, c.Batch)
+		for i := range examples {
+			ex := &data.Example{IDs: make([]int32, c.Seq+1), Mask: make([]bool, c.Seq+1)}
+			for j := range ex.IDs {
+				ex.IDs[j], ex.Mask[j] = int32(r.IntN(cfg.Vocab)), j > c.Seq/2
+			}
+			examples[i] = ex
+		}
+		draw, err := augment.UniformSampler(cfg.Vocab, nil)
+		if err != nil {
+			return nil, err
+		}
+		tn := &augment.Tokens{Seed: 1, Dropout: c.TokenNoise, Replace: c.TokenNoise, Draw: draw}
+		s.Batches = &data.Batcher{Examples: examples, T: c.Seq, B: c.Batch, Seed: 1, Transform: tn.Transform()}
+		s.fixed = nil
+	}
 	return s, nil
 }

@@ -57,15 +57,27 @@ type Config struct {
 	ValFraction            float64 `json:"val_fraction"`
 	Pack                   bool    `json:"pack"`
 	TrainOnInputs          bool    `json:"train_on_inputs"`
-	ChatTemplate           string  `json:"chat_template,omitempty"`
-	Columns                string  `json:"columns,omitempty"`
-	TextUnit               string  `json:"text_unit"`  // .txt/.md files: "block" or "file"
-	Truncation             string  `json:"truncation"` // over max_seq_len: "keep-answer" or "right"
-	Threads                int     `json:"threads"`
-	Checkpointing          bool    `json:"activation_checkpointing"`
-	CheckpointLayers       int     `json:"checkpoint_layers"` // recompute only the first N blocks (0: all)
-	LogEvery               int     `json:"log_every"`
-	CacheDir               string  `json:"cache_dir"` // token cache: "auto", "off" or a directory
+	// NEFTuneAlpha > 0 adds uniform noise in ±α/√(T·C) to the input
+	// embeddings in training (NEFTune, TRL's neftune_noise_alpha).
+	NEFTuneAlpha float64 `json:"neftune_noise_alpha"`
+	// Token-level augmentation (package augment), on prompt tokens only
+	// unless AugmentAnswers, never on BOS or special tokens: each eligible
+	// token is dropped with probability TokenDropout, else replaced with
+	// probability TokenReplace by a token drawn from the vocabulary
+	// ("vocab") or from the training data's own token frequencies ("data").
+	TokenDropout     float64 `json:"token_dropout"`
+	TokenReplace     float64 `json:"token_replace"`
+	TokenReplaceFrom string  `json:"token_replace_from"`
+	AugmentAnswers   bool    `json:"augment_answers"`
+	ChatTemplate     string  `json:"chat_template,omitempty"`
+	Columns          string  `json:"columns,omitempty"`
+	TextUnit         string  `json:"text_unit"`  // .txt/.md files: "block" or "file"
+	Truncation       string  `json:"truncation"` // over max_seq_len: "keep-answer" or "right"
+	Threads          int     `json:"threads"`
+	Checkpointing    bool    `json:"activation_checkpointing"`
+	CheckpointLayers int     `json:"checkpoint_layers"` // recompute only the first N blocks (0: all)
+	LogEvery         int     `json:"log_every"`
+	CacheDir         string  `json:"cache_dir"` // token cache: "auto", "off" or a directory
 	// SaveEvery writes a checkpoint every N optimizer steps, or at the end
 	// of every epoch ("epoch"); "0" only at the end, on a signal and on a
 	// NaN stop, as every run also does.
@@ -90,7 +102,7 @@ const DefaultMaxSeqLen = 512
 func Defaults() Config {
 	return Config{Seed: 0, Quant: "q8_0", Rank: 8, Alpha: 16, Targets: "all-linear", Init: "default",
 		Optimizer: "adamw", LR: 2e-4, LRSchedule: "cosine", MinLRRatio: 0.1, MaxGradNorm: 0,
-		BatchSize: 4, GradAccum: 1, MaxSeqLen: 0, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer", CacheDir: "auto",
+		BatchSize: 4, GradAccum: 1, MaxSeqLen: 0, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer", CacheDir: "auto", TokenReplaceFrom: "vocab",
 		SaveEvery: "100", KeepLast: 3, MemoryLimit: "auto"}
 }
 
@@ -252,6 +264,7 @@ func (c *Config) Validate() error {
 		{"lr", c.LR}, {"alpha", c.Alpha}, {"dropout", c.Dropout}, {"weight_decay", c.WeightDecay}, {"momentum", c.Momentum},
 		{"max_grad_norm", c.MaxGradNorm}, {"loraplus_ratio", c.LoRAPlusRatio}, {"min_lr_ratio", c.MinLRRatio},
 		{"val_fraction", c.ValFraction}, {"early_stopping_threshold", c.EarlyStoppingThreshold},
+		{"neftune_noise_alpha", c.NEFTuneAlpha}, {"token_dropout", c.TokenDropout}, {"token_replace", c.TokenReplace},
 	} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			bad(f.name, "%g is not a finite number", f.v)
@@ -274,6 +287,18 @@ func (c *Config) Validate() error {
 	}
 	if !(c.LoRAPlusRatio >= 0) {
 		bad("loraplus_ratio", "%g must not be negative (0: off)", c.LoRAPlusRatio)
+	}
+	if !(c.NEFTuneAlpha >= 0) {
+		bad("neftune_noise_alpha", "%g must not be negative (0: off; TRL suggests 5)", c.NEFTuneAlpha)
+	}
+	if !(c.TokenDropout >= 0 && c.TokenDropout < 1) {
+		bad("token_dropout", "%g must be in [0, 1)", c.TokenDropout)
+	}
+	if !(c.TokenReplace >= 0 && c.TokenReplace < 1) {
+		bad("token_replace", "%g must be in [0, 1)", c.TokenReplace)
+	}
+	if c.TokenReplaceFrom != "vocab" && c.TokenReplaceFrom != "data" {
+		bad("token_replace_from", "%q: want vocab or data", c.TokenReplaceFrom)
 	}
 	if !(c.MinLRRatio >= 0 && c.MinLRRatio <= 1) {
 		bad("min_lr_ratio", "%g must be in [0, 1]", c.MinLRRatio)

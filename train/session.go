@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lowrank/lowrank/augment"
 	"github.com/lowrank/lowrank/autograd"
 	"github.com/lowrank/lowrank/checkpoints"
 	"github.com/lowrank/lowrank/data"
@@ -299,8 +300,44 @@ func (s *Session) loadData(withVal bool) error {
 		s.logTurnEnd()
 	}
 	s.Batches = &data.Batcher{Examples: ds.Train, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(s.Model, s.Tok), Seed: c.Seed}
+	if withVal { // a training session: its data is augmented as configured
+		if s.Batches.Transform, err = s.tokenNoise(ds.Train); err != nil {
+			return err
+		}
+		if s.Batches.Transform != nil && ds.Format == data.FormatText && !c.AugmentAnswers {
+			s.Log.Warn("token augmentation acts on prompt tokens, and text data has none: set augment_answers to noise the text itself")
+		}
+	}
 	s.PerEpoch, err = s.Batches.Steps()
 	return err
+}
+
+// tokenNoise is the configured token-level augmentation (nil: none).
+func (s *Session) tokenNoise(train []*data.Example) (data.Transform, error) {
+	c := &s.Config
+	if c.TokenDropout == 0 && c.TokenReplace == 0 {
+		return nil, nil
+	}
+	v := s.Tok.VocabSize()
+	protected := make([]bool, v)
+	for id := range protected {
+		i := int32(id)
+		protected[id] = s.Tok.IsAdded(i) || s.Tok.IsSpecial(i) || i == s.Tok.BOS || i == s.Tok.EOS || s.Model.Config.IsEOS(id)
+	}
+	t := &augment.Tokens{Seed: c.Seed, Dropout: c.TokenDropout, Replace: c.TokenReplace, Answers: c.AugmentAnswers, Protected: protected}
+	if c.TokenReplace > 0 {
+		var err error
+		if c.TokenReplaceFrom == "data" {
+			t.Draw, err = augment.FrequencySampler(train, v, protected)
+		} else {
+			t.Draw, err = augment.UniformSampler(v, protected)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.Log.Info("token augmentation", "dropout", c.TokenDropout, "replace", c.TokenReplace, "from", c.TokenReplaceFrom, "answers", c.AugmentAnswers)
+	return t.Transform(), nil
 }
 
 // logTurnEnd says what ends an assistant turn (supervised, so that the

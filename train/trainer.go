@@ -95,6 +95,9 @@ func (t *Trainer) LR() float64 {
 	return Schedule(c.LRSchedule, c.LR, t.State.Step, c.WarmupSteps, t.State.Total, c.MinLRRatio)
 }
 
+// neftuneKey separates NEFTune's draws from every other seeded draw.
+const neftuneKey = 0x6e656674756e65
+
 // Step runs one optimizer step over the next GradAccum micro-batches, the
 // loss normalized by their total supervised tokens.
 func (t *Trainer) Step() (StepResult, error) {
@@ -116,7 +119,12 @@ func (t *Trainer) Step() (StepResult, error) {
 	for i, b := range t.micro {
 		ad.Micro = uint64(st.Micro) + uint64(i) // dropout masks of this micro-batch
 		tp.Reset()
-		loss, _, err := s.Model.Loss(tp, toModel(b), float32(max(r.Supervised, 1)))
+		mb := toModel(b)
+		if c.NEFTuneAlpha > 0 { // NEFTune: ±α/√(L·d), L the row length as fed
+			mb.Noise = float32(c.NEFTuneAlpha / math.Sqrt(float64(b.T)*float64(s.Model.Config.Hidden)))
+			mb.NoiseKey = [2]uint64{c.Seed ^ neftuneKey, uint64(ad.Micro)}
+		}
+		loss, _, err := s.Model.Loss(tp, mb, float32(max(r.Supervised, 1)))
 		if err != nil {
 			return r, err
 		}

@@ -61,6 +61,8 @@ process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 	f.BoolVar(&c.Checkpointing, "activation-checkpointing", false, "recompute each block in backward (less memory)")
 	f.IntVar(&c.CheckpointLayers, "checkpoint-layers", 0, "recompute only the first N blocks (memory between none and all; implies --activation-checkpointing)")
 	f.Float64Var(&c.MaxGradNorm, "max-grad-norm", 0, "clip the gradient norm, as training does (0: off, training's default)")
+	f.Float64Var(&c.NEFTuneAlpha, "neftune-noise-alpha", 0, "add NEFTune's embedding noise, as training does (0: off)")
+	f.Float64Var(&c.TokenNoise, "token-noise", 0, "build every batch afresh through token dropout and replacement at this probability on its prompt half (0: one fixed batch)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run (model building included) to this file, for go tool pprof")
 	return cmd

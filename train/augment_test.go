@@ -1,0 +1,93 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// augmentRun trains the demo's model on its data for 6 steps with the
+// given changes to the configuration and returns the adapter's bytes and
+// the run's result.
+func augmentRun(t *testing.T, dir, name string, set func(c *Config)) ([]byte, *Result) {
+	t.Helper()
+	model, data := filepath.Join(dir, "model"), filepath.Join(dir, "train.parquet")
+	if _, err := os.Stat(model); err != nil {
+		if err := writeDemoModel(model); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeDemoData(data, 40, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := Defaults()
+	c.Model, c.Data, c.Out = model, data, filepath.Join(dir, name)
+	c.MaxSteps, c.BatchSize, c.MaxSeqLen, c.LR, c.LogEvery, c.SaveEvery, c.Seed = 6, 2, 128, 1e-3, 0, "3", 5
+	set(&c)
+	res, err := Run(context.Background(), c, RunOptions{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(c.Out, "adapter", "adapter_model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, res
+}
+
+// TestAugmentDeterministic: NEFTune and token noise change what is learned
+// (the adapter differs from a run without them), give a bitwise-identical
+// adapter on 1 and 2 threads and after a resume, and do not change the
+// schedule: the same number of steps with and without them.
+func TestAugmentDeterministic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("training runs: skipped with -short (the emulated arm64 run); the native run does them")
+	}
+	dir := t.TempDir()
+	aug := func(threads int) func(c *Config) {
+		return func(c *Config) {
+			c.NEFTuneAlpha, c.TokenDropout, c.TokenReplace, c.TokenReplaceFrom, c.Threads = 5, 0.1, 0.1, "data", threads
+			c.AugmentAnswers = true // text data: every token is an answer token
+		}
+	}
+	plain, plainRes := augmentRun(t, dir, "plain", func(c *Config) {})
+	one, oneRes := augmentRun(t, dir, "aug1", aug(1))
+	two, _ := augmentRun(t, dir, "aug2", aug(2))
+	if bytes.Equal(plain, one) {
+		t.Error("augmentation changed nothing")
+	}
+	if !bytes.Equal(one, two) {
+		t.Error("1 and 2 threads trained different adapters")
+	}
+	if oneRes.Total != plainRes.Total || oneRes.Steps != plainRes.Steps {
+		t.Errorf("steps %d of %d with augmentation, %d of %d without", oneRes.Steps, oneRes.Total, plainRes.Steps, plainRes.Total)
+	}
+	// NEFTune alone and token noise alone each change the result; token
+	// noise on the prompt only finds no prompt in text data.
+	if tok, _ := augmentRun(t, dir, "prompt-only", func(c *Config) { c.TokenDropout = 0.2 }); !bytes.Equal(tok, plain) {
+		t.Error("prompt-only token dropout changed text data")
+	}
+	if nef, _ := augmentRun(t, dir, "neftune", func(c *Config) { c.NEFTuneAlpha = 5 }); bytes.Equal(nef, plain) {
+		t.Error("NEFTune changed nothing")
+	}
+	if tok, _ := augmentRun(t, dir, "tokens", func(c *Config) { c.TokenDropout, c.AugmentAnswers = 0.2, true }); bytes.Equal(tok, plain) {
+		t.Error("token dropout changed nothing")
+	}
+	// Resume from step 3: the variants of the steps after it are the same.
+	run := filepath.Join(dir, "aug1")
+	os.RemoveAll(filepath.Join(run, "checkpoints", "step-6"))
+	os.Remove(filepath.Join(run, "adapter", "adapter_model.safetensors"))
+	c, err := ResumeConfig(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), *c, RunOptions{Resume: run}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	resumed, _ := os.ReadFile(filepath.Join(run, "adapter", "adapter_model.safetensors"))
+	if !bytes.Equal(resumed, one) {
+		t.Error("the resumed run trained another adapter")
+	}
+}
