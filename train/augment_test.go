@@ -91,3 +91,39 @@ func TestAugmentDeterministic(t *testing.T) {
 		t.Error("the resumed run trained another adapter")
 	}
 }
+
+// TestTwoDatasets: two --data are concatenated (the second no longer
+// replaces the first), or mixed by data_weights; the same settings give
+// the same training set.
+func TestTwoDatasets(t *testing.T) {
+	dir := t.TempDir()
+	model, a, b := filepath.Join(dir, "model"), filepath.Join(dir, "a.parquet"), filepath.Join(dir, "b.parquet")
+	if err := writeDemoModel(model); err != nil {
+		t.Fatal(err)
+	}
+	writeDemoData(a, 30, 1)
+	writeDemoData(b, 90, 2)
+	open := func(set func(c *Config)) *Session {
+		c := Defaults()
+		c.Model, c.Data, c.Out, c.MaxSeqLen = model, a+","+b, filepath.Join(dir, "run"), 256
+		set(&c)
+		s, err := OpenSession(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	if s := open(func(c *Config) {}); len(s.Data.Train) != 120 || s.Data.Rows != 120 {
+		t.Errorf("concatenated: %d examples of %d rows, want 120", len(s.Data.Train), s.Data.Rows)
+	}
+	mixed := open(func(c *Config) { c.DataWeights = "1,1" })
+	again := open(func(c *Config) { c.DataWeights = "1,1" })
+	// a (30 at one half) runs out first, at about 60 draws.
+	if n := len(mixed.Data.Train); n < 35 || n > 100 || mixed.Prints.Data != again.Prints.Data || mixed.Prints.Data == open(func(c *Config) {}).Prints.Data {
+		t.Errorf("mixture of %d examples, fingerprint %s / %s", n, mixed.Prints.Data, again.Prints.Data)
+	}
+	if err := (&Config{Data: a + "," + b, DataWeights: "1"}).Validate(); err == nil {
+		t.Error("one weight for two datasets accepted")
+	}
+}

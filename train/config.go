@@ -19,8 +19,15 @@ import (
 // Config is a training run. Every field is a flag (the json name) and a key
 // of the --config file.
 type Config struct {
-	Model         string  `json:"model"`
-	Data          string  `json:"data"`
+	Model string `json:"model"`
+	Data  string `json:"data"` // one dataset, or several separated by commas (a repeated --data)
+	// DataWeights, one positive number per dataset, samples several as a
+	// mixture with those probabilities (normalized); "" concatenates them.
+	DataWeights string `json:"data_weights,omitempty"`
+	// MixStop ends a mixture when the first dataset runs out
+	// (first_exhausted) or once every one has been used whole
+	// (all_exhausted), as Hugging Face's interleave_datasets does.
+	MixStop       string  `json:"mix_stop"`
 	Val           string  `json:"val,omitempty"`
 	Out           string  `json:"out"`
 	Adapter       string  `json:"adapter,omitempty"` // start from this PEFT adapter
@@ -102,7 +109,7 @@ const DefaultMaxSeqLen = 512
 func Defaults() Config {
 	return Config{Seed: 0, Quant: "q8_0", Rank: 8, Alpha: 16, Targets: "all-linear", Init: "default",
 		Optimizer: "adamw", LR: 2e-4, LRSchedule: "cosine", MinLRRatio: 0.1, MaxGradNorm: 0,
-		BatchSize: 4, GradAccum: 1, MaxSeqLen: 0, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer", CacheDir: "auto", TokenReplaceFrom: "vocab",
+		BatchSize: 4, GradAccum: 1, MaxSeqLen: 0, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer", CacheDir: "auto", TokenReplaceFrom: "vocab", MixStop: data.MixFirstExhausted,
 		SaveEvery: "100", KeepLast: 3, MemoryLimit: "auto"}
 }
 
@@ -287,6 +294,14 @@ func (c *Config) Validate() error {
 	}
 	if !(c.LoRAPlusRatio >= 0) {
 		bad("loraplus_ratio", "%g must not be negative (0: off)", c.LoRAPlusRatio)
+	}
+	if ws, err := data.ParseWeights(c.DataWeights); err != nil {
+		bad("data_weights", "%q: %v", c.DataWeights, err)
+	} else if n := len(data.SplitPaths(c.Data)); len(ws) > 0 && len(ws) != n {
+		bad("data_weights", "%d weights for %d datasets", len(ws), n)
+	}
+	if c.MixStop != data.MixFirstExhausted && c.MixStop != data.MixAllExhausted {
+		bad("mix_stop", "%q: want %s or %s", c.MixStop, data.MixFirstExhausted, data.MixAllExhausted)
 	}
 	if !(c.NEFTuneAlpha >= 0) {
 		bad("neftune_noise_alpha", "%g must not be negative (0: off; TRL suggests 5)", c.NEFTuneAlpha)

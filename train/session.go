@@ -74,7 +74,7 @@ func OpenSession(c Config, log *slog.Logger) (*Session, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	for _, p := range []string{c.Data, c.Val} {
+	for _, p := range append(data.SplitPaths(c.Data), c.Val) {
 		if p != "" {
 			if err := data.CheckPath(p); err != nil {
 				return nil, err
@@ -259,12 +259,17 @@ func (s *Session) loadData(withVal bool) error {
 	if withVal && c.Val == "" {
 		lo.ValFraction = c.ValFraction
 	}
-	ds, err := data.Load(c.Data, s.Tok, lo)
-	if err != nil {
+	paths := data.SplitPaths(c.Data)
+	var ds *data.Dataset
+	if len(paths) == 1 {
+		if ds, err = data.Load(paths[0], s.Tok, lo); err != nil {
+			return err
+		}
+		s.closers = append(s.closers, closerFunc(ds.Close))
+	} else if ds, err = s.loadMixture(paths, lo, withVal); err != nil {
 		return err
 	}
 	s.Data = ds
-	s.closers = append(s.closers, closerFunc(ds.Close))
 	s.Prints.Data = ds.Key
 	if ds.CacheWarning != "" {
 		s.Log.Warn("token cache", "path", c.Data, "problem", ds.CacheWarning)
@@ -272,7 +277,7 @@ func (s *Session) loadData(withVal bool) error {
 	if withVal {
 		s.Val = ds.Val
 		valPath := c.Val
-		if valPath == "" && c.ValFraction == 0 {
+		if valPath == "" && c.ValFraction == 0 && len(paths) == 1 {
 			if split := data.ValidationSplit(c.Data); split != "" {
 				valPath, lo.Split = c.Data, split // the validation shards beside the training ones
 				s.Log.Info("validation", "path", c.Data, "split", split)
@@ -310,6 +315,49 @@ func (s *Session) loadData(withVal bool) error {
 	}
 	s.PerEpoch, err = s.Batches.Steps()
 	return err
+}
+
+// loadMixture loads several datasets, each in its own format (and, with
+// withVal and no --val, each with its validation split or fraction), and
+// combines them: concatenated, or sampled as a mixture with data_weights.
+// The log gives each one's share of examples and supervised tokens.
+func (s *Session) loadMixture(paths []string, lo data.LoadOptions, withVal bool) (*data.Dataset, error) {
+	c := &s.Config
+	var parts []*data.Dataset
+	for _, p := range paths {
+		ds, err := data.Load(p, s.Tok, lo)
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, closerFunc(ds.Close))
+		if withVal && c.Val == "" && c.ValFraction == 0 {
+			if split := data.ValidationSplit(p); split != "" {
+				vlo := lo
+				vlo.Split = split
+				vds, err := data.Load(p, s.Tok, vlo)
+				if err != nil {
+					return nil, err
+				}
+				s.closers = append(s.closers, closerFunc(vds.Close))
+				ds.Val = append(ds.Val, vds.Train...)
+			}
+		}
+		parts = append(parts, ds)
+	}
+	weights, err := data.ParseWeights(c.DataWeights)
+	if err != nil {
+		return nil, err
+	}
+	ds, shares, err := data.Combine(parts, paths, weights, c.MixStop, c.Seed)
+	if err != nil {
+		return nil, err
+	}
+	for i, sh := range shares {
+		s.Log.Info("dataset", "n", i+1, "path", sh.Path, "format", sh.Format, "weight", sh.Weight, "examples", sh.Examples,
+			"share_examples", fmt.Sprintf("%.1f%%", 100*float64(sh.Examples)/float64(len(ds.Train))),
+			"supervised", sh.Supervised, "share_supervised", fmt.Sprintf("%.1f%%", 100*float64(sh.Supervised)/float64(max(ds.Supervised, 1))))
+	}
+	return ds, nil
 }
 
 // tokenNoise is the configured token-level augmentation (nil: none).

@@ -205,7 +205,10 @@ func TestBadSettings(t *testing.T) {
 		{"--threads", "100000", "--threads 100000"}, {"--threads", "-1", "--threads -1"}, {"--rank", "100000", "rank 100000"}, {"--rank", "65", "above its width"},
 		{"--batch-size", "1000000", "--batch-size 1000000"}, {"--memory-limit", "64KiB", "more than the 0.1 MiB"}, {"--memory-limit", "lots", "memory_limit"},
 		{"--max-seq-len", "100000", "max_seq_len 100000"}, {"--targets", "q_proj,qproj", `target "qproj"`}, {"--targets", "nothing", "nothing"},
-		{"--checkpoint-layers", "3", "checkpoint_layers 3"}, {"--seed", "-1", `"-1" is not a uint`}, {"--pack=maybe", "", `"maybe" is not a bool`},
+		{"--checkpoint-layers", "3", "checkpoint_layers 3"}, {"--data-weights", "0.5,0.5", "2 weights for 1 datasets"},
+		{"--data-weights", "most", "data_weights"}, {"--data-weights", "-1", "data_weights"}, {"--mix-stop", "never", "mix_stop"},
+		{"--neftune-noise-alpha", "nan", "neftune_noise_alpha: NaN"}, {"--neftune-noise-alpha", "-5", "neftune_noise_alpha: -5"},
+		{"--token-dropout", "1", "token_dropout: 1"}, {"--token-replace", "nan", "token_replace: NaN"}, {"--token-replace-from", "air", "token_replace_from"}, {"--seed", "-1", `"-1" is not a uint`}, {"--pack=maybe", "", `"maybe" is not a bool`},
 	} {
 		args := trainArgs(c.flag, c.value)
 		if c.value == "" {

@@ -153,7 +153,7 @@ One process at a time owns a run folder (a lock on RUN/.lock).`,
 	for i := 0; i < t.NumField(); i++ {
 		key := strings.Split(t.Field(i).Tag.Get("json"), ",")[0]
 		name := strings.ReplaceAll(key, "_", "-")
-		fv := &fieldValue{kind: v.Field(i).Kind(), s: fmt.Sprint(v.Field(i).Interface())}
+		fv := &fieldValue{kind: v.Field(i).Kind(), s: fmt.Sprint(v.Field(i).Interface()), list: key == "data"}
 		flagVals[name] = &fv.s
 		f.Var(fv, name, flagHelp[key])
 		if fv.kind == reflect.Bool {
@@ -186,6 +186,8 @@ func configFlag(f *pflag.FlagSet, name, def, help string) {
 type fieldValue struct {
 	kind reflect.Kind
 	s    string
+	list bool // repeated flags join their values with commas (--data A --data B)
+	set  bool
 }
 
 func (v *fieldValue) String() string { return v.s }
@@ -205,7 +207,10 @@ func (v *fieldValue) Set(s string) error {
 	if err != nil {
 		return fmt.Errorf("%q is not a %s", s, v.Type())
 	}
-	v.s = s
+	if v.list && v.set {
+		s = v.s + "," + s
+	}
+	v.s, v.set = s, true
 	return nil
 }
 
@@ -225,7 +230,9 @@ func (v *fieldValue) Type() string {
 
 var flagHelp = map[string]string{
 	"model":                    "base model: Hugging Face directory, .gguf file, or hub id in the local cache",
-	"data":                     "training data: .parquet/.jsonl/.json/.txt file, glob or directory",
+	"data":                     "training data: .parquet/.jsonl/.json/.csv/.tsv/.txt file, glob or directory; repeat the flag (or separate with commas) for several datasets, concatenated or mixed by --data-weights",
+	"data_weights":             "sample the --data datasets as a mixture with these probabilities, one per dataset (e.g. 0.7,0.3; normalized); empty: concatenate them",
+	"mix_stop":                 "a mixture ends when the first dataset runs out (first_exhausted) or once every one has been used whole (all_exhausted)",
 	"val":                      "validation data (default: --val-fraction of --data, or the dataset's validation split)",
 	"out":                      "run directory",
 	"adapter":                  "start from this PEFT adapter instead of a fresh one",
