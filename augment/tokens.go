@@ -11,8 +11,9 @@ import (
 // Tokens is token-level noise: each eligible token of an example is
 // dropped with probability Dropout, else replaced with probability Replace
 // by a token drawn from Draw. Eligible are the tokens after the first
-// (BOS, or what nothing predicts) that Protected does not hold (special,
-// added and chat-template tokens) and, unless Answers, that are not
+// (BOS, or what nothing predicts) of the row's own text (Example.Own: not
+// what a chat template or prompt wrapper wrote) that Protected does not
+// hold (special and added tokens) and, unless Answers, that are not
 // supervised (the prompt). A replaced answer token is no longer a target:
 // the model reads noise but is never taught to write it.
 type Tokens struct {
@@ -37,9 +38,13 @@ func (t *Tokens) apply(epoch, index int, ex *data.Example) *data.Example {
 	}
 	r := rand.New(rand.NewPCG(t.Seed^tokensKey, uint64(epoch)<<32|uint64(uint32(index))))
 	out := &data.Example{IDs: make([]int32, 0, len(ex.IDs)), Mask: make([]bool, 0, len(ex.Mask)), Truncated: ex.Truncated}
+	if ex.Own != nil {
+		out.Own = make([]bool, 0, len(ex.Own))
+	}
 	for i, id := range ex.IDs {
 		mask := ex.Mask[i]
-		if i > 0 && !t.protected(id) && (!mask || t.Answers) {
+		own := ex.Own == nil || ex.Own[i]
+		if i > 0 && own && !t.protected(id) && (!mask || t.Answers) {
 			// Two draws per eligible token whatever happens, so that one
 			// token's fate does not shift the next one's.
 			u, v := r.Float64(), r.Float64()
@@ -54,6 +59,9 @@ func (t *Tokens) apply(epoch, index int, ex *data.Example) *data.Example {
 		}
 		out.IDs = append(out.IDs, id)
 		out.Mask = append(out.Mask, mask)
+		if out.Own != nil {
+			out.Own = append(out.Own, own)
+		}
 	}
 	return out
 }

@@ -136,3 +136,26 @@ func TestFrequencySampler(t *testing.T) {
 		t.Error("a data set of protected tokens only was accepted")
 	}
 }
+
+// TestTokensOwnOnly: tokens a template wrote (Example.Own false) are never
+// dropped or replaced.
+func TestTokensOwnOnly(t *testing.T) {
+	draw, _ := UniformSampler(100, nil)
+	tr := &Tokens{Seed: 2, Dropout: 0.3, Replace: 0.3, Draw: draw}
+	ex := example(40, 10)
+	ex.Own = make([]bool, len(ex.IDs))
+	for i := 20; i < 40; i++ {
+		ex.Own[i] = true // the prompt's second half is the row's text; the first a template's
+	}
+	changed := 0
+	for idx := range 200 {
+		out := tr.apply(0, idx, ex)
+		if !slices.Equal(out.IDs[:20], ex.IDs[:20]) || len(out.Own) != len(out.IDs) || slices.Contains(out.Own[:20], true) {
+			t.Fatalf("variant %d changed template tokens: %v", idx, out.IDs[:20])
+		}
+		changed += len(ex.IDs) - len(out.IDs)
+	}
+	if changed == 0 {
+		t.Error("nothing of the row's own text was dropped")
+	}
+}

@@ -186,7 +186,7 @@ func (b *Batcher) At(epoch, step int) (*Batch, error) {
 			ex := b.Examples[e]
 			if b.Transform != nil {
 				tx := b.Transform(epoch, e, ex)
-				if len(tx.IDs) > len(ex.IDs) || len(tx.Mask) != len(tx.IDs) {
+				if len(tx.IDs) > len(ex.IDs) || len(tx.Mask) != len(tx.IDs) || (tx.Own != nil && len(tx.Own) != len(tx.IDs)) {
 					return nil, fmt.Errorf("data: a transform made example %d %d tokens long (%d masks) from %d: it may only shorten", e, len(tx.IDs), len(tx.Mask), len(ex.IDs))
 				}
 				ex = tx

@@ -99,6 +99,11 @@ func MapColumns(r Row, m map[string]string) Row {
 type Example struct {
 	IDs  []int32
 	Mask []bool
+	// Own marks the tokens of the row's own text, as opposed to what a
+	// template or prompt wrapper wrote around it (role headers, markers,
+	// Alpaca's instruction frame, an appended EOS): what augmentation may
+	// edit. Nil means every token.
+	Own []bool
 	// Truncated is how many tokens --max-seq-len cut from the rendering
 	// (not kept in the token cache; the Dataset keeps the count).
 	Truncated int
@@ -154,15 +159,17 @@ func Render(r Row, f Format, tok *tokenizer.Tokenizer, o RenderOptions) (*Exampl
 		if text, err = str(r, "text"); err != nil {
 			return nil, err
 		}
-		ids := tok.Encode(text, true)
-		ex = &Example{IDs: ids, Mask: make([]bool, len(ids))}
+		ids, offs := tok.EncodeOffsets(text, true)
+		ex = &Example{IDs: ids, Mask: make([]bool, len(ids)), Own: make([]bool, len(ids))}
 		for i := range ex.Mask {
-			ex.Mask[i] = i > 0 // every token but the first (nothing precedes it) is a target
+			ex.Mask[i] = i > 0                  // every token but the first (nothing precedes it) is a target
+			ex.Own[i] = offs[i][1] > offs[i][0] // not BOS or another token the tokenizer adds
 		}
 		ex.appendEOS(o.EOS)
 		return ex.truncate(o, 0), nil
 	case FormatCompletion, FormatAlpaca:
 		var prompt, completion string
+		var own [][2]int // byte spans of the row's own text in prompt+completion
 		if f == FormatCompletion {
 			if prompt, err = str(r, "prompt"); err != nil {
 				return nil, err
@@ -180,17 +187,21 @@ func Render(r Row, f Format, tok *tokenizer.Tokenizer, o RenderOptions) (*Exampl
 			}
 			in, _ := r["input"].(string)
 			if strings.TrimSpace(in) == "" {
-				prompt = fmt.Sprintf(AlpacaPromptNoInput, ins)
+				prompt, own = frame(AlpacaPromptNoInput, ins)
 			} else {
-				prompt = fmt.Sprintf(AlpacaPrompt, ins, in)
+				prompt, own = frame(AlpacaPrompt, ins, in)
 			}
 		}
+		if f == FormatCompletion {
+			own = append(own, [2]int{0, len(prompt)})
+		}
+		own = append(own, [2]int{len(prompt), len(prompt) + len(completion)})
 		// Tokenize prompt and completion together (as they will be seen), and
 		// split them by offsets: a token that ends past the prompt is part of
 		// the answer. Tokenizing them apart would add SentencePiece's dummy
 		// prefix space to the completion.
 		ids, offs := tok.EncodeOffsets(prompt+completion, true)
-		ex = &Example{IDs: ids, Mask: make([]bool, len(ids))}
+		ex = &Example{IDs: ids, Mask: make([]bool, len(ids)), Own: make([]bool, len(ids))}
 		promptLen := 0
 		for i, span := range offs {
 			answer := span[1] > len(prompt)
@@ -198,6 +209,11 @@ func Render(r Row, f Format, tok *tokenizer.Tokenizer, o RenderOptions) (*Exampl
 				promptLen = i + 1
 			}
 			ex.Mask[i] = answer || (o.TrainOnInputs && i > 0)
+			for _, w := range own {
+				if span[0] >= w[0] && span[1] <= w[1] && span[1] > span[0] {
+					ex.Own[i] = true
+				}
+			}
 		}
 		ex.appendEOS(o.EOS)
 		return ex.truncate(o, promptLen), nil
@@ -206,7 +222,7 @@ func Render(r Row, f Format, tok *tokenizer.Tokenizer, o RenderOptions) (*Exampl
 		if err != nil {
 			return nil, err
 		}
-		ids, mask, err := tok.AssistantMaskTurns(msgs, extra, func(turn int) bool { return !unsupervised[turn] })
+		ids, mask, own, err := tok.ChatMasks(msgs, extra, func(turn int) bool { return !unsupervised[turn] })
 		if err != nil {
 			return nil, err
 		}
@@ -215,7 +231,7 @@ func Render(r Row, f Format, tok *tokenizer.Tokenizer, o RenderOptions) (*Exampl
 				mask[i] = i > 0
 			}
 		}
-		ex = &Example{IDs: ids, Mask: mask}
+		ex = &Example{IDs: ids, Mask: mask, Own: own}
 		return ex.truncate(rightTruncation(o), 0), nil
 	case FormatTokens:
 		ids, err := intList(r["input_ids"])
@@ -252,7 +268,26 @@ func (e *Example) appendEOS(eos int32) {
 	if eos >= 0 {
 		e.IDs = append(e.IDs, eos)
 		e.Mask = append(e.Mask, true)
+		if e.Own != nil {
+			e.Own = append(e.Own, false)
+		}
 	}
+}
+
+// frame fills a prompt format's %s verbs with args and returns the text and
+// the byte spans the args occupy in it.
+func frame(format string, args ...string) (string, [][2]int) {
+	parts := strings.Split(format, "%s")
+	var b strings.Builder
+	var spans [][2]int
+	for i, p := range parts {
+		b.WriteString(p)
+		if i < len(args) {
+			spans = append(spans, [2]int{b.Len(), b.Len() + len(args[i])})
+			b.WriteString(args[i])
+		}
+	}
+	return b.String(), spans
 }
 
 // truncate cuts e to o.MaxSeqLen tokens. With "keep-answer" and a prompt of
@@ -269,9 +304,15 @@ func (e *Example) truncate(o RenderOptions, promptLen int) *Example {
 		cut := min(excess, promptLen-1) // drop prompt tokens after the first
 		e.IDs = append(e.IDs[:1:1], e.IDs[1+cut:]...)
 		e.Mask = append(e.Mask[:1:1], e.Mask[1+cut:]...)
+		if e.Own != nil {
+			e.Own = append(e.Own[:1:1], e.Own[1+cut:]...)
+		}
 	}
 	if len(e.IDs) > n {
 		e.IDs, e.Mask = e.IDs[:n], e.Mask[:n]
+		if e.Own != nil {
+			e.Own = e.Own[:n]
+		}
 	}
 	return e
 }

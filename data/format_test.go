@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -215,5 +216,66 @@ func TestChatContentPartsAndLossWeight(t *testing.T) {
 	bad := Row{"messages": []any{msg("user", []any{map[string]any{"type": "image", "url": "x.png"}}, 0), msg("assistant", "ok", 1)}}
 	if _, err := Render(bad, FormatChat, qwen, RenderOptions{}); err == nil || !strings.Contains(err.Error(), `type "image"`) {
 		t.Errorf("image part: %v", err)
+	}
+}
+
+// ownText decodes the tokens an example marks as the row's own text.
+func ownText(tok *tokenizer.Tokenizer, ex *Example) string {
+	var ids []int32
+	for i, id := range ex.IDs {
+		if ex.Own[i] {
+			ids = append(ids, id)
+		}
+	}
+	return tok.Decode(ids, false)
+}
+
+// TestOwnText: an example marks as its own text exactly what the row
+// wrote — every message's content, Alpaca's instruction, input and output,
+// a prompt and its completion — and not the chat template's headers and
+// markers, Alpaca's frame or an appended EOS; the mark survives the token
+// store.
+func TestOwnText(t *testing.T) {
+	qwen, err := tokenizer.Load(testassets.Path(t, "tokenizers/qwen3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := RenderOptions{EOS: qwen.EOS}
+	for _, c := range []struct {
+		row  Row
+		f    Format
+		want string
+	}{
+		{Row{"messages": []any{map[string]any{"role": "system", "content": "Be brief."}, map[string]any{"role": "user", "content": "Name a colour."},
+			map[string]any{"role": "assistant", "content": "Blue."}}}, FormatChat, "Be brief.Name a colour.Blue."},
+		{Row{"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"}, FormatAlpaca, "Add the numbers2 and 35"}, // ".\n\n" is one token, half frame: not own
+		{Row{"instruction": "Say hi.", "output": "Hi!"}, FormatAlpaca, "Say hiHi!"},
+		{Row{"prompt": "The sky is", "completion": " blue."}, FormatCompletion, "The sky is blue."},
+		{Row{"text": "Once upon a time."}, FormatText, "Once upon a time."},
+	} {
+		ex, err := Render(c.row, c.f, qwen, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ownText(qwen, ex); got != c.want {
+			t.Errorf("%s: own text %q, want %q", c.f, got, c.want)
+		}
+	}
+	cache := t.TempDir()
+	path := testassets.Path(t, "datasets/llamafactory/identity.parquet")
+	fresh, err := Load(path, qwen, LoadOptions{CacheDir: cache, Render: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	cached, err := Load(path, qwen, LoadOptions{CacheDir: cache, Render: o})
+	if err != nil || !cached.FromCache {
+		t.Fatalf("from the cache: %v", err)
+	}
+	defer cached.Close()
+	for i := range fresh.Train {
+		if !slices.Equal(fresh.Train[i].Own, cached.Train[i].Own) || !slices.Contains(fresh.Train[i].Own, false) {
+			t.Fatalf("example %d: own %v, from the cache %v", i, fresh.Train[i].Own, cached.Train[i].Own)
+		}
 	}
 }

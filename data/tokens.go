@@ -20,14 +20,15 @@ import (
 //
 // Layout (little-endian):
 //
-//	"LRTC2\0\0\0"
-//	per example: ids (4·n bytes), mask (n bytes, 0 or 1), zero padding to 4
+//	"LRTC3\0\0\0"
+//	per example: ids (4·n bytes), mask (n bytes, 0 or 1), own (n bytes, 0 or
+//	1: the row's own text, not a template's), zero padding to 4
 //	index: per example offset (u64) and n (u32)
 //	meta: the Dataset's JSON (format, rows, dropped, counts)
-//	trailer: index offset (u64), examples (u64), meta offset (u64), meta length (u64), "LRTC2END"
+//	trailer: index offset (u64), examples (u64), meta offset (u64), meta length (u64), "LRTC3END"
 const (
-	storeMagic   = "LRTC2\x00\x00\x00"
-	storeTrailer = "LRTC2END"
+	storeMagic   = "LRTC3\x00\x00\x00"
+	storeTrailer = "LRTC3END"
 )
 
 // storeTempPattern names unfinished stores (and, without a cache, stores in
@@ -85,7 +86,7 @@ func (s *storeWriter) write(b []byte) {
 func (s *storeWriter) add(e *Example) {
 	n := len(e.IDs)
 	s.index = append(s.index, storeEntry{off: s.off, n: uint32(n)})
-	size := 5*n + (4-n%4)%4
+	size := 6*n + (4-(2*n)%4)%4
 	if cap(s.buf) < size {
 		s.buf = make([]byte, size)
 	}
@@ -98,6 +99,12 @@ func (s *storeWriter) add(e *Example) {
 	for i, v := range e.Mask {
 		if v {
 			m[i] = 1
+		}
+	}
+	own := m[n:]
+	for i := range n {
+		if e.Own == nil || e.Own[i] {
+			own[i] = 1
 		}
 	}
 	s.write(b)
@@ -186,13 +193,13 @@ func parseStore(data []byte) (*Dataset, error) {
 	for i := range ds.Train {
 		e := data[indexOff+12*uint64(i):]
 		off, n := binary.LittleEndian.Uint64(e), uint64(binary.LittleEndian.Uint32(e[8:]))
-		end := off + 4*n + n
+		end := off + 4*n + 2*n
 		if off < 8 || off%4 != 0 || end > indexOff || off > indexOff {
 			return nil, fmt.Errorf("example %d lies outside the examples", i)
 		}
-		mask := data[off+4*n : end]
-		for _, m := range mask {
-			if m > 1 {
+		mask, own := data[off+4*n:off+5*n], data[off+5*n:end]
+		for j, m := range mask {
+			if m > 1 || own[j] > 1 {
 				return nil, fmt.Errorf("example %d: damaged mask", i)
 			}
 			ds.Supervised += int(m)
@@ -200,6 +207,7 @@ func parseStore(data []byte) (*Dataset, error) {
 		ex := &Example{}
 		if n > 0 {
 			ex.Mask = unsafe.Slice((*bool)(unsafe.Pointer(&mask[0])), n)
+			ex.Own = unsafe.Slice((*bool)(unsafe.Pointer(&own[0])), n)
 			if nativeLittleEndian {
 				ex.IDs = unsafe.Slice((*int32)(unsafe.Pointer(&data[off])), n)
 			} else {

@@ -132,17 +132,33 @@ func (t *Tokenizer) AssistantMask(messages []any, extra map[string]any) ([]int32
 // (by message index) for which supervise returns true (nil: all of them), as
 // datasets with a per-message loss weight ask.
 func (t *Tokenizer) AssistantMaskTurns(messages []any, extra map[string]any, supervise func(turn int) bool) ([]int32, []bool, error) {
+	ids, mask, _, err := t.ChatMasks(messages, extra, supervise)
+	return ids, mask, err
+}
+
+// ChatMasks is AssistantMaskTurns that also returns own: which tokens
+// hold the messages' own text (any role), not the template's (role
+// headers, markers, the system prompt it adds): what augmentation may edit.
+func (t *Tokenizer) ChatMasks(messages []any, extra map[string]any, supervise func(turn int) bool) (ids []int32, mask, own []bool, err error) {
 	text, err := t.ApplyChatTemplate(messages, false, extra)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ids, offs := t.EncodeOffsets(text, false)
-	mask := make([]bool, len(ids))
+	mask = make([]bool, len(ids))
+	own = make([]bool, len(ids))
+	inside := func(start, end int) {
+		for i, o := range offs {
+			if o[0] >= start && o[1] <= end && o[1] > o[0] {
+				own[i] = true
+			}
+		}
+	}
 	pos := 0
 	for turn, m := range messages {
 		d, ok := m.(*Dict)
 		if !ok {
-			return nil, nil, fmt.Errorf("message %d is not an object", turn)
+			return nil, nil, nil, fmt.Errorf("message %d is not an object", turn)
 		}
 		role, _ := d.M["role"].(string)
 		content, _ := d.M["content"].(string)
@@ -156,6 +172,9 @@ func (t *Tokenizer) AssistantMaskTurns(messages []any, extra map[string]any, sup
 				break
 			}
 		}
+		if start >= 0 {
+			inside(start, end)
+		}
 		if role != "assistant" {
 			// Other turns anchor the search (so an answer is not found inside the
 			// question); one the template rewrote simply does not move the anchor.
@@ -165,7 +184,7 @@ func (t *Tokenizer) AssistantMaskTurns(messages []any, extra map[string]any, sup
 			continue
 		}
 		if start < 0 {
-			return nil, nil, fmt.Errorf("assistant message %d could not be located in the rendered conversation", turn)
+			return nil, nil, nil, fmt.Errorf("assistant message %d could not be located in the rendered conversation", turn)
 		}
 		if supervise != nil && !supervise(turn) {
 			pos = end
@@ -192,11 +211,12 @@ func (t *Tokenizer) AssistantMaskTurns(messages []any, extra map[string]any, sup
 			// prompt/completion formats end with it).
 			ids = append(ids, t.EOS)
 			mask = append(mask, true)
+			own = append(own, false)
 			offs = append(offs, [2]int{len(text), len(text)})
 		}
 		pos = end
 	}
-	return ids, mask, nil
+	return ids, mask, own, nil
 }
 
 // endMarkers are the end-of-turn markers of common chat templates, which

@@ -362,15 +362,26 @@ func (s *Session) loadMixture(paths []string, lo data.LoadOptions, withVal bool)
 
 // tokenNoise is the configured token-level augmentation (nil: none).
 func (s *Session) tokenNoise(train []*data.Example) (data.Transform, error) {
-	c := &s.Config
+	t, err := TokenNoise(&s.Config, s.Tok, s.Model.Config.IsEOS, train)
+	if t != nil {
+		c := &s.Config
+		s.Log.Info("token augmentation", "dropout", c.TokenDropout, "replace", c.TokenReplace, "from", c.TokenReplaceFrom, "answers", c.AugmentAnswers)
+	}
+	return t, err
+}
+
+// TokenNoise is the token-level augmentation c configures over a dataset's
+// training examples (nil when there is none): never on the tokenizer's
+// added, special, BOS and EOS tokens, nor on ids eos reports.
+func TokenNoise(c *Config, tok *tokenizer.Tokenizer, eos func(int) bool, train []*data.Example) (data.Transform, error) {
 	if c.TokenDropout == 0 && c.TokenReplace == 0 {
 		return nil, nil
 	}
-	v := s.Tok.VocabSize()
+	v := tok.VocabSize()
 	protected := make([]bool, v)
 	for id := range protected {
 		i := int32(id)
-		protected[id] = s.Tok.IsAdded(i) || s.Tok.IsSpecial(i) || i == s.Tok.BOS || i == s.Tok.EOS || s.Model.Config.IsEOS(id)
+		protected[id] = tok.IsAdded(i) || tok.IsSpecial(i) || i == tok.BOS || i == tok.EOS || (eos != nil && eos(id))
 	}
 	t := &augment.Tokens{Seed: c.Seed, Dropout: c.TokenDropout, Replace: c.TokenReplace, Answers: c.AugmentAnswers, Protected: protected}
 	if c.TokenReplace > 0 {
@@ -384,7 +395,6 @@ func (s *Session) tokenNoise(train []*data.Example) (data.Transform, error) {
 			return nil, err
 		}
 	}
-	s.Log.Info("token augmentation", "dropout", c.TokenDropout, "replace", c.TokenReplace, "from", c.TokenReplaceFrom, "answers", c.AugmentAnswers)
 	return t.Transform(), nil
 }
 

@@ -436,3 +436,27 @@ func TestBadFiles(t *testing.T) {
 		t.Errorf("CSV with --columns: exit %d %s\n%s", code, errOut, out)
 	}
 }
+
+// TestInspectAugment: inspect --augment shows each example as loaded and as
+// an epoch of the configured run sees it; template text is never touched.
+func TestInspectAugment(t *testing.T) {
+	dir, m, _ := tinyModelAndData(t)
+	data := filepath.Join(dir, "chat.jsonl")
+	os.WriteFile(data, []byte(strings.Repeat(`{"messages": [{"role": "user", "content": "please count all the stars in the sky tonight"}, {"role": "assistant", "content": "ok"}]}`+"\n", 4)), 0o644)
+	cfg := filepath.Join(dir, "run.yaml")
+	os.WriteFile(cfg, []byte("token_dropout: 0.3\nneftune_noise_alpha: 5\n"), 0o644)
+	code, out, errOut := capture(t, "inspect", data, "--model", m, "--chat-template", "chatml", "--augment", cfg, "--samples", "2", "--epoch", "3")
+	if code != 0 || strings.Count(out, "as loaded:") != 2 || strings.Count(out, "epoch 3 (") != 2 || !strings.Contains(out, "NEFTune α=5") {
+		t.Fatalf("exit %d %s\n%s", code, errOut, out)
+	}
+	// Every augmented rendering keeps the template's headers and markers.
+	for _, block := range strings.Split(out, "epoch 3 (")[1:] {
+		if !strings.Contains(block, "<|im_start|>user\n") || !strings.Contains(block, "<|im_start|>assistant\n[o][k]") {
+			t.Errorf("template text changed:\n%s", block)
+		}
+	}
+	os.WriteFile(cfg, []byte("token_dropout: 2\n"), 0o644)
+	if code, _, errOut := capture(t, "inspect", data, "--model", m, "--augment", cfg); code == 0 || !strings.Contains(errOut, "token_dropout: 2") {
+		t.Errorf("a bad augmentation config: exit %d %s", code, errOut)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/lowrank/lowrank/data"
 	"github.com/lowrank/lowrank/model"
 	"github.com/lowrank/lowrank/tokenizer"
+	"github.com/lowrank/lowrank/train"
 	"github.com/spf13/cobra"
 )
 
@@ -22,6 +23,8 @@ func newInspect() *cobra.Command {
 		textUnit                                string
 		maxSeqLen                               int
 		trainOnInputs                           bool
+		augmentFile                             string
+		samples, epoch                          int
 	)
 	c := &cobra.Command{
 		Use:   "inspect PATH",
@@ -43,7 +46,7 @@ func newInspect() *cobra.Command {
 				return err
 			}
 			if isDataset(path) {
-				return inspectData(cmd, path, modelPath, columns, chatTemplate, textUnit, maxSeqLen, trainOnInputs, asJSON)
+				return inspectData(cmd, path, modelPath, columns, chatTemplate, textUnit, maxSeqLen, trainOnInputs, asJSON, augmentFile, samples, epoch)
 			}
 			if st, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("%s: no such file or directory", path)
@@ -82,6 +85,9 @@ func newInspect() *cobra.Command {
 	c.Flags().IntVar(&maxSeqLen, "max-seq-len", 0, "for a dataset: truncate examples to this many tokens")
 	c.Flags().BoolVar(&trainOnInputs, "train-on-inputs", false, "for a dataset: supervise prompts too")
 	c.Flags().StringVar(&textUnit, "text-unit", "block", "for .txt/.md files: one example per blank-line block, or per file")
+	c.Flags().StringVar(&augmentFile, "augment", "", "for a dataset: a run config (its token_dropout, token_replace… keys): show examples as loaded and as training sees them")
+	c.Flags().IntVar(&samples, "samples", 3, "with --augment: how many examples")
+	c.Flags().IntVar(&epoch, "epoch", 0, "with --augment: the epoch whose variants to show (each epoch draws new ones)")
 	return c
 }
 
@@ -109,7 +115,7 @@ func isDataset(path string) bool {
 	return true
 }
 
-func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate, textUnit string, maxSeqLen int, trainOnInputs, asJSON bool) error {
+func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate, textUnit string, maxSeqLen int, trainOnInputs, asJSON bool, augmentFile string, samples, epoch int) error {
 	cols, err := data.ParseColumns(columns)
 	if err != nil {
 		return usageError{cmd: "inspect", err: err}
@@ -126,6 +132,12 @@ func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate, tex
 			}
 		}
 		opts.EOS = tok.EOS
+	}
+	if augmentFile != "" {
+		if tok == nil {
+			return usageError{cmd: "inspect", err: fmt.Errorf("--augment needs --model (its tokenizer renders the examples)")}
+		}
+		return inspectAugment(cmd, path, tok, data.LoadOptions{Columns: cols, Render: opts, TextUnit: textUnit}, augmentFile, samples, epoch)
 	}
 	rep, err := data.Inspect(path, tok, data.LoadOptions{Columns: cols, Render: opts, TextUnit: textUnit})
 	if err != nil {
@@ -162,5 +174,50 @@ func inspectData(cmd *cobra.Command, path, modelPath, columns, chatTemplate, tex
 		fmt.Fprintf(out, "turns end with %s (supervised, one token)\n", te.Marker)
 	}
 	fmt.Fprintf(out, "first example (supervised tokens in [brackets]):\n%s\n", rep.Example)
+	return nil
+}
+
+// inspectAugment shows the first samples examples of a dataset as loaded
+// and as epoch epoch of a run configured by file (its token_dropout,
+// token_replace… keys) sees them, supervised tokens in [brackets].
+func inspectAugment(cmd *cobra.Command, path string, tok *tokenizer.Tokenizer, lo data.LoadOptions, file string, samples, epoch int) error {
+	cfg := train.Defaults()
+	if err := train.ReadConfigFile(&cfg, file); err != nil {
+		return err
+	}
+	check := cfg
+	check.Model, check.Data, check.Out = "-", path, "-" // only the augmentation settings matter here
+	if err := check.Validate(); err != nil {
+		return fmt.Errorf("%s: %v", file, err)
+	}
+	if samples <= 0 || epoch < 0 {
+		return usageError{cmd: "inspect", err: fmt.Errorf("--samples must be positive and --epoch not negative")}
+	}
+	ds, err := data.Load(path, tok, lo)
+	if err != nil {
+		return err
+	}
+	defer ds.Close()
+	t, err := train.TokenNoise(&cfg, tok, nil, ds.Train)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "%s as epoch %d of a run with %s sees it: token_dropout %g, token_replace %g from %s, augment_answers %v",
+		path, epoch, file, cfg.TokenDropout, cfg.TokenReplace, cfg.TokenReplaceFrom, cfg.AugmentAnswers)
+	if cfg.NEFTuneAlpha > 0 {
+		fmt.Fprintf(out, "; NEFTune α=%g adds embedding noise in training (not shown)", cfg.NEFTuneAlpha)
+	}
+	fmt.Fprintln(out, "\n(supervised tokens in [brackets])")
+	for i := 0; i < min(samples, len(ds.Train)); i++ {
+		ex := ds.Train[i]
+		fmt.Fprintf(out, "\nexample %d, as loaded:\n%s\n", i, data.Show(tok, ex))
+		if t == nil {
+			fmt.Fprintln(out, "(no token-level transform configured)")
+			continue
+		}
+		aug := t(epoch, i, ex)
+		fmt.Fprintf(out, "example %d, epoch %d (%d of %d tokens kept):\n%s\n", i, epoch, len(aug.IDs), len(ex.IDs), data.Show(tok, aug))
+	}
 	return nil
 }
