@@ -1,19 +1,19 @@
 package train
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/lowrank/lowrank/data"
 	"github.com/lowrank/lowrank/internal/sysinfo"
 	"github.com/lowrank/lowrank/model"
+	"go.yaml.in/yaml/v3"
 )
 
 // Config is a training run. Every field is a flag (the json name) and a key
@@ -148,51 +148,203 @@ func (c *Config) BaseCache() string {
 	return filepath.Join(c.CacheDir, "gptq")
 }
 
-// ReadConfigFile fills c from a JSON file or a flat YAML file (key: value
-// lines, # comments), naming the file and the key on error.
+// ReadConfigFile fills c from a YAML (or JSON) file: the flag names as keys
+// (hyphens or underscores), in any order; a list where a setting takes
+// several values (targets: [q_proj, v_proj]), a map for columns
+// ({prompt: question}); data as a path, a list of paths, or a list of
+// {path, weight}; augment as a list of transforms. Unknown keys, wrong
+// types and duplicate keys are errors naming the file and the line.
 func ReadConfigFile(c *Config, path string) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	values := map[string]string{}
-	if ext := strings.ToLower(filepath.Ext(path)); ext == ".json" {
-		var m map[string]any
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return fmt.Errorf("config: %s: %v", path, err)
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("config: %s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(doc.Content) == 0 {
+		return nil // empty, or comments only
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return fmt.Errorf("config: %s line %d: want settings as \"key: value\" lines", path, root.Line)
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		key := strings.ReplaceAll(k.Value, "-", "_")
+		if first, dup := seen[key]; dup {
+			return fmt.Errorf("config: %s line %d: %s is given twice (first on line %d)", path, k.Line, k.Value, first)
 		}
-		for k, v := range m {
-			values[k] = fmt.Sprint(v)
+		seen[key] = k.Line
+		var err error
+		switch key {
+		case "augment":
+			err = c.setAugment(v, seen)
+		case "data":
+			err = c.setData(v, seen)
+		default:
+			var val string
+			if val, err = scalarText(v); err == nil {
+				err = c.Set(key, val)
+			}
 		}
-	} else {
-		for i, line := range strings.Split(string(raw), "\n") {
-			if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "#") {
-				continue
+		var le lineError
+		if errors.As(err, &le) {
+			return fmt.Errorf("config: %s line %d: %s", path, le.line, le.msg)
+		}
+		if err != nil {
+			return fmt.Errorf("config: %s line %d: %v", path, k.Line, err)
+		}
+	}
+	return nil
+}
+
+// lineError is a problem at a line of the file other than its key's.
+type lineError struct {
+	line int
+	msg  string
+}
+
+func (e lineError) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
+
+func atLine(line int, format string, args ...any) error {
+	return lineError{line, fmt.Sprintf(format, args...)}
+}
+
+// scalarText is a setting's value as flag text: a scalar as written (null:
+// empty), a list of scalars joined by commas, a map of scalars as
+// k=v,k2=v2.
+func scalarText(v *yaml.Node) (string, error) {
+	switch v.Kind {
+	case yaml.ScalarNode:
+		if v.Tag == "!!null" {
+			return "", nil
+		}
+		return v.Value, nil
+	case yaml.SequenceNode:
+		parts := make([]string, len(v.Content))
+		for i, e := range v.Content {
+			if e.Kind != yaml.ScalarNode {
+				return "", atLine(e.Line, "want a list of plain values")
 			}
-			k, v, ok := strings.Cut(line, ":")
-			if !ok || strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") || strings.TrimSpace(k) == "" {
-				return fmt.Errorf("config: %s line %d: want \"key: value\" (flat YAML only)", path, i+1)
+			parts[i] = e.Value
+		}
+		return strings.Join(parts, ","), nil
+	case yaml.MappingNode:
+		parts := make([]string, 0, len(v.Content)/2)
+		for i := 0; i+1 < len(v.Content); i += 2 {
+			if v.Content[i+1].Kind != yaml.ScalarNode {
+				return "", atLine(v.Content[i+1].Line, "want name: value pairs")
 			}
-			v = strings.TrimSpace(v)
-			if q, err := strconv.QuotedPrefix(v); err == nil && strings.HasPrefix(v, `"`) {
-				v, _ = strconv.Unquote(q) // as YAML() writes strings: Go-quoted, escapes included; a comment may follow
-			} else {
-				if j := strings.Index(v, " #"); j >= 0 || strings.HasPrefix(v, "#") {
-					v = v[:max(j, 0)]
+			parts = append(parts, v.Content[i].Value+"="+v.Content[i+1].Value)
+		}
+		return strings.Join(parts, ","), nil
+	}
+	return "", fmt.Errorf("want a value, a list or a map")
+}
+
+// setData reads data: a path, a list of paths, or a list of {path, weight}
+// (all weighted or none).
+func (c *Config) setData(v *yaml.Node, seen map[string]int) error {
+	if v.Kind != yaml.SequenceNode || len(v.Content) == 0 || v.Content[0].Kind != yaml.MappingNode {
+		text, err := scalarText(v)
+		if err != nil {
+			return fmt.Errorf("data: %w", err)
+		}
+		return c.Set("data", text)
+	}
+	var paths, weights []string
+	for _, e := range v.Content {
+		if e.Kind != yaml.MappingNode {
+			return atLine(e.Line, "data: want every entry as {path, weight}")
+		}
+		entry := map[string]string{}
+		for i := 0; i+1 < len(e.Content); i += 2 {
+			k, val := e.Content[i], e.Content[i+1]
+			switch k.Value {
+			case "path", "weight":
+				if val.Kind != yaml.ScalarNode {
+					return atLine(k.Line, "data: %s takes one value", k.Value)
 				}
-				v = strings.Trim(strings.TrimSpace(v), `"'`)
+				entry[k.Value] = val.Value
+			case "columns", "format":
+				return atLine(k.Line, "data: a dataset's own %s is not supported yet: --columns applies to every dataset, and the format is detected", k.Value)
+			default:
+				return atLine(k.Line, "data: unknown key %q (want path and weight)", k.Value)
 			}
-			values[strings.TrimSpace(k)] = v
+		}
+		if entry["path"] == "" {
+			return atLine(e.Line, "data: an entry without a path")
+		}
+		paths = append(paths, entry["path"])
+		if w, ok := entry["weight"]; ok {
+			weights = append(weights, w)
 		}
 	}
-	keys := make([]string, 0, len(values))
-	for k := range values {
-		keys = append(keys, k)
+	if len(weights) != 0 && len(weights) != len(paths) {
+		return fmt.Errorf("data: %d of %d datasets have a weight: give every one a weight, or none", len(weights), len(paths))
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if err := c.Set(strings.ReplaceAll(k, "-", "_"), values[k]); err != nil {
-			return fmt.Errorf("config: %s: %v", path, err)
+	if len(weights) > 0 {
+		if line, ok := seen["data_weights"]; ok {
+			return fmt.Errorf("data: the entries' weights and data_weights (line %d) both give weights", line)
+		}
+		seen["data_weights"] = v.Line
+		if err := c.Set("data_weights", strings.Join(weights, ",")); err != nil {
+			return err
+		}
+	}
+	return c.Set("data", strings.Join(paths, ","))
+}
+
+// augmentKeys maps each transform of an augment: list and its fields to
+// the settings they set ("" is the transform's value given alone).
+var augmentKeys = map[string]map[string]string{
+	"neftune":       {"": "neftune_noise_alpha", "alpha": "neftune_noise_alpha"},
+	"token_dropout": {"": "token_dropout", "p": "token_dropout", "answers": "augment_answers"},
+	"token_replace": {"": "token_replace", "p": "token_replace", "from": "token_replace_from", "answers": "augment_answers"},
+}
+
+// setAugment reads augment: a list of transforms, each a name with its
+// probability (token_dropout: 0.1) or with fields (token_replace: {p: 0.1,
+// from: data, answers: true}).
+func (c *Config) setAugment(v *yaml.Node, seen map[string]int) error {
+	if v.Kind != yaml.SequenceNode {
+		return fmt.Errorf("augment: want a list of transforms, e.g. - token_dropout: 0.1")
+	}
+	for _, e := range v.Content {
+		if e.Kind != yaml.MappingNode || len(e.Content) != 2 {
+			return atLine(e.Line, "augment: want one transform per entry, e.g. - neftune: {alpha: 5}")
+		}
+		name, val := e.Content[0], e.Content[1]
+		keys, ok := augmentKeys[name.Value]
+		if !ok {
+			return atLine(name.Line, "augment: unknown transform %q (have neftune, token_dropout, token_replace)", name.Value)
+		}
+		fields := map[string]*yaml.Node{"": val}
+		if val.Kind == yaml.MappingNode {
+			fields = map[string]*yaml.Node{}
+			for i := 0; i+1 < len(val.Content); i += 2 {
+				fields[val.Content[i].Value] = val.Content[i+1]
+			}
+		}
+		for f, node := range fields {
+			key, ok := keys[f]
+			if !ok {
+				return atLine(node.Line, "augment: %s has no field %q", name.Value, f)
+			}
+			if line, dup := seen[key]; dup {
+				return atLine(node.Line, "augment: %s is set twice (also on line %d)", key, line)
+			}
+			seen[key] = node.Line
+			text, err := scalarText(node)
+			if err != nil {
+				return err
+			}
+			if err := c.Set(key, text); err != nil {
+				return atLine(node.Line, "augment: %v", err)
+			}
 		}
 	}
 	return nil

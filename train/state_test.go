@@ -182,10 +182,47 @@ func TestConfigFile(t *testing.T) {
 	if err := ReadConfigFile(&got, path); err != nil || got.LR != 0.1 || got.Rank != 4 {
 		t.Errorf("comment after a value: %v, %+v", err, got)
 	}
-	for _, bad := range []string{"  rank: 4\n", "rank 4\n", "bogus: 1\n", "rank: four\n"} {
-		os.WriteFile(path, []byte(bad), 0o644)
-		if err := ReadConfigFile(&got, path); err == nil || !strings.Contains(err.Error(), path) {
-			t.Errorf("%q: %v", bad, err)
+	// Real YAML: lists, maps, a data list with weights, the augment list.
+	os.WriteFile(path, []byte(`model: m
+targets: [q_proj, v_proj]
+columns: {prompt: question, completion: answer}
+data:
+  - {path: domain.parquet, weight: 0.3}
+  - path: general.jsonl
+    weight: 0.7
+augment:
+  - neftune: {alpha: 5}
+  - token_dropout: 0.1
+  - token_replace: {p: 0.05, from: data, answers: true}
+val: ~
+`), 0o644)
+	got = Defaults()
+	if err := ReadConfigFile(&got, path); err != nil {
+		t.Fatal(err)
+	}
+	if got.Targets != "q_proj,v_proj" || got.Columns != "prompt=question,completion=answer" || got.Data != "domain.parquet,general.jsonl" ||
+		got.DataWeights != "0.3,0.7" || got.NEFTuneAlpha != 5 || got.TokenDropout != 0.1 || got.TokenReplace != 0.05 ||
+		got.TokenReplaceFrom != "data" || !got.AugmentAnswers || got.Val != "" {
+		t.Errorf("read %+v", got)
+	}
+	for _, c := range []struct{ text, want string }{
+		{"rank 4\n", "line 1"},
+		{"bogus: 1\n", `line 1: unknown key "bogus"`},
+		{"lr: 1\nrank: four\n", `line 2: rank: "four" is not an integer`},
+		{"rank: 4\nlr: 1\nrank: 8\n", "line 3: rank is given twice (first on line 1)"},
+		{"rank: [1, [2]]\n", "line 1"},
+		{"data:\n  - {path: a, weight: 1}\n  - {path: b}\n", "1 of 2 datasets have a weight"},
+		{"data:\n  - {weight: 1}\n", "an entry without a path"},
+		{"data:\n  - {path: a, columns: {x: y}}\n", "line 2: data: a dataset's own columns"},
+		{"augment:\n  - mixup: 0.1\n", `unknown transform "mixup"`},
+		{"augment:\n  - token_dropout: {q: 0.1}\n", `token_dropout has no field "q"`},
+		{"token_dropout: 0.2\naugment:\n  - token_dropout: 0.1\n", "token_dropout is set twice"},
+		{"- a\n- b\n", "want settings"},
+	} {
+		os.WriteFile(path, []byte(c.text), 0o644)
+		got = Defaults()
+		if err := ReadConfigFile(&got, path); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v (want %q)", c.text, err, c.want)
 		}
 	}
 }

@@ -29,7 +29,9 @@ func newTrain() *cobra.Command {
 		Use:   "train --model M --data D --out RUN [--config run.yaml] [flags] | --resume RUN|RUN/checkpoints/step-N|auto [--force]",
 		Short: "Fine-tune a LoRA adapter",
 		Long: `Trains a LoRA adapter on a model's frozen (quantized) base. Settings come from
-the defaults, then --config (JSON or flat YAML with the flag names as keys), then flags.
+the defaults, then --config (YAML or JSON with the flag names as keys: lists for targets,
+a map for columns, data as a list of paths or of {path, weight}, augment as a list of
+transforms such as "- neftune: {alpha: 5}", "- token_dropout: 0.1"), then flags.
 
 The run folder gets config.yaml, metrics.jsonl, adapter/ and best/ (PEFT layout, with
 lowrank.json: how the base was held), and checkpoints/step-N/: the adapter, optimizer
@@ -138,7 +140,7 @@ One process at a time owns a run folder (a lock on RUN/.lock).`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&configFile, "config", "", "run configuration (JSON or flat YAML); flags override it")
+	f.StringVar(&configFile, "config", "", "run configuration (YAML or JSON; unknown or repeated keys are errors naming the line); flags override it")
 	f.StringVar(&logFormat, "log-format", "text", "log lines on stderr: text or json")
 	f.BoolVar(&dryRun, "dry-run", false, "print the resolved configuration, parameter counts, memory estimate and dataset size, then exit")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
