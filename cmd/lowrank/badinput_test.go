@@ -83,16 +83,21 @@ func refuses(t *testing.T, cases []badCase) {
 	}
 }
 
-// editJSON rewrites a JSON object file with changes applied (nil deletes).
-func editJSON(t *testing.T, path string, changes map[string]any) {
+// editJSON rewrites a JSON object file with changes applied (nil deletes)
+// to the object itself or to the one found under the keys within.
+func editJSON(t *testing.T, path string, changes map[string]any, within ...string) {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
+	var top map[string]any
+	if err := json.Unmarshal(raw, &top); err != nil {
 		t.Fatal(err)
+	}
+	m := top
+	for _, k := range within {
+		m = m[k].(map[string]any)
 	}
 	for k, v := range changes {
 		if v == nil {
@@ -101,7 +106,7 @@ func editJSON(t *testing.T, path string, changes map[string]any) {
 			m[k] = v
 		}
 	}
-	raw, _ = json.Marshal(m)
+	raw, _ = json.Marshal(top)
 	if err := os.WriteFile(path, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -345,22 +350,7 @@ func TestBadFiles(t *testing.T) {
 		return m
 	}
 	tokEdit := func(changes map[string]any) func(string) {
-		return func(m string) {
-			p := filepath.Join(m, "tokenizer.json")
-			raw, _ := os.ReadFile(p)
-			var tj map[string]any
-			json.Unmarshal(raw, &tj)
-			mod := tj["model"].(map[string]any)
-			for k, v := range changes {
-				if v == nil {
-					delete(mod, k)
-				} else {
-					mod[k] = v
-				}
-			}
-			raw, _ = json.Marshal(tj)
-			os.WriteFile(p, raw, 0o644)
-		}
+		return func(m string) { editJSON(t, filepath.Join(m, "tokenizer.json"), changes, "model") }
 	}
 	noVocab := variant("novocab", tokEdit(map[string]any{"vocab": nil}))
 	negID := variant("negid", tokEdit(map[string]any{"vocab": map[string]any{"a": -4}}))

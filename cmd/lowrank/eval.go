@@ -10,7 +10,8 @@ import (
 )
 
 func newEval() *cobra.Command {
-	var modelPath, adapterDir, dataPath string
+	var modelPath, adapterDir string
+	dataPath := new(string)
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "eval --model M [--adapter A] --data D [--json]",
@@ -30,7 +31,7 @@ was trained on is warned about.`,
 					io.Copy(cmd.ErrOrStderr(), &notes)
 				}
 			}()
-			if modelPath == "" || dataPath == "" {
+			if modelPath == "" || *dataPath == "" {
 				return usageError{cmd: "eval", err: fmt.Errorf("--model and --data are required")}
 			}
 			cfg := train.Defaults()
@@ -49,7 +50,7 @@ was trained on is warned about.`,
 			if cfg.GPTQTune > 0 && cfg.GPTQTokens == 0 {
 				return usageError{cmd: "eval", err: fmt.Errorf("--gptq-tune needs --gptq-tokens")}
 			}
-			r, err := train.Evaluate(modelPath, adapterDir, dataPath, cfg)
+			r, err := train.Evaluate(modelPath, adapterDir, *dataPath, cfg)
 			if err != nil {
 				return err
 			}
@@ -63,7 +64,7 @@ was trained on is warned about.`,
 	f := c.Flags()
 	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or .gguf file")
 	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory")
-	f.StringVar(&dataPath, "data", "", "dataset file, glob or directory")
+	dataPath = configFlag(f, "data", "", "dataset file, glob or directory; repeat the flag (or separate with commas) for several, concatenated")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	configFlag(f, "quant", "", "hold base weights as f32|f16|bf16|q8_0|q4_0|nf4 (default: as the adapter's lowrank.json says, else as stored)")
 	configFlag(f, "gptq-tokens", "0", "with --quant q4_0/nf4: quantize by GPTQ over this many tokens sampled from the model (0: off)")

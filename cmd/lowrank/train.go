@@ -155,19 +155,14 @@ One process at a time owns a run folder (a lock on RUN/.lock).`,
 	for i := 0; i < t.NumField(); i++ {
 		key := strings.Split(t.Field(i).Tag.Get("json"), ",")[0]
 		name := strings.ReplaceAll(key, "_", "-")
-		fv := &fieldValue{kind: v.Field(i).Kind(), s: fmt.Sprint(v.Field(i).Interface()), list: key == "data"}
-		flagVals[name] = &fv.s
-		f.Var(fv, name, flagHelp[key])
-		if fv.kind == reflect.Bool {
-			f.Lookup(name).NoOptDefVal = "true"
-		}
+		flagVals[name] = configFlag(f, name, fmt.Sprint(v.Field(i).Interface()), flagHelp[key])
 	}
 	return c
 }
 
 // configFlag defines flag name (a train.Config key with hyphens) with the
-// field's type, default def and help.
-func configFlag(f *pflag.FlagSet, name, def, help string) {
+// field's type, default def and help, and returns where its text is kept.
+func configFlag(f *pflag.FlagSet, name, def, help string) *string {
 	kind := reflect.String
 	t := reflect.TypeFor[train.Config]()
 	for i := 0; i < t.NumField(); i++ {
@@ -175,11 +170,12 @@ func configFlag(f *pflag.FlagSet, name, def, help string) {
 			kind = t.Field(i).Type.Kind()
 		}
 	}
-	fv := &fieldValue{kind: kind, s: def}
+	fv := &fieldValue{kind: kind, s: def, list: name == "data"}
 	f.Var(fv, name, help)
 	if kind == reflect.Bool {
 		f.Lookup(name).NoOptDefVal = "true"
 	}
+	return &fv.s
 }
 
 // fieldValue is a configuration field's flag: kept as the text given (the
