@@ -29,18 +29,27 @@ type sequence []int
 // decreasing (an example of L tokens needs L−1 positions: inputs ids[:−1],
 // targets ids[1:]). Examples longer than t+1 tokens must have been truncated.
 func Pack(examples []*Example, t int) ([]sequence, error) {
-	order := make([]int, len(examples))
+	lengths := make([]int, len(examples))
+	for i, e := range examples {
+		lengths[i] = len(e.IDs)
+	}
+	return pack(lengths, t)
+}
+
+// pack is Pack over the examples' token counts.
+func pack(lengths []int, t int) ([]sequence, error) {
+	order := make([]int, len(lengths))
 	for i := range order {
 		order[i] = i
-		if n := len(examples[i].IDs) - 1; n > t {
+		if n := lengths[i] - 1; n > t {
 			return nil, fmt.Errorf("data: example %d needs %d positions, more than the sequence length %d", i, n, t)
 		}
 	}
-	sort.SliceStable(order, func(a, b int) bool { return len(examples[order[a]].IDs) > len(examples[order[b]].IDs) })
+	sort.SliceStable(order, func(a, b int) bool { return lengths[order[a]] > lengths[order[b]] })
 	var seqs []sequence
 	var free []int // remaining positions per sequence
 	for _, e := range order {
-		need := len(examples[e].IDs) - 1
+		need := lengths[e] - 1
 		best := -1
 		for s, f := range free {
 			if f >= need && (best < 0 || f < free[best]) {
@@ -78,6 +87,9 @@ type Batcher struct {
 	// Transform, if set, is applied to every example as its batch is
 	// built (training data only; see Transform).
 	Transform Transform
+	// Windows admits examples longer than T+1 tokens, laid out as T+1:
+	// Transform must cut them to that (augment.Window).
+	Windows bool
 
 	Epoch, Step int // cursor: the next batch is batch Step of epoch Epoch
 
@@ -104,21 +116,38 @@ func (b *Batcher) prepare() error {
 	if len(b.Examples) == 0 {
 		return fmt.Errorf("data: no examples")
 	}
+	if b.Windows && b.Transform == nil {
+		return fmt.Errorf("data: windows need a transform that cuts them")
+	}
 	if b.Pack {
-		seqs, err := Pack(b.Examples, b.T)
+		lengths := make([]int, len(b.Examples))
+		for i := range lengths {
+			lengths[i] = b.planned(i)
+		}
+		seqs, err := pack(lengths, b.T)
 		if err != nil {
 			return err
 		}
 		b.seqs = seqs
 	} else {
-		for i, e := range b.Examples {
-			if len(e.IDs)-1 > b.T {
-				return fmt.Errorf("data: example %d needs %d positions, more than %d", i, len(e.IDs)-1, b.T)
+		for i := range b.Examples {
+			if n := b.planned(i) - 1; n > b.T {
+				return fmt.Errorf("data: example %d needs %d positions, more than %d", i, n, b.T)
 			}
 			b.seqs = append(b.seqs, sequence{i})
 		}
 	}
 	return nil
+}
+
+// planned is how many tokens example e is laid out with: its own, or with
+// Windows at most T+1.
+func (b *Batcher) planned(e int) int {
+	n := len(b.Examples[e].IDs)
+	if b.Windows {
+		n = min(n, b.T+1)
+	}
+	return n
 }
 
 // shuffle sets epoch's order: a permutation seeded by (Seed, epoch).
@@ -134,7 +163,7 @@ func (b *Batcher) shuffle(epoch int) {
 	for s := 0; s < len(b.order); s += win {
 		w := b.order[s:min(len(b.order), s+win)]
 		sort.SliceStable(w, func(i, j int) bool {
-			return len(b.Examples[b.seqs[w[i]][0]].IDs) > len(b.Examples[b.seqs[w[j]][0]].IDs)
+			return b.planned(b.seqs[w[i]][0]) > b.planned(b.seqs[w[j]][0])
 		})
 	}
 }
@@ -173,7 +202,7 @@ func (b *Batcher) At(epoch, step int) (*Batch, error) {
 	if !b.Pack { // pad to the longest sequence of this batch
 		t = 1
 		for _, s := range idx {
-			t = max(t, len(b.Examples[b.seqs[s][0]].IDs)-1)
+			t = max(t, b.planned(b.seqs[s][0])-1)
 		}
 	}
 	out := &Batch{B: len(idx), T: t}
@@ -186,8 +215,8 @@ func (b *Batcher) At(epoch, step int) (*Batch, error) {
 			ex := b.Examples[e]
 			if b.Transform != nil {
 				tx := b.Transform(epoch, e, ex)
-				if len(tx.IDs) > len(ex.IDs) || len(tx.Mask) != len(tx.IDs) || (tx.Own != nil && len(tx.Own) != len(tx.IDs)) {
-					return nil, fmt.Errorf("data: a transform made example %d %d tokens long (%d masks) from %d: it may only shorten", e, len(tx.IDs), len(tx.Mask), len(ex.IDs))
+				if len(tx.IDs) > b.planned(e) || len(tx.Mask) != len(tx.IDs) || (tx.Own != nil && len(tx.Own) != len(tx.IDs)) {
+					return nil, fmt.Errorf("data: a transform made example %d %d tokens long (%d masks) for a place of %d: it may only shorten", e, len(tx.IDs), len(tx.Mask), b.planned(e))
 				}
 				ex = tx
 			}

@@ -122,10 +122,13 @@ func (e *Example) Supervised() int {
 
 // RenderOptions control rendering.
 type RenderOptions struct {
-	TrainOnInputs bool   // supervise prompts and user turns too
-	MaxSeqLen     int    // truncate to this many tokens (0: no limit)
-	Truncation    string // "keep-answer" (default: drop the start of the prompt, then the end of the answer) or "right"
-	EOS           int32  // appended to text/alpaca/prompt-completion examples (−1: none)
+	TrainOnInputs bool // supervise prompts and user turns too
+	MaxSeqLen     int  // truncate to this many tokens (0: no limit)
+	// KeepLongText leaves text examples whole whatever MaxSeqLen says, for
+	// a window transform to cut a different part of them every epoch.
+	KeepLongText bool   `json:",omitempty"`
+	Truncation   string // "keep-answer" (default: drop the start of the prompt, then the end of the answer) or "right"
+	EOS          int32  // appended to text/alpaca/prompt-completion examples (−1: none)
 }
 
 // AlpacaPrompt is the default template for alpaca rows (Stanford Alpaca's).
@@ -166,6 +169,9 @@ func Render(r Row, f Format, tok *tokenizer.Tokenizer, o RenderOptions) (*Exampl
 			ex.Own[i] = offs[i][1] > offs[i][0] // not BOS or another token the tokenizer adds
 		}
 		ex.appendEOS(o.EOS)
+		if o.KeepLongText {
+			return ex, nil
+		}
 		return ex.truncate(o, 0), nil
 	case FormatCompletion, FormatAlpaca:
 		var prompt, completion string
@@ -272,6 +278,25 @@ func (e *Example) appendEOS(eos int32) {
 			e.Own = append(e.Own, false)
 		}
 	}
+}
+
+// Heads returns the examples cut to their first n tokens (views, no copy):
+// what a window transform's data looks like where nothing is augmented
+// (validation).
+func Heads(examples []*Example, n int) []*Example {
+	out := make([]*Example, len(examples))
+	for i, e := range examples {
+		if len(e.IDs) <= n {
+			out[i] = e
+			continue
+		}
+		h := &Example{IDs: e.IDs[:n], Mask: e.Mask[:n], Truncated: len(e.IDs) - n}
+		if e.Own != nil {
+			h.Own = e.Own[:n]
+		}
+		out[i] = h
+	}
+	return out
 }
 
 // frame fills a prompt format's %s verbs with args and returns the text and

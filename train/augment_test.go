@@ -3,8 +3,10 @@ package train
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -125,5 +127,56 @@ func TestTwoDatasets(t *testing.T) {
 	}
 	if err := (&Config{Data: a + "," + b, DataWeights: "1"}).Validate(); err == nil {
 		t.Error("one weight for two datasets accepted")
+	}
+}
+
+// TestTextWindows: with text_windows a long document is kept whole and
+// each epoch trains on another window of it; the number of steps is the
+// one without windows, and validation sees the documents' start.
+func TestTextWindows(t *testing.T) {
+	dir := t.TempDir()
+	model, docs := filepath.Join(dir, "model"), filepath.Join(dir, "docs.txt")
+	if err := writeDemoModel(model); err != nil {
+		t.Fatal(err)
+	}
+	var text []byte
+	for i := range 12 {
+		for j := range 40 {
+			text = append(text, fmt.Sprintf("doc %d sentence %d goes on. ", i, j)...)
+		}
+		text = append(text, "\n\n"...)
+	}
+	os.WriteFile(docs, text, 0o644)
+	open := func(windows bool) *Session {
+		c := Defaults()
+		c.Model, c.Data, c.Out, c.MaxSeqLen, c.BatchSize, c.TextWindows, c.ValFraction, c.Seed = model, docs, filepath.Join(dir, "run"), 64, 2, windows, 0.2, 3
+		s, err := OpenSession(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	plain, windowed := open(false), open(true)
+	if plain.PerEpoch != windowed.PerEpoch || plain.TotalSteps() != windowed.TotalSteps() {
+		t.Errorf("%d batches an epoch with windows, %d without", windowed.PerEpoch, plain.PerEpoch)
+	}
+	if n := len(windowed.Data.Train[0].IDs); n < 500 {
+		t.Errorf("the first document has %d tokens: it was cut", n)
+	}
+	for _, e := range windowed.Val {
+		if len(e.IDs) > 65 {
+			t.Errorf("a validation example of %d tokens", len(e.IDs))
+		}
+	}
+	tr, doc := windowed.Batches.Transform, windowed.Data.Train[0]
+	if a, b := tr(0, 0, doc), tr(1, 0, doc); len(a.IDs) != 65 || slices.Equal(a.IDs, b.IDs) {
+		t.Error("two epochs trained on the same window of a document")
+	}
+	if b, err := windowed.Batch(0); err != nil || b.T != 64 {
+		t.Fatalf("batch %v: %v", b, err)
+	}
+	if _, err := Run(context.Background(), windowed.Config, RunOptions{}, nil, nil); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -76,15 +76,19 @@ type Config struct {
 	TokenReplace     float64 `json:"token_replace"`
 	TokenReplaceFrom string  `json:"token_replace_from"`
 	AugmentAnswers   bool    `json:"augment_answers"`
-	ChatTemplate     string  `json:"chat_template,omitempty"`
-	Columns          string  `json:"columns,omitempty"`
-	TextUnit         string  `json:"text_unit"`  // .txt/.md files: "block" or "file"
-	Truncation       string  `json:"truncation"` // over max_seq_len: "keep-answer" or "right"
-	Threads          int     `json:"threads"`
-	Checkpointing    bool    `json:"activation_checkpointing"`
-	CheckpointLayers int     `json:"checkpoint_layers"` // recompute only the first N blocks (0: all)
-	LogEvery         int     `json:"log_every"`
-	CacheDir         string  `json:"cache_dir"` // token cache: "auto", "off" or a directory
+	// TextWindows keeps text documents longer than max_seq_len whole and
+	// trains each epoch on a random window of them (augment.Window), not
+	// always on their start; validation uses their start.
+	TextWindows      bool   `json:"text_windows"`
+	ChatTemplate     string `json:"chat_template,omitempty"`
+	Columns          string `json:"columns,omitempty"`
+	TextUnit         string `json:"text_unit"`  // .txt/.md files: "block" or "file"
+	Truncation       string `json:"truncation"` // over max_seq_len: "keep-answer" or "right"
+	Threads          int    `json:"threads"`
+	Checkpointing    bool   `json:"activation_checkpointing"`
+	CheckpointLayers int    `json:"checkpoint_layers"` // recompute only the first N blocks (0: all)
+	LogEvery         int    `json:"log_every"`
+	CacheDir         string `json:"cache_dir"` // token cache: "auto", "off" or a directory
 	// SaveEvery writes a checkpoint every N optimizer steps, or at the end
 	// of every epoch ("epoch"); "0" only at the end, on a signal and on a
 	// NaN stop, as every run also does.

@@ -244,7 +244,7 @@ func (c *Config) loadOptions(tok *tokenizer.Tokenizer) (data.LoadOptions, error)
 		return data.LoadOptions{}, err
 	}
 	return data.LoadOptions{Columns: cols, Threads: c.Threads, Seed: c.Seed, CacheDir: c.TokenCache(), TextUnit: c.TextUnit,
-		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, Truncation: c.Truncation, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS}}, nil
+		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, Truncation: c.Truncation, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS, KeepLongText: c.TextWindows}}, nil
 }
 
 // loadData reads the training data, and with withVal the validation data
@@ -304,14 +304,36 @@ func (s *Session) loadData(withVal bool) error {
 	if ds.Format == data.FormatChat || ds.Format == data.FormatShareGPT {
 		s.logTurnEnd()
 	}
+	if c.TextWindows {
+		// Long documents were kept whole for the windows; what is not
+		// augmented (validation, an evaluation) sees their start.
+		s.Val = data.Heads(s.Val, c.MaxSeqLen+1)
+	}
 	s.Batches = &data.Batcher{Examples: ds.Train, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(s.Model, s.Tok), Seed: c.Seed}
-	if withVal { // a training session: its data is augmented as configured
-		if s.Batches.Transform, err = s.tokenNoise(ds.Train); err != nil {
+	switch {
+	case withVal: // a training session: its data is augmented as configured
+		noise, err := s.tokenNoise(ds.Train)
+		if err != nil {
 			return err
 		}
-		if s.Batches.Transform != nil && ds.Format == data.FormatText && !c.AugmentAnswers {
+		var window data.Transform
+		if c.TextWindows {
+			window = (&augment.Window{Seed: c.Seed, N: c.MaxSeqLen + 1}).Transform()
+			s.Batches.Windows = true
+			long := 0
+			for _, e := range ds.Train {
+				if len(e.IDs) > c.MaxSeqLen+1 {
+					long++
+				}
+			}
+			s.Log.Info("text windows: each epoch trains on a random window of the longer documents", "documents", long, "of", len(ds.Train), "window", c.MaxSeqLen+1)
+		}
+		s.Batches.Transform = augment.Chain(window, noise)
+		if noise != nil && ds.Format == data.FormatText && !c.AugmentAnswers {
 			s.Log.Warn("token augmentation acts on prompt tokens, and text data has none: set augment_answers to noise the text itself")
 		}
+	case c.TextWindows:
+		s.Batches.Examples = data.Heads(ds.Train, c.MaxSeqLen+1) // not training: the documents' start
 	}
 	s.PerEpoch, err = s.Batches.Steps()
 	return err

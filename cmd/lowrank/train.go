@@ -273,6 +273,7 @@ var flagHelp = map[string]string{
 	"token_replace":            "replace each prompt token with this probability by one drawn from --token-replace-from",
 	"token_replace_from":       "replacement tokens: vocab (uniform over the vocabulary's ordinary tokens) or data (the training data's token frequencies)",
 	"augment_answers":          "token dropout and replacement on answer (supervised) tokens too; their targets stay the original text",
+	"text_windows":             "text data: keep documents longer than max-seq-len whole and train each epoch on a random window of them, not always their start",
 	"truncation":               "examples over max-seq-len: keep-answer (drop the prompt's start, then the answer's end) or right",
 	"threads":                  "worker threads (0: every CPU this process may use)",
 	"activation_checkpointing": "recompute blocks in backward (less memory)",
