@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -125,8 +126,17 @@ func TestTwoDatasets(t *testing.T) {
 	if n := len(mixed.Data.Train); n < 35 || n > 100 || mixed.Prints.Data != again.Prints.Data || mixed.Prints.Data == open(func(c *Config) {}).Prints.Data {
 		t.Errorf("mixture of %d examples, fingerprint %s / %s", n, mixed.Prints.Data, again.Prints.Data)
 	}
-	if err := (&Config{Data: a + "," + b, DataWeights: "1"}).Validate(); err == nil {
-		t.Error("one weight for two datasets accepted")
+	for _, bad := range []Config{{Data: a + "," + b, DataWeights: "1"}, {Data: a + "," + b, DataColumns: "x;"}, {Data: a + "," + b, DataColumns: "prompt=q"}} {
+		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "data_") {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+	// A dataset with its own columns beside one without.
+	qa := filepath.Join(dir, "qa.csv")
+	os.WriteFile(qa, []byte("question,answer\nwho is Zorb?,a robot\nwhere?,the moon\n"), 0o644)
+	s := open(func(c *Config) { c.Data, c.DataColumns = a+","+qa, ";prompt=question,completion=answer" })
+	if len(s.Data.Train) != 32 || s.Data.Format != "mixed" {
+		t.Errorf("with per-dataset columns: %d examples, format %s", len(s.Data.Train), s.Data.Format)
 	}
 }
 

@@ -27,7 +27,10 @@ type Config struct {
 	// MixStop ends a mixture when the first dataset runs out
 	// (first_exhausted) or once every one has been used whole
 	// (all_exhausted), as Hugging Face's interleave_datasets does.
-	MixStop       string  `json:"mix_stop"`
+	MixStop string `json:"mix_stop"`
+	// DataColumns gives each dataset its own column mapping, in the order
+	// of Data, separated by ";" (an empty entry: Columns applies).
+	DataColumns   string  `json:"data_columns,omitempty"`
 	Val           string  `json:"val,omitempty"`
 	Out           string  `json:"out"`
 	Adapter       string  `json:"adapter,omitempty"` // start from this PEFT adapter
@@ -249,8 +252,8 @@ func scalarText(v *yaml.Node) (string, error) {
 	return "", fmt.Errorf("want a value, a list or a map")
 }
 
-// setData reads data: a path, a list of paths, or a list of {path, weight}
-// (all weighted or none).
+// setData reads data: a path, a list of paths, or a list of {path, weight,
+// columns} (all weighted or none; columns the dataset's own mapping).
 func (c *Config) setData(v *yaml.Node, seen map[string]int) error {
 	if v.Kind != yaml.SequenceNode || len(v.Content) == 0 || v.Content[0].Kind != yaml.MappingNode {
 		text, err := scalarText(v)
@@ -259,7 +262,8 @@ func (c *Config) setData(v *yaml.Node, seen map[string]int) error {
 		}
 		return c.Set("data", text)
 	}
-	var paths, weights []string
+	var paths, weights, columns []string
+	anyColumns := false
 	for _, e := range v.Content {
 		if e.Kind != yaml.MappingNode {
 			return atLine(e.Line, "data: want every entry as {path, weight}")
@@ -273,16 +277,23 @@ func (c *Config) setData(v *yaml.Node, seen map[string]int) error {
 					return atLine(k.Line, "data: %s takes one value", k.Value)
 				}
 				entry[k.Value] = val.Value
-			case "columns", "format":
-				return atLine(k.Line, "data: a dataset's own %s is not supported yet: --columns applies to every dataset, and the format is detected", k.Value)
+			case "columns":
+				text, err := scalarText(val)
+				if err != nil {
+					return fmt.Errorf("data: columns: %w", err)
+				}
+				entry["columns"], anyColumns = text, true
+			case "format":
+				return atLine(k.Line, "data: a dataset's format is detected from its columns: map them with columns")
 			default:
-				return atLine(k.Line, "data: unknown key %q (want path and weight)", k.Value)
+				return atLine(k.Line, "data: unknown key %q (want path, weight and columns)", k.Value)
 			}
 		}
 		if entry["path"] == "" {
 			return atLine(e.Line, "data: an entry without a path")
 		}
 		paths = append(paths, entry["path"])
+		columns = append(columns, entry["columns"])
 		if w, ok := entry["weight"]; ok {
 			weights = append(weights, w)
 		}
@@ -296,6 +307,11 @@ func (c *Config) setData(v *yaml.Node, seen map[string]int) error {
 		}
 		seen["data_weights"] = v.Line
 		if err := c.Set("data_weights", strings.Join(weights, ",")); err != nil {
+			return err
+		}
+	}
+	if anyColumns {
+		if err := c.Set("data_columns", strings.Join(columns, ";")); err != nil {
 			return err
 		}
 	}
@@ -455,6 +471,16 @@ func (c *Config) Validate() error {
 		bad("data_weights", "%q: %v", c.DataWeights, err)
 	} else if n := len(data.SplitPaths(c.Data)); len(ws) > 0 && len(ws) != n {
 		bad("data_weights", "%d weights for %d datasets", len(ws), n)
+	}
+	if c.DataColumns != "" {
+		if n, m := len(strings.Split(c.DataColumns, ";")), len(data.SplitPaths(c.Data)); n != m {
+			bad("data_columns", "%d column mappings for %d datasets", n, m)
+		}
+		for _, cols := range strings.Split(c.DataColumns, ";") {
+			if _, err := data.ParseColumns(cols); err != nil {
+				bad("data_columns", "%v", err)
+			}
+		}
 	}
 	if c.MixStop != data.MixFirstExhausted && c.MixStop != data.MixAllExhausted {
 		bad("mix_stop", "%q: want %s or %s", c.MixStop, data.MixFirstExhausted, data.MixAllExhausted)

@@ -346,7 +346,19 @@ func (s *Session) loadData(withVal bool) error {
 func (s *Session) loadMixture(paths []string, lo data.LoadOptions, withVal bool) (*data.Dataset, error) {
 	c := &s.Config
 	var parts []*data.Dataset
-	for _, p := range paths {
+	var own []string // each dataset's column mapping, if it has one
+	if c.DataColumns != "" {
+		own = strings.Split(c.DataColumns, ";")
+	}
+	for i, p := range paths {
+		lo := lo
+		if i < len(own) && strings.TrimSpace(own[i]) != "" {
+			cols, err := data.ParseColumns(own[i])
+			if err != nil {
+				return nil, err
+			}
+			lo.Columns = cols
+		}
 		ds, err := data.Load(p, s.Tok, lo)
 		if err != nil {
 			return nil, err

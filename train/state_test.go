@@ -187,7 +187,7 @@ func TestConfigFile(t *testing.T) {
 targets: [q_proj, v_proj]
 columns: {prompt: question, completion: answer}
 data:
-  - {path: domain.parquet, weight: 0.3}
+  - {path: domain.parquet, weight: 0.3, columns: {prompt: q, completion: a}}
   - path: general.jsonl
     weight: 0.7
 augment:
@@ -201,7 +201,7 @@ val: ~
 		t.Fatal(err)
 	}
 	if got.Targets != "q_proj,v_proj" || got.Columns != "prompt=question,completion=answer" || got.Data != "domain.parquet,general.jsonl" ||
-		got.DataWeights != "0.3,0.7" || got.NEFTuneAlpha != 5 || got.TokenDropout != 0.1 || got.TokenReplace != 0.05 ||
+		got.DataWeights != "0.3,0.7" || got.DataColumns != "prompt=q,completion=a;" || got.NEFTuneAlpha != 5 || got.TokenDropout != 0.1 || got.TokenReplace != 0.05 ||
 		got.TokenReplaceFrom != "data" || !got.AugmentAnswers || got.Val != "" {
 		t.Errorf("read %+v", got)
 	}
@@ -213,7 +213,7 @@ val: ~
 		{"rank: [1, [2]]\n", "line 1"},
 		{"data:\n  - {path: a, weight: 1}\n  - {path: b}\n", "1 of 2 datasets have a weight"},
 		{"data:\n  - {weight: 1}\n", "an entry without a path"},
-		{"data:\n  - {path: a, columns: {x: y}}\n", "line 2: data: a dataset's own columns"},
+		{"data:\n  - {path: a, format: chat}\n", "line 2: data: a dataset's format is detected"},
 		{"augment:\n  - mixup: 0.1\n", `unknown transform "mixup"`},
 		{"augment:\n  - token_dropout: {q: 0.1}\n", `token_dropout has no field "q"`},
 		{"token_dropout: 0.2\naugment:\n  - token_dropout: 0.1\n", "token_dropout is set twice"},

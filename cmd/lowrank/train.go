@@ -231,6 +231,7 @@ var flagHelp = map[string]string{
 	"data":                     "training data: .parquet/.jsonl/.json/.csv/.tsv/.txt file, glob or directory; repeat the flag (or separate with commas) for several datasets, concatenated or mixed by --data-weights",
 	"data_weights":             "sample the --data datasets as a mixture with these probabilities, one per dataset (e.g. 0.7,0.3; normalized); empty: concatenate them",
 	"mix_stop":                 "a mixture ends when the first dataset runs out (first_exhausted) or once every one has been used whole (all_exhausted)",
+	"data_columns":             "each --data dataset's own column mapping, in order, separated by ; (an empty one: --columns), e.g. 'prompt=q,completion=a;'",
 	"val":                      "validation data (default: --val-fraction of --data, or the dataset's validation split)",
 	"out":                      "run directory",
 	"adapter":                  "start from this PEFT adapter instead of a fresh one",
