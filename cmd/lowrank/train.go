@@ -77,6 +77,9 @@ One process at a time owns a run folder (a lock on RUN/.lock).`,
 				return usageError{cmd: "train", err: err}
 			}
 			if err := sysinfo.CheckThreads(cfg.Threads); err != nil {
+				if !cmd.Flags().Changed("threads") { // from --config or the checkpoint's settings
+					err = fmt.Errorf("%v (the run's configuration says so; --threads overrides it)", err)
+				}
 				return usageError{cmd: "train", err: err}
 			}
 			// On a terminal: a progress bar, with the other log lines above it.
