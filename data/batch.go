@@ -90,6 +90,10 @@ type Batcher struct {
 	// Windows admits examples longer than T+1 tokens, laid out as T+1:
 	// Transform must cut them to that (augment.Window).
 	Windows bool
+	// Variants, if set, holds each example's text-level variants
+	// (Dataset.Variants): epoch e trains on variant e mod their count, then
+	// Transform. An example is laid out with room for its longest variant.
+	Variants [][]*Example
 
 	Epoch, Step int // cursor: the next batch is batch Step of epoch Epoch
 
@@ -140,10 +144,15 @@ func (b *Batcher) prepare() error {
 	return nil
 }
 
-// planned is how many tokens example e is laid out with: its own, or with
-// Windows at most T+1.
+// planned is how many tokens example e is laid out with: its own or its
+// longest variant's, with Windows at most T+1.
 func (b *Batcher) planned(e int) int {
 	n := len(b.Examples[e].IDs)
+	if b.Variants != nil {
+		for _, v := range b.Variants[e] {
+			n = max(n, len(v.IDs))
+		}
+	}
 	if b.Windows {
 		n = min(n, b.T+1)
 	}
@@ -213,6 +222,9 @@ func (b *Batcher) At(epoch, step int) (*Batch, error) {
 		p := 0
 		for k, e := range b.seqs[s] {
 			ex := b.Examples[e]
+			if b.Variants != nil && len(b.Variants[e]) > 0 {
+				ex = b.Variants[e][epoch%len(b.Variants[e])]
+			}
 			if b.Transform != nil {
 				tx := b.Transform(epoch, e, ex)
 				if len(tx.IDs) > b.planned(e) || len(tx.Mask) != len(tx.IDs) || (tx.Own != nil && len(tx.Own) != len(tx.IDs)) {

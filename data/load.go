@@ -32,6 +32,15 @@ type LoadOptions struct {
 	Split string
 	// TextUnit: "block" (default) or "file", for .txt/.md files (SourceOptions).
 	TextUnit string
+	// Variants > 0 also renders that many variants of every row, variant
+	// e being Render(Vary(e, row index, row)), for text-level augmentation:
+	// epoch e trains on variant e mod Variants (Dataset.Variants). Their
+	// masks come from the edited text, re-rendered, never patched. Loading
+	// with variants bypasses the token cache.
+	Variants int
+	Vary     func(epoch, index int, r Row) Row `json:"-"`
+	// VaryKey names Vary and its settings in the dataset's fingerprint.
+	VaryKey string
 }
 
 // splitOf returns the split Load reads from path.
@@ -44,9 +53,15 @@ func (o LoadOptions) splitOf(path string) string {
 
 // Dataset is a tokenized dataset.
 type Dataset struct {
-	Format     Format         `json:"format"`
-	Rows       int            `json:"rows"`
-	Train, Val []*Example     `json:"-"`
+	Format     Format     `json:"format"`
+	Rows       int        `json:"rows"`
+	Train, Val []*Example `json:"-"`
+	// Variants[i] are Train[i]'s text-level variants, one per epoch of a
+	// cycle (LoadOptions.Variants); nil without them.
+	Variants [][]*Example `json:"-"`
+	// PerRow is how many examples the token store holds per kept row: 1,
+	// or 1 + LoadOptions.Variants.
+	PerRow     int            `json:"per_row,omitempty"`
 	Dropped    map[string]int `json:"dropped,omitempty"` // reason → examples
 	Tokens     int            `json:"tokens"`
 	Truncated  int            `json:"truncated"` // examples --max-seq-len cut
@@ -78,6 +93,12 @@ func Load(path string, tok *tokenizer.Tokenizer, o LoadOptions) (*Dataset, error
 	key, err := cacheKey(path, tok, o)
 	if err != nil {
 		return nil, err
+	}
+	if o.Variants > 0 {
+		if o.Vary == nil {
+			return nil, fmt.Errorf("data: %d variants and no function to make them", o.Variants)
+		}
+		o.CacheDir = "" // variants are rendered afresh: never cached
 	}
 	if o.CacheDir != "" {
 		if ds, unmap, err := openStore(filepath.Join(o.CacheDir, key+".tokens")); err == nil {
@@ -148,10 +169,20 @@ func load(path string, tok *tokenizer.Tokenizer, o LoadOptions, key string) (*Da
 			}
 		}
 		ds.Rows++
-		row, format, opts := r, ds.Format, o.Render
+		row, format, opts, index := r, ds.Format, o.Render, ds.Rows-1
 		st.Go(func() stream.Callback {
 			t := <-clones
 			ex, err := Render(row, format, t, opts)
+			var variants []*Example
+			if err == nil && ex.Supervised() > 0 {
+				for e := range o.Variants {
+					v, verr := Render(o.Vary(e, index, row), format, t, opts)
+					if verr != nil || v.Supervised() == 0 {
+						v = ex // an edit that breaks the row: that epoch trains on it as it is
+					}
+					variants = append(variants, v)
+				}
+			}
 			clones <- t
 			return func() {
 				switch {
@@ -164,6 +195,9 @@ func load(path string, tok *tokenizer.Tokenizer, o LoadOptions, key string) (*Da
 						ds.Truncated++
 					}
 					sw.add(ex) // to disk in row order; the example itself is not kept
+					for _, v := range variants {
+						sw.add(v)
+					}
 					kept++
 				}
 			}
@@ -181,6 +215,7 @@ func load(path string, tok *tokenizer.Tokenizer, o LoadOptions, key string) (*Da
 		return nil, readErr
 	}
 	cached := o.CacheDir != ""
+	ds.PerRow = 1 + o.Variants
 	store, err := sw.finish(ds, cached)
 	if err != nil {
 		return nil, storeError{err}
@@ -204,6 +239,27 @@ func load(path string, tok *tokenizer.Tokenizer, o LoadOptions, key string) (*Da
 	return mapped.split(o), nil
 }
 
+// group gathers a store's examples into rows: each kept row's example and
+// its variants (PerRow > 1).
+func (ds *Dataset) group() error {
+	per := max(ds.PerRow, 1)
+	if per == 1 {
+		return nil
+	}
+	all := ds.Train
+	if len(all)%per != 0 {
+		return fmt.Errorf("%d examples are not rows of %d", len(all), per)
+	}
+	ds.Train, ds.Variants = make([]*Example, len(all)/per), make([][]*Example, len(all)/per)
+	ds.Tokens, ds.Supervised = 0, 0
+	for i := range ds.Train {
+		ds.Train[i], ds.Variants[i] = all[i*per], all[i*per+1:(i+1)*per]
+		ds.Tokens += len(ds.Train[i].IDs)
+		ds.Supervised += ds.Train[i].Supervised()
+	}
+	return nil
+}
+
 // Close releases the memory-mapped token store; the examples must not be
 // used afterwards.
 func (ds *Dataset) Close() error {
@@ -220,13 +276,16 @@ func (ds *Dataset) split(o LoadOptions) *Dataset {
 	if o.ValFraction <= 0 {
 		return ds
 	}
-	all := append(ds.Train, ds.Val...)
-	ds.Train, ds.Val = nil, nil
+	all, variants := append(ds.Train, ds.Val...), ds.Variants
+	ds.Train, ds.Val, ds.Variants = nil, nil, nil
 	for i, e := range all {
 		if float64(autograd.Key(o.Seed, 0x7a1, uint64(i))>>11)/(1<<53) < o.ValFraction {
-			ds.Val = append(ds.Val, e)
+			ds.Val = append(ds.Val, e) // validation is never augmented: no variants
 		} else {
 			ds.Train = append(ds.Train, e)
+			if variants != nil {
+				ds.Variants = append(ds.Variants, variants[i])
+			}
 		}
 	}
 	return ds
@@ -256,6 +315,9 @@ func cacheKey(path string, tok *tokenizer.Tokenizer, o LoadOptions) (string, err
 	}
 	sort.Strings(cols)
 	parts := []any{o.Render, cols, tok.Fingerprint(), "v2", o.TextUnit}
+	if o.Variants > 0 {
+		parts = append(parts, "variants", o.Variants, o.VaryKey)
+	}
 	if tok.ChatTemplate() != "" {
 		// Chat masks supervise the end of each turn in every case since this
 		// revision: caches of chat data rendered before are not reused (and a

@@ -62,9 +62,20 @@ func Combine(parts []*Dataset, paths []string, weights []float64, stop string, s
 		shares[i] = Share{Path: paths[i], Format: p.Format}
 		fmt.Fprintf(h, "%s\x00", p.Key)
 	}
+	varied := false
+	for _, p := range parts {
+		varied = varied || p.Variants != nil
+	}
 	pick := func(i, e int) {
 		ex := parts[i].Train[e]
 		out.Train = append(out.Train, ex)
+		if varied {
+			var v []*Example
+			if parts[i].Variants != nil {
+				v = parts[i].Variants[e]
+			}
+			out.Variants = append(out.Variants, v)
+		}
 		shares[i].Examples++
 		shares[i].Supervised += ex.Supervised()
 	}

@@ -220,5 +220,8 @@ func parseStore(data []byte) (*Dataset, error) {
 		ds.Tokens += int(n)
 		ds.Train[i] = ex
 	}
+	if err := ds.group(); err != nil {
+		return nil, err
+	}
 	return ds, nil
 }

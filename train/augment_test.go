@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lowrank/lowrank/data"
 )
 
 // augmentRun trains the demo's model on its data for 6 steps with the
@@ -40,7 +42,7 @@ func augmentRun(t *testing.T, dir, name string, set func(c *Config)) ([]byte, *R
 	return raw, res
 }
 
-// TestAugmentDeterministic: NEFTune and token noise change what is learned
+// TestAugmentDeterministic: NEFTune, token and text noise change what is learned
 // (the adapter differs from a run without them), give a bitwise-identical
 // adapter on 1 and 2 threads and after a resume, and do not change the
 // schedule: the same number of steps with and without them.
@@ -53,6 +55,7 @@ func TestAugmentDeterministic(t *testing.T) {
 		return func(c *Config) {
 			c.NEFTuneAlpha, c.TokenDropout, c.TokenReplace, c.TokenReplaceFrom, c.Threads = 5, 0.1, 0.1, "data", threads
 			c.AugmentAnswers = true // text data: every token is an answer token
+			c.TextWordSwap, c.TextCharNoise, c.TextFields = 0.1, 0.02, "all"
 		}
 	}
 	plain, plainRes := augmentRun(t, dir, "plain", func(c *Config) {})
@@ -188,5 +191,68 @@ func TestTextWindows(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), windowed.Config, RunOptions{}, nil, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTextAugment: text-level variants are rendered again from the edited
+// text (the supervised tokens are the answer's, unchanged), differ between
+// epochs, and are the same for the same seed; validation is not varied.
+func TestTextAugment(t *testing.T) {
+	dir := t.TempDir()
+	model, qa := filepath.Join(dir, "model"), filepath.Join(dir, "qa.csv")
+	if err := writeDemoModel(model); err != nil {
+		t.Fatal(err)
+	}
+	var csv strings.Builder
+	csv.WriteString("prompt,completion\n")
+	for i := range 40 {
+		fmt.Fprintf(&csv, "please tell me what the robot number %d painted on the wall today,it painted %d blue stars\n", i, i)
+	}
+	os.WriteFile(qa, []byte(csv.String()), 0o644)
+	open := func() *Session {
+		c := Defaults()
+		c.Model, c.Data, c.Out, c.Epochs, c.ValFraction, c.Seed = model, qa, filepath.Join(dir, "run"), 3, 0.2, 1
+		c.TextWordSwap, c.TextWordDelete, c.TextCharNoise = 0.2, 0.1, 0.05
+		s, err := OpenSession(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s := open()
+	if len(s.Data.Variants) != len(s.Data.Train) || len(s.Data.Variants[0]) != 3 || len(s.Val) == 0 {
+		t.Fatalf("%d variants lists for %d examples; %d validation", len(s.Data.Variants), len(s.Data.Train), len(s.Val))
+	}
+	supervised := func(ex *data.Example) string {
+		var ids []int32
+		for i, m := range ex.Mask {
+			if m {
+				ids = append(ids, ex.IDs[i])
+			}
+		}
+		return s.Tok.Decode(ids, false)
+	}
+	differ := 0
+	for i, base := range s.Data.Train {
+		for _, v := range s.Data.Variants[i] {
+			if supervised(v) != supervised(base) {
+				t.Fatalf("example %d: a variant supervises %q, the row %q", i, supervised(v), supervised(base))
+			}
+			if !slices.Equal(v.IDs, base.IDs) {
+				differ++
+			}
+		}
+	}
+	if differ < len(s.Data.Train) {
+		t.Errorf("only %d of %d variants differ from their row", differ, 3*len(s.Data.Train))
+	}
+	again := open()
+	if !slices.Equal(again.Data.Variants[5][1].IDs, s.Data.Variants[5][1].IDs) || again.Prints.Data != s.Prints.Data {
+		t.Error("the same seed gave other variants")
+	}
+	a, _ := s.Batch(0)
+	if b, _ := s.Batch(int64(s.PerEpoch)); a == nil || b == nil {
+		t.Fatal("no batches")
 	}
 }

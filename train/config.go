@@ -82,16 +82,26 @@ type Config struct {
 	// TextWindows keeps text documents longer than max_seq_len whole and
 	// trains each epoch on a random window of them (augment.Window), not
 	// always on their start; validation uses their start.
-	TextWindows      bool   `json:"text_windows"`
-	ChatTemplate     string `json:"chat_template,omitempty"`
-	Columns          string `json:"columns,omitempty"`
-	TextUnit         string `json:"text_unit"`  // .txt/.md files: "block" or "file"
-	Truncation       string `json:"truncation"` // over max_seq_len: "keep-answer" or "right"
-	Threads          int    `json:"threads"`
-	Checkpointing    bool   `json:"activation_checkpointing"`
-	CheckpointLayers int    `json:"checkpoint_layers"` // recompute only the first N blocks (0: all)
-	LogEvery         int    `json:"log_every"`
-	CacheDir         string `json:"cache_dir"` // token cache: "auto", "off" or a directory
+	TextWindows bool `json:"text_windows"`
+	// Text-level augmentation (augment.Text) before tokenization: EDA's
+	// word swap and deletion and character noise, per word or letter, on
+	// prompt fields (user and system messages, prompt, instruction, input)
+	// unless TextFields is "all". Each epoch of a cycle of TextVariants
+	// (0: the run's epochs, at most 16) trains on its own variant.
+	TextWordSwap     float64 `json:"text_word_swap"`
+	TextWordDelete   float64 `json:"text_word_delete"`
+	TextCharNoise    float64 `json:"text_char_noise"`
+	TextFields       string  `json:"text_fields"`
+	TextVariants     int     `json:"text_variants"`
+	ChatTemplate     string  `json:"chat_template,omitempty"`
+	Columns          string  `json:"columns,omitempty"`
+	TextUnit         string  `json:"text_unit"`  // .txt/.md files: "block" or "file"
+	Truncation       string  `json:"truncation"` // over max_seq_len: "keep-answer" or "right"
+	Threads          int     `json:"threads"`
+	Checkpointing    bool    `json:"activation_checkpointing"`
+	CheckpointLayers int     `json:"checkpoint_layers"` // recompute only the first N blocks (0: all)
+	LogEvery         int     `json:"log_every"`
+	CacheDir         string  `json:"cache_dir"` // token cache: "auto", "off" or a directory
 	// SaveEvery writes a checkpoint every N optimizer steps, or at the end
 	// of every epoch ("epoch"); "0" only at the end, on a signal and on a
 	// NaN stop, as every run also does.
@@ -116,7 +126,7 @@ const DefaultMaxSeqLen = 512
 func Defaults() Config {
 	return Config{Seed: 0, Quant: "q8_0", Rank: 8, Alpha: 16, Targets: "all-linear", Init: "default",
 		Optimizer: "adamw", LR: 2e-4, LRSchedule: "cosine", MinLRRatio: 0.1, MaxGradNorm: 0,
-		BatchSize: 4, GradAccum: 1, MaxSeqLen: 0, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer", CacheDir: "auto", TokenReplaceFrom: "vocab", MixStop: data.MixFirstExhausted,
+		BatchSize: 4, GradAccum: 1, MaxSeqLen: 0, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer", CacheDir: "auto", TokenReplaceFrom: "vocab", MixStop: data.MixFirstExhausted, TextFields: "prompt",
 		SaveEvery: "100", KeepLast: 3, MemoryLimit: "auto"}
 }
 
@@ -324,6 +334,9 @@ var augmentKeys = map[string]map[string]string{
 	"neftune":       {"": "neftune_noise_alpha", "alpha": "neftune_noise_alpha"},
 	"token_dropout": {"": "token_dropout", "p": "token_dropout", "answers": "augment_answers"},
 	"token_replace": {"": "token_replace", "p": "token_replace", "from": "token_replace_from", "answers": "augment_answers"},
+	"word_swap":     {"": "text_word_swap", "p": "text_word_swap", "fields": "text_fields"},
+	"word_delete":   {"": "text_word_delete", "p": "text_word_delete", "fields": "text_fields"},
+	"char_noise":    {"": "text_char_noise", "p": "text_char_noise", "fields": "text_fields"},
 }
 
 // setAugment reads augment: a list of transforms, each a name with its
@@ -340,7 +353,7 @@ func (c *Config) setAugment(v *yaml.Node, seen map[string]int) error {
 		name, val := e.Content[0], e.Content[1]
 		keys, ok := augmentKeys[name.Value]
 		if !ok {
-			return atLine(name.Line, "augment: unknown transform %q (have neftune, token_dropout, token_replace)", name.Value)
+			return atLine(name.Line, "augment: unknown transform %q (have neftune, token_dropout, token_replace, word_swap, word_delete, char_noise)", name.Value)
 		}
 		fields := map[string]*yaml.Node{"": val}
 		if val.Kind == yaml.MappingNode {
@@ -354,14 +367,15 @@ func (c *Config) setAugment(v *yaml.Node, seen map[string]int) error {
 			if !ok {
 				return atLine(node.Line, "augment: %s has no field %q", name.Value, f)
 			}
-			if line, dup := seen[key]; dup {
-				return atLine(node.Line, "augment: %s is set twice (also on line %d)", key, line)
-			}
-			seen[key] = node.Line
 			text, err := scalarText(node)
 			if err != nil {
 				return err
 			}
+			// Every text transform may name the fields; they must agree.
+			if line, dup := seen[key]; dup && !(key == "text_fields" && text == c.TextFields) {
+				return atLine(node.Line, "augment: %s is set twice (also on line %d)", key, line)
+			}
+			seen[key] = node.Line
 			if err := c.Set(key, text); err != nil {
 				return atLine(node.Line, "augment: %v", err)
 			}
@@ -444,6 +458,7 @@ func (c *Config) Validate() error {
 		{"max_grad_norm", c.MaxGradNorm}, {"loraplus_ratio", c.LoRAPlusRatio}, {"min_lr_ratio", c.MinLRRatio},
 		{"val_fraction", c.ValFraction}, {"early_stopping_threshold", c.EarlyStoppingThreshold},
 		{"neftune_noise_alpha", c.NEFTuneAlpha}, {"token_dropout", c.TokenDropout}, {"token_replace", c.TokenReplace},
+		{"text_word_swap", c.TextWordSwap}, {"text_word_delete", c.TextWordDelete}, {"text_char_noise", c.TextCharNoise},
 	} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			bad(f.name, "%g is not a finite number", f.v)
@@ -493,6 +508,20 @@ func (c *Config) Validate() error {
 	}
 	if !(c.TokenReplace >= 0 && c.TokenReplace < 1) {
 		bad("token_replace", "%g must be in [0, 1)", c.TokenReplace)
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"text_word_swap", c.TextWordSwap}, {"text_word_delete", c.TextWordDelete}, {"text_char_noise", c.TextCharNoise}} {
+		if !(f.v >= 0 && f.v < 1) {
+			bad(f.name, "%g must be in [0, 1)", f.v)
+		}
+	}
+	if c.TextFields != "prompt" && c.TextFields != "all" {
+		bad("text_fields", "%q: want prompt (prompts and user/system messages) or all (answers too)", c.TextFields)
+	}
+	if c.TextVariants < 0 {
+		bad("text_variants", "%d must not be negative (0: the run's epochs)", c.TextVariants)
 	}
 	if c.TokenReplaceFrom != "vocab" && c.TokenReplaceFrom != "data" {
 		bad("token_replace_from", "%q: want vocab or data", c.TokenReplaceFrom)

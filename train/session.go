@@ -259,6 +259,10 @@ func (s *Session) loadData(withVal bool) error {
 	if withVal && c.Val == "" {
 		lo.ValFraction = c.ValFraction
 	}
+	plain := lo // validation and evaluation data: never augmented
+	if withVal {
+		lo = TextVariants(c, lo)
+	}
 	paths := data.SplitPaths(c.Data)
 	var ds *data.Dataset
 	if len(paths) == 1 {
@@ -284,8 +288,9 @@ func (s *Session) loadData(withVal bool) error {
 			}
 		}
 		if valPath != "" {
-			lo.ValFraction = 0
-			vds, err := data.Load(valPath, s.Tok, lo)
+			vlo := plain
+			vlo.ValFraction, vlo.Split = 0, lo.Split
+			vds, err := data.Load(valPath, s.Tok, vlo)
 			if err != nil {
 				return err
 			}
@@ -309,7 +314,11 @@ func (s *Session) loadData(withVal bool) error {
 		// augmented (validation, an evaluation) sees their start.
 		s.Val = data.Heads(s.Val, c.MaxSeqLen+1)
 	}
-	s.Batches = &data.Batcher{Examples: ds.Train, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(s.Model, s.Tok), Seed: c.Seed}
+	s.Batches = &data.Batcher{Examples: ds.Train, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(s.Model, s.Tok), Seed: c.Seed, Variants: ds.Variants}
+	if ds.Variants != nil {
+		s.Log.Info("text augmentation: each epoch of a cycle trains on its own variant of every row", "variants", lo.Variants,
+			"word_swap", c.TextWordSwap, "word_delete", c.TextWordDelete, "char_noise", c.TextCharNoise, "fields", c.TextFields)
+	}
 	switch {
 	case withVal: // a training session: its data is augmented as configured
 		noise, err := s.tokenNoise(ds.Train)
@@ -337,6 +346,21 @@ func (s *Session) loadData(withVal bool) error {
 	}
 	s.PerEpoch, err = s.Batches.Steps()
 	return err
+}
+
+// TextVariants sets lo to render the text-level variants c configures
+// (none when it configures no text-level transform).
+func TextVariants(c *Config, lo data.LoadOptions) data.LoadOptions {
+	if c.TextWordSwap == 0 && c.TextWordDelete == 0 && c.TextCharNoise == 0 {
+		return lo
+	}
+	t := &augment.Text{Seed: c.Seed, WordSwap: c.TextWordSwap, WordDelete: c.TextWordDelete, CharNoise: c.TextCharNoise, All: c.TextFields == "all"}
+	lo.Variants = c.TextVariants
+	if lo.Variants == 0 {
+		lo.Variants = min(max(c.Epochs, 1), 16)
+	}
+	lo.Vary, lo.VaryKey = t.Vary, t.Key()
+	return lo
 }
 
 // loadMixture loads several datasets, each in its own format (and, with
@@ -367,7 +391,7 @@ func (s *Session) loadMixture(paths []string, lo data.LoadOptions, withVal bool)
 		if withVal && c.Val == "" && c.ValFraction == 0 {
 			if split := data.ValidationSplit(p); split != "" {
 				vlo := lo
-				vlo.Split = split
+				vlo.Split, vlo.Variants, vlo.Vary = split, 0, nil // validation: never augmented
 				vds, err := data.Load(p, s.Tok, vlo)
 				if err != nil {
 					return nil, err

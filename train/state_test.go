@@ -194,6 +194,8 @@ augment:
   - neftune: {alpha: 5}
   - token_dropout: 0.1
   - token_replace: {p: 0.05, from: data, answers: true}
+  - word_swap: {p: 0.1, fields: all}
+  - char_noise: {p: 0.02, fields: all}
 val: ~
 `), 0o644)
 	got = Defaults()
@@ -202,7 +204,7 @@ val: ~
 	}
 	if got.Targets != "q_proj,v_proj" || got.Columns != "prompt=question,completion=answer" || got.Data != "domain.parquet,general.jsonl" ||
 		got.DataWeights != "0.3,0.7" || got.DataColumns != "prompt=q,completion=a;" || got.NEFTuneAlpha != 5 || got.TokenDropout != 0.1 || got.TokenReplace != 0.05 ||
-		got.TokenReplaceFrom != "data" || !got.AugmentAnswers || got.Val != "" {
+		got.TokenReplaceFrom != "data" || !got.AugmentAnswers || got.Val != "" || got.TextWordSwap != 0.1 || got.TextCharNoise != 0.02 || got.TextFields != "all" {
 		t.Errorf("read %+v", got)
 	}
 	for _, c := range []struct{ text, want string }{
@@ -215,6 +217,7 @@ val: ~
 		{"data:\n  - {weight: 1}\n", "an entry without a path"},
 		{"data:\n  - {path: a, format: chat}\n", "line 2: data: a dataset's format is detected"},
 		{"augment:\n  - mixup: 0.1\n", `unknown transform "mixup"`},
+		{"augment:\n  - word_swap: {p: 0.1, fields: all}\n  - char_noise: {p: 0.1, fields: prompt}\n", "text_fields is set twice"},
 		{"augment:\n  - token_dropout: {q: 0.1}\n", `token_dropout has no field "q"`},
 		{"token_dropout: 0.2\naugment:\n  - token_dropout: 0.1\n", "token_dropout is set twice"},
 		{"- a\n- b\n", "want settings"},

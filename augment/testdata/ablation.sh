@@ -5,14 +5,16 @@
 # setting: the mean and the per-seed values over 3 seeds.
 #
 #   make build && augment/testdata/ablation.sh [ASSETS]   (default ../shared/assets)
+#   ABLATION_ONLY=text augment/testdata/ablation.sh        (only the rows whose name has "text")
 set -euo pipefail
 A=${1:-../shared/assets}
 L=${LOWRANK:-bin/lowrank}
 M=$A/models/stories260K/hf
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-run() { # name data... -- flags...
+run() { # name flags...
 	local name=$1; shift
+	if [ -n "${ABLATION_ONLY:-}" ] && [[ "$name" != *"$ABLATION_ONLY"* ]]; then return; fi
 	local vals=()
 	for seed in 1 2 3; do
 		v=$("$L" train --model "$M" --out "$out/$name-$seed" --seed "$seed" --quant f32 --no-progress --log-every 0 --save-every 0 --json "$@" 2>/dev/null |
@@ -32,8 +34,10 @@ W="--data $A/datasets/wikisql/train.parquet --val $A/datasets/wikisql/valid.parq
 run "wikisql, plain" $W
 run "wikisql, NEFTune α=5" $W --neftune-noise-alpha 5
 run "wikisql, token dropout 0.1 + replace 0.1 (data freq.)" $W --token-dropout 0.1 --token-replace 0.1 --token-replace-from data --augment-answers
+run "wikisql, text: word swap 0.1 + char noise 0.03 (all of the text)" $W --text-word-swap 0.1 --text-char-noise 0.03 --text-fields all
 # identity (91 alpaca rows: prompts to noise), 20% held out, 10 epochs.
 I="--data $A/datasets/llamafactory/identity.parquet --val-fraction 0.2 --epochs 10 --batch-size 4 --lr 2e-3 --eval-every 10"
 run "identity, plain" $I
 run "identity, NEFTune α=5" $I --neftune-noise-alpha 5
 run "identity, token dropout 0.1 + replace 0.1 on prompts" $I --token-dropout 0.1 --token-replace 0.1
+run "identity, text: word swap 0.1 + char noise 0.03 on prompts" $I --text-word-swap 0.1 --text-char-noise 0.03

@@ -193,7 +193,7 @@ func inspectAugment(cmd *cobra.Command, path string, tok *tokenizer.Tokenizer, l
 	if samples <= 0 || epoch < 0 {
 		return usageError{cmd: "inspect", err: fmt.Errorf("--samples must be positive and --epoch not negative")}
 	}
-	ds, err := data.Load(path, tok, lo)
+	ds, err := data.Load(path, tok, train.TextVariants(&cfg, lo))
 	if err != nil {
 		return err
 	}
@@ -203,8 +203,8 @@ func inspectAugment(cmd *cobra.Command, path string, tok *tokenizer.Tokenizer, l
 		return err
 	}
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "%s as epoch %d of a run with %s sees it: token_dropout %g, token_replace %g from %s, augment_answers %v",
-		path, epoch, file, cfg.TokenDropout, cfg.TokenReplace, cfg.TokenReplaceFrom, cfg.AugmentAnswers)
+	fmt.Fprintf(out, "%s as epoch %d of a run with %s sees it: text word_swap %g, word_delete %g, char_noise %g on %s fields; token_dropout %g, token_replace %g from %s, augment_answers %v",
+		path, epoch, file, cfg.TextWordSwap, cfg.TextWordDelete, cfg.TextCharNoise, cfg.TextFields, cfg.TokenDropout, cfg.TokenReplace, cfg.TokenReplaceFrom, cfg.AugmentAnswers)
 	if cfg.NEFTuneAlpha > 0 {
 		fmt.Fprintf(out, "; NEFTune α=%g adds embedding noise in training (not shown)", cfg.NEFTuneAlpha)
 	}
@@ -212,11 +212,17 @@ func inspectAugment(cmd *cobra.Command, path string, tok *tokenizer.Tokenizer, l
 	for i := 0; i < min(samples, len(ds.Train)); i++ {
 		ex := ds.Train[i]
 		fmt.Fprintf(out, "\nexample %d, as loaded:\n%s\n", i, data.Show(tok, ex))
-		if t == nil {
-			fmt.Fprintln(out, "(no token-level transform configured)")
+		aug := ex
+		if ds.Variants != nil {
+			aug = ds.Variants[i][epoch%len(ds.Variants[i])]
+		}
+		if t != nil {
+			aug = t(epoch, i, aug)
+		}
+		if t == nil && ds.Variants == nil {
+			fmt.Fprintln(out, "(no text- or token-level transform configured)")
 			continue
 		}
-		aug := t(epoch, i, ex)
 		fmt.Fprintf(out, "example %d, epoch %d (%d of %d tokens kept):\n%s\n", i, epoch, len(aug.IDs), len(ex.IDs), data.Show(tok, aug))
 	}
 	return nil

@@ -1,0 +1,183 @@
+package augment
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/lowrank/lowrank/data"
+)
+
+// Text is text-level noise on the fields of a row, before tokenization:
+// word-level (EDA's random swap and random deletion, each word with its
+// probability) and character-level (each letter or digit with probability
+// CharNoise swapped with the next, dropped, doubled by a random letter or
+// its case flipped). Only prompt fields are edited — prompt, instruction,
+// input, and user and system messages — unless All, so answers (code, SQL)
+// are never altered unless asked. The row is rendered again from the
+// edited text, so its loss mask is the edited text's.
+type Text struct {
+	Seed                 uint64
+	WordSwap, WordDelete float64
+	CharNoise            float64
+	All                  bool
+}
+
+const textKey = 0x74657874
+
+// Key names the settings in a dataset's fingerprint.
+func (t *Text) Key() string {
+	return fmt.Sprintf("text seed=%d swap=%g delete=%g char=%g all=%v", t.Seed, t.WordSwap, t.WordDelete, t.CharNoise, t.All)
+}
+
+// promptFields and answerFields are the row columns of each kind.
+var (
+	promptFields = []string{"prompt", "instruction", "input"}
+	answerFields = []string{"completion", "output", "text"}
+	promptRoles  = map[string]bool{"user": true, "system": true, "human": true}
+)
+
+// Vary returns variant epoch of row index: a copy of r with its fields
+// edited (r itself is not modified). It is a pure function of (Seed,
+// epoch, index, r).
+func (t *Text) Vary(epoch, index int, r data.Row) data.Row {
+	rng := rand.New(rand.NewPCG(t.Seed^textKey, uint64(epoch)<<32|uint64(uint32(index))))
+	out := make(data.Row, len(r))
+	for k, v := range r {
+		out[k] = v
+	}
+	fields := append([]string(nil), promptFields...)
+	if t.All {
+		fields = append(fields, answerFields...)
+	}
+	for _, f := range fields { // a fixed order: the draws do not depend on map order
+		if s, ok := out[f].(string); ok {
+			out[f] = t.edit(rng, s)
+		}
+	}
+	for _, key := range []string{"messages", "conversations"} {
+		list, ok := out[key].([]any)
+		if !ok {
+			continue
+		}
+		edited := make([]any, len(list))
+		for i, m := range list {
+			edited[i] = m
+			mm, ok := m.(map[string]any)
+			if !ok {
+				continue
+			}
+			role, _ := mm["role"].(string)
+			if from, ok := mm["from"].(string); ok {
+				role = from
+			}
+			content, ok := mm["content"].(string)
+			ck := "content"
+			if !ok {
+				content, ok = mm["value"].(string)
+				ck = "value"
+			}
+			if !ok || !(t.All || promptRoles[role]) {
+				continue
+			}
+			cp := make(map[string]any, len(mm))
+			for k, v := range mm {
+				cp[k] = v
+			}
+			cp[ck] = t.edit(rng, content)
+			edited[i] = cp
+		}
+		out[key] = edited
+	}
+	return out
+}
+
+// edit applies the word and character noise to s, keeping its whitespace.
+func (t *Text) edit(r *rand.Rand, s string) string {
+	// Words and the whitespace after each: deleting a word deletes its space.
+	type word struct{ w, sep string }
+	var words []word
+	lead := len(s) - len(strings.TrimLeftFunc(s, unicode.IsSpace))
+	rest := s[lead:]
+	for rest != "" {
+		i := strings.IndexFunc(rest, unicode.IsSpace)
+		if i < 0 {
+			words = append(words, word{rest, ""})
+			break
+		}
+		j := i + len(rest[i:]) - len(strings.TrimLeftFunc(rest[i:], unicode.IsSpace))
+		words = append(words, word{rest[:i], rest[i:j]})
+		rest = rest[j:]
+	}
+	if len(words) == 0 {
+		return s
+	}
+	if t.WordDelete > 0 && len(words) > 1 {
+		kept := words[:0:0]
+		for _, w := range words {
+			if r.Float64() >= t.WordDelete {
+				kept = append(kept, w)
+			}
+		}
+		if len(kept) == 0 { // EDA keeps one word
+			kept = append(kept, words[r.IntN(len(words))])
+		}
+		words = kept
+	}
+	if t.WordSwap > 0 && len(words) > 1 {
+		for i := range words {
+			if r.Float64() < t.WordSwap {
+				j := r.IntN(len(words))
+				words[i].w, words[j].w = words[j].w, words[i].w
+			}
+		}
+	}
+	var b strings.Builder
+	b.WriteString(s[:lead])
+	for _, w := range words {
+		if t.CharNoise > 0 {
+			b.WriteString(t.chars(r, w.w))
+		} else {
+			b.WriteString(w.w)
+		}
+		b.WriteString(w.sep)
+	}
+	return b.String()
+}
+
+// chars applies character noise to one word.
+func (t *Text) chars(r *rand.Rand, w string) string {
+	rs := []rune(w)
+	var out []rune
+	for i := 0; i < len(rs); i++ {
+		c := rs[i]
+		if !(unicode.IsLetter(c) || unicode.IsDigit(c)) || r.Float64() >= t.CharNoise {
+			out = append(out, c)
+			continue
+		}
+		switch r.IntN(4) {
+		case 0: // swap with the next
+			if i+1 < len(rs) {
+				out = append(out, rs[i+1], c)
+				i++
+			} else {
+				out = append(out, c)
+			}
+		case 1: // drop
+		case 2: // insert a letter before it
+			out = append(out, rune('a'+r.IntN(26)), c)
+		case 3: // flip the case
+			if unicode.IsUpper(c) {
+				out = append(out, unicode.ToLower(c))
+			} else {
+				out = append(out, unicode.ToUpper(c))
+			}
+		}
+	}
+	if !utf8.ValidString(string(out)) {
+		return w
+	}
+	return string(out)
+}
