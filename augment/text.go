@@ -181,3 +181,84 @@ func (t *Text) chars(r *rand.Rand, w string) string {
 	}
 	return string(out)
 }
+
+// Template samples the part of the prompt a template writes from a list of
+// paraphrases: a chat row's system message (replaced, or added first when
+// the row has none) and an Alpaca row's preamble ("Below is an
+// instruction…"). Each variant draws from (Seed, epoch, index).
+type Template struct {
+	Seed    uint64
+	Prompts []string
+}
+
+const templateKey = 0x74706c
+
+// Key names the settings in a dataset's fingerprint.
+func (t *Template) Key() string {
+	return fmt.Sprintf("template seed=%d prompts=%q", t.Seed, t.Prompts)
+}
+
+// Vary returns variant epoch of row index with a sampled paraphrase (r is
+// not modified).
+func (t *Template) Vary(epoch, index int, r data.Row) data.Row {
+	if len(t.Prompts) == 0 {
+		return r
+	}
+	rng := rand.New(rand.NewPCG(t.Seed^templateKey, uint64(epoch)<<32|uint64(uint32(index))))
+	p := t.Prompts[rng.IntN(len(t.Prompts))]
+	out := make(data.Row, len(r))
+	for k, v := range r {
+		out[k] = v
+	}
+	if _, ok := r["instruction"]; ok {
+		out[data.PreambleKey] = p
+		return out
+	}
+	for _, key := range []string{"messages", "conversations"} {
+		list, ok := r[key].([]any)
+		if !ok {
+			continue
+		}
+		roleKey, contentKey := "role", "content"
+		if key == "conversations" {
+			roleKey, contentKey = "from", "value"
+		}
+		msgs := append([]any(nil), list...)
+		replaced := false
+		for i, m := range msgs {
+			if mm, ok := m.(map[string]any); ok && mm[roleKey] == "system" {
+				cp := make(map[string]any, len(mm))
+				for k, v := range mm {
+					cp[k] = v
+				}
+				cp[contentKey] = p
+				msgs[i], replaced = cp, true
+				break
+			}
+		}
+		if !replaced {
+			msgs = append([]any{map[string]any{roleKey: "system", contentKey: p}}, msgs...)
+		}
+		out[key] = msgs
+	}
+	return out
+}
+
+// Vary chains row transforms (nil ones skipped) into one; nil if none.
+func Vary(fs ...func(epoch, index int, r data.Row) data.Row) func(epoch, index int, r data.Row) data.Row {
+	var set []func(epoch, index int, r data.Row) data.Row
+	for _, f := range fs {
+		if f != nil {
+			set = append(set, f)
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	return func(epoch, index int, r data.Row) data.Row {
+		for _, f := range set {
+			r = f(epoch, index, r)
+		}
+		return r
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -90,3 +91,38 @@ func TestTextRates(t *testing.T) {
 }
 
 func newRand(idx int) *rand.Rand { return rand.New(rand.NewPCG(textKey, uint64(uint32(idx)))) }
+
+// TestTemplate: each variant samples a paraphrase, as the chat row's system
+// message (replacing one, or added first) or the Alpaca row's preamble;
+// the same for the same (seed, epoch, index); the row is not modified.
+func TestTemplate(t *testing.T) {
+	tp := &Template{Seed: 2, Prompts: []string{"Be kind.", "Be brief.", "Be exact."}}
+	r := chatRow()
+	seen := map[string]bool{}
+	for e := range 30 {
+		v := tp.Vary(e, 4, r)
+		msgs := v["messages"].([]any)
+		sys := msgs[0].(map[string]any)
+		if len(msgs) != 3 || sys["role"] != "system" || !slices.Contains(tp.Prompts, sys["content"].(string)) {
+			t.Fatalf("variant %d: %v", e, msgs[0])
+		}
+		seen[sys["content"].(string)] = true
+		if !reflect.DeepEqual(v, tp.Vary(e, 4, r)) {
+			t.Fatal("not a function of (seed, epoch, index)")
+		}
+	}
+	if len(seen) != 3 || !reflect.DeepEqual(r, chatRow()) {
+		t.Errorf("paraphrases drawn %v; row modified %v", seen, !reflect.DeepEqual(r, chatRow()))
+	}
+	noSystem := data.Row{"messages": []any{map[string]any{"role": "user", "content": "hi"}, map[string]any{"role": "assistant", "content": "yo"}}}
+	if msgs := tp.Vary(0, 0, noSystem)["messages"].([]any); len(msgs) != 3 || msgs[0].(map[string]any)["role"] != "system" {
+		t.Errorf("no system message added: %v", msgs)
+	}
+	alpaca := tp.Vary(1, 1, data.Row{"instruction": "Add.", "output": "2"})
+	if p, _ := alpaca[data.PreambleKey].(string); !slices.Contains(tp.Prompts, p) {
+		t.Errorf("alpaca preamble %q", p)
+	}
+	if Vary(nil, nil) != nil || Vary(tp.Vary) == nil {
+		t.Error("Vary of nothing, or of one")
+	}
+}

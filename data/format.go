@@ -131,6 +131,10 @@ type RenderOptions struct {
 	EOS          int32  // appended to text/alpaca/prompt-completion examples (−1: none)
 }
 
+// PreambleKey, in a row, replaces the Alpaca frame's first paragraph ("Below
+// is an instruction…"): how a template paraphrase reaches the renderer.
+const PreambleKey = "_lowrank_preamble"
+
 // AlpacaPrompt is the default template for alpaca rows (Stanford Alpaca's).
 const (
 	AlpacaPrompt        = "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\n%s\n\n### Input:\n%s\n\n### Response:\n"
@@ -192,10 +196,18 @@ func Render(r Row, f Format, tok *tokenizer.Tokenizer, o RenderOptions) (*Exampl
 				return nil, err
 			}
 			in, _ := r["input"].(string)
+			format := AlpacaPrompt
 			if strings.TrimSpace(in) == "" {
-				prompt, own = frame(AlpacaPromptNoInput, ins)
+				format = AlpacaPromptNoInput
+			}
+			if pre, ok := r[PreambleKey].(string); ok && pre != "" {
+				// A paraphrased preamble (augment.Template) before the frame's headers.
+				format = pre + format[strings.Index(format, "\n\n### Instruction:"):]
+			}
+			if format == AlpacaPromptNoInput || !strings.Contains(format, "### Input:") {
+				prompt, own = frame(format, ins)
 			} else {
-				prompt, own = frame(AlpacaPrompt, ins, in)
+				prompt, own = frame(format, ins, in)
 			}
 		}
 		if f == FormatCompletion {

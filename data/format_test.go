@@ -252,6 +252,7 @@ func TestOwnText(t *testing.T) {
 		{Row{"instruction": "Say hi.", "output": "Hi!"}, FormatAlpaca, "Say hiHi!"},
 		{Row{"prompt": "The sky is", "completion": " blue."}, FormatCompletion, "The sky is blue."},
 		{Row{"text": "Once upon a time."}, FormatText, "Once upon a time."},
+		{Row{"instruction": "Say hi.", "output": "Hi!", PreambleKey: "Answer as a pirate."}, FormatAlpaca, "Say hiHi!"},
 	} {
 		ex, err := Render(c.row, c.f, qwen, o)
 		if err != nil {
@@ -259,6 +260,11 @@ func TestOwnText(t *testing.T) {
 		}
 		if got := ownText(qwen, ex); got != c.want {
 			t.Errorf("%s: own text %q, want %q", c.f, got, c.want)
+		}
+		if pre, ok := c.row[PreambleKey].(string); ok {
+			if text := qwen.Decode(ex.IDs, false); !strings.HasPrefix(text, pre+"\n\n### Instruction:\nSay hi.") {
+				t.Errorf("a preamble paraphrase renders as %q", text)
+			}
 		}
 	}
 	cache := t.TempDir()

@@ -88,20 +88,24 @@ type Config struct {
 	// prompt fields (user and system messages, prompt, instruction, input)
 	// unless TextFields is "all". Each epoch of a cycle of TextVariants
 	// (0: the run's epochs, at most 16) trains on its own variant.
-	TextWordSwap     float64 `json:"text_word_swap"`
-	TextWordDelete   float64 `json:"text_word_delete"`
-	TextCharNoise    float64 `json:"text_char_noise"`
-	TextFields       string  `json:"text_fields"`
-	TextVariants     int     `json:"text_variants"`
-	ChatTemplate     string  `json:"chat_template,omitempty"`
-	Columns          string  `json:"columns,omitempty"`
-	TextUnit         string  `json:"text_unit"`  // .txt/.md files: "block" or "file"
-	Truncation       string  `json:"truncation"` // over max_seq_len: "keep-answer" or "right"
-	Threads          int     `json:"threads"`
-	Checkpointing    bool    `json:"activation_checkpointing"`
-	CheckpointLayers int     `json:"checkpoint_layers"` // recompute only the first N blocks (0: all)
-	LogEvery         int     `json:"log_every"`
-	CacheDir         string  `json:"cache_dir"` // token cache: "auto", "off" or a directory
+	TextWordSwap   float64 `json:"text_word_swap"`
+	TextWordDelete float64 `json:"text_word_delete"`
+	TextCharNoise  float64 `json:"text_char_noise"`
+	TextFields     string  `json:"text_fields"`
+	TextVariants   int     `json:"text_variants"`
+	// SystemPrompts is a file of paraphrases, one per line: each variant
+	// samples one as a chat row's system message (or an Alpaca row's
+	// preamble), augment.Template.
+	SystemPrompts    string `json:"system_prompts,omitempty"`
+	ChatTemplate     string `json:"chat_template,omitempty"`
+	Columns          string `json:"columns,omitempty"`
+	TextUnit         string `json:"text_unit"`  // .txt/.md files: "block" or "file"
+	Truncation       string `json:"truncation"` // over max_seq_len: "keep-answer" or "right"
+	Threads          int    `json:"threads"`
+	Checkpointing    bool   `json:"activation_checkpointing"`
+	CheckpointLayers int    `json:"checkpoint_layers"` // recompute only the first N blocks (0: all)
+	LogEvery         int    `json:"log_every"`
+	CacheDir         string `json:"cache_dir"` // token cache: "auto", "off" or a directory
 	// SaveEvery writes a checkpoint every N optimizer steps, or at the end
 	// of every epoch ("epoch"); "0" only at the end, on a signal and on a
 	// NaN stop, as every run also does.

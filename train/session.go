@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"os"
 	"slices"
 	"strings"
 
@@ -261,7 +262,9 @@ func (s *Session) loadData(withVal bool) error {
 	}
 	plain := lo // validation and evaluation data: never augmented
 	if withVal {
-		lo = TextVariants(c, lo)
+		if lo, err = TextVariants(c, lo); err != nil {
+			return err
+		}
 	}
 	paths := data.SplitPaths(c.Data)
 	var ds *data.Dataset
@@ -317,7 +320,7 @@ func (s *Session) loadData(withVal bool) error {
 	s.Batches = &data.Batcher{Examples: ds.Train, T: c.MaxSeqLen, B: c.BatchSize, Pack: c.Pack, Pad: padID(s.Model, s.Tok), Seed: c.Seed, Variants: ds.Variants}
 	if ds.Variants != nil {
 		s.Log.Info("text augmentation: each epoch of a cycle trains on its own variant of every row", "variants", lo.Variants,
-			"word_swap", c.TextWordSwap, "word_delete", c.TextWordDelete, "char_noise", c.TextCharNoise, "fields", c.TextFields)
+			"word_swap", c.TextWordSwap, "word_delete", c.TextWordDelete, "char_noise", c.TextCharNoise, "fields", c.TextFields, "system_prompts", c.SystemPrompts)
 	}
 	switch {
 	case withVal: // a training session: its data is augmented as configured
@@ -348,19 +351,54 @@ func (s *Session) loadData(withVal bool) error {
 	return err
 }
 
-// TextVariants sets lo to render the text-level variants c configures
-// (none when it configures no text-level transform).
-func TextVariants(c *Config, lo data.LoadOptions) data.LoadOptions {
-	if c.TextWordSwap == 0 && c.TextWordDelete == 0 && c.TextCharNoise == 0 {
-		return lo
+// TextVariants sets lo to render the text- and template-level variants c
+// configures (none when it configures neither).
+func TextVariants(c *Config, lo data.LoadOptions) (data.LoadOptions, error) {
+	var text, tmpl func(epoch, index int, r data.Row) data.Row
+	var keys []string
+	if c.TextWordSwap != 0 || c.TextWordDelete != 0 || c.TextCharNoise != 0 {
+		t := &augment.Text{Seed: c.Seed, WordSwap: c.TextWordSwap, WordDelete: c.TextWordDelete, CharNoise: c.TextCharNoise, All: c.TextFields == "all"}
+		text, keys = t.Vary, append(keys, t.Key())
 	}
-	t := &augment.Text{Seed: c.Seed, WordSwap: c.TextWordSwap, WordDelete: c.TextWordDelete, CharNoise: c.TextCharNoise, All: c.TextFields == "all"}
+	if c.SystemPrompts != "" {
+		prompts, err := readPrompts(c.SystemPrompts)
+		if err != nil {
+			return lo, err
+		}
+		t := &augment.Template{Seed: c.Seed, Prompts: prompts}
+		tmpl, keys = t.Vary, append(keys, t.Key())
+	}
+	if text == nil && tmpl == nil {
+		return lo, nil
+	}
 	lo.Variants = c.TextVariants
 	if lo.Variants == 0 {
 		lo.Variants = min(max(c.Epochs, 1), 16)
 	}
-	lo.Vary, lo.VaryKey = t.Vary, t.Key()
-	return lo
+	lo.Vary, lo.VaryKey = augment.Vary(tmpl, text), strings.Join(keys, "; ")
+	return lo, nil
+}
+
+// readPrompts reads a file of paraphrases, one per line.
+func readPrompts(path string) ([]string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("system_prompts: %w", err)
+	}
+	var out []string
+	for i, line := range strings.Split(string(raw), "\n") {
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		if strings.Contains(line, "%s") {
+			return nil, fmt.Errorf("system_prompts: %s line %d: a paraphrase may not hold %%s", path, i+1)
+		}
+		out = append(out, line)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("system_prompts: %s has no paraphrase (one per line)", path)
+	}
+	return out, nil
 }
 
 // loadMixture loads several datasets, each in its own format (and, with

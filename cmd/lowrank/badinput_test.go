@@ -215,7 +215,7 @@ func TestBadSettings(t *testing.T) {
 		{"--neftune-noise-alpha", "nan", "neftune_noise_alpha: NaN"}, {"--neftune-noise-alpha", "-5", "neftune_noise_alpha: -5"},
 		{"--token-dropout", "1", "token_dropout: 1"}, {"--token-replace", "nan", "token_replace: NaN"}, {"--token-replace-from", "air", "token_replace_from"},
 		{"--text-word-swap", "1", "text_word_swap: 1"}, {"--text-char-noise", "nan", "text_char_noise: NaN"}, {"--text-fields", "answers", "text_fields"},
-		{"--text-variants", "-1", "text_variants: -1"}, {"--seed", "-1", `"-1" is not a uint`}, {"--pack=maybe", "", `"maybe" is not a bool`},
+		{"--text-variants", "-1", "text_variants: -1"}, {"--system-prompts", "/no/such/prompts.txt", "system_prompts: open /no/such/prompts.txt"}, {"--seed", "-1", `"-1" is not a uint`}, {"--pack=maybe", "", `"maybe" is not a bool`},
 	} {
 		args := trainArgs(c.flag, c.value)
 		if c.value == "" {

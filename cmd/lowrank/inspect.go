@@ -193,7 +193,11 @@ func inspectAugment(cmd *cobra.Command, path string, tok *tokenizer.Tokenizer, l
 	if samples <= 0 || epoch < 0 {
 		return usageError{cmd: "inspect", err: fmt.Errorf("--samples must be positive and --epoch not negative")}
 	}
-	ds, err := data.Load(path, tok, train.TextVariants(&cfg, lo))
+	vlo, err := train.TextVariants(&cfg, lo)
+	if err != nil {
+		return err
+	}
+	ds, err := data.Load(path, tok, vlo)
 	if err != nil {
 		return err
 	}
@@ -223,7 +227,7 @@ func inspectAugment(cmd *cobra.Command, path string, tok *tokenizer.Tokenizer, l
 			fmt.Fprintln(out, "(no text- or token-level transform configured)")
 			continue
 		}
-		fmt.Fprintf(out, "example %d, epoch %d (%d of %d tokens kept):\n%s\n", i, epoch, len(aug.IDs), len(ex.IDs), data.Show(tok, aug))
+		fmt.Fprintf(out, "example %d, epoch %d (%d tokens; %d as loaded):\n%s\n", i, epoch, len(aug.IDs), len(ex.IDs), data.Show(tok, aug))
 	}
 	return nil
 }

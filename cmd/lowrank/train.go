@@ -283,6 +283,7 @@ var flagHelp = map[string]string{
 	"text_char_noise":          "each letter or digit of a prompt field is swapped, dropped, doubled or case-flipped with this probability",
 	"text_fields":              "text-level noise on prompt (prompt, instruction, input, user and system messages) or all fields (answers too)",
 	"text_variants":            "text-level variants rendered per row, cycled over the epochs (0: the run's epochs, at most 16)",
+	"system_prompts":           "a file of system-prompt paraphrases, one per line: each variant samples one as a chat row's system message (an Alpaca row's preamble)",
 	"truncation":               "examples over max-seq-len: keep-answer (drop the prompt's start, then the answer's end) or right",
 	"threads":                  "worker threads (0: every CPU this process may use)",
 	"activation_checkpointing": "recompute blocks in backward (less memory)",
