@@ -41,3 +41,10 @@ run "identity, plain" $I
 run "identity, NEFTune α=5" $I --neftune-noise-alpha 5
 run "identity, token dropout 0.1 + replace 0.1 on prompts" $I --token-dropout 0.1 --token-replace 0.1
 run "identity, text: word swap 0.1 + char noise 0.03 on prompts" $I --text-word-swap 0.1 --text-char-noise 0.03
+# LlamaFactory's v1_sft_demo (500 chat rows; the simple template: stories260K cannot write
+# chatml's markers), 20% held out, 3 epochs.
+S="--data $A/datasets/llamafactory/v1_sft_demo.messages.parquet --chat-template simple --val-fraction 0.2 --epochs 3 --batch-size 4 --lr 2e-3 --eval-every 50"
+run "sft, plain" $S
+run "sft, NEFTune α=5" $S --neftune-noise-alpha 5
+run "sft, token dropout 0.1 + replace 0.1 on prompts" $S --token-dropout 0.1 --token-replace 0.1
+run "sft, text: word swap 0.1 + char noise 0.03 on prompts" $S --text-word-swap 0.1 --text-char-noise 0.03
