@@ -3,6 +3,7 @@ package augment
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -14,30 +15,60 @@ import (
 // word-level (EDA's random swap and random deletion, each word with its
 // probability) and character-level (each letter or digit with probability
 // CharNoise swapped with the next, dropped, doubled by a random letter or
-// its case flipped). Only prompt fields are edited — prompt, instruction,
-// input, and user and system messages — unless All, so answers (code, SQL)
-// are never altered unless asked. The row is rendered again from the
-// edited text, so its loss mask is the edited text's.
+// its case flipped). Only the Fields are edited (ParseFields; nil: the
+// prompt fields — prompt, instruction, input, user and system messages),
+// so answers (code, SQL) are never altered unless asked. The row is
+// rendered again from the edited text, so its loss mask is the edited
+// text's.
 type Text struct {
 	Seed                 uint64
 	WordSwap, WordDelete float64
 	CharNoise            float64
-	All                  bool
+	Fields               []string
 }
 
 const textKey = 0x74657874
 
 // Key names the settings in a dataset's fingerprint.
 func (t *Text) Key() string {
-	return fmt.Sprintf("text seed=%d swap=%g delete=%g char=%g all=%v", t.Seed, t.WordSwap, t.WordDelete, t.CharNoise, t.All)
+	return fmt.Sprintf("text seed=%d swap=%g delete=%g char=%g fields=%v", t.Seed, t.WordSwap, t.WordDelete, t.CharNoise, t.fields())
 }
 
-// promptFields and answerFields are the row columns of each kind.
+// The fields text noise may edit: row columns, then message roles (chat
+// and ShareGPT names), in the order they are edited.
 var (
-	promptFields = []string{"prompt", "instruction", "input"}
-	answerFields = []string{"completion", "output", "text"}
-	promptRoles  = map[string]bool{"user": true, "system": true, "human": true}
+	columnFields = []string{"prompt", "instruction", "input", "completion", "output", "text"}
+	roleFields   = []string{"system", "user", "human", "assistant", "gpt"}
+	promptSet    = []string{"prompt", "instruction", "input", "system", "user", "human"}
 )
+
+// ParseFields reads a field setting: "prompt" (prompt, instruction, input,
+// system and user messages), "all" (answers too), or a comma-separated
+// list of those names (e.g. "instruction,user").
+func ParseFields(s string) ([]string, error) {
+	switch s {
+	case "", "prompt":
+		return promptSet, nil
+	case "all":
+		return append(append([]string(nil), columnFields...), roleFields...), nil
+	}
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if !slices.Contains(columnFields, f) && !slices.Contains(roleFields, f) {
+			return nil, fmt.Errorf("text fields: %q is not one of prompt, all, %s, %s", f, strings.Join(columnFields, ", "), strings.Join(roleFields, ", "))
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func (t *Text) fields() []string {
+	if t.Fields == nil {
+		return promptSet
+	}
+	return t.Fields
+}
 
 // Vary returns variant epoch of row index: a copy of r with its fields
 // edited (r itself is not modified). It is a pure function of (Seed,
@@ -48,12 +79,9 @@ func (t *Text) Vary(epoch, index int, r data.Row) data.Row {
 	for k, v := range r {
 		out[k] = v
 	}
-	fields := append([]string(nil), promptFields...)
-	if t.All {
-		fields = append(fields, answerFields...)
-	}
-	for _, f := range fields { // a fixed order: the draws do not depend on map order
-		if s, ok := out[f].(string); ok {
+	fields := t.fields()
+	for _, f := range columnFields { // a fixed order: the draws do not depend on map order
+		if s, ok := out[f].(string); ok && slices.Contains(fields, f) {
 			out[f] = t.edit(rng, s)
 		}
 	}
@@ -79,7 +107,7 @@ func (t *Text) Vary(epoch, index int, r data.Row) data.Row {
 				content, ok = mm["value"].(string)
 				ck = "value"
 			}
-			if !ok || !(t.All || promptRoles[role]) {
+			if !ok || !slices.Contains(fields, role) {
 				continue
 			}
 			cp := make(map[string]any, len(mm))

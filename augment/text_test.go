@@ -37,9 +37,21 @@ func TestTextVary(t *testing.T) {
 	if msg(a, 2) != msg(r, 2) || msg(a, 1) == msg(r, 1) {
 		t.Errorf("answer %q, user %q", msg(a, 2), msg(a, 1))
 	}
-	all := (&Text{Seed: 4, WordSwap: 0.5, All: true}).Vary(0, 1, r)
+	everything, _ := ParseFields("all")
+	all := (&Text{Seed: 4, WordSwap: 0.5, Fields: everything}).Vary(0, 1, r)
 	if msg(all, 2) == msg(r, 2) {
-		t.Error("All left the answer alone")
+		t.Error("all fields left the answer alone")
+	}
+	userOnly, err := ParseFields("user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := (&Text{Seed: 4, WordSwap: 0.5, WordDelete: 0.3, Fields: userOnly}).Vary(0, 1, r)
+	if msg(u, 0) != msg(r, 0) || msg(u, 2) != msg(r, 2) || msg(u, 1) == msg(r, 1) {
+		t.Errorf("user only: %v", u["messages"])
+	}
+	if _, err := ParseFields("user,answer"); err == nil {
+		t.Error("an unknown field accepted")
 	}
 	pc := (&Text{Seed: 1, WordDelete: 0.5}).Vary(0, 0, data.Row{"prompt": "a b c d e f g h", "completion": " SELECT x"})
 	if pc["completion"] != " SELECT x" || pc["prompt"] == "a b c d e f g h" {

@@ -25,6 +25,16 @@ const (
 	FormatTokens     Format = "input_ids"         // {input_ids, labels?}
 )
 
+// ParseFormat reads a format's name (as Detect names them).
+func ParseFormat(s string) (Format, error) {
+	for _, f := range []Format{FormatText, FormatCompletion, FormatAlpaca, FormatChat, FormatShareGPT, FormatTokens} {
+		if string(f) == s {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("format %q: want text, prompt_completion, alpaca, chat, sharegpt or input_ids", s)
+}
+
 // Detect names the format of a row from its columns (after column mapping).
 func Detect(r Row) (Format, error) {
 	has := func(k string) bool { _, ok := r[k]; return ok }

@@ -41,6 +41,9 @@ type LoadOptions struct {
 	Vary     func(epoch, index int, r Row) Row `json:"-"`
 	// VaryKey names Vary and its settings in the dataset's fingerprint.
 	VaryKey string
+	// Format, if set, is how every row is rendered, instead of the format
+	// detected from the first row's columns.
+	Format Format
 }
 
 // splitOf returns the split Load reads from path.
@@ -162,7 +165,9 @@ func load(path string, tok *tokenizer.Tokenizer, o LoadOptions, key string) (*Da
 			}
 		}
 		r = MapColumns(r, o.Columns)
-		if ds.Rows == 0 {
+		if ds.Rows == 0 && o.Format != "" {
+			ds.Format = o.Format
+		} else if ds.Rows == 0 {
 			if ds.Format, err = Detect(r); err != nil {
 				readErr = fmt.Errorf("data: %s: %v", src.Where(), err)
 				break
@@ -315,6 +320,9 @@ func cacheKey(path string, tok *tokenizer.Tokenizer, o LoadOptions) (string, err
 	}
 	sort.Strings(cols)
 	parts := []any{o.Render, cols, tok.Fingerprint(), "v2", o.TextUnit}
+	if o.Format != "" {
+		parts = append(parts, "format", o.Format)
+	}
 	if o.Variants > 0 {
 		parts = append(parts, "variants", o.Variants, o.VaryKey)
 	}

@@ -137,9 +137,15 @@ func TestTwoDatasets(t *testing.T) {
 	// A dataset with its own columns beside one without.
 	qa := filepath.Join(dir, "qa.csv")
 	os.WriteFile(qa, []byte("question,answer\nwho is Zorb?,a robot\nwhere?,the moon\n"), 0o644)
-	s := open(func(c *Config) { c.Data, c.DataColumns = a+","+qa, ";prompt=question,completion=answer" })
+	s := open(func(c *Config) { c.Data, c.DataColumns, c.DataFormats = a+","+qa, ";prompt=question,completion=answer", ";prompt_completion" })
 	if len(s.Data.Train) != 32 || s.Data.Format != "mixed" {
 		t.Errorf("with per-dataset columns: %d examples, format %s", len(s.Data.Train), s.Data.Format)
+	}
+	// A format given that the rows do not have is an error, not a guess.
+	c := Defaults()
+	c.Model, c.Data, c.Out, c.MaxSeqLen, c.DataFormats = model, a, filepath.Join(dir, "run"), 256, "chat"
+	if _, err := OpenSession(c, nil); err == nil || !strings.Contains(err.Error(), `column "messages"`) {
+		t.Errorf("a text dataset read as chat: %v", err)
 	}
 }
 

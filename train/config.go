@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lowrank/lowrank/augment"
 	"github.com/lowrank/lowrank/data"
 	"github.com/lowrank/lowrank/internal/sysinfo"
 	"github.com/lowrank/lowrank/model"
@@ -30,7 +31,10 @@ type Config struct {
 	MixStop string `json:"mix_stop"`
 	// DataColumns gives each dataset its own column mapping, in the order
 	// of Data, separated by ";" (an empty entry: Columns applies).
-	DataColumns   string  `json:"data_columns,omitempty"`
+	DataColumns string `json:"data_columns,omitempty"`
+	// DataFormats gives each dataset a format instead of the detected one,
+	// in the order of Data, separated by ";" (an empty entry: detected).
+	DataFormats   string  `json:"data_formats,omitempty"`
 	Val           string  `json:"val,omitempty"`
 	Out           string  `json:"out"`
 	Adapter       string  `json:"adapter,omitempty"` // start from this PEFT adapter
@@ -276,8 +280,8 @@ func (c *Config) setData(v *yaml.Node, seen map[string]int) error {
 		}
 		return c.Set("data", text)
 	}
-	var paths, weights, columns []string
-	anyColumns := false
+	var paths, weights, columns, formats []string
+	anyColumns, anyFormats := false, false
 	for _, e := range v.Content {
 		if e.Kind != yaml.MappingNode {
 			return atLine(e.Line, "data: want every entry as {path, weight}")
@@ -298,9 +302,15 @@ func (c *Config) setData(v *yaml.Node, seen map[string]int) error {
 				}
 				entry["columns"], anyColumns = text, true
 			case "format":
-				return atLine(k.Line, "data: a dataset's format is detected from its columns: map them with columns")
+				if val.Kind != yaml.ScalarNode {
+					return atLine(k.Line, "data: format takes one value")
+				}
+				if _, err := data.ParseFormat(val.Value); err != nil {
+					return atLine(k.Line, "data: %v", err)
+				}
+				entry["format"], anyFormats = val.Value, true
 			default:
-				return atLine(k.Line, "data: unknown key %q (want path, weight and columns)", k.Value)
+				return atLine(k.Line, "data: unknown key %q (want path, weight, columns and format)", k.Value)
 			}
 		}
 		if entry["path"] == "" {
@@ -308,6 +318,7 @@ func (c *Config) setData(v *yaml.Node, seen map[string]int) error {
 		}
 		paths = append(paths, entry["path"])
 		columns = append(columns, entry["columns"])
+		formats = append(formats, entry["format"])
 		if w, ok := entry["weight"]; ok {
 			weights = append(weights, w)
 		}
@@ -326,6 +337,11 @@ func (c *Config) setData(v *yaml.Node, seen map[string]int) error {
 	}
 	if anyColumns {
 		if err := c.Set("data_columns", strings.Join(columns, ";")); err != nil {
+			return err
+		}
+	}
+	if anyFormats {
+		if err := c.Set("data_formats", strings.Join(formats, ";")); err != nil {
 			return err
 		}
 	}
@@ -501,6 +517,18 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.DataFormats != "" {
+		if n, m := len(strings.Split(c.DataFormats, ";")), len(data.SplitPaths(c.Data)); n != m {
+			bad("data_formats", "%d formats for %d datasets", n, m)
+		}
+		for _, f := range strings.Split(c.DataFormats, ";") {
+			if f = strings.TrimSpace(f); f != "" {
+				if _, err := data.ParseFormat(f); err != nil {
+					bad("data_formats", "%v", err)
+				}
+			}
+		}
+	}
 	if c.MixStop != data.MixFirstExhausted && c.MixStop != data.MixAllExhausted {
 		bad("mix_stop", "%q: want %s or %s", c.MixStop, data.MixFirstExhausted, data.MixAllExhausted)
 	}
@@ -521,8 +549,8 @@ func (c *Config) Validate() error {
 			bad(f.name, "%g must be in [0, 1)", f.v)
 		}
 	}
-	if c.TextFields != "prompt" && c.TextFields != "all" {
-		bad("text_fields", "%q: want prompt (prompts and user/system messages) or all (answers too)", c.TextFields)
+	if _, err := augment.ParseFields(c.TextFields); err != nil {
+		bad("text_fields", "%v", err)
 	}
 	if c.TextVariants < 0 {
 		bad("text_variants", "%d must not be negative (0: the run's epochs)", c.TextVariants)

@@ -267,6 +267,9 @@ func (s *Session) loadData(withVal bool) error {
 		}
 	}
 	paths := data.SplitPaths(c.Data)
+	if f := strings.TrimSpace(strings.Split(c.DataFormats, ";")[0]); f != "" && len(paths) == 1 {
+		lo.Format, plain.Format = data.Format(f), data.Format(f)
+	}
 	var ds *data.Dataset
 	if len(paths) == 1 {
 		if ds, err = data.Load(paths[0], s.Tok, lo); err != nil {
@@ -357,7 +360,11 @@ func TextVariants(c *Config, lo data.LoadOptions) (data.LoadOptions, error) {
 	var text, tmpl func(epoch, index int, r data.Row) data.Row
 	var keys []string
 	if c.TextWordSwap != 0 || c.TextWordDelete != 0 || c.TextCharNoise != 0 {
-		t := &augment.Text{Seed: c.Seed, WordSwap: c.TextWordSwap, WordDelete: c.TextWordDelete, CharNoise: c.TextCharNoise, All: c.TextFields == "all"}
+		fields, err := augment.ParseFields(c.TextFields)
+		if err != nil {
+			return lo, err
+		}
+		t := &augment.Text{Seed: c.Seed, WordSwap: c.TextWordSwap, WordDelete: c.TextWordDelete, CharNoise: c.TextCharNoise, Fields: fields}
 		text, keys = t.Vary, append(keys, t.Key())
 	}
 	if c.SystemPrompts != "" {
@@ -408,9 +415,12 @@ func readPrompts(path string) ([]string, error) {
 func (s *Session) loadMixture(paths []string, lo data.LoadOptions, withVal bool) (*data.Dataset, error) {
 	c := &s.Config
 	var parts []*data.Dataset
-	var own []string // each dataset's column mapping, if it has one
+	var own, formats []string // each dataset's column mapping and format, if it has them
 	if c.DataColumns != "" {
 		own = strings.Split(c.DataColumns, ";")
+	}
+	if c.DataFormats != "" {
+		formats = strings.Split(c.DataFormats, ";")
 	}
 	for i, p := range paths {
 		lo := lo
@@ -420,6 +430,9 @@ func (s *Session) loadMixture(paths []string, lo data.LoadOptions, withVal bool)
 				return nil, err
 			}
 			lo.Columns = cols
+		}
+		if i < len(formats) && strings.TrimSpace(formats[i]) != "" {
+			lo.Format = data.Format(strings.TrimSpace(formats[i]))
 		}
 		ds, err := data.Load(p, s.Tok, lo)
 		if err != nil {

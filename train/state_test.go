@@ -190,6 +190,7 @@ data:
   - {path: domain.parquet, weight: 0.3, columns: {prompt: q, completion: a}}
   - path: general.jsonl
     weight: 0.7
+    format: chat
 augment:
   - neftune: {alpha: 5}
   - token_dropout: 0.1
@@ -203,7 +204,7 @@ val: ~
 		t.Fatal(err)
 	}
 	if got.Targets != "q_proj,v_proj" || got.Columns != "prompt=question,completion=answer" || got.Data != "domain.parquet,general.jsonl" ||
-		got.DataWeights != "0.3,0.7" || got.DataColumns != "prompt=q,completion=a;" || got.NEFTuneAlpha != 5 || got.TokenDropout != 0.1 || got.TokenReplace != 0.05 ||
+		got.DataWeights != "0.3,0.7" || got.DataColumns != "prompt=q,completion=a;" || got.DataFormats != ";chat" || got.NEFTuneAlpha != 5 || got.TokenDropout != 0.1 || got.TokenReplace != 0.05 ||
 		got.TokenReplaceFrom != "data" || !got.AugmentAnswers || got.Val != "" || got.TextWordSwap != 0.1 || got.TextCharNoise != 0.02 || got.TextFields != "all" {
 		t.Errorf("read %+v", got)
 	}
@@ -215,7 +216,7 @@ val: ~
 		{"rank: [1, [2]]\n", "line 1"},
 		{"data:\n  - {path: a, weight: 1}\n  - {path: b}\n", "1 of 2 datasets have a weight"},
 		{"data:\n  - {weight: 1}\n", "an entry without a path"},
-		{"data:\n  - {path: a, format: chat}\n", "line 2: data: a dataset's format is detected"},
+		{"data:\n  - {path: a, format: csv}\n", `line 2: data: format "csv": want text`},
 		{"augment:\n  - mixup: 0.1\n", `unknown transform "mixup"`},
 		{"augment:\n  - word_swap: {p: 0.1, fields: all}\n  - char_noise: {p: 0.1, fields: prompt}\n", "text_fields is set twice"},
 		{"augment:\n  - token_dropout: {q: 0.1}\n", `token_dropout has no field "q"`},
