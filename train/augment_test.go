@@ -137,7 +137,9 @@ func TestTwoDatasets(t *testing.T) {
 	// A dataset with its own columns beside one without.
 	qa := filepath.Join(dir, "qa.csv")
 	os.WriteFile(qa, []byte("question,answer\nwho is Zorb?,a robot\nwhere?,the moon\n"), 0o644)
-	s := open(func(c *Config) { c.Data, c.DataColumns, c.DataFormats = a+","+qa, ";prompt=question,completion=answer", ";prompt_completion" })
+	s := open(func(c *Config) {
+		c.Data, c.DataColumns, c.DataFormats = a+","+qa, ";prompt=question,completion=answer", ";prompt_completion"
+	})
 	if len(s.Data.Train) != 32 || s.Data.Format != "mixed" {
 		t.Errorf("with per-dataset columns: %d examples, format %s", len(s.Data.Train), s.Data.Format)
 	}
