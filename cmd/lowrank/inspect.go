@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/lowrank/lowrank/data"
+	"github.com/lowrank/lowrank/internal/hfcache"
 	"github.com/lowrank/lowrank/model"
 	"github.com/lowrank/lowrank/tokenizer"
 	"github.com/lowrank/lowrank/train"
@@ -42,6 +43,14 @@ func newInspect() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
+			if _, err := os.Stat(path); err != nil && !strings.ContainsAny(path, "*?[") {
+				// A hub id in the local cache, as every other command takes it.
+				local, err := hfcache.Resolve(path)
+				if err != nil {
+					return err
+				}
+				path = local
+			}
 			if handled, err := inspectTraining(cmd, path, asJSON); handled {
 				return err
 			}
@@ -62,11 +71,11 @@ func newInspect() *cobra.Command {
 			defer m.Close()
 			out := cmd.OutOrStdout()
 			if asJSON {
-				return writeJSON(out, map[string]any{"path": path, "config": m.Config, "parameters": m.Params(), "weight_bytes": m.WeightBytes(), "tensors": m.Stored})
+				return writeJSON(out, map[string]any{"path": path, "name": args[0], "config": m.Config, "parameters": m.Params(), "weight_bytes": m.WeightBytes(), "tensors": m.Stored})
 			}
 			c := m.Config
 			fmt.Fprintf(out, "%s: %s, %d layers, hidden %d, intermediate %d, %d heads (%d KV, dim %d), vocab %d, context %d\n",
-				path, c.Arch, c.Layers, c.Hidden, c.Intermediate, c.Heads, c.KVHeads, c.HeadDim, c.Vocab, c.MaxPos)
+				args[0], c.Arch, c.Layers, c.Hidden, c.Intermediate, c.Heads, c.KVHeads, c.HeadDim, c.Vocab, c.MaxPos)
 			fmt.Fprintf(out, "parameters %d; weights in memory %.1f MiB; tied embeddings %v; BOS %d, EOS %v\n",
 				m.Params(), float64(m.WeightBytes())/(1<<20), c.TieEmbeddings, c.BOS, c.EOS)
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)

@@ -310,4 +310,12 @@ func TestHubID(t *testing.T) {
 	if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "huggingface-cli download karpathy/stories15M") {
 		t.Errorf("uncached hub id: exit %d, %q", code, errOut)
 	}
+	// inspect takes the id as the other commands do.
+	code, out, errOut = capture(t, "inspect", "karpathy/stories260K")
+	if code != 0 || !strings.HasPrefix(out, "karpathy/stories260K: llama, 5 layers") {
+		t.Errorf("inspect of a hub id: exit %d %s\n%s", code, errOut, out)
+	}
+	if code, _, errOut = capture(t, "inspect", "karpathy/stories15M"); code != 1 || !strings.Contains(errOut, "not in the Hugging Face cache") {
+		t.Errorf("inspect of an uncached hub id: exit %d, %q", code, errOut)
+	}
 }
