@@ -71,8 +71,9 @@ func pack(lengths []int, t int) ([]sequence, error) {
 // function of its arguments (and its own seed), must not modify ex (its
 // slices may be a read-only mapping: return a new Example, or ex itself),
 // and may shorten an example but not lengthen it: batches are laid out
-// from the examples as loaded, so the number of batches in an epoch, and
-// with it the schedule's length, does not depend on the transforms.
+// from the examples as loaded (and their text-level variants, rendered at
+// load), so the number of batches in an epoch, and with it the schedule's
+// length, is fixed before the first step and does not depend on epochs.
 type Transform func(epoch, index int, ex *Example) *Example
 
 // Batcher yields batches over an epoch-shuffled order of sequences. Its state

@@ -79,7 +79,9 @@ func (m *Model) forwardCached(tp *autograd.Tape, ids, pos []int32, attend func(l
 			return nil, fmt.Errorf("token id %d is outside the vocabulary of %d", id, m.Config.Vocab)
 		}
 	}
-	m.prepareRope(int(slices.Max(pos)) + 1)
+	if len(pos) > 0 {
+		m.prepareRope(int(slices.Max(pos)) + 1)
+	}
 	tp.Reset()
 	tp.SetNoGrad(true)
 	x := tp.EmbedFrozen(ids, m.Embed)

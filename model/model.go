@@ -207,7 +207,9 @@ func addNoise(x []float32, scale float32, key [2]uint64) {
 // carry a gradient) and returns the final normed hidden states.
 func (m *Model) HiddenFrom(tp *autograd.Tape, x *autograd.Tensor, b *Batch) *autograd.Tensor {
 	c := &m.Config
-	m.prepareRope(int(slices.Max(b.Pos)) + 1)
+	if len(b.Pos) > 0 {
+		m.prepareRope(int(slices.Max(b.Pos)) + 1)
+	}
 	shape := autograd.AttnShape{B: b.B, T: b.T, H: c.Heads, Hkv: c.KVHeads, D: c.HeadDim}
 	attend := func(tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor {
 		return tp.Attention(q, k, v, shape, b.Seg)
