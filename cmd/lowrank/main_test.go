@@ -307,7 +307,7 @@ func TestHubID(t *testing.T) {
 		t.Errorf("generate from a hub id: exit %d, %s\n%q", code, errOut, out)
 	}
 	code, _, errOut = capture(t, "generate", "--model", "karpathy/stories15M", "--max-tokens", "5")
-	if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "huggingface-cli download karpathy/stories15M") {
+	if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "lowrank pull karpathy/stories15M") {
 		t.Errorf("uncached hub id: exit %d, %q", code, errOut)
 	}
 	// inspect takes the id as the other commands do.

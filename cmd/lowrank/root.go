@@ -34,7 +34,7 @@ func newRoot() *cobra.Command {
 		}
 		return nil
 	}
-	root.AddCommand(newBench(), newGenerate(), newTokenize(), newInspect(), newMerge(), newExport(), newTrain(), newDemo(), newEval(), newPlot())
+	root.AddCommand(newBench(), newGenerate(), newTokenize(), newInspect(), newMerge(), newExport(), newTrain(), newDemo(), newEval(), newPlot(), newPull())
 	return root
 }
 

@@ -49,7 +49,7 @@ func Resolve(ref string) (string, error) {
 	}
 	cache := Dir()
 	repo := filepath.Join(cache, "models--"+strings.ReplaceAll(id, "/", "--"))
-	hint := fmt.Sprintf("download it first (huggingface-cli download %s), or give a local directory or .gguf file", id)
+	hint := fmt.Sprintf("download it first (lowrank pull %s), or give a local directory or .gguf file", id)
 	if _, err := os.Stat(repo); err != nil {
 		return "", fmt.Errorf("%s: not a local path, and not in the Hugging Face cache %s: %s", ref, cache, hint)
 	}

@@ -36,7 +36,7 @@ func TestResolve(t *testing.T) {
 		t.Errorf("config.json through the snapshot symlink: %q %v", raw, err)
 	}
 	for _, ref := range []string{"org/other-model", "org/tiny-model@v2"} {
-		if _, err := Resolve(ref); err == nil || !strings.Contains(err.Error(), "huggingface-cli download") || !strings.Contains(err.Error(), cache) {
+		if _, err := Resolve(ref); err == nil || !strings.Contains(err.Error(), "lowrank pull") || !strings.Contains(err.Error(), cache) {
 			t.Errorf("Resolve(%q): %v", ref, err)
 		}
 	}
