@@ -191,3 +191,29 @@ func TestPull(t *testing.T) {
 		t.Errorf("offline: %v", err)
 	}
 }
+
+// TestResolveDownloads: with Download set, Resolve fetches an id missing
+// from the cache; with HF_HUB_OFFLINE it does not even try.
+func TestResolveDownloads(t *testing.T) {
+	f := newFakeHub(t)
+	c := f.client(t)
+	t.Setenv("HF_HUB_CACHE", c.Cache)
+	t.Setenv("HF_HUB_OFFLINE", "")
+	calls := 0
+	Download = func(ctx context.Context, id, rev string) (string, error) { calls++; return c.Pull(ctx, id, rev) }
+	t.Cleanup(func() { Download = nil })
+	snap, err := Resolve("org/model")
+	if err != nil || calls != 1 {
+		t.Fatalf("Resolve of an uncached id: %s, %v (%d downloads)", snap, err, calls)
+	}
+	if _, err := os.Stat(filepath.Join(snap, "config.json")); err != nil {
+		t.Error(err)
+	}
+	if again, err := Resolve("org/model"); err != nil || again != snap || calls != 1 {
+		t.Errorf("a cached id downloaded again: %v, %d downloads", err, calls)
+	}
+	t.Setenv("HF_HUB_OFFLINE", "1")
+	if _, err := Resolve("org/other"); err == nil || calls != 1 || !strings.Contains(err.Error(), "HF_HUB_OFFLINE") {
+		t.Errorf("offline: %v, %d downloads", err, calls)
+	}
+}

@@ -1,10 +1,12 @@
 // Package hfcache finds models in the local Hugging Face hub cache, so that a
 // hub id such as HuggingFaceTB/SmolLM2-135M works wherever a model directory
-// does, offline, once the model has been downloaded (huggingface-cli download,
-// or any transformers/PEFT program that loaded it).
+// does: offline once the model has been downloaded (lowrank pull,
+// huggingface-cli download, or any transformers/PEFT program that loaded
+// it), and by downloading it with Download set.
 package hfcache
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -50,7 +52,20 @@ func Resolve(ref string) (string, error) {
 	cache := Dir()
 	repo := filepath.Join(cache, "models--"+strings.ReplaceAll(id, "/", "--"))
 	hint := fmt.Sprintf("download it first (lowrank pull %s), or give a local directory or .gguf file", id)
+	offline := os.Getenv("HF_HUB_OFFLINE") == "1" || strings.EqualFold(os.Getenv("HF_HUB_OFFLINE"), "true")
+	if offline {
+		hint += " (HF_HUB_OFFLINE is set)"
+	}
+	download := func() (string, error) {
+		if Download == nil || offline {
+			return "", nil
+		}
+		return Download(context.Background(), id, rev)
+	}
 	if _, err := os.Stat(repo); err != nil {
+		if snap, err := download(); snap != "" || err != nil {
+			return snap, err
+		}
 		return "", fmt.Errorf("%s: not a local path, and not in the Hugging Face cache %s: %s", ref, cache, hint)
 	}
 	commit := rev
@@ -61,7 +76,16 @@ func Resolve(ref string) (string, error) {
 	}
 	snap := filepath.Join(repo, "snapshots", commit)
 	if _, err := os.Stat(snap); err != nil {
+		if snap, err := download(); snap != "" || err != nil {
+			return snap, err
+		}
 		return "", fmt.Errorf("%s: revision %q is not in the Hugging Face cache %s: %s", ref, rev, cache, hint)
 	}
 	return snap, nil
 }
+
+// Download, when set, fetches a hub id missing from the cache (unless
+// HF_HUB_OFFLINE) and returns its snapshot: the lowrank command sets it to
+// a Client's Pull, so --model org/name downloads as transformers does;
+// library users and tests leave it nil and never touch the network.
+var Download func(ctx context.Context, id, rev string) (string, error)
