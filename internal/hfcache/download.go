@@ -229,8 +229,15 @@ func (c *Client) pullFile(ctx context.Context, id, commit, repo, snap, file stri
 	if err != nil {
 		return err
 	}
-	os.Remove(link)
-	return os.Symlink(rel, link)
+	if err := os.Symlink(rel, link); err != nil {
+		// Another pull of the same repository made it first: fine if it points here.
+		if got, rerr := os.Readlink(link); rerr == nil && got == rel {
+			return nil
+		}
+		os.Remove(link)
+		return os.Symlink(rel, link)
+	}
+	return nil
 }
 
 func firstOf(a, b string) string {

@@ -217,3 +217,41 @@ func TestResolveDownloads(t *testing.T) {
 		t.Errorf("offline: %v, %d downloads", err, calls)
 	}
 }
+
+// TestPullConcurrent: two pulls of one repository at once both finish and
+// leave one verified copy; a revision by tag and by commit.
+func TestPullConcurrent(t *testing.T) {
+	t.Setenv("HF_HUB_OFFLINE", "")
+	f := newFakeHub(t)
+	c := f.client(t)
+	errs := make(chan error, 2)
+	snaps := make(chan string, 2)
+	for range 2 {
+		go func() {
+			s, err := c.Pull(context.Background(), "org/model", "")
+			errs <- err
+			snaps <- s
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := <-snaps
+	if got, err := os.ReadFile(filepath.Join(snap, "model.safetensors")); err != nil || string(got) != string(f.files["model.safetensors"]) {
+		t.Errorf("after two concurrent pulls: %v", err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(c.Cache, "models--org--model", "blobs", "*.incomplete")); len(m) != 0 {
+		t.Errorf("left %v", m)
+	}
+	if _, err := c.Pull(context.Background(), "org/model", "v1.0"); err != nil {
+		t.Fatal(err)
+	}
+	if ref, _ := os.ReadFile(filepath.Join(c.Cache, "models--org--model", "refs", "v1.0")); string(ref) != f.commit {
+		t.Errorf("refs/v1.0 = %q", ref)
+	}
+	if s, err := c.Pull(context.Background(), "org/model", f.commit); err != nil || filepath.Base(s) != f.commit {
+		t.Errorf("by commit: %s, %v", s, err)
+	}
+}
