@@ -16,6 +16,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -164,6 +165,7 @@ func (c *Client) Pull(ctx context.Context, id, rev string) (string, error) {
 	if !weights {
 		return "", fmt.Errorf("%s@%s has no safetensors weights (lowrank reads safetensors or a .gguf file)", id, rev)
 	}
+	sort.Strings(files) // a fixed order, whatever the hub lists
 	repo := filepath.Join(c.Cache, "models--"+strings.ReplaceAll(id, "/", "--"))
 	snap := filepath.Join(repo, "snapshots", info.SHA)
 	for _, f := range files {

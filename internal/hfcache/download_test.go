@@ -174,8 +174,12 @@ func TestPull(t *testing.T) {
 	if _, err := c3.Pull(context.Background(), "org/model", ""); err == nil || !strings.Contains(err.Error(), "hash to") {
 		t.Errorf("a corrupt download: %v", err)
 	}
-	if m, _ := filepath.Glob(filepath.Join(c3.Cache, "models--org--model", "blobs", "*")); len(m) != 2 { // config and tokenizer only
-		t.Errorf("blobs after a corrupt download: %v", m)
+	blobs := filepath.Join(c3.Cache, "models--org--model", "blobs")
+	if _, err := os.Stat(filepath.Join(blobs, sha(f3.files["model.safetensors"]))); err == nil {
+		t.Error("the corrupt download took the weights' place")
+	}
+	if m, _ := filepath.Glob(filepath.Join(blobs, "*.incomplete")); len(m) != 0 {
+		t.Errorf("left %v", m)
 	}
 
 	for _, cs := range []struct{ id, rev, want string }{
