@@ -481,7 +481,7 @@ func (s *Session) tokenNoise(train []*data.Example) (data.Transform, error) {
 
 // TokenNoise is the token-level augmentation c configures over a dataset's
 // training examples (nil when there is none): never on the tokenizer's
-// added, special, BOS and EOS tokens, nor on ids eos reports.
+// added tokens (special ones among them), BOS and EOS, nor on ids eos reports.
 func TokenNoise(c *Config, tok *tokenizer.Tokenizer, eos func(int) bool, train []*data.Example) (data.Transform, error) {
 	if c.TokenDropout == 0 && c.TokenReplace == 0 {
 		return nil, nil
@@ -490,7 +490,7 @@ func TokenNoise(c *Config, tok *tokenizer.Tokenizer, eos func(int) bool, train [
 	protected := make([]bool, v)
 	for id := range protected {
 		i := int32(id)
-		protected[id] = tok.IsAdded(i) || tok.IsSpecial(i) || i == tok.BOS || i == tok.EOS || (eos != nil && eos(id))
+		protected[id] = tok.IsAdded(i) || i == tok.BOS || i == tok.EOS || (eos != nil && eos(id))
 	}
 	t := &augment.Tokens{Seed: c.Seed, Dropout: c.TokenDropout, Replace: c.TokenReplace, Answers: c.AugmentAnswers, Protected: protected}
 	if c.TokenReplace > 0 {
