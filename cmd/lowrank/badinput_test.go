@@ -240,7 +240,8 @@ func TestBadSettings(t *testing.T) {
 }
 
 // TestNonFiniteWeights: an adapter or a base holding NaN or Inf is an
-// error in eval and generate, never a loss of NaN with exit 0.
+// error in eval and generate (and an adapter in merge), never a loss of
+// NaN with exit 0 or a merged model of NaN.
 func TestNonFiniteWeights(t *testing.T) {
 	dir, m, data := tinyModelAndData(t)
 	run := filepath.Join(dir, "run")
@@ -260,6 +261,7 @@ func TestNonFiniteWeights(t *testing.T) {
 		cases = append(cases,
 			badCase{fmt.Sprintf("eval adapter %g", v), []string{"eval", "--model", m, "--adapter", ad, "--data", data}, []string{"adapter_model.safetensors", "lora_B", fmt.Sprint(v)}},
 			badCase{fmt.Sprintf("generate adapter %g", v), []string{"generate", "--model", m, "--adapter", ad, "--max-tokens", "3"}, []string{"adapter_model.safetensors", fmt.Sprint(v)}},
+			badCase{fmt.Sprintf("merge adapter %g", v), []string{"merge", "--model", m, "--adapter", ad, "--out", filepath.Join(dir, fmt.Sprintf("merged%d", i))}, []string{"adapter_model.safetensors", fmt.Sprint(v)}},
 			badCase{fmt.Sprintf("eval base %g", v), []string{"eval", "--model", base, "--data", data}, []string{"non-finite"}},
 			badCase{fmt.Sprintf("generate base %g", v), []string{"generate", "--model", base, "--max-tokens", "3", "--temperature", "0"}, []string{"non-finite"}},
 		)
