@@ -10,11 +10,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/lowrank/lowrank/internal/hfcache"
 	"github.com/parquet-go/parquet-go"
 )
 
@@ -70,6 +70,9 @@ func CheckPath(path string) error {
 }
 
 func resolve(path, split string) ([]string, error) {
+	if hfcache.IsDatasetRef(path) {
+		return hubFiles(path, split)
+	}
 	if strings.ContainsAny(path, "*?[") {
 		m, err := filepath.Glob(path)
 		if err != nil {
@@ -140,24 +143,44 @@ func oneFormatPerName(files []string) []string {
 	return out
 }
 
-// inSplit reports whether file p under root belongs to split by the Hub's
-// naming: a file named split[-_.]… (train-00000-of-00004.parquet,
-// validation.jsonl) or a folder named split (default/train/0000.parquet).
-func inSplit(root, p, split string) bool {
-	base := filepath.Base(p)
-	if rest, ok := strings.CutPrefix(base, split); ok && rest != "" && strings.ContainsRune("-_.", rune(rest[0])) {
-		return true
+// hubFiles are the Parquet files of a hub dataset (hf://datasets/...) in
+// split ("": all that were fetched: the train split's and the validation
+// splits'), downloaded into the Hugging Face cache as needed.
+func hubFiles(ref, split string) ([]string, error) {
+	root, files, err := hfcache.Dataset(ref, split)
+	if err != nil {
+		return nil, fmt.Errorf("data: %v", err)
 	}
-	rel, err := filepath.Rel(root, filepath.Dir(p))
+	var out []string
+	for _, f := range files {
+		if split == "" || inSplit(root, f, split) {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("data: %s has no files for split %q", ref, split)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// inSplit reports whether file p under root belongs to split by the Hub's
+// naming (hfcache.InSplit).
+func inSplit(root, p, split string) bool {
+	rel, err := filepath.Rel(root, p)
 	if err != nil {
 		return false
 	}
-	return slices.Contains(strings.Split(filepath.ToSlash(rel), "/"), split)
+	return hfcache.InSplit(filepath.ToSlash(rel), split)
 }
 
-// HasSplit reports whether path is a directory holding files of split
-// ("train", "validation", "test") by the Hub's naming.
+// HasSplit reports whether path is a directory (or a hub dataset) holding
+// files of split ("train", "validation", "test") by the Hub's naming.
 func HasSplit(path, split string) bool {
+	if hfcache.IsDatasetRef(path) {
+		_, err := resolve(path, split)
+		return err == nil
+	}
 	if st, err := os.Stat(path); err != nil || !st.IsDir() {
 		return false
 	}
@@ -169,7 +192,7 @@ func HasSplit(path, split string) bool {
 // validation shards — "validation" (the Hub's), "valid", "val" or "dev" —
 // or "" when it has none.
 func ValidationSplit(path string) string {
-	for _, name := range []string{"validation", "valid", "val", "dev"} {
+	for _, name := range hfcache.ValidationSplits {
 		if HasSplit(path, name) {
 			return name
 		}

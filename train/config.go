@@ -34,8 +34,11 @@ type Config struct {
 	DataColumns string `json:"data_columns,omitempty"`
 	// DataFormats gives each dataset a format instead of the detected one,
 	// in the order of Data, separated by ";" (an empty entry: detected).
-	DataFormats   string  `json:"data_formats,omitempty"`
-	Val           string  `json:"val,omitempty"`
+	DataFormats string `json:"data_formats,omitempty"`
+	Val         string `json:"val,omitempty"`
+	// Split is the split of a dataset folder or hub dataset to train on
+	// ("": train where it has one, else all its files).
+	Split         string  `json:"split,omitempty"`
 	Out           string  `json:"out"`
 	Adapter       string  `json:"adapter,omitempty"` // start from this PEFT adapter
 	Seed          uint64  `json:"seed"`

@@ -244,7 +244,7 @@ func (c *Config) loadOptions(tok *tokenizer.Tokenizer) (data.LoadOptions, error)
 	if err != nil {
 		return data.LoadOptions{}, err
 	}
-	return data.LoadOptions{Columns: cols, Threads: c.Threads, Seed: c.Seed, CacheDir: c.TokenCache(), TextUnit: c.TextUnit,
+	return data.LoadOptions{Columns: cols, Threads: c.Threads, Seed: c.Seed, CacheDir: c.TokenCache(), TextUnit: c.TextUnit, Split: c.Split,
 		Render: data.RenderOptions{TrainOnInputs: c.TrainOnInputs, Truncation: c.Truncation, MaxSeqLen: c.MaxSeqLen + 1, EOS: tok.EOS, KeepLongText: c.TextWindows}}, nil
 }
 
@@ -295,7 +295,10 @@ func (s *Session) loadData(withVal bool) error {
 		}
 		if valPath != "" {
 			vlo := plain
-			vlo.ValFraction, vlo.Split = 0, lo.Split
+			vlo.ValFraction, vlo.Split = 0, "" // --val: all of it
+			if valPath == c.Data {
+				vlo.Split = lo.Split
+			}
 			vds, err := data.Load(valPath, s.Tok, vlo)
 			if err != nil {
 				return err

@@ -40,7 +40,7 @@ was trained on is warned about.`,
 				"gptq_tune": "gptq-tune", "gptq_seed": "seed", "chat_template": "chat-template", "max_seq_len": "max-seq-len"}); err != nil {
 				return err
 			}
-			for _, name := range []string{"quant", "gptq-tokens", "gptq-tune", "seed", "cache-dir", "max-seq-len", "batch-size", "threads", "columns", "chat-template", "train-on-inputs", "pack"} {
+			for _, name := range []string{"quant", "gptq-tokens", "gptq-tune", "seed", "cache-dir", "max-seq-len", "batch-size", "threads", "columns", "chat-template", "train-on-inputs", "pack", "split"} {
 				if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
 					if err := cfg.Set(underscore(name), f.Value.String()); err != nil {
 						return usageError{cmd: "eval", err: err}
@@ -62,7 +62,7 @@ was trained on is warned about.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or .gguf file")
+	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory, .gguf file, or hub name ORG/NAME[@REV][:TAG]")
 	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory")
 	dataPath = configFlag(f, "data", "", "dataset file, glob or directory; repeat the flag (or separate with commas) for several, concatenated")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
@@ -75,6 +75,7 @@ was trained on is warned about.`,
 	configFlag(f, "batch-size", "4", "sequences per batch")
 	configFlag(f, "threads", "0", "worker threads (0: every CPU this process may use)")
 	configFlag(f, "columns", "", "column mapping, e.g. prompt=question,completion=answer")
+	configFlag(f, "split", "", "the split of a dataset folder or hf://datasets/ repository (default: train where there is one)")
 	configFlag(f, "chat-template", "", "chatml, llama3, simple or a template file")
 	configFlag(f, "train-on-inputs", "false", "count prompt tokens too")
 	configFlag(f, "pack", "false", "pack several examples per sequence")

@@ -199,7 +199,7 @@ kind.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&modelPath, "model", "", "base model: Hugging Face directory, .gguf file or hub id")
+	f.StringVar(&modelPath, "model", "", "base model: Hugging Face directory, .gguf file, or hub name ORG/NAME[@REV][:TAG]")
 	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory (a run's adapter/, best/ or a checkpoint)")
 	f.StringVar(&format, "format", "", "peft, safetensors, gguf or gguf-lora")
 	f.StringVar(&out, "out", "", "output file (gguf, gguf-lora) or folder (safetensors, peft)")

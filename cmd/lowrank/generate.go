@@ -179,7 +179,7 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or .gguf file")
+	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory, .gguf file, or hub name ORG/NAME[@REV][:TAG]")
 	f.StringVar(&prompt, "prompt", "", "prompt text (default: start from BOS)")
 	f.StringVar(&chatFile, "chat", "", "a conversation to reply to: JSON list of {role, content} (or {messages, tools}); stops at the end of the turn")
 	f.StringVar(&chatTemplate, "chat-template", "", "with --chat: chatml, llama3, simple or a template file (default: the adapter's, else the model's)")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,12 +16,7 @@ import (
 func main() {
 	// A hub id missing from the cache is downloaded, as transformers'
 	// from_pretrained does (the tests, which call run, never download).
-	hfcache.Download = func(ctx context.Context, id, rev string) (string, error) {
-		c := hfcache.NewClient()
-		c.Log = slog.New(slog.NewTextHandler(os.Stderr, nil)).Info
-		c.Log("downloading from the hub", "model", id, "revision", rev)
-		return c.Pull(ctx, id, rev)
-	}
+	hfcache.Hub = hubClient
 	os.Exit(run(os.Args[1:]))
 }
 

@@ -73,7 +73,7 @@ config.json, the tokenizer files and model.safetensors in --dtype to --out. An e
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&modelPath, "model", "", "base model: Hugging Face directory or .gguf file")
+	f.StringVar(&modelPath, "model", "", "base model: Hugging Face directory, .gguf file, or hub name ORG/NAME[@REV][:TAG]")
 	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory")
 	f.StringVar(&out, "out", "", "output directory")
 	f.StringVar(&dtype, "dtype", "f16", "dtype of the merged weights: f16, bf16 or f32")

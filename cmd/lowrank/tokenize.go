@@ -58,7 +58,7 @@ func newTokenize() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&modelPath, "model", "", "model directory, tokenizer directory or .gguf file")
+	c.Flags().StringVar(&modelPath, "model", "", "model directory, tokenizer directory, .gguf file, or hub name ORG/NAME[@REV][:TAG]")
 	c.Flags().BoolVar(&asJSON, "json", false, "print ids and pieces as JSON")
 	c.Flags().BoolVar(&noSpecial, "no-special", false, "do not add BOS/EOS")
 	c.Flags().StringVar(&chatFile, "chat", "", "a conversation: JSON list of {role, content} (or {messages, tools})")

@@ -230,8 +230,8 @@ func (v *fieldValue) Type() string {
 }
 
 var flagHelp = map[string]string{
-	"model":                    "base model: Hugging Face directory, .gguf file, or hub id in the local cache",
-	"data":                     "training data: .parquet/.jsonl/.json/.csv/.tsv/.txt file, glob or directory; repeat the flag (or separate with commas) for several datasets, concatenated or mixed by --data-weights",
+	"model":                    "base model: Hugging Face directory, .gguf file, or hub name ORG/NAME[@REV][:TAG] (downloaded into the Hugging Face cache when missing)",
+	"data":                     "training data: .parquet/.jsonl/.json/.csv/.tsv/.txt file, glob, directory or hub dataset hf://datasets/ORG/NAME[@REV]; repeat the flag (or separate with commas) for several datasets, concatenated or mixed by --data-weights",
 	"data_weights":             "sample the --data datasets as a mixture with these probabilities, one per dataset (e.g. 0.7,0.3; normalized); empty: concatenate them",
 	"mix_stop":                 "a mixture ends when the first dataset runs out (first_exhausted) or once every one has been used whole (all_exhausted)",
 	"data_columns":             "each --data dataset's own column mapping, in order, separated by ; (an empty one: --columns), e.g. 'prompt=q,completion=a;'",
@@ -273,6 +273,7 @@ var flagHelp = map[string]string{
 	"chat_template":            "chatml, llama3, simple or a template file (default: the tokenizer's)",
 	"columns":                  "column mapping, e.g. prompt=question,completion=answer",
 	"text_unit":                ".txt/.md files: one example per blank-line block, or per file",
+	"split":                    "the split of a dataset folder or hf://datasets/ repository to train on (default: train where there is one)",
 	"neftune_noise_alpha":      "NEFTune: uniform noise in ±alpha/√(T·hidden) on the input embeddings in training (0: off; TRL suggests 5)",
 	"token_dropout":            "drop each prompt token with this probability, a fresh draw every epoch (never BOS or special tokens)",
 	"token_replace":            "replace each prompt token with this probability by one drawn from --token-replace-from",

@@ -15,8 +15,61 @@ import (
 	"strings"
 )
 
-// idPattern is a hub repository id, optionally with @revision: org/name[@rev].
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._/-]+)?$`)
+// idPattern is a hub repository id, org/name.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// refPattern is a model reference: org/name[@revision][:TAG].
+var refPattern = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)(?:@([A-Za-z0-9._/~-]+))?(?::([A-Za-z0-9._-]+))?$`)
+
+// ParseRef splits a model reference org/name[@revision][:TAG] (TAG: a
+// GGUF file of the repository, by quantization or file name, as
+// llama.cpp's -hf takes it). ok is false for anything else.
+func ParseRef(ref string) (id, rev, tag string, ok bool) {
+	m := refPattern.FindStringSubmatch(ref)
+	if m == nil || strings.Contains(ref, "..") || strings.Contains(m[2], "//") {
+		return "", "", "", false
+	}
+	return m[1], m[2], m[3], true
+}
+
+// Offline reports HF_HUB_OFFLINE, under which nothing touches the network.
+func Offline() bool {
+	v := os.Getenv("HF_HUB_OFFLINE")
+	return v == "1" || strings.EqualFold(v, "true") || strings.EqualFold(v, "yes") || strings.EqualFold(v, "on")
+}
+
+// Hub, when set, makes the client that downloads what the cache lacks
+// (unless HF_HUB_OFFLINE): the lowrank command sets it, so that --model
+// org/name downloads as transformers does; library users and tests leave
+// it nil and never touch the network.
+var Hub func() *Client
+
+// canDownload reports whether what the cache lacks may be downloaded.
+func canDownload() bool { return Hub != nil && !Offline() }
+
+func (k kind) repoDir(id string) string {
+	return filepath.Join(Dir(), k.dir+strings.ReplaceAll(id, "/", "--"))
+}
+
+// snapshot returns the cached snapshot of id at rev, or "" when the cache
+// has none (err: the cache could not be read).
+func (k kind) snapshot(id, rev string) (string, error) {
+	repo := k.repoDir(id)
+	commit := rev
+	if raw, err := os.ReadFile(filepath.Join(repo, "refs", filepath.FromSlash(rev))); err == nil {
+		commit = strings.TrimSpace(string(raw))
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	snap := filepath.Join(repo, "snapshots", commit)
+	if !validName(commit) || strings.Contains(commit, "/") {
+		return "", nil
+	}
+	if st, err := os.Stat(snap); err != nil || !st.IsDir() {
+		return "", nil
+	}
+	return snap, nil
+}
 
 // Dir is the hub cache: $HF_HUB_CACHE, else $HF_HOME/hub, else
 // $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub.
@@ -37,55 +90,51 @@ func Dir() string {
 	return filepath.Join(home, ".cache", "huggingface", "hub")
 }
 
-// Resolve returns ref itself when it names an existing file or directory;
-// when it is a hub id (org/name or org/name@revision) it returns the cached
-// snapshot directory of that revision (default main). Anything else is
-// returned unchanged, for the caller's own "no such file" error.
+// Resolve returns ref itself when it names an existing file or directory.
+// A model reference (ParseRef) becomes its cached snapshot directory of
+// that revision (default main), or with :TAG the GGUF file of it that TAG
+// names; what the cache lacks is downloaded when Hub is set. Anything else
+// is returned unchanged, for the caller's own "no such file" error.
 func Resolve(ref string) (string, error) {
-	if _, err := os.Stat(ref); err == nil || !idPattern.MatchString(ref) {
+	if _, err := os.Stat(ref); err == nil {
 		return ref, nil
 	}
-	id, rev, _ := strings.Cut(ref, "@")
-	if rev == "" {
-		rev = "main"
+	id, rev, tag, ok := ParseRef(ref)
+	if !ok {
+		return ref, nil
 	}
-	cache := Dir()
-	repo := filepath.Join(cache, "models--"+strings.ReplaceAll(id, "/", "--"))
-	hint := fmt.Sprintf("download it first (lowrank pull %s), or give a local directory or .gguf file", id)
-	offline := os.Getenv("HF_HUB_OFFLINE") == "1" || strings.EqualFold(os.Getenv("HF_HUB_OFFLINE"), "true")
-	if offline {
+	rev = orMain(rev)
+	hint := fmt.Sprintf("download it first (lowrank pull %s), or give a local directory or .gguf file", ref)
+	if Offline() {
 		hint += " (HF_HUB_OFFLINE is set)"
 	}
-	download := func() (string, error) {
-		if Download == nil || offline {
-			return "", nil
-		}
-		return Download(context.Background(), id, rev)
-	}
-	if _, err := os.Stat(repo); err != nil {
-		if snap, err := download(); snap != "" || err != nil {
-			return snap, err
-		}
-		return "", fmt.Errorf("%s: not a local path, and not in the Hugging Face cache %s: %s", ref, cache, hint)
-	}
-	commit := rev
-	if raw, err := os.ReadFile(filepath.Join(repo, "refs", filepath.FromSlash(rev))); err == nil {
-		commit = strings.TrimSpace(string(raw))
-	} else if !errors.Is(err, os.ErrNotExist) {
+	snap, err := models.snapshot(id, rev)
+	if err != nil {
 		return "", fmt.Errorf("%s: %v", ref, err)
 	}
-	snap := filepath.Join(repo, "snapshots", commit)
-	if _, err := os.Stat(snap); err != nil {
-		if snap, err := download(); snap != "" || err != nil {
-			return snap, err
+	if snap != "" {
+		if tag == "" {
+			if _, err := os.Stat(filepath.Join(snap, "config.json")); err == nil || !canDownload() {
+				return snap, nil
+			}
+		} else if file, err := matchGGUF(cachedGGUF(snap), tag); err == nil {
+			return filepath.Join(snap, filepath.FromSlash(file)), nil
+		} else if !canDownload() {
+			return "", fmt.Errorf("%s: the cached snapshot %s: %v: %s", ref, snap, err, hint)
 		}
-		return "", fmt.Errorf("%s: revision %q is not in the Hugging Face cache %s: %s", ref, rev, cache, hint)
 	}
-	return snap, nil
+	if canDownload() {
+		c := Hub()
+		if c.Log != nil {
+			c.Log("downloading from the hub", "model", id, "revision", rev)
+		}
+		if tag != "" {
+			return c.PullGGUF(context.Background(), id, rev, tag)
+		}
+		return c.Pull(context.Background(), id, rev)
+	}
+	if _, err := os.Stat(models.repoDir(id)); err != nil {
+		return "", fmt.Errorf("%s: not a local path, and not in the Hugging Face cache %s: %s", ref, Dir(), hint)
+	}
+	return "", fmt.Errorf("%s: revision %q is not in the Hugging Face cache %s: %s", ref, rev, Dir(), hint)
 }
-
-// Download, when set, fetches a hub id missing from the cache (unless
-// HF_HUB_OFFLINE) and returns its snapshot: the lowrank command sets it to
-// a Client's Pull, so --model org/name downloads as transformers does;
-// library users and tests leave it nil and never touch the network.
-var Download func(ctx context.Context, id, rev string) (string, error)
