@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lowrank/lowrank/internal/hfcache"
@@ -82,25 +84,52 @@ a mirror; HF_HUB_OFFLINE=1 never touches the network. Prints the local path.`,
 // progress line on a terminal and log lines otherwise.
 func hubClient() *hfcache.Client {
 	c := hfcache.NewClient()
+	if isTerminal(os.Stderr) {
+		t := &barWriter{w: os.Stderr}
+		c.Log = slog.New(slog.NewTextHandler(t, nil)).Info
+		c.Progress = t.progress
+		return c
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	c.Log = log.Info
-	if isTerminal(os.Stderr) {
-		c.Progress = func(p hfcache.Progress) {
-			fmt.Fprint(os.Stderr, "\r\033[K"+formatPull(p))
-			if p.Finished {
-				fmt.Fprintln(os.Stderr)
-			}
-		}
-	} else {
-		var last time.Time
-		c.Progress = func(p hfcache.Progress) {
-			if !p.Finished && time.Since(last) >= 15*time.Second {
-				last = time.Now()
-				log.Info("downloading", "repo", p.Repo, "files", fmt.Sprintf("%d/%d", p.Done, p.Files), "bytes", p.Bytes, "of", p.Total)
-			}
+	var last time.Time
+	c.Progress = func(p hfcache.Progress) {
+		if !p.Finished && time.Since(last) >= 15*time.Second {
+			last = time.Now()
+			log.Info("downloading", "repo", p.Repo, "files", fmt.Sprintf("%d/%d", p.Done, p.Files), "bytes", p.Bytes, "of", p.Total)
 		}
 	}
 	return c
+}
+
+// barWriter keeps one progress line at the bottom of a terminal: a log
+// line written through it clears the bar, and the bar is drawn again below.
+type barWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	bar string
+}
+
+func (t *barWriter) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprint(t.w, "\r\033[K")
+	n, err := t.w.Write(p)
+	if t.bar != "" {
+		fmt.Fprint(t.w, t.bar)
+	}
+	return n, err
+}
+
+func (t *barWriter) progress(p hfcache.Progress) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.bar = formatPull(p)
+	fmt.Fprint(t.w, "\r\033[K"+t.bar)
+	if p.Finished {
+		fmt.Fprintln(t.w)
+		t.bar = ""
+	}
 }
 
 // formatPull is a pull's progress line: files, bytes, a bar.

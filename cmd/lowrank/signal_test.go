@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lowrank/lowrank/checkpoints/safetensors"
+	"github.com/lowrank/lowrank/internal/hfcache"
 	"github.com/lowrank/lowrank/internal/testassets"
 )
 
@@ -20,6 +21,9 @@ import (
 // Otherwise it runs the tests.
 func TestMain(m *testing.M) {
 	if os.Getenv("LOWRANK_TEST_MAIN") == "1" {
+		if os.Getenv("LOWRANK_TEST_HUB") == "1" {
+			hfcache.Hub = hubClient // downloads on, as main sets them
+		}
 		os.Exit(run(os.Args[1:]))
 	}
 	os.Exit(testassets.RunWithTempCache(m)) // the token cache in a temporary directory
