@@ -8,7 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/lowrank/lowrank/internal/hfcache"
 	"github.com/lowrank/lowrank/internal/hfcache/hubtest"
 	"github.com/parquet-go/parquet-go"
 )
@@ -383,4 +385,87 @@ console.log(JSON.stringify(r.repos.map((repo) => ({
 		m[r.ID] = r
 	}
 	return m
+}
+
+// TestPullKilled: a pull killed with SIGKILL mid-file leaves nothing that
+// passes for the file; the next pull resumes the partial download with a
+// range request and ends with a verified model every command can load.
+func TestPullKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lowrank processes: skipped with -short")
+	}
+	f := hubtest.New(t)
+	hubRepos(t, f)
+	f.Rate = 128 << 10 // the 420 KiB weights take about 3 s
+	cache := filepath.Join(t.TempDir(), "hub")
+	t.Setenv("LOWRANK_TEST_HUB", "1")
+	t.Setenv("HF_ENDPOINT", f.Server.URL)
+	t.Setenv("HF_HUB_CACHE", cache)
+	t.Setenv("HF_TOKEN", "")
+	t.Setenv("HF_HUB_OFFLINE", "")
+	weights := f.Repos["models/org/tiny"]["model.safetensors"]
+	blob := filepath.Join(cache, "models--org--tiny", "blobs", hubtest.SHA256(weights))
+	p := startLowrank(t, "pull", "org/tiny")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if st, err := os.Stat(blob + ".incomplete"); err == nil && st.Size() > 64<<10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			p.cmd.Process.Kill()
+			_, stderr := p.wait()
+			t.Fatalf("no partial download to interrupt:\n%s", stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.cmd.Process.Kill()
+	if code, _ := p.wait(); code != -1 {
+		t.Fatalf("pull ended (%d) before the kill", code)
+	}
+	snap := filepath.Join(cache, "models--org--tiny", "snapshots", hubtest.CommitOf("models/org/tiny"))
+	if _, err := os.Stat(filepath.Join(snap, "model.safetensors")); err == nil {
+		t.Fatal("the killed pull left model.safetensors in the snapshot")
+	}
+	if _, err := os.Stat(blob); err == nil {
+		t.Fatal("the killed pull left a blob under the final name")
+	}
+	ranges := f.Ranges.Load()
+	code, out, stderr := lowrank(t, "pull", "org/tiny")
+	if code != 0 || strings.TrimSpace(out) != snap {
+		t.Fatalf("pull after the kill: exit %d %q\n%s", code, out, stderr)
+	}
+	if f.Ranges.Load() == ranges {
+		t.Error("the second pull did not resume with a range request")
+	}
+	if got, err := os.ReadFile(filepath.Join(snap, "model.safetensors")); err != nil || string(got) != string(weights) {
+		t.Errorf("the resumed weights differ from the hub's (%v)", err)
+	}
+	if _, err := os.Stat(blob + ".incomplete"); err == nil {
+		t.Error("the .incomplete file is left behind")
+	}
+	t.Setenv("HF_HUB_OFFLINE", "1")
+	if code, _, stderr := lowrank(t, "inspect", "org/tiny"); code != 0 {
+		t.Errorf("inspect after the resumed pull: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestBarWriter: a log line written under a pull's progress bar clears the
+// bar's line first and draws the bar again below it; the last report ends
+// the line.
+func TestBarWriter(t *testing.T) {
+	var b strings.Builder
+	w := &barWriter{w: &b}
+	w.progress(hfcache.Progress{Repo: "org/x", Files: 2, Done: 1, Bytes: 1 << 20, Total: 4 << 20})
+	bar := formatPull(hfcache.Progress{Repo: "org/x", Files: 2, Done: 1, Bytes: 1 << 20, Total: 4 << 20})
+	fmt.Fprintln(w, "level=INFO msg=downloaded file=config.json")
+	w.progress(hfcache.Progress{Repo: "org/x", Files: 2, Done: 2, Bytes: 4 << 20, Total: 4 << 20, Finished: true})
+	fmt.Fprintln(w, "after")
+	want := "\r\033[K" + bar + "\r\033[Klevel=INFO msg=downloaded file=config.json\n" + bar +
+		"\r\033[K" + formatPull(hfcache.Progress{Repo: "org/x", Files: 2, Done: 2, Bytes: 4 << 20, Total: 4 << 20}) + "\n\r\033[Kafter\n"
+	if b.String() != want {
+		t.Errorf("got  %q\nwant %q", b.String(), want)
+	}
+	if !strings.Contains(bar, "[======                  ]  25% 1.0 MiB / 4.0 MiB, 1/2 files") {
+		t.Errorf("bar %q", bar)
+	}
 }

@@ -524,7 +524,7 @@ func (c *Client) fetchBlob(ctx context.Context, id, file, u, blob, etag string, 
 			return diskError(id, file, filepath.Dir(blob), err)
 		}
 		if c.Log != nil {
-			c.Log("download interrupted, resuming", "file", file, "attempt", attempt+1, "problem", err.Error())
+			c.Log("download interrupted, resuming", "repo", id, "file", file, "attempt", attempt+1, "problem", err.Error())
 		}
 		if attempt == c.Retries {
 			return fmt.Errorf("%s: %s: the connection dropped %d times; run again to resume: %v", id, file, c.Retries+1, lastErr)
@@ -538,7 +538,7 @@ func (c *Client) fetchBlob(ctx context.Context, id, file, u, blob, etag string, 
 		return diskError(id, file, filepath.Dir(blob), err)
 	}
 	if c.Log != nil {
-		c.Log("downloaded", "file", file, "bytes", size)
+		c.Log("downloaded", "repo", id, "file", file, "bytes", size)
 	}
 	return nil
 }
@@ -640,11 +640,26 @@ func verify(file, etag string) error {
 	return nil
 }
 
-// writeAtomic writes a small file through a temporary name.
+// writeAtomic writes a small file through a temporary name of its own, so
+// that two processes writing one ref both succeed (the last rename wins,
+// each whole).
 func writeAtomic(p string, data []byte) error {
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*.tmp")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, p)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }

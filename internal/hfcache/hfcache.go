@@ -101,6 +101,10 @@ func Resolve(ref string) (string, error) {
 	}
 	id, rev, tag, ok := ParseRef(ref)
 	if !ok {
+		if strings.Count(ref, "/") == 1 && !filepath.IsAbs(ref) && !strings.HasPrefix(ref, ".") {
+			// Neither a path nor a hub name, though shaped like one: say both.
+			return "", fmt.Errorf("%s: no such file or directory, and not a hub name (ORG/NAME[@REVISION][:TAG], letters, digits, '-', '_', '.')", ref)
+		}
 		return ref, nil
 	}
 	rev = orMain(rev)

@@ -40,6 +40,13 @@ func TestResolve(t *testing.T) {
 			t.Errorf("Resolve(%q): %v", ref, err)
 		}
 	}
+	// Shaped like a hub name but not one, and no such path: an error that
+	// says both, never a request.
+	for _, ref := range []string{"org/na me", "org/name@", "org/x:", "org/-x"} {
+		if _, err := Resolve(ref); err == nil || !strings.Contains(err.Error(), "no such file or directory, and not a hub name") {
+			t.Errorf("Resolve(%q): %v", ref, err)
+		}
+	}
 	// An existing local path that looks like an id is the path.
 	local := filepath.Join(t.TempDir(), "org")
 	os.MkdirAll(filepath.Join(local, "tiny-model"), 0o755)

@@ -37,8 +37,10 @@ type Hub struct {
 	SizeLie    bool // X-Linked-Size says 100 bytes
 	Corrupt    bool // the file store flips a byte
 	Store      *httptest.Server
-	Server     *httptest.Server // the hub: HF_ENDPOINT
-	Fetched    sync.Map         // "kind/id/-/file" fetched from the store
+	Server     *httptest.Server  // the hub: HF_ENDPOINT
+	Fetched    sync.Map          // "kind/id/-/file" fetched from the store
+	Renamed    map[string]string // "kind/old-id" → "kind/id": a renamed repository, answered by a relative 307 as the hub does
+	Rate       int               // > 0: the file store sends this many bytes a second
 }
 
 // GitSHA1 is git's blob hash of b: a non-LFS file's ETag.
@@ -78,7 +80,11 @@ func New(t testing.TB) *Hub {
 		if r.Header.Get("Range") != "" {
 			f.Ranges.Add(1)
 		}
-		http.ServeContent(w, r, name, time.Time{}, strings.NewReader(string(data)))
+		var out http.ResponseWriter = w
+		if f.Rate > 0 {
+			out = throttled{w, f.Rate}
+		}
+		http.ServeContent(out, r, name, time.Time{}, strings.NewReader(string(data)))
 	}))
 	t.Cleanup(f.Store.Close)
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
@@ -101,8 +107,50 @@ func (f *Hub) commitFor(key string) string {
 	return CommitOf(key)
 }
 
+// throttled sends a response at a given rate, in 16 KiB pieces.
+type throttled struct {
+	http.ResponseWriter
+	rate int
+}
+
+func (t throttled) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		k := min(len(b), 16<<10)
+		time.Sleep(time.Duration(k) * time.Second / time.Duration(t.rate))
+		m, err := t.ResponseWriter.Write(b[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		t.ResponseWriter.(http.Flusher).Flush()
+		b = b[k:]
+	}
+	return n, nil
+}
+
 func (f *Hub) serve(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.EscapedPath()
+	// A renamed repository: the hub redirects its old name, API and files
+	// alike, to the new one with a relative Location.
+	for old, now := range f.Renamed {
+		kind, oldID, _ := strings.Cut(old, "/")
+		_, newID, _ := strings.Cut(now, "/")
+		prefix := "/" + oldID + "/"
+		if kind == "datasets" {
+			prefix = "/datasets" + prefix
+		}
+		if rest, ok := strings.CutPrefix(p, "/api/"+kind+"/"+oldID+"/"); ok {
+			w.Header().Set("Location", "/api/"+kind+"/"+newID+"/"+rest)
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			return
+		}
+		if rest, ok := strings.CutPrefix(p, prefix); ok {
+			w.Header().Set("Location", strings.TrimSuffix(prefix, oldID+"/")+newID+"/"+rest)
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			return
+		}
+	}
 	fail := func(status int, code string) {
 		if code != "" {
 			w.Header().Set("X-Error-Code", code)
