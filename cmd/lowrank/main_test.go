@@ -80,6 +80,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bench", "kernels", "--shapes", "nothing-matches"},
 		{"eval", "--model", "m", "--data", "d", "--quant", "nf4", "--gptq-tune", "2"},
 		{"train", "--model", "m", "--data", "d", "--quant", "nf4", "--gptq-tune", "2"},
+		{"inspect"},            // a missing argument
+		{"pull", "org/a", "b"}, // one too many
 	} {
 		code, _, errOut := capture(t, args...)
 		lines := strings.Split(strings.TrimSpace(errOut), "\n")

@@ -35,7 +35,24 @@ func newRoot() *cobra.Command {
 		return nil
 	}
 	root.AddCommand(newBench(), newGenerate(), newTokenize(), newInspect(), newMerge(), newExport(), newTrain(), newDemo(), newEval(), newPlot(), newPull())
+	usageArgs(root)
 	return root
+}
+
+// usageArgs makes a wrong number of arguments a usage error (exit 2, and
+// where --help is), as a bad flag is, in every command.
+func usageArgs(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return usageError{cmd: commandName(c), err: err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		usageArgs(sub)
+	}
 }
 
 // commandName is c's path without the program's name ("bench train").

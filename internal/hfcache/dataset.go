@@ -37,7 +37,7 @@ func ParseDatasetRef(ref string) (id, rev, sub string, err error) {
 	if len(parts) < 2 {
 		return "", "", "", fmt.Errorf("%s: a hub dataset is named hf://datasets/ORG/NAME[@REVISION][/FOLDER]", ref)
 	}
-	name, rev, _ := strings.Cut(parts[1], "@")
+	name, rev, at := strings.Cut(parts[1], "@")
 	id = parts[0] + "/" + name
 	if len(parts) == 3 {
 		sub = strings.Trim(parts[2], "/")
@@ -46,7 +46,7 @@ func ParseDatasetRef(ref string) (id, rev, sub string, err error) {
 	if rev == "~parquet" {
 		rev = convertRev
 	}
-	if !idPattern.MatchString(id) || (sub != "" && !validName(sub)) || (rev != "" && !validName(rev)) {
+	if !idPattern.MatchString(id) || (sub != "" && !validName(sub)) || (at && !validName(rev)) {
 		return "", "", "", fmt.Errorf("%s: not a hub dataset name: want hf://datasets/ORG/NAME[@REVISION][/FOLDER]", ref)
 	}
 	return id, orMain(rev), sub, nil

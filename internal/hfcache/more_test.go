@@ -150,6 +150,10 @@ func TestPullGGUF(t *testing.T) {
 	if _, err := c.Pull(context.Background(), "org/tiny-GGUF", ""); err == nil || !strings.Contains(err.Error(), "org/tiny-GGUF:TAG") {
 		t.Errorf("no tag: %v", err)
 	}
+	f.Repos["models/org/bin-only"] = map[string][]byte{"config.json": []byte("{}"), "pytorch_model.bin": []byte("pickle")}
+	if _, err := c.Pull(context.Background(), "org/bin-only", ""); err == nil || !strings.Contains(err.Error(), "org/bin-only@main has no safetensors weights") {
+		t.Errorf("a repository of .bin weights: %v", err)
+	}
 	if _, ok := f.Fetched.Load("models/org/tiny-GGUF/-/big-Q2_K-00001-of-00002.gguf"); ok {
 		t.Error("a refused shard was downloaded")
 	}
@@ -226,7 +230,7 @@ func TestPullDataset(t *testing.T) {
 		t.Errorf("refs/refs/convert/parquet: %q %v", ref, err)
 	}
 	for ref, want := range map[string]string{"hf://datasets/org/ds@nope": `no revision "nope"`,
-		"hf://datasets/org/nothere": "no such repository", "hf://datasets/org": "hf://datasets/ORG/NAME", "hf://datasets/org/ds/../x": "not a hub dataset name"} {
+		"hf://datasets/org/nothere": "no such repository", "hf://datasets/org": "hf://datasets/ORG/NAME", "hf://datasets/org/ds/../x": "not a hub dataset name", "hf://datasets/org/ds@": "not a hub dataset name"} {
 		if _, _, err := Dataset(ref, ""); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", ref, err, want)
 		}
