@@ -140,50 +140,13 @@ func TestHubEndToEnd(t *testing.T) {
 	f.Server.Close()
 	t.Setenv("HF_HUB_OFFLINE", "1")
 	t.Setenv("HF_ENDPOINT", "http://127.0.0.1:1")
-	conv := filepath.Join(dir, "conv.json")
-	os.WriteFile(conv, []byte(`[{"role": "user", "content": "hi"}]`), 0o644)
-	ad := filepath.Join(run, "adapter")
-	merged := filepath.Join(dir, "merged")
-	for _, c := range []struct {
-		args []string
-		want string // in stdout; for generate, its output from the local files
-	}{
-		{[]string{"train", "--model", "org/tiny", "--data", "hf://datasets/org/stories", "--out", filepath.Join(dir, "run2"), "--max-steps", "2", "--batch-size", "2", "--max-seq-len", "32"}, ""},
-		{[]string{"eval", "--model", "org/tiny", "--adapter", ad, "--data", "hf://datasets/org/stories", "--split", "validation", "--json"}, `"loss"`},
-		{[]string{"generate", "--model", "org/tiny", "--adapter", ad, "--prompt", "the robot", "--max-tokens", "8", "--temperature", "0"}, src},
-		{[]string{"inspect", "org/tiny"}, "qwen2"},
-		{[]string{"merge", "--model", "org/tiny", "--adapter", ad, "--out", merged}, ""},
-		{[]string{"export", "--model", "org/tiny", "--adapter", ad, "--format", "gguf", "--out", filepath.Join(dir, "x.gguf")}, ""},
-		{[]string{"tokenize", "--model", "org/tiny", "hi"}, "104 105"},
-		{[]string{"tokenize", "--model", "org/tiny", "--chat", conv}, "<|s|>user: hi<|e|>"},
-		{[]string{"generate", "--model", "org/tiny-GGUF:Q8_0", "--prompt", "the robot", "--max-tokens", "8", "--temperature", "0"}, gguf},
-		{[]string{"inspect", "org/tiny-GGUF:q8_0"}, "Q8_0"},
-	} {
-		code, out, stderr := lowrank(t, c.args...)
-		if c.args[0] == "generate" {
-			local := append([]string{}, c.args...)
-			local[2] = c.want
-			_, c.want, _ = lowrank(t, local...)
-			if c.want == "" || out != c.want {
-				t.Errorf("offline %s: %q, from the local files %q", strings.Join(c.args, " "), out, c.want)
-			}
-		}
-		if code != 0 || !strings.Contains(out, c.want) {
-			t.Errorf("offline %s: exit %d, stdout %q, want %q\n%s", strings.Join(c.args, " "), code, out, c.want, stderr)
-		}
-	}
-	for _, n := range []string{"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} {
-		if _, err := os.Stat(filepath.Join(merged, n)); err != nil {
-			t.Errorf("merge from a hub name: %v", err)
-		}
-	}
+	everyCommand(t, dir, filepath.Join(run, "adapter"), src, gguf,
+		hubCase{[]string{"train", "--model", "org/tiny", "--data", "hf://datasets/org/stories", "--out", filepath.Join(dir, "run2"), "--max-steps", "2", "--batch-size", "2", "--max-seq-len", "32"}, ""},
+		hubCase{[]string{"inspect", "org/tiny-GGUF:q8_0"}, "Q8_0"})
 	if f.Gets.Load() != gets {
 		t.Errorf("offline runs fetched %d files", f.Gets.Load()-gets)
 	}
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
+	for _, c := range []hubCase{
 		{[]string{"inspect", "org/elsewhere"}, "HF_HUB_OFFLINE"},
 		{[]string{"eval", "--model", "org/tiny", "--data", "hf://datasets/org/other"}, "HF_HUB_OFFLINE"},
 		{[]string{"generate", "--model", "org/tiny-GGUF:Q4_K_M", "--prompt", "x"}, "Q8_0"},
@@ -194,7 +157,7 @@ func TestHubEndToEnd(t *testing.T) {
 		}
 	}
 	var info map[string]any
-	raw, _ := os.ReadFile(filepath.Join(ad, "adapter_config.json"))
+	raw, _ := os.ReadFile(filepath.Join(run, "adapter", "adapter_config.json"))
 	if json.Unmarshal(raw, &info) != nil || info["base_model_name_or_path"] != "org/tiny" {
 		t.Errorf("adapter_config.json base_model_name_or_path: %v, want the hub name", info["base_model_name_or_path"])
 	}
@@ -247,43 +210,12 @@ func TestPythonCache(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "val_loss") {
 		t.Fatalf("train from a Python cache: exit %d (want a validation loss from the validation split)\n%s", code, stderr)
 	}
-	conv := filepath.Join(dir, "conv.json")
-	os.WriteFile(conv, []byte(`[{"role": "user", "content": "hi"}]`), 0o644)
-	ad := filepath.Join(run, "adapter")
-	merged := filepath.Join(dir, "merged")
-	for _, c := range []struct {
-		args []string
-		want string // in stdout; for generate, its output from the local files
-	}{
-		{[]string{"eval", "--model", "org/tiny", "--adapter", ad, "--data", "hf://datasets/org/stories", "--split", "validation", "--json"}, `"loss"`},
-		{[]string{"generate", "--model", "org/tiny", "--adapter", ad, "--prompt", "the robot", "--max-tokens", "8", "--temperature", "0"}, local},
-		{[]string{"inspect", "org/tiny"}, "qwen2"},
-		{[]string{"inspect", "org/tiny@" + string(old)}, "qwen2"},
-		{[]string{"merge", "--model", "org/tiny", "--adapter", ad, "--out", merged}, ""},
-		{[]string{"export", "--model", "org/tiny", "--adapter", ad, "--format", "gguf", "--out", filepath.Join(dir, "x.gguf")}, ""},
-		{[]string{"tokenize", "--model", "org/tiny", "hi"}, "104 105"},
-		{[]string{"tokenize", "--model", "org/tiny", "--chat", conv}, "<|s|>user: hi<|e|>"},  // main: chat_template.jinja
-		{[]string{"tokenize", "--model", "org/tiny@v1.0", "--chat", conv}, "[user] hi"},      // the tag: tokenizer_config.json's
-		{[]string{"tokenize", "--model", "org/tiny@refs/pr/1", "--chat", conv}, "[user] hi"}, // a pull request's ref
-		{[]string{"generate", "--model", "org/tiny-GGUF:Q8_0", "--prompt", "the robot", "--max-tokens", "8", "--temperature", "0"}, gguf},
-		{[]string{"inspect", "org/tiny-GGUF:tiny-Q8_0.gguf"}, "Q8_0"},
-	} {
-		code, out, stderr := lowrank(t, c.args...)
-		if c.args[0] == "generate" {
-			local := append([]string{}, c.args...)
-			local[2] = c.want
-			_, c.want, _ = lowrank(t, local...)
-			if c.want == "" || out != c.want {
-				t.Errorf("%s: %q, from the snapshot's path %q", strings.Join(c.args, " "), out, c.want)
-			}
-		}
-		if code != 0 || !strings.Contains(out, c.want) {
-			t.Errorf("%s: exit %d, stdout %q, want %q\n%s", strings.Join(c.args, " "), code, out, c.want, stderr)
-		}
-	}
-	for _, n := range []string{"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} {
-		if _, err := os.Stat(filepath.Join(merged, n)); err != nil {
-			t.Errorf("merge from a hub name: %v", err)
+	conv := everyCommand(t, dir, filepath.Join(run, "adapter"), local, gguf,
+		hubCase{[]string{"inspect", "org/tiny@" + string(old)}, "qwen2"},
+		hubCase{[]string{"inspect", "org/tiny-GGUF:tiny-Q8_0.gguf"}, "Q8_0"})
+	for _, ref := range []string{"org/tiny@v1.0", "org/tiny@refs/pr/1"} { // a tag, a pull request: tokenizer_config.json's template
+		if code, out, stderr := lowrank(t, "tokenize", "--model", ref, "--chat", conv); code != 0 || !strings.Contains(out, "[user] hi") {
+			t.Errorf("tokenize --model %s --chat: exit %d, %q\n%s", ref, code, out, stderr)
 		}
 	}
 	if after := treeOf(t, cache); after != before {
@@ -298,6 +230,55 @@ func etagOf(name string, b []byte) string {
 		return hubtest.SHA256(b)
 	}
 	return hubtest.GitSHA1(b)
+}
+
+// hubCase is a command and what its stdout must hold.
+type hubCase struct {
+	args []string
+	want string
+}
+
+// everyCommand runs every command that takes a model on org/tiny (and
+// generate on org/tiny-GGUF:Q8_0) with the adapter ad, plus extra, in
+// fresh processes, and checks what each prints: generate's text must be
+// the same as from the local files (local, gguf), and merge must bring the
+// tokenizer files and the chat template along. It returns the
+// conversation file it wrote.
+func everyCommand(t *testing.T, dir, ad, local, gguf string, extra ...hubCase) (conv string) {
+	t.Helper()
+	conv = filepath.Join(dir, "conv.json")
+	os.WriteFile(conv, []byte(`[{"role": "user", "content": "hi"}]`), 0o644)
+	merged := filepath.Join(dir, "merged")
+	gen := []string{"--prompt", "the robot", "--max-tokens", "8", "--temperature", "0"}
+	for _, c := range append([]hubCase{
+		{[]string{"eval", "--model", "org/tiny", "--adapter", ad, "--data", "hf://datasets/org/stories", "--split", "validation", "--json"}, `"loss"`},
+		{append([]string{"generate", "--model", "org/tiny", "--adapter", ad}, gen...), local},
+		{append([]string{"generate", "--model", "org/tiny-GGUF:Q8_0"}, gen...), gguf},
+		{[]string{"inspect", "org/tiny"}, "qwen2"},
+		{[]string{"merge", "--model", "org/tiny", "--adapter", ad, "--out", merged}, ""},
+		{[]string{"export", "--model", "org/tiny", "--adapter", ad, "--format", "gguf", "--out", filepath.Join(dir, "x.gguf")}, ""},
+		{[]string{"tokenize", "--model", "org/tiny", "hi"}, "104 105"},
+		{[]string{"tokenize", "--model", "org/tiny", "--chat", conv}, "<|s|>user: hi<|e|>"}, // chat_template.jinja
+	}, extra...) {
+		code, out, stderr := lowrank(t, c.args...)
+		if c.args[0] == "generate" {
+			local := append([]string{}, c.args...)
+			local[2] = c.want
+			_, c.want, _ = lowrank(t, local...)
+			if c.want == "" || out != c.want {
+				t.Errorf("%s: %q, from the local files %q", strings.Join(c.args, " "), out, c.want)
+			}
+		}
+		if code != 0 || !strings.Contains(out, c.want) {
+			t.Errorf("%s: exit %d, stdout %q, want %q\n%s", strings.Join(c.args, " "), code, out, c.want, stderr)
+		}
+	}
+	for _, n := range []string{"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} {
+		if _, err := os.Stat(filepath.Join(merged, n)); err != nil {
+			t.Errorf("merge from a hub name: %v", err)
+		}
+	}
+	return conv
 }
 
 // copyTree copies a folder, keeping symlinks as symlinks.

@@ -17,7 +17,6 @@ package main
 
 import (
 	"crypto/sha1"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -29,6 +28,7 @@ import (
 	"strings"
 
 	"github.com/lowrank/lowrank/checkpoints/safetensors"
+	"github.com/lowrank/lowrank/internal/hfcache/hubtest"
 	"github.com/lowrank/lowrank/tokenizer"
 	"github.com/parquet-go/parquet-go"
 	"github.com/x448/float16"
@@ -116,9 +116,9 @@ func main() {
 func repo(folder, c string, refs []string, files map[string][]byte, lfs map[string]bool, missing []string) {
 	dir := filepath.Join(root, folder)
 	for name, b := range files {
-		etag := gitSHA1(b)
+		etag := hubtest.GitSHA1(b)
 		if lfs[name] {
-			etag = sha(b)
+			etag = hubtest.SHA256(b)
 		}
 		blob := filepath.Join(dir, "blobs", etag)
 		write(blob, b)
@@ -140,7 +140,7 @@ func repo(folder, c string, refs []string, files map[string][]byte, lfs map[stri
 	}
 }
 
-func lock(folder string, b []byte) { write(filepath.Join(root, ".locks", folder, sha(b)+".lock"), nil) }
+func lock(folder string, b []byte) { write(filepath.Join(root, ".locks", folder, hubtest.SHA256(b)+".lock"), nil) }
 
 func write(p string, b []byte) {
 	os.MkdirAll(filepath.Dir(p), 0o755)
@@ -223,14 +223,6 @@ func mustJSON(v any) []byte {
 
 func commit(s string) string { h := sha1.Sum([]byte(s)); return hex.EncodeToString(h[:]) }
 
-func gitSHA1(b []byte) string {
-	h := sha1.New()
-	fmt.Fprintf(h, "blob %d\x00", len(b))
-	h.Write(b)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "gen_hubcache:", strings.TrimSpace(err.Error()))
