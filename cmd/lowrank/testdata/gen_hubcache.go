@@ -140,7 +140,9 @@ func repo(folder, c string, refs []string, files map[string][]byte, lfs map[stri
 	}
 }
 
-func lock(folder string, b []byte) { write(filepath.Join(root, ".locks", folder, hubtest.SHA256(b)+".lock"), nil) }
+func lock(folder string, b []byte) {
+	write(filepath.Join(root, ".locks", folder, hubtest.SHA256(b)+".lock"), nil)
+}
 
 func write(p string, b []byte) {
 	os.MkdirAll(filepath.Dir(p), 0o755)
@@ -222,7 +224,6 @@ func mustJSON(v any) []byte {
 }
 
 func commit(s string) string { h := sha1.Sum([]byte(s)); return hex.EncodeToString(h[:]) }
-
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "gen_hubcache:", strings.TrimSpace(err.Error()))
