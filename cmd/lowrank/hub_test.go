@@ -73,7 +73,7 @@ func hubRepos(t *testing.T, f *hubtest.Hub) (src, gguf string) {
 // hub at all runs every command that takes a model from that cache.
 func TestHubEndToEnd(t *testing.T) {
 	if testing.Short() {
-		t.Skip("lowrank processes: skipped with -short")
+		t.Skip("lowrank processes: skipped with -short (the emulated arm64 run, where this binary cannot run itself)")
 	}
 	f := hubtest.New(t)
 	src, gguf := hubRepos(t, f)
@@ -171,7 +171,7 @@ func TestHubEndToEnd(t *testing.T) {
 // it was.
 func TestPythonCache(t *testing.T) {
 	if testing.Short() {
-		t.Skip("lowrank processes: skipped with -short")
+		t.Skip("lowrank processes: skipped with -short (the emulated arm64 run, where this binary cannot run itself)")
 	}
 	dir := t.TempDir()
 	cache := filepath.Join(dir, "hub")
@@ -373,7 +373,7 @@ console.log(JSON.stringify(r.repos.map((repo) => ({
 // range request and ends with a verified model every command can load.
 func TestPullKilled(t *testing.T) {
 	if testing.Short() {
-		t.Skip("lowrank processes: skipped with -short")
+		t.Skip("lowrank processes: skipped with -short (the emulated arm64 run, where this binary cannot run itself)")
 	}
 	f := hubtest.New(t)
 	hubRepos(t, f)
