@@ -60,6 +60,9 @@ type gemmArgs struct {
 	// outerG holding alpha·op(A)ᵀ as ceil(M/8) groups of k rows of 8.
 	outer  bool
 	outerG []float32
+	// bf16: a GemmW product on a bf16 path: the packed form only, with the
+	// packed panels rounded to bf16 pairs (see bf16.go).
+	bf16 bool
 }
 
 // useOuter reports whether the call suits the outer-product kernel: at most
@@ -272,11 +275,13 @@ type workspace struct {
 	rows  [][]float32 // nr source rows of one transposed sliver
 	arows [][]float32 // mr source rows of one packed A sliver
 	tile  []float32   // mr×nr edge tile
+	// bf16 paths: apack and bpack as bf16 pairs.
+	apack16, bpack16 []uint32
 }
 
 func newWorkspace(p *Path) *workspace {
 	k := p.mk
-	return &workspace{
+	ws := &workspace{
 		path:  p,
 		apack: make([]float32, k.mc*k.kc),
 		bpack: make([]float32, k.kc*k.nc),
@@ -285,6 +290,11 @@ func newWorkspace(p *Path) *workspace {
 		arows: make([][]float32, k.mr),
 		tile:  make([]float32, k.mr*k.nr),
 	}
+	if p.bf16 != nil {
+		ws.apack16 = make([]uint32, k.mc*(k.kc+1)/2)
+		ws.bpack16 = make([]uint32, (k.kc+1)/2*k.nc)
+	}
+	return ws
 }
 
 // run computes the block C[i0:i1, j0:j1] of g sequentially. Every element of C
@@ -314,9 +324,16 @@ func (ws *workspace) run(g *gemmArgs, i0, i1, j0, j1 int) {
 			kc := min(kcb, g.k-pc)
 			over := pc == 0 && g.beta == 0
 			ws.packB(g, nr, pc, kc, jc, nc)
+			if g.bf16 {
+				packPairs(ws.bpack16, ws.bpack, nr, kc, (nc+nr-1)/nr)
+			}
 			for ic := i0; ic < i1; ic += mcb {
 				mc := min(mcb, i1-ic)
 				ws.packA(g.a, g.ta, g.alpha, mr, ic, mc, pc, kc)
+				if g.bf16 {
+					ws.tilesBF16(g, ic, mc, jc, nc, kc, over)
+					continue
+				}
 				// Each A micro-panel (mr×kc) stays in L1 while the B panel streams
 				// from L2 past it, and C is written a row of tiles at a time,
 				// along its rows: measured faster on every benchmark shape than
@@ -343,6 +360,35 @@ func (ws *workspace) run(g *gemmArgs, i0, i1, j0, j1 int) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// tilesBF16 is run's inner loops for a bf16 product: the packed A block
+// (mc rows from ic) against the packed B panel (nc columns from jc), both
+// as bf16 pairs.
+func (ws *workspace) tilesBF16(g *gemmArgs, ic, mc, jc, nc, kc int, over bool) {
+	mk, fn := ws.path.mk, ws.path.bf16.fn
+	mr, nr := mk.mr, mk.nr
+	kp := (kc + 1) / 2
+	packPairs(ws.apack16, ws.apack, mr, kc, (mc+mr-1)/mr)
+	ldc := g.c.Stride
+	for ir := 0; ir < mc; ir += mr {
+		mrr := min(mr, mc-ir)
+		ap := ws.apack16[(ir/mr)*kp*mr:]
+		for jr := 0; jr < nc; jr += nr {
+			nrr := min(nr, nc-jr)
+			bp := ws.bpack16[(jr/nr)*kp*nr:]
+			if mrr == mr && nrr == nr && !g.transC {
+				fn(kp, &ap[0], &bp[0], &g.c.Data[(ic+ir)*ldc+jc+jr], ldc, over)
+				continue
+			}
+			fn(kp, &ap[0], &bp[0], &ws.tile[0], nr, true)
+			if g.transC {
+				storeTileT(g.c, ws.tile, nr, ic+ir, jc+jr, mrr, nrr, over)
+				continue
+			}
+			storeTile(g.c, ws.tile, nr, ic+ir, jc+jr, mrr, nrr, over)
 		}
 	}
 }
@@ -608,5 +654,5 @@ func (p *Pool) GemmW(c Mat, alpha float32, a Mat, ta Op, w *Weight, tw Op, beta 
 		br, bc = bc, br
 	}
 	m, n, k := p.checkGemm(c, a, ta, br, bc)
-	p.run(gemmArgs{m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, ta: ta, b: bSource{w: w, op: tw}, c: c})
+	p.run(gemmArgs{m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, ta: ta, b: bSource{w: w, op: tw}, c: c, bf16: p.path.bf16 != nil})
 }

@@ -36,6 +36,26 @@ var (
 	avx2Path = &Path{mk: avx2Kernel, simd: "avx2"}
 )
 
+//go:noescape
+func gemmBF16AVX512(kp int, a, b *uint32, c *float32, ldc int, overwrite bool)
+
+// avx512BF16Path is the AVX-512 path with GemmW's products in bf16
+// (VDPBF16PS, AVX512_BF16).
+var avx512BF16Path = func() *Path {
+	p := *avx512Path
+	p.bf16 = &bf16Kernel{name: "avx512bf16", fn: gemmBF16AVX512}
+	return &p
+}()
+
+// bf16Twins are the bf16 paths this CPU can run, best first.
+func bf16Twins() []*Path {
+	var ps []*Path
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BF16 {
+		ps = append(ps, avx512BF16Path)
+	}
+	return append(ps, goBF16Path)
+}
+
 func paths() []*Path {
 	var ps []*Path
 	if cpu.X86.HasAVX512F {

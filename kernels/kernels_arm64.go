@@ -13,3 +13,6 @@ var neonKernel = &microKernel{name: "neon", mr: 8, nr: 12, mc: 192, kc: 256, nc:
 var neonPath = &Path{mk: neonKernel, simd: "neon"}
 
 func paths() []*Path { return []*Path{neonPath, goPath} }
+
+// bf16Twins are the bf16 paths (none vectorized on arm64 yet).
+func bf16Twins() []*Path { return []*Path{goBF16Path} }

@@ -3,3 +3,5 @@
 package kernels
 
 func paths() []*Path { return []*Path{goPath} }
+
+func bf16Twins() []*Path { return []*Path{goBF16Path} }

@@ -30,6 +30,45 @@ func BenchmarkMicrokernel(b *testing.B) {
 	}
 }
 
+// BenchmarkMicrokernelBF16 times each bf16 kernel alone on L1-resident
+// slivers (kc = 256 values of K: 128 pairs), against BenchmarkMicrokernel.
+func BenchmarkMicrokernelBF16(b *testing.B) {
+	for _, pa := range bf16Twins() {
+		mk := pa.mk
+		b.Run(pa.bf16.name, func(b *testing.B) {
+			kp := mk.kc / 2
+			a := make([]uint32, mk.mr*kp)
+			bb := make([]uint32, mk.nr*kp)
+			c := make([]float32, mk.mr*mk.nr)
+			for i := range a {
+				a[i] = 0x3c003c00 + uint32(i%7)
+			}
+			for i := range bb {
+				bb[i] = 0x3c003c00 + uint32(i%5)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pa.bf16.fn(kp, &a[0], &bb[0], &c[0], mk.nr, false)
+			}
+			b.ReportMetric(2*float64(mk.mr*mk.nr*2*kp)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+		})
+	}
+}
+
+// BenchmarkPackPairs times the conversion of packed fp32 slivers to bf16
+// pairs (a B panel: kc = 256 rows of 32 columns × 16 slivers).
+func BenchmarkPackPairs(b *testing.B) {
+	src := make([]float32, 256*32*16)
+	for i := range src {
+		src[i] = float32(i%97) * 0.37
+	}
+	dst := make([]uint32, 128*32*16)
+	b.SetBytes(int64(len(src) * 4))
+	for i := 0; i < b.N; i++ {
+		packPairs(dst, src, 32, 256, 16)
+	}
+}
+
 // BenchmarkDecodeRow times decoding one 2048-wide row, vectorized and pure Go.
 func BenchmarkDecodeRow(b *testing.B) {
 	src := make([]float32, 4*2048)

@@ -22,6 +22,8 @@ type Path struct {
 	// simd names the instruction set of the vectorized pieces ("avx512");
 	// pieces left nil run in pure Go.
 	simd string
+	// bf16, when set, computes GemmW's products in bf16 (see bf16.go).
+	bf16 *bf16Kernel
 }
 
 // rowKernels are the vectorized row kernels of a path; nil members run in Go.
@@ -47,8 +49,14 @@ type transposeFn func(dst []float32, rows [][]float32, w int, alpha float32) int
 // goPath is pure Go: always compiled, on every CPU the reference.
 var goPath = &Path{mk: goKernel}
 
-// Name is the path's name: its microkernel's (avx512, avx2, neon, go).
-func (p *Path) Name() string { return p.mk.name }
+// Name is the path's name: its microkernel's (avx512, avx2, neon, go),
+// with "-bf16" for a path computing GemmW in bf16.
+func (p *Path) Name() string {
+	if p.bf16 != nil {
+		return p.mk.name + "-bf16"
+	}
+	return p.mk.name
+}
 
 // PathInfo describes a path piece by piece (bench, logs, checkpoints).
 type PathInfo struct {
@@ -59,6 +67,8 @@ type PathInfo struct {
 	Rows        string `json:"row_kernels"`
 	Blocks      string `json:"block_decoders"`
 	Transpose   string `json:"transpose"`
+	Compute     string `json:"compute"`               // GemmW's products: f32 or bf16
+	BF16Kernel  string `json:"bf16_kernel,omitempty"` // with bf16: its kernel (avx512bf16, go)
 }
 
 // Info describes p.
@@ -69,11 +79,16 @@ func (p *Path) Info() PathInfo {
 		}
 		return "go"
 	}
-	return PathInfo{
-		Name: p.mk.name, Microkernel: fmt.Sprintf("%s %dx%d", p.mk.name, p.mk.mr, p.mk.nr),
+	in := PathInfo{
+		Name: p.Name(), Microkernel: fmt.Sprintf("%s %dx%d", p.mk.name, p.mk.mr, p.mk.nr),
 		Dot: p.mk.dot != nil, Outer: p.mk.outer != nil,
 		Rows: which(p.rows.max != nil), Blocks: which(p.blocks.q8_0 != nil), Transpose: which(p.transpose != nil),
+		Compute: p.ComputeDType(),
 	}
+	if p.bf16 != nil {
+		in.BF16Kernel = p.bf16.name
+	}
+	return in
 }
 
 // ID is a one-line summary that differs between paths that can round
@@ -87,7 +102,11 @@ func (p *Path) ID() string {
 	if in.Outer {
 		s += " outer"
 	}
-	return fmt.Sprintf("%s rows=%s blocks=%s transpose=%s", s, in.Rows, in.Blocks, in.Transpose)
+	s = fmt.Sprintf("%s rows=%s blocks=%s transpose=%s", s, in.Rows, in.Blocks, in.Transpose)
+	if in.BF16Kernel != "" {
+		s += " compute=bf16(" + in.BF16Kernel + ")"
+	}
+	return s
 }
 
 func (p *Path) String() string { return p.ID() }
@@ -105,8 +124,9 @@ func Kernels() []string {
 	return names
 }
 
-// ChoosePath returns the named path, or for "" the one LOWRANK_KERNEL names,
-// or the best this CPU has.
+// ChoosePath returns the named path (a bf16 path too: "avx512-bf16",
+// "go-bf16"), or for "" the one LOWRANK_KERNEL names, or the best this CPU
+// has.
 func ChoosePath(name string) (*Path, error) {
 	avail := paths()
 	if name == "" {
@@ -115,12 +135,16 @@ func ChoosePath(name string) (*Path, error) {
 	if name == "" {
 		return avail[0], nil
 	}
-	for _, p := range avail {
+	for _, p := range append(avail, bf16Twins()...) {
 		if p.Name() == name {
 			return p, nil
 		}
 	}
-	return nil, fmt.Errorf("kernels: path %q is not available on this CPU/build (have %s)", name, strings.Join(Kernels(), ", "))
+	names := Kernels()
+	for _, p := range bf16Twins() {
+		names = append(names, p.Name())
+	}
+	return nil, fmt.Errorf("kernels: path %q is not available on this CPU/build (have %s)", name, strings.Join(names, ", "))
 }
 
 // Max returns the largest element of a non-empty x.

@@ -146,7 +146,9 @@ func (p *Pool) run(args gemmArgs) {
 		return
 	}
 	mr, nr := p.mk.mr, p.mk.nr
-	if g.useGemv(p.mk) {
+	if g.bf16 {
+		g.swapNarrow(p.mk.nr) // the packed form only
+	} else if g.useGemv(p.mk) {
 		g.gemv, p.lastGemv = true, true
 		mr, nr = 1, 8
 	} else if g.useDot(p.mk, len(p.ws[0].bpack)) {

@@ -35,6 +35,8 @@ type BenchConfig struct {
 	// first half is a prompt, through token dropout and replacement at
 	// this probability (augment.Tokens), as a training run's batches are.
 	TokenNoise float64 `json:",omitempty"`
+	// ComputeDType is the frozen base's products' type (Config.ComputeDType).
+	ComputeDType string `json:",omitempty"`
 }
 
 // BenchResult is what one benchmark measured.
@@ -113,6 +115,7 @@ func Bench(c BenchConfig) (*BenchResult, error) {
 func benchSession(c BenchConfig, cfg model.Config, f kernels.Format) (*Session, error) {
 	rc := Defaults()
 	rc.Threads, rc.Rank, rc.Alpha, rc.Seed = c.Threads, c.Rank, float64(2*c.Rank), 1
+	rc.ComputeDType = c.ComputeDType
 	rc.LR, rc.LRSchedule, rc.MaxGradNorm, rc.BatchSize, rc.MaxSeqLen = 1e-4, "constant", c.MaxGradNorm, c.Batch, c.Seq
 	rc.Checkpointing, rc.CheckpointLayers, rc.Quant = c.Checkpointing, c.CheckpointLayers, c.Quant
 	s, err := newSession(rc, nil)

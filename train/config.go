@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"github.com/lowrank/lowrank/kernels"
 	"math"
 	"os"
 	"path/filepath"
@@ -103,12 +104,15 @@ type Config struct {
 	// SystemPrompts is a file of paraphrases, one per line: each variant
 	// samples one as a chat row's system message (or an Alpaca row's
 	// preamble), augment.Template.
-	SystemPrompts    string `json:"system_prompts,omitempty"`
-	ChatTemplate     string `json:"chat_template,omitempty"`
-	Columns          string `json:"columns,omitempty"`
-	TextUnit         string `json:"text_unit"`  // .txt/.md files: "block" or "file"
-	Truncation       string `json:"truncation"` // over max_seq_len: "keep-answer" or "right"
-	Threads          int    `json:"threads"`
+	SystemPrompts string `json:"system_prompts,omitempty"`
+	ChatTemplate  string `json:"chat_template,omitempty"`
+	Columns       string `json:"columns,omitempty"`
+	TextUnit      string `json:"text_unit"`  // .txt/.md files: "block" or "file"
+	Truncation    string `json:"truncation"` // over max_seq_len: "keep-answer" or "right"
+	Threads       int    `json:"threads"`
+	// ComputeDType is the type of the frozen base's products: f32, bf16 or
+	// auto ("": f32), kernels.PathFor.
+	ComputeDType     string `json:"compute_dtype,omitempty"`
 	Checkpointing    bool   `json:"activation_checkpointing"`
 	CheckpointLayers int    `json:"checkpoint_layers"` // recompute only the first N blocks (0: all)
 	LogEvery         int    `json:"log_every"`
@@ -461,6 +465,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Model == "" {
 		bad("model", "required")
+	}
+	if err := kernels.CheckComputeDType(c.ComputeDType); err != nil {
+		bad("compute_dtype", "%v", err)
 	}
 	if c.Data == "" {
 		bad("data", "required")

@@ -108,10 +108,11 @@ func newSession(c Config, log *slog.Logger) (*Session, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	pool, err := kernels.NewPool(c.Threads, "")
+	path, err := kernels.PathFor("", c.ComputeDType)
 	if err != nil {
 		return nil, err
 	}
+	pool := kernels.NewPoolOn(c.Threads, path)
 	return &Session{Config: c, Log: log, Pool: pool, Prints: Fingerprints{Kernel: pool.Path().ID()}}, nil
 }
 

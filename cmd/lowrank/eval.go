@@ -40,7 +40,7 @@ was trained on is warned about.`,
 				"gptq_tune": "gptq-tune", "gptq_seed": "seed", "chat_template": "chat-template", "max_seq_len": "max-seq-len"}); err != nil {
 				return err
 			}
-			for _, name := range []string{"quant", "gptq-tokens", "gptq-tune", "seed", "cache-dir", "max-seq-len", "batch-size", "threads", "columns", "chat-template", "train-on-inputs", "pack", "split"} {
+			for _, name := range []string{"quant", "gptq-tokens", "gptq-tune", "seed", "cache-dir", "max-seq-len", "batch-size", "threads", "columns", "chat-template", "train-on-inputs", "pack", "split", "compute-dtype"} {
 				if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
 					if err := cfg.Set(underscore(name), f.Value.String()); err != nil {
 						return usageError{cmd: "eval", err: err}
@@ -76,6 +76,7 @@ was trained on is warned about.`,
 	configFlag(f, "threads", "0", "worker threads (0: every CPU this process may use)")
 	configFlag(f, "columns", "", "column mapping, e.g. prompt=question,completion=answer")
 	configFlag(f, "split", "", "the split of a dataset folder or hf://datasets/ repository (default: train where there is one)")
+	configFlag(f, "compute-dtype", "f32", "the frozen base's products: f32, bf16 or auto (see lowrank train --help)")
 	configFlag(f, "chat-template", "", "chatml, llama3, simple or a template file")
 	configFlag(f, "train-on-inputs", "false", "count prompt tokens too")
 	configFlag(f, "pack", "false", "pack several examples per sequence")

@@ -29,6 +29,7 @@ func newGenerate() *cobra.Command {
 		seed, gptqSeed           uint64
 		asJSON                   bool
 		chatFile, chatTemplate   string
+		computeDType             string
 	)
 	c := &cobra.Command{
 		Use:   "generate --model M [--prompt P | --chat CONV.json]",
@@ -78,10 +79,11 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 			}
 			opts := model.BaseOptions(quant, gptqTokens, gptqTune, gptqSeed)
 			opts.CacheDir = (&train.Config{CacheDir: cacheDir}).BaseCache()
-			pool, err := kernels.NewPool(threads, "")
+			path, err := kernels.PathFor("", computeDType)
 			if err != nil {
-				return err
+				return usageError{cmd: "generate", err: fmt.Errorf("--compute-dtype %s: %v", computeDType, strings.TrimPrefix(err.Error(), "kernels: "))}
 			}
+			pool := kernels.NewPoolOn(threads, path)
 			tok, err := tokenizer.Load(modelPath)
 			if err != nil {
 				return err
@@ -195,6 +197,7 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 	f.StringVar(&cacheDir, "cache-dir", "auto", "where GPTQ bases are kept between runs: auto ($LOWRANK_CACHE or ~/.cache/lowrank), off, or a directory")
 	f.Uint64Var(&gptqSeed, "gptq-seed", 0, "seed of the GPTQ calibration samples (a training run's --seed)")
 	f.IntVar(&threads, "threads", 0, "worker threads (0: every CPU this process may use)")
+	f.StringVar(&computeDType, "compute-dtype", "f32", "the frozen base's products: f32, bf16 or auto (see lowrank train --help)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }

@@ -17,6 +17,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 func main() {
@@ -33,6 +34,7 @@ func main() {
 	write(filepath.Join(dir, "rows_avx512_amd64.s"), rowsAVX512())
 	write(filepath.Join(dir, "decode_avx512_amd64.s"), decodeAVX512())
 	write(filepath.Join(dir, "transpose_avx512_amd64.s"), transposeAVX512())
+	write(filepath.Join(dir, "gemm_bf16_avx512_amd64.s"), bf16AVX512())
 	write(filepath.Join(dir, "gemm_avx2_amd64.s"), x86("gemmAVX2", "Y", 6, 2, 32, "!noasm", 0))
 	write(filepath.Join(dir, "gemm_neon_arm64.s"), neon("gemmNEON", 8, 3))
 }
@@ -1043,6 +1045,147 @@ func transposeAVX512() []byte {
 	a.l("DECQ CX")
 	a.l("JNE trloop")
 	a.label("trdone")
+	a.l("VZEROUPPER")
+	a.l("RET")
+	return a.Bytes()
+}
+
+// evexDPBF16PS encodes VDPBF16PS zmm(dst), zmm(src1), disp(SI){1to16}
+// (AVX512_BF16; Go's assembler has no mnemonic for it) as BYTE directives:
+// EVEX.512.F3.0F38.W0 52 /r with an embedded 32-bit broadcast, whose
+// displacement compresses by 4 (disp8·N, N = the broadcast element).
+// TestEVEX checks the bytes against GNU as.
+func evexDPBF16PS(dst, src1, disp int) []byte {
+	const base = 6 // SI
+	inv := func(b int) byte { return byte(^b & 1) }
+	p0 := inv(dst>>3)<<7 | 1<<6 | inv(base>>3)<<5 | inv(dst>>4)<<4 | 0b10 // R X B R' 0 0 mm=0F38
+	p1 := byte(^src1&15)<<3 | 1<<2 | 0b10                                 // W0 vvvv 1 pp=F3
+	p2 := byte(0b10)<<5 | 1<<4 | inv(src1>>4)<<3                          // z=0 L'L=512 b=1 V' aaa=0
+	reg := byte(dst & 7)
+	out := []byte{0x62, p0, p1, p2, 0x52}
+	switch {
+	case disp == 0:
+		out = append(out, reg<<3|base)
+	case disp%4 == 0 && disp/4 >= -128 && disp/4 <= 127:
+		out = append(out, 0b01<<6|reg<<3|base, byte(int8(disp/4)))
+	default:
+		out = append(out, 0b10<<6|reg<<3|base, byte(disp), byte(disp>>8), byte(disp>>16), byte(disp>>24))
+	}
+	return out
+}
+
+// evexDPBF16PSReg encodes VDPBF16PS zmm(dst), zmm(src1), zmm(src2): the
+// register form (src2 in ModRM.rm, extended by EVEX.B and EVEX.X).
+func evexDPBF16PSReg(dst, src1, src2 int) []byte {
+	inv := func(b int) byte { return byte(^b & 1) }
+	p0 := inv(dst>>3)<<7 | inv(src2>>4)<<6 | inv(src2>>3)<<5 | inv(dst>>4)<<4 | 0b10
+	p1 := byte(^src1&15)<<3 | 1<<2 | 0b10
+	p2 := byte(0b10)<<5 | inv(src1>>4)<<3
+	return []byte{0x62, p0, p1, p2, 0x52, 0b11<<6 | byte(dst&7)<<3 | byte(src2&7)}
+}
+
+// bytesLine is one line of BYTE directives with the instruction as a comment.
+func bytesLine(b []byte, comment string) string {
+	var s []string
+	for _, c := range b {
+		s = append(s, fmt.Sprintf("BYTE $0x%02x", c))
+	}
+	return strings.Join(s, "; ") + " // " + comment
+}
+
+// bf16AVX512 emits the 12×32 bf16 kernel (see kernels/bf16.go): for each
+// pair of K, B's two 16-column registers (Z24, Z25: 32 columns × a pair)
+// against each row's broadcast pair of A, VDPBF16PS into the 24
+// accumulators Z0..Z23; then C (+)= acc as the fp32 kernel stores.
+func bf16AVX512() []byte {
+	const mr, nv, nr = 12, 2, 32
+	var a asm
+	fileHeader(&a, "amd64 && !noasm")
+	fmt.Fprintln(&a)
+	fmt.Fprintf(&a, "// func gemmBF16AVX512(kp int, a, b *uint32, c *float32, ldc int, overwrite bool)\n")
+	fmt.Fprintf(&a, "// C[0:%d, 0:%d] += A·B (or = A·B when overwrite) over kp packed pairs of K, A and B as bf16 pairs; ldc in elements.\n", mr, nr)
+	fmt.Fprintf(&a, "TEXT ·gemmBF16AVX512(SB), NOSPLIT, $0-41\n")
+	acc := func(i, v int) int { return i*nv + v }
+	a.l("MOVQ kp+0(FP), CX")
+	a.l("MOVQ a+8(FP), SI")
+	a.l("MOVQ b+16(FP), DI")
+	a.l("MOVQ c+24(FP), DX")
+	a.l("MOVQ ldc+32(FP), R8")
+	a.l("SHLQ $2, R8")
+	a.l("MOVQ DX, R9")
+	for i := 0; i < mr; i++ {
+		a.l("PREFETCHT0 (R9)")
+		a.l("PREFETCHT0 %d(R9)", nr*4-4)
+		a.l("ADDQ R8, R9")
+	}
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			r := fmt.Sprintf("Z%d", acc(i, v))
+			a.l("VXORPS %s, %s, %s", r, r, r)
+		}
+	}
+	step := func(p int) {
+		for v := 0; v < nv; v++ {
+			a.l("VMOVUPS %d(DI), Z%d", p*nr*4+v*64, mr*nv+v)
+		}
+		for i := 0; i < mr; i++ {
+			off := p*mr*4 + i*4
+			bc := mr*nv + nv + i%2
+			a.l("VPBROADCASTD %d(SI), Z%d", off, bc)
+			for v := 0; v < nv; v++ {
+				a.l("%s", bytesLine(evexDPBF16PSReg(acc(i, v), mr*nv+v, bc), fmt.Sprintf("VDPBF16PS Z%d, Z%d, Z%d", bc, mr*nv+v, acc(i, v))))
+			}
+		}
+	}
+	const unroll = 4
+	a.l("CMPQ CX, $%d", unroll)
+	a.l("JLT tail")
+	a.label("loop4")
+	for off := 0; off < unroll*nr*4; off += 64 {
+		a.l("PREFETCHT0 %d(DI)", 2048+off)
+	}
+	a.l("PREFETCHT0 %d(SI)", unroll*mr*4*2)
+	for p := 0; p < unroll; p++ {
+		step(p)
+	}
+	a.l("ADDQ $%d, SI", unroll*mr*4)
+	a.l("ADDQ $%d, DI", unroll*nr*4)
+	a.l("SUBQ $%d, CX", unroll)
+	a.l("CMPQ CX, $%d", unroll)
+	a.l("JGE loop4")
+	a.label("tail")
+	a.l("TESTQ CX, CX")
+	a.l("JEQ store")
+	a.label("loop1")
+	step(0)
+	a.l("ADDQ $%d, SI", mr*4)
+	a.l("ADDQ $%d, DI", nr*4)
+	a.l("DECQ CX")
+	a.l("JNE loop1")
+	a.label("store")
+	a.l("MOVBQZX overwrite+40(FP), R9")
+	a.l("TESTQ R9, R9")
+	a.l("JNE over")
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			a.l("VADDPS %d(DX), Z%d, Z%d", v*64, acc(i, v), acc(i, v))
+			a.l("VMOVUPS Z%d, %d(DX)", acc(i, v), v*64)
+		}
+		if i < mr-1 {
+			a.l("ADDQ R8, DX")
+		}
+	}
+	a.l("VZEROUPPER")
+	a.l("RET")
+	a.label("over")
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			a.l("VMOVUPS Z%d, %d(DX)", acc(i, v), v*64)
+		}
+		if i < mr-1 {
+			a.l("ADDQ R8, DX")
+		}
+	}
 	a.l("VZEROUPPER")
 	a.l("RET")
 	return a.Bytes()

@@ -1,0 +1,199 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+)
+
+// bf16 compute: the products with a frozen base weight (GemmW: X·Wᵀ forward,
+// dY·W backward) on a path with a bf16Kernel round both operands to bfloat16
+// (round to nearest even) while packing and accumulate their products in
+// fp32, as QLoRA's bnb_4bit_compute_dtype=torch.bfloat16 does on a GPU and as
+// AVX512_BF16's VDPBF16PS does in hardware. Everything else (fp32 GEMMs,
+// LoRA's factors and their gradients, row kernels) stays fp32.
+//
+// Packed layout: K is taken in pairs. A sliver holds, for each pair q and
+// row i, one uint32 whose low half is bf16(A[i, 2q]) and high half
+// bf16(A[i, 2q+1]); a B sliver likewise holds, for each pair q and column j,
+// bf16(B[2q, j]) | bf16(B[2q+1, j])<<16. An odd kc pads the last pair's
+// high halves with zeros.
+
+// bf16Kernel computes C[0:mr, 0:nr] (+)= Ap·Bp over kp packed pairs of K
+// (mr and nr are the path's fp32 microkernel's, so packing is shared).
+// Each element is one chain over the pairs in order; within a pair the odd
+// product is added first, then the even one, each add rounded to fp32 with
+// denormal inputs and results taken as zero: VDPBF16PS's definition, which
+// the pure-Go kernel reproduces bit for bit.
+type bf16Kernel struct {
+	name string
+	fn   func(kp int, a, b *uint32, c *float32, ldc int, overwrite bool)
+}
+
+// toBF16DAZ rounds f to bfloat16, to nearest even, as VCVTNEPS2BF16 does: a
+// NaN stays a (quiet) NaN, a denormal becomes a zero of its sign (F32ToBF16,
+// for storage, keeps denormals).
+func toBF16DAZ(f float32) uint16 {
+	u := math.Float32bits(f)
+	switch {
+	case u&0x7f800000 == 0x7f800000 && u&0x007fffff != 0: // NaN
+		return uint16(u>>16) | 0x40
+	case u&0x7f800000 == 0: // zero or denormal
+		return uint16(u>>16) & 0x8000
+	}
+	return uint16((u + 0x7fff + (u>>16)&1) >> 16)
+}
+
+// fromBF16 widens a bfloat16 to fp32 (exact).
+func fromBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// daz is f with a denormal taken as a zero of its sign.
+func daz(f float32) float32 {
+	if u := math.Float32bits(f); u&0x7f800000 == 0 {
+		return math.Float32frombits(u & 0x80000000)
+	}
+	return f
+}
+
+// dotBF16Step is one VDPBF16PS lane: acc + a.hi·b.hi, then + a.lo·b.lo.
+// The products of two bfloat16 values are exact in fp32, so each step rounds
+// once whether or not the compiler fuses it.
+func dotBF16Step(acc float32, a, b uint32) float32 {
+	acc = daz(daz(acc) + fromBF16(uint16(a>>16))*fromBF16(uint16(b>>16)))
+	return daz(acc + fromBF16(uint16(a))*fromBF16(uint16(b)))
+}
+
+// goBF16Kernel is the pure-Go bf16 kernel on the go path's 2×4 tile: the
+// reference for every bf16 path, and what a CPU without bf16 instructions
+// runs when bf16 is asked for (emulated, slower than its fp32 path).
+var goBF16Kernel = &bf16Kernel{name: "go", fn: gemmBF16Go2x4}
+
+func gemmBF16Go2x4(kp int, ap, bp *uint32, cp *float32, ldc int, overwrite bool) {
+	a := unsafe.Slice(ap, kp*2)
+	b := unsafe.Slice(bp, kp*4)
+	var acc [2][4]float32
+	for q := 0; q < kp; q++ {
+		aq, bq := a[q*2:q*2+2], b[q*4:q*4+4]
+		for i := range 2 {
+			for j := range 4 {
+				acc[i][j] = dotBF16Step(acc[i][j], aq[i], bq[j])
+			}
+		}
+	}
+	storeAcc(cp, ldc, acc[:], overwrite)
+}
+
+// gemmBF16Go is the pure-Go bf16 kernel for any tile (mr×nr), for the
+// conformance tests of the vector kernels.
+func gemmBF16Go(mr, nr, kp int, ap, bp *uint32, cp *float32, ldc int, overwrite bool) {
+	a := unsafe.Slice(ap, kp*mr)
+	b := unsafe.Slice(bp, kp*nr)
+	c := unsafe.Slice(cp, (mr-1)*ldc+nr)
+	for i := 0; i < mr; i++ {
+		for j := 0; j < nr; j++ {
+			var acc float32
+			for q := 0; q < kp; q++ {
+				acc = dotBF16Step(acc, a[q*mr+i], b[q*nr+j])
+			}
+			if overwrite {
+				c[i*ldc+j] = acc
+			} else {
+				c[i*ldc+j] += acc
+			}
+		}
+	}
+}
+
+// storeAcc writes (overwrite) or adds the 2×4 accumulators to C.
+func storeAcc(cp *float32, ldc int, acc [][4]float32, overwrite bool) {
+	c := unsafe.Slice(cp, (len(acc)-1)*ldc+4)
+	for i, row := range acc {
+		d := c[i*ldc : i*ldc+4]
+		for j, v := range row {
+			if overwrite {
+				d[j] = v
+			} else {
+				d[j] += v
+			}
+		}
+	}
+}
+
+// packPairs converts w-wide fp32 slivers (kc rows of w, as packA and packB
+// leave them) into bf16 pair slivers (ceil(kc/2) rows of w uint32s), for
+// ns slivers.
+func packPairs(dst []uint32, src []float32, w, kc, ns int) {
+	kp := (kc + 1) / 2
+	for s := 0; s < ns; s++ {
+		in := src[s*kc*w : (s+1)*kc*w]
+		out := dst[s*kp*w : (s+1)*kp*w]
+		q := 0
+		for ; 2*q+1 < kc; q++ {
+			lo, hi, o := in[2*q*w:(2*q+1)*w], in[(2*q+1)*w:(2*q+2)*w], out[q*w:(q+1)*w]
+			hi = hi[:len(lo)]
+			o = o[:len(lo)]
+			for j, v := range lo {
+				o[j] = uint32(toBF16DAZ(v)) | uint32(toBF16DAZ(hi[j]))<<16
+			}
+		}
+		if q < kp { // odd kc: the last pair's high halves are zero
+			lo, o := in[2*q*w:(2*q+1)*w], out[q*w:(q+1)*w]
+			for j, v := range lo {
+				o[j] = uint32(toBF16DAZ(v))
+			}
+		}
+	}
+}
+
+// BF16 returns the twin of p that computes GemmW's products in bf16: the
+// same kernels otherwise. It fails where this CPU has no bf16 instructions
+// for p (the go path's twin, an exact emulation, always exists).
+func (p *Path) BF16() (*Path, error) {
+	if p.bf16 != nil {
+		return p, nil
+	}
+	for _, t := range bf16Twins() {
+		if t.mk == p.mk {
+			return t, nil
+		}
+	}
+	return nil, fmt.Errorf("kernels: the %s path has no bf16 form on this CPU (it needs AVX512_BF16; the go path's is an emulation)", p.Name())
+}
+
+// ComputeDType is the type GemmW's products are computed in: "f32" or "bf16".
+func (p *Path) ComputeDType() string {
+	if p.bf16 != nil {
+		return "bf16"
+	}
+	return "f32"
+}
+
+// goBF16Path is the go path computing in bf16: the reference.
+var goBF16Path = &Path{mk: goKernel, bf16: goBF16Kernel}
+
+// CheckComputeDType reports whether d names a compute dtype ("" is f32).
+func CheckComputeDType(d string) error {
+	switch d {
+	case "", "f32", "bf16", "auto":
+		return nil
+	}
+	return fmt.Errorf("%q: want f32, bf16 or auto", d)
+}
+
+// PathFor is the path named (as ChoosePath takes it) computing GemmW in
+// compute: "" or "f32" as chosen; "bf16" its bf16 twin, an error where the
+// CPU has no bf16 instructions for it (the emulation runs only where the go
+// path is asked for); "auto" the fastest path this CPU has that meets the
+// bf16 quality gates, which today is the f32 one: VDPBF16PS measured at half
+// the fp32 FMA's rate on this project's AVX512_BF16 machine (go test -bench
+// Microkernel ./kernels), so no bf16 path is faster yet.
+func PathFor(name, compute string) (*Path, error) {
+	if err := CheckComputeDType(compute); err != nil {
+		return nil, fmt.Errorf("kernels: compute dtype %v", err)
+	}
+	p, err := ChoosePath(name)
+	if err != nil || compute != "bf16" {
+		return p, err
+	}
+	return p.BF16()
+}

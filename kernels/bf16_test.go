@@ -1,0 +1,266 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"testing"
+)
+
+// bf16Pools are pools on every bf16 path this CPU has (go-bf16 always).
+func bf16Pools(t testing.TB, threads int) []*Pool {
+	var ps []*Pool
+	for _, pa := range bf16Twins() {
+		ps = append(ps, NewPoolOn(threads, pa))
+	}
+	return ps
+}
+
+// nearestBF16 is round-to-nearest-even to bfloat16 done another way: the
+// two neighbours of f in bf16, compared exactly (math/big).
+func nearestBF16(f float32) uint16 {
+	u := math.Float32bits(f)
+	lo := uint16(u >> 16)
+	if u&0xffff == 0 {
+		return lo
+	}
+	hi := lo + 1 // the next bf16 away from zero
+	x := new(big.Float).SetFloat64(float64(f))
+	dl := new(big.Float).Sub(x, big.NewFloat(float64(fromBF16(lo))))
+	dh := new(big.Float).Sub(big.NewFloat(float64(fromBF16(hi))), x)
+	if hi&0x7f80 == 0x7f80 { // rounding up overflows to Inf: Inf counts as 2^128
+		dh = new(big.Float).Sub(new(big.Float).SetMantExp(big.NewFloat(math.Copysign(1, float64(f))), 128), x)
+	}
+	dl.Abs(dl)
+	dh.Abs(dh)
+	switch dl.Cmp(dh) {
+	case -1:
+		return lo
+	case 1:
+		return hi
+	}
+	if lo&1 == 0 {
+		return lo
+	}
+	return hi
+}
+
+// TestToBF16DAZ: rounding to nearest even against an exact comparison of
+// the two neighbours, over random bits and the edges (ties, the largest
+// finite value rounding to Inf, Inf, NaN, denormals to signed zeros).
+func TestToBF16DAZ(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 16))
+	check := func(f float32) {
+		got := toBF16DAZ(f)
+		u := math.Float32bits(f)
+		switch {
+		case f != f:
+			if got&0x7f80 != 0x7f80 || got&0x7f == 0 {
+				t.Errorf("NaN %#x became %#x", u, got)
+			}
+		case u&0x7f800000 == 0:
+			if got != uint16(u>>16)&0x8000 {
+				t.Errorf("denormal %#x became %#x, want a signed zero", u, got)
+			}
+		case math.IsInf(float64(f), 0):
+			if got != uint16(u>>16) {
+				t.Errorf("%g became %#x", f, got)
+			}
+		default:
+			if want := nearestBF16(f); got != want {
+				t.Errorf("%g (%#x): %#x, want %#x", f, u, got, want)
+			}
+		}
+	}
+	for _, u := range []uint32{0x3f808000, 0x3f818000, 0x3f808001, 0x7f7fffff, 0x7f7f8000, 0x7f7f7fff, 0xff7fffff,
+		0x7f800000, 0x7fc00000, 0x7f800001, 0x00000001, 0x807fffff, 0x00800000, 0x80000000, 0} {
+		check(math.Float32frombits(u))
+	}
+	for i := 0; i < 200000; i++ {
+		check(math.Float32frombits(r.Uint32()))
+	}
+}
+
+// TestDotBF16Step: one VDPBF16PS lane, by its definition: the odd product
+// added first, then the even one, each sum rounded once to fp32 (checked
+// in float64, where the exact sum of an fp32 and an exact product of two
+// bf16 rounds to fp32 correctly), denormals taken as zero.
+func TestDotBF16Step(t *testing.T) {
+	r := rand.New(rand.NewPCG(2, 16))
+	bf := func() uint16 { return toBF16DAZ(float32(r.NormFloat64() * math.Exp2(float64(r.IntN(20)-10)))) }
+	for i := 0; i < 100000; i++ {
+		a := uint32(bf()) | uint32(bf())<<16
+		b := uint32(bf()) | uint32(bf())<<16
+		acc := float32(r.NormFloat64() * 4)
+		got := dotBF16Step(acc, a, b)
+		s := float32(float64(acc) + float64(fromBF16(uint16(a>>16)))*float64(fromBF16(uint16(b>>16))))
+		want := float32(float64(s) + float64(fromBF16(uint16(a)))*float64(fromBF16(uint16(b))))
+		if math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("acc %g a %#x b %#x: %g, want %g", acc, a, b, got, want)
+		}
+	}
+	// Denormals in and out are zeros.
+	tiny := math.Float32frombits(0x00400000)
+	if got := dotBF16Step(tiny, 0, 0); got != 0 {
+		t.Errorf("a denormal accumulator: %g, want 0", got)
+	}
+	small := uint32(toBF16DAZ(float32(math.Exp2(-70)))) << 16
+	if got := dotBF16Step(0, small, small); got != 0 {
+		t.Errorf("a product below the normal range: %g, want 0", got)
+	}
+}
+
+// TestBF16Kernels: each bf16 kernel gives the pure-Go kernel's bits for its
+// tile, accumulating and overwriting, for pair counts around its unrolling.
+func TestBF16Kernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 16))
+	for _, pa := range bf16Twins() {
+		mr, nr := pa.mk.mr, pa.mk.nr
+		for _, kp := range []int{1, 2, 3, 4, 5, 7, 8, 9, 31, 128, 129} {
+			a := make([]uint32, kp*mr)
+			b := make([]uint32, kp*nr)
+			for i := range a {
+				a[i] = uint32(toBF16DAZ(float32(r.NormFloat64()))) | uint32(toBF16DAZ(float32(r.NormFloat64())))<<16
+			}
+			for i := range b {
+				b[i] = uint32(toBF16DAZ(float32(r.NormFloat64()))) | uint32(toBF16DAZ(float32(r.NormFloat64())))<<16
+			}
+			for _, over := range []bool{false, true} {
+				ldc := nr + 3
+				c := make([]float32, mr*ldc)
+				for i := range c {
+					c[i] = float32(r.NormFloat64())
+				}
+				want := append([]float32(nil), c...)
+				pa.bf16.fn(kp, &a[0], &b[0], &c[0], ldc, over)
+				gemmBF16Go(mr, nr, kp, &a[0], &b[0], &want[0], ldc, over)
+				for i := range c {
+					if math.Float32bits(c[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%s kp=%d overwrite=%v: C[%d] = %g, want %g", pa.bf16.name, kp, over, i, c[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestGemmWBF16: GemmW on every bf16 path and weight format, forward and
+// backward, with edges (odd K, partial tiles, several K blocks), against a
+// float64 product of the bf16-rounded operands (the rounding bf16 compute
+// defines), within fp32 accumulation's error; every bf16 path gives the
+// go-bf16 path's bits; and the product is within bf16's own error of the
+// fp32 one.
+func TestGemmWBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 16))
+	shapes := [][3]int{{1, 1, 1}, {7, 33, 29}, {13, 64, 64}, {33, 96, 172}, {129, 100, 301}, {5, 257, 129}, {40, 31, 520}, {3, 4400, 9}}
+	ref := NewPoolOn(2, goBF16Path)
+	f32 := NewPoolOn(2, goPath)
+	for _, p := range bf16Pools(t, 2) {
+		for _, f := range []Format{F32, F16, BF16, Q8_0, Q4_0, NF4} {
+			for _, sh := range shapes {
+				rows, cols, m := sh[0], sh[1], sh[2]
+				src := randMat(r, rows, cols, cols)
+				w := Quantize(f, rows, cols, src.Data)
+				wd := w.Dequantize()
+				for _, tw := range []Op{Trans, NoTrans} {
+					k := cols
+					if tw == NoTrans {
+						k = rows
+					}
+					x := randMat(r, m, k, k+1)
+					bc := wd.Rows
+					if tw == NoTrans {
+						bc = wd.Cols
+					}
+					c := randMat(r, m, bc, bc)
+					c0, cr, cf := cloneMat(c), cloneMat(c), cloneMat(c)
+					p.GemmW(c, 0.5, x, NoTrans, w, tw, 1)
+					ref.GemmW(cr, 0.5, x, NoTrans, w, tw, 1)
+					f32.GemmW(cf, 0.5, x, NoTrans, w, tw, 1)
+					name := fmt.Sprintf("%s %s W %d×%d op %v, M=%d", p.Path().Name(), f, rows, cols, tw, m)
+					for i := range c.Data {
+						if math.Float32bits(c.Data[i]) != math.Float32bits(cr.Data[i]) {
+							t.Fatalf("%s: C[%d] = %g, go-bf16 gives %g", name, i, c.Data[i], cr.Data[i])
+						}
+					}
+					bk := denseOp(wd, tw)
+					for i := 0; i < m; i++ {
+						for j := 0; j < bc; j++ {
+							var exact, mag, full float64
+							for q := 0; q < k; q++ {
+								av := float64(fromBF16(toBF16DAZ(0.5 * x.Data[i*x.Stride+q])))
+								bv := float64(fromBF16(toBF16DAZ(float32(bk[q][j]))))
+								exact += av * bv
+								mag += math.Abs(av * bv)
+								full += 0.5 * float64(x.Data[i*x.Stride+q]) * bk[q][j]
+							}
+							want := exact + float64(c0.Data[i*c.Stride+j])
+							got := float64(c.Data[i*c.Stride+j])
+							tol := 1e-6*float64(k+2)*(mag+math.Abs(want)) + 1e-30
+							if math.Abs(got-want) > tol {
+								t.Fatalf("%s: C[%d,%d] = %g, the bf16 operands' product gives %g (tolerance %g)", name, i, j, got, want, tol)
+							}
+							// bf16 rounds each operand by at most 2^-9 relative.
+							if d := math.Abs(float64(cf.Data[i*c.Stride+j]) - got); d > 2*math.Exp2(-8)*mag+tol {
+								t.Fatalf("%s: C[%d,%d] = %g, the fp32 path gives %g: further than bf16 rounding explains", name, i, j, got, cf.Data[i*c.Stride+j])
+							}
+							_ = full
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestBF16ThreadInvariance: a bf16 GemmW gives the same bits on 1, 2, 3
+// and 7 workers.
+func TestBF16ThreadInvariance(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 16))
+	w := Quantize(Q8_0, 576, 1536, randMat(r, 576, 1536, 1536).Data)
+	x := randMat(r, 300, 1536, 1536)
+	dy := randMat(r, 300, 576, 576)
+	for _, pa := range bf16Twins() {
+		var first [2][]float32
+		for _, threads := range []int{1, 2, 3, 7} {
+			p := NewPoolOn(threads, pa)
+			y := NewMat(300, 576)
+			p.GemmW(y, 1, x, NoTrans, w, Trans, 0)
+			dx := NewMat(300, 1536)
+			p.GemmW(dx, 1, dy, NoTrans, w, NoTrans, 0)
+			if threads == 1 {
+				first = [2][]float32{y.Data, dx.Data}
+				continue
+			}
+			for k, got := range [][]float32{y.Data, dx.Data} {
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(first[k][i]) {
+						t.Fatalf("%s, %d workers, product %d: element %d differs from 1 worker's", pa.Name(), threads, k, i)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestBF16Paths: the names, IDs and twins of the bf16 paths.
+func TestBF16Paths(t *testing.T) {
+	g, err := goPath.BF16()
+	if err != nil || g != goBF16Path || g.Name() != "go-bf16" || g.ComputeDType() != "bf16" || goPath.ComputeDType() != "f32" {
+		t.Fatalf("go's twin: %v %v", g, err)
+	}
+	if id := g.ID(); id != "go 2x4 rows=go blocks=go transpose=go compute=bf16(go)" {
+		t.Errorf("ID %q", id)
+	}
+	for _, pa := range bf16Twins() {
+		if got, err := ChoosePath(pa.Name()); err != nil || got != pa {
+			t.Errorf("ChoosePath(%q): %v %v", pa.Name(), got, err)
+		}
+	}
+	for _, pa := range Paths() {
+		if pa.bf16 != nil {
+			t.Errorf("%s is among the default paths", pa.Name())
+		}
+	}
+}
