@@ -26,8 +26,40 @@ import (
 // denormal inputs and results taken as zero: VDPBF16PS's definition, which
 // the pure-Go kernel reproduces bit for bit.
 type bf16Kernel struct {
-	name string
-	fn   func(kp int, a, b *uint32, c *float32, ldc int, overwrite bool)
+	name   string // avx512bf16, amx, go
+	suffix string // of the path's name: "bf16" (avx512-bf16), "amx" (avx512-amx)
+	fn     func(kp int, a, b *uint32, c *float32, ldc int, overwrite bool)
+	// run, when set, computes one A sliver against nsl whole B slivers (C
+	// advancing nr columns each) in one call: kernels with a set-up cost.
+	run func(kp int, a, b *uint32, c *float32, ldc int, overwrite bool, nsl int)
+	// The register tile and cache blocks (0: the path's fp32 microkernel's,
+	// whose packing then is shared).
+	mr, nr, mc, kc, nc int
+	// rowsA: A slivers hold, per step of 16 pairs, each row's 16 pairs in
+	// a run ([step][row][16]: AMX's tile rows) instead of [pair][row].
+	rowsA bool
+	// kAlign pads kp with zero pairs to a multiple of it (AMX: 16).
+	kAlign int
+	// faster: measured faster than its path's fp32 kernel, so auto picks it.
+	faster bool
+}
+
+// geom is the kernel's tile and blocks, the fp32 microkernel's where unset.
+func (k *bf16Kernel) geom(mk *microKernel) (mr, nr, mc, kc, nc int) {
+	mr, nr, mc, kc, nc = k.mr, k.nr, k.mc, k.kc, k.nc
+	if mr == 0 {
+		mr, nr, mc, kc, nc = mk.mr, mk.nr, mk.mc, mk.kc, mk.nc
+	}
+	return
+}
+
+// pairs is the packed pair count for kc values of K.
+func (k *bf16Kernel) pairs(kc int) int {
+	kp := (kc + 1) / 2
+	if a := max(k.kAlign, 1); kp%a != 0 {
+		kp += a - kp%a
+	}
+	return kp
 }
 
 // toBF16DAZ rounds f to bfloat16, to nearest even, as VCVTNEPS2BF16 does: a
@@ -66,7 +98,7 @@ func dotBF16Step(acc float32, a, b uint32) float32 {
 // goBF16Kernel is the pure-Go bf16 kernel on the go path's 2×4 tile: the
 // reference for every bf16 path, and what a CPU without bf16 instructions
 // runs when bf16 is asked for (emulated, slower than its fp32 path).
-var goBF16Kernel = &bf16Kernel{name: "go", fn: gemmBF16Go2x4}
+var goBF16Kernel = &bf16Kernel{name: "go", suffix: "bf16", fn: gemmBF16Go2x4}
 
 func gemmBF16Go2x4(kp int, ap, bp *uint32, cp *float32, ldc int, overwrite bool) {
 	a := unsafe.Slice(ap, kp*2)
@@ -120,26 +152,116 @@ func storeAcc(cp *float32, ldc int, acc [][4]float32, overwrite bool) {
 }
 
 // packPairs converts w-wide fp32 slivers (kc rows of w, as packA and packB
-// leave them) into bf16 pair slivers (ceil(kc/2) rows of w uint32s), for
-// ns slivers.
-func packPairs(dst []uint32, src []float32, w, kc, ns int) {
-	kp := (kc + 1) / 2
+// leave them) into bf16 pair slivers (kp ≥ ceil(kc/2) rows of w uint32s,
+// the rows past K zero), for ns slivers.
+func packPairs(cv *bf16Conv, dst []uint32, src []float32, w, kc, kp, ns int) {
 	for s := 0; s < ns; s++ {
 		in := src[s*kc*w : (s+1)*kc*w]
 		out := dst[s*kp*w : (s+1)*kp*w]
 		q := 0
 		for ; 2*q+1 < kc; q++ {
-			lo, hi, o := in[2*q*w:(2*q+1)*w], in[(2*q+1)*w:(2*q+2)*w], out[q*w:(q+1)*w]
-			hi = hi[:len(lo)]
-			o = o[:len(lo)]
-			for j, v := range lo {
-				o[j] = uint32(toBF16DAZ(v)) | uint32(toBF16DAZ(hi[j]))<<16
-			}
+			cv.pairsTo(out[q*w:(q+1)*w], in[2*q*w:(2*q+1)*w], in[(2*q+1)*w:(2*q+2)*w])
 		}
-		if q < kp { // odd kc: the last pair's high halves are zero
+		if 2*q < kc { // odd kc: the last pair's high halves are zero
 			lo, o := in[2*q*w:(2*q+1)*w], out[q*w:(q+1)*w]
 			for j, v := range lo {
 				o[j] = uint32(toBF16DAZ(v))
+			}
+			q++
+		}
+		clear(out[q*w:])
+	}
+}
+
+// bf16Conv are a path's vectorized packing conversions (nil: Go), with
+// toBF16DAZ's bits (TestBF16Conv).
+type bf16Conv struct {
+	row   func(dst *uint16, src *float32, n int, alpha float32) // n a multiple of 16
+	pairs func(dst *uint32, lo, hi *float32, n int)              // n a multiple of 16
+	// chunks converts nchunk runs of 32 values, run t to dst + t·stride bytes.
+	chunks func(dst *uint16, src *float32, nchunk int, alpha float32, stride int)
+}
+
+// rowTo writes dst[p] = bf16(alpha·src[p]).
+func (cv *bf16Conv) rowTo(dst []uint16, src []float32, alpha float32) {
+	n := 0
+	if cv.row != nil && len(src) >= 16 {
+		n = len(src) &^ 15
+		cv.row(&dst[0], &src[0], n, alpha)
+	}
+	dst = dst[:len(src)]
+	for p := n; p < len(src); p++ {
+		dst[p] = toBF16DAZ(alpha * src[p])
+	}
+}
+
+// pairsTo writes dst[j] = bf16(lo[j]) | bf16(hi[j])<<16.
+func (cv *bf16Conv) pairsTo(dst []uint32, lo, hi []float32) {
+	n := 0
+	if cv.pairs != nil && len(lo) >= 16 {
+		n = len(lo) &^ 15
+		cv.pairs(&dst[0], &lo[0], &hi[0], n)
+	}
+	hi, dst = hi[:len(lo)], dst[:len(lo)]
+	for j := n; j < len(lo); j++ {
+		dst[j] = uint32(toBF16DAZ(lo[j])) | uint32(toBF16DAZ(hi[j]))<<16
+	}
+}
+
+// packRowsAMXFrom packs alpha·A[ic:ic+mc, pc:pc+kc] (A stored M×K) into
+// AMX's A slivers (see packRowsAMX) straight from A's rows: each row's K
+// run is already the tile row's order.
+func (ws *workspace) packRowsAMXFrom(a Mat, alpha float32, mr, ic, mc, pc, kc, kp int) {
+	cv := &ws.path.conv
+	out := unsafe.Slice((*uint16)(unsafe.Pointer(&ws.apack16[0])), 2*len(ws.apack16))
+	steps := kp / 16
+	for s := 0; s*mr < mc; s++ {
+		base := 2 * s * kp * mr
+		for i := 0; i < mr; i++ {
+			r := s*mr + i
+			if r >= mc {
+				for t := 0; t < steps; t++ {
+					clear(out[base+(t*mr+i)*32 : base+(t*mr+i+1)*32])
+				}
+				continue
+			}
+			row := a.Data[(ic+r)*a.Stride+pc:][:kc]
+			t := 0
+			if cv.chunks != nil && kc >= 32 {
+				t = kc / 32
+				cv.chunks(&out[base+i*32], &row[0], t, alpha, mr*64)
+			}
+			for ; t < steps; t++ {
+				o := out[base+(t*mr+i)*32 : base+(t*mr+i+1)*32]
+				n := max(0, min(32, kc-32*t))
+				cv.rowTo(o[:n], row[32*t:32*t+n], alpha)
+				clear(o[n:])
+			}
+		}
+	}
+}
+
+// packRowsAMX converts w-row fp32 A slivers (kc columns of w, as packA
+// leaves them) into AMX's layout: per step of 16 pairs, each row's 16 pairs
+// in a run (kp, a multiple of 16, pairs in all; past K zero).
+func packRowsAMX(dst []uint32, src []float32, w, kc, kp, ns int) {
+	for s := 0; s < ns; s++ {
+		in := src[s*kc*w : (s+1)*kc*w]
+		out := dst[s*kp*w : (s+1)*kp*w]
+		for t := 0; t < kp/16; t++ {
+			for i := 0; i < w; i++ {
+				o := out[(t*w+i)*16 : (t*w+i+1)*16]
+				for q := range o {
+					p := 2 * (16*t + q)
+					var lo, hi uint32
+					if p < kc {
+						lo = uint32(toBF16DAZ(in[p*w+i]))
+					}
+					if p+1 < kc {
+						hi = uint32(toBF16DAZ(in[(p+1)*w+i]))
+					}
+					o[q] = lo | hi<<16
+				}
 			}
 		}
 	}
@@ -157,7 +279,7 @@ func (p *Path) BF16() (*Path, error) {
 			return t, nil
 		}
 	}
-	return nil, fmt.Errorf("kernels: the %s path has no bf16 form on this CPU (it needs AVX512_BF16; the go path's is an emulation)", p.Name())
+	return nil, fmt.Errorf("kernels: the %s path has no bf16 form on this CPU (it needs AMX-BF16 or AVX512_BF16; the go path's is an emulation)", p.Name())
 }
 
 // ComputeDType is the type GemmW's products are computed in: "f32" or "bf16".
@@ -184,16 +306,23 @@ func CheckComputeDType(d string) error {
 // compute: "" or "f32" as chosen; "bf16" its bf16 twin, an error where the
 // CPU has no bf16 instructions for it (the emulation runs only where the go
 // path is asked for); "auto" the fastest path this CPU has that meets the
-// bf16 quality gates, which today is the f32 one: VDPBF16PS measured at half
-// the fp32 FMA's rate on this project's AVX512_BF16 machine (go test -bench
-// Microkernel ./kernels), so no bf16 path is faster yet.
+// bf16 quality gates: the bf16 twin where it is measured faster than fp32
+// (AMX), else the f32 path (VDPBF16PS measured at half the fp32 FMA's rate
+// on this project's AVX512_BF16 machine: go test -bench Microkernel
+// ./kernels).
 func PathFor(name, compute string) (*Path, error) {
 	if err := CheckComputeDType(compute); err != nil {
 		return nil, fmt.Errorf("kernels: compute dtype %v", err)
 	}
 	p, err := ChoosePath(name)
-	if err != nil || compute != "bf16" {
+	switch {
+	case err != nil || compute == "" || compute == "f32" || p.bf16 != nil:
 		return p, err
+	case compute == "auto":
+		if t, err := p.BF16(); err == nil && t.bf16.faster {
+			return t, nil
+		}
+		return p, nil
 	}
 	return p.BF16()
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -111,33 +112,84 @@ func TestDotBF16Step(t *testing.T) {
 	}
 }
 
-// TestBF16Kernels: each bf16 kernel gives the pure-Go kernel's bits for its
-// tile, accumulating and overwriting, for pair counts around its unrolling.
+// TestBF16Kernels: each bf16 kernel on its own tile, accumulating and
+// overwriting, for pair counts around its unrolling: the VDPBF16PS kernels
+// give the pure-Go kernel's bits; AMX, whose tiles accumulate in their own
+// order, agrees with a float64 product within fp32 accumulation's error,
+// and its many-sliver form gives its one-sliver form's bits.
 func TestBF16Kernels(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 16))
+	bfv := func() float32 { return fromBF16(toBF16DAZ(float32(r.NormFloat64()))) }
 	for _, pa := range bf16Twins() {
-		mr, nr := pa.mk.mr, pa.mk.nr
-		for _, kp := range []int{1, 2, 3, 4, 5, 7, 8, 9, 31, 128, 129} {
+		bk := pa.bf16
+		mr, nr, _, _, _ := bk.geom(pa.mk)
+		for _, kc := range []int{1, 2, 5, 9, 16, 31, 32, 33, 64, 256, 257} {
+			kp := bk.pairs(kc)
+			const nsl = 3
+			// The operands as fp32 slivers, packed as the driver packs them.
+			af := make([]float32, kc*mr)
+			bf := make([]float32, nsl*kc*nr)
+			for i := range af {
+				af[i] = bfv()
+			}
+			for i := range bf {
+				bf[i] = bfv()
+			}
 			a := make([]uint32, kp*mr)
-			b := make([]uint32, kp*nr)
-			for i := range a {
-				a[i] = uint32(toBF16DAZ(float32(r.NormFloat64()))) | uint32(toBF16DAZ(float32(r.NormFloat64())))<<16
+			b := make([]uint32, nsl*kp*nr)
+			if bk.rowsA {
+				packRowsAMX(a, af, mr, kc, kp, 1)
+			} else {
+				packPairs(&pa.conv, a, af, mr, kc, kp, 1)
 			}
-			for i := range b {
-				b[i] = uint32(toBF16DAZ(float32(r.NormFloat64()))) | uint32(toBF16DAZ(float32(r.NormFloat64())))<<16
-			}
+			packPairs(&pa.conv, b, bf, nr, kc, kp, nsl)
 			for _, over := range []bool{false, true} {
-				ldc := nr + 3
+				ldc := nsl*nr + 3
 				c := make([]float32, mr*ldc)
 				for i := range c {
 					c[i] = float32(r.NormFloat64())
 				}
-				want := append([]float32(nil), c...)
-				pa.bf16.fn(kp, &a[0], &b[0], &c[0], ldc, over)
-				gemmBF16Go(mr, nr, kp, &a[0], &b[0], &want[0], ldc, over)
-				for i := range c {
-					if math.Float32bits(c[i]) != math.Float32bits(want[i]) {
-						t.Fatalf("%s kp=%d overwrite=%v: C[%d] = %g, want %g", pa.bf16.name, kp, over, i, c[i], want[i])
+				c0 := append([]float32(nil), c...)
+				for s := 0; s < nsl; s++ {
+					bk.fn(kp, &a[0], &b[s*kp*nr], &c[s*nr], ldc, over)
+				}
+				name := fmt.Sprintf("%s kc=%d overwrite=%v", bk.name, kc, over)
+				if bk.run != nil {
+					cr := append([]float32(nil), c0...)
+					bk.run(kp, &a[0], &b[0], &cr[0], ldc, over, nsl)
+					for i := range c {
+						if math.Float32bits(c[i]) != math.Float32bits(cr[i]) {
+							t.Fatalf("%s: %d slivers in one call: C[%d] = %g, one at a time %g", name, nsl, i, cr[i], c[i])
+						}
+					}
+				}
+				if !bk.rowsA {
+					want := append([]float32(nil), c0...)
+					for s := 0; s < nsl; s++ {
+						gemmBF16Go(mr, nr, kp, &a[0], &b[s*kp*nr], &want[s*nr], ldc, over)
+					}
+					for i := range c {
+						if math.Float32bits(c[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("%s: C[%d] = %g, want %g", name, i, c[i], want[i])
+						}
+					}
+					continue
+				}
+				for i := 0; i < mr; i++ {
+					for j := 0; j < nsl*nr; j++ {
+						s, jj := j/nr, j%nr
+						var exact, mag float64
+						for p := 0; p < kc; p++ {
+							v := float64(af[p*mr+i]) * float64(bf[(s*kc+p)*nr+jj])
+							exact, mag = exact+v, mag+math.Abs(v)
+						}
+						want := exact
+						if !over {
+							want += float64(c0[i*ldc+j])
+						}
+						if d := math.Abs(float64(c[i*ldc+j]) - want); d > 1e-6*float64(kc+2)*(mag+math.Abs(want)) {
+							t.Fatalf("%s: C[%d,%d] = %g, want %g", name, i, j, c[i*ldc+j], want)
+						}
 					}
 				}
 			}
@@ -148,9 +200,9 @@ func TestBF16Kernels(t *testing.T) {
 // TestGemmWBF16: GemmW on every bf16 path and weight format, forward and
 // backward, with edges (odd K, partial tiles, several K blocks), against a
 // float64 product of the bf16-rounded operands (the rounding bf16 compute
-// defines), within fp32 accumulation's error; every bf16 path gives the
-// go-bf16 path's bits; and the product is within bf16's own error of the
-// fp32 one.
+// defines), within fp32 accumulation's error; every VDPBF16PS path gives
+// the go-bf16 path's bits; and the product is within bf16's own error of
+// the fp32 one.
 func TestGemmWBF16(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 16))
 	shapes := [][3]int{{1, 1, 1}, {7, 33, 29}, {13, 64, 64}, {33, 96, 172}, {129, 100, 301}, {5, 257, 129}, {40, 31, 520}, {3, 4400, 9}}
@@ -180,7 +232,7 @@ func TestGemmWBF16(t *testing.T) {
 					f32.GemmW(cf, 0.5, x, NoTrans, w, tw, 1)
 					name := fmt.Sprintf("%s %s W %d×%d op %v, M=%d", p.Path().Name(), f, rows, cols, tw, m)
 					for i := range c.Data {
-						if math.Float32bits(c.Data[i]) != math.Float32bits(cr.Data[i]) {
+						if !p.Path().bf16.rowsA && math.Float32bits(c.Data[i]) != math.Float32bits(cr.Data[i]) {
 							t.Fatalf("%s: C[%d] = %g, go-bf16 gives %g", name, i, c.Data[i], cr.Data[i])
 						}
 					}
@@ -208,6 +260,62 @@ func TestGemmWBF16(t *testing.T) {
 							_ = full
 						}
 					}
+				}
+			}
+		}
+	}
+}
+
+// TestBF16Conv: every bf16 path's packing conversions give toBF16DAZ's
+// bits (random bit patterns: NaNs, infinities, denormals, ties), at lengths
+// around the vector width; and AMX's A packing straight from the rows
+// equals packing through the fp32 sliver.
+func TestBF16Conv(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 16))
+	src := make([]float32, 301)
+	hi := make([]float32, 301)
+	for i := range src {
+		src[i], hi[i] = math.Float32frombits(r.Uint32()), math.Float32frombits(r.Uint32())
+		if i%5 == 0 {
+			src[i] = float32(r.NormFloat64())
+		}
+	}
+	src[3], src[4], src[5] = math.Float32frombits(0x3f808000), math.Float32frombits(0x00000001), float32(math.Inf(-1))
+	for _, pa := range bf16Twins() {
+		cv := &pa.conv
+		for _, n := range []int{0, 1, 15, 16, 17, 32, 301} {
+			for _, alpha := range []float32{1, -0.5} {
+				got := make([]uint16, n)
+				cv.rowTo(got, src[:n], alpha)
+				for p := range got {
+					if want := toBF16DAZ(alpha * src[p]); got[p] != want {
+						t.Fatalf("%s row n=%d alpha=%g: [%d] %#x → %#x, want %#x", pa.Name(), n, alpha, p, math.Float32bits(src[p]), got[p], want)
+					}
+				}
+			}
+			got := make([]uint32, n)
+			cv.pairsTo(got, src[:n], hi[:n])
+			for j := range got {
+				if want := uint32(toBF16DAZ(src[j])) | uint32(toBF16DAZ(hi[j]))<<16; got[j] != want {
+					t.Fatalf("%s pairs n=%d: [%d] %#x, want %#x", pa.Name(), n, j, got[j], want)
+				}
+			}
+		}
+		if !pa.bf16.rowsA {
+			continue
+		}
+		for _, kc := range []int{1, 31, 32, 33, 100, 256} {
+			const mr, mc = 32, 45
+			a := randMat(r, 60, 300, 301)
+			ws := newWorkspace(pa)
+			kp := pa.bf16.pairs(kc)
+			ws.packRowsAMXFrom(a, 0.5, mr, 7, mc, 3, kc, kp)
+			direct := append([]uint32(nil), ws.apack16[:2*kp*mr]...)
+			ws.packA(a, NoTrans, 0.5, mr, 7, mc, 3, kc)
+			packRowsAMX(ws.apack16, ws.apack, mr, kc, kp, 2)
+			for i, v := range direct {
+				if ws.apack16[i] != v {
+					t.Fatalf("%s kc=%d: packed straight from the rows, [%d] = %#x; through the sliver %#x", pa.Name(), kc, i, v, ws.apack16[i])
 				}
 			}
 		}
@@ -261,6 +369,45 @@ func TestBF16Paths(t *testing.T) {
 	for _, pa := range Paths() {
 		if pa.bf16 != nil {
 			t.Errorf("%s is among the default paths", pa.Name())
+		}
+	}
+}
+
+// TestBF16Concurrent: bf16 products on many goroutines at once (pools of
+// their own, the garbage collector and the scheduler's preemption signals
+// running meanwhile: tile state lives within one kernel call) give the
+// bits one goroutine alone gives.
+func TestBF16Concurrent(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 16))
+	w := Quantize(Q8_0, 200, 320, randMat(r, 200, 320, 320).Data)
+	x := randMat(r, 70, 320, 320)
+	for _, pa := range bf16Twins() {
+		want := NewMat(70, 200)
+		NewPoolOn(1, pa).GemmW(want, 1, x, NoTrans, w, Trans, 0)
+		errs := make(chan error, 8)
+		for g := 0; g < 8; g++ {
+			go func() {
+				p := NewPoolOn(1+g%2, pa)
+				y := NewMat(70, 200)
+				for it := 0; it < 30; it++ {
+					p.GemmW(y, 1, x, NoTrans, w, Trans, 0)
+					for i := range y.Data {
+						if math.Float32bits(y.Data[i]) != math.Float32bits(want.Data[i]) {
+							errs <- fmt.Errorf("%s, goroutine %d, round %d: element %d differs", pa.Name(), g, it, i)
+							return
+						}
+					}
+					if it%10 == 0 {
+						runtime.GC()
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for g := 0; g < 8; g++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

@@ -281,18 +281,25 @@ type workspace struct {
 
 func newWorkspace(p *Path) *workspace {
 	k := p.mk
+	mr, nr, mc, kc, nc := k.mr, k.nr, k.mc, k.kc, k.nc
+	if p.bf16 != nil { // room for both geometries
+		bmr, bnr, bmc, bkc, bnc := p.bf16.geom(k)
+		mr, nr, mc, kc, nc = max(mr, bmr), max(nr, bnr), max(mc, bmc), max(kc, bkc), max(nc, bnc)
+	}
 	ws := &workspace{
 		path:  p,
-		apack: make([]float32, k.mc*k.kc),
-		bpack: make([]float32, k.kc*k.nc),
-		tmp:   make([]float32, max(k.nr*(k.kc+2*maxBlock), k.nc+2*maxBlock)),
-		rows:  make([][]float32, k.nr),
-		arows: make([][]float32, k.mr),
-		tile:  make([]float32, k.mr*k.nr),
+		apack: make([]float32, mc*kc),
+		bpack: make([]float32, kc*nc),
+		tmp:   make([]float32, max(nr*(kc+2*maxBlock), nc+2*maxBlock)),
+		rows:  make([][]float32, nr),
+		arows: make([][]float32, mr),
+		tile:  make([]float32, mr*nr),
 	}
 	if p.bf16 != nil {
-		ws.apack16 = make([]uint32, k.mc*(k.kc+1)/2)
-		ws.bpack16 = make([]uint32, (k.kc+1)/2*k.nc)
+		_, _, bmc, bkc, bnc := p.bf16.geom(k)
+		kp := p.bf16.pairs(bkc)
+		ws.apack16 = make([]uint32, bmc*kp)
+		ws.bpack16 = make([]uint32, kp*bnc)
 	}
 	return ws
 }
@@ -313,11 +320,14 @@ func (ws *workspace) run(g *gemmArgs, i0, i1, j0, j1 int) {
 	if g.beta != 0 {
 		scaleBlock(g.c, ci0, ci1, cj0, cj1, g.beta)
 	}
-	mr, nr := mk.mr, mk.nr
+	mr, nr, mcMax, kcMax, ncMax := mk.mr, mk.nr, mk.mc, mk.kc, mk.nc
+	if g.bf16 {
+		mr, nr, mcMax, kcMax, ncMax = ws.path.bf16.geom(mk)
+	}
 	ldc := g.c.Stride
-	kcb := balancedKC(mk.kc, g.k)
-	mcb := balancedMC(mk.mc, mr, i1-i0)
-	ncb := balancedNC(mk.nc, nr, j1-j0)
+	kcb := balancedKC(kcMax, g.k)
+	mcb := balancedMC(mcMax, mr, i1-i0)
+	ncb := balancedNC(ncMax, nr, j1-j0)
 	for jc := j0; jc < j1; jc += ncb {
 		nc := min(ncb, j1-jc)
 		for pc := 0; pc < g.k; pc += kcb {
@@ -325,15 +335,15 @@ func (ws *workspace) run(g *gemmArgs, i0, i1, j0, j1 int) {
 			over := pc == 0 && g.beta == 0
 			ws.packB(g, nr, pc, kc, jc, nc)
 			if g.bf16 {
-				packPairs(ws.bpack16, ws.bpack, nr, kc, (nc+nr-1)/nr)
+				packPairs(&ws.path.conv, ws.bpack16, ws.bpack, nr, kc, ws.path.bf16.pairs(kc), (nc+nr-1)/nr)
 			}
 			for ic := i0; ic < i1; ic += mcb {
 				mc := min(mcb, i1-ic)
-				ws.packA(g.a, g.ta, g.alpha, mr, ic, mc, pc, kc)
 				if g.bf16 {
-					ws.tilesBF16(g, ic, mc, jc, nc, kc, over)
+					ws.tilesBF16(g, ic, mc, jc, nc, pc, kc, over)
 					continue
 				}
+				ws.packA(g.a, g.ta, g.alpha, mr, ic, mc, pc, kc)
 				// Each A micro-panel (mr×kc) stays in L1 while the B panel streams
 				// from L2 past it, and C is written a row of tiles at a time,
 				// along its rows: measured faster on every benchmark shape than
@@ -367,23 +377,39 @@ func (ws *workspace) run(g *gemmArgs, i0, i1, j0, j1 int) {
 // tilesBF16 is run's inner loops for a bf16 product: the packed A block
 // (mc rows from ic) against the packed B panel (nc columns from jc), both
 // as bf16 pairs.
-func (ws *workspace) tilesBF16(g *gemmArgs, ic, mc, jc, nc, kc int, over bool) {
-	mk, fn := ws.path.mk, ws.path.bf16.fn
-	mr, nr := mk.mr, mk.nr
-	kp := (kc + 1) / 2
-	packPairs(ws.apack16, ws.apack, mr, kc, (mc+mr-1)/mr)
+func (ws *workspace) tilesBF16(g *gemmArgs, ic, mc, jc, nc, pc, kc int, over bool) {
+	bk := ws.path.bf16
+	mr, nr, _, _, _ := bk.geom(ws.path.mk)
+	kp := bk.pairs(kc)
+	switch {
+	case bk.rowsA && g.ta == NoTrans: // A's rows are already runs along K
+		ws.packRowsAMXFrom(g.a, g.alpha, mr, ic, mc, pc, kc, kp)
+	case bk.rowsA:
+		ws.packA(g.a, g.ta, g.alpha, mr, ic, mc, pc, kc)
+		packRowsAMX(ws.apack16, ws.apack, mr, kc, kp, (mc+mr-1)/mr)
+	default:
+		ws.packA(g.a, g.ta, g.alpha, mr, ic, mc, pc, kc)
+		packPairs(&ws.path.conv, ws.apack16, ws.apack, mr, kc, kp, (mc+mr-1)/mr)
+	}
 	ldc := g.c.Stride
 	for ir := 0; ir < mc; ir += mr {
 		mrr := min(mr, mc-ir)
 		ap := ws.apack16[(ir/mr)*kp*mr:]
-		for jr := 0; jr < nc; jr += nr {
+		jr := 0
+		if bk.run != nil && mrr == mr && !g.transC && nc >= nr {
+			// The whole slivers in one call; the last, partial one below.
+			n := nc / nr
+			bk.run(kp, &ap[0], &ws.bpack16[0], &g.c.Data[(ic+ir)*ldc+jc], ldc, over, n)
+			jr = n * nr
+		}
+		for ; jr < nc; jr += nr {
 			nrr := min(nr, nc-jr)
 			bp := ws.bpack16[(jr/nr)*kp*nr:]
 			if mrr == mr && nrr == nr && !g.transC {
-				fn(kp, &ap[0], &bp[0], &g.c.Data[(ic+ir)*ldc+jc+jr], ldc, over)
+				bk.fn(kp, &ap[0], &bp[0], &g.c.Data[(ic+ir)*ldc+jc+jr], ldc, over)
 				continue
 			}
-			fn(kp, &ap[0], &bp[0], &ws.tile[0], nr, true)
+			bk.fn(kp, &ap[0], &bp[0], &ws.tile[0], nr, true)
 			if g.transC {
 				storeTileT(g.c, ws.tile, nr, ic+ir, jc+jr, mrr, nrr, over)
 				continue

@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -43,13 +44,52 @@ func gemmBF16AVX512(kp int, a, b *uint32, c *float32, ldc int, overwrite bool)
 // (VDPBF16PS, AVX512_BF16).
 var avx512BF16Path = func() *Path {
 	p := *avx512Path
-	p.bf16 = &bf16Kernel{name: "avx512bf16", fn: gemmBF16AVX512}
+	p.bf16 = &bf16Kernel{name: "avx512bf16", suffix: "bf16", fn: gemmBF16AVX512}
+	p.conv = avx512Conv
 	return &p
 }()
+
+//go:noescape
+func bf16RowAVX512(dst *uint16, src *float32, n int, alpha float32)
+
+//go:noescape
+func bf16PairsAVX512(dst *uint32, lo, hi *float32, n int)
+
+//go:noescape
+func bf16ChunksAVX512(dst *uint16, src *float32, nchunk int, alpha float32, stride int)
+
+var avx512Conv = bf16Conv{row: bf16RowAVX512, pairs: bf16PairsAVX512, chunks: bf16ChunksAVX512}
+
+//go:noescape
+func gemmBF16AMX(kp int, a, b *uint32, c *float32, ldc int, overwrite bool, nsl int)
+
+// avx512AMXPath is the AVX-512 path with GemmW's products on the AMX tiles
+// (TDPBF16PS): 32×32 blocks of C from four 16×16 tiles, one A sliver
+// against a whole B panel per call (the tile configuration costs about
+// 50 ns each time).
+var avx512AMXPath = func() *Path {
+	p := *avx512Path
+	p.bf16 = &bf16Kernel{name: "amx", suffix: "amx", mr: 32, nr: 32, mc: 256, kc: 256, nc: 2048, rowsA: true, kAlign: 16, faster: true,
+		run: gemmBF16AMX,
+		fn: func(kp int, a, b *uint32, c *float32, ldc int, overwrite bool) {
+			gemmBF16AMX(kp, a, b, c, ldc, overwrite, 1)
+		}}
+	p.conv = avx512Conv
+	return &p
+}()
+
+var (
+	amxOnce sync.Once
+	amxOK   bool
+)
 
 // bf16Twins are the bf16 paths this CPU can run, best first.
 func bf16Twins() []*Path {
 	var ps []*Path
+	amxOnce.Do(func() { amxOK = cpu.X86.HasAVX512F && cpu.X86.HasAMXTile && cpu.X86.HasAMXBF16 && amxPermit() })
+	if amxOK {
+		ps = append(ps, avx512AMXPath)
+	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BF16 {
 		ps = append(ps, avx512BF16Path)
 	}

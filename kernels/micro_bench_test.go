@@ -34,12 +34,12 @@ func BenchmarkMicrokernel(b *testing.B) {
 // slivers (kc = 256 values of K: 128 pairs), against BenchmarkMicrokernel.
 func BenchmarkMicrokernelBF16(b *testing.B) {
 	for _, pa := range bf16Twins() {
-		mk := pa.mk
+		mr, nr, _, kc, _ := pa.bf16.geom(pa.mk)
 		b.Run(pa.bf16.name, func(b *testing.B) {
-			kp := mk.kc / 2
-			a := make([]uint32, mk.mr*kp)
-			bb := make([]uint32, mk.nr*kp)
-			c := make([]float32, mk.mr*mk.nr)
+			kp := kc / 2
+			a := make([]uint32, mr*kp)
+			bb := make([]uint32, nr*kp)
+			c := make([]float32, mr*nr)
 			for i := range a {
 				a[i] = 0x3c003c00 + uint32(i%7)
 			}
@@ -48,9 +48,9 @@ func BenchmarkMicrokernelBF16(b *testing.B) {
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				pa.bf16.fn(kp, &a[0], &bb[0], &c[0], mk.nr, false)
+				pa.bf16.fn(kp, &a[0], &bb[0], &c[0], nr, false)
 			}
-			b.ReportMetric(2*float64(mk.mr*mk.nr*2*kp)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+			b.ReportMetric(2*float64(mr*nr*2*kp)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
 		})
 	}
 }
@@ -63,9 +63,13 @@ func BenchmarkPackPairs(b *testing.B) {
 		src[i] = float32(i%97) * 0.37
 	}
 	dst := make([]uint32, 128*32*16)
-	b.SetBytes(int64(len(src) * 4))
-	for i := 0; i < b.N; i++ {
-		packPairs(dst, src, 32, 256, 16)
+	for _, pa := range bf16Twins() {
+		b.Run(pa.Name(), func(b *testing.B) {
+			b.SetBytes(int64(len(src) * 4))
+			for i := 0; i < b.N; i++ {
+				packPairs(&pa.conv, dst, src, 32, 256, 128, 16)
+			}
+		})
 	}
 }
 

@@ -22,8 +22,10 @@ type Path struct {
 	// simd names the instruction set of the vectorized pieces ("avx512");
 	// pieces left nil run in pure Go.
 	simd string
-	// bf16, when set, computes GemmW's products in bf16 (see bf16.go).
+	// bf16, when set, computes GemmW's products in bf16 (see bf16.go),
+	// packing through conv.
 	bf16 *bf16Kernel
+	conv bf16Conv
 }
 
 // rowKernels are the vectorized row kernels of a path; nil members run in Go.
@@ -50,10 +52,10 @@ type transposeFn func(dst []float32, rows [][]float32, w int, alpha float32) int
 var goPath = &Path{mk: goKernel}
 
 // Name is the path's name: its microkernel's (avx512, avx2, neon, go),
-// with "-bf16" for a path computing GemmW in bf16.
+// with "-bf16" or "-amx" for a path computing GemmW in bf16.
 func (p *Path) Name() string {
 	if p.bf16 != nil {
-		return p.mk.name + "-bf16"
+		return p.mk.name + "-" + p.bf16.suffix
 	}
 	return p.mk.name
 }

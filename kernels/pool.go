@@ -148,6 +148,7 @@ func (p *Pool) run(args gemmArgs) {
 	mr, nr := p.mk.mr, p.mk.nr
 	if g.bf16 {
 		g.swapNarrow(p.mk.nr) // the packed form only
+		mr, nr, _, _, _ = p.path.bf16.geom(p.mk)
 	} else if g.useGemv(p.mk) {
 		g.gemv, p.lastGemv = true, true
 		mr, nr = 1, 8

@@ -35,6 +35,8 @@ func main() {
 	write(filepath.Join(dir, "decode_avx512_amd64.s"), decodeAVX512())
 	write(filepath.Join(dir, "transpose_avx512_amd64.s"), transposeAVX512())
 	write(filepath.Join(dir, "gemm_bf16_avx512_amd64.s"), bf16AVX512())
+	write(filepath.Join(dir, "gemm_bf16_amx_amd64.s"), bf16AMX())
+	write(filepath.Join(dir, "bf16conv_avx512_amd64.s"), bf16ConvAVX512())
 	write(filepath.Join(dir, "gemm_avx2_amd64.s"), x86("gemmAVX2", "Y", 6, 2, 32, "!noasm", 0))
 	write(filepath.Join(dir, "gemm_neon_arm64.s"), neon("gemmNEON", 8, 3))
 }
@@ -1186,6 +1188,275 @@ func bf16AVX512() []byte {
 			a.l("ADDQ R8, DX")
 		}
 	}
+	a.l("VZEROUPPER")
+	a.l("RET")
+	return a.Bytes()
+}
+
+// vex3 is a three-byte VEX prefix for map 0F38, 128-bit, W0: R, X, B are the
+// high bits of ModRM.reg, the SIB index and the base; vvvv a register or 0;
+// pp 0 (none), 1 (66), 2 (F3), 3 (F2).
+func vex3(r, x, b, vvvv, pp int) []byte {
+	inv := func(v int) byte { return byte(^v & 1) }
+	return []byte{0xc4, inv(r)<<7 | inv(x)<<6 | inv(b)<<5 | 0b00010, byte(^vvvv&15)<<3 | byte(pp)}
+}
+
+// amxSIB encodes an AMX tile load or store, op tmm, [base + index·1 + disp]
+// (TILELOADD: pp F2; TILESTORED: pp F3; opcode 4B).
+func amxSIB(pp, tmm, base, index, disp int) []byte {
+	out := append(vex3(0, index>>3, base>>3, 0, pp), 0x4b)
+	mod := 0b10
+	switch {
+	case disp == 0 && base&7 != 5:
+		mod = 0
+	case disp >= -128 && disp <= 127:
+		mod = 0b01
+	}
+	out = append(out, byte(mod<<6|(tmm&7)<<3|0b100), byte((index&7)<<3|base&7))
+	switch mod {
+	case 0b01:
+		out = append(out, byte(int8(disp)))
+	case 0b10:
+		out = append(out, byte(disp), byte(disp>>8), byte(disp>>16), byte(disp>>24))
+	}
+	return out
+}
+
+func tileLoad(tmm, base, index, disp int) []byte  { return amxSIB(3, tmm, base, index, disp) }
+func tileStore(tmm, base, index, disp int) []byte { return amxSIB(2, tmm, base, index, disp) }
+
+// tdpbf16ps is TDPBF16PS tmm(dst) += tmm(a)·tmm(b).
+func tdpbf16ps(dst, a, b int) []byte {
+	return append(vex3(0, 0, 0, b, 2), 0x5c, byte(0b11<<6|dst<<3|a))
+}
+
+func tileZero(tmm int) []byte { return append(vex3(0, 0, 0, 0, 3), 0x49, byte(0b11<<6|tmm<<3)) }
+
+// ldtilecfg is LDTILECFG [base] (base not SP, BP, R12 or R13: no SIB, no displacement).
+func ldtilecfg(base int) []byte { return append(vex3(0, 0, base>>3, 0, 0), 0x49, byte(base&7)) }
+
+func tileRelease() []byte { return append(vex3(0, 0, 0, 0, 0), 0x49, 0xc0) }
+
+// Go's register numbers in x86 encodings.
+const (
+	rAX, rCX, rDX, rBX, rSP, rBP, rSI, rDI = 0, 1, 2, 3, 4, 5, 6, 7
+	r8, r9, r10, r11, r12, r13             = 8, 9, 10, 11, 12, 13
+)
+
+// bf16AMX emits the AMX-BF16 kernel: one 32-row A sliver against nsl
+// 32-column B slivers (kp pairs of K, a multiple of 16), each 32×32 block of
+// C from four 16×16 fp32 tiles (tmm0..3) that start at zero, over A's two
+// row tiles (tmm4, tmm5: 16 rows × 16 pairs, [k step][row][16 pairs]) and
+// B's two column tiles (tmm6, tmm7: 16 pairs × 16 columns, read from the
+// 32-column pair rows with a stride of 128 bytes). Then C = acc (tiles
+// stored into C) or C += acc (through a 4 KiB scratch in the frame), as
+// every other kernel stores. The tile configuration is loaded and released
+// in each call, so no tile state outlives it.
+func bf16AMX() []byte {
+	var a asm
+	fileHeader(&a, "amd64 && !noasm")
+	fmt.Fprintln(&a)
+	fmt.Fprintln(&a, "// The tile configuration: palette 1, tiles 0..7 of 16 rows × 64 bytes.")
+	var cfg [64]byte
+	cfg[0] = 1
+	for t := 0; t < 8; t++ {
+		cfg[16+2*t] = 64
+		cfg[48+t] = 16
+	}
+	for off := 0; off < 64; off += 8 {
+		var v uint64
+		for i := 7; i >= 0; i-- {
+			v = v<<8 | uint64(cfg[off+i])
+		}
+		fmt.Fprintf(&a, "DATA ·amxTileConfig+%d(SB)/8, $0x%016x\n", off, v)
+	}
+	fmt.Fprintln(&a, "GLOBL ·amxTileConfig(SB), RODATA|NOPTR, $64")
+	fmt.Fprintln(&a)
+	fmt.Fprintln(&a, "// func gemmBF16AMX(kp int, a, b *uint32, c *float32, ldc int, overwrite bool, nsl int)")
+	fmt.Fprintln(&a, "// C[0:32, 0:32·nsl] += A·B (or = A·B when overwrite) over kp pairs of K (a multiple of 16); ldc in elements.")
+	fmt.Fprintln(&a, "TEXT ·gemmBF16AMX(SB), 0, $4096-56")
+	b := func(enc []byte, comment string) { a.l("%s", bytesLine(enc, comment)) }
+	a.l("MOVQ kp+0(FP), R13")
+	a.l("SHRQ $4, R13") // k steps of 16 pairs
+	a.l("MOVQ a+8(FP), SI")
+	a.l("MOVQ b+16(FP), DI")
+	a.l("MOVQ c+24(FP), DX")
+	a.l("MOVQ ldc+32(FP), R8")
+	a.l("SHLQ $2, R8")
+	a.l("MOVQ nsl+48(FP), BX")
+	a.l("MOVQ $64, R10")  // A tile rows: 16 pairs
+	a.l("MOVQ $128, R11") // B pair rows of 32 columns; the scratch's rows
+	a.l("MOVQ SP, R9")    // the scratch: the frame
+	a.l("LEAQ ·amxTileConfig(SB), AX")
+	b(ldtilecfg(rAX), "LDTILECFG (AX)")
+	a.label("sliver")
+	for t := 0; t < 4; t++ {
+		b(tileZero(t), fmt.Sprintf("TILEZERO TMM%d", t))
+	}
+	a.l("MOVQ SI, AX")
+	a.l("MOVQ R13, CX")
+	a.label("kloop")
+	b(tileLoad(4, rAX, r10, 0), "TILELOADD (AX)(R10*1), TMM4")
+	b(tileLoad(5, rAX, r10, 1024), "TILELOADD 1024(AX)(R10*1), TMM5")
+	b(tileLoad(6, rDI, r11, 0), "TILELOADD (DI)(R11*1), TMM6")
+	b(tileLoad(7, rDI, r11, 64), "TILELOADD 64(DI)(R11*1), TMM7")
+	b(tdpbf16ps(0, 4, 6), "TDPBF16PS TMM6, TMM4, TMM0")
+	b(tdpbf16ps(1, 4, 7), "TDPBF16PS TMM7, TMM4, TMM1")
+	b(tdpbf16ps(2, 5, 6), "TDPBF16PS TMM6, TMM5, TMM2")
+	b(tdpbf16ps(3, 5, 7), "TDPBF16PS TMM7, TMM5, TMM3")
+	a.l("ADDQ $2048, AX")
+	a.l("ADDQ $2048, DI")
+	a.l("DECQ CX")
+	a.l("JNE kloop")
+	a.l("MOVBQZX overwrite+40(FP), R12")
+	a.l("TESTQ R12, R12")
+	a.l("JEQ add")
+	// C = acc: the tiles go straight to C.
+	a.l("MOVQ R8, R12")
+	a.l("SHLQ $4, R12")
+	a.l("ADDQ DX, R12") // row 16
+	b(tileStore(0, rDX, r8, 0), "TILESTORED TMM0, (DX)(R8*1)")
+	b(tileStore(1, rDX, r8, 64), "TILESTORED TMM1, 64(DX)(R8*1)")
+	b(tileStore(2, r12, r8, 0), "TILESTORED TMM2, (R12)(R8*1)")
+	b(tileStore(3, r12, r8, 64), "TILESTORED TMM3, 64(R12)(R8*1)")
+	a.l("JMP next")
+	a.label("add")
+	b(tileStore(0, r9, r11, 0), "TILESTORED TMM0, (R9)(R11*1)")
+	b(tileStore(1, r9, r11, 64), "TILESTORED TMM1, 64(R9)(R11*1)")
+	b(tileStore(2, r9, r11, 2048), "TILESTORED TMM2, 2048(R9)(R11*1)")
+	b(tileStore(3, r9, r11, 2112), "TILESTORED TMM3, 2112(R9)(R11*1)")
+	a.l("MOVQ DX, R12")
+	for i := 0; i < 32; i++ {
+		for v := 0; v < 2; v++ {
+			a.l("VMOVUPS %d(R9), Z%d", i*128+v*64, v)
+			a.l("VADDPS %d(R12), Z%d, Z%d", v*64, v, v)
+			a.l("VMOVUPS Z%d, %d(R12)", v, v*64)
+		}
+		if i < 31 {
+			a.l("ADDQ R8, R12")
+		}
+	}
+	a.label("next")
+	a.l("ADDQ $128, DX")
+	a.l("DECQ BX")
+	a.l("JNE sliver")
+	b(tileRelease(), "TILERELEASE")
+	a.l("VZEROUPPER")
+	a.l("RET")
+	return a.Bytes()
+}
+
+// bf16ConvAVX512 emits the packing conversions of the bf16 paths (the Go
+// toBF16DAZ's bits: round to nearest even; NaN stays a quiet NaN; a
+// denormal becomes a zero of its sign), 16 values a step:
+//
+//	bf16RowAVX512(dst *uint16, src *float32, n int, alpha float32)  dst[p] = bf16(alpha·src[p]), n a multiple of 16
+//	bf16ChunksAVX512(dst *uint16, src *float32, nchunk int, alpha float32, stride int)
+//	                                                                 32 values a chunk, chunk t to dst + t·stride bytes
+//	bf16PairsAVX512(dst *uint32, lo, hi *float32, n int)             dst[j] = bf16(lo[j]) | bf16(hi[j])<<16
+//
+// A value x (bits u in Z0) becomes, in Z0 (as a dword, the bf16 in the low
+// half): (u + 0x7fff + (u>>16 & 1)) >> 16 where the exponent is non-zero,
+// (u>>16) | 0x40 where x is NaN, (u>>16) & 0x8000 where it is zero or
+// denormal. Constants: Z28 = 1, Z29 = 0x7fff, Z30 = 0x7f800000, Z31 = 0x8000,
+// Z27 = 0x40.
+func bf16ConvAVX512() []byte {
+	var a asm
+	fileHeader(&a, "amd64 && !noasm")
+	consts := func() {
+		for _, c := range []struct {
+			v uint32
+			z int
+		}{{1, 28}, {0x7fff, 29}, {0x7f800000, 30}, {0x8000, 31}, {0x40, 27}} {
+			a.l("MOVL $0x%x, AX", c.v)
+			a.l("VPBROADCASTD AX, Z%d", c.z)
+		}
+	}
+	// round converts Z(x) in place; uses Z(t1), Z(t2), K1, K2.
+	round := func(x, t1, t2 int) {
+		a.l("VPSRLD $16, Z%d, Z%d", x, t1)     // u>>16
+		a.l("VPANDD Z28, Z%d, Z%d", t1, t2)    // lsb
+		a.l("VPADDD Z29, Z%d, Z%d", t2, t2)    // 0x7fff + lsb
+		a.l("VPADDD Z%d, Z%d, Z%d", x, t2, t2) // u + …
+		a.l("VPSRLD $16, Z%d, Z%d", t2, t2)    // rounded
+		a.l("VCMPPS $3, Z%d, Z%d, K1", x, x)   // NaN lanes (unordered)
+		a.l("VPTESTMD Z30, Z%d, K2", x)        // lanes with a non-zero exponent
+		a.l("VPANDD Z31, Z%d, Z%d", t1, x)     // signed zero
+		a.l("VMOVDQA32 Z%d, K2, Z%d", t2, x)   // rounded where normal (or Inf, NaN)
+		a.l("VPORD Z27, Z%d, Z%d", t1, t1)     // quiet NaN
+		a.l("VMOVDQA32 Z%d, K1, Z%d", t1, x)   // NaN where NaN
+	}
+	fmt.Fprintf(&a, "\n// func bf16RowAVX512(dst *uint16, src *float32, n int, alpha float32)\nTEXT ·bf16RowAVX512(SB), NOSPLIT, $0-28\n")
+	a.l("MOVQ dst+0(FP), DI")
+	a.l("MOVQ src+8(FP), SI")
+	a.l("MOVQ n+16(FP), CX")
+	a.l("VBROADCASTSS alpha+24(FP), Z26")
+	consts()
+	a.l("SHRQ $4, CX")
+	a.l("JEQ rowdone")
+	a.label("rowloop")
+	a.l("VMULPS (SI), Z26, Z0")
+	round(0, 1, 2)
+	a.l("VPMOVDW Z0, Y0")
+	a.l("VMOVDQU Y0, (DI)")
+	a.l("ADDQ $64, SI")
+	a.l("ADDQ $32, DI")
+	a.l("DECQ CX")
+	a.l("JNE rowloop")
+	a.label("rowdone")
+	a.l("VZEROUPPER")
+	a.l("RET")
+
+	// AMX's A tile rows: chunks of 32 values of one row of A, each to its
+	// own tile row stride bytes apart.
+	fmt.Fprintf(&a, "\n// func bf16ChunksAVX512(dst *uint16, src *float32, nchunk int, alpha float32, stride int)\nTEXT ·bf16ChunksAVX512(SB), NOSPLIT, $0-40\n")
+	a.l("MOVQ dst+0(FP), DI")
+	a.l("MOVQ src+8(FP), SI")
+	a.l("MOVQ nchunk+16(FP), CX")
+	a.l("VBROADCASTSS alpha+24(FP), Z26")
+	a.l("MOVQ stride+32(FP), R8")
+	consts()
+	a.l("TESTQ CX, CX")
+	a.l("JEQ chunksdone")
+	a.label("chunksloop")
+	a.l("VMULPS (SI), Z26, Z0")
+	a.l("VMULPS 64(SI), Z26, Z3")
+	round(0, 1, 2)
+	round(3, 4, 5)
+	a.l("VPMOVDW Z0, Y0")
+	a.l("VPMOVDW Z3, Y3")
+	a.l("VMOVDQU Y0, (DI)")
+	a.l("VMOVDQU Y3, 32(DI)")
+	a.l("ADDQ $128, SI")
+	a.l("ADDQ R8, DI")
+	a.l("DECQ CX")
+	a.l("JNE chunksloop")
+	a.label("chunksdone")
+	a.l("VZEROUPPER")
+	a.l("RET")
+
+	fmt.Fprintf(&a, "\n// func bf16PairsAVX512(dst *uint32, lo, hi *float32, n int)\nTEXT ·bf16PairsAVX512(SB), NOSPLIT, $0-32\n")
+	a.l("MOVQ dst+0(FP), DI")
+	a.l("MOVQ lo+8(FP), SI")
+	a.l("MOVQ hi+16(FP), DX")
+	a.l("MOVQ n+24(FP), CX")
+	consts()
+	a.l("SHRQ $4, CX")
+	a.l("JEQ pairsdone")
+	a.label("pairsloop")
+	a.l("VMOVUPS (SI), Z0")
+	a.l("VMOVUPS (DX), Z3")
+	round(0, 1, 2)
+	round(3, 4, 5)
+	a.l("VPSLLD $16, Z3, Z3")
+	a.l("VPORD Z3, Z0, Z0")
+	a.l("VMOVDQU32 Z0, (DI)")
+	a.l("ADDQ $64, SI")
+	a.l("ADDQ $64, DX")
+	a.l("ADDQ $64, DI")
+	a.l("DECQ CX")
+	a.l("JNE pairsloop")
+	a.label("pairsdone")
 	a.l("VZEROUPPER")
 	a.l("RET")
 	return a.Bytes()
