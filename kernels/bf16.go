@@ -177,7 +177,7 @@ func packPairs(cv *bf16Conv, dst []uint32, src []float32, w, kc, kp, ns int) {
 // toBF16DAZ's bits (TestBF16Conv).
 type bf16Conv struct {
 	row   func(dst *uint16, src *float32, n int, alpha float32) // n a multiple of 16
-	pairs func(dst *uint32, lo, hi *float32, n int)              // n a multiple of 16
+	pairs func(dst *uint32, lo, hi *float32, n int)             // n a multiple of 16
 	// chunks converts nchunk runs of 32 values, run t to dst + t·stride bytes.
 	chunks func(dst *uint16, src *float32, nchunk int, alpha float32, stride int)
 }
