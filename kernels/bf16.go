@@ -326,3 +326,7 @@ func PathFor(name, compute string) (*Path, error) {
 	}
 	return p.BF16()
 }
+
+// BF16Paths lists the bf16 paths this CPU and build can run, best first
+// (go-bf16, the emulation, last).
+func BF16Paths() []*Path { return bf16Twins() }

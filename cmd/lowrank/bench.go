@@ -50,18 +50,31 @@ median of five rounds.`,
 			if perCase <= 0 {
 				return usageError{cmd: "bench kernels", err: fmt.Errorf("--time must be positive")}
 			}
-			pool, err := kernels.NewPool(threads, kernel)
-			if err != nil {
-				return usageError{cmd: "bench kernels", err: err}
+			// Several paths are timed side by side, case by case, so that the
+			// machine's changing load falls on them alike.
+			var pools []*kernels.Pool
+			for _, name := range strings.Split(kernel, ",") {
+				pool, err := kernels.NewPool(threads, strings.TrimSpace(name))
+				if err != nil {
+					return usageError{cmd: "bench kernels", err: err}
+				}
+				pools = append(pools, pool)
 			}
+			pool := pools[0]
 			ops := []kernels.Op{kernels.Trans}
 			if backward {
 				ops = append(ops, kernels.NoTrans)
 			}
 			out := cmd.OutOrStdout()
 			if !asJSON {
-				fmt.Fprintf(out, "lowrank bench kernels: path %s, %d threads, %s/%s (available: %s)\n",
-					pool.Path(), pool.Threads(), runtime.GOOS, runtime.GOARCH, strings.Join(kernels.Kernels(), ", "))
+				avail := kernels.Kernels()
+				for _, p := range kernels.BF16Paths() {
+					avail = append(avail, p.Name())
+				}
+				for _, p := range pools {
+					fmt.Fprintf(out, "lowrank bench kernels: path %s, %d threads, %s/%s (available: %s)\n",
+						p.Path(), p.Threads(), runtime.GOOS, runtime.GOARCH, strings.Join(avail, ", "))
+				}
 				fmt.Fprintf(out, "%-16s %5s %5s %5s  %-5s %-5s %-7s %2s  %15s %12s\n", "shape", "M", "N", "K", "op", "W", "kernel", "th", "speed", "time")
 			}
 			var results []kernels.BenchResult
@@ -71,18 +84,32 @@ median of five rounds.`,
 						if f != kernels.F32 && (s.N < 32 || s.K < 32) {
 							continue // LoRA factors are trainable fp32, never quantized
 						}
-						r := kernels.Bench(pool, s, op, f, perCase)
-						results = append(results, r)
-						if !asJSON {
-							fmt.Fprintln(out, r.String())
+						var first float64
+						for i, p := range pools {
+							r := kernels.Bench(p, s, op, f, perCase)
+							results = append(results, r)
+							if i == 0 {
+								first = r.GFLOPS
+							}
+							if !asJSON {
+								line := r.String()
+								if i > 0 && first > 0 {
+									line += fmt.Sprintf("  %.2f× %s", r.GFLOPS/first, pools[0].Kernel())
+								}
+								fmt.Fprintln(out, line)
+							}
 						}
 					}
 				}
 			}
 			rss := sysinfo.PeakRSS()
 			if asJSON {
+				var infos []kernels.PathInfo
+				for _, p := range pools {
+					infos = append(infos, p.Path().Info())
+				}
 				return writeJSON(out, map[string]any{
-					"kernel": pool.Kernel(), "path": pool.Path().Info(), "threads": pool.Threads(), "goos": runtime.GOOS, "goarch": runtime.GOARCH,
+					"kernel": pool.Kernel(), "path": pool.Path().Info(), "paths": infos, "threads": pool.Threads(), "goos": runtime.GOOS, "goarch": runtime.GOARCH,
 					"available_kernels": kernels.Kernels(), "results": results, "peak_rss_bytes": rss,
 				})
 			}
@@ -93,7 +120,7 @@ median of five rounds.`,
 	f := c.Flags()
 	f.IntVar(&threads, "threads", 0, "worker threads (0: every CPU this process may use)")
 	f.BoolVar(&asJSON, "json", false, "print results as JSON on stdout")
-	f.StringVar(&kernel, "kernel", "", "kernel path: avx512, avx2, neon or go (default: the best this CPU has; also LOWRANK_KERNEL)")
+	f.StringVar(&kernel, "kernel", "", "kernel path: avx512, avx2, neon, go, or a bf16 path (avx512-amx, avx512-bf16, go-bf16); several, comma-separated, are timed side by side (default: the best this CPU has; also LOWRANK_KERNEL)")
 	f.StringVar(&formats, "formats", "f32,q8_0,q4_0,nf4", "weight formats to time, comma-separated")
 	f.StringVar(&shapes, "shapes", "", "only shapes whose name contains one of these comma-separated words")
 	f.DurationVar(&perCase, "time", 300*time.Millisecond, "time spent on each case")

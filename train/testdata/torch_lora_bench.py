@@ -3,9 +3,13 @@
 weights, rank-r LoRA on q,k,v,o,gate,up,down (frozen fp32 base), AdamW on the
 adapters, batch B×T, causal attention via softmax, cross-entropy over the vocabulary.
 
-  /usr/bin/python3 torch_lora_bench.py --preset stories15m --threads 1 [--batch 4 --seq 256 --rank 8 --steps 3]
+  /usr/bin/python3 torch_lora_bench.py --preset stories15m --threads 1 [--batch 4 --seq 256 --rank 8 --steps 3] [--bf16]
 
+--bf16 runs the forward pass under torch.autocast("cpu", dtype=torch.bfloat16)
+(PyTorch's own bf16 path: matmuls in bf16 through oneDNN where the build has it).
 Prints tokens/s (median step) and peak RSS. PyTorch 1.13 (Debian's python3-torch).
+Run it with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (env -u …): set, they
+select OpenBLAS's slower Haswell kernel on the AVX-512 machine.
 """
 import argparse, math, os, resource, time
 
@@ -21,6 +25,7 @@ ap.add_argument("--batch", type=int, default=4)
 ap.add_argument("--seq", type=int, default=256)
 ap.add_argument("--rank", type=int, default=8)
 ap.add_argument("--steps", type=int, default=3)
+ap.add_argument("--bf16", action="store_true")
 a = ap.parse_args()
 # torch.set_num_threads does not reach Debian's OpenBLAS, whose own pool would
 # use every core (a "1-thread" run measured 166% CPU): pin it before the import.
@@ -96,7 +101,11 @@ times = []
 for i in range(a.steps + 1):
     t0 = time.time()
     opt.zero_grad()
-    loss = step(ids, tgt)
+    if a.bf16:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = step(ids, tgt)
+    else:
+        loss = step(ids, tgt)
     loss.backward()
     opt.step()
     if i > 0:
@@ -104,4 +113,4 @@ for i in range(a.steps + 1):
 times.sort()
 med = times[len(times) // 2]
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(f"pytorch {a.preset} threads {a.threads}: {a.batch * a.seq / med:.1f} tokens/s, {med * 1000:.0f} ms/step, peak RSS {rss:.0f} MiB")
+print(f"pytorch {a.preset}{' bf16' if a.bf16 else ''} threads {a.threads}: {a.batch * a.seq / med:.1f} tokens/s, {med * 1000:.0f} ms/step, peak RSS {rss:.0f} MiB")
