@@ -70,7 +70,7 @@ type PathInfo struct {
 	Blocks      string `json:"block_decoders"`
 	Transpose   string `json:"transpose"`
 	Compute     string `json:"compute"`               // GemmW's products: f32 or bf16
-	BF16Kernel  string `json:"bf16_kernel,omitempty"` // with bf16: its kernel (avx512bf16, go)
+	BF16Kernel  string `json:"bf16_kernel,omitempty"` // with bf16: its kernel (amx, avx512bf16, go)
 }
 
 // Info describes p.
