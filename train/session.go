@@ -110,7 +110,7 @@ func newSession(c Config, log *slog.Logger) (*Session, error) {
 	}
 	path, err := kernels.PathFor("", c.ComputeDType)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("compute_dtype %s: %s", c.ComputeDType, strings.TrimPrefix(err.Error(), "kernels: "))
 	}
 	pool := kernels.NewPoolOn(c.Threads, path)
 	return &Session{Config: c, Log: log, Pool: pool, Prints: Fingerprints{Kernel: pool.Path().ID()}}, nil
