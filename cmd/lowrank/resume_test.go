@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/lowrank/lowrank/checkpoints"
 	"github.com/lowrank/lowrank/checkpoints/safetensors"
 	"github.com/lowrank/lowrank/internal/testassets"
+	"github.com/lowrank/lowrank/kernels"
 )
 
 // proc is lowrank run as a separate process (this test binary with
@@ -187,9 +189,17 @@ func TestResumeExact(t *testing.T) {
 			[]string{"--quant", "f32", "--dropout", "0.05", "--threads", "1", "--max-steps", "20", "--eval-every", "3", "--save-every", "4",
 				"--early-stopping-patience", "3", "--early-stopping-threshold", "10"},
 			[]string{"--log-every", "2", "--eval-every", "3"}, false},
+		{"q8_0 bf16 compute threads2→1 SIGKILL",
+			[]string{"--compute-dtype", "bf16", "--threads", "2", "--max-steps", "12", "--eval-every", "4", "--save-every", "6"},
+			[]string{"--threads", "1"}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if slices.Contains(tc.args, "bf16") {
+				if _, err := kernels.PathFor("", "bf16"); err != nil {
+					t.Skipf("no bf16 path on this CPU: %v", err)
+				}
+			}
 			dir := t.TempDir()
 			full, part := filepath.Join(dir, "full"), filepath.Join(dir, "part")
 			if code, _, stderr := lowrank(t, runArgs(t, full, tc.args...)...); code != 0 {
