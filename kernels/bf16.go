@@ -282,6 +282,19 @@ func (p *Path) BF16() (*Path, error) {
 	return nil, fmt.Errorf("kernels: the %s path has no bf16 form on this CPU (it needs AMX-BF16 or AVX512_BF16; the go path's is an emulation)", p.Name())
 }
 
+// f32Twin is the fp32 path p is the bf16 twin of (p itself if it is fp32).
+func (p *Path) f32Twin() *Path {
+	if p.bf16 == nil {
+		return p
+	}
+	for _, q := range paths() {
+		if q.mk == p.mk {
+			return q
+		}
+	}
+	return goPath
+}
+
 // ComputeDType is the type GemmW's products are computed in: "f32" or "bf16".
 func (p *Path) ComputeDType() string {
 	if p.bf16 != nil {
