@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
@@ -139,14 +138,7 @@ func TestBF16FineTune(t *testing.T) {
 	}
 	bf16Path(t)
 	mdir := testassets.Path(t, "models/stories260K/hf")
-	dir := t.TempDir()
-	trainData, valData := filepath.Join(dir, "train.parquet"), filepath.Join(dir, "val.parquet")
-	if err := writeDemoData(trainData, 400, 11); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeDemoData(valData, 40, 12); err != nil {
-		t.Fatal(err)
-	}
+	trainData, valData := domainShiftData(t, t.TempDir())
 	// The final validation loss: the last evaluation's, at the run's end.
 	final := func(log string) float64 {
 		m := regexp.MustCompile(`msg=eval step=\d+ val_loss=([0-9.]+)`).FindAllStringSubmatch(log, -1)

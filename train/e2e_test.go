@@ -53,19 +53,27 @@ func greedy(t *testing.T, dir, adapterDir string, maxTokens int) string {
 // seen. The validation loss must fall by ≥ 30%, the greedy text must move to
 // the new domain, and the same run over an nf4 base must end within 2% of the
 // f32 one, with the log saying what share of the base is nf4.
-func TestDomainShiftStories260K(t *testing.T) {
-	if testing.Short() {
-		t.Skip("two end-to-end training runs: skipped with -short (the emulated arm64 run); the native run does them")
-	}
-	mdir := testassets.Path(t, "models/stories260K/hf")
-	dir := t.TempDir()
-	trainData, valData := filepath.Join(dir, "train.parquet"), filepath.Join(dir, "val.parquet")
+// domainShiftData writes the domain-shift fine-tune's data into dir: 400
+// demo stories to train on and 40 others to validate on.
+func domainShiftData(t *testing.T, dir string) (trainData, valData string) {
+	t.Helper()
+	trainData, valData = filepath.Join(dir, "train.parquet"), filepath.Join(dir, "val.parquet")
 	if err := writeDemoData(trainData, 400, 11); err != nil {
 		t.Fatal(err)
 	}
 	if err := writeDemoData(valData, 40, 12); err != nil {
 		t.Fatal(err)
 	}
+	return trainData, valData
+}
+
+func TestDomainShiftStories260K(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two end-to-end training runs: skipped with -short (the emulated arm64 run); the native run does them")
+	}
+	mdir := testassets.Path(t, "models/stories260K/hf")
+	dir := t.TempDir()
+	trainData, valData := domainShiftData(t, dir)
 	run := func(quant string) (*Result, string) {
 		c := Defaults()
 		c.Model, c.Data, c.Val, c.Out, c.Quant = mdir, trainData, valData, filepath.Join(dir, quant), quant

@@ -122,23 +122,35 @@ func x86v(name, r string, mr, nv, vbytes int, tag string, bcst bool, bAhead int)
 			}
 		}
 	}
+	prefetch := func(bytesB int) {
+		if bAhead > 0 {
+			for off := 0; off < bytesB; off += 64 {
+				a.l("PREFETCHT0 %d(DI)", bAhead+off)
+			}
+		} else {
+			a.l("PREFETCHT0 %d(DI)", bytesB*2)
+		}
+	}
+	loopAndStore(&a, mr, nv, vbytes, mr*4, nr*4, step, prefetch, acc)
+	return a.Bytes()
+}
+
+// loopAndStore emits a register-tile kernel's K loop (unrolled by 4, then
+// one step at a time; CX counts the steps, SI and DI advance aStep and
+// bStep bytes a step) and its epilogue: C (+)= the mr×nv accumulators, C
+// at DX with row stride R8, overwrite at 40(FP).
+func loopAndStore(a *asm, mr, nv, vbytes, aStep, bStep int, step func(p int), prefetch func(bytesB int), acc func(i, v int) string) {
 	const unroll = 4
 	a.l("CMPQ CX, $%d", unroll)
 	a.l("JLT tail")
 	a.label("loop4")
-	if bAhead > 0 {
-		for off := 0; off < unroll*nr*4; off += 64 {
-			a.l("PREFETCHT0 %d(DI)", bAhead+off)
-		}
-	} else {
-		a.l("PREFETCHT0 %d(DI)", unroll*nr*4*2)
-	}
-	a.l("PREFETCHT0 %d(SI)", unroll*mr*4*2)
+	prefetch(unroll * bStep)
+	a.l("PREFETCHT0 %d(SI)", unroll*aStep*2)
 	for p := 0; p < unroll; p++ {
 		step(p)
 	}
-	a.l("ADDQ $%d, SI", unroll*mr*4)
-	a.l("ADDQ $%d, DI", unroll*nr*4)
+	a.l("ADDQ $%d, SI", unroll*aStep)
+	a.l("ADDQ $%d, DI", unroll*bStep)
 	a.l("SUBQ $%d, CX", unroll)
 	a.l("CMPQ CX, $%d", unroll)
 	a.l("JGE loop4")
@@ -147,8 +159,8 @@ func x86v(name, r string, mr, nv, vbytes int, tag string, bcst bool, bAhead int)
 	a.l("JEQ store")
 	a.label("loop1")
 	step(0)
-	a.l("ADDQ $%d, SI", mr*4)
-	a.l("ADDQ $%d, DI", nr*4)
+	a.l("ADDQ $%d, SI", aStep)
+	a.l("ADDQ $%d, DI", bStep)
 	a.l("DECQ CX")
 	a.l("JNE loop1")
 	a.label("store")
@@ -177,7 +189,6 @@ func x86v(name, r string, mr, nv, vbytes int, tag string, bcst bool, bAhead int)
 	}
 	a.l("VZEROUPPER")
 	a.l("RET")
-	return a.Bytes()
 }
 
 // neon emits an MR × (nv·4) kernel: accumulators V0..V(MR·nv-1), B in the next
@@ -1139,57 +1150,12 @@ func bf16AVX512() []byte {
 			}
 		}
 	}
-	const unroll = 4
-	a.l("CMPQ CX, $%d", unroll)
-	a.l("JLT tail")
-	a.label("loop4")
-	for off := 0; off < unroll*nr*4; off += 64 {
-		a.l("PREFETCHT0 %d(DI)", 2048+off)
-	}
-	a.l("PREFETCHT0 %d(SI)", unroll*mr*4*2)
-	for p := 0; p < unroll; p++ {
-		step(p)
-	}
-	a.l("ADDQ $%d, SI", unroll*mr*4)
-	a.l("ADDQ $%d, DI", unroll*nr*4)
-	a.l("SUBQ $%d, CX", unroll)
-	a.l("CMPQ CX, $%d", unroll)
-	a.l("JGE loop4")
-	a.label("tail")
-	a.l("TESTQ CX, CX")
-	a.l("JEQ store")
-	a.label("loop1")
-	step(0)
-	a.l("ADDQ $%d, SI", mr*4)
-	a.l("ADDQ $%d, DI", nr*4)
-	a.l("DECQ CX")
-	a.l("JNE loop1")
-	a.label("store")
-	a.l("MOVBQZX overwrite+40(FP), R9")
-	a.l("TESTQ R9, R9")
-	a.l("JNE over")
-	for i := 0; i < mr; i++ {
-		for v := 0; v < nv; v++ {
-			a.l("VADDPS %d(DX), Z%d, Z%d", v*64, acc(i, v), acc(i, v))
-			a.l("VMOVUPS Z%d, %d(DX)", acc(i, v), v*64)
-		}
-		if i < mr-1 {
-			a.l("ADDQ R8, DX")
+	prefetch := func(bytesB int) {
+		for off := 0; off < bytesB; off += 64 {
+			a.l("PREFETCHT0 %d(DI)", 2048+off)
 		}
 	}
-	a.l("VZEROUPPER")
-	a.l("RET")
-	a.label("over")
-	for i := 0; i < mr; i++ {
-		for v := 0; v < nv; v++ {
-			a.l("VMOVUPS Z%d, %d(DX)", acc(i, v), v*64)
-		}
-		if i < mr-1 {
-			a.l("ADDQ R8, DX")
-		}
-	}
-	a.l("VZEROUPPER")
-	a.l("RET")
+	loopAndStore(&a, mr, nv, 64, mr*4, nr*4, step, prefetch, func(i, v int) string { return fmt.Sprintf("Z%d", acc(i, v)) })
 	return a.Bytes()
 }
 
