@@ -148,8 +148,9 @@ func (p *Pool) run(args gemmArgs) {
 	mr, nr := p.mk.mr, p.mk.nr
 	if g.bf16 {
 		// Fewer rows than the bf16 tile (generation's one token at a time)
-		// stay in fp32: such a product is memory-bound, and bf16 would only
-		// add the packing (smollm2-135m q8_0 generation: 43 → 13 tokens/s).
+		// stay in fp32: such a product reads the weight once, and packing it
+		// for the tiles costs more than it saves (smollm2-135m q8_0
+		// generation: 43 → 13 tokens/s).
 		if bmr, _, _, _, _ := p.path.bf16.geom(p.mk); g.m < bmr {
 			g.bf16 = false
 		}
