@@ -17,14 +17,17 @@ import (
 // row i, one uint32 whose low half is bf16(A[i, 2q]) and high half
 // bf16(A[i, 2q+1]); a B sliver likewise holds, for each pair q and column j,
 // bf16(B[2q, j]) | bf16(B[2q+1, j])<<16. An odd kc pads the last pair's
-// high halves with zeros.
+// high halves with zeros. AMX keeps B's layout (its VNNI tile rows) and
+// holds A's rows as runs of 16 pairs (see rowsA).
 
-// bf16Kernel computes C[0:mr, 0:nr] (+)= Ap·Bp over kp packed pairs of K
-// (mr and nr are the path's fp32 microkernel's, so packing is shared).
-// Each element is one chain over the pairs in order; within a pair the odd
-// product is added first, then the even one, each add rounded to fp32 with
-// denormal inputs and results taken as zero: VDPBF16PS's definition, which
-// the pure-Go kernel reproduces bit for bit.
+// bf16Kernel computes C[0:mr, 0:nr] (+)= Ap·Bp over kp packed pairs of K,
+// the accumulators starting at zero, C then stored or added as every
+// kernel stores. For the VDPBF16PS kernels each element is one chain over
+// the pairs in order; within a pair the odd product is added first, then
+// the even one, each add rounded to fp32 with denormal inputs and results
+// taken as zero: VDPBF16PS's definition, which the pure-Go kernel
+// reproduces bit for bit. AMX accumulates a tile step in an order of its
+// own (no simple sequence reproduces it: measured), within fp32's error.
 type bf16Kernel struct {
 	name   string // avx512bf16, amx, go
 	suffix string // of the path's name: "bf16" (avx512-bf16), "amx" (avx512-amx)
