@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -178,8 +179,8 @@ func inSplit(root, p, split string) bool {
 // files of split ("train", "validation", "test") by the Hub's naming.
 func HasSplit(path, split string) bool {
 	if hfcache.IsDatasetRef(path) {
-		_, err := resolve(path, split)
-		return err == nil
+		root, files, err := hfcache.DatasetFiles(path)
+		return err == nil && slices.ContainsFunc(files, func(f string) bool { return inSplit(root, f, split) })
 	}
 	if st, err := os.Stat(path); err != nil || !st.IsDir() {
 		return false

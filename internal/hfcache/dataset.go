@@ -224,7 +224,8 @@ func cachedDataset(id, rev, sub string) (root string, files []string) {
 
 var (
 	dsMu   sync.Mutex
-	dsSeen = map[string]resolved{}
+	dsSeen = map[string]resolved{} // by ref and split
+	dsAll  = map[string]resolved{} // by ref: every file resolved for it so far
 )
 
 type resolved struct {
@@ -274,5 +275,27 @@ func Dataset(ref, split string) (root string, files []string, err error) {
 		return "", nil, fmt.Errorf("%s: not in the Hugging Face cache %s: %s", ref, Dir(), hint)
 	}
 	dsSeen[ref+"\x00"+split] = resolved{root, files}
+	all := dsAll[ref]
+	all.root = root
+	for _, f := range files {
+		if !slices.Contains(all.files, f) {
+			all.files = append(all.files, f)
+		}
+	}
+	dsAll[ref] = all
 	return root, files, nil
+}
+
+// DatasetFiles are the files of a hub dataset resolved so far, whatever
+// the split (each resolution brings the validation splits' files too), or,
+// before any, those of its train split: what asks which splits a dataset
+// has, without asking the hub once per split name.
+func DatasetFiles(ref string) (root string, files []string, err error) {
+	dsMu.Lock()
+	all, ok := dsAll[ref]
+	dsMu.Unlock()
+	if ok {
+		return all.root, all.files, nil
+	}
+	return Dataset(ref, "")
 }

@@ -195,7 +195,7 @@ func TestPullDataset(t *testing.T) {
 	c := client(t, f)
 	t.Setenv("HF_HUB_CACHE", c.Cache)
 	Hub = func() *Client { return c }
-	t.Cleanup(func() { Hub = nil; dsSeen = map[string]resolved{} })
+	t.Cleanup(func() { Hub = nil; dsSeen, dsAll = map[string]resolved{}, map[string]resolved{} })
 	names := func(root string, files []string) []string {
 		var out []string
 		for _, p := range files {
@@ -245,7 +245,7 @@ func TestPullDataset(t *testing.T) {
 	}
 
 	// From a fresh process's point of view (nothing remembered), offline.
-	dsSeen = map[string]resolved{}
+	dsSeen, dsAll = map[string]resolved{}, map[string]resolved{}
 	t.Setenv("HF_HUB_OFFLINE", "1")
 	gets := f.Gets.Load()
 	if root, files, err := Dataset("hf://datasets/org/jsonds", ""); err != nil || strings.Join(names(root, files), " ") != "train/0000.parquet" {

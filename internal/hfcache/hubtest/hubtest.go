@@ -32,6 +32,7 @@ type Hub struct {
 	Gets       atomic.Int32                 // GETs of files
 	Ranges     atomic.Int32                 // GETs that asked for a range
 	StoreHeads atomic.Int32                 // HEADs that reached the file store (should be none)
+	APICalls   atomic.Int32                 // requests to the revision API
 	Cut        int
 	CutAlways  bool
 	SizeLie    bool // X-Linked-Size says 100 bytes
@@ -175,6 +176,7 @@ func (f *Hub) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if rest, ok := strings.CutPrefix(p, "/api/"); ok {
+		f.APICalls.Add(1)
 		parts := strings.SplitN(rest, "/", 5) // kind, org, name, "revision", rev
 		if len(parts) != 5 || parts[3] != "revision" {
 			fail(404, "")
