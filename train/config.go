@@ -3,7 +3,6 @@ package train
 import (
 	"errors"
 	"fmt"
-	"github.com/lowrank/lowrank/kernels"
 	"math"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/lowrank/lowrank/augment"
 	"github.com/lowrank/lowrank/data"
 	"github.com/lowrank/lowrank/internal/sysinfo"
+	"github.com/lowrank/lowrank/kernels"
 	"github.com/lowrank/lowrank/model"
 	"go.yaml.in/yaml/v3"
 )

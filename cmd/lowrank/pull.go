@@ -141,7 +141,5 @@ func formatPull(p hfcache.Progress) string {
 	}
 	n := int(frac * width)
 	return fmt.Sprintf("%s [%s%s] %3.0f%% %s / %s, %d/%d files", p.Repo, strings.Repeat("=", n), strings.Repeat(" ", width-n),
-		100*frac, mib(p.Bytes), mib(p.Total), p.Done, p.Files)
+		100*frac, hfcache.SizeString(p.Bytes), hfcache.SizeString(p.Total), p.Done, p.Files)
 }
-
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

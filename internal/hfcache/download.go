@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lowrank/lowrank/internal/atomicfile"
 	"github.com/lowrank/lowrank/internal/flock"
 	"github.com/sourcegraph/conc/pool"
 )
@@ -209,19 +210,16 @@ func (c *Client) Pull(ctx context.Context, id, rev string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var files, ggufs []string
+	var files []string
 	weights := false
 	for _, f := range all {
 		if wanted(f) {
 			files = append(files, f)
 			weights = weights || strings.HasSuffix(f, ".safetensors")
 		}
-		if strings.HasSuffix(strings.ToLower(f), ".gguf") {
-			ggufs = append(ggufs, f)
-		}
 	}
 	if !weights {
-		if tags := ggufTags(ggufs); len(tags) > 0 {
+		if tags := ggufTags(all); len(tags) > 0 {
 			return "", fmt.Errorf("%s@%s has no safetensors weights, only GGUF files: pick one as %s:TAG, TAG one of %s", id, rev, id, strings.Join(tags, ", "))
 		}
 		return "", fmt.Errorf("%s@%s has no safetensors weights (lowrank reads safetensors or a .gguf file)", id, rev)
@@ -259,7 +257,7 @@ func orMain(rev string) string {
 // fetch downloads files of commit into the cache, a bounded number at
 // once, records rev as that commit, and returns the snapshot directory.
 func (c *Client) fetch(ctx context.Context, k kind, id, rev, commit string, files []string) (string, error) {
-	repo := filepath.Join(c.Cache, k.dir+strings.ReplaceAll(id, "/", "--"))
+	repo := k.repoIn(c.Cache, id)
 	snap := filepath.Join(repo, "snapshots", commit)
 	var pr progress
 	pr.p = Progress{Repo: id, Files: len(files)}
@@ -300,7 +298,9 @@ func (c *Client) fetch(ctx context.Context, k kind, id, rev, commit string, file
 		if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
 			return "", err
 		}
-		if err := writeAtomic(ref, []byte(commit)); err != nil {
+		// Through a temporary name of its own: two pulls writing one ref
+		// both succeed, the last rename winning, each whole.
+		if err := atomicfile.WriteFile(ref, []byte(commit)); err != nil {
 			return "", err
 		}
 	}
@@ -439,13 +439,13 @@ func firstOf(a, b string) string {
 // do, as no retry helps.
 func diskError(id, file, dir string, err error) error {
 	if errors.Is(err, syscall.ENOSPC) {
-		return fmt.Errorf("%s: %s: the disk holding %s is full (%s free): free some space, or set HF_HUB_CACHE to another disk, and run again to resume", id, file, dir, sizeString(freeSpace(dir)))
+		return fmt.Errorf("%s: %s: the disk holding %s is full (%s free): free some space, or set HF_HUB_CACHE to another disk, and run again to resume", id, file, dir, SizeString(freeSpace(dir)))
 	}
 	return fmt.Errorf("%s: %s: %v", id, file, err)
 }
 
-// sizeString prints a byte count for people (-1: unknown).
-func sizeString(n int64) string {
+// SizeString prints a byte count for people (-1: unknown).
+func SizeString(n int64) string {
 	switch {
 	case n < 0:
 		return "unknown"
@@ -501,7 +501,7 @@ func (c *Client) fetchBlob(ctx context.Context, id, file, u, blob, etag string, 
 	// As huggingface_hub does, look at the free space first: a full disk
 	// found before the download is better than one found after an hour.
 	if free := freeSpace(filepath.Dir(blob)); size > 0 && free >= 0 && free < size-have {
-		return fmt.Errorf("%s: %s needs %s and the disk holding %s has %s free: free some space, or set HF_HUB_CACHE to another disk", id, file, sizeString(size-have), c.Cache, sizeString(free))
+		return fmt.Errorf("%s: %s needs %s and the disk holding %s has %s free: free some space, or set HF_HUB_CACHE to another disk", id, file, SizeString(size-have), c.Cache, SizeString(free))
 	}
 	var lastErr error
 	for attempt := 0; attempt <= c.Retries; attempt++ {
@@ -638,28 +638,4 @@ func verify(file, etag string) error {
 		return fmt.Errorf("the downloaded bytes hash to %s, the hub says %s", got[:12], etag[:12])
 	}
 	return nil
-}
-
-// writeAtomic writes a small file through a temporary name of its own, so
-// that two processes writing one ref both succeed (the last rename wins,
-// each whole).
-func writeAtomic(p string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }

@@ -47,9 +47,12 @@ var Hub func() *Client
 // canDownload reports whether what the cache lacks may be downloaded.
 func canDownload() bool { return Hub != nil && !Offline() }
 
-func (k kind) repoDir(id string) string {
-	return filepath.Join(Dir(), k.dir+strings.ReplaceAll(id, "/", "--"))
+// repoIn is id's folder in the cache: models--org--name, datasets--org--name.
+func (k kind) repoIn(cache, id string) string {
+	return filepath.Join(cache, k.dir+strings.ReplaceAll(id, "/", "--"))
 }
+
+func (k kind) repoDir(id string) string { return k.repoIn(Dir(), id) }
 
 // snapshot returns the cached snapshot of id at rev, or "" when the cache
 // has none (err: the cache could not be read).
