@@ -58,7 +58,7 @@ func main() {
 	oldC, newC := commit("org/tiny v1.0"), commit("org/tiny main")
 	repo("models--org--tiny", oldC, []string{"v1.0", "refs/pr/1"}, map[string][]byte{
 		"config.json": cfg, "model.safetensors": weights, "tokenizer.json": tok, "tokenizer_config.json": oldTC,
-		".gitattributes": []byte("*.safetensors filter=lfs diff=lfs merge=lfs -text\n"),
+		"README.md": []byte("# tiny v1.0\n"), // (no .gitattributes: git would read a symlink of that name in this repository as its own)
 	}, lfs, nil)
 	repo("models--org--tiny", newC, []string{"main"}, map[string][]byte{
 		"config.json": cfg, "model.safetensors": weights, "tokenizer.json": tok, "tokenizer_config.json": newTC,
