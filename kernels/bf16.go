@@ -101,25 +101,12 @@ func dotBF16Step(acc float32, a, b uint32) float32 {
 // goBF16Kernel is the pure-Go bf16 kernel on the go path's 2×4 tile: the
 // reference for every bf16 path, and what a CPU without bf16 instructions
 // runs when bf16 is asked for (emulated, slower than its fp32 path).
-var goBF16Kernel = &bf16Kernel{name: "go", suffix: "bf16", fn: gemmBF16Go2x4}
+var goBF16Kernel = &bf16Kernel{name: "go", suffix: "bf16", fn: func(kp int, a, b *uint32, c *float32, ldc int, overwrite bool) {
+	gemmBF16Go(goKernel.mr, goKernel.nr, kp, a, b, c, ldc, overwrite)
+}}
 
-func gemmBF16Go2x4(kp int, ap, bp *uint32, cp *float32, ldc int, overwrite bool) {
-	a := unsafe.Slice(ap, kp*2)
-	b := unsafe.Slice(bp, kp*4)
-	var acc [2][4]float32
-	for q := 0; q < kp; q++ {
-		aq, bq := a[q*2:q*2+2], b[q*4:q*4+4]
-		for i := range 2 {
-			for j := range 4 {
-				acc[i][j] = dotBF16Step(acc[i][j], aq[i], bq[j])
-			}
-		}
-	}
-	storeAcc(cp, ldc, acc[:], overwrite)
-}
-
-// gemmBF16Go is the pure-Go bf16 kernel for any tile (mr×nr), for the
-// conformance tests of the vector kernels.
+// gemmBF16Go is the pure-Go bf16 kernel for any tile (mr×nr): the go-bf16
+// path's (on its 2×4 tile) and the reference of the vector kernels.
 func gemmBF16Go(mr, nr, kp int, ap, bp *uint32, cp *float32, ldc int, overwrite bool) {
 	a := unsafe.Slice(ap, kp*mr)
 	b := unsafe.Slice(bp, kp*nr)
@@ -134,21 +121,6 @@ func gemmBF16Go(mr, nr, kp int, ap, bp *uint32, cp *float32, ldc int, overwrite 
 				c[i*ldc+j] = acc
 			} else {
 				c[i*ldc+j] += acc
-			}
-		}
-	}
-}
-
-// storeAcc writes (overwrite) or adds the 2×4 accumulators to C.
-func storeAcc(cp *float32, ldc int, acc [][4]float32, overwrite bool) {
-	c := unsafe.Slice(cp, (len(acc)-1)*ldc+4)
-	for i, row := range acc {
-		d := c[i*ldc : i*ldc+4]
-		for j, v := range row {
-			if overwrite {
-				d[j] = v
-			} else {
-				d[j] += v
 			}
 		}
 	}
@@ -283,19 +255,6 @@ func (p *Path) BF16() (*Path, error) {
 		}
 	}
 	return nil, fmt.Errorf("kernels: the %s path has no bf16 form on this CPU (it needs AMX-BF16 or AVX512_BF16; the go path's is an emulation)", p.Name())
-}
-
-// f32Twin is the fp32 path p is the bf16 twin of (p itself if it is fp32).
-func (p *Path) f32Twin() *Path {
-	if p.bf16 == nil {
-		return p
-	}
-	for _, q := range paths() {
-		if q.mk == p.mk {
-			return q
-		}
-	}
-	return goPath
 }
 
 // ComputeDType is the type GemmW's products are computed in: "f32" or "bf16".

@@ -423,3 +423,16 @@ func TestBF16Concurrent(t *testing.T) {
 		}
 	}
 }
+
+// f32Twin is the fp32 path p is the bf16 twin of (p itself if it is fp32).
+func (p *Path) f32Twin() *Path {
+	if p.bf16 == nil {
+		return p
+	}
+	for _, q := range paths() {
+		if q.mk == p.mk {
+			return q
+		}
+	}
+	return goPath
+}
