@@ -66,11 +66,11 @@ median of five rounds.`,
 				ops = append(ops, kernels.NoTrans)
 			}
 			out := cmd.OutOrStdout()
+			avail := kernels.Kernels()
+			for _, p := range kernels.BF16Paths() {
+				avail = append(avail, p.Name())
+			}
 			if !asJSON {
-				avail := kernels.Kernels()
-				for _, p := range kernels.BF16Paths() {
-					avail = append(avail, p.Name())
-				}
 				for _, p := range pools {
 					fmt.Fprintf(out, "lowrank bench kernels: path %s, %d threads, %s/%s (available: %s)\n",
 						p.Path(), p.Threads(), runtime.GOOS, runtime.GOARCH, strings.Join(avail, ", "))
@@ -110,7 +110,7 @@ median of five rounds.`,
 				}
 				return writeJSON(out, map[string]any{
 					"kernel": pool.Kernel(), "path": pool.Path().Info(), "paths": infos, "threads": pool.Threads(), "goos": runtime.GOOS, "goarch": runtime.GOARCH,
-					"available_kernels": kernels.Kernels(), "results": results, "peak_rss_bytes": rss,
+					"available_kernels": avail, "results": results, "peak_rss_bytes": rss,
 				})
 			}
 			fmt.Fprintf(out, "peak RSS %.1f MiB\n", float64(rss)/(1<<20))
