@@ -257,10 +257,14 @@ func (p *Path) BF16() (*Path, error) {
 	return nil, fmt.Errorf("kernels: the %s path has no bf16 form on this CPU (it needs AMX-BF16 or AVX512_BF16; the go path's is an emulation)", p.Name())
 }
 
-// ComputeDType is the type GemmW's products are computed in: "f32" or "bf16".
+// ComputeDType is the type GemmW's products are computed in: "f32",
+// "bf16" or "int8" (the forward products with a quantized base).
 func (p *Path) ComputeDType() string {
 	if p.bf16 != nil {
 		return "bf16"
+	}
+	if p.i8 != nil {
+		return "int8"
 	}
 	return "f32"
 }
@@ -271,10 +275,10 @@ var goBF16Path = &Path{mk: goKernel, bf16: goBF16Kernel}
 // CheckComputeDType reports whether d names a compute dtype ("" is f32).
 func CheckComputeDType(d string) error {
 	switch d {
-	case "", "f32", "bf16", "auto":
+	case "", "f32", "bf16", "int8", "auto":
 		return nil
 	}
-	return fmt.Errorf("%q: want f32, bf16 or auto", d)
+	return fmt.Errorf("%q: want f32, bf16, int8 or auto", d)
 }
 
 // PathFor is the path named (as ChoosePath takes it) computing GemmW in
@@ -291,8 +295,10 @@ func PathFor(name, compute string) (*Path, error) {
 	}
 	p, err := ChoosePath(name)
 	switch {
-	case err != nil || compute == "" || compute == "f32" || p.bf16 != nil:
+	case err != nil || compute == "" || compute == "f32" || p.bf16 != nil || p.i8 != nil:
 		return p, err
+	case compute == "int8":
+		return p.Int8()
 	case compute == "auto":
 		if t, err := p.BF16(); err == nil && t.bf16.faster {
 			return t, nil

@@ -424,9 +424,10 @@ func TestBF16Concurrent(t *testing.T) {
 	}
 }
 
-// f32Twin is the fp32 path p is the bf16 twin of (p itself if it is fp32).
+// f32Twin is the fp32 path p is the bf16 or int8 twin of (p itself if it
+// is fp32).
 func (p *Path) f32Twin() *Path {
-	if p.bf16 == nil {
+	if p.bf16 == nil && p.i8 == nil {
 		return p
 	}
 	for _, q := range paths() {

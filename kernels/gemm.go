@@ -63,6 +63,10 @@ type gemmArgs struct {
 	// bf16: a GemmW product on a bf16 path: the packed form only, with the
 	// packed panels rounded to bf16 pairs (see bf16.go).
 	bf16 bool
+	// int8: a forward GemmW product on an int8 path (see int8.go): X's
+	// rows quantized into i8x (by workers when i8quant), then dotted.
+	int8, i8quant bool
+	i8x           []int8Unit
 }
 
 // useOuter reports whether the call suits the outer-product kernel: at most
@@ -277,6 +281,8 @@ type workspace struct {
 	tile  []float32   // mr×nr edge tile
 	// bf16 paths: apack and bpack as bf16 pairs.
 	apack16, bpack16 []uint32
+	// int8 paths: double-quantized NF4 scales of the rows in hand.
+	i8scales []float32
 }
 
 func newWorkspace(p *Path) *workspace {
@@ -293,7 +299,7 @@ func newWorkspace(p *Path) *workspace {
 		tmp:   make([]float32, max(nr*(kc+2*maxBlock), nc+2*maxBlock)),
 		rows:  make([][]float32, nr),
 		arows: make([][]float32, mr),
-		tile:  make([]float32, mr*nr),
+		tile:  make([]float32, max(mr*nr, int8Rows)),
 	}
 	if p.bf16 != nil {
 		_, _, bmc, bkc, bnc := p.bf16.geom(k)
@@ -680,5 +686,7 @@ func (p *Pool) GemmW(c Mat, alpha float32, a Mat, ta Op, w *Weight, tw Op, beta 
 		br, bc = bc, br
 	}
 	m, n, k := p.checkGemm(c, a, ta, br, bc)
-	p.run(gemmArgs{m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, ta: ta, b: bSource{w: w, op: tw}, c: c, bf16: p.path.bf16 != nil})
+	g := gemmArgs{m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, ta: ta, b: bSource{w: w, op: tw}, c: c, bf16: p.path.bf16 != nil}
+	g.int8 = p.path.i8 != nil && g.useInt8()
+	p.run(g)
 }

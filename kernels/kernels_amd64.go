@@ -193,3 +193,28 @@ func transposeBlocksAVX512(dst []float32, rows [][]float32, w int, alpha float32
 	transpose16AVX512(&dst[0], &ptrs, nb, 4*w, uint16(1)<<len(rows)-1, alpha)
 	return nb * 16
 }
+
+//go:noescape
+func dotQ8_0VNNI(x *int8Unit, w *byte, units, rows, ldw int, out *float32)
+
+//go:noescape
+func dotQ4_0VNNI(x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte)
+
+//go:noescape
+func dotNF4VNNI(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte)
+
+// avx512Int8Path is the AVX-512 path with the forward products of
+// quantized bases in int8 (VPDPBUSD on ymm: AVX512_VNNI, AVX512VL).
+var avx512Int8Path = func() *Path {
+	p := *avx512Path
+	p.i8 = &int8Kernel{name: "vnni", suffix: "int8", q8_0: dotQ8_0VNNI, q4_0: dotQ4_0VNNI, nf4: dotNF4VNNI}
+	return &p
+}()
+
+// int8Twins are the int8 paths this CPU can run, best first.
+func int8Twins() []*Path {
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI {
+		return []*Path{avx512Int8Path, goInt8Path}
+	}
+	return []*Path{goInt8Path}
+}

@@ -16,3 +16,6 @@ func paths() []*Path { return []*Path{neonPath, goPath} }
 
 // bf16Twins are the bf16 paths (none vectorized on arm64 yet).
 func bf16Twins() []*Path { return []*Path{goBF16Path} }
+
+// int8Twins are the int8 paths (none vectorized on arm64 yet).
+func int8Twins() []*Path { return []*Path{goInt8Path} }

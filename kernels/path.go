@@ -26,6 +26,9 @@ type Path struct {
 	// packing through conv.
 	bf16 *bf16Kernel
 	conv bf16Conv
+	// i8, when set, computes GemmW's forward products with a quantized
+	// base in int8 (see int8.go).
+	i8 *int8Kernel
 }
 
 // rowKernels are the vectorized row kernels of a path; nil members run in Go.
@@ -52,10 +55,14 @@ type transposeFn func(dst []float32, rows [][]float32, w int, alpha float32) int
 var goPath = &Path{mk: goKernel}
 
 // Name is the path's name: its microkernel's (avx512, avx2, neon, go),
-// with "-bf16" or "-amx" for a path computing GemmW in bf16.
+// with "-bf16" or "-amx" for a path computing GemmW in bf16, "-int8" for
+// one computing its forward products in int8.
 func (p *Path) Name() string {
 	if p.bf16 != nil {
 		return p.mk.name + "-" + p.bf16.suffix
+	}
+	if p.i8 != nil {
+		return p.mk.name + "-" + p.i8.suffix
 	}
 	return p.mk.name
 }
@@ -69,8 +76,9 @@ type PathInfo struct {
 	Rows        string `json:"row_kernels"`
 	Blocks      string `json:"block_decoders"`
 	Transpose   string `json:"transpose"`
-	Compute     string `json:"compute"`               // GemmW's products: f32 or bf16
+	Compute     string `json:"compute"`               // GemmW's products: f32, bf16 or int8
 	BF16Kernel  string `json:"bf16_kernel,omitempty"` // with bf16: its kernel (amx, avx512bf16, go)
+	Int8Kernel  string `json:"int8_kernel,omitempty"` // with int8: its kernel (vnni, go)
 }
 
 // Info describes p.
@@ -90,6 +98,9 @@ func (p *Path) Info() PathInfo {
 	if p.bf16 != nil {
 		in.BF16Kernel = p.bf16.name
 	}
+	if p.i8 != nil {
+		in.Int8Kernel = p.i8.name
+	}
 	return in
 }
 
@@ -107,6 +118,9 @@ func (p *Path) ID() string {
 	s = fmt.Sprintf("%s rows=%s blocks=%s transpose=%s", s, in.Rows, in.Blocks, in.Transpose)
 	if in.BF16Kernel != "" {
 		s += " compute=bf16(" + in.BF16Kernel + ")"
+	}
+	if in.Int8Kernel != "" {
+		s += " compute=int8(" + in.Int8Kernel + ")"
 	}
 	return s
 }
@@ -126,8 +140,8 @@ func Kernels() []string {
 	return names
 }
 
-// ChoosePath returns the named path (a bf16 path too: "avx512-bf16",
-// "go-bf16"), or for "" the one LOWRANK_KERNEL names, or the best this CPU
+// ChoosePath returns the named path (a bf16 or int8 path too:
+// "avx512-bf16", "go-bf16", "avx512-int8"), or for "" the one LOWRANK_KERNEL names, or the best this CPU
 // has.
 func ChoosePath(name string) (*Path, error) {
 	avail := paths()
@@ -137,13 +151,14 @@ func ChoosePath(name string) (*Path, error) {
 	if name == "" {
 		return avail[0], nil
 	}
-	for _, p := range append(avail, bf16Twins()...) {
+	twins := append(bf16Twins(), int8Twins()...)
+	for _, p := range append(avail, twins...) {
 		if p.Name() == name {
 			return p, nil
 		}
 	}
 	names := Kernels()
-	for _, p := range bf16Twins() {
+	for _, p := range twins {
 		names = append(names, p.Name())
 	}
 	return nil, fmt.Errorf("kernels: path %q is not available on this CPU/build (have %s)", name, strings.Join(names, ", "))

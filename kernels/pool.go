@@ -17,12 +17,13 @@ type Pool struct {
 	jobs    []chan job   // jobs[i] feeds worker i (i ≥ 1), started lazily
 	wg      sync.WaitGroup
 
-	sub         []*Pool  // single-threaded pools for side-by-side small GEMMs (Workers)
-	args        gemmArgs // the call in progress: held here so that no call allocates
-	lastWorkers int      // workers that received work in the last call (for tests)
-	lastDot     bool     // the last call ran in dot-product form (for tests)
-	lastOuter   bool     // the last call ran in outer-product form (for tests)
-	lastGemv    bool     // the last call ran as one row against W's rows (for tests)
+	sub         []*Pool    // single-threaded pools for side-by-side small GEMMs (Workers)
+	i8x         []int8Unit // int8 paths: the quantized rows of X
+	args        gemmArgs   // the call in progress: held here so that no call allocates
+	lastWorkers int        // workers that received work in the last call (for tests)
+	lastDot     bool       // the last call ran in dot-product form (for tests)
+	lastOuter   bool       // the last call ran in outer-product form (for tests)
+	lastGemv    bool       // the last call ran as one row against W's rows (for tests)
 }
 
 type job struct {
@@ -105,6 +106,14 @@ func (p *Pool) worker(i int) {
 
 func (ws *workspace) do(j job) {
 	mk := ws.path.mk
+	if j.g.int8 {
+		if j.g.i8quant {
+			ws.runInt8Quant(j.g, j.i0, j.i1)
+		} else {
+			ws.runInt8(j.g, j.j0, j.j1)
+		}
+		return
+	}
 	if j.g.gemv {
 		ws.runGemv(mk.dot, j.g, j.j0, j.j1)
 		return
@@ -145,6 +154,10 @@ func (p *Pool) run(args gemmArgs) {
 		p.lastWorkers = 0
 		return
 	}
+	if g.int8 {
+		p.runInt8(g)
+		return
+	}
 	mr, nr := p.mk.mr, p.mk.nr
 	if g.bf16 {
 		// Fewer rows than the bf16 tile (generation's one token at a time)
@@ -179,13 +192,20 @@ func (p *Pool) run(args gemmArgs) {
 		workers = 1
 	}
 	splitM := g.dot || !g.outer && (mt >= nt || nt < workers)
-	tiles := nt
 	if splitM {
-		tiles = mt
+		p.fanOut(g, workers, mt, mr, true)
+	} else {
+		p.fanOut(g, workers, nt, nr, false)
 	}
+}
+
+// fanOut runs g on at most workers workers (the caller's goroutine one of
+// them), splitting C's rows (splitM) or columns into contiguous ranges of
+// whole tiles of size, tiles in all.
+func (p *Pool) fanOut(g *gemmArgs, workers, tiles, size int, splitM bool) {
 	workers = min(workers, tiles)
 	p.lastWorkers = workers
-	if workers == 1 {
+	if workers <= 1 {
 		p.ws[0].do(job{g: g, i0: 0, i1: g.m, j0: 0, j1: g.n})
 		return
 	}
@@ -200,9 +220,9 @@ func (p *Pool) run(args gemmArgs) {
 		}
 		j := job{g: g, i0: 0, i1: g.m, j0: 0, j1: g.n}
 		if splitM {
-			j.i0, j.i1 = start*mr, min(g.m, (start+cnt)*mr)
+			j.i0, j.i1 = start*size, min(g.m, (start+cnt)*size)
 		} else {
-			j.j0, j.j1 = start*nr, min(g.n, (start+cnt)*nr)
+			j.j0, j.j1 = start*size, min(g.n, (start+cnt)*size)
 		}
 		start += cnt
 		if w == 0 {
@@ -214,4 +234,26 @@ func (p *Pool) run(args gemmArgs) {
 	}
 	p.ws[0].do(mine)
 	p.wg.Wait()
+}
+
+// runInt8 runs an int8 product: X's rows quantized (split by rows), then
+// the dots (split by W's rows, in whole kernel tiles).
+func (p *Pool) runInt8(g *gemmArgs) {
+	n := g.m * int8Units(g.b.w)
+	if cap(p.i8x) < n {
+		p.i8x = make([]int8Unit, n)
+	}
+	g.i8x = p.i8x[:n]
+	workers := p.threads
+	if float64(g.m)*float64(g.n)*float64(g.k) < minParallelFlops {
+		workers = 1
+	}
+	qw := workers
+	if g.m*g.k < 1<<14 { // a few microseconds: not worth waking workers
+		qw = 1
+	}
+	g.i8quant = true
+	p.fanOut(g, qw, g.m, 1, true)
+	g.i8quant = false
+	p.fanOut(g, workers, (g.n+int8Rows-1)/int8Rows, int8Rows, false)
 }

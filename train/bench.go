@@ -118,6 +118,9 @@ func benchSession(c BenchConfig, cfg model.Config, f kernels.Format) (*Session, 
 	rc.ComputeDType = c.ComputeDType
 	rc.LR, rc.LRSchedule, rc.MaxGradNorm, rc.BatchSize, rc.MaxSeqLen = 1e-4, "constant", c.MaxGradNorm, c.Batch, c.Seq
 	rc.Checkpointing, rc.CheckpointLayers, rc.Quant = c.Checkpointing, c.CheckpointLayers, c.Quant
+	if err := trainsIn(rc.ComputeDType); err != nil {
+		return nil, err
+	}
 	s, err := newSession(rc, nil)
 	if err != nil {
 		return nil, err

@@ -91,6 +91,9 @@ func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep f
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if err := trainsIn(c.ComputeDType); err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -537,4 +540,12 @@ func f32Bytes(v []float32) []byte {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+}
+
+// trainsIn refuses a compute dtype training has no backward pass for.
+func trainsIn(computeDType string) error {
+	if computeDType == "int8" {
+		return fmt.Errorf("compute_dtype int8: int8 computes the forward products of eval and generate only; train in f32, bf16 or auto")
+	}
+	return nil
 }

@@ -1,0 +1,188 @@
+package main
+
+import "fmt"
+
+// int8AVX512 writes the int8 dot kernels (see kernels/int8.go): one
+// quantized X row against rows of a Q8_0, Q4_0 or NF4 weight, int8RowsPer
+// rows at a time and then one (each row one fp32 chain per lane, in unit
+// order), with
+// VPDPBUSD on ymm (AVX512_VNNI + AVX512VL). Constants: Y15 0x80 bytes, Y14
+// 0x0f bytes, Y13 the nibble table, Y12 1/127.
+func int8AVX512() []byte {
+	// Two rows at a time, each fetched 4 KiB ahead: measured best of 1, 2
+	// and 4 rows and 2, 4 and 8 KiB on the smollm2-135m shape's 210
+	// weights in turn (go test -bench GemvModel ./kernels: 6.7 GMAC/s unfetched, 10
+	// at 2 rows and 4 KiB, 9.3–9.7 at 4 rows).
+	const int8RowsPer, pfDist = 2, 4096
+	var a asm
+	fileHeader(&a, "amd64 && !noasm")
+	// Registers: SI X, DI W's first row, CX units (NF4: blocks), DX rows
+	// left, R8 ldw, R9 out, R13 the step count; in the loop R10 X's unit.
+	// NF4: BX the first row's scales, R14 their row stride in bytes.
+	type row struct {
+		w, s, acc string // W's and NF4's scales' addresses of the row's step, its accumulator
+	}
+	// Up to four rows: W at (R11), (R11)(R8*1), (R12), (R12)(R8*1) with
+	// R12 = R11 + 2·ldw; NF4's scales likewise from R15 and AX.
+	// The temporaries are shared: renaming keeps the rows apart.
+	rows := []row{
+		{"(R11)", "(R15)", "Y0"}, {"(R11)(R8*1)", "(R15)(R14*1)", "Y1"},
+		{"(R12)", "(AX)", "Y2"}, {"(R12)(R8*1)", "(AX)(R14*1)", "Y3"},
+	}
+	tmp := [5]string{"Y4", "Y5", "Y6", "Y7", "Y8"}
+	x := func(y string) string { return "X" + y[1:] }
+	// scaled adds unit u's integer dot (weights in wu, X unit at off(R10))
+	// times sx·dw (dw in ymm dw) to acc.
+	scaled := func(r row, wu, dw string, off int) {
+		s, t := tmp[3], tmp[4]
+		a.l("VMOVDQU %d(R10), %s", off+32, s)
+		a.l("VPDPBUSD %d(R10), %s, %s", off, wu, s)
+		a.l("VCVTDQ2PS %s, %s", s, s)
+		a.l("VMULPS %d(R10), %s, %s", off+64, dw, t)
+		a.l("VMULPS %s, %s, %s", t, s, s)
+		a.l("VADDPS %s, %s, %s", s, r.acc, r.acc)
+	}
+	f16 := func(r row) { // the block's fp16 scale at (w) into tmp[2]
+		a.l("VPBROADCASTW %s, %s", r.w, x(tmp[2]))
+		a.l("VCVTPH2PS %s, %s", x(tmp[2]), tmp[2])
+	}
+	type format struct {
+		name, args string
+		frame      int
+		step       int  // bytes of W per step
+		nf4        bool // a step is a block of two units
+		body       func(r row)
+	}
+	formats := []format{
+		{"dotQ8_0VNNI", "x *int8Unit, w *byte, units, rows, ldw int, out *float32", 48, 34, false, func(r row) {
+			a.l("VPXOR 2%s, Y15, %s", r.w, tmp[0])
+			f16(r)
+			scaled(r, tmp[0], tmp[2], 0)
+		}},
+		{"dotQ4_0VNNI", "x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte", 56, 18, false, func(r row) {
+			a.l("VMOVDQU 2%s, %s", r.w, x(tmp[0]))
+			a.l("VPSRLW $4, %s, %s", x(tmp[0]), x(tmp[1]))
+			a.l("VINSERTI128 $1, %s, %s, %s", x(tmp[1]), tmp[0], tmp[0])
+			a.l("VPAND Y14, %s, %s", tmp[0], tmp[0])
+			a.l("VPSHUFB %s, Y13, %s", tmp[0], tmp[0])
+			f16(r)
+			scaled(r, tmp[0], tmp[2], 0)
+		}},
+		{"dotNF4VNNI", "x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte", 72, 32, true, func(r row) {
+			a.l("VMOVDQU %s, %s", r.w, tmp[0])
+			a.l("VPSRLW $4, %s, %s", tmp[0], tmp[1])
+			a.l("VPAND Y14, %s, %s", tmp[1], tmp[1]) // high nibbles: even values
+			a.l("VPAND Y14, %s, %s", tmp[0], tmp[0]) // low nibbles: odd values
+			a.l("VPSHUFB %s, Y13, %s", tmp[1], tmp[1])
+			a.l("VPSHUFB %s, Y13, %s", tmp[0], tmp[0])
+			a.l("VBROADCASTSS %s, %s", r.s, tmp[2])
+			a.l("VMULPS Y12, %s, %s", tmp[2], tmp[2])
+			scaled(r, tmp[1], tmp[2], 0)
+			scaled(r, tmp[0], tmp[2], 96)
+		}},
+	}
+	hsum := func(r row, off int) {
+		acc, t := x(r.acc), x(tmp[0])
+		a.l("VEXTRACTF128 $1, %s, %s", r.acc, t)
+		a.l("VADDPS %s, %s, %s", t, acc, acc)
+		a.l("VMOVHLPS %s, %s, %s", acc, acc, t)
+		a.l("VADDPS %s, %s, %s", t, acc, acc)
+		a.l("VPSHUFD $1, %s, %s", acc, t)
+		a.l("VADDSS %s, %s, %s", t, acc, acc)
+		a.l("VMOVSS %s, %d(R9)", acc, off)
+	}
+	for _, f := range formats {
+		fmt.Fprintf(&a, "\n// func %s(%s)\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", f.name, f.args, f.name, f.frame)
+		a.l("MOVQ x+0(FP), SI")
+		a.l("MOVQ w+8(FP), DI")
+		o := 16
+		if f.nf4 {
+			a.l("MOVQ sc+16(FP), BX")
+			o = 24
+		}
+		a.l("MOVQ units+%d(FP), CX", o)
+		a.l("MOVQ rows+%d(FP), DX", o+8)
+		a.l("MOVQ ldw+%d(FP), R8", o+16)
+		if f.nf4 {
+			a.l("MOVQ lds+48(FP), R14")
+			a.l("SHLQ $2, R14")
+			a.l("SHRQ $1, CX") // blocks
+			a.l("MOVQ out+56(FP), R9")
+			a.l("MOVQ tab+64(FP), AX")
+		} else {
+			a.l("MOVQ out+40(FP), R9")
+			if f.frame == 56 {
+				a.l("MOVQ tab+48(FP), AX")
+			}
+		}
+		if f.frame > 48 {
+			a.l("VMOVDQU (AX), Y13")
+		}
+		a.l("MOVL $0x80808080, AX")
+		a.l("VMOVD AX, X15")
+		a.l("VPBROADCASTD X15, Y15")
+		a.l("MOVL $0x0f0f0f0f, AX")
+		a.l("VMOVD AX, X14")
+		a.l("VPBROADCASTD X14, Y14")
+		a.l("MOVL $0x%08x, AX", 0x3c010204) // float32(1.0/127)
+		a.l("VMOVD AX, X12")
+		a.l("VBROADCASTSS X12, Y12")
+		xstep := 96
+		if f.nf4 {
+			xstep = 192
+		}
+		for _, n := range []int{int8RowsPer, 1} {
+			top := fmt.Sprintf("rows%d", n)
+			loop := fmt.Sprintf("loop%d", n)
+			a.label(top)
+			a.l("CMPQ DX, $%d", n)
+			if n > 1 {
+				a.l("JLT rows1")
+			} else {
+				a.l("JLT done")
+			}
+			a.l("MOVQ SI, R10")
+			a.l("MOVQ DI, R11")
+			a.l("LEAQ (DI)(R8*2), R12")
+			if f.nf4 {
+				a.l("MOVQ BX, R15")
+				a.l("LEAQ (BX)(R14*2), AX")
+			}
+			a.l("MOVQ CX, R13")
+			for _, r := range rows[:n] {
+				a.l("VXORPS %s, %s, %s", r.acc, r.acc, r.acc)
+			}
+			a.label(loop)
+			// Rows stream from memory: fetch a few KiB ahead of each.
+			for _, r := range rows[:n] {
+				a.l("PREFETCHT0 %d%s", pfDist, r.w)
+			}
+			for _, r := range rows[:n] {
+				f.body(r)
+			}
+			a.l("ADDQ $%d, R10", xstep)
+			a.l("ADDQ $%d, R11", f.step)
+			a.l("ADDQ $%d, R12", f.step)
+			if f.nf4 {
+				a.l("ADDQ $4, R15")
+				a.l("ADDQ $4, AX")
+			}
+			a.l("DECQ R13")
+			a.l("JNE %s", loop)
+			for i, r := range rows[:n] {
+				hsum(r, 4*i)
+			}
+			a.l("ADDQ $%d, R9", 4*n)
+			a.l("LEAQ (DI)(R8*%d), DI", n)
+			if f.nf4 {
+				a.l("LEAQ (BX)(R14*%d), BX", n)
+			}
+			a.l("SUBQ $%d, DX", n)
+			a.l("JMP %s", top)
+		}
+		a.label("done")
+		a.l("VZEROUPPER")
+		a.l("RET")
+	}
+	return a.Bytes()
+}
