@@ -258,12 +258,15 @@ func (p *Path) BF16() (*Path, error) {
 }
 
 // ComputeDType is the type GemmW's products are computed in: "f32",
-// "bf16" or "int8" (the forward products with a quantized base).
+// "bf16" or "int8" (the forward products with a quantized base), or
+// "bf16+int8" (generation's auto: int8 for its tokens).
 func (p *Path) ComputeDType() string {
-	if p.bf16 != nil {
+	switch {
+	case p.bf16 != nil && p.i8 != nil:
+		return "bf16+int8"
+	case p.bf16 != nil:
 		return "bf16"
-	}
-	if p.i8 != nil {
+	case p.i8 != nil:
 		return "int8"
 	}
 	return "f32"

@@ -687,6 +687,6 @@ func (p *Pool) GemmW(c Mat, alpha float32, a Mat, ta Op, w *Weight, tw Op, beta 
 	}
 	m, n, k := p.checkGemm(c, a, ta, br, bc)
 	g := gemmArgs{m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, ta: ta, b: bSource{w: w, op: tw}, c: c, bf16: p.path.bf16 != nil}
-	g.int8 = p.path.i8 != nil && g.useInt8()
+	g.int8 = p.path.i8 != nil && g.useInt8() && (p.path.i8Rows == 0 || m <= p.path.i8Rows)
 	p.run(g)
 }

@@ -44,8 +44,11 @@ type int8Unit struct {
 // the given units: q8_0 and q4_0 take a unit per block, nf4 two per block
 // (scales: one fp32 per block, lds floats apart per row).
 type int8Kernel struct {
-	name   string // vnni, go
+	name   string // vnni, avx2, go
 	suffix string // of the path's name: "int8"
+	// signed: the kernel takes the nibble tables' signed values (q4TabS,
+	// nf4TabS) rather than the unsigned ones.
+	signed bool
 	q8_0   func(x *int8Unit, w *byte, units, rows, ldw int, out *float32)
 	q4_0   func(x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte)
 	nf4    func(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte)
@@ -55,12 +58,14 @@ type int8Kernel struct {
 func int8Format(f Format) bool { return f == Q8_0 || f == Q4_0 || f == NF4 }
 
 // q4Tab maps a Q4_0 nibble v to v−8+128; nf4Tab an NF4 nibble to
-// round(127·code)+128. Each 16-entry table is repeated for VPSHUFB's two
+// round(127·code)+128; q4TabS and nf4TabS to the signed values (v−8,
+// round(127·code)). Each 16-entry table is repeated for VPSHUFB's two
 // 128-bit lanes.
-var q4Tab, nf4Tab = func() (q, n [32]byte) {
+var q4Tab, nf4Tab, q4TabS, nf4TabS = func() (q, n, qs, ns [32]byte) {
 	for i := 0; i < 32; i++ {
-		q[i] = byte(i%16 + 120)
-		n[i] = byte(int(math.Round(127*float64(nf4Code[i%16]))) + 128)
+		qs[i] = byte(int8(i%16 - 8))
+		ns[i] = byte(int8(math.Round(127 * float64(nf4Code[i%16]))))
+		q[i], n[i] = qs[i]+128, ns[i]+128
 	}
 	return
 }()
@@ -81,16 +86,11 @@ func int8Units(w *Weight) int {
 // holds an Inf or a NaN (the product is then NaN).
 func quantBlock(q *[32]int8, x []float32) float32 {
 	var amax float32
-	finite := true
 	for _, v := range x {
-		a := abs32(v)
-		if !(a <= math.MaxFloat32) {
-			finite = false
-		}
-		amax = max(amax, a)
+		amax = max(amax, abs32(v)) // a NaN makes amax NaN
 	}
 	*q = [32]int8{}
-	if !finite {
+	if !(amax <= math.MaxFloat32) {
 		return float32(math.NaN())
 	}
 	if amax == 0 {
@@ -99,11 +99,18 @@ func quantBlock(q *[32]int8, x []float32) float32 {
 	d := amax / 127
 	id := 1 / d
 	for t, v := range x {
-		r := float32(math.RoundToEven(float64(v * id)))
+		// v·id is within ±127.00002: adding 1.5·2²³ rounds it to an integer
+		// (to even) in the low mantissa bits.
+		r := int32(math.Float32bits(v*id+roundMagic)) - roundMagicBits
 		q[t] = int8(max(-127, min(127, r)))
 	}
 	return d
 }
+
+const (
+	roundMagic     = float32(3 << 22)
+	roundMagicBits = 0x4b400000
+)
 
 // quantizeInt8 fills dst (int8Units(w) units) with the X row x (w.Cols
 // values) quantized for w's format.
@@ -236,6 +243,10 @@ const int8Rows = 32
 func (ws *workspace) int8Dot(w *Weight, x []int8Unit, j0, rows int, out []float32) {
 	k := ws.path.i8
 	units := len(x)
+	q4, nf := &q4Tab, &nf4Tab
+	if k.signed {
+		q4, nf = &q4TabS, &nf4TabS
+	}
 	switch w.Format {
 	case Q8_0:
 		ldw := w.blocksPerRow * 34
@@ -244,7 +255,7 @@ func (ws *workspace) int8Dot(w *Weight, x []int8Unit, j0, rows int, out []float3
 	case Q4_0:
 		ldw := w.blocksPerRow * 18
 		_ = w.q[(j0+rows)*ldw-1]
-		k.q4_0(&x[0], &w.q[j0*ldw], units, rows, ldw, &out[0], &q4Tab[0])
+		k.q4_0(&x[0], &w.q[j0*ldw], units, rows, ldw, &out[0], &q4[0])
 	case NF4:
 		bpr := w.blocksPerRow
 		ldw := bpr * 32
@@ -261,7 +272,7 @@ func (ws *workspace) int8Dot(w *Weight, x []int8Unit, j0, rows int, out []float3
 			}
 		}
 		_ = sc[s0+rows*bpr-1]
-		k.nf4(&x[0], &w.q[j0*ldw], &sc[s0], units, rows, ldw, bpr, &out[0], &nf4Tab[0])
+		k.nf4(&x[0], &w.q[j0*ldw], &sc[s0], units, rows, ldw, bpr, &out[0], &nf[0])
 	default:
 		panic(fmt.Sprintf("kernels: int8 product with a %s weight", w.Format))
 	}
@@ -315,9 +326,34 @@ func (p *Path) Int8() (*Path, error) {
 			return t, nil
 		}
 	}
-	return nil, fmt.Errorf("kernels: the %s path has no int8 form on this CPU (it needs AVX512_VNNI; the go path's is exact but slower)", p.Name())
+	return nil, fmt.Errorf("kernels: the %s path has no int8 form on this CPU (it needs AVX2 or AVX512_VNNI; the go path's is exact but slower)", p.Name())
 }
 
 // Int8Paths lists the int8 paths this CPU and build can run, best first
 // (go-int8 last).
 func Int8Paths() []*Path { return int8Twins() }
+
+// int8TokenRows is the most rows generation's auto computes in int8: its
+// tokens (one per sequence), not its prompt, whose long products the packed
+// fp32 or bf16 kernels run faster.
+const int8TokenRows = 8
+
+// GeneratePath is the path generation runs for compute (as PathFor takes
+// it), where "auto" is PathFor's choice with the products of at most
+// int8TokenRows rows (each new token's) in int8 where this CPU has int8
+// dot instructions: measured faster than fp32 one token at a time
+// (go test -bench GemvModel ./kernels), the prompt's products as before.
+func GeneratePath(name, compute string) (*Path, error) {
+	p, err := PathFor(name, compute)
+	if err != nil || compute != "auto" || p.i8 != nil {
+		return p, err
+	}
+	for _, t := range int8Twins() {
+		if t.mk == p.mk && t.i8 != goInt8Kernel {
+			q := *p
+			q.i8, q.i8Rows = t.i8, int8TokenRows
+			return &q, nil
+		}
+	}
+	return p, nil
+}

@@ -67,16 +67,18 @@ func BenchmarkGemvModel(b *testing.B) {
 		ps = append(ps, t)
 	}
 	for _, pa := range ps {
-		b.Run(pa.Name(), func(b *testing.B) {
-			p := NewPoolOn(1, pa)
-			for i := 0; i < b.N; i++ {
-				for _, w := range ws {
-					p.GemmW(MatOf(y.Data[:w.Rows], 1, w.Rows), 1, MatOf(x.Data[:w.Cols], 1, w.Cols), NoTrans, w, Trans, 0)
+		for _, th := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/t%d", pa.Name(), th), func(b *testing.B) {
+				p := NewPoolOn(th, pa)
+				for i := 0; i < b.N; i++ {
+					for _, w := range ws {
+						p.GemmW(MatOf(y.Data[:w.Rows], 1, w.Rows), 1, MatOf(x.Data[:w.Cols], 1, w.Cols), NoTrans, w, Trans, 0)
+					}
 				}
-			}
-			s := b.Elapsed().Seconds() / float64(b.N)
-			b.ReportMetric(macs/s/1e9, "GMAC/s")
-			b.ReportMetric(bytes/s/1e9, "GB/s")
-		})
+				s := b.Elapsed().Seconds() / float64(b.N)
+				b.ReportMetric(macs/s/1e9, "GMAC/s")
+				b.ReportMetric(bytes/s/1e9, "GB/s")
+			})
+		}
 	}
 }

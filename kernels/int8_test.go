@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -255,4 +256,56 @@ func TestQuantBlock(t *testing.T) {
 	if d := quantBlock(&q, make([]float32, 32)); d != 0 || q != [32]int8{} {
 		t.Fatalf("zeros: d = %g q = %v", d, q)
 	}
+}
+
+// TestGeneratePath: generation's auto computes products of at most
+// int8TokenRows rows in int8 (the int8 twin's bits) and longer ones as
+// PathFor's auto does (its bits); its other dtypes are PathFor's.
+func TestGeneratePath(t *testing.T) {
+	for _, c := range []string{"f32", "int8", "bf16"} {
+		want, err1 := PathFor("", c)
+		got, err2 := GeneratePath("", c)
+		if (err1 == nil) != (err2 == nil) || err1 == nil && got != want {
+			t.Errorf("GeneratePath(%q) = %v, %v; PathFor: %v, %v", c, got, err2, want, err1)
+		}
+	}
+	p, err := GeneratePath("", "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := must(PathFor("", "auto"))
+	i8 := must(PathFor("", "int8"))
+	if i8.i8 == goInt8Kernel {
+		if p != base {
+			t.Errorf("no int8 dot instructions: auto is %s, want %s", p.ID(), base.ID())
+		}
+		return
+	}
+	if p.i8Rows != int8TokenRows || !strings.Contains(p.ID(), "compute=int8(") || p.mk != base.mk || p.bf16 != base.bf16 {
+		t.Fatalf("auto: %s (base %s)", p.ID(), base.ID())
+	}
+	r := rand.New(rand.NewPCG(8, 5))
+	w := Quantize(Q8_0, 300, 256, randMat(r, 300, 256, 256).Data)
+	for _, m := range []int{1, int8TokenRows, int8TokenRows + 1, 64} {
+		x := randMat(r, m, 256, 256)
+		ref := NewPoolOn(2, base)
+		if m <= int8TokenRows {
+			ref = NewPoolOn(2, i8)
+		}
+		a, b := NewMat(m, 300), NewMat(m, 300)
+		NewPoolOn(2, p).GemmW(a, 1, x, NoTrans, w, Trans, 0)
+		ref.GemmW(b, 1, x, NoTrans, w, Trans, 0)
+		for i := range a.Data {
+			if math.Float32bits(a.Data[i]) != math.Float32bits(b.Data[i]) {
+				t.Fatalf("M=%d: element %d differs from %s's", m, i, ref.Path().ID())
+			}
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -211,10 +211,34 @@ var avx512Int8Path = func() *Path {
 	return &p
 }()
 
+//go:noescape
+func dotQ8_0AVX2(x *int8Unit, w *byte, units, rows, ldw int, out *float32)
+
+//go:noescape
+func dotQ4_0AVX2(x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte)
+
+//go:noescape
+func dotNF4AVX2(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte)
+
+// avx2Int8Kernel is int8 on AVX2 (VPMADDUBSW, VPMADDWD; F16C, which every
+// AVX2 CPU has): the same bits as VNNI's.
+var avx2Int8Kernel = &int8Kernel{name: "avx2", suffix: "int8", signed: true, q8_0: dotQ8_0AVX2, q4_0: dotQ4_0AVX2, nf4: dotNF4AVX2}
+
+// avx2Int8Path is the AVX2 path with int8 forward products.
+var avx2Int8Path = func() *Path {
+	p := *avx2Path
+	p.i8 = avx2Int8Kernel
+	return &p
+}()
+
 // int8Twins are the int8 paths this CPU can run, best first.
 func int8Twins() []*Path {
+	var ps []*Path
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI {
-		return []*Path{avx512Int8Path, goInt8Path}
+		ps = append(ps, avx512Int8Path)
 	}
-	return []*Path{goInt8Path}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		ps = append(ps, avx2Int8Path)
+	}
+	return append(ps, goInt8Path)
 }

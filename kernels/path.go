@@ -27,8 +27,10 @@ type Path struct {
 	bf16 *bf16Kernel
 	conv bf16Conv
 	// i8, when set, computes GemmW's forward products with a quantized
-	// base in int8 (see int8.go).
-	i8 *int8Kernel
+	// base in int8 (see int8.go); with i8Rows > 0 only those of at most
+	// that many rows (generation's tokens, not its prompt).
+	i8     *int8Kernel
+	i8Rows int
 }
 
 // rowKernels are the vectorized row kernels of a path; nil members run in Go.
@@ -120,7 +122,11 @@ func (p *Path) ID() string {
 		s += " compute=bf16(" + in.BF16Kernel + ")"
 	}
 	if in.Int8Kernel != "" {
-		s += " compute=int8(" + in.Int8Kernel + ")"
+		s += " compute=int8(" + in.Int8Kernel
+		if p.i8Rows > 0 {
+			s += fmt.Sprintf(", M≤%d", p.i8Rows)
+		}
+		s += ")"
 	}
 	return s
 }

@@ -5,10 +5,20 @@ import "fmt"
 // int8AVX512 writes the int8 dot kernels (see kernels/int8.go): one
 // quantized X row against rows of a Q8_0, Q4_0 or NF4 weight, int8RowsPer
 // rows at a time and then one (each row one fp32 chain per lane, in unit
-// order), with
-// VPDPBUSD on ymm (AVX512_VNNI + AVX512VL). Constants: Y15 0x80 bytes, Y14
-// 0x0f bytes, Y13 the nibble table, Y12 1/127.
-func int8AVX512() []byte {
+// order), with VPDPBUSD on ymm (AVX512_VNNI + AVX512VL). Constants: Y15
+// 0x80 bytes, Y14 0x0f bytes, Y13 the nibble table, Y12 1/127.
+func int8AVX512() []byte { return int8Kernels("VNNI") }
+
+// int8AVX2 writes the same kernels for AVX2 CPUs without VNNI: the
+// integer dot of signed bytes as llama.cpp's AVX2 code takes it, |w| (as
+// unsigned) times x·sign(w) by VPMADDUBSW (no pair reaches its
+// saturation: |w| ≤ 128, |x| ≤ 127) and pairs of those summed by
+// VPMADDWD: each lane the same integer as VPDPBUSD's, so the same bits.
+// The tables then hold the nibbles' signed values. Y15 holds 16-bit ones.
+func int8AVX2() []byte { return int8Kernels("AVX2") }
+
+func int8Kernels(isa string) []byte {
+	vnni := isa == "VNNI"
 	// Two rows at a time, each fetched 4 KiB ahead: measured best of 1, 2
 	// and 4 rows and 2, 4 and 8 KiB on the smollm2-135m shape's 210
 	// weights in turn (go test -bench GemvModel ./kernels: 6.7 GMAC/s unfetched, 10
@@ -35,8 +45,16 @@ func int8AVX512() []byte {
 	// times sx·dw (dw in ymm dw) to acc.
 	scaled := func(r row, wu, dw string, off int) {
 		s, t := tmp[3], tmp[4]
-		a.l("VMOVDQU %d(R10), %s", off+32, s)
-		a.l("VPDPBUSD %d(R10), %s, %s", off, wu, s)
+		if vnni { // wu unsigned: the lanes start from the corrections
+			a.l("VMOVDQU %d(R10), %s", off+32, s)
+			a.l("VPDPBUSD %d(R10), %s, %s", off, wu, s)
+		} else { // wu signed
+			a.l("VMOVDQU %d(R10), %s", off, s)
+			a.l("VPSIGNB %s, %s, %s", wu, s, s)
+			a.l("VPABSB %s, %s", wu, wu)
+			a.l("VPMADDUBSW %s, %s, %s", s, wu, s)
+			a.l("VPMADDWD Y15, %s, %s", s, s)
+		}
 		a.l("VCVTDQ2PS %s, %s", s, s)
 		a.l("VMULPS %d(R10), %s, %s", off+64, dw, t)
 		a.l("VMULPS %s, %s, %s", t, s, s)
@@ -54,12 +72,16 @@ func int8AVX512() []byte {
 		body       func(r row)
 	}
 	formats := []format{
-		{"dotQ8_0VNNI", "x *int8Unit, w *byte, units, rows, ldw int, out *float32", 48, 34, false, func(r row) {
-			a.l("VPXOR 2%s, Y15, %s", r.w, tmp[0])
+		{"dotQ8_0" + isa, "x *int8Unit, w *byte, units, rows, ldw int, out *float32", 48, 34, false, func(r row) {
+			if vnni {
+				a.l("VPXOR 2%s, Y15, %s", r.w, tmp[0])
+			} else {
+				a.l("VMOVDQU 2%s, %s", r.w, tmp[0])
+			}
 			f16(r)
 			scaled(r, tmp[0], tmp[2], 0)
 		}},
-		{"dotQ4_0VNNI", "x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte", 56, 18, false, func(r row) {
+		{"dotQ4_0" + isa, "x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte", 56, 18, false, func(r row) {
 			a.l("VMOVDQU 2%s, %s", r.w, x(tmp[0]))
 			a.l("VPSRLW $4, %s, %s", x(tmp[0]), x(tmp[1]))
 			a.l("VINSERTI128 $1, %s, %s, %s", x(tmp[1]), tmp[0], tmp[0])
@@ -68,7 +90,7 @@ func int8AVX512() []byte {
 			f16(r)
 			scaled(r, tmp[0], tmp[2], 0)
 		}},
-		{"dotNF4VNNI", "x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte", 72, 32, true, func(r row) {
+		{"dotNF4" + isa, "x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte", 72, 32, true, func(r row) {
 			a.l("VMOVDQU %s, %s", r.w, tmp[0])
 			a.l("VPSRLW $4, %s, %s", tmp[0], tmp[1])
 			a.l("VPAND Y14, %s, %s", tmp[1], tmp[1]) // high nibbles: even values
@@ -118,7 +140,11 @@ func int8AVX512() []byte {
 		if f.frame > 48 {
 			a.l("VMOVDQU (AX), Y13")
 		}
-		a.l("MOVL $0x80808080, AX")
+		if vnni {
+			a.l("MOVL $0x80808080, AX")
+		} else {
+			a.l("MOVL $0x00010001, AX")
+		}
 		a.l("VMOVD AX, X15")
 		a.l("VPBROADCASTD X15, Y15")
 		a.l("MOVL $0x0f0f0f0f, AX")
