@@ -95,6 +95,9 @@ func median(v []float64) float64 {
 }
 
 // String formats a result as one table row.
-func (b BenchResult) String() string {
-	return fmt.Sprintf("%-16s %5d %5d %5d  %-5s %-5s %-7s %2d  %8.1f GFLOPS %9.3f ms", b.Shape, b.M, b.N, b.K, b.Op, b.Format, b.Kernel, b.Threads, b.GFLOPS, b.MsPerOp)
+func (b BenchResult) String() string { return b.Row(7) }
+
+// Row is String with the kernel's column kw characters wide.
+func (b BenchResult) Row(kw int) string {
+	return fmt.Sprintf("%-16s %5d %5d %5d  %-5s %-5s %-*s %2d  %8.1f GFLOPS %9.3f ms", b.Shape, b.M, b.N, b.K, b.Op, b.Format, kw, b.Kernel, b.Threads, b.GFLOPS, b.MsPerOp)
 }

@@ -216,6 +216,7 @@ func TestBadSettings(t *testing.T) {
 		{"--token-dropout", "1", "token_dropout: 1"}, {"--token-replace", "nan", "token_replace: NaN"}, {"--token-replace-from", "air", "token_replace_from"},
 		{"--text-word-swap", "1", "text_word_swap: 1"}, {"--text-char-noise", "nan", "text_char_noise: NaN"}, {"--text-fields", "answers", "text_fields"},
 		{"--text-variants", "-1", "text_variants: -1"}, {"--system-prompts", "/no/such/prompts.txt", "system_prompts: open /no/such/prompts.txt"}, {"--seed", "-1", `"-1" is not a uint`}, {"--pack=maybe", "", `"maybe" is not a bool`},
+		{"--compute-dtype", "fp8", `compute_dtype: "fp8": want f32, bf16, int8 or auto`}, {"--compute-dtype", "int8", "int8 computes the forward products of eval and generate only"},
 	} {
 		args := trainArgs(c.flag, c.value)
 		if c.value == "" {

@@ -67,15 +67,19 @@ median of five rounds.`,
 			}
 			out := cmd.OutOrStdout()
 			avail := kernels.Kernels()
-			for _, p := range kernels.BF16Paths() {
+			for _, p := range append(kernels.BF16Paths(), kernels.Int8Paths()...) {
 				avail = append(avail, p.Name())
+			}
+			kw := len("kernel") // the kernel column's width
+			for _, p := range pools {
+				kw = max(kw, len(p.Kernel()))
 			}
 			if !asJSON {
 				for _, p := range pools {
 					fmt.Fprintf(out, "lowrank bench kernels: path %s, %d threads, %s/%s (available: %s)\n",
 						p.Path(), p.Threads(), runtime.GOOS, runtime.GOARCH, strings.Join(avail, ", "))
 				}
-				fmt.Fprintf(out, "%-16s %5s %5s %5s  %-5s %-5s %-7s %2s  %15s %12s\n", "shape", "M", "N", "K", "op", "W", "kernel", "th", "speed", "time")
+				fmt.Fprintf(out, "%-16s %5s %5s %5s  %-5s %-5s %-*s %2s  %15s %12s\n", "shape", "M", "N", "K", "op", "W", kw, "kernel", "th", "speed", "time")
 			}
 			var results []kernels.BenchResult
 			for _, s := range sel {
@@ -92,7 +96,7 @@ median of five rounds.`,
 								first = r.GFLOPS
 							}
 							if !asJSON {
-								line := r.String()
+								line := r.Row(kw)
 								if i > 0 && first > 0 {
 									line += fmt.Sprintf("  %.2f× %s", r.GFLOPS/first, pools[0].Kernel())
 								}

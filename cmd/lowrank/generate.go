@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -98,6 +99,9 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 				return err
 			}
 			defer m.Close()
+			if computeDType == "int8" && !hasInt8Weights(m) {
+				fmt.Fprintf(&notes, "note: --compute-dtype int8 computes with Q8_0, Q4_0 and NF4 weights; this base is held as %s, so its products stay f32 (--quant q8_0 holds it as Q8_0)\n", storedAs(m))
+			}
 			if adapterDir != "" {
 				if _, err := checkpoints.LoadAdapter(adapterDir, m); err != nil {
 					return err
@@ -200,4 +204,29 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 	f.StringVar(&computeDType, "compute-dtype", "f32", "the frozen base's products: f32, bf16, int8 (a Q8_0/Q4_0/NF4 base's forward products in int8 as llama.cpp computes them) or auto (int8 for each new token where the CPU has int8 dot instructions, the prompt as train's auto)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
+}
+
+// storedAs lists the formats m's matrices are held in: "f32" or "f16, f32".
+func storedAs(m *model.Model) string {
+	seen := map[string]bool{}
+	var as []string
+	for _, st := range m.Stored {
+		if !seen[st.As] {
+			seen[st.As] = true
+			as = append(as, st.As)
+		}
+	}
+	sort.Strings(as)
+	return strings.Join(as, ", ")
+}
+
+// hasInt8Weights reports whether any of m's matrices is held in a format
+// int8 computes with.
+func hasInt8Weights(m *model.Model) bool {
+	for _, st := range m.Stored {
+		if st.Format == kernels.Q8_0 || st.Format == kernels.Q4_0 || st.Format == kernels.NF4 {
+			return true
+		}
+	}
+	return false
 }
