@@ -2,6 +2,8 @@
 
 package kernels
 
+import "golang.org/x/sys/cpu"
+
 //go:noescape
 func gemmNEON(kc int, a, b, c *float32, ldc int, overwrite bool)
 
@@ -17,5 +19,29 @@ func paths() []*Path { return []*Path{neonPath, goPath} }
 // bf16Twins are the bf16 paths (none vectorized on arm64 yet).
 func bf16Twins() []*Path { return []*Path{goBF16Path} }
 
-// int8Twins are the int8 paths (none vectorized on arm64 yet).
-func int8Twins() []*Path { return []*Path{goInt8Path} }
+//go:noescape
+func dotQ8_0SDOT(x *int8Unit, w *byte, units, rows, ldw int, out *float32)
+
+//go:noescape
+func dotQ4_0SDOT(x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte)
+
+//go:noescape
+func dotNF4SDOT(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte)
+
+// neonInt8Path is the NEON path with int8 forward products by SDOT
+// (FEAT_DotProd: Apple M1 on, Cortex-A76 on; not a Raspberry Pi 4's A72).
+var neonInt8Path = func() *Path {
+	p := *neonPath
+	p.i8 = &int8Kernel{name: "sdot", suffix: "int8", signed: true, q8_0: dotQ8_0SDOT, q4_0: dotQ4_0SDOT, nf4: dotNF4SDOT}
+	return &p
+}()
+
+// int8Twins are the int8 paths this CPU can run, best first. DotProd is
+// read from HWCAP on Linux and sysctl hw.optional.arm.FEAT_DotProd on macOS
+// (golang.org/x/sys/cpu).
+func int8Twins() []*Path {
+	if cpu.ARM64.HasASIMDDP {
+		return []*Path{neonInt8Path, goInt8Path}
+	}
+	return []*Path{goInt8Path}
+}

@@ -41,6 +41,7 @@ func main() {
 	write(filepath.Join(dir, "dot_int8_avx2_amd64.s"), int8AVX2())
 	write(filepath.Join(dir, "gemm_avx2_amd64.s"), x86("gemmAVX2", "Y", 6, 2, 32, "!noasm", 0))
 	write(filepath.Join(dir, "gemm_neon_arm64.s"), neon("gemmNEON", 8, 3))
+	write(filepath.Join(dir, "dot_int8_neon_arm64.s"), int8NEON())
 }
 
 func write(path string, b []byte) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 )
 
@@ -77,6 +78,27 @@ func TestAMX(t *testing.T) {
 	} {
 		if !bytes.Equal(c.got, c.want) {
 			t.Errorf("%s: % x, want % x", c.name, c.got, c.want)
+		}
+	}
+}
+
+// TestA64: the encoded NEON instructions are what GNU as 2.40
+// (aarch64-linux-gnu-as -march=armv8.2-a+dotprod) assembles.
+func TestA64(t *testing.T) {
+	for _, c := range []struct {
+		got  string
+		want int
+	}{
+		{sdot(3, 1, 2), 0x4e829423}, {sdot(31, 17, 8), 0x4e88963f},
+		{scvtf4s(5, 6), 0x4e21d8c5}, {scvtf4s(30, 19), 0x4e21da7e},
+		{fadd4s(1, 2, 3), 0x4e23d441}, {fadd4s(28, 17, 9), 0x4e29d63c},
+		{fmul4s(1, 2, 3), 0x6e23dc41}, {fmul4s(20, 21, 22), 0x6e36deb4},
+		{fmulElem0(1, 2, 3), 0x4f839041}, {fmulElem0(7, 18, 29), 0x4f9d9247}, {fmulElem0(7, 18, 13), 0x4f8d9247},
+	} {
+		var w int
+		fmt.Sscanf(c.got, "WORD $0x%x", &w)
+		if w != c.want {
+			t.Errorf("%s: want 0x%08x", c.got, c.want)
 		}
 	}
 }

@@ -1,0 +1,210 @@
+package main
+
+import "fmt"
+
+// The NEON instructions Go's arm64 assembler lacks, encoded (each checked
+// against GNU as 2.40 in TestA64).
+
+// sdot is SDOT Vd.4S, Vn.16B, Vm.16B (FEAT_DotProd).
+func sdot(d, n, m int) string {
+	return a64(0x4e809400|m<<16|n<<5|d, "sdot v%d.4s, v%d.16b, v%d.16b", d, n, m)
+}
+
+// scvtf4s is SCVTF Vd.4S, Vn.4S.
+func scvtf4s(d, n int) string { return a64(0x4e21d800|n<<5|d, "scvtf v%d.4s, v%d.4s", d, n) }
+
+// fadd4s is FADD Vd.4S, Vn.4S, Vm.4S.
+func fadd4s(d, n, m int) string {
+	return a64(0x4e20d400|m<<16|n<<5|d, "fadd v%d.4s, v%d.4s, v%d.4s", d, n, m)
+}
+
+// fmul4s is FMUL Vd.4S, Vn.4S, Vm.4S.
+func fmul4s(d, n, m int) string {
+	return a64(0x6e20dc00|m<<16|n<<5|d, "fmul v%d.4s, v%d.4s, v%d.4s", d, n, m)
+}
+
+// fmulElem0 is FMUL Vd.4S, Vn.4S, Vm.S[0].
+func fmulElem0(d, n, m int) string {
+	return a64(0x4f809000|m<<16|n<<5|d, "fmul v%d.4s, v%d.4s, v%d.s[0]", d, n, m)
+}
+
+func a64(word int, format string, args ...any) string {
+	return fmt.Sprintf("WORD $0x%08x // %s", word, fmt.Sprintf(format, args...))
+}
+
+// int8NEON writes the int8 dot kernels for arm64 with SDOT (see
+// kernels/int8.go and int8AVX512): signed weights (the nibble tables'
+// signed values) times signed X; each SDOT lane sums the same four bytes
+// as VPDPBUSD's, so the lanes hold the same integers and the results are
+// the pure-Go kernel's bits. Two rows at a time, then one.
+//
+// Registers: R0 X, R1 W's first row, R2 units (NF4: blocks), R3 rows
+// left, R4 ldw, R5 out, R6/R7 NF4's scales and their row stride in bytes,
+// R9 X's unit, R10/R11 the rows' blocks, R13/R14 their NF4 scales, R12
+// the step count, R15 scratch. V0–V3 the rows' accumulators (lanes 0–3,
+// 4–7), V6–V9 X's unit (values, scales), V20–V23 NF4's second unit, V15
+// 0x0f bytes, V16 the nibble table, V17 1/127.
+func int8NEON() []byte {
+	var a asm
+	fileHeader(&a, "arm64 && !noasm")
+	type format struct {
+		name, args string
+		nf4        bool
+		tab        bool
+	}
+	// xunit loads X's unit at (R9) into values q0, q1 and scales s0, s1.
+	xunit := func(q0, s0 int) {
+		a.l("VLD1.P 32(R9), [V%d.B16, V%d.B16]", q0, q0+1)
+		a.l("ADD $32, R9, R9") // the corrections: VPDPBUSD's, unused here
+		a.l("VLD1.P 32(R9), [V%d.S4, V%d.S4]", s0, s0+1)
+	}
+	// unit adds the unit with weights in w, w+1 (signed bytes), X values
+	// q, q+1 and scales s, s+1, weight scale in V14.S[0], to acc, acc+1.
+	unit := func(acc, w, q, s int) {
+		a.l("VEOR V10.B16, V10.B16, V10.B16")
+		a.l("VEOR V11.B16, V11.B16, V11.B16")
+		a.l(sdot(10, w, q))
+		a.l(sdot(11, w+1, q+1))
+		a.l(scvtf4s(10, 10))
+		a.l(scvtf4s(11, 11))
+		a.l(fmulElem0(12, s, 14))
+		a.l(fmulElem0(13, s+1, 14))
+		a.l(fmul4s(10, 10, 12))
+		a.l(fmul4s(11, 11, 13))
+		a.l(fadd4s(acc, acc, 10))
+		a.l(fadd4s(acc+1, acc+1, 11))
+	}
+	f16 := func(w string) { // the block's fp16 scale into V14.S[0]
+		a.l("MOVHU.P 2(%s), R15", w)
+		a.l("FMOVS R15, F14")
+		a.l("FCVTHS F14, F14")
+	}
+	// hsum stores ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)) of acc, acc+1.
+	hsum := func(acc, off int) {
+		a.l(fadd4s(acc, acc, acc+1))
+		a.l("VEXT $8, V%d.B16, V%d.B16, V%d.B16", acc, acc, acc+1)
+		a.l(fadd4s(acc, acc, acc+1))
+		a.l("VDUP V%d.S[1], V%d.S4", acc, acc+1)
+		a.l("FADDS F%d, F%d, F%d", acc+1, acc, acc)
+		a.l("FMOVS F%d, %d(R5)", acc, off)
+	}
+	for _, f := range []format{
+		{"dotQ8_0SDOT", "x *int8Unit, w *byte, units, rows, ldw int, out *float32", false, false},
+		{"dotQ4_0SDOT", "x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte", false, true},
+		{"dotNF4SDOT", "x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte", true, true},
+	} {
+		frame := 48
+		if f.tab {
+			frame = 56
+		}
+		if f.nf4 {
+			frame = 72
+		}
+		fmt.Fprintf(&a, "\n// func %s(%s)\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", f.name, f.args, f.name, frame)
+		a.l("MOVD x+0(FP), R0")
+		a.l("MOVD w+8(FP), R1")
+		o := 16
+		if f.nf4 {
+			a.l("MOVD sc+16(FP), R6")
+			o = 24
+		}
+		a.l("MOVD units+%d(FP), R2", o)
+		a.l("MOVD rows+%d(FP), R3", o+8)
+		a.l("MOVD ldw+%d(FP), R4", o+16)
+		switch {
+		case f.nf4:
+			a.l("MOVD lds+48(FP), R7")
+			a.l("LSL $2, R7, R7")
+			a.l("LSR $1, R2, R2") // blocks
+			a.l("MOVD out+56(FP), R5")
+			a.l("MOVD tab+64(FP), R8")
+		case f.tab:
+			a.l("MOVD out+40(FP), R5")
+			a.l("MOVD tab+48(FP), R8")
+		default:
+			a.l("MOVD out+40(FP), R5")
+		}
+		if f.tab {
+			a.l("VLD1 (R8), [V16.B16]")
+			a.l("MOVW $0x0f0f0f0f, R15")
+			a.l("VDUP R15, V15.S4")
+		}
+		if f.nf4 {
+			a.l("MOVW $0x3c010204, R15") // float32(1.0/127)
+			a.l("FMOVS R15, F17")
+		}
+		for _, n := range []int{2, 1} {
+			a.label(fmt.Sprintf("rows%d", n))
+			a.l("CMP $%d, R3", n)
+			if n == 2 {
+				a.l("BLT rows1")
+			} else {
+				a.l("BLT done")
+			}
+			a.l("MOVD R0, R9")
+			a.l("MOVD R1, R10")
+			a.l("ADD R4, R1, R11")
+			if f.nf4 {
+				a.l("MOVD R6, R13")
+				a.l("ADD R7, R6, R14")
+			}
+			a.l("MOVD R2, R12")
+			for r := 0; r < n; r++ {
+				a.l("VEOR V%d.B16, V%d.B16, V%d.B16", 2*r, 2*r, 2*r)
+				a.l("VEOR V%d.B16, V%d.B16, V%d.B16", 2*r+1, 2*r+1, 2*r+1)
+			}
+			loop := fmt.Sprintf("loop%d", n)
+			a.label(loop)
+			xunit(6, 8)
+			if f.nf4 {
+				xunit(20, 22)
+			}
+			for r := 0; r < n; r++ {
+				w, sc := []string{"R10", "R11"}[r], []string{"R13", "R14"}[r]
+				switch {
+				case f.nf4:
+					a.l("FMOVS.P 4(%s), F14", sc)
+					a.l("FMULS F17, F14, F14")
+					a.l("VLD1.P 32(%s), [V4.B16, V5.B16]", w)
+					a.l("VUSHR $4, V4.B16, V18.B16") // high nibbles: even values
+					a.l("VUSHR $4, V5.B16, V19.B16")
+					a.l("VAND V15.B16, V4.B16, V4.B16") // low nibbles: odd values
+					a.l("VAND V15.B16, V5.B16, V5.B16")
+					a.l("VTBL V18.B16, [V16.B16], V18.B16")
+					a.l("VTBL V19.B16, [V16.B16], V19.B16")
+					a.l("VTBL V4.B16, [V16.B16], V4.B16")
+					a.l("VTBL V5.B16, [V16.B16], V5.B16")
+					unit(2*r, 18, 6, 8)
+					unit(2*r, 4, 20, 22)
+				case f.tab: // Q4_0
+					f16(w)
+					a.l("VLD1.P 16(%s), [V4.B16]", w)
+					a.l("VUSHR $4, V4.B16, V5.B16") // high nibbles: values 16..31
+					a.l("VAND V15.B16, V4.B16, V4.B16")
+					a.l("VTBL V4.B16, [V16.B16], V4.B16")
+					a.l("VTBL V5.B16, [V16.B16], V5.B16")
+					unit(2*r, 4, 6, 8)
+				default: // Q8_0
+					f16(w)
+					a.l("VLD1.P 32(%s), [V4.B16, V5.B16]", w)
+					unit(2*r, 4, 6, 8)
+				}
+			}
+			a.l("SUB $1, R12, R12")
+			a.l("CBNZ R12, %s", loop)
+			for r := 0; r < n; r++ {
+				hsum(2*r, 4*r)
+			}
+			a.l("ADD $%d, R5, R5", 4*n)
+			a.l("ADD R4<<%d, R1, R1", n-1)
+			if f.nf4 {
+				a.l("ADD R7<<%d, R6, R6", n-1)
+			}
+			a.l("SUB $%d, R3, R3", n)
+			a.l("B rows%d", n)
+		}
+		a.label("done")
+		a.l("RET")
+	}
+	return a.Bytes()
+}
