@@ -142,7 +142,7 @@ func Defaults() Config {
 	return Config{Seed: 0, Quant: "q8_0", Rank: 8, Alpha: 16, Targets: "all-linear", Init: "default",
 		Optimizer: "adamw", LR: 2e-4, LRSchedule: "cosine", MinLRRatio: 0.1, MaxGradNorm: 0,
 		BatchSize: 4, GradAccum: 1, MaxSeqLen: 0, Epochs: 1, EvalEvery: 50, LogEvery: 10, TextUnit: "block", Truncation: "keep-answer", CacheDir: "auto", TokenReplaceFrom: "vocab", MixStop: data.MixFirstExhausted, TextFields: "prompt",
-		SaveEvery: "100", KeepLast: 3, MemoryLimit: "auto"}
+		SaveEvery: "100", KeepLast: 3, MemoryLimit: "auto", ComputeDType: "auto"}
 }
 
 // TokenCache is the token cache directory the configuration asks for: for

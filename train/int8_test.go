@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lowrank/lowrank/autograd"
+	"github.com/lowrank/lowrank/checkpoints"
 	"github.com/lowrank/lowrank/internal/testassets"
 	"github.com/lowrank/lowrank/kernels"
 	"github.com/lowrank/lowrank/model"
@@ -109,5 +110,35 @@ func TestInt8Refused(t *testing.T) {
 	}
 	if _, err := benchSession(BenchConfig{ComputeDType: "int8"}, model.Presets["smollm2-135m"], kernels.Q8_0); err == nil {
 		t.Fatal("bench train accepted int8")
+	}
+}
+
+// TestComputeDTypeDefault: a new configuration computes in auto; one read
+// from a checkpoint written before compute_dtype was recorded (no key)
+// resumes in f32, the default it ran with; the resolved configuration
+// records the dtype, so a resume keeps it.
+func TestComputeDTypeDefault(t *testing.T) {
+	if Defaults().ComputeDType != "auto" {
+		t.Fatalf("default compute dtype %q", Defaults().ComputeDType)
+	}
+	dir := t.TempDir()
+	ck := &checkpoints.Checkpoint{Dir: dir}
+	if err := os.WriteFile(ck.Path(configFile), []byte("model: m\ndata: d\nout: o\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := readCheckpointConfig(ck)
+	if err != nil || c.ComputeDType != "f32" {
+		t.Fatalf("old checkpoint: compute dtype %q, %v", c.ComputeDType, err)
+	}
+	d := Defaults()
+	d.Model, d.Data, d.Out = "m", "d", "o"
+	if !strings.Contains(d.YAML(), `compute_dtype: "auto"`) {
+		t.Fatalf("the resolved configuration does not record auto:\n%s", d.YAML())
+	}
+	if err := os.WriteFile(ck.Path(configFile), []byte(d.YAML()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := readCheckpointConfig(ck); err != nil || c.ComputeDType != "auto" {
+		t.Fatalf("new checkpoint: compute dtype %q, %v", c.ComputeDType, err)
 	}
 }

@@ -146,6 +146,7 @@ func joinChanges(cs []Change) string {
 // readCheckpointConfig reads a checkpoint's resolved configuration.
 func readCheckpointConfig(ck *checkpoints.Checkpoint) (*Config, error) {
 	c := Defaults()
+	c.ComputeDType = "f32" // what a configuration without the key ran with
 	if err := ReadConfigFile(&c, ck.Path(configFile)); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", ck.Dir, err)
 	}

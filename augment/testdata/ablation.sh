@@ -17,7 +17,7 @@ run() { # name flags...
 	if [ -n "${ABLATION_ONLY:-}" ] && [[ "$name" != *"$ABLATION_ONLY"* ]]; then return; fi
 	local vals=()
 	for seed in 1 2 3; do
-		v=$("$L" train --model "$M" --out "$out/$name-$seed" --seed "$seed" --quant f32 --no-progress --log-every 0 --save-every 0 --json "$@" 2>/dev/null |
+		v=$("$L" train --model "$M" --out "$out/$name-$seed" --seed "$seed" --quant f32 --compute-dtype f32 --no-progress --log-every 0 --save-every 0 --json "$@" 2>/dev/null |
 			python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["best_val_loss"])')
 		vals+=("$v")
 	done

@@ -56,7 +56,7 @@ process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 	f.IntVar(&c.Rank, "rank", 8, "LoRA rank")
 	f.StringVar(&c.Quant, "quant", "q8_0", "base weight format: f32|f16|bf16|q8_0|q4_0|nf4")
 	f.IntVar(&c.Threads, "threads", 0, "worker threads (0: every CPU this process may use)")
-	f.StringVar(&c.ComputeDType, "compute-dtype", "f32", "the frozen base's products: f32, bf16 or auto (see lowrank train --help)")
+	f.StringVar(&c.ComputeDType, "compute-dtype", "auto", "the frozen base's products: f32, bf16 or auto (see lowrank train --help)")
 	f.IntVar(&c.Warmup, "warmup", 1, "untimed steps first")
 	f.IntVar(&c.Steps, "steps", 3, "timed steps")
 	f.BoolVar(&c.Checkpointing, "activation-checkpointing", false, "recompute each block in backward (less memory)")

@@ -148,7 +148,7 @@ func TestTrainParity(t *testing.T) {
 	os.WriteFile(example, append(raw, '\n'), 0o644)
 	run := filepath.Join(dir, "run")
 	code, _, errOut := capture(t, "train", "--model", testassets.Path(t, "models/stories260K/hf"), "--adapter", "../../train/testdata/parity/adapter",
-		"--data", example, "--optimizer", "sgd", "--lr", "0.1", "--max-steps", "1", "--quant", "f32", "--out", run)
+		"--data", example, "--optimizer", "sgd", "--lr", "0.1", "--max-steps", "1", "--quant", "f32", "--compute-dtype", "f32", "--out", run)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -203,7 +203,7 @@ func TestGenerateGPTQ(t *testing.T) {
 	if testing.Short() {
 		tokens = 64 // sampling token by token is slow under emulation
 	}
-	code, out, errOut := capture(t, "generate", "--model", dir, "--quant", "nf4", "--gptq-tokens", strconv.Itoa(tokens), "--gptq-tune", "2", "--gptq-seed", "3", "--max-tokens", "200", "--temperature", "0", "--json")
+	code, out, errOut := capture(t, "generate", "--model", dir, "--quant", "nf4", "--gptq-tokens", strconv.Itoa(tokens), "--gptq-tune", "2", "--gptq-seed", "3", "--max-tokens", "200", "--temperature", "0", "--compute-dtype", "f32", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -214,7 +214,7 @@ func TestGenerateGPTQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Again, from the GPTQ base cache ($LOWRANK_CACHE, a temporary directory here).
-	code, out, errOut = capture(t, "generate", "--model", dir, "--quant", "nf4", "--gptq-tokens", strconv.Itoa(tokens), "--gptq-tune", "2", "--gptq-seed", "3", "--max-tokens", "200", "--temperature", "0", "--json")
+	code, out, errOut = capture(t, "generate", "--model", dir, "--quant", "nf4", "--gptq-tokens", strconv.Itoa(tokens), "--gptq-tune", "2", "--gptq-seed", "3", "--max-tokens", "200", "--temperature", "0", "--compute-dtype", "f32", "--json")
 	var r2 struct {
 		Tokens []int32 `json:"tokens"`
 	}
@@ -267,7 +267,7 @@ func TestEval(t *testing.T) {
 	}
 	example := filepath.Join(dir, "one.jsonl")
 	os.WriteFile(example, append(raw, '\n'), 0o644)
-	code, out, errOut := capture(t, "eval", "--model", testassets.Path(t, "models/stories260K/hf"), "--adapter", "../../train/testdata/parity/adapter", "--data", example, "--json")
+	code, out, errOut := capture(t, "eval", "--model", testassets.Path(t, "models/stories260K/hf"), "--adapter", "../../train/testdata/parity/adapter", "--data", example, "--compute-dtype", "f32", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}

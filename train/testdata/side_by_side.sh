@@ -18,13 +18,13 @@ for round in $(seq "$ROUNDS"); do
 	for th in 1 2; do
 		echo "pt smollm2 t$th: $($PT --preset smollm2-135m --threads "$th" 2>&1 | tail -1)"
 		echo "pt smollm2 t$th bf16: $($PT --preset smollm2-135m --threads "$th" --bf16 2>&1 | tail -1)"
-		echo "lr smollm2 t$th q8_0: $(lr --preset smollm2-135m --threads "$th")"
+		echo "lr smollm2 t$th q8_0: $(lr --preset smollm2-135m --threads "$th" --compute-dtype f32)"
 		echo "lr smollm2 t$th q8_0 bf16: $(lr --preset smollm2-135m --threads "$th" --compute-dtype bf16)"
-		echo "lr smollm2 t$th nf4: $(lr --preset smollm2-135m --threads "$th" --quant nf4)"
+		echo "lr smollm2 t$th nf4: $(lr --preset smollm2-135m --threads "$th" --quant nf4 --compute-dtype f32)"
 		echo "lr smollm2 t$th nf4 bf16: $(lr --preset smollm2-135m --threads "$th" --quant nf4 --compute-dtype bf16)"
 	done
 	echo "pt tinyllama t2: $($PT --preset tinyllama-1.1b --batch 1 --seq 512 --threads 2 --steps 2 2>&1 | tail -1)"
 	echo "pt tinyllama t2 bf16: $($PT --preset tinyllama-1.1b --batch 1 --seq 512 --threads 2 --steps 2 --bf16 2>&1 | tail -1)"
-	echo "lr tinyllama t2 nf4: $(lr --preset tinyllama-1.1b --batch 1 --seq 512 --threads 2 --quant nf4 --steps 2)"
+	echo "lr tinyllama t2 nf4: $(lr --preset tinyllama-1.1b --batch 1 --seq 512 --threads 2 --quant nf4 --steps 2 --compute-dtype f32)"
 	echo "lr tinyllama t2 nf4 bf16: $(lr --preset tinyllama-1.1b --batch 1 --seq 512 --threads 2 --quant nf4 --steps 2 --compute-dtype bf16)"
 done
