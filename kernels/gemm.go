@@ -64,9 +64,11 @@ type gemmArgs struct {
 	// packed panels rounded to bf16 pairs (see bf16.go).
 	bf16 bool
 	// int8: a forward GemmW product on an int8 path (see int8.go): X's
-	// rows quantized into i8x (by workers when i8quant), then dotted.
+	// rows i8r0 to i8r0+i8m quantized into i8x (by workers when i8quant),
+	// then dotted.
 	int8, i8quant bool
 	i8x           []int8Unit
+	i8r0, i8m     int
 }
 
 // useOuter reports whether the call suits the outer-product kernel: at most

@@ -278,24 +278,27 @@ func (ws *workspace) int8Dot(w *Weight, x []int8Unit, j0, rows int, out []float3
 	}
 }
 
-// runInt8Quant quantizes rows [i0, i1) of X into g.i8x.
+// runInt8Quant quantizes rows i8r0+[i0, i1) of X into g.i8x.
 func (ws *workspace) runInt8Quant(g *gemmArgs, i0, i1 int) {
 	u := int8Units(g.b.w)
 	for i := i0; i < i1; i++ {
-		quantizeInt8(g.i8x[i*u:(i+1)*u], g.a.Data[i*g.a.Stride:][:g.k], g.b.w.Format)
+		quantizeInt8(g.i8x[i*u:(i+1)*u], g.a.Data[(g.i8r0+i)*g.a.Stride:][:g.k], g.b.w.Format)
 	}
 }
 
-// runInt8 computes C[0:m, j0:j1] from the quantized rows of X, int8Rows
-// W rows at a time against every X row.
+// int8RowBlock is how many rows of X are quantized at a time.
+const int8RowBlock = 256
+
+// runInt8 computes C[i8r0:i8r0+i8m, j0:j1] from the quantized rows of X,
+// int8Rows W rows at a time against every X row.
 func (ws *workspace) runInt8(g *gemmArgs, j0, j1 int) {
 	u := int8Units(g.b.w)
 	out := ws.tile[:int8Rows]
 	for jb := j0; jb < j1; jb += int8Rows {
 		rows := min(int8Rows, j1-jb)
-		for i := 0; i < g.m; i++ {
+		for i := 0; i < g.i8m; i++ {
 			ws.int8Dot(g.b.w, g.i8x[i*u:(i+1)*u], jb, rows, out)
-			c := g.c.Data[i*g.c.Stride+jb:][:rows]
+			c := g.c.Data[(g.i8r0+i)*g.c.Stride+jb:][:rows]
 			for r := range c {
 				if g.beta == 0 {
 					c[r] = g.alpha * out[r]

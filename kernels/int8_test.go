@@ -57,7 +57,7 @@ func int8Value(w *Weight, j, k int) (int, float64) {
 // error's bound of the float64 product with the dequantized weight.
 func TestInt8Exact(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 1))
-	shapes := [][3]int{{1, 32, 1}, {1, 64, 1}, {3, 40, 2}, {33, 100, 1}, {2, 576, 3}, {64, 1536, 1}, {5, 130, 7}, {70, 64, 40}}
+	shapes := [][3]int{{1, 32, 1}, {1, 64, 1}, {3, 40, 2}, {33, 100, 1}, {2, 576, 3}, {64, 1536, 1}, {5, 130, 7}, {70, 64, 40}, {3, 64, int8RowBlock + 30}}
 	ref := NewPoolOn(1, goInt8Path)
 	for _, pa := range int8Twins() {
 		p := NewPoolOn(2, pa)
@@ -165,7 +165,7 @@ func TestInt8ThreadInvariance(t *testing.T) {
 	ws := int8Weights(r, 576, 1536)
 	for _, pa := range int8Twins() {
 		for name, w := range ws {
-			for _, m := range []int{1, 37} {
+			for _, m := range []int{1, 37, int8RowBlock + 45} {
 				x := randMat(r, m, 1536, 1536)
 				var first []float32
 				for _, threads := range []int{1, 2, 3, 7} {

@@ -206,7 +206,13 @@ func (p *Pool) fanOut(g *gemmArgs, workers, tiles, size int, splitM bool) {
 	workers = min(workers, tiles)
 	p.lastWorkers = workers
 	if workers <= 1 {
-		p.ws[0].do(job{g: g, i0: 0, i1: g.m, j0: 0, j1: g.n})
+		j := job{g: g, i0: 0, i1: g.m, j0: 0, j1: g.n}
+		if splitM {
+			j.i1 = min(g.m, tiles*size)
+		} else {
+			j.j1 = min(g.n, tiles*size)
+		}
+		p.ws[0].do(j)
 		return
 	}
 	p.startWorkers()
@@ -236,24 +242,29 @@ func (p *Pool) fanOut(g *gemmArgs, workers, tiles, size int, splitM bool) {
 	p.wg.Wait()
 }
 
-// runInt8 runs an int8 product: X's rows quantized (split by rows), then
-// the dots (split by W's rows, in whole kernel tiles).
+// runInt8 runs an int8 product in blocks of int8RowBlock rows of X (the
+// quantized rows' memory bounded): each block's rows quantized (split by
+// rows), then the dots (split by W's rows, in whole kernel tiles).
 func (p *Pool) runInt8(g *gemmArgs) {
-	n := g.m * int8Units(g.b.w)
-	if cap(p.i8x) < n {
-		p.i8x = make([]int8Unit, n)
+	u := int8Units(g.b.w)
+	rows := min(g.m, int8RowBlock)
+	if cap(p.i8x) < rows*u {
+		p.i8x = make([]int8Unit, rows*u)
 	}
-	g.i8x = p.i8x[:n]
 	workers := p.threads
 	if float64(g.m)*float64(g.n)*float64(g.k) < minParallelFlops {
 		workers = 1
 	}
-	qw := workers
-	if g.m*g.k < 1<<14 { // a few microseconds: not worth waking workers
-		qw = 1
+	for r0 := 0; r0 < g.m; r0 += int8RowBlock {
+		g.i8r0, g.i8m = r0, min(int8RowBlock, g.m-r0)
+		g.i8x = p.i8x[:g.i8m*u]
+		qw := workers
+		if g.i8m*g.k < 1<<14 { // a few microseconds: not worth waking workers
+			qw = 1
+		}
+		g.i8quant = true
+		p.fanOut(g, qw, g.i8m, 1, true)
+		g.i8quant = false
+		p.fanOut(g, workers, (g.n+int8Rows-1)/int8Rows, int8Rows, false)
 	}
-	g.i8quant = true
-	p.fanOut(g, qw, g.m, 1, true)
-	g.i8quant = false
-	p.fanOut(g, workers, (g.n+int8Rows-1)/int8Rows, int8Rows, false)
 }
