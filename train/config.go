@@ -187,48 +187,71 @@ func (c *Config) BaseCache() string {
 // {path, weight}; augment as a list of transforms. Unknown keys, wrong
 // types and duplicate keys are errors naming the file and the line.
 func ReadConfigFile(c *Config, path string) error {
+	sweep, err := readConfig(c, path)
+	if err == nil && sweep != nil {
+		err = fmt.Errorf("config: %s line %d: the file is a sweep: run one of its runs with lowrank train --config %s --task-index I (or under a Slurm array or a Kubernetes Indexed Job, which set the index), list them with lowrank sweep %s --list", path, sweep.Line, path, path)
+	}
+	return err
+}
+
+// readConfig reads a configuration file into c; a sweep file's sweep
+// section is returned, not applied (nil: none).
+func readConfig(c *Config, path string) (sweep *yaml.Node, err error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return fmt.Errorf("config: %s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, fmt.Errorf("config: %s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	if len(doc.Content) == 0 {
-		return nil // empty, or comments only
+		return nil, nil // empty, or comments only
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return fmt.Errorf("config: %s line %d: want settings as \"key: value\" lines", path, root.Line)
+		return nil, fmt.Errorf("config: %s line %d: want settings as \"key: value\" lines", path, root.Line)
 	}
 	seen := map[string]int{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		key := strings.ReplaceAll(k.Value, "-", "_")
 		if first, dup := seen[key]; dup {
-			return fmt.Errorf("config: %s line %d: %s is given twice (first on line %d)", path, k.Line, k.Value, first)
+			return nil, fmt.Errorf("config: %s line %d: %s is given twice (first on line %d)", path, k.Line, k.Value, first)
 		}
 		seen[key] = k.Line
-		var err error
-		switch key {
-		case "augment":
-			err = c.setAugment(v, seen)
-		case "data":
-			err = c.setData(v, seen)
-		default:
-			var val string
-			if val, err = scalarText(v); err == nil {
-				err = c.Set(key, val)
-			}
+		if key == "sweep" {
+			sweep = v
+			continue
 		}
-		var le lineError
-		if errors.As(err, &le) {
-			return fmt.Errorf("config: %s line %d: %s", path, le.line, le.msg)
+		if err := c.applyNode(path, key, k, v, seen); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			return fmt.Errorf("config: %s line %d: %v", path, k.Line, err)
+	}
+	return sweep, nil
+}
+
+// applyNode sets one configuration key from its YAML value (k its key's
+// node, for the line of an error).
+func (c *Config) applyNode(path, key string, k, v *yaml.Node, seen map[string]int) error {
+	var err error
+	switch key {
+	case "augment":
+		err = c.setAugment(v, seen)
+	case "data":
+		err = c.setData(v, seen)
+	default:
+		var val string
+		if val, err = scalarText(v); err == nil {
+			err = c.Set(key, val)
 		}
+	}
+	var le lineError
+	if errors.As(err, &le) {
+		return fmt.Errorf("config: %s line %d: %s", path, le.line, le.msg)
+	}
+	if err != nil {
+		return fmt.Errorf("config: %s line %d: %v", path, k.Line, err)
 	}
 	return nil
 }

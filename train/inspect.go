@@ -92,7 +92,10 @@ type MetricsSummary struct {
 	LastValLoss *float64 `json:"last_val_loss,omitempty"`
 	BestValLoss *float64 `json:"best_val_loss,omitempty"`
 	BestValStep int      `json:"best_val_step,omitempty"`
-	Damaged     int      `json:"damaged_lines,omitempty"`
+	// TokensPerS is the last step line's: the run's tokens over its
+	// training time so far.
+	TokensPerS float64 `json:"tokens_per_s,omitempty"`
+	Damaged    int     `json:"damaged_lines,omitempty"`
 }
 
 // IsRun reports whether dir looks like a run folder.
@@ -177,9 +180,10 @@ func summarizeMetrics(path string) MetricsSummary {
 	sc.Buffer(make([]byte, 1<<16), 1<<24)
 	for sc.Scan() {
 		var line struct {
-			Step    *int     `json:"step"`
-			Loss    *float64 `json:"loss"`
-			ValLoss *float64 `json:"val_loss"`
+			Step     *int     `json:"step"`
+			Loss     *float64 `json:"loss"`
+			ValLoss  *float64 `json:"val_loss"`
+			TokensPS float64  `json:"tokens_per_s"`
 		}
 		if json.Unmarshal(sc.Bytes(), &line) != nil || line.Step == nil {
 			m.Damaged++
@@ -188,7 +192,7 @@ func summarizeMetrics(path string) MetricsSummary {
 		m.Lines++
 		m.LastStep = max(m.LastStep, *line.Step)
 		if line.Loss != nil {
-			m.LastLoss = line.Loss
+			m.LastLoss, m.TokensPerS = line.Loss, line.TokensPS
 		}
 		if v := line.ValLoss; v != nil {
 			m.LastValLoss = v

@@ -37,8 +37,14 @@ type proc struct {
 
 func startLowrank(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startLowrankEnv(t, nil, args...)
+}
+
+// startLowrankEnv is startLowrank with more environment variables.
+func startLowrankEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, cmd: exec.Command(os.Args[0], args...), lines: make(chan string, 1<<16), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), "LOWRANK_TEST_MAIN=1")
+	p.cmd.Env = append(append(os.Environ(), "LOWRANK_TEST_MAIN=1"), env...)
 	p.cmd.Stdout = &p.stdout
 	pipe, err := p.cmd.StderrPipe()
 	if err != nil {

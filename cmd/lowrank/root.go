@@ -21,9 +21,10 @@ func newRoot() *cobra.Command {
 		return usageError{cmd: commandName(c), err: err}
 	})
 	// Every command's --threads is bounded by the CPUs this process may use
-	// (train also checks what its config file or checkpoint says).
+	// (train also checks what its config file or checkpoint says), but for
+	// one whose threads are another machine's (sweep --emit).
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
-		if f := c.Flags().Lookup("threads"); f != nil && f.Changed {
+		if f := c.Flags().Lookup("threads"); f != nil && f.Changed && c.Annotations["threads"] != "elsewhere" {
 			n, err := strconv.Atoi(f.Value.String())
 			if err != nil {
 				return usageError{cmd: commandName(c), err: fmt.Errorf("--threads %q is not an integer", f.Value.String())}
@@ -34,7 +35,7 @@ func newRoot() *cobra.Command {
 		}
 		return nil
 	}
-	root.AddCommand(newBench(), newGenerate(), newTokenize(), newInspect(), newMerge(), newExport(), newTrain(), newDemo(), newEval(), newPlot(), newPull())
+	root.AddCommand(newBench(), newGenerate(), newTokenize(), newInspect(), newMerge(), newExport(), newTrain(), newDemo(), newEval(), newPlot(), newPull(), newSweep())
 	usageArgs(root)
 	return root
 }

@@ -23,6 +23,7 @@ func newTrain() *cobra.Command {
 		noProgress            bool
 		resume                string
 		force, noLock         bool
+		taskIndex             int
 	)
 	flagVals := map[string]*string{}
 	c := &cobra.Command{
@@ -59,7 +60,23 @@ One process at a time owns a run folder (a lock on RUN/.lock).`,
 				}
 				cfg = *base
 			}
-			if configFile != "" {
+			task, err := sweepTask(cmd, configFile, taskIndex)
+			if err != nil {
+				return err
+			}
+			switch {
+			case task != nil:
+				// A sweep's task: its own folder, resumed if it was
+				// interrupted, skipped if it is done (--resume auto).
+				if cmd.Flags().Changed("out") {
+					return usageError{cmd: "train", err: fmt.Errorf("--out: a sweep's task %d runs into %s (the sweep file's out/task-%d)", task.Index, task.Out, task.Index)}
+				}
+				if resume != "" && resume != "auto" {
+					return usageError{cmd: "train", err: fmt.Errorf("--resume %s: a sweep's task resumes its own folder (%s) by itself", resume, task.Out)}
+				}
+				cfg, resume = task.Config, "auto"
+				fmt.Fprintf(cmd.ErrOrStderr(), "lowrank: sweep %s task %d of %d (%s) in %s\n", configFile, task.Index, taskCount, task.Label(), task.Out)
+			case configFile != "":
 				if err := train.ReadConfigFile(&cfg, configFile); err != nil {
 					return err
 				}
@@ -151,6 +168,7 @@ One process at a time owns a run folder (a lock on RUN/.lock).`,
 	f.StringVar(&resume, "resume", "", "continue a run: RUN (its newest intact checkpoint), RUN/checkpoints/step-N, or auto (--out's if it has a checkpoint, else start it)")
 	f.BoolVar(&force, "force", false, "with --resume: accept settings or data that differ from the checkpoint's (recorded in the log and config.yaml)")
 	f.BoolVar(&noLock, "no-lock", false, "do not lock the run folder (filesystems without file locks; make sure only one run uses it)")
+	f.IntVar(&taskIndex, "task-index", -1, "with a sweep file as --config: run its task I into OUT/task-I, resuming it if interrupted (default: $SLURM_ARRAY_TASK_ID, then $JOB_COMPLETION_INDEX)")
 	// One flag per configuration field, named like its key with hyphens.
 	defaults := train.Defaults()
 	v := reflect.ValueOf(defaults)
