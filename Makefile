@@ -4,7 +4,7 @@ SHELL   := bash
 BIN     ?= bin/lowrank
 PKGS    := ./...
 
-.PHONY: all demo build test test-go test-noasm test-arm64 bench bench-openblas lint generate fuzz clean
+.PHONY: all demo build test test-go test-noasm test-arm64 test-slurm bench bench-openblas lint generate fuzz clean
 
 all: build
 
@@ -24,6 +24,7 @@ test: lint
 	set -o pipefail; $(GO) test -json -count=1 -timeout 30m $(PKGS) | $(GO) run ./internal/testsummary
 	$(MAKE) test-noasm
 	$(MAKE) test-arm64
+	$(MAKE) test-slurm
 
 test-noasm:
 	$(GO) test -count=1 -tags noasm ./kernels/...
@@ -35,6 +36,18 @@ test-arm64:
 	else \
 		echo "SKIP arm64 kernel tests: qemu-aarch64 not installed (apt-get install qemu-user)"; \
 	fi
+
+# A sweep through a real Slurm on this machine (munged, slurmctld, slurmd
+# started by the script, as root): 4 tasks from `lowrank sweep --emit slurm`,
+# one requeued mid-run and checked bitwise. Installs Debian's slurm-wlm and
+# munge when they are missing and it can; skips, saying why, otherwise.
+test-slurm: build
+	@if ! command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing slurm-wlm and munge"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null) \
+			|| echo "warning: could not install slurm-wlm and munge"; \
+	fi
+	bash cmd/lowrank/testdata/slurm_sweep.sh $(BIN)
 
 # Kernel benchmarks: go test form (compare runs with benchstat) and the user-facing command.
 bench: build
