@@ -190,3 +190,39 @@ func TestSweepEmit(t *testing.T) {
 		t.Errorf("job spec %v", spec)
 	}
 }
+
+// TestSweepBad: a malformed sweep file or a bad sweep command line gets one
+// line naming the file, the line and the problem.
+func TestSweepBad(t *testing.T) {
+	dir := t.TempDir()
+	good := writeSweep(t, dir)
+	raw, _ := os.ReadFile(good)
+	base, _, _ := strings.Cut(string(raw), "sweep:\n")
+	file := func(name, sweep string) string {
+		p := filepath.Join(dir, name+".yaml")
+		os.WriteFile(p, []byte(base+sweep), 0o644)
+		return p
+	}
+	noOut := filepath.Join(dir, "noout.yaml")
+	os.WriteFile(noOut, []byte(strings.Replace(string(raw), "out: ", "# out: ", 1)), 0o644)
+	plain := filepath.Join(dir, "plain.yaml")
+	os.WriteFile(plain, []byte(base), 0o644)
+	refuses(t, []badCase{
+		{"unknown key", []string{"sweep", file("k", "sweep:\n  grid:\n    learning_rate: [1, 2]\n"), "--list"}, []string{"k.yaml line", "learning_rate"}},
+		{"grid not a list", []string{"sweep", file("g", "sweep:\n  grid:\n    lr: 1e-3\n"), "--list"}, []string{"g.yaml line 14", "grid lr: want a list of values"}},
+		{"empty list", []string{"sweep", file("e", "sweep:\n  list: []\n"), "--list"}, []string{"e.yaml line 13", "list: want a list of entries"}},
+		{"unknown section", []string{"sweep", file("u", "sweep:\n  zip:\n    lr: [1]\n"), "--list"}, []string{"u.yaml line 13", `unknown section "zip"`}},
+		{"out in a task", []string{"sweep", file("o", "sweep:\n  list:\n    - {out: elsewhere}\n"), "--list"}, []string{"o.yaml line 14", "task I runs into OUT/task-I"}},
+		{"twice in a task", []string{"sweep", file("t", "sweep:\n  list:\n    - {lr: 1e-3}\n  grid:\n    lr: [1e-3]\n"), "--list"}, []string{"t.yaml line 16", "task 0 sets lr twice (first on line 14)"}},
+		{"bad value", []string{"sweep", file("v", "sweep:\n  grid:\n    lr: [1e-3, -1]\n"), "--list"}, []string{"v.yaml task 1 (lr=-1)", "lr: -1 must be positive"}},
+		{"no out", []string{"sweep", noOut, "--list"}, []string{"noout.yaml: out is required"}},
+		{"not a sweep", []string{"sweep", plain, "--list"}, []string{"plain.yaml: no sweep section"}},
+		{"no mode", []string{"sweep", good}, []string{"give one of --list, --emit slurm|k8s, --summary"}},
+		{"bad emit", []string{"sweep", good, "--emit", "pbs"}, []string{`--emit "pbs": want slurm or k8s`}},
+		{"bad parallel", []string{"sweep", good, "--emit", "slurm", "--parallel", "-2"}, []string{"--parallel -2"}},
+		{"index too big", []string{"train", "--config", good, "--task-index", "4"}, []string{"--task-index 4", "has 4 tasks (0 to 3)"}},
+		{"no index", []string{"train", "--config", good}, []string{"is a sweep of 4 runs", "--task-index I"}},
+		{"index without sweep", []string{"train", "--config", plain, "--task-index", "0"}, []string{"--task-index 0", "is not a sweep file"}},
+		{"out with a task", []string{"train", "--config", good, "--task-index", "0", "--out", filepath.Join(dir, "x")}, []string{"--out: a sweep's task 0 runs into"}},
+	})
+}
