@@ -26,8 +26,10 @@ import (
 // tokenizer, the base model, the adapter, the data and its batch order.
 // Close releases it.
 type Session struct {
-	Config  Config
-	Log     *slog.Logger
+	Config Config
+	Log    *slog.Logger
+	// Comm is the group of processes training together (nil: this one).
+	Comm    Comm
 	Pool    *kernels.Pool
 	Tok     *tokenizer.Tokenizer // nil for the benchmark's model built in memory
 	Model   *model.Model

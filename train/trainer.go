@@ -58,6 +58,7 @@ type Trainer struct {
 	State State
 	Opt   Optimizer
 	micro []*data.Batch
+	slabs [][]float32 // this process's micro-batches' gradients (GradAccum > 1 or several processes)
 }
 
 // NewTrainer returns a trainer at step 0 of s.
@@ -83,6 +84,7 @@ func (s *Session) tape() *autograd.Tape {
 type StepResult struct {
 	Loss, GradNorm, LR float64
 	Tokens, Supervised int
+	Comm               commStats // with several processes: the step's all-gather
 }
 
 // ErrDiverged is returned (wrapped) by Step when the loss or the gradient is
@@ -103,21 +105,50 @@ const neftuneKey = 0x6e656674756e65
 func (t *Trainer) Step() (StepResult, error) {
 	s, c, st := t.S, &t.S.Config, &t.State
 	ad := s.Adapter
+	cm := s.comm()
+	size, rank := cm.Size(), cm.Rank()
 	var r StepResult
+	// This process's micro-batches: its stride of the step's global order.
 	t.micro = t.micro[:0]
-	for i := 0; i < c.GradAccum; i++ {
+	var localSup int64
+	for i := rank; i < c.GradAccum; i += size {
 		b, err := s.Batch(st.Micro + int64(i))
 		if err != nil {
 			return r, err
 		}
 		t.micro = append(t.micro, b)
-		r.Supervised += b.Supervised
+		localSup += int64(b.Supervised)
 	}
+	total := localSup // the step's supervised tokens, every process's
+	if size > 1 {
+		var err error
+		if total, err = sumInt64(cm, localSup); err != nil {
+			return r, err
+		}
+	}
+	r.Supervised = int(total)
+	// One micro-batch in one process: its gradient is the step's. Otherwise
+	// each micro-batch's gradient is kept apart and they are summed in
+	// global order (gatherGrads), so that the sum's rounding does not depend
+	// on how many processes computed them.
+	separate := c.GradAccum > 1 || size > 1
+	if separate && len(t.slabs) != len(t.micro) {
+		t.slabs = make([][]float32, len(t.micro))
+		for j := range t.slabs {
+			t.slabs[j] = make([]float32, len(ad.Grads()))
+		}
+	}
+	losses := make([]float64, len(t.micro))
+	counts := make([][2]int64, len(t.micro))
 	ad.Training = true
 	ad.ZeroGrad()
 	tp := s.tape()
-	for i, b := range t.micro {
+	for j, b := range t.micro {
+		i := rank + j*size                      // the global micro-batch index within the step
 		ad.Micro = uint64(st.Micro) + uint64(i) // dropout masks of this micro-batch
+		if separate {
+			ad.ZeroGrad()
+		}
 		tp.Reset()
 		mb := toModel(b)
 		if c.NEFTuneAlpha > 0 { // NEFTune: ±α/√(L·d), L the row length as fed
@@ -129,8 +160,19 @@ func (t *Trainer) Step() (StepResult, error) {
 			return r, err
 		}
 		tp.Backward(loss)
-		r.Loss += float64(loss.Data[0])
-		r.Tokens += b.B * b.T
+		losses[j], counts[j] = float64(loss.Data[0]), [2]int64{int64(b.B * b.T), int64(b.Supervised)}
+		if separate {
+			copy(t.slabs[j], ad.Grads())
+		}
+	}
+	if separate {
+		loss, tokens, _, cs, err := gatherGrads(cm, ad.Grads(), t.slabs, losses, counts, c.GradAccum)
+		if err != nil {
+			return r, err
+		}
+		r.Loss, r.Tokens, r.Comm = loss, int(tokens), cs
+	} else {
+		r.Loss, r.Tokens = losses[0], int(counts[0][0])
 	}
 	r.GradNorm = norm(ad.Grads())
 	if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) || math.IsNaN(r.GradNorm) || math.IsInf(r.GradNorm, 0) {
