@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/lowrank/lowrank/kernels"
 )
 
 // Comm is the group of processes one run trains in, data-parallel: each
@@ -46,6 +48,18 @@ type commStats struct {
 // dst = ((g0 + g1) + g2) + … whatever the process count.
 func gatherGrads(cm Comm, dst []float32, slabs [][]float32, losses []float64, counts [][2]int64, total int) (loss float64, tokens, supervised int64, st commStats, err error) {
 	size := cm.Size()
+	if size == 1 { // one process: the slabs are all here, summed in order
+		for i, g := range slabs {
+			if i == 0 {
+				copy(dst, g)
+			} else {
+				kernels.Add(dst, dst, g)
+			}
+			loss += losses[i]
+			tokens, supervised = tokens+counts[i][0], supervised+counts[i][1]
+		}
+		return loss, tokens, supervised, st, nil
+	}
 	per := len(slabs)
 	n := len(dst)
 	// One message per process: its slabs, then its losses and counts.
@@ -64,15 +78,12 @@ func gatherGrads(cm Comm, dst []float32, slabs [][]float32, losses []float64, co
 		binary.LittleEndian.PutUint64(send[o+16:], uint64(counts[j][1]))
 		o += 24
 	}
-	recv := send
-	if size > 1 {
-		recv = make([]byte, size*rec)
-		t0 := time.Now()
-		if err := cm.AllGather(send, recv); err != nil {
-			return 0, 0, 0, st, fmt.Errorf("gathering the gradients: %w", err)
-		}
-		st = commStats{Bytes: int64(len(recv)), Secs: time.Since(t0).Seconds()}
+	recv := make([]byte, size*rec)
+	t0 := time.Now()
+	if err := cm.AllGather(send, recv); err != nil {
+		return 0, 0, 0, st, fmt.Errorf("gathering the gradients: %w", err)
 	}
+	st = commStats{Bytes: int64(len(recv)), Secs: time.Since(t0).Seconds()}
 	// Global micro-batch i is process i%size's slab i/size.
 	for i := 0; i < total; i++ {
 		r, j := i%size, i/size
