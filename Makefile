@@ -4,12 +4,18 @@ SHELL   := bash
 BIN     ?= bin/lowrank
 PKGS    := ./...
 
-.PHONY: all demo build test test-go test-noasm test-arm64 test-slurm bench bench-openblas lint generate fuzz clean
+.PHONY: all demo build build-mpi test test-go test-noasm test-arm64 test-slurm test-mpi bench bench-openblas lint generate fuzz clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/lowrank
+
+# The MPI build (data-parallel training under mpirun or srun): cgo against
+# Open MPI (Debian: apt-get install libopenmpi-dev openmpi-bin).
+build-mpi:
+	@pkg-config --exists ompi-c || { echo "make build-mpi needs Open MPI's development files: apt-get install libopenmpi-dev (pkg-config ompi-c)"; exit 1; }
+	CGO_ENABLED=1 $(GO) build -trimpath -tags mpi -o $(BIN)-mpi ./cmd/lowrank
 
 # The whole job offline, no downloads: a small model and dataset made here,
 # fine-tuned, evaluated, merged (about a minute on 2 cores).
@@ -24,6 +30,7 @@ test: lint
 	set -o pipefail; $(GO) test -json -count=1 -timeout 30m $(PKGS) | $(GO) run ./internal/testsummary
 	$(MAKE) test-noasm
 	$(MAKE) test-arm64
+	$(MAKE) test-mpi
 	$(MAKE) test-slurm
 
 test-noasm:
@@ -39,7 +46,8 @@ test-arm64:
 
 # A sweep through a real Slurm on this machine (munged, slurmctld, slurmd
 # started by the script, as root): 4 tasks from `lowrank sweep --emit slurm`,
-# one requeued mid-run and checked bitwise. Installs Debian's slurm-wlm and
+# one requeued mid-run and checked bitwise; then, when make test-mpi (or
+# build-mpi) made bin/lowrank-mpi, one run over 2 ranks started by srun. Installs Debian's slurm-wlm and
 # munge when they are missing and it can; skips, saying why, otherwise.
 test-slurm: build
 	@if ! command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -47,7 +55,26 @@ test-slurm: build
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null) \
 			|| echo "warning: could not install slurm-wlm and munge"; \
 	fi
-	bash cmd/lowrank/testdata/slurm_sweep.sh $(BIN)
+	bash cmd/lowrank/testdata/slurm_sweep.sh $(BIN) $(BIN)-mpi
+
+# Data-parallel training over real Open MPI ranks (mpirun -np 1/2/4 byte for
+# byte one process's run, a rank killed, SIGTERM, resume on another rank
+# count). Installs Debian's openmpi-bin and libopenmpi-dev when they are
+# missing and it can; skips, saying why, otherwise.
+test-mpi: build
+	@if ! pkg-config --exists ompi-c 2>/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing openmpi-bin and libopenmpi-dev"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev pkg-config >/dev/null) \
+			|| echo "warning: could not install Open MPI"; \
+	fi
+	@if pkg-config --exists ompi-c 2>/dev/null && command -v mpirun >/dev/null 2>&1; then \
+		$(MAKE) build-mpi && \
+		$(GO) vet -tags mpi ./internal/mpi ./cmd/lowrank && \
+		$(GO) test -count=1 -tags mpi ./internal/mpi && \
+		bash cmd/lowrank/testdata/mpi_train.sh $(BIN)-mpi $(BIN); \
+	else \
+		echo "SKIP mpi tests: Open MPI not installed (apt-get install openmpi-bin libopenmpi-dev)"; \
+	fi
 
 # Kernel benchmarks: go test form (compare runs with benchstat) and the user-facing command.
 bench: build

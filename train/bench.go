@@ -37,6 +37,10 @@ type BenchConfig struct {
 	TokenNoise float64 `json:",omitempty"`
 	// ComputeDType is the frozen base's products' type (Config.ComputeDType).
 	ComputeDType string `json:",omitempty"`
+	// GradAccum micro-batches of Batch×Seq per step (0: 1), shared out over
+	// Comm's processes as training does.
+	GradAccum int  `json:",omitempty"`
+	Comm      Comm `json:"-"`
 }
 
 // BenchResult is what one benchmark measured.
@@ -51,6 +55,14 @@ type BenchResult struct {
 	ActivationsMiB float64 `json:"activations_mib"`
 	TrainableParam int64   `json:"trainable_params"`
 	Loss           float32 `json:"last_loss"`
+	// With several processes: their number, and the median step's
+	// gradient all-gather (bytes each process received, milliseconds, and
+	// the share of the step).
+	Ranks       int     `json:"ranks,omitempty"`
+	CommBytes   int64   `json:"comm_bytes,omitempty"`
+	CommMs      float64 `json:"comm_ms,omitempty"`
+	CommWaitMs  float64 `json:"comm_wait_ms,omitempty"` // for the slowest rank (not communication)
+	CommPercent float64 `json:"comm_percent,omitempty"` // of the median step's time
 }
 
 // Bench runs the benchmark.
@@ -78,11 +90,15 @@ func Bench(c BenchConfig) (*BenchResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Comm != nil {
+		s.Comm = c.Comm
+	}
 	t := s.NewTrainer()
 	var last float64
+	var comm commStats
 	step := func() error {
 		r, err := t.Step()
-		last = r.Loss
+		last, comm = r.Loss, r.Comm
 		return err
 	}
 	for i := 0; i < c.Warmup; i++ {
@@ -90,22 +106,30 @@ func Bench(c BenchConfig) (*BenchResult, error) {
 			return nil, err
 		}
 	}
-	times := make([]float64, c.Steps)
+	type timed struct {
+		secs float64
+		comm commStats
+	}
+	times := make([]timed, c.Steps)
 	for i := range times {
 		t0 := time.Now()
 		if err := step(); err != nil {
 			return nil, err
 		}
-		times[i] = time.Since(t0).Seconds()
+		times[i] = timed{time.Since(t0).Seconds(), comm}
 	}
-	sort.Float64s(times)
+	sort.Slice(times, func(i, j int) bool { return times[i].secs < times[j].secs })
 	med := times[len(times)/2]
-	n := c.Batch * c.Seq
-	return &BenchResult{
-		BenchConfig: c, Kernel: s.Pool.Kernel(), Path: s.Pool.Path().ID(), TokensPerSec: float64(n) / med, MsPerStep: med * 1e3,
+	n := c.Batch * c.Seq * s.Config.GradAccum
+	r := &BenchResult{
+		BenchConfig: c, Kernel: s.Pool.Kernel(), Path: s.Pool.Path().ID(), TokensPerSec: float64(n) / med.secs, MsPerStep: med.secs * 1e3,
 		PeakRSSBytes: sysinfo.PeakRSS(), WeightBytes: s.Model.WeightBytes(), ActivationsMiB: float64(s.tape().ArenaFloats()) * 4 / (1 << 20),
 		TrainableParam: s.Adapter.NumParams(), Loss: float32(last),
-	}, nil
+	}
+	if size := s.comm().Size(); size > 1 {
+		r.Ranks, r.CommBytes, r.CommMs, r.CommWaitMs, r.CommPercent = size, med.comm.Bytes, med.comm.Secs*1e3, med.comm.Wait*1e3, 100*med.comm.Secs/med.secs
+	}
+	return r, nil
 }
 
 // benchSession is the benchmark's session: a preset model with seeded
@@ -118,6 +142,12 @@ func benchSession(c BenchConfig, cfg model.Config, f kernels.Format) (*Session, 
 	rc.ComputeDType = c.ComputeDType
 	rc.LR, rc.LRSchedule, rc.MaxGradNorm, rc.BatchSize, rc.MaxSeqLen = 1e-4, "constant", c.MaxGradNorm, c.Batch, c.Seq
 	rc.Checkpointing, rc.CheckpointLayers, rc.Quant = c.Checkpointing, c.CheckpointLayers, c.Quant
+	rc.GradAccum = max(c.GradAccum, 1)
+	if size := 1; c.Comm != nil {
+		if size = c.Comm.Size(); rc.GradAccum%size != 0 {
+			return nil, fmt.Errorf("grad-accum %d over %d ranks: the rank count must divide it", rc.GradAccum, size)
+		}
+	}
 	if err := trainsIn(rc.ComputeDType); err != nil {
 		return nil, err
 	}

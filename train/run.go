@@ -63,6 +63,11 @@ type RunOptions struct {
 	Force bool
 	// NoLock skips the run folder's lock (filesystems without locks).
 	NoLock bool
+	// Comm is the group of processes the run trains in, data-parallel (nil:
+	// this one). Every process calls Run with the same settings; rank 0
+	// owns the run folder (lock, logs, checkpoints, adapters), which the
+	// others read a checkpoint from when resuming (a shared filesystem).
+	Comm Comm
 }
 
 // Schedule returns the learning rate at step (0-based) of total: linear warm-up
@@ -87,7 +92,28 @@ func Schedule(kind string, lr float64, step, warmup, total int, minRatio float64
 // whether it continues a run there. log receives progress lines; onStep,
 // when not nil, is called after every step (a progress bar). Cancelling ctx
 // stops after the current step, saving a checkpoint and the adapter.
-func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep func(Progress)) (*Result, error) {
+//
+// With a group (o.Comm), every process returns the same error together (a
+// *GroupError, or ErrInterrupted, or ErrDiverged in one) but for a failed
+// write of rank 0's, which only it returns: the caller then ends the
+// group (Comm.Abort), whose other processes would wait for it.
+func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep func(Progress)) (_ *Result, err error) {
+	cm := o.Comm
+	if cm == nil {
+		cm = Local{}
+	}
+	inLoop := false
+	if cm.Size() > 1 {
+		// Before the loop every error is every process's: either agreed
+		// (agree) or decided by what they all have (the settings, the
+		// checkpoint).
+		defer func() {
+			var ge *GroupError
+			if err != nil && !inLoop && !errors.As(err, &ge) {
+				err = &GroupError{Rank: cm.Rank(), Err: err}
+			}
+		}()
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -97,72 +123,23 @@ func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep f
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if size := cm.Size(); size > 1 && c.GradAccum%size != 0 {
+		return nil, fmt.Errorf("--grad-accum %d over %d ranks: each rank takes an equal share of a step's micro-batches, so the rank count must divide --grad-accum (for example --grad-accum %d)", c.GradAccum, size, (c.GradAccum/size+1)*size)
+	}
+	lead := cm.Rank() == 0
 	run := filepath.Clean(c.Out)
-	resumeCkpt := ""
-	if o.Resume != "" && o.Resume != "auto" {
-		var r string
-		r, resumeCkpt = ResumeTarget(o.Resume)
-		if r != run {
-			return nil, fmt.Errorf("--resume %s continues the run in %s, but --out is %s", o.Resume, r, c.Out)
-		}
-	}
-	rd, removed, err := openRunDir(run, o.NoLock)
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
-	for _, p := range removed {
-		log.Info("removed what a killed run left", "path", p)
-	}
-
-	// What is in the folder decides between a fresh start and a resume.
+	// Rank 0 owns the folder and chooses between a fresh start and a
+	// resume; the others learn its choice (or its error).
+	var rd *runDir
 	var ck *checkpoints.Checkpoint
-	files, foreign, err := rd.contents()
-	if err != nil {
-		return nil, err
+	if lead {
+		rd, ck, err = openRun(run, c, o, log)
+		if rd != nil {
+			defer rd.Close()
+		}
 	}
-	warn := func(e error) { log.Warn("skipping a damaged checkpoint", "problem", e.Error()) }
-	switch {
-	case o.Resume == "":
-		if len(files) > 0 && !c.Overwrite {
-			return nil, fmt.Errorf("run folder %s already holds a run (%s): continue it with --resume %s, or start again with --overwrite (removes its files)", run, describeRun(run, files), run)
-		}
-		if foreign && !c.Overwrite {
-			return nil, fmt.Errorf("run folder %s is not empty and holds no lowrank run: choose a new or empty --out (or pass --overwrite to write beside its files)", run)
-		}
-		if len(files) > 0 {
-			log.Info("--overwrite: removing the previous run", "folder", run, "had", describeRun(run, files))
-			if err := rd.clear(); err != nil {
-				return nil, err
-			}
-		}
-	case o.Resume == "auto":
-		if ck, err = findCheckpoint(run, "", warn); err != nil {
-			return nil, err
-		}
-		if ck == nil && len(files) > 0 {
-			// A run killed before its first checkpoint left only its start:
-			// begin again. Anything more is not auto's to remove.
-			steps, _ := checkpoints.ListCheckpoints(run)
-			for _, f := range files {
-				if f != "config.yaml" && f != "metrics.jsonl" && (f != "checkpoints" || len(steps) > 0) {
-					return nil, fmt.Errorf("--resume auto: run folder %s holds a run (%s) but no checkpoint to continue from: resume or remove it by hand, or start again with --overwrite", run, describeRun(run, files))
-				}
-			}
-			log.Info("--resume auto: no checkpoint yet, starting the run again", "folder", run)
-			if err := rd.clear(); err != nil {
-				return nil, err
-			}
-		} else if ck == nil && foreign {
-			return nil, fmt.Errorf("run folder %s is not empty and holds no lowrank run: choose a new or empty --out", run)
-		}
-	default:
-		if ck, err = findCheckpoint(run, resumeCkpt, warn); err != nil {
-			return nil, err
-		}
-		if ck == nil {
-			return nil, noCheckpoint(run)
-		}
+	if ck, err = shareChoice(cm, ck, err); err != nil {
+		return nil, err
 	}
 
 	// A resume checks the settings before loading anything.
@@ -170,10 +147,10 @@ func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep f
 	var forced []Change
 	if ck != nil {
 		was, err := readCheckpointConfig(ck)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			ts, err = readState(ck)
 		}
-		if ts, err = readState(ck); err != nil {
+		if err = agree(cm, err); err != nil {
 			return nil, err
 		}
 		if forced = configChanges(was, &c); len(forced) > 0 && !o.Force {
@@ -188,11 +165,22 @@ func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep f
 	}
 
 	s, err := OpenSession(c, log)
-	if err != nil {
+	if s != nil {
+		defer s.Close()
+	}
+	if err = agree(cm, err); err != nil {
 		return nil, err
 	}
+	s.Comm = cm
+	if err := sameInputs(cm, s.Prints, func(r int, k string) {
+		log.Warn("a rank runs another kernel path: its gradients round differently, so the result depends on where ranks run", "rank", r, "kernel", k, "rank_0", s.Prints.Kernel)
+	}); err != nil {
+		return nil, err
+	}
+	if cm.Size() > 1 {
+		log.Info("data-parallel", "ranks", cm.Size(), "micro_batches_per_rank", c.GradAccum/cm.Size(), "grad_accum", c.GradAccum)
+	}
 	c.MaxSeqLen = s.Config.MaxSeqLen // 0 resolved by the model's context
-	defer s.Close()
 	t := s.NewTrainer()
 	res := &Result{Adapter: filepath.Join(run, "adapter")}
 	if ck != nil {
@@ -201,7 +189,8 @@ func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep f
 			return nil, fmt.Errorf("resume from %s: what the run trains on changed: %s; pass --force to continue anyway", ck.Dir, joinChanges(pc))
 		}
 		forced = append(forced, pc...)
-		if err := t.restore(ck, ts); err != nil {
+		err := t.restore(ck, ts)
+		if err = agree(cm, err); err != nil {
 			return nil, err
 		}
 		if t.State.PerEpoch != s.PerEpoch && len(forced) == 0 {
@@ -214,28 +203,152 @@ func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep f
 		if ts.Fingerprints.Kernel != s.Prints.Kernel {
 			log.Warn("resuming on another kernel path: the run continues, but not bit for bit as it would have", "checkpoint", ts.Fingerprints.Kernel, "now", s.Prints.Kernel)
 		}
-		if err := setAside(run, ck.Manifest.Step, log); err != nil {
-			return nil, err
-		}
 		res.ResumedFrom, res.Checkpoint = ck.Dir, ck.Dir
-		log.Info("resumed", "checkpoint", ck.Dir, "step", t.State.Step, "of", t.State.Total, "epoch", fmt.Sprintf("%.2f", t.State.Epoch()))
 	}
-	mw, err := rd.openMetrics(t.State.Step, ck != nil)
-	if err != nil {
+	// Rank 0 writes the folder; the others write nothing (a nil writer).
+	var mw *metricsWriter
+	if lead {
+		err = func() error {
+			if ck != nil {
+				if err := setAside(run, ck.Manifest.Step, log); err != nil {
+					return err
+				}
+				log.Info("resumed", "checkpoint", ck.Dir, "step", t.State.Step, "of", t.State.Total, "epoch", fmt.Sprintf("%.2f", t.State.Epoch()))
+			}
+			var err error
+			if mw, err = rd.openMetrics(t.State.Step, ck != nil); err != nil {
+				return err
+			}
+			cfgText := c.YAML()
+			if ck != nil {
+				cfgText += resumeNotes(filepath.Join(run, configFile), t.State.Step, forced)
+			}
+			return checkpoints.WriteFileAtomic(filepath.Join(run, configFile), []byte(cfgText))
+		}()
+	}
+	if err = agree(cm, err); err != nil {
 		return nil, err
 	}
-	cfgText := c.YAML()
-	if ck != nil {
-		cfgText += resumeNotes(filepath.Join(run, configFile), t.State.Step, forced)
-	}
-	if err := checkpoints.WriteFileAtomic(filepath.Join(run, configFile), []byte(cfgText)); err != nil {
-		return nil, err
-	}
-	r := &runner{t: t, s: s, c: &c, run: run, res: res, mw: mw, log: log, lastSaved: -1}
+	r := &runner{t: t, s: s, c: &c, run: run, res: res, mw: mw, log: log, lastSaved: -1, lead: lead, group: cm.Size() > 1}
 	if ck != nil {
 		r.lastSaved = t.State.Step
 	}
+	inLoop = true
 	return r.loop(ctx, onStep)
+}
+
+// shareChoice gives every process rank 0's choice of checkpoint (nil: a
+// fresh start) or its error, which every process then returns.
+func shareChoice(cm Comm, ck *checkpoints.Checkpoint, err error) (*checkpoints.Checkpoint, error) {
+	if cm.Size() == 1 {
+		return ck, err
+	}
+	msg := []byte{0}
+	switch {
+	case err != nil:
+		msg = append([]byte{'E'}, err.Error()...)
+	case ck != nil:
+		msg = append([]byte{'C'}, ck.Dir...)
+	}
+	if cm.Rank() != 0 {
+		msg = nil
+	}
+	all, gerr := allGatherBytes(cm, msg)
+	if gerr != nil {
+		return nil, gerr
+	}
+	m := all[0]
+	switch {
+	case cm.Rank() == 0 && err != nil:
+		return nil, &GroupError{Rank: 0, Err: err}
+	case len(m) > 0 && m[0] == 'E':
+		return nil, &GroupError{Rank: 0, Err: errors.New(string(m[1:]))}
+	case len(m) > 0 && m[0] == 'C':
+		if cm.Rank() == 0 {
+			return ck, agree(cm, nil)
+		}
+		// The others read the same checkpoint: the run folder is on a
+		// filesystem every rank sees.
+		c, err := checkpoints.OpenCheckpoint(string(m[1:]))
+		if err != nil {
+			err = fmt.Errorf("%v (rank 0 resumes from it: every rank needs to see the run folder, on a shared filesystem)", err)
+		}
+		return c, agree(cm, err)
+	}
+	return nil, agree(cm, nil)
+}
+
+// openRun opens the run folder (rank 0's) and finds what a run continues
+// from: nil for a fresh start (an earlier run's files removed when
+// --overwrite or --resume auto says so).
+func openRun(run string, c Config, o RunOptions, log *slog.Logger) (*runDir, *checkpoints.Checkpoint, error) {
+	resumeCkpt := ""
+	if o.Resume != "" && o.Resume != "auto" {
+		var r string
+		r, resumeCkpt = ResumeTarget(o.Resume)
+		if r != run {
+			return nil, nil, fmt.Errorf("--resume %s continues the run in %s, but --out is %s", o.Resume, r, c.Out)
+		}
+	}
+	rd, removed, err := openRunDir(run, o.NoLock)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range removed {
+		log.Info("removed what a killed run left", "path", p)
+	}
+
+	// What is in the folder decides between a fresh start and a resume.
+	var ck *checkpoints.Checkpoint
+	files, foreign, err := rd.contents()
+	if err != nil {
+		return rd, nil, err
+	}
+	warn := func(e error) { log.Warn("skipping a damaged checkpoint", "problem", e.Error()) }
+	switch {
+	case o.Resume == "":
+		if len(files) > 0 && !c.Overwrite {
+			return rd, nil, fmt.Errorf("run folder %s already holds a run (%s): continue it with --resume %s, or start again with --overwrite (removes its files)", run, describeRun(run, files), run)
+		}
+		if foreign && !c.Overwrite {
+			return rd, nil, fmt.Errorf("run folder %s is not empty and holds no lowrank run: choose a new or empty --out (or pass --overwrite to write beside its files)", run)
+		}
+		if len(files) > 0 {
+			log.Info("--overwrite: removing the previous run", "folder", run, "had", describeRun(run, files))
+			if err := rd.clear(); err != nil {
+				return rd, nil, err
+			}
+		}
+	case o.Resume == "auto":
+		if ck, err = findCheckpoint(run, "", warn); err != nil {
+			return rd, nil, err
+		}
+		if ck == nil && len(files) > 0 {
+			// A run killed before its first checkpoint left only its start:
+			// begin again. Anything more is not auto's to remove.
+			steps, _ := checkpoints.ListCheckpoints(run)
+			for _, f := range files {
+				if f != "config.yaml" && f != "metrics.jsonl" && (f != "checkpoints" || len(steps) > 0) {
+					return rd, nil, fmt.Errorf("--resume auto: run folder %s holds a run (%s) but no checkpoint to continue from: resume or remove it by hand, or start again with --overwrite", run, describeRun(run, files))
+				}
+			}
+			log.Info("--resume auto: no checkpoint yet, starting the run again", "folder", run)
+			if err := rd.clear(); err != nil {
+				return rd, nil, err
+			}
+		} else if ck == nil && foreign {
+			return rd, nil, fmt.Errorf("run folder %s is not empty and holds no lowrank run: choose a new or empty --out", run)
+		}
+	default:
+		if ck, err = findCheckpoint(run, resumeCkpt, warn); err != nil {
+			return rd, nil, err
+		}
+		if ck == nil {
+			return rd, nil, noCheckpoint(run)
+		}
+	}
+
+	return rd, ck, nil
 }
 
 // setAside moves the checkpoints newer than the one a run resumes from out
@@ -299,6 +412,9 @@ type runner struct {
 	mw        *metricsWriter
 	log       *slog.Logger
 	lastSaved int // step of the newest checkpoint on disk (-1: none)
+	// lead: this process writes the run folder (rank 0, or the only one);
+	// group: it trains with others, which decide with it when to stop.
+	lead, group bool
 }
 
 func (r *runner) loop(ctx context.Context, onStep func(Progress)) (*Result, error) {
@@ -322,8 +438,11 @@ func (r *runner) loop(ctx context.Context, onStep func(Progress)) (*Result, erro
 	}
 	every, _ := c.saveEvery()
 	start, elapsed0, first := time.Now(), st.Elapsed, st.Step
+	// A group stops together: after the step in which any of its processes
+	// was asked to (the step's all-gather tells them all).
+	t.StopRequested = func() bool { return ctx.Err() != nil }
 	for !st.Done() {
-		if ctx.Err() != nil { // before the first step, or after a save
+		if ctx.Err() != nil && !r.group { // before the first step, or after a save
 			return r.interrupted()
 		}
 		before := st.Micro
@@ -336,9 +455,17 @@ func (r *runner) loop(ctx context.Context, onStep func(Progress)) (*Result, erro
 		}
 		st.Elapsed = elapsed0 + time.Since(start).Seconds()
 		tps := float64(st.Tokens) / max(st.Elapsed, 1e-9)
-		if err := r.mw.write(map[string]any{"step": st.Step, "epoch": st.Epoch(), "loss": sr.Loss, "lr": sr.LR, "grad_norm": sr.GradNorm,
-			"tokens": st.Tokens, "tokens_per_s": tps, "elapsed_s": st.Elapsed}); err != nil {
+		line := map[string]any{"step": st.Step, "epoch": st.Epoch(), "loss": sr.Loss, "lr": sr.LR, "grad_norm": sr.GradNorm,
+			"tokens": st.Tokens, "tokens_per_s": tps, "elapsed_s": st.Elapsed}
+		if r.group { // what the step's all-gather received, and its time
+			line["comm_bytes"], line["comm_s"], line["comm_wait_s"] = sr.Comm.Bytes, sr.Comm.Secs, sr.Comm.Wait
+		}
+		if err := r.mw.write(line); err != nil {
 			return r.fail(err)
+		}
+		stop := ctx.Err() != nil
+		if r.group {
+			stop = sr.Stop
 		}
 		// The ETA follows this process's pace (a resumed run's earlier steps
 		// may have run on another machine).
@@ -374,12 +501,12 @@ func (r *runner) loop(ctx context.Context, onStep func(Progress)) (*Result, erro
 			}
 		}
 		due := every > 0 && st.Step%every == 0 || every < 0 && before/int64(st.PerEpoch) != st.Micro/int64(st.PerEpoch)
-		if due || st.Done() || ctx.Err() != nil {
+		if due || st.Done() || stop {
 			if err := r.checkpoint(evalLoss); err != nil {
 				return r.fail(err)
 			}
 		}
-		if ctx.Err() != nil {
+		if stop {
 			return r.interrupted()
 		}
 	}
@@ -417,6 +544,9 @@ func (r *runner) info() *checkpoints.AdapterInfo {
 }
 
 func (r *runner) saveAdapter(name string) error {
+	if !r.lead {
+		return nil
+	}
 	return checkpoints.SaveAdapter(filepath.Join(r.run, name), r.s.Adapter, r.c.Model, r.info())
 }
 
@@ -425,6 +555,10 @@ func (r *runner) saveAdapter(name string) error {
 func (r *runner) checkpoint(valLoss *float64) error {
 	st := &r.t.State
 	if r.lastSaved == st.Step {
+		return nil
+	}
+	if !r.lead { // rank 0 writes it
+		r.lastSaved, r.res.Checkpoint = st.Step, checkpoints.StepDir(r.run, st.Step)
 		return nil
 	}
 	if err := r.mw.sync(); err != nil {
@@ -492,7 +626,10 @@ func (r *runner) diverged(cause error) (*Result, error) {
 		return r.fail(err)
 	}
 	st := &r.t.State
-	return nil, fmt.Errorf("%v (lower --lr?); the last finite state, step %d, is in %s; continue from it with: lowrank train --resume %s --lr %s --force (or from an earlier checkpoint: --resume %s/step-N)",
+	if r.group { // every process diverges at the same step
+		cause = &GroupError{Rank: 0, Err: cause}
+	}
+	return nil, fmt.Errorf("%w (lower --lr?); the last finite state, step %d, is in %s; continue from it with: lowrank train --resume %s --lr %s --force (or from an earlier checkpoint: --resume %s/step-N)",
 		cause, st.Step, r.res.Checkpoint, r.run, strconv.FormatFloat(r.c.LR/10, 'g', 3, 64), checkpoints.CheckpointsDir(r.run))
 }
 

@@ -164,7 +164,11 @@ type metricsWriter struct {
 	path string
 }
 
+// (A nil writer writes nothing: a process other than rank 0.)
 func (m *metricsWriter) write(v any) error {
+	if m == nil {
+		return nil
+	}
 	line, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("%s: %w", m.path, err)
@@ -176,6 +180,9 @@ func (m *metricsWriter) write(v any) error {
 }
 
 func (m *metricsWriter) sync() error {
+	if m == nil {
+		return nil
+	}
 	if err := m.f.Sync(); err != nil {
 		return fmt.Errorf("%s: %w", m.path, err)
 	}

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -570,19 +571,51 @@ func (s *Session) EvalLoss(examples []*data.Example) (loss float64, tokens int, 
 	tp := s.tape()
 	tp.SetNoGrad(true)
 	defer tp.SetNoGrad(false)
-	var sum float64
-	for i := 0; i < steps; i++ {
+	// With several processes each takes its stride of the batches; the
+	// per-batch sums are gathered and added in batch order, as one process
+	// adds them: the same loss, bit for bit, on any process count.
+	cm := s.comm()
+	size, rank := cm.Size(), cm.Rank()
+	per := (steps + size - 1) / size
+	sums, counts := make([]float64, per), make([]int, per)
+	var failed error
+	for i := rank; i < steps && failed == nil; i += size {
 		b, err := vb.At(0, i)
-		if err != nil {
-			return 0, 0, err
+		if err == nil {
+			tp.Reset()
+			var l *autograd.Tensor
+			var k int
+			if l, k, err = s.Model.Loss(tp, toModel(b), 0); err == nil {
+				sums[i/size], counts[i/size] = float64(l.Data[0])*float64(k), k
+			}
 		}
-		tp.Reset()
-		l, k, err := s.Model.Loss(tp, toModel(b), 0)
-		if err != nil {
-			return 0, 0, err
+		failed = err
+	}
+	// (A process that failed still tells the others, which would wait for
+	// its sums otherwise.)
+	if err := agree(cm, failed); err != nil {
+		return 0, 0, err
+	}
+	if size > 1 {
+		send := make([]byte, 16*per)
+		for j := range per {
+			binary.LittleEndian.PutUint64(send[16*j:], math.Float64bits(sums[j]))
+			binary.LittleEndian.PutUint64(send[16*j+8:], uint64(counts[j]))
 		}
-		sum += float64(l.Data[0]) * float64(k)
-		tokens += k
+		recv := make([]byte, 16*per*size)
+		if err := cm.AllGather(send, recv); err != nil {
+			return 0, 0, fmt.Errorf("gathering the validation loss: %w", err)
+		}
+		sums, counts = make([]float64, steps), make([]int, steps)
+		for i := range steps {
+			m := recv[16*((i%size)*per+i/size):]
+			sums[i], counts[i] = math.Float64frombits(binary.LittleEndian.Uint64(m)), int(binary.LittleEndian.Uint64(m[8:]))
+		}
+	}
+	var sum float64
+	for i := range sums {
+		sum += sums[i]
+		tokens += counts[i]
 	}
 	return sum / float64(max(tokens, 1)), tokens, nil
 }

@@ -59,6 +59,11 @@ type Trainer struct {
 	Opt   Optimizer
 	micro []*data.Batch
 	slabs [][]float32 // this process's micro-batches' gradients (GradAccum > 1 or several processes)
+	// StopRequested, when set, says whether this process wants the run to
+	// stop after the current step (a signal); with several processes the
+	// step tells every one whether any does (StepResult.Stop).
+	StopRequested func() bool
+	send, recv    []byte // the all-gather's buffers
 }
 
 // NewTrainer returns a trainer at step 0 of s.
@@ -85,6 +90,9 @@ type StepResult struct {
 	Loss, GradNorm, LR float64
 	Tokens, Supervised int
 	Comm               commStats // with several processes: the step's all-gather
+	// Stop: some process of the group asked to stop after this step
+	// (StopRequested), decided together so that all stop after the same one.
+	Stop bool
 }
 
 // ErrDiverged is returned (wrapped) by Step when the loss or the gradient is
@@ -108,13 +116,18 @@ func (t *Trainer) Step() (StepResult, error) {
 	cm := s.comm()
 	size, rank := cm.Size(), cm.Rank()
 	var r StepResult
+	if c.GradAccum%size != 0 {
+		return r, fmt.Errorf("grad_accum %d over %d processes: each takes an equal share of a step's micro-batches, so the process count must divide grad_accum", c.GradAccum, size)
+	}
 	// This process's micro-batches: its stride of the step's global order.
 	t.micro = t.micro[:0]
 	var localSup int64
+	var failed error
 	for i := rank; i < c.GradAccum; i += size {
 		b, err := s.Batch(st.Micro + int64(i))
 		if err != nil {
-			return r, err
+			failed = err
+			break
 		}
 		t.micro = append(t.micro, b)
 		localSup += int64(b.Supervised)
@@ -122,9 +135,11 @@ func (t *Trainer) Step() (StepResult, error) {
 	total := localSup // the step's supervised tokens, every process's
 	if size > 1 {
 		var err error
-		if total, err = sumInt64(cm, localSup); err != nil {
+		if total, err = sumInt64(cm, localSup, failed); err != nil {
 			return r, err
 		}
+	} else if failed != nil {
+		return r, failed
 	}
 	r.Supervised = int(total)
 	// One micro-batch in one process: its gradient is the step's. Otherwise
@@ -157,7 +172,11 @@ func (t *Trainer) Step() (StepResult, error) {
 		}
 		loss, _, err := s.Model.Loss(tp, mb, float32(max(r.Supervised, 1)))
 		if err != nil {
-			return r, err
+			if size == 1 {
+				return r, err
+			}
+			failed = err // the others learn of it in the gather below
+			break
 		}
 		tp.Backward(loss)
 		losses[j], counts[j] = float64(loss.Data[0]), [2]int64{int64(b.B * b.T), int64(b.Supervised)}
@@ -165,14 +184,15 @@ func (t *Trainer) Step() (StepResult, error) {
 			copy(t.slabs[j], ad.Grads())
 		}
 	}
+	stop := t.StopRequested != nil && t.StopRequested()
 	if separate {
-		loss, tokens, _, cs, err := gatherGrads(cm, ad.Grads(), t.slabs, losses, counts, c.GradAccum)
+		loss, tokens, stopAll, cs, err := gatherGrads(cm, ad.Grads(), t.slabs, losses, counts, c.GradAccum, stop, failed, &t.send, &t.recv)
 		if err != nil {
 			return r, err
 		}
-		r.Loss, r.Tokens, r.Comm = loss, int(tokens), cs
+		r.Loss, r.Tokens, r.Stop, r.Comm = loss, int(tokens), stopAll, cs
 	} else {
-		r.Loss, r.Tokens = losses[0], int(counts[0][0])
+		r.Loss, r.Tokens, r.Stop = losses[0], int(counts[0][0]), stop
 	}
 	r.GradNorm = norm(ad.Grads())
 	if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) || math.IsNaN(r.GradNorm) || math.IsInf(r.GradNorm, 0) {

@@ -20,7 +20,9 @@ func newBenchTrain() *cobra.Command {
 attaches rank-r LoRA adapters to every linear layer, runs warm-up steps, then times
 steps of forward + backward + AdamW, the training loop's own step (clipping included when
 --max-grad-norm is set). Prints tokens/s, the median ms per step and the
-process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
+process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b. Started by mpirun
+(the MPI build, make build-mpi) as several ranks, the ranks share each step's --grad-accum
+micro-batches as lowrank train does, and it reports the all-gather's bytes and time.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cpuProfile != "" {
@@ -34,7 +36,20 @@ process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			// Under mpirun (the MPI build): the step's all-gather is timed too.
+			g, err := joinGroup()
+			if err != nil {
+				return err
+			}
+			if g != nil {
+				c.Comm = g.comm
+			}
 			r, err := train.Bench(c)
+			if g != nil {
+				if err = g.end(err); g.rank != 0 {
+					return err // rank 0 reports
+				}
+			}
 			if err != nil {
 				return usageError{cmd: "bench train", err: err}
 			}
@@ -46,6 +61,10 @@ process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 				c.Preset, c.Batch, c.Seq, c.Rank, c.Quant, r.Path, c.Threads, c.Checkpointing)
 			fmt.Fprintf(out, "%.1f tokens/s   %.0f ms/step (median of %d)   peak RSS %.0f MiB   weights %.0f MiB   trainable %d\n",
 				r.TokensPerSec, r.MsPerStep, c.Steps, float64(r.PeakRSSBytes)/(1<<20), float64(r.WeightBytes)/(1<<20), r.TrainableParam)
+			if r.Ranks > 1 {
+				fmt.Fprintf(out, "%d ranks, grad-accum %d: gradient all-gather %.1f MiB received per rank per step, %.1f ms (%.2f%% of the step; %.0f ms waiting for the slowest rank before it)\n",
+					r.Ranks, max(c.GradAccum, 1), float64(r.CommBytes)/(1<<20), r.CommMs, r.CommPercent, r.CommWaitMs)
+			}
 			return nil
 		},
 	}
@@ -57,6 +76,7 @@ process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b.`,
 	f.StringVar(&c.Quant, "quant", "q8_0", "base weight format: f32|f16|bf16|q8_0|q4_0|nf4")
 	f.IntVar(&c.Threads, "threads", 0, "worker threads (0: every CPU this process may use)")
 	f.StringVar(&c.ComputeDType, "compute-dtype", "auto", "the frozen base's products: f32, bf16 or auto (see lowrank train --help)")
+	f.IntVar(&c.GradAccum, "grad-accum", 1, "micro-batches of --batch × --seq per step (shared out over the ranks under mpirun, with the MPI build)")
 	f.IntVar(&c.Warmup, "warmup", 1, "untimed steps first")
 	f.IntVar(&c.Steps, "steps", 3, "timed steps")
 	f.BoolVar(&c.Checkpointing, "activation-checkpointing", false, "recompute each block in backward (less memory)")

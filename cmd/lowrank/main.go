@@ -45,7 +45,12 @@ func run(args []string) (code int) {
 			case !saving:
 				// The first SIGINT or SIGTERM: finish the step and save.
 				saving, first = true, time.Now()
-				fmt.Fprintln(os.Stderr, "lowrank: interrupted: finishing the current step and saving a checkpoint (Ctrl-C again to quit at once)")
+				switch groupRank.Load() {
+				case -1:
+					fmt.Fprintln(os.Stderr, "lowrank: interrupted: finishing the current step and saving a checkpoint (Ctrl-C again to quit at once)")
+				case 0: // (the other ranks got the signal too: rank 0 says it)
+					fmt.Fprintln(os.Stderr, "lowrank: interrupted: every rank finishes the current step, then rank 0 saves a checkpoint; if a rank died, they cannot: mpirun ends them and the run continues from its newest checkpoint with --resume (Ctrl-C again to quit at once)")
+				}
 				cancel()
 				continue
 			case sig == syscall.SIGTERM:

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lowrank/lowrank/internal/mpi"
 	"github.com/lowrank/lowrank/internal/sysinfo"
 
 	"github.com/spf13/cobra"
@@ -24,6 +25,14 @@ func newRoot() *cobra.Command {
 	// (train also checks what its config file or checkpoint says), but for
 	// one whose threads are another machine's (sweep --emit).
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		// Only train (and its benchmark) runs as one job over several ranks; anything else
+		// started so would run as many times, side by side.
+		if rank, size, by := mpi.Launched(); size > 1 && commandName(c) != "train" && commandName(c) != "bench train" {
+			if rank != 0 {
+				return exitCode(1) // rank 0 says it
+			}
+			return fmt.Errorf("%s started %d ranks, but only lowrank train runs across ranks: run lowrank %s as one process", by, size, commandName(c))
+		}
 		if f := c.Flags().Lookup("threads"); f != nil && f.Changed && c.Annotations["threads"] != "elsewhere" {
 			n, err := strconv.Atoi(f.Value.String())
 			if err != nil {

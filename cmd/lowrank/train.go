@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lowrank/lowrank/internal/mpi"
 	"github.com/lowrank/lowrank/internal/sysinfo"
 	"github.com/lowrank/lowrank/train"
 	"github.com/spf13/cobra"
@@ -44,7 +45,14 @@ intact checkpoint (exactly as if it had not stopped; its config.yaml gives the s
 flags override the ones that do not change the result, such as --threads; others need
 --force), --resume RUN/checkpoints/step-N from that one, --resume auto (for schedulers)
 resumes --out if it has a checkpoint and starts it otherwise; --overwrite starts again.
-One process at a time owns a run folder (a lock on RUN/.lock).`,
+One process at a time owns a run folder (a lock on RUN/.lock).
+
+Started by mpirun or srun --mpi=pmix as N ranks (the MPI build: make build-mpi), one run
+trains data-parallel: each rank takes its share of every step's --grad-accum micro-batches
+(N must divide it) and the gradients are summed in one fixed order, so the adapter is the
+one a single process writes, bit for bit. Rank 0 logs and writes the run folder, which
+every rank must see (a shared filesystem) to resume; a signal to any rank stops all of them
+after the same step, with a checkpoint; --resume works on any rank count dividing --grad-accum.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := train.Defaults()
@@ -99,26 +107,47 @@ One process at a time owns a run folder (a lock on RUN/.lock).`,
 				}
 				return usageError{cmd: "train", err: err}
 			}
+			if logFormat != "json" && logFormat != "text" {
+				return usageError{cmd: "train", err: fmt.Errorf("--log-format %q: want text or json", logFormat)}
+			}
+			// Started by mpirun (or srun) as several ranks: one data-parallel
+			// run, logged by rank 0 (the others log only errors).
+			var g *group
+			if !dryRun {
+				var err error
+				if g, err = joinGroup(); err != nil {
+					return err
+				}
+			}
 			// On a terminal: a progress bar, with the other log lines above it.
 			// Otherwise (or --no-progress, or JSON logs): a log line every --log-every steps.
 			var bar *progressBar
 			var onStep func(train.Progress)
 			var h slog.Handler
-			switch logFormat {
-			case "json":
-				h = slog.NewJSONHandler(os.Stderr, nil)
-			case "text":
-				if !noProgress && isTerminal(os.Stderr) && os.Getenv("TERM") != "dumb" {
-					bar = newProgressBar(os.Stderr)
-					onStep = bar.Step
-					h = dropSteps{slog.NewTextHandler(bar, nil)}
-				} else {
-					h = slog.NewTextHandler(os.Stderr, nil)
-				}
+			opts := &slog.HandlerOptions{}
+			if g != nil && g.rank != 0 {
+				opts.Level = slog.LevelError
+			}
+			switch {
+			case logFormat == "json":
+				h = slog.NewJSONHandler(os.Stderr, opts)
+			case !noProgress && isTerminal(os.Stderr) && os.Getenv("TERM") != "dumb" && (g == nil || g.rank == 0):
+				bar = newProgressBar(os.Stderr)
+				onStep = bar.Step
+				h = dropSteps{slog.NewTextHandler(bar, opts)}
 			default:
-				return usageError{cmd: "train", err: fmt.Errorf("--log-format %q: want text or json", logFormat)}
+				h = slog.NewTextHandler(os.Stderr, opts)
 			}
 			log := slog.New(h)
+			var comm train.Comm
+			if g != nil {
+				comm = g.comm
+				if g.rank != 0 {
+					log = log.With("rank", g.rank)
+				} else {
+					log.Info("MPI", "ranks", g.size, "library", mpi.Library())
+				}
+			}
 			if dryRun {
 				rep, err := train.DryRun(cfg)
 				if err != nil {
@@ -129,9 +158,14 @@ One process at a time owns a run folder (a lock on RUN/.lock).`,
 			}
 			graceful.Store(true)
 			defer graceful.Store(false)
-			res, err := train.Run(cmd.Context(), cfg, train.RunOptions{Resume: resume, Force: force, NoLock: noLock}, log, onStep)
+			res, err := train.Run(cmd.Context(), cfg, train.RunOptions{Resume: resume, Force: force, NoLock: noLock, Comm: comm}, log, onStep)
 			if bar != nil {
 				bar.Finish()
+			}
+			if g != nil {
+				if err = g.end(err); g.rank != 0 {
+					return err // rank 0 reports the run
+				}
 			}
 			if errors.Is(err, train.ErrInterrupted) {
 				fmt.Fprintf(os.Stderr, "lowrank: %v\ncontinue with: lowrank train --resume %s\n", err, cfg.Out)

@@ -1,15 +1,18 @@
 #!/bin/bash
-# slurm_sweep.sh LOWRANK: a 4-task sweep on stories260K through a real Slurm
+# slurm_sweep.sh LOWRANK [LOWRANK_MPI]: a 4-task sweep on stories260K through a real Slurm
 # on this machine (make test-slurm). Starts munged, slurmctld and slurmd with
 # a generated configuration in a temporary folder, submits the script
 # `lowrank sweep --emit slurm` writes, requeues task 1 mid-run with
 # `scontrol requeue`, waits (bounded), and checks that every task finished
 # with an adapter, that the summary lists them all done, and that the
 # requeued task's adapter is byte for byte the one an uninterrupted run of
-# the same task writes. Needs root (the daemons run as root here) and
+# the same task writes; given the MPI build too, one run over 2 ranks started
+# by `srun --mpi=pmix`, byte for byte one process's. Needs root (the daemons run as root here) and
 # Debian's slurm-wlm and munge; without them it says so and exits 0.
 set -euo pipefail
 L=$(realpath "${1:-bin/lowrank}")
+LM=""
+if [ -n "${2:-}" ] && [ -x "$2" ]; then LM=$(realpath "$2"); fi
 ASSETS=$(realpath -m "${LOWRANK_ASSETS:-$(dirname "$0")/../../../../shared/assets}")
 for c in slurmctld slurmd munged sbatch scontrol squeue; do
 	if ! command -v $c >/dev/null 2>&1; then
@@ -172,3 +175,26 @@ done
 cmp runs/task-1/adapter/adapter_model.safetensors ref/task-1/adapter/adapter_model.safetensors ||
 	fail "the requeued task's adapter differs from an uninterrupted run's"
 echo "PASS slurm sweep: 4 tasks done through sbatch; task 1 requeued mid-run and bitwise equal to an uninterrupted run"
+
+# One run over 2 ranks that srun starts (PMIx), with the MPI build when given.
+if [ -z "$LM" ]; then
+	echo "SKIP slurm srun: no MPI build given (make build-mpi; slurm_sweep.sh LOWRANK LOWRANK_MPI)"
+	exit 0
+fi
+if ! srun --mpi=list 2>&1 | grep -q pmix; then
+	echo "SKIP slurm srun: this Slurm has no PMIx plugin"
+	exit 0
+fi
+dp=(--model "$ASSETS/models/stories260K/hf" --data "$ASSETS/datasets/wikisql/train.parquet" --grad-accum 4
+	--batch-size 2 --max-seq-len 128 --max-steps 40 --save-every 20 --threads 1 --no-progress)
+job=$(sbatch --parsable -n 2 --cpus-per-task=1 -o srun.out --wrap "srun --mpi=pmix $LM train ${dp[*]} --out srun-run")
+for i in $(seq 300); do
+	if [ -z "$(squeue -h -j "$job" 2>/dev/null)" ]; then break; fi
+	[ "$i" = 300 ] && fail "the srun job did not finish in 5 minutes"
+	sleep 1
+done
+grep -q "msg=data-parallel ranks=2" srun.out || fail "srun --mpi=pmix did not start one run over 2 ranks: $(tail -5 srun.out)"
+"$L" train "${dp[@]}" --out srun-ref >/dev/null 2>&1 || fail "the one-process reference run failed"
+cmp srun-run/adapter/adapter_model.safetensors srun-ref/adapter/adapter_model.safetensors ||
+	fail "the 2-rank srun run's adapter differs from one process's with the same grad_accum"
+echo "PASS slurm srun: 2 ranks started by srun --mpi=pmix, adapter byte for byte one process's"
