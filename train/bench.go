@@ -56,7 +56,7 @@ type BenchResult struct {
 	TrainableParam int64   `json:"trainable_params"`
 	Loss           float32 `json:"last_loss"`
 	// With several processes: their number, and the median step's
-	// gradient all-gather (bytes each process received, milliseconds, and
+	// gradient exchange (bytes each process received, milliseconds, and
 	// the share of the step).
 	Ranks       int     `json:"ranks,omitempty"`
 	CommBytes   int64   `json:"comm_bytes,omitempty"`

@@ -14,7 +14,7 @@ import (
 // Comm is the group of processes one run trains in, data-parallel: each
 // takes its stride of the global micro-batch order (rank r the micro-
 // batches r, r+size, …) and the adapter gradients of every micro-batch are
-// gathered and summed in global order, so the result does not depend on
+// summed in global order (gatherGrads), so the result does not depend on
 // the number of processes. Local is one process; internal/mpi provides
 // MPI (built with -tags mpi).
 type Comm interface {
@@ -23,6 +23,9 @@ type Comm interface {
 	// AllGather gives every process every process's send (all of one
 	// length), in rank order, in recv (size × len(send)).
 	AllGather(send, recv []byte) error
+	// AllToAll sends block d of send (size equal blocks) to process d and
+	// receives, as block r of recv, process r's block for this one.
+	AllToAll(send, recv []byte) error
 	// Abort ends every process of the group (after an error on one).
 	Abort(code int)
 }
@@ -36,25 +39,36 @@ func (Local) AllGather(send, recv []byte) error {
 	copy(recv, send)
 	return nil
 }
+func (Local) AllToAll(send, recv []byte) error {
+	copy(recv, send)
+	return nil
+}
 func (Local) Abort(int) {}
 
 // commStats are what a step spent talking to the other processes.
 type commStats struct {
-	Bytes int64   // all-gathered (received) per step
-	Secs  float64 // in the gradients' all-gather, once every process is there
+	Bytes int64   // received per step
+	Secs  float64 // exchanging the gradients, once every process is there
 	Wait  float64 // waiting for the slowest process to finish its micro-batches
 }
 
-// gatherGrads all-gathers the per-micro-batch gradient slabs (slabs[j]:
-// global micro-batch rank + j·size of the step) and the losses and token
-// counts, and sums the gradients into dst in global order:
-// dst = ((g0 + g1) + g2) + … whatever the process count. stop is this
-// process's wish to stop after the step (a signal); stopAll is whether any
-// process of the group has it, so that all stop after the same step.
-// send and recv are buffers kept from step to step.
-// failed is this process's error computing its micro-batches (sent as a
-// flag: every process then returns an error).
-func gatherGrads(cm Comm, dst []float32, slabs [][]float32, losses []float64, counts [][2]int64, total int, stop bool, failed error, send, recv *[]byte) (loss float64, tokens int64, stopAll bool, st commStats, err error) {
+// gatherGrads sums the per-micro-batch gradient slabs of every process
+// (slabs[j]: global micro-batch rank + j·size of the step) into dst in
+// global order, dst = ((g0 + g1) + g2) + … whatever the process count, and
+// the losses and token counts with them. stop is this process's wish to
+// stop after the step (a signal); stopAll is whether any process of the
+// group has it, so that all stop after the same step. failed is this
+// process's error computing its micro-batches (sent as a flag: every
+// process then returns an error).
+//
+// With several processes it is a reduce-scatter in that fixed order, then
+// an all-gather: process d owns the d-th of size chunks of the parameters,
+// receives every micro-batch's gradient for its chunk (an all-to-all), sums
+// them in global order, and the summed chunks are all-gathered. Each
+// process receives about (grad_accum/size + 1) slabs' bytes a step, against
+// grad_accum for gathering every slab whole; the sum is the same, element
+// by element. bufs are buffers kept from step to step.
+func gatherGrads(cm Comm, dst []float32, slabs [][]float32, losses []float64, counts [][2]int64, total int, stop bool, failed error, bufs *commBufs) (loss float64, tokens int64, stopAll bool, st commStats, err error) {
 	size := cm.Size()
 	if size == 1 { // one process: the slabs are all here, summed in order
 		for i, g := range slabs {
@@ -70,25 +84,16 @@ func gatherGrads(cm Comm, dst []float32, slabs [][]float32, losses []float64, co
 	}
 	per := len(slabs)
 	n := len(dst)
-	// One message per process: its slabs, then its losses and counts, then
-	// its stop flag.
-	rec := per*(4*n+24) + 8
-	if len(*send) != rec {
-		*send, *recv = make([]byte, rec), make([]byte, size*rec)
-	}
-	sb, rb := *send, *recv
-	o := 0
-	for j := range slabs {
-		for _, v := range slabs[j] {
-			binary.LittleEndian.PutUint32(sb[o:], math.Float32bits(v))
-			o += 4
-		}
-	}
+	chunk := (n + size - 1) / size
+	// First every process's losses, counts and flags: it is also the
+	// barrier after which the gradients' transfer is timed.
+	meta := per*24 + 8
+	bufs.grow(size, meta, per, chunk)
+	mb := bufs.meta
 	for j := 0; j < per; j++ {
-		binary.LittleEndian.PutUint64(sb[o:], math.Float64bits(losses[j]))
-		binary.LittleEndian.PutUint64(sb[o+8:], uint64(counts[j][0]))
-		binary.LittleEndian.PutUint64(sb[o+16:], uint64(counts[j][1]))
-		o += 24
+		binary.LittleEndian.PutUint64(mb[24*j:], math.Float64bits(losses[j]))
+		binary.LittleEndian.PutUint64(mb[24*j+8:], uint64(counts[j][0]))
+		binary.LittleEndian.PutUint64(mb[24*j+16:], uint64(counts[j][1]))
 	}
 	flag := uint64(0)
 	if stop {
@@ -97,21 +102,16 @@ func gatherGrads(cm Comm, dst []float32, slabs [][]float32, losses []float64, co
 	if failed != nil {
 		flag |= 2
 	}
-	binary.LittleEndian.PutUint64(sb[o:], flag)
-	// A barrier first (an all-gather of 8 bytes), so that the time the
-	// gradients' all-gather takes is the transfer, not the wait for the
-	// slowest process.
+	binary.LittleEndian.PutUint64(mb[per*24:], flag)
 	t0 := time.Now()
-	if err := cm.AllGather(make([]byte, 8), make([]byte, 8*size)); err != nil {
+	if err := cm.AllGather(mb, bufs.metaAll); err != nil {
 		return 0, 0, false, st, fmt.Errorf("gathering the gradients: %w", err)
 	}
 	t1 := time.Now()
-	if err := cm.AllGather(sb, rb); err != nil {
-		return 0, 0, false, st, fmt.Errorf("gathering the gradients: %w", err)
-	}
-	st = commStats{Bytes: int64(len(rb)), Secs: time.Since(t1).Seconds(), Wait: t1.Sub(t0).Seconds()}
 	for r := 0; r < size; r++ {
-		if binary.LittleEndian.Uint64(rb[r*rec+rec-8:])&2 == 0 {
+		f := binary.LittleEndian.Uint64(bufs.metaAll[r*meta+meta-8:])
+		stopAll = stopAll || f&1 != 0
+		if f&2 == 0 {
 			continue
 		}
 		if r == cm.Rank() {
@@ -119,28 +119,58 @@ func gatherGrads(cm Comm, dst []float32, slabs [][]float32, losses []float64, co
 		}
 		return 0, 0, false, st, &GroupError{Rank: r, Err: errors.New("its micro-batches failed (its own message says why)")}
 	}
-	// Global micro-batch i is process i%size's slab i/size.
 	for i := 0; i < total; i++ {
-		r, j := i%size, i/size
-		base := r * rec
-		g := rb[base+j*4*n : base+(j+1)*4*n]
-		if i == 0 {
-			for k := range dst {
-				dst[k] = math.Float32frombits(binary.LittleEndian.Uint32(g[4*k:]))
-			}
-		} else {
-			for k := range dst {
-				dst[k] += math.Float32frombits(binary.LittleEndian.Uint32(g[4*k:]))
-			}
-		}
-		m := rb[base+per*4*n+j*24:]
+		m := bufs.metaAll[(i%size)*meta+(i/size)*24:]
 		loss += math.Float64frombits(binary.LittleEndian.Uint64(m))
 		tokens += int64(binary.LittleEndian.Uint64(m[8:]))
 	}
-	for r := 0; r < size; r++ {
-		stopAll = stopAll || binary.LittleEndian.Uint64(rb[r*rec+rec-8:])&1 != 0
+	// The all-to-all: block d holds this process's slabs' chunk d. (The
+	// gradients travel as the float32s in memory: every platform lowrank
+	// runs on is little-endian.)
+	sb := bufs.send
+	for d := 0; d < size; d++ {
+		lo, hi := min(d*chunk, n), min((d+1)*chunk, n)
+		for j, g := range slabs {
+			copy(sb[(d*per+j)*chunk:], g[lo:hi])
+		}
 	}
+	if err := cm.AllToAll(f32Bytes(sb), f32Bytes(bufs.recv)); err != nil {
+		return 0, 0, false, st, fmt.Errorf("gathering the gradients: %w", err)
+	}
+	// This process's chunk, summed in global micro-batch order: global
+	// micro-batch i is process i%size's slab i/size. (kernels.Add adds
+	// element by element: the same sums as a scalar loop.)
+	part := bufs.part
+	for i := 0; i < total; i++ {
+		g := bufs.recv[((i%size)*per+i/size)*chunk:][:chunk]
+		if i == 0 {
+			copy(part, g)
+		} else {
+			kernels.Add(part, part, g)
+		}
+	}
+	if err := cm.AllGather(f32Bytes(part), f32Bytes(bufs.all)); err != nil {
+		return 0, 0, false, st, fmt.Errorf("gathering the gradients: %w", err)
+	}
+	copy(dst, bufs.all[:n])
+	st = commStats{Bytes: int64(len(bufs.metaAll) + 4*len(bufs.recv) + 4*len(bufs.all)), Secs: time.Since(t1).Seconds(), Wait: t1.Sub(t0).Seconds()}
 	return loss, tokens, stopAll, st, nil
+}
+
+// commBufs are a step's messages, kept from step to step.
+type commBufs struct {
+	meta, metaAll []byte
+	send, recv    []float32 // the all-to-all's: size blocks of per·chunk
+	part, all     []float32 // this process's summed chunk; every one's
+}
+
+func (b *commBufs) grow(size, meta, per, chunk int) {
+	if len(b.meta) == meta && len(b.send) == size*per*chunk && len(b.part) == chunk {
+		return
+	}
+	b.meta, b.metaAll = make([]byte, meta), make([]byte, size*meta)
+	b.send, b.recv = make([]float32, size*per*chunk), make([]float32, size*per*chunk)
+	b.part, b.all = make([]float32, chunk), make([]float32, size*chunk)
 }
 
 // sumInt64 is v summed over the group (every process gets the sum), or

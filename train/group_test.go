@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +54,24 @@ func (m member) Abort(int) {
 	m.h.aborted = true
 	m.h.cond.Broadcast()
 	m.h.mu.Unlock()
+}
+
+// AllToAll is an all-gather of the whole send buffers, each member taking
+// its blocks.
+func (m member) AllToAll(send, recv []byte) error {
+	size := m.h.size
+	if len(send)%size != 0 || len(recv) != len(send) {
+		return fmt.Errorf("all-to-all: %d bytes to send and %d to receive over %d processes", len(send), len(recv), size)
+	}
+	all := make([]byte, size*len(send))
+	if err := m.AllGather(send, all); err != nil {
+		return err
+	}
+	block := len(send) / size
+	for r := 0; r < size; r++ {
+		copy(recv[r*block:(r+1)*block], all[r*len(send)+m.rank*block:])
+	}
+	return nil
 }
 
 func (m member) AllGather(send, recv []byte) error {
@@ -331,7 +351,7 @@ func TestGroupStepErrors(t *testing.T) {
 			t.Errorf("token count, rank %d: %v", r, o.err)
 		}
 	}
-	var send, recv [2][]byte
+	var bufs [2]commBufs
 	res = run(func(cm Comm, rank int) out {
 		var failed error
 		if rank == 0 {
@@ -339,7 +359,7 @@ func TestGroupStepErrors(t *testing.T) {
 		}
 		dst := make([]float32, 3)
 		slabs := [][]float32{{1, 2, 3}, {4, 5, 6}}
-		_, _, stop, _, err := gatherGrads(cm, dst, slabs, []float64{1, 2}, [][2]int64{{1, 1}, {1, 1}}, 4, rank == 1, failed, &send[rank], &recv[rank])
+		_, _, stop, _, err := gatherGrads(cm, dst, slabs, []float64{1, 2}, [][2]int64{{1, 1}, {1, 1}}, 4, rank == 1, failed, &bufs[rank])
 		return out{err: err, stop: stop, dst: dst}
 	})
 	for r, o := range res {
@@ -351,12 +371,67 @@ func TestGroupStepErrors(t *testing.T) {
 		dst := make([]float32, 1)
 		// Rank r holds global micro-batches r and r+2: 1, 10 on rank 0, 100, 1000 on rank 1.
 		slabs := [][]float32{{float32([]int{1, 100}[rank])}, {float32([]int{10, 1000}[rank])}}
-		_, _, stop, _, err := gatherGrads(cm, dst, slabs, []float64{0, 0}, [][2]int64{{1, 1}, {1, 1}}, 4, rank == 1, nil, &send[rank], &recv[rank])
+		_, _, stop, _, err := gatherGrads(cm, dst, slabs, []float64{0, 0}, [][2]int64{{1, 1}, {1, 1}}, 4, rank == 1, nil, &bufs[rank])
 		return out{err: err, stop: stop, dst: dst}
 	})
 	for r, o := range res {
 		if o.err != nil || !o.stop || o.dst[0] != 1111 {
 			t.Errorf("rank %d: sum %v, stop %v, err %v; want 1111, a stop asked by rank 1, no error", r, o.dst, o.stop, o.err)
+		}
+	}
+}
+
+// TestGatherGradsOrder: the reduce-scatter sums every element in global
+// micro-batch order, bit for bit the sequential sum, for parameter counts
+// the process count does not divide (and fewer parameters than processes).
+func TestGatherGradsOrder(t *testing.T) {
+	for _, tc := range []struct{ size, total, n int }{{3, 6, 1001}, {2, 4, 7}, {4, 8, 3}, {3, 3, 64}} {
+		r := rand.New(rand.NewPCG(uint64(tc.n), 9))
+		all := make([][]float32, tc.total) // global micro-batch i's gradient
+		for i := range all {
+			all[i] = make([]float32, tc.n)
+			for k := range all[i] {
+				all[i][k] = float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(8)-4)))
+			}
+		}
+		want := make([]float32, tc.n)
+		for i, g := range all {
+			for k, v := range g {
+				if i == 0 {
+					want[k] = v
+				} else {
+					want[k] += v
+				}
+			}
+		}
+		comms := newHub(tc.size)
+		got := make([][]float32, tc.size)
+		errs := make([]error, tc.size)
+		var wg sync.WaitGroup
+		for rank := 0; rank < tc.size; rank++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				per := tc.total / tc.size
+				slabs := make([][]float32, per)
+				for j := range slabs {
+					slabs[j] = all[rank+j*tc.size]
+				}
+				got[rank] = make([]float32, tc.n)
+				var bufs commBufs
+				_, _, _, _, errs[rank] = gatherGrads(comms[rank], got[rank], slabs, make([]float64, per), make([][2]int64, per), tc.total, false, nil, &bufs)
+			}()
+		}
+		wg.Wait()
+		for rank := range got {
+			if errs[rank] != nil {
+				t.Fatal(errs[rank])
+			}
+			for k := range want {
+				if math.Float32bits(got[rank][k]) != math.Float32bits(want[k]) {
+					t.Fatalf("%+v: rank %d, element %d: %g, want %g", tc, rank, k, got[rank][k], want[k])
+				}
+			}
 		}
 	}
 }

@@ -63,7 +63,7 @@ type Trainer struct {
 	// stop after the current step (a signal); with several processes the
 	// step tells every one whether any does (StepResult.Stop).
 	StopRequested func() bool
-	send, recv    []byte // the all-gather's buffers
+	bufs          commBufs // the step's messages to the other processes
 }
 
 // NewTrainer returns a trainer at step 0 of s.
@@ -89,7 +89,7 @@ func (s *Session) tape() *autograd.Tape {
 type StepResult struct {
 	Loss, GradNorm, LR float64
 	Tokens, Supervised int
-	Comm               commStats // with several processes: the step's all-gather
+	Comm               commStats // with several processes: the step's gradient exchange
 	// Stop: some process of the group asked to stop after this step
 	// (StopRequested), decided together so that all stop after the same one.
 	Stop bool
@@ -186,7 +186,7 @@ func (t *Trainer) Step() (StepResult, error) {
 	}
 	stop := t.StopRequested != nil && t.StopRequested()
 	if separate {
-		loss, tokens, stopAll, cs, err := gatherGrads(cm, ad.Grads(), t.slabs, losses, counts, c.GradAccum, stop, failed, &t.send, &t.recv)
+		loss, tokens, stopAll, cs, err := gatherGrads(cm, ad.Grads(), t.slabs, losses, counts, c.GradAccum, stop, failed, &t.bufs)
 		if err != nil {
 			return r, err
 		}

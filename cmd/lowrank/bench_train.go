@@ -22,7 +22,7 @@ steps of forward + backward + AdamW, the training loop's own step (clipping incl
 --max-grad-norm is set). Prints tokens/s, the median ms per step and the
 process's peak RSS. Presets: smollm2-135m, stories15m, tinyllama-1.1b. Started by mpirun
 (the MPI build, make build-mpi) as several ranks, the ranks share each step's --grad-accum
-micro-batches as lowrank train does, and it reports the all-gather's bytes and time.`,
+micro-batches as lowrank train does, and it reports the gradient exchange's bytes and time.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cpuProfile != "" {
@@ -36,7 +36,7 @@ micro-batches as lowrank train does, and it reports the all-gather's bytes and t
 				}
 				defer pprof.StopCPUProfile()
 			}
-			// Under mpirun (the MPI build): the step's all-gather is timed too.
+			// Under mpirun (the MPI build): the step's gradient exchange is timed too.
 			g, err := joinGroup()
 			if err != nil {
 				return err
@@ -62,7 +62,7 @@ micro-batches as lowrank train does, and it reports the all-gather's bytes and t
 			fmt.Fprintf(out, "%.1f tokens/s   %.0f ms/step (median of %d)   peak RSS %.0f MiB   weights %.0f MiB   trainable %d\n",
 				r.TokensPerSec, r.MsPerStep, c.Steps, float64(r.PeakRSSBytes)/(1<<20), float64(r.WeightBytes)/(1<<20), r.TrainableParam)
 			if r.Ranks > 1 {
-				fmt.Fprintf(out, "%d ranks, grad-accum %d: gradient all-gather %.1f MiB received per rank per step, %.1f ms (%.2f%% of the step; %.0f ms waiting for the slowest rank before it)\n",
+				fmt.Fprintf(out, "%d ranks, grad-accum %d: gradient exchange %.1f MiB received per rank per step, %.1f ms (%.2f%% of the step; %.0f ms waiting for the slowest rank before it)\n",
 					r.Ranks, max(c.GradAccum, 1), float64(r.CommBytes)/(1<<20), r.CommMs, r.CommPercent, r.CommWaitMs)
 			}
 			return nil

@@ -16,8 +16,13 @@ func Launched() (rank, size int, by string) {
 	} {
 		r, err1 := strconv.Atoi(os.Getenv(v[0]))
 		s, err2 := strconv.Atoi(os.Getenv(v[1]))
-		if err1 == nil && err2 == nil && s > 1 {
+		switch {
+		case err1 != nil || err2 != nil:
+			continue
+		case s > 1:
 			return r, s, v[2]
+		default: // this launcher started one process (mpirun -np 1 in an allocation of more)
+			return 0, 1, ""
 		}
 	}
 	return 0, 1, ""

@@ -23,6 +23,9 @@ static int lr_size(int *s) { return MPI_Comm_size(MPI_COMM_WORLD, s); }
 static int lr_allgather(void *send, int n, void *recv) {
 	return MPI_Allgather(send, n, MPI_BYTE, recv, n, MPI_BYTE, MPI_COMM_WORLD);
 }
+static int lr_alltoall(void *send, int n, void *recv) {
+	return MPI_Alltoall(send, n, MPI_BYTE, recv, n, MPI_BYTE, MPI_COMM_WORLD);
+}
 static int lr_abort(int code) { return MPI_Abort(MPI_COMM_WORLD, code); }
 static int lr_finalize(void) { return MPI_Finalize(); }
 static void lr_error(int code, char *buf) {
@@ -109,6 +112,27 @@ func (c *Comm) AllGather(send, recv []byte) error {
 	defer c.mu.Unlock()
 	if rc := C.lr_allgather(unsafe.Pointer(&send[0]), C.int(len(send)), unsafe.Pointer(&recv[0])); rc != C.MPI_SUCCESS {
 		return fmt.Errorf("MPI_Allgather: %s", errorString(rc))
+	}
+	return nil
+}
+
+// AllToAll sends block d of send (size equal blocks) to process d and
+// receives process r's block for this one as block r of recv.
+func (c *Comm) AllToAll(send, recv []byte) error {
+	if len(send)%c.size != 0 || len(recv) != len(send) {
+		return fmt.Errorf("all-to-all: %d bytes to send and %d to receive over %d processes", len(send), len(recv), c.size)
+	}
+	block := len(send) / c.size
+	if block > math.MaxInt32 {
+		return fmt.Errorf("all-to-all: %d bytes for each process, more than MPI's count of 2³¹−1", block)
+	}
+	if block == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rc := C.lr_alltoall(unsafe.Pointer(&send[0]), C.int(block), unsafe.Pointer(&recv[0])); rc != C.MPI_SUCCESS {
+		return fmt.Errorf("MPI_Alltoall: %s", errorString(rc))
 	}
 	return nil
 }

@@ -51,6 +51,26 @@ func TestAllGather(t *testing.T) {
 			}
 		}
 	}
+	// All-to-all: rank r's block d is (r, d, i); rank d receives block r from each r.
+	for _, block := range []int{1, 5, 1 << 20} {
+		send := make([]byte, block*c.Size())
+		for d := 0; d < c.Size(); d++ {
+			for i := 0; i < block; i++ {
+				send[d*block+i] = byte(c.Rank()*17 + d*5 + i)
+			}
+		}
+		recv := make([]byte, len(send))
+		if err := c.AllToAll(send, recv); err != nil {
+			t.Fatal(err)
+		}
+		for r := 0; r < c.Size(); r++ {
+			for i := 0; i < block; i++ {
+				if want := byte(r*17 + c.Rank()*5 + i); recv[r*block+i] != want {
+					t.Fatalf("block %d: byte %d from rank %d is %d, want %d", block, i, r, recv[r*block+i], want)
+				}
+			}
+		}
+	}
 	if err := c.AllGather(make([]byte, 4), make([]byte, 3)); err == nil {
 		t.Fatal("a receive buffer of the wrong length was accepted")
 	}
