@@ -143,9 +143,9 @@ func benchSession(c BenchConfig, cfg model.Config, f kernels.Format) (*Session, 
 	rc.LR, rc.LRSchedule, rc.MaxGradNorm, rc.BatchSize, rc.MaxSeqLen = 1e-4, "constant", c.MaxGradNorm, c.Batch, c.Seq
 	rc.Checkpointing, rc.CheckpointLayers, rc.Quant = c.Checkpointing, c.CheckpointLayers, c.Quant
 	rc.GradAccum = max(c.GradAccum, 1)
-	if size := 1; c.Comm != nil {
-		if size = c.Comm.Size(); rc.GradAccum%size != 0 {
-			return nil, fmt.Errorf("grad-accum %d over %d ranks: the rank count must divide it", rc.GradAccum, size)
+	if c.Comm != nil {
+		if err := checkShare(rc.GradAccum, c.Comm.Size()); err != nil {
+			return nil, err
 		}
 	}
 	if err := trainsIn(rc.ComputeDType); err != nil {

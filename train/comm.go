@@ -45,6 +45,16 @@ func (Local) AllToAll(send, recv []byte) error {
 }
 func (Local) Abort(int) {}
 
+// checkShare refuses a process count that does not divide grad_accum: the
+// processes take equal shares of a step's micro-batches (their messages
+// are of one length).
+func checkShare(gradAccum, size int) error {
+	if gradAccum%size == 0 {
+		return nil
+	}
+	return fmt.Errorf("--grad-accum %d over %d ranks: each rank takes an equal share of a step's micro-batches, so the rank count must divide --grad-accum (for example --grad-accum %d)", gradAccum, size, (gradAccum/size+1)*size)
+}
+
 // commStats are what a step spent talking to the other processes.
 type commStats struct {
 	Bytes int64   // received per step

@@ -123,8 +123,8 @@ func Run(ctx context.Context, c Config, o RunOptions, log *slog.Logger, onStep f
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if size := cm.Size(); size > 1 && c.GradAccum%size != 0 {
-		return nil, fmt.Errorf("--grad-accum %d over %d ranks: each rank takes an equal share of a step's micro-batches, so the rank count must divide --grad-accum (for example --grad-accum %d)", c.GradAccum, size, (c.GradAccum/size+1)*size)
+	if err := checkShare(c.GradAccum, cm.Size()); err != nil {
+		return nil, err
 	}
 	lead := cm.Rank() == 0
 	run := filepath.Clean(c.Out)

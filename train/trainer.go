@@ -116,8 +116,8 @@ func (t *Trainer) Step() (StepResult, error) {
 	cm := s.comm()
 	size, rank := cm.Size(), cm.Rank()
 	var r StepResult
-	if c.GradAccum%size != 0 {
-		return r, fmt.Errorf("grad_accum %d over %d processes: each takes an equal share of a step's micro-batches, so the process count must divide grad_accum", c.GradAccum, size)
+	if err := checkShare(c.GradAccum, size); err != nil {
+		return r, err
 	}
 	// This process's micro-batches: its stride of the step's global order.
 	t.micro = t.micro[:0]

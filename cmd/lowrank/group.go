@@ -32,7 +32,7 @@ func joinGroup() (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	groupRank.Store(int32(c.Rank()))
+	groupRank.Store(int32(c.Rank()) + 1)
 	return &group{comm: c, rank: c.Rank(), size: c.Size()}, nil
 }
 

@@ -46,9 +46,9 @@ func run(args []string) (code int) {
 				// The first SIGINT or SIGTERM: finish the step and save.
 				saving, first = true, time.Now()
 				switch groupRank.Load() {
-				case -1:
+				case 0: // alone
 					fmt.Fprintln(os.Stderr, "lowrank: interrupted: finishing the current step and saving a checkpoint (Ctrl-C again to quit at once)")
-				case 0: // (the other ranks got the signal too: rank 0 says it)
+				case 1: // rank 0 (the other ranks got the signal too: rank 0 says it)
 					fmt.Fprintln(os.Stderr, "lowrank: interrupted: every rank finishes the current step, then rank 0 saves a checkpoint; if a rank died, they cannot: mpirun ends them and the run continues from its newest checkpoint with --resume (Ctrl-C again to quit at once)")
 				}
 				cancel()

@@ -16,9 +16,9 @@ type pflagFlag = pflag.Flag
 // signal cancels its context instead of exiting.
 var graceful atomic.Bool
 
-// groupRank is this process's rank when train runs as one of several (MPI),
-// else -1.
-var groupRank = func() *atomic.Int32 { var r atomic.Int32; r.Store(-1); return &r }()
+// groupRank is this process's rank + 1 when train runs as one of several
+// (MPI); 0 when it runs alone.
+var groupRank atomic.Int32
 
 // exitCode is an error that only sets the exit code (the message was printed).
 type exitCode int
