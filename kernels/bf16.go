@@ -45,6 +45,10 @@ type bf16Kernel struct {
 	kAlign int
 	// faster: measured faster than its path's fp32 kernel, so auto picks it.
 	faster bool
+	// ownRounding: the sums round in an order or a manner of their own
+	// (AMX's tiles, BFDOT's pair sums), not VDPBF16PS's: within fp32
+	// accumulation's error of the exact product, not the go kernel's bits.
+	ownRounding bool
 }
 
 // geom is the kernel's tile and blocks, the fp32 microkernel's where unset.
@@ -134,6 +138,10 @@ func packPairs(cv *bf16Conv, dst []uint32, src []float32, w, kc, kp, ns int) {
 		in := src[s*kc*w : (s+1)*kc*w]
 		out := dst[s*kp*w : (s+1)*kp*w]
 		q := 0
+		if cv.pairRows != nil && kc >= 2 {
+			q = kc / 2
+			cv.pairRows(&out[0], &in[0], w, q, uint16(1)<<(w%16)-1)
+		}
 		for ; 2*q+1 < kc; q++ {
 			cv.pairsTo(out[q*w:(q+1)*w], in[2*q*w:(2*q+1)*w], in[(2*q+1)*w:(2*q+2)*w])
 		}
@@ -155,6 +163,9 @@ type bf16Conv struct {
 	pairs func(dst *uint32, lo, hi *float32, n int)             // n a multiple of 16
 	// chunks converts nchunk runs of 32 values, run t to dst + t·stride bytes.
 	chunks func(dst *uint16, src *float32, nchunk int, alpha float32, stride int)
+	// pairRows converts the first npairs pairs of rows of a w-wide sliver
+	// as pairsTo does (mask: the low w mod 16 bits set).
+	pairRows func(dst *uint32, src *float32, w, npairs int, mask uint16)
 }
 
 // rowTo writes dst[p] = bf16(alpha·src[p]).
@@ -254,7 +265,7 @@ func (p *Path) BF16() (*Path, error) {
 			return t, nil
 		}
 	}
-	return nil, fmt.Errorf("kernels: the %s path has no bf16 form on this CPU (it needs AMX-BF16 or AVX512_BF16; the go path's is an emulation)", p.Name())
+	return nil, fmt.Errorf("kernels: the %s path has no bf16 form on this CPU (it needs AMX-BF16 or AVX512_BF16, or BF16 on arm64; the go path's is an emulation)", p.Name())
 }
 
 // ComputeDType is the type GemmW's products are computed in: "f32",
@@ -289,9 +300,9 @@ func CheckComputeDType(d string) error {
 // CPU has no bf16 instructions for it (the emulation runs only where the go
 // path is asked for); "auto" the fastest path this CPU has that meets the
 // bf16 quality gates: the bf16 twin where it is measured faster than fp32
-// (AMX), else the f32 path (VDPBF16PS measured at half the fp32 FMA's rate
-// on this project's AVX512_BF16 machine: go test -bench Microkernel
-// ./kernels).
+// (AMX; VDPBF16PS on AMD, at the FMA's instruction rate), else the f32 path
+// (VDPBF16PS on Intel measured at half the fp32 FMA's rate: go test -bench
+// Microkernel ./kernels).
 func PathFor(name, compute string) (*Path, error) {
 	if err := CheckComputeDType(compute); err != nil {
 		return nil, fmt.Errorf("kernels: compute dtype %v", err)

@@ -163,7 +163,7 @@ func TestBF16Kernels(t *testing.T) {
 						}
 					}
 				}
-				if !bk.rowsA {
+				if !bk.ownRounding {
 					want := append([]float32(nil), c0...)
 					for s := 0; s < nsl; s++ {
 						gemmBF16Go(mr, nr, kp, &a[0], &b[s*kp*nr], &want[s*nr], ldc, over)
@@ -244,7 +244,7 @@ func TestGemmWBF16(t *testing.T) {
 						continue
 					}
 					for i := range c.Data {
-						if !p.Path().bf16.rowsA && math.Float32bits(c.Data[i]) != math.Float32bits(cr.Data[i]) {
+						if !p.Path().bf16.ownRounding && math.Float32bits(c.Data[i]) != math.Float32bits(cr.Data[i]) {
 							t.Fatalf("%s: C[%d] = %g, go-bf16 gives %g", name, i, c.Data[i], cr.Data[i])
 						}
 					}
@@ -310,6 +310,38 @@ func TestBF16Conv(t *testing.T) {
 			for j := range got {
 				if want := uint32(toBF16DAZ(src[j])) | uint32(toBF16DAZ(hi[j]))<<16; got[j] != want {
 					t.Fatalf("%s pairs n=%d: [%d] %#x, want %#x", pa.Name(), n, j, got[j], want)
+				}
+			}
+		}
+		// Whole slivers (packPairs), every width the kernels use and odd
+		// ones, against the conversion one value at a time.
+		for _, w := range []int{1, 4, 7, 12, 16, 19, 32} {
+			for _, kc := range []int{1, 2, 5, 64, 77} {
+				in := make([]float32, 2*kc*w)
+				for i := range in {
+					in[i] = src[(i*7)%len(src)]
+				}
+				kp := (kc + 1) / 2
+				out := make([]uint32, 2*(kp+1)*w)
+				for i := range out {
+					out[i] = 0xdeadbeef
+				}
+				packPairs(cv, out, in, w, kc, kp+1, 2)
+				for s := 0; s < 2; s++ {
+					for q := 0; q <= kp; q++ {
+						for j := 0; j < w; j++ {
+							var want uint32
+							if 2*q < kc {
+								want = uint32(toBF16DAZ(in[s*kc*w+2*q*w+j]))
+							}
+							if 2*q+1 < kc {
+								want |= uint32(toBF16DAZ(in[s*kc*w+(2*q+1)*w+j])) << 16
+							}
+							if got := out[s*(kp+1)*w+q*w+j]; got != want {
+								t.Fatalf("%s packPairs w=%d kc=%d: sliver %d pair %d lane %d = %#x, want %#x", pa.Name(), w, kc, s, q, j, got, want)
+							}
+						}
+					}
 				}
 			}
 		}

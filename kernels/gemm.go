@@ -69,6 +69,10 @@ type gemmArgs struct {
 	int8, i8quant bool
 	i8x           []int8Unit
 	i8r0, i8m     int
+	// i8gemm: the int8 product runs on the path's int8 GEMM, X's rows
+	// quantized into the regions i8q (see int8gemm.go).
+	i8gemm bool
+	i8q    []byte
 }
 
 // useOuter reports whether the call suits the outer-product kernel: at most
@@ -283,8 +287,13 @@ type workspace struct {
 	tile  []float32   // mr×nr edge tile
 	// bf16 paths: apack and bpack as bf16 pairs.
 	apack16, bpack16 []uint32
-	// int8 paths: double-quantized NF4 scales of the rows in hand.
+	// int8 paths: double-quantized NF4 scales of the rows in hand; with
+	// an int8 GEMM, a panel of packed W regions and one region's 32 rows
+	// of integers and scales, decoded.
 	i8scales []float32
+	i8w      []byte
+	i8row    []byte
+	i8rowSc  []float32
 }
 
 func newWorkspace(p *Path) *workspace {

@@ -52,6 +52,14 @@ type int8Kernel struct {
 	q8_0   func(x *int8Unit, w *byte, units, rows, ldw int, out *float32)
 	q4_0   func(x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte)
 	nf4    func(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte)
+	// gemm, when set, runs products of at least int8GemmMinRows rows (see
+	// int8gemm.go), its X rows quantized by quant and W's regions laid out
+	// by pack (nil: Go).
+	gemm   int8GemmFn
+	quant  int8QuantFn
+	pack   int8PackFn
+	nf4Row func(dst, src *byte, n int, tab *byte)  // NF4's codes of 16·n bytes, natural order
+	q4Row  func(dst, src *byte, nb int, tab *byte) // Q4_0's values of nb blocks
 }
 
 // int8Formats are the weight formats int8 computes with.
@@ -98,6 +106,9 @@ func quantBlock(q *[32]int8, x []float32) float32 {
 	}
 	d := amax / 127
 	id := 1 / d
+	if !(id <= math.MaxFloat32) { // d is (nearly) zero: so is the block's part
+		return 0
+	}
 	for t, v := range x {
 		// v·id is within ±127.00002: adding 1.5·2²³ rounds it to an integer
 		// (to even) in the low mantissa bits.
@@ -345,7 +356,9 @@ const int8TokenRows = 8
 // it), where "auto" is PathFor's choice with the products of at most
 // int8TokenRows rows (each new token's) in int8 where this CPU has int8
 // dot instructions: measured faster than fp32 one token at a time
-// (go test -bench GemvModel ./kernels), the prompt's products as before.
+// (go test -bench GemvModel ./kernels), the prompt's products as before;
+// where the int8 kernel has a GEMM (measured faster than fp32's and bf16's
+// over many rows: lowrank bench kernels), the prompt's in int8 too.
 func GeneratePath(name, compute string) (*Path, error) {
 	p, err := PathFor(name, compute)
 	if err != nil || compute != "auto" || p.i8 != nil {
@@ -355,6 +368,9 @@ func GeneratePath(name, compute string) (*Path, error) {
 		if t.mk == p.mk && t.i8 != goInt8Kernel {
 			q := *p
 			q.i8, q.i8Rows = t.i8, int8TokenRows
+			if t.i8.gemm != nil { // the prompt too: faster than fp32's and bf16's packed kernels
+				q.i8Rows = 0
+			}
 			return &q, nil
 		}
 	}

@@ -58,9 +58,12 @@ func int8Value(w *Weight, j, k int) (int, float64) {
 func TestInt8Exact(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 1))
 	shapes := [][3]int{{1, 32, 1}, {1, 64, 1}, {3, 40, 2}, {33, 100, 1}, {2, 576, 3}, {64, 1536, 1}, {5, 130, 7}, {70, 64, 40}, {3, 64, int8RowBlock + 30}}
-	ref := NewPoolOn(1, goInt8Path)
-	for _, pa := range int8Twins() {
+	for _, pa := range append(int8Twins(), goInt8GemmPath) {
 		p := NewPoolOn(2, pa)
+		ref := NewPoolOn(1, goInt8Path)
+		if pa.i8.gemm != nil {
+			ref = NewPoolOn(1, goInt8GemmPath)
+		}
 		for _, sh := range shapes {
 			rows, cols, m := sh[0], sh[1], sh[2]
 			for name, w := range int8Weights(r, rows, cols) {
@@ -77,7 +80,7 @@ func TestInt8Exact(t *testing.T) {
 				label := fmt.Sprintf("%s %s W %d×%d M=%d", pa.Name(), name, rows, cols, m)
 				for i := range c.Data {
 					if math.Float32bits(c.Data[i]) != math.Float32bits(cr.Data[i]) {
-						t.Fatalf("%s: C[%d] = %g, go-int8 gives %g", label, i, c.Data[i], cr.Data[i])
+						t.Fatalf("%s: C[%d] = %g, %s gives %g", label, i, c.Data[i], ref.Path().Name(), cr.Data[i])
 					}
 				}
 				wd := w.Dequantize()
@@ -281,7 +284,11 @@ func TestGeneratePath(t *testing.T) {
 		}
 		return
 	}
-	if p.i8Rows != int8TokenRows || !strings.Contains(p.ID(), "compute=int8(") || p.mk != base.mk || p.bf16 != base.bf16 {
+	rowsMax := int8TokenRows
+	if i8.i8.gemm != nil {
+		rowsMax = 0 // every product
+	}
+	if p.i8Rows != rowsMax || !strings.Contains(p.ID(), "compute=int8(") || p.mk != base.mk || p.bf16 != base.bf16 {
 		t.Fatalf("auto: %s (base %s)", p.ID(), base.ID())
 	}
 	r := rand.New(rand.NewPCG(8, 5))
@@ -289,7 +296,7 @@ func TestGeneratePath(t *testing.T) {
 	for _, m := range []int{1, int8TokenRows, int8TokenRows + 1, 64} {
 		x := randMat(r, m, 256, 256)
 		ref := NewPoolOn(2, base)
-		if m <= int8TokenRows {
+		if m <= int8TokenRows || rowsMax == 0 {
 			ref = NewPoolOn(2, i8)
 		}
 		a, b := NewMat(m, 300), NewMat(m, 300)

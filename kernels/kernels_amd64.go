@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"encoding/binary"
 	"sync"
 	"unsafe"
 
@@ -40,11 +41,27 @@ var (
 //go:noescape
 func gemmBF16AVX512(kp int, a, b *uint32, c *float32, ldc int, overwrite bool)
 
+func cpuidVendor() (ebx, edx, ecx uint32)
+
+// vdpbf16psFullRate reports whether VDPBF16PS runs at the fp32 FMA's
+// instruction rate here, twice its flops: on AMD's (Zen 4 on, every AMD
+// CPU with AVX512_BF16: 226 against 111 GFLOPS, one core, go test -bench
+// Microkernel ./kernels; 1.8× the fp32 GEMM on the benchmark shapes), not
+// on Intel's (Sapphire Rapids: half the FMA's rate, 123 against 236).
+func vdpbf16psFullRate() bool {
+	b, d, c := cpuidVendor()
+	var v [12]byte
+	binary.LittleEndian.PutUint32(v[0:], b)
+	binary.LittleEndian.PutUint32(v[4:], d)
+	binary.LittleEndian.PutUint32(v[8:], c)
+	return string(v[:]) == "AuthenticAMD"
+}
+
 // avx512BF16Path is the AVX-512 path with GemmW's products in bf16
-// (VDPBF16PS, AVX512_BF16).
+// (VDPBF16PS, AVX512_BF16); auto picks it where it runs at full rate.
 var avx512BF16Path = func() *Path {
 	p := *avx512Path
-	p.bf16 = &bf16Kernel{name: "avx512bf16", suffix: "bf16", fn: gemmBF16AVX512}
+	p.bf16 = &bf16Kernel{name: "avx512bf16", suffix: "bf16", fn: gemmBF16AVX512, faster: vdpbf16psFullRate()}
 	p.conv = avx512Conv
 	return &p
 }()
@@ -58,7 +75,10 @@ func bf16PairsAVX512(dst *uint32, lo, hi *float32, n int)
 //go:noescape
 func bf16ChunksAVX512(dst *uint16, src *float32, nchunk int, alpha float32, stride int)
 
-var avx512Conv = bf16Conv{row: bf16RowAVX512, pairs: bf16PairsAVX512, chunks: bf16ChunksAVX512}
+//go:noescape
+func bf16PairRowsAVX512(dst *uint32, src *float32, w, npairs int, mask uint16)
+
+var avx512Conv = bf16Conv{row: bf16RowAVX512, pairs: bf16PairsAVX512, chunks: bf16ChunksAVX512, pairRows: bf16PairRowsAVX512}
 
 //go:noescape
 func gemmBF16AMX(kp int, a, b *uint32, c *float32, ldc int, overwrite bool, nsl int)
@@ -69,7 +89,7 @@ func gemmBF16AMX(kp int, a, b *uint32, c *float32, ldc int, overwrite bool, nsl 
 // 50 ns each time).
 var avx512AMXPath = func() *Path {
 	p := *avx512Path
-	p.bf16 = &bf16Kernel{name: "amx", suffix: "amx", mr: 32, nr: 32, mc: 256, kc: 256, nc: 2048, rowsA: true, kAlign: 16, faster: true,
+	p.bf16 = &bf16Kernel{name: "amx", suffix: "amx", mr: 32, nr: 32, mc: 256, kc: 256, nc: 2048, rowsA: true, kAlign: 16, faster: true, ownRounding: true,
 		run: gemmBF16AMX,
 		fn: func(kp int, a, b *uint32, c *float32, ldc int, overwrite bool) {
 			gemmBF16AMX(kp, a, b, c, ldc, overwrite, 1)
@@ -83,11 +103,17 @@ var (
 	amxOK   bool
 )
 
+// amxTiles reports whether this CPU has AMX tiles with AVX-512 and Linux
+// grants their state to this process (asked once).
+func amxTiles() bool {
+	amxOnce.Do(func() { amxOK = cpu.X86.HasAVX512F && cpu.X86.HasAMXTile && amxPermit() })
+	return amxOK
+}
+
 // bf16Twins are the bf16 paths this CPU can run, best first.
 func bf16Twins() []*Path {
 	var ps []*Path
-	amxOnce.Do(func() { amxOK = cpu.X86.HasAVX512F && cpu.X86.HasAMXTile && cpu.X86.HasAMXBF16 && amxPermit() })
-	if amxOK {
+	if amxTiles() && cpu.X86.HasAMXBF16 {
 		ps = append(ps, avx512AMXPath)
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BF16 {
@@ -204,10 +230,14 @@ func dotQ4_0VNNI(x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *
 func dotNF4VNNI(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte)
 
 // avx512Int8Path is the AVX-512 path with the forward products of
-// quantized bases in int8 (VPDPBUSD on ymm: AVX512_VNNI, AVX512VL).
+// quantized bases in int8: VPDPBUSD on ymm one row at a time (AVX512_VNNI,
+// AVX512VL), on zmm as a packed GEMM for 16 rows or more (its quantizer
+// AVX512DQ's too).
 var avx512Int8Path = func() *Path {
 	p := *avx512Path
-	p.i8 = &int8Kernel{name: "vnni", suffix: "int8", q8_0: dotQ8_0VNNI, q4_0: dotQ4_0VNNI, nf4: dotNF4VNNI}
+	p.i8 = &int8Kernel{name: "vnni", suffix: "int8", q8_0: dotQ8_0VNNI, q4_0: dotQ4_0VNNI, nf4: dotNF4VNNI,
+		gemm: gemmInt8VNNI, quant: quantInt8AVX512, pack: packInt8WAVX512,
+		nf4Row: nf4Int8AVX512, q4Row: q4Int8AVX512}
 	return &p
 }()
 
@@ -231,10 +261,25 @@ var avx2Int8Path = func() *Path {
 	return &p
 }()
 
+//go:noescape
+func gemmInt8VNNI(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool)
+
+//go:noescape
+func q4Int8AVX512(dst, src *byte, nb int, tab *byte)
+
+//go:noescape
+func nf4Int8AVX512(dst, src *byte, n int, tab *byte)
+
+//go:noescape
+func packInt8WAVX512(dst, rows *byte, sc *float32, kb int, idx *[64]int32)
+
+//go:noescape
+func quantInt8AVX512(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)
+
 // int8Twins are the int8 paths this CPU can run, best first.
 func int8Twins() []*Path {
 	var ps []*Path
-	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI {
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VNNI {
 		ps = append(ps, avx512Int8Path)
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {

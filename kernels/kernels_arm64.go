@@ -16,8 +16,27 @@ var neonPath = &Path{mk: neonKernel, simd: "neon"}
 
 func paths() []*Path { return []*Path{neonPath, goPath} }
 
-// bf16Twins are the bf16 paths (none vectorized on arm64 yet).
-func bf16Twins() []*Path { return []*Path{goBF16Path} }
+//go:noescape
+func gemmBF16NEON(kp int, a, b *uint32, c *float32, ldc int, overwrite bool)
+
+// neonBF16Path is the NEON path with GemmW's products in bf16 by BFDOT
+// (FEAT_BF16: Apple M2 on, Neoverse V1/N2 on) on the fp32 kernel's 8×12
+// tile and packing. BFDOT rounds its pair sums its own way (not
+// VDPBF16PS's), within fp32 accumulation's error. Checked under
+// qemu-aarch64, not timed: auto does not pick it.
+var neonBF16Path = func() *Path {
+	p := *neonPath
+	p.bf16 = &bf16Kernel{name: "bfdot", suffix: "bf16", fn: gemmBF16NEON, ownRounding: true}
+	return &p
+}()
+
+// bf16Twins are the bf16 paths this CPU can run, best first.
+func bf16Twins() []*Path {
+	if hasBF16() {
+		return []*Path{neonBF16Path, goBF16Path}
+	}
+	return []*Path{goBF16Path}
+}
 
 //go:noescape
 func dotQ8_0SDOT(x *int8Unit, w *byte, units, rows, ldw int, out *float32)

@@ -19,6 +19,7 @@ type Pool struct {
 
 	sub         []*Pool    // single-threaded pools for side-by-side small GEMMs (Workers)
 	i8x         []int8Unit // int8 paths: the quantized rows of X
+	i8q         []byte     // int8 GEMM: X's rows quantized into regions
 	args        gemmArgs   // the call in progress: held here so that no call allocates
 	lastWorkers int        // workers that received work in the last call (for tests)
 	lastDot     bool       // the last call ran in dot-product form (for tests)
@@ -106,6 +107,14 @@ func (p *Pool) worker(i int) {
 
 func (ws *workspace) do(j job) {
 	mk := ws.path.mk
+	if j.g.int8 && j.g.i8gemm {
+		if j.g.i8quant {
+			ws.quantRowsGemm(j.g, j.i0, j.i1)
+		} else {
+			ws.runInt8Gemm(j.g, j.j0, j.j1)
+		}
+		return
+	}
 	if j.g.int8 {
 		if j.g.i8quant {
 			ws.runInt8Quant(j.g, j.i0, j.i1)
@@ -155,6 +164,11 @@ func (p *Pool) run(args gemmArgs) {
 		return
 	}
 	if g.int8 {
+		if p.path.i8.gemm != nil && g.m >= int8GemmMinRows {
+			g.i8gemm = true
+			p.runInt8Gemm(g)
+			return
+		}
 		p.runInt8(g)
 		return
 	}

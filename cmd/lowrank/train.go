@@ -340,7 +340,7 @@ var flagHelp = map[string]string{
 	"system_prompts":           "a file of system-prompt paraphrases, one per line: each variant samples one as a chat row's system message (an Alpaca row's preamble)",
 	"truncation":               "examples over max-seq-len: keep-answer (drop the prompt's start, then the answer's end) or right",
 	"threads":                  "worker threads (0: every CPU this process may use)",
-	"compute_dtype":            "the frozen base's products (X·Wᵀ, dY·W): f32, bf16 (operands rounded to bfloat16, fp32 accumulation: QLoRA's compute dtype) or auto (the fastest this CPU has that meets the quality gates: bf16 on AMX, else f32); int8 is for eval and generate only",
+	"compute_dtype":            "the frozen base's products (X·Wᵀ, dY·W): f32, bf16 (operands rounded to bfloat16, fp32 accumulation: QLoRA's compute dtype) or auto (the fastest this CPU has that meets the quality gates: bf16 on AMX and on AMD's AVX512_BF16, else f32); int8 is for eval and generate only",
 	"activation_checkpointing": "recompute blocks in backward (less memory)",
 	"checkpoint_layers":        "recompute only the first N blocks (memory between none and all; implies activation checkpointing)",
 	"log_every":                "a log line every N steps when there is no progress bar",

@@ -28,6 +28,47 @@ func fmulElem0(d, n, m int) string {
 	return a64(0x4f809000|m<<16|n<<5|d, "fmul v%d.4s, v%d.4s, v%d.s[0]", d, n, m)
 }
 
+// bfdotElem is BFDOT Vd.4S, Vn.8H, Vm.2H[idx] (FEAT_BF16).
+func bfdotElem(d, n, m, idx int) string {
+	return a64(0x4f40f000|(idx&1)<<21|(m&31)<<16|(idx>>1)<<11|n<<5|d, "bfdot v%d.4s, v%d.8h, v%d.2h[%d]", d, n, m, idx)
+}
+
+// neonBF16 writes the 8×12 bf16 kernel of arm64 (see kernels/bf16.go): per
+// pair of K, B's three 4-column vectors of pairs (V24..V26) against each
+// row's pair, an element of A's two vectors (V27, V28), BFDOT into the 24
+// accumulators V0..V23; then C (+)= acc as the fp32 kernel stores. The
+// packing is the fp32 kernel's slivers in bf16 pairs (VDPBF16PS's).
+func neonBF16(name string) []byte {
+	const mr, nv = 8, 3
+	var a asm
+	fileHeader(&a, "arm64 && !noasm")
+	fmt.Fprintf(&a, "\n// func %s(kp int, a, b *uint32, c *float32, ldc int, overwrite bool)\n", name)
+	fmt.Fprintf(&a, "// C[0:%d, 0:%d] += A·B (or = A·B when overwrite) over kp packed pairs; ldc in elements.\n", mr, 4*nv)
+	fmt.Fprintf(&a, "TEXT ·%s(SB), NOSPLIT, $0-41\n", name)
+	a.l("MOVD kp+0(FP), R3")
+	a.l("MOVD a+8(FP), R0")
+	a.l("MOVD b+16(FP), R1")
+	a.l("MOVD c+24(FP), R2")
+	a.l("MOVD ldc+32(FP), R4")
+	a.l("LSL $2, R4, R4")
+	for i := 0; i < mr*nv; i++ {
+		a.l("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
+	}
+	a.l("CBZ R3, store")
+	a.label("loop")
+	a.l("VLD1.P 48(R1), [V24.S4, V25.S4, V26.S4]")
+	a.l("VLD1.P 32(R0), [V27.S4, V28.S4]")
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			a.l("%s", bfdotElem(i*nv+v, 24+v, 27+i/4, i%4))
+		}
+	}
+	a.l("SUB $1, R3, R3")
+	a.l("CBNZ R3, loop")
+	neonStore(&a, mr, nv, 29)
+	return a.Bytes()
+}
+
 func a64(word int, format string, args ...any) string {
 	return fmt.Sprintf("WORD $0x%08x // %s", word, fmt.Sprintf(format, args...))
 }

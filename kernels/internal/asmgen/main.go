@@ -39,9 +39,12 @@ func main() {
 	write(filepath.Join(dir, "bf16conv_avx512_amd64.s"), bf16ConvAVX512())
 	write(filepath.Join(dir, "dot_int8_avx512_amd64.s"), int8AVX512())
 	write(filepath.Join(dir, "dot_int8_avx2_amd64.s"), int8AVX2())
+	write(filepath.Join(dir, "gemm_int8_avx512_amd64.s"), int8GemmAVX512())
+	write(filepath.Join(dir, "cpuid_amd64.s"), cpuidAMD64())
 	write(filepath.Join(dir, "gemm_avx2_amd64.s"), x86("gemmAVX2", "Y", 6, 2, 32, "!noasm", 0))
 	write(filepath.Join(dir, "gemm_neon_arm64.s"), neon("gemmNEON", 8, 3))
 	write(filepath.Join(dir, "dot_int8_neon_arm64.s"), int8NEON())
+	write(filepath.Join(dir, "gemm_bf16_neon_arm64.s"), neonBF16("gemmBF16NEON"))
 }
 
 func write(path string, b []byte) {
@@ -205,16 +208,6 @@ func neon(name string, mr, nv int) []byte {
 	acc := func(i, v int) string { return fmt.Sprintf("V%d", i*nv+v) }
 	breg := func(v int) string { return fmt.Sprintf("V%d", mr*nv+v) }
 	bc := func(i int) string { return fmt.Sprintf("V%d", mr*nv+nv+i%2) }
-	list := func(first, n int) string {
-		s := "["
-		for v := 0; v < n; v++ {
-			if v > 0 {
-				s += ", "
-			}
-			s += fmt.Sprintf("V%d.S4", first+v)
-		}
-		return s + "]"
-	}
 	a.l("MOVD kc+0(FP), R3")
 	a.l("MOVD a+8(FP), R0")
 	a.l("MOVD b+16(FP), R1")
@@ -226,7 +219,7 @@ func neon(name string, mr, nv int) []byte {
 	}
 	a.l("CBZ R3, store")
 	a.label("loop")
-	a.l("VLD1.P %d(R1), %s", nr*4, list(mr*nv, nv))
+	a.l("VLD1.P %d(R1), %s", nr*4, neonList(mr*nv, nv))
 	for i := 0; i < mr; i++ {
 		a.l("VLD1R.P 4(R0), [%s.S4]", bc(i))
 		for v := 0; v < nv; v++ {
@@ -235,18 +228,38 @@ func neon(name string, mr, nv int) []byte {
 	}
 	a.l("SUB $1, R3, R3")
 	a.l("CBNZ R3, loop")
+	neonStore(&a, mr, nv, mr*nv+nv+2) // ones: the first register after the two broadcast ones
+	return a.Bytes()
+}
+
+// neonList is a register list [Vfirst.S4, …] of n registers.
+func neonList(first, n int) string {
+	s := "["
+	for v := 0; v < n; v++ {
+		if v > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("V%d.S4", first+v)
+	}
+	return s + "]"
+}
+
+// neonStore emits a NEON register tile's store (label store): the mr×4nv
+// accumulators V0.. (row i: V(i·nv)..) into C at R2, rows R4 bytes apart,
+// added to C (through V(mr·nv).. and a vector of ones, V(ones): exact) or,
+// with overwrite, stored.
+func neonStore(a *asm, mr, nv, ones int) {
 	a.label("store")
 	a.l("MOVBU overwrite+40(FP), R5")
 	a.l("CBNZ R5, over")
-	ones := mr*nv + nv + 2 // first free register after the two broadcast ones
 	a.l("FMOVS $1.0, F%d", ones)
 	a.l("VDUP V%d.S[0], V%d.S4", ones, ones)
 	for i := 0; i < mr; i++ {
-		a.l("VLD1 (R2), %s", list(mr*nv, nv))
+		a.l("VLD1 (R2), %s", neonList(mr*nv, nv))
 		for v := 0; v < nv; v++ {
-			a.l("VFMLA %s.S4, V%d.S4, %s.S4", acc(i, v), ones, breg(v))
+			a.l("VFMLA V%d.S4, V%d.S4, V%d.S4", i*nv+v, ones, mr*nv+v)
 		}
-		a.l("VST1 %s, (R2)", list(mr*nv, nv))
+		a.l("VST1 %s, (R2)", neonList(mr*nv, nv))
 		if i < mr-1 {
 			a.l("ADD R4, R2, R2")
 		}
@@ -254,13 +267,12 @@ func neon(name string, mr, nv int) []byte {
 	a.l("RET")
 	a.label("over")
 	for i := 0; i < mr; i++ {
-		a.l("VST1 %s, (R2)", list(i*nv, nv))
+		a.l("VST1 %s, (R2)", neonList(i*nv, nv))
 		if i < mr-1 {
 			a.l("ADD R4, R2, R2")
 		}
 	}
 	a.l("RET")
-	return a.Bytes()
 }
 
 // dotAVX512 emits the narrow-N kernels in dot-product form, for products whose
@@ -1426,6 +1438,59 @@ func bf16ConvAVX512() []byte {
 	a.l("DECQ CX")
 	a.l("JNE pairsloop")
 	a.label("pairsdone")
+	a.l("VZEROUPPER")
+	a.l("RET")
+
+	// Whole slivers of pairs: pair q of a w-wide sliver is its rows 2q
+	// and 2q+1, 16 lanes at a time, the last w mod 16 under the mask.
+	fmt.Fprintf(&a, "\n// func bf16PairRowsAVX512(dst *uint32, src *float32, w, npairs int, mask uint16)\nTEXT ·bf16PairRowsAVX512(SB), NOSPLIT, $0-34\n")
+	a.l("MOVQ dst+0(FP), DI")
+	a.l("MOVQ src+8(FP), SI")
+	a.l("MOVQ w+16(FP), R8")
+	a.l("MOVQ npairs+24(FP), CX")
+	a.l("KMOVW mask+32(FP), K3")
+	consts()
+	a.l("MOVQ R8, R9")
+	a.l("SHRQ $4, R9") // whole chunks of 16
+	a.l("SHLQ $2, R8") // row bytes
+	a.l("TESTQ CX, CX")
+	a.l("JEQ prdone")
+	a.label("prpair")
+	a.l("MOVQ SI, R11")
+	a.l("LEAQ (SI)(R8*1), R12")
+	a.l("MOVQ DI, R13")
+	a.l("MOVQ R9, BX")
+	a.l("TESTQ BX, BX")
+	a.l("JEQ prtail")
+	a.label("prchunk")
+	a.l("VMOVUPS (R11), Z0")
+	a.l("VMOVUPS (R12), Z3")
+	round(0, 1, 2)
+	round(3, 4, 5)
+	a.l("VPSLLD $16, Z3, Z3")
+	a.l("VPORD Z3, Z0, Z0")
+	a.l("VMOVDQU32 Z0, (R13)")
+	a.l("ADDQ $64, R11")
+	a.l("ADDQ $64, R12")
+	a.l("ADDQ $64, R13")
+	a.l("DECQ BX")
+	a.l("JNE prchunk")
+	a.label("prtail")
+	a.l("KORTESTW K3, K3")
+	a.l("JEQ prnext")
+	a.l("VMOVUPS.Z (R11), K3, Z0")
+	a.l("VMOVUPS.Z (R12), K3, Z3")
+	round(0, 1, 2)
+	round(3, 4, 5)
+	a.l("VPSLLD $16, Z3, Z3")
+	a.l("VPORD Z3, Z0, Z0")
+	a.l("VMOVDQU32 Z0, K3, (R13)")
+	a.label("prnext")
+	a.l("LEAQ (SI)(R8*2), SI")
+	a.l("ADDQ R8, DI")
+	a.l("DECQ CX")
+	a.l("JNE prpair")
+	a.label("prdone")
 	a.l("VZEROUPPER")
 	a.l("RET")
 	return a.Bytes()

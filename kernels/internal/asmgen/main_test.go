@@ -94,6 +94,9 @@ func TestA64(t *testing.T) {
 		{fadd4s(1, 2, 3), 0x4e23d441}, {fadd4s(28, 17, 9), 0x4e29d63c},
 		{fmul4s(1, 2, 3), 0x6e23dc41}, {fmul4s(20, 21, 22), 0x6e36deb4},
 		{fmulElem0(1, 2, 3), 0x4f839041}, {fmulElem0(7, 18, 29), 0x4f9d9247}, {fmulElem0(7, 18, 13), 0x4f8d9247},
+		// -march=armv8.6-a+bf16
+		{bfdotElem(0, 24, 27, 0), 0x4f5bf300}, {bfdotElem(1, 25, 27, 1), 0x4f7bf321}, {bfdotElem(2, 26, 27, 2), 0x4f5bfb42},
+		{bfdotElem(23, 26, 28, 3), 0x4f7cfb57}, {bfdotElem(12, 24, 28, 0), 0x4f5cf30c}, {bfdotElem(5, 9, 3, 1), 0x4f63f125},
 	} {
 		var w int
 		fmt.Sscanf(c.got, "WORD $0x%x", &w)

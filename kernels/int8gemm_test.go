@@ -1,0 +1,180 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"testing"
+)
+
+// goInt8GemmPath runs the int8 GEMM's reference kernel: the tests' path.
+var goInt8GemmPath = &Path{mk: goKernel, i8: goInt8GemmKernel}
+
+// int8GemmPaths are the paths with an int8 GEMM this CPU runs, and the
+// Go reference.
+func int8GemmPaths() []*Path {
+	ps := []*Path{goInt8GemmPath}
+	for _, p := range int8Twins() {
+		if p.i8.gemm != nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// int8GemmRef is C[i, j] as the int8 GEMM defines it (see int8gemm.go),
+// from X and W's stored integers directly: X quantized per natural block
+// of 32 by quantBlock, each block's exact integer dot, one fma per block.
+func int8GemmRef(x Mat, w *Weight, i, j int) float32 {
+	xr := x.Data[i*x.Stride:][:w.Cols]
+	var q [32]int8
+	var acc float32
+	for b := 0; 32*b < w.Cols; b++ {
+		blk := xr[32*b : min(32*b+32, w.Cols)]
+		d := quantBlock(&q, blk)
+		var sum int32
+		var dw float64
+		for t := range blk {
+			iv, s := int8Value(w, j, 32*b+t)
+			sum += int32(iv) * int32(q[t])
+			dw = s
+		}
+		if len(blk) == 0 {
+			continue
+		}
+		acc = fma32(float32(sum), float32(dw)*d, acc)
+	}
+	return acc
+}
+
+// TestInt8Gemm: the int8 GEMM (the Go reference and every CPU kernel)
+// gives int8GemmRef's bits for every format, tails of M, N and K, alpha
+// and beta; the CPU kernels give the reference's bits.
+func TestInt8Gemm(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 1))
+	shapes := [][3]int{{32, 64, 16}, {40, 100, 17}, {70, 172, 33}, {129, 576, 64}, {5, 32, 40}, {64, 1536, 100}}
+	for _, pa := range int8GemmPaths() {
+		p := NewPoolOn(2, pa)
+		for _, sh := range shapes {
+			rows, cols, m := sh[0], sh[1], sh[2]
+			for name, w := range int8Weights(r, rows, cols) {
+				for _, beta := range []float32{0, 1, 0.5} {
+					x := randMat(r, m, cols, cols+3)
+					for i := 0; i < m; i++ {
+						for k := 0; k < cols; k++ {
+							x.Data[i*x.Stride+k] *= float32(math.Exp2(float64(k/32%5) - 2))
+						}
+					}
+					c := randMat(r, m, rows, rows+1)
+					c0 := cloneMat(c)
+					p.GemmW(c, 0.75, x, NoTrans, w, Trans, beta)
+					label := fmt.Sprintf("%s %s W %d×%d M=%d beta %g", pa.Name(), name, rows, cols, m, beta)
+					for i := 0; i < m; i++ {
+						for j := 0; j < rows; j++ {
+							want := float32(0.75 * int8GemmRef(x, w, i, j))
+							if beta != 0 {
+								want += float32(beta * c0.Data[i*c0.Stride+j])
+							}
+							if got := c.Data[i*c.Stride+j]; math.Float32bits(got) != math.Float32bits(want) {
+								t.Fatalf("%s: C[%d,%d] = %g, want %g", label, i, j, got, want)
+							}
+						}
+						if i < m-1 && math.Float32bits(c.Data[i*c.Stride+rows]) != math.Float32bits(c0.Data[i*c.Stride+rows]) {
+							t.Fatalf("%s: the column past C's end changed", label)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestInt8GemmThreads: 1, 2, 3 and 7 workers, and M split across chunks,
+// give the same bits; a row's result does not depend on M.
+func TestInt8GemmThreads(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 2))
+	w := int8Weights(r, 200, 320)
+	for _, pa := range int8GemmPaths() {
+		for name, wt := range w {
+			x := randMat(r, 97, 320, 320)
+			var first []float32
+			for _, th := range []int{1, 2, 3, 7} {
+				y := NewMat(97, 200)
+				NewPoolOn(th, pa).GemmW(y, 1, x, NoTrans, wt, Trans, 0)
+				if first == nil {
+					first = y.Data
+					continue
+				}
+				for i := range y.Data {
+					if math.Float32bits(y.Data[i]) != math.Float32bits(first[i]) {
+						t.Fatalf("%s %s, %d workers: element %d differs from 1 worker's", pa.Name(), name, th, i)
+					}
+				}
+			}
+			sub := NewMat(int8GemmMinRows, 200)
+			NewPoolOn(2, pa).GemmW(sub, 1, Mat{Rows: int8GemmMinRows, Cols: 320, Stride: 320, Data: x.Data[40*320:]}, NoTrans, wt, Trans, 0)
+			for i := range sub.Data {
+				if math.Float32bits(sub.Data[i]) != math.Float32bits(first[40*200+i]) {
+					t.Fatalf("%s %s: rows 40.. alone differ from the same rows within M = 97", pa.Name(), name)
+				}
+			}
+		}
+	}
+}
+
+// TestInt8GemmNonFinite: an Inf or NaN in X makes its row's outputs NaN;
+// a zero row gives zeros.
+func TestInt8GemmNonFinite(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 3))
+	w := Quantize(Q8_0, 8, 64, randMat(r, 8, 64, 64).Data)
+	for _, pa := range int8GemmPaths() {
+		x := NewMat(int8GemmMinRows, 64)
+		x.Data[64+5] = float32(math.Inf(1))
+		x.Data[128+40] = float32(math.NaN())
+		for k := 0; k < 64; k++ {
+			x.Data[192+k] = float32(k) - 30
+		}
+		y := NewMat(int8GemmMinRows, 8)
+		NewPoolOn(1, pa).GemmW(y, 1, x, NoTrans, w, Trans, 0)
+		for j := 0; j < 8; j++ {
+			if y.Data[j] != 0 || !math.IsNaN(float64(y.Data[8+j])) || !math.IsNaN(float64(y.Data[16+j])) || y.Data[24+j] == 0 {
+				t.Fatalf("%s: row outputs %v", pa.Name(), y.Data[:32])
+			}
+		}
+	}
+}
+
+// TestFMA32: fma32 rounds a·b + c once, including where the float64 sum
+// lands on the midpoint of two fp32 values and rounding it again to even
+// would go the wrong way; and against math/big on random operands.
+func TestFMA32(t *testing.T) {
+	b := float32(0x1p-24 - 0x1p-47) // (1+2⁻²³)·b = 2⁻²⁴ − 2⁻⁷⁰
+	for _, c := range []struct{ a, b, c, want float32 }{
+		{2, 3, 1, 7},
+		{1 + 0x1p-23, b, 1 + 0x1p-23, 1 + 0x1p-23},        // just below 1 + 3·2⁻²⁴
+		{-(1 + 0x1p-23), b, 1 + 3*0x1p-23, 1 + 3*0x1p-23}, // just above 1 + 5·2⁻²⁴
+		{float32(math.Inf(1)), 1, 1, float32(math.Inf(1))},
+	} {
+		if got := fma32(c.a, c.b, c.c); got != c.want {
+			t.Errorf("fma32(%g, %g, %g) = %g (%x), want %g", c.a, c.b, c.c, got, math.Float32bits(got), c.want)
+		}
+	}
+	r := rand.New(rand.NewPCG(9, 4))
+	f := func() float32 {
+		return float32(r.NormFloat64() * math.Exp2(float64(r.IntN(60)-30)))
+	}
+	for n := 0; n < 200000; n++ {
+		av, bv, cv := f(), f(), f()
+		if n%3 == 0 { // near-cancellation
+			cv = -av * bv * (1 + float32(r.IntN(9)-4)*0x1p-23)
+		}
+		e := new(big.Float).SetPrec(300).SetFloat64(float64(av))
+		e.Mul(e, new(big.Float).SetFloat64(float64(bv)))
+		e.Add(e, new(big.Float).SetFloat64(float64(cv)))
+		want, _ := e.Float32()
+		if got := fma32(av, bv, cv); got != want {
+			t.Fatalf("fma32(%g, %g, %g) = %g, want %g", av, bv, cv, got, want)
+		}
+	}
+}
