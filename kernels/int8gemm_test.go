@@ -178,3 +178,26 @@ func TestFMA32(t *testing.T) {
 		}
 	}
 }
+
+// TestInt8GemmChunks: a product whose quantized X exceeds int8GemmChunk
+// runs in chunks of rows; the rows on either side of a chunk's edge give
+// int8GemmRef's bits.
+func TestInt8GemmChunks(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 5))
+	const k = 1 << 15
+	w := Quantize(Q8_0, 40, k, randMat(r, 40, k, k).Data)
+	chunk := max(1, int8GemmChunk/(int8Units(w)*int8GemmXBlock)) * int8GemmXRows
+	m := chunk + 9
+	x := randMat(r, m, k, k)
+	for _, pa := range int8GemmPaths() {
+		y := NewMat(m, 40)
+		NewPoolOn(2, pa).GemmW(y, 1, x, NoTrans, w, Trans, 0)
+		for _, i := range []int{0, chunk - 1, chunk, chunk + 1, m - 1} {
+			for j := 0; j < 40; j++ {
+				if got, want := y.Data[i*40+j], int8GemmRef(x, w, i, j); math.Float32bits(got) != math.Float32bits(want) {
+					t.Fatalf("%s: C[%d,%d] = %g, want %g (chunks of %d rows)", pa.Name(), i, j, got, want, chunk)
+				}
+			}
+		}
+	}
+}
