@@ -143,7 +143,7 @@ func packPairs(cv *bf16Conv, dst []uint32, src []float32, w, kc, kp, ns int) {
 			cv.pairRows(&out[0], &in[0], w, q, uint16(1)<<(w%16)-1)
 		}
 		for ; 2*q+1 < kc; q++ {
-			cv.pairsTo(out[q*w:(q+1)*w], in[2*q*w:(2*q+1)*w], in[(2*q+1)*w:(2*q+2)*w])
+			pairsTo(out[q*w:(q+1)*w], in[2*q*w:(2*q+1)*w], in[(2*q+1)*w:(2*q+2)*w])
 		}
 		if 2*q < kc { // odd kc: the last pair's high halves are zero
 			lo, o := in[2*q*w:(2*q+1)*w], out[q*w:(q+1)*w]
@@ -159,12 +159,12 @@ func packPairs(cv *bf16Conv, dst []uint32, src []float32, w, kc, kp, ns int) {
 // bf16Conv are a path's vectorized packing conversions (nil: Go), with
 // toBF16DAZ's bits (TestBF16Conv).
 type bf16Conv struct {
-	row   func(dst *uint16, src *float32, n int, alpha float32) // n a multiple of 16
-	pairs func(dst *uint32, lo, hi *float32, n int)             // n a multiple of 16
+	row func(dst *uint16, src *float32, n int, alpha float32) // n a multiple of 16
 	// chunks converts nchunk runs of 32 values, run t to dst + t·stride bytes.
 	chunks func(dst *uint16, src *float32, nchunk int, alpha float32, stride int)
 	// pairRows converts the first npairs pairs of rows of a w-wide sliver
-	// as pairsTo does (mask: the low w mod 16 bits set).
+	// as pairsTo does, row 2q to the low halves and 2q+1 to the high ones
+	// (mask: the low w mod 16 bits set).
 	pairRows func(dst *uint32, src *float32, w, npairs int, mask uint16)
 }
 
@@ -181,15 +181,11 @@ func (cv *bf16Conv) rowTo(dst []uint16, src []float32, alpha float32) {
 	}
 }
 
-// pairsTo writes dst[j] = bf16(lo[j]) | bf16(hi[j])<<16.
-func (cv *bf16Conv) pairsTo(dst []uint32, lo, hi []float32) {
-	n := 0
-	if cv.pairs != nil && len(lo) >= 16 {
-		n = len(lo) &^ 15
-		cv.pairs(&dst[0], &lo[0], &hi[0], n)
-	}
+// pairsTo writes dst[j] = bf16(lo[j]) | bf16(hi[j])<<16 (in Go: a path's
+// vectorized conversion does whole slivers, pairRows).
+func pairsTo(dst []uint32, lo, hi []float32) {
 	hi, dst = hi[:len(lo)], dst[:len(lo)]
-	for j := n; j < len(lo); j++ {
+	for j := range lo {
 		dst[j] = uint32(toBF16DAZ(lo[j])) | uint32(toBF16DAZ(hi[j]))<<16
 	}
 }

@@ -306,7 +306,7 @@ func TestBF16Conv(t *testing.T) {
 				}
 			}
 			got := make([]uint32, n)
-			cv.pairsTo(got, src[:n], hi[:n])
+			pairsTo(got, src[:n], hi[:n])
 			for j := range got {
 				if want := uint32(toBF16DAZ(src[j])) | uint32(toBF16DAZ(hi[j]))<<16; got[j] != want {
 					t.Fatalf("%s pairs n=%d: [%d] %#x, want %#x", pa.Name(), n, j, got[j], want)

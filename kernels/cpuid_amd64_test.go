@@ -4,7 +4,6 @@ package kernels
 
 import (
 	"bufio"
-	"encoding/binary"
 	"os"
 	"strings"
 	"testing"
@@ -28,12 +27,7 @@ func TestCPUVendor(t *testing.T) {
 			break
 		}
 	}
-	b, d, c := cpuidVendor()
-	var v [12]byte
-	binary.LittleEndian.PutUint32(v[0:], b)
-	binary.LittleEndian.PutUint32(v[4:], d)
-	binary.LittleEndian.PutUint32(v[8:], c)
-	if string(v[:]) != linux {
+	if v := cpuVendor(); v != linux {
 		t.Fatalf("CPUID vendor %q, /proc/cpuinfo %q", v, linux)
 	}
 	if vdpbf16psFullRate() != (linux == "AuthenticAMD") {

@@ -48,13 +48,16 @@ func cpuidVendor() (ebx, edx, ecx uint32)
 // CPU with AVX512_BF16: 226 against 111 GFLOPS, one core, go test -bench
 // Microkernel ./kernels; 1.8× the fp32 GEMM on the benchmark shapes), not
 // on Intel's (Sapphire Rapids: half the FMA's rate, 123 against 236).
-func vdpbf16psFullRate() bool {
+func vdpbf16psFullRate() bool { return cpuVendor() == "AuthenticAMD" }
+
+// cpuVendor is CPUID's vendor string ("AuthenticAMD", "GenuineIntel").
+func cpuVendor() string {
 	b, d, c := cpuidVendor()
 	var v [12]byte
 	binary.LittleEndian.PutUint32(v[0:], b)
 	binary.LittleEndian.PutUint32(v[4:], d)
 	binary.LittleEndian.PutUint32(v[8:], c)
-	return string(v[:]) == "AuthenticAMD"
+	return string(v[:])
 }
 
 // avx512BF16Path is the AVX-512 path with GemmW's products in bf16
@@ -70,15 +73,12 @@ var avx512BF16Path = func() *Path {
 func bf16RowAVX512(dst *uint16, src *float32, n int, alpha float32)
 
 //go:noescape
-func bf16PairsAVX512(dst *uint32, lo, hi *float32, n int)
-
-//go:noescape
 func bf16ChunksAVX512(dst *uint16, src *float32, nchunk int, alpha float32, stride int)
 
 //go:noescape
 func bf16PairRowsAVX512(dst *uint32, src *float32, w, npairs int, mask uint16)
 
-var avx512Conv = bf16Conv{row: bf16RowAVX512, pairs: bf16PairsAVX512, chunks: bf16ChunksAVX512, pairRows: bf16PairRowsAVX512}
+var avx512Conv = bf16Conv{row: bf16RowAVX512, chunks: bf16ChunksAVX512, pairRows: bf16PairRowsAVX512}
 
 //go:noescape
 func gemmBF16AMX(kp int, a, b *uint32, c *float32, ldc int, overwrite bool, nsl int)

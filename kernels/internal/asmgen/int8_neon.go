@@ -45,17 +45,7 @@ func neonBF16(name string) []byte {
 	fmt.Fprintf(&a, "\n// func %s(kp int, a, b *uint32, c *float32, ldc int, overwrite bool)\n", name)
 	fmt.Fprintf(&a, "// C[0:%d, 0:%d] += A·B (or = A·B when overwrite) over kp packed pairs; ldc in elements.\n", mr, 4*nv)
 	fmt.Fprintf(&a, "TEXT ·%s(SB), NOSPLIT, $0-41\n", name)
-	a.l("MOVD kp+0(FP), R3")
-	a.l("MOVD a+8(FP), R0")
-	a.l("MOVD b+16(FP), R1")
-	a.l("MOVD c+24(FP), R2")
-	a.l("MOVD ldc+32(FP), R4")
-	a.l("LSL $2, R4, R4")
-	for i := 0; i < mr*nv; i++ {
-		a.l("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
-	}
-	a.l("CBZ R3, store")
-	a.label("loop")
+	neonPrologue(&a, "kp", mr*nv)
 	a.l("VLD1.P 48(R1), [V24.S4, V25.S4, V26.S4]")
 	a.l("VLD1.P 32(R0), [V27.S4, V28.S4]")
 	for i := 0; i < mr; i++ {

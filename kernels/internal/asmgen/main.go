@@ -208,17 +208,7 @@ func neon(name string, mr, nv int) []byte {
 	acc := func(i, v int) string { return fmt.Sprintf("V%d", i*nv+v) }
 	breg := func(v int) string { return fmt.Sprintf("V%d", mr*nv+v) }
 	bc := func(i int) string { return fmt.Sprintf("V%d", mr*nv+nv+i%2) }
-	a.l("MOVD kc+0(FP), R3")
-	a.l("MOVD a+8(FP), R0")
-	a.l("MOVD b+16(FP), R1")
-	a.l("MOVD c+24(FP), R2")
-	a.l("MOVD ldc+32(FP), R4")
-	a.l("LSL $2, R4, R4")
-	for i := 0; i < mr*nv; i++ {
-		a.l("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
-	}
-	a.l("CBZ R3, store")
-	a.label("loop")
+	neonPrologue(&a, "kc", mr*nv)
 	a.l("VLD1.P %d(R1), %s", nr*4, neonList(mr*nv, nv))
 	for i := 0; i < mr; i++ {
 		a.l("VLD1R.P 4(R0), [%s.S4]", bc(i))
@@ -230,6 +220,23 @@ func neon(name string, mr, nv int) []byte {
 	a.l("CBNZ R3, loop")
 	neonStore(&a, mr, nv, mr*nv+nv+2) // ones: the first register after the two broadcast ones
 	return a.Bytes()
+}
+
+// neonPrologue emits a NEON register tile kernel's start: its arguments
+// (k, the step count, in R3; A, B, C in R0, R1, R2; ldc in bytes in R4),
+// n accumulators V0.. zeroed, and the loop's label.
+func neonPrologue(a *asm, k string, n int) {
+	a.l("MOVD %s+0(FP), R3", k)
+	a.l("MOVD a+8(FP), R0")
+	a.l("MOVD b+16(FP), R1")
+	a.l("MOVD c+24(FP), R2")
+	a.l("MOVD ldc+32(FP), R4")
+	a.l("LSL $2, R4, R4")
+	for i := 0; i < n; i++ {
+		a.l("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
+	}
+	a.l("CBZ R3, store")
+	a.label("loop")
 }
 
 // neonList is a register list [Vfirst.S4, …] of n registers.
@@ -1334,7 +1341,8 @@ func bf16AMX() []byte {
 //	bf16RowAVX512(dst *uint16, src *float32, n int, alpha float32)  dst[p] = bf16(alpha·src[p]), n a multiple of 16
 //	bf16ChunksAVX512(dst *uint16, src *float32, nchunk int, alpha float32, stride int)
 //	                                                                 32 values a chunk, chunk t to dst + t·stride bytes
-//	bf16PairsAVX512(dst *uint32, lo, hi *float32, n int)             dst[j] = bf16(lo[j]) | bf16(hi[j])<<16
+//	bf16PairRowsAVX512(dst *uint32, src *float32, w, npairs int, mask uint16)
+//	                                                                 dst[q·w+j] = bf16(src[2q·w+j]) | bf16(src[(2q+1)·w+j])<<16
 //
 // A value x (bits u in Z0) becomes, in Z0 (as a dword, the bf16 in the low
 // half): (u + 0x7fff + (u>>16 & 1)) >> 16 where the exponent is non-zero,
@@ -1416,31 +1424,6 @@ func bf16ConvAVX512() []byte {
 	a.l("VZEROUPPER")
 	a.l("RET")
 
-	fmt.Fprintf(&a, "\n// func bf16PairsAVX512(dst *uint32, lo, hi *float32, n int)\nTEXT ·bf16PairsAVX512(SB), NOSPLIT, $0-32\n")
-	a.l("MOVQ dst+0(FP), DI")
-	a.l("MOVQ lo+8(FP), SI")
-	a.l("MOVQ hi+16(FP), DX")
-	a.l("MOVQ n+24(FP), CX")
-	consts()
-	a.l("SHRQ $4, CX")
-	a.l("JEQ pairsdone")
-	a.label("pairsloop")
-	a.l("VMOVUPS (SI), Z0")
-	a.l("VMOVUPS (DX), Z3")
-	round(0, 1, 2)
-	round(3, 4, 5)
-	a.l("VPSLLD $16, Z3, Z3")
-	a.l("VPORD Z3, Z0, Z0")
-	a.l("VMOVDQU32 Z0, (DI)")
-	a.l("ADDQ $64, SI")
-	a.l("ADDQ $64, DX")
-	a.l("ADDQ $64, DI")
-	a.l("DECQ CX")
-	a.l("JNE pairsloop")
-	a.label("pairsdone")
-	a.l("VZEROUPPER")
-	a.l("RET")
-
 	// Whole slivers of pairs: pair q of a w-wide sliver is its rows 2q
 	// and 2q+1, 16 lanes at a time, the last w mod 16 under the mask.
 	fmt.Fprintf(&a, "\n// func bf16PairRowsAVX512(dst *uint32, src *float32, w, npairs int, mask uint16)\nTEXT ·bf16PairRowsAVX512(SB), NOSPLIT, $0-34\n")
@@ -1462,14 +1445,23 @@ func bf16ConvAVX512() []byte {
 	a.l("MOVQ R9, BX")
 	a.l("TESTQ BX, BX")
 	a.l("JEQ prtail")
+	// pair converts the 16 lanes at (R11) and (R12) into (R13), under K3
+	// where masked.
+	pair := func(masked bool) {
+		ld, st := "VMOVUPS", ""
+		if masked {
+			ld, st = "VMOVUPS.Z", " K3,"
+		}
+		a.l("%s (R11),%s Z0", ld, st)
+		a.l("%s (R12),%s Z3", ld, st)
+		round(0, 1, 2)
+		round(3, 4, 5)
+		a.l("VPSLLD $16, Z3, Z3")
+		a.l("VPORD Z3, Z0, Z0")
+		a.l("VMOVDQU32 Z0,%s (R13)", st)
+	}
 	a.label("prchunk")
-	a.l("VMOVUPS (R11), Z0")
-	a.l("VMOVUPS (R12), Z3")
-	round(0, 1, 2)
-	round(3, 4, 5)
-	a.l("VPSLLD $16, Z3, Z3")
-	a.l("VPORD Z3, Z0, Z0")
-	a.l("VMOVDQU32 Z0, (R13)")
+	pair(false)
 	a.l("ADDQ $64, R11")
 	a.l("ADDQ $64, R12")
 	a.l("ADDQ $64, R13")
@@ -1478,13 +1470,7 @@ func bf16ConvAVX512() []byte {
 	a.label("prtail")
 	a.l("KORTESTW K3, K3")
 	a.l("JEQ prnext")
-	a.l("VMOVUPS.Z (R11), K3, Z0")
-	a.l("VMOVUPS.Z (R12), K3, Z3")
-	round(0, 1, 2)
-	round(3, 4, 5)
-	a.l("VPSLLD $16, Z3, Z3")
-	a.l("VPORD Z3, Z0, Z0")
-	a.l("VMOVDQU32 Z0, K3, (R13)")
+	pair(true)
 	a.label("prnext")
 	a.l("LEAQ (SI)(R8*2), SI")
 	a.l("ADDQ R8, DI")
