@@ -166,6 +166,42 @@ type bf16Conv struct {
 	// as pairsTo does, row 2q to the low halves and 2q+1 to the high ones
 	// (mask: the low w mod 16 bits set).
 	pairRows func(dst *uint32, src *float32, w, npairs int, mask uint16)
+	// pairT packs the columns of rows (at most w, each kc long) in whole
+	// blocks of 32 as packPairsT does, and returns how many it did.
+	pairT func(dst []uint32, rows [][]float32, w int, alpha float32) (done int)
+}
+
+// packPairsT packs rows (at most w, each kc long) straight into one w-wide
+// bf16 pair sliver of kp ≥ ceil(kc/2) pairs: dst[q·w+j] =
+// bf16(alpha·rows[j][2q]) | bf16(alpha·rows[j][2q+1])<<16, zero past kc
+// and in the lanes past the rows; what packA's (or packB's) transpose and
+// packPairs give, in one pass.
+func packPairsT(cv *bf16Conv, dst []uint32, rows [][]float32, w, kp int, alpha float32) {
+	kc := len(rows[0])
+	dst = dst[:kp*w]
+	done := 0 // columns the vector kernel did
+	if cv.pairT != nil {
+		done = cv.pairT(dst, rows, w, alpha)
+	}
+	for j, r := range rows {
+		r = r[:kc]
+		q := done / 2
+		for ; 2*q+1 < kc; q++ {
+			dst[q*w+j] = uint32(toBF16DAZ(alpha*r[2*q])) | uint32(toBF16DAZ(alpha*r[2*q+1]))<<16
+		}
+		if 2*q < kc { // odd kc: the last pair's high half is zero
+			dst[q*w+j] = uint32(toBF16DAZ(alpha * r[2*q]))
+			q++
+		}
+		for ; q < kp; q++ {
+			dst[q*w+j] = 0
+		}
+	}
+	for j := len(rows); j < w; j++ {
+		for q := 0; q < kp; q++ {
+			dst[q*w+j] = 0
+		}
+	}
 }
 
 // rowTo writes dst[p] = bf16(alpha·src[p]).

@@ -280,8 +280,8 @@ func TestGemmWBF16(t *testing.T) {
 
 // TestBF16Conv: every bf16 path's packing conversions give toBF16DAZ's
 // bits (random bit patterns: NaNs, infinities, denormals, ties), at lengths
-// around the vector width; and AMX's A packing straight from the rows
-// equals packing through the fp32 sliver.
+// around the vector width; and the packing straight from the rows (the
+// pair slivers, AMX's A) equals packing through the fp32 sliver.
 func TestBF16Conv(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 16))
 	src := make([]float32, 301)
@@ -339,6 +339,38 @@ func TestBF16Conv(t *testing.T) {
 							}
 							if got := out[s*(kp+1)*w+q*w+j]; got != want {
 								t.Fatalf("%s packPairs w=%d kc=%d: sliver %d pair %d lane %d = %#x, want %#x", pa.Name(), w, kc, s, q, j, got, want)
+							}
+						}
+					}
+				}
+			}
+		}
+		// Straight from rows (packPairsT): the transpose then packPairs, in
+		// Go, bit for bit; rows fewer than the width, K past whole blocks.
+		for _, w := range []int{1, 7, 12, 16, 19, 32} {
+			for _, kc := range []int{1, 2, 31, 32, 33, 64, 77, 256} {
+				for _, rows := range []int{w, (w + 1) / 2} {
+					for _, alpha := range []float32{1, -0.5} {
+						rs := make([][]float32, rows)
+						for j := range rs {
+							rs[j] = make([]float32, kc)
+							for p := range rs[j] {
+								rs[j][p] = src[(j*131+p*7)%len(src)]
+							}
+						}
+						kp := (kc+1)/2 + 1
+						sliver := make([]float32, kc*w)
+						transposeRowsGo(sliver, rs, w, alpha)
+						want := make([]uint32, kp*w)
+						packPairs(&bf16Conv{}, want, sliver, w, kc, kp, 1)
+						got := make([]uint32, kp*w)
+						for i := range got {
+							got[i] = 0xdeadbeef
+						}
+						packPairsT(cv, got, rs, w, kp, alpha)
+						for i := range want {
+							if got[i] != want[i] {
+								t.Fatalf("%s packPairsT w=%d rows=%d kc=%d alpha=%g: [%d] = %#x, want %#x", pa.Name(), w, rows, kc, alpha, i, got[i], want[i])
 							}
 						}
 					}

@@ -350,9 +350,14 @@ func (ws *workspace) run(g *gemmArgs, i0, i1, j0, j1 int) {
 		for pc := 0; pc < g.k; pc += kcb {
 			kc := min(kcb, g.k-pc)
 			over := pc == 0 && g.beta == 0
-			ws.packB(g, nr, pc, kc, jc, nc)
-			if g.bf16 {
+			switch {
+			case g.bf16 && g.b.op == Trans && ws.path.conv.pairT != nil:
+				ws.packBPairsT(g, nr, pc, kc, jc, nc)
+			case g.bf16:
+				ws.packB(g, nr, pc, kc, jc, nc)
 				packPairs(&ws.path.conv, ws.bpack16, ws.bpack, nr, kc, ws.path.bf16.pairs(kc), (nc+nr-1)/nr)
+			default:
+				ws.packB(g, nr, pc, kc, jc, nc)
 			}
 			for ic := i0; ic < i1; ic += mcb {
 				mc := min(mcb, i1-ic)
@@ -404,6 +409,8 @@ func (ws *workspace) tilesBF16(g *gemmArgs, ic, mc, jc, nc, pc, kc int, over boo
 	case bk.rowsA:
 		ws.packA(g.a, g.ta, g.alpha, mr, ic, mc, pc, kc)
 		packRowsAMX(ws.apack16, ws.apack, mr, kc, kp, (mc+mr-1)/mr)
+	case g.ta == NoTrans && ws.path.conv.pairT != nil:
+		ws.packPairsA(g.a, g.alpha, mr, ic, mc, pc, kc, kp)
 	default:
 		ws.packA(g.a, g.ta, g.alpha, mr, ic, mc, pc, kc)
 		packPairs(&ws.path.conv, ws.apack16, ws.apack, mr, kc, kp, (mc+mr-1)/mr)
@@ -556,6 +563,40 @@ func (ws *workspace) packA(a Mat, ta Op, alpha float32, mr, ic, mc, pc, kc int) 
 				clear(sl[p*mr+rows : (p+1)*mr])
 			}
 		}
+	}
+}
+
+// packPairsA packs alpha·A[ic:ic+mc, pc:pc+kc] (A stored M×K) into bf16
+// pair slivers of mr rows straight from A's rows (packA then packPairs in
+// one pass).
+func (ws *workspace) packPairsA(a Mat, alpha float32, mr, ic, mc, pc, kc, kp int) {
+	for s := 0; s*mr < mc; s++ {
+		rows := ws.arows[:min(mr, mc-s*mr)]
+		for ii := range rows {
+			rows[ii] = a.Data[(ic+s*mr+ii)*a.Stride+pc:][:kc]
+		}
+		packPairsT(&ws.path.conv, ws.apack16[s*kp*mr:], rows, mr, kp, alpha)
+	}
+}
+
+// packBPairsT packs op(B)[pc:pc+kc, jc:jc+nc] of a transposed B (the
+// forward X·Wᵀ) into bf16 pair slivers of nr columns straight from B's (or
+// W's decoded) rows: packB then packPairs in one pass.
+func (ws *workspace) packBPairsT(g *gemmArgs, nr, pc, kc, jc, nc int) {
+	b := g.b
+	kp := ws.path.bf16.pairs(kc)
+	stride := kc + 2*maxBlock
+	for s := 0; s*nr < nc; s++ {
+		rows := ws.rows[:min(nr, nc-s*nr)]
+		for jj := range rows {
+			j := jc + s*nr + jj
+			if b.w == nil {
+				rows[jj] = b.mat.Data[j*b.mat.Stride+pc:][:kc]
+			} else {
+				rows[jj] = b.w.decodeRange(&ws.path.blocks, ws.tmp[jj*stride:], j, pc, pc+kc)
+			}
+		}
+		packPairsT(&ws.path.conv, ws.bpack16[s*kp*nr:], rows, nr, kp, 1)
 	}
 }
 

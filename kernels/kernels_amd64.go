@@ -78,7 +78,35 @@ func bf16ChunksAVX512(dst *uint16, src *float32, nchunk int, alpha float32, stri
 //go:noescape
 func bf16PairRowsAVX512(dst *uint32, src *float32, w, npairs int, mask uint16)
 
-var avx512Conv = bf16Conv{row: bf16RowAVX512, chunks: bf16ChunksAVX512, pairRows: bf16PairRowsAVX512}
+//go:noescape
+func bf16PairTAVX512(dst *uint32, ptrs *[16]*float32, nblocks, wbytes int, mask uint16, alpha float32)
+
+// bf16PairTBlocksAVX512 is avx512Conv's pairT: whole blocks of 32 columns,
+// 16 rows a call.
+func bf16PairTBlocksAVX512(dst []uint32, rows [][]float32, w int, alpha float32) int {
+	kc := len(rows[0])
+	nb := kc / 32
+	if nb == 0 || len(rows) > w || len(dst) < (16*nb-1)*w+len(rows) {
+		return 0
+	}
+	var ptrs [16]*float32
+	for r0 := 0; r0 < len(rows); r0 += 16 {
+		rs := rows[r0:min(len(rows), r0+16)]
+		for i := range ptrs {
+			r := rs[min(i, len(rs)-1)] // lanes past the mask: any readable row
+			if len(r) < nb*32 {
+				return 0
+			}
+			ptrs[i] = &r[0]
+		}
+		bf16PairTAVX512(&dst[r0], &ptrs, nb, 4*w, uint16(1)<<len(rs)-1, alpha)
+	}
+	return nb * 32
+}
+
+// avx512Conv are the bf16 paths' packing conversions, by VCVTNE2PS2BF16
+// (AVX512_BF16, which every bf16 path here requires).
+var avx512Conv = bf16Conv{row: bf16RowAVX512, chunks: bf16ChunksAVX512, pairRows: bf16PairRowsAVX512, pairT: bf16PairTBlocksAVX512}
 
 //go:noescape
 func gemmBF16AMX(kp int, a, b *uint32, c *float32, ldc int, overwrite bool, nsl int)
@@ -113,7 +141,7 @@ func amxTiles() bool {
 // bf16Twins are the bf16 paths this CPU can run, best first.
 func bf16Twins() []*Path {
 	var ps []*Path
-	if amxTiles() && cpu.X86.HasAMXBF16 {
+	if amxTiles() && cpu.X86.HasAMXBF16 && cpu.X86.HasAVX512BF16 { // (every AMX CPU has AVX512_BF16: the packing's conversions)
 		ps = append(ps, avx512AMXPath)
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BF16 {

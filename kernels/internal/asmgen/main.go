@@ -990,10 +990,6 @@ func decodeAVX512() []byte {
 // offset 64·block) are multiplied by alpha, transposed in registers, and
 // column p of the block is stored to dst + (16·block + p)·wbytes under mask
 // (lane i = row i). Rows beyond the mask may point anywhere readable.
-//
-// The 16×16 transpose: unpack lo/hi of floats (rows 2k, 2k+1), of float
-// pairs (rows 4g..4g+3), then two rounds of 128-bit lane shuffles. Z0–Z15
-// and Z16–Z31 alternate as sources and destinations.
 func transposeAVX512() []byte {
 	var a asm
 	fileHeader(&a, "amd64 && !noasm")
@@ -1020,8 +1016,28 @@ func transposeAVX512() []byte {
 		a.l("VMULPS Z31, Z%d, Z%d", i, i)
 	}
 	a.label("trnoscale")
+	transpose16(&a)
+	a.l("ADDQ $64, R9")
+	a.l("MOVQ DX, AX")
+	a.l("SHLQ $4, AX")
+	a.l("ADDQ AX, DI")
+	a.l("DECQ CX")
+	a.l("JNE trloop")
+	a.label("trdone")
+	a.l("VZEROUPPER")
+	a.l("RET")
+	return a.Bytes()
+}
+
+// transpose16 emits the 16×16 transpose of the dwords in Z0–Z15 (row i in
+// Z(i)), storing column p to (DI) + p·DX under K1; it uses Z16–Z30 and keeps
+// Z31. The network: unpack lo/hi of dwords (rows 2k, 2k+1), of dword pairs
+// (rows 4g..4g+3), then two rounds of 128-bit lane shuffles. Z0–Z15 and
+// Z16–Z30 alternate as sources and destinations. (The float unpacks move
+// bits only: the dwords may be bf16 pairs.)
+func transpose16(a *asm) {
 	// Stage 1: t[2k] = unpacklo(r[2k], r[2k+1]), t[2k+1] = unpackhi, into
-	// Z16..Z30 and, for t15, Z0 (free once r0, r1 are read; Z31 holds alpha).
+	// Z16..Z30 and, for t15, Z0 (free once r0, r1 are read; Z31 is kept).
 	dst1 := make([]int, 16)
 	for k := 0; k < 8; k++ {
 		lo, hi := 16+2*k, 16+2*k+1
@@ -1073,16 +1089,6 @@ func transposeAVX512() []byte {
 			a.l("VMOVUPS Z30, K1, (DI)(AX*1)")
 		}
 	}
-	a.l("ADDQ $64, R9")
-	a.l("MOVQ DX, AX")
-	a.l("SHLQ $4, AX")
-	a.l("ADDQ AX, DI")
-	a.l("DECQ CX")
-	a.l("JNE trloop")
-	a.label("trdone")
-	a.l("VZEROUPPER")
-	a.l("RET")
-	return a.Bytes()
 }
 
 // evexDPBF16PS encodes VDPBF16PS zmm(dst), zmm(src1), disp(SI){1to16}
@@ -1111,12 +1117,22 @@ func evexDPBF16PS(dst, src1, disp int) []byte {
 
 // evexDPBF16PSReg encodes VDPBF16PS zmm(dst), zmm(src1), zmm(src2): the
 // register form (src2 in ModRM.rm, extended by EVEX.B and EVEX.X).
-func evexDPBF16PSReg(dst, src1, src2 int) []byte {
+func evexDPBF16PSReg(dst, src1, src2 int) []byte { return evexReg0F38(0b10, 0x52, dst, src1, src2) }
+
+// evexCVTNE2PS2BF16 encodes VCVTNE2PS2BF16 zmm(dst), zmm(src1), zmm(src2)
+// (AVX512_BF16, EVEX.512.F2.0F38.W0 72 /r): dst's words 0–15 are src2's 16
+// floats in bf16 (round to nearest even, denormals as zero, NaN quieted),
+// words 16–31 src1's.
+func evexCVTNE2PS2BF16(dst, src1, src2 int) []byte { return evexReg0F38(0b11, 0x72, dst, src1, src2) }
+
+// evexReg0F38 encodes the 512-bit, W0, unmasked register form of the 0F38
+// instruction op with the prefix pp (0b10 F3, 0b11 F2).
+func evexReg0F38(pp byte, op byte, dst, src1, src2 int) []byte {
 	inv := func(b int) byte { return byte(^b & 1) }
 	p0 := inv(dst>>3)<<7 | inv(src2>>4)<<6 | inv(src2>>3)<<5 | inv(dst>>4)<<4 | 0b10
-	p1 := byte(^src1&15)<<3 | 1<<2 | 0b10
+	p1 := byte(^src1&15)<<3 | 1<<2 | pp
 	p2 := byte(0b10)<<5 | inv(src1>>4)<<3
-	return []byte{0x62, p0, p1, p2, 0x52, 0b11<<6 | byte(dst&7)<<3 | byte(src2&7)}
+	return []byte{0x62, p0, p1, p2, op, 0b11<<6 | byte(dst&7)<<3 | byte(src2&7)}
 }
 
 // bytesLine is one line of BYTE directives with the instruction as a comment.
@@ -1334,62 +1350,51 @@ func bf16AMX() []byte {
 	return a.Bytes()
 }
 
-// bf16ConvAVX512 emits the packing conversions of the bf16 paths (the Go
-// toBF16DAZ's bits: round to nearest even; NaN stays a quiet NaN; a
-// denormal becomes a zero of its sign), 16 values a step:
+// bf16ConvAVX512 emits the packing conversions of the bf16 paths, by
+// VCVTNE2PS2BF16 (AVX512_BF16: round to nearest even, a denormal input as
+// a zero of its sign, NaN quieted; the Go toBF16DAZ's bits, TestBF16Conv):
 //
 //	bf16RowAVX512(dst *uint16, src *float32, n int, alpha float32)  dst[p] = bf16(alpha·src[p]), n a multiple of 16
 //	bf16ChunksAVX512(dst *uint16, src *float32, nchunk int, alpha float32, stride int)
 //	                                                                 32 values a chunk, chunk t to dst + t·stride bytes
 //	bf16PairRowsAVX512(dst *uint32, src *float32, w, npairs int, mask uint16)
 //	                                                                 dst[q·w+j] = bf16(src[2q·w+j]) | bf16(src[(2q+1)·w+j])<<16
-//
-// A value x (bits u in Z0) becomes, in Z0 (as a dword, the bf16 in the low
-// half): (u + 0x7fff + (u>>16 & 1)) >> 16 where the exponent is non-zero,
-// (u>>16) | 0x40 where x is NaN, (u>>16) & 0x8000 where it is zero or
-// denormal. Constants: Z28 = 1, Z29 = 0x7fff, Z30 = 0x7f800000, Z31 = 0x8000,
-// Z27 = 0x40.
+//	bf16PairTAVX512(dst *uint32, ptrs *[16]*float32, nblocks, wbytes int, mask uint16, alpha float32)
+//	                                                                 for each block of 32 columns of rows ptrs[0..15]:
+//	                                                                 pair q of the block (columns 2q, 2q+1 of each row,
+//	                                                                 times alpha) to dst + (16·block + q)·wbytes, lane i
+//	                                                                 = row i, under mask
 func bf16ConvAVX512() []byte {
 	var a asm
 	fileHeader(&a, "amd64 && !noasm")
-	consts := func() {
-		for _, c := range []struct {
-			v uint32
-			z int
-		}{{1, 28}, {0x7fff, 29}, {0x7f800000, 30}, {0x8000, 31}, {0x40, 27}} {
-			a.l("MOVL $0x%x, AX", c.v)
-			a.l("VPBROADCASTD AX, Z%d", c.z)
-		}
-	}
-	// round converts Z(x) in place; uses Z(t1), Z(t2), K1, K2.
-	round := func(x, t1, t2 int) {
-		a.l("VPSRLD $16, Z%d, Z%d", x, t1)     // u>>16
-		a.l("VPANDD Z28, Z%d, Z%d", t1, t2)    // lsb
-		a.l("VPADDD Z29, Z%d, Z%d", t2, t2)    // 0x7fff + lsb
-		a.l("VPADDD Z%d, Z%d, Z%d", x, t2, t2) // u + …
-		a.l("VPSRLD $16, Z%d, Z%d", t2, t2)    // rounded
-		a.l("VCMPPS $3, Z%d, Z%d, K1", x, x)   // NaN lanes (unordered)
-		a.l("VPTESTMD Z30, Z%d, K2", x)        // lanes with a non-zero exponent
-		a.l("VPANDD Z31, Z%d, Z%d", t1, x)     // signed zero
-		a.l("VMOVDQA32 Z%d, K2, Z%d", t2, x)   // rounded where normal (or Inf, NaN)
-		a.l("VPORD Z27, Z%d, Z%d", t1, t1)     // quiet NaN
-		a.l("VMOVDQA32 Z%d, K1, Z%d", t1, x)   // NaN where NaN
+	// cvt: Z(dst) words 0–15 = bf16(Z(lo)), 16–31 = bf16(Z(hi)).
+	cvt := func(dst, hi, lo int) {
+		a.l("%s", bytesLine(evexCVTNE2PS2BF16(dst, hi, lo), fmt.Sprintf("VCVTNE2PS2BF16 Z%d, Z%d, Z%d", lo, hi, dst)))
 	}
 	fmt.Fprintf(&a, "\n// func bf16RowAVX512(dst *uint16, src *float32, n int, alpha float32)\nTEXT ·bf16RowAVX512(SB), NOSPLIT, $0-28\n")
 	a.l("MOVQ dst+0(FP), DI")
 	a.l("MOVQ src+8(FP), SI")
 	a.l("MOVQ n+16(FP), CX")
 	a.l("VBROADCASTSS alpha+24(FP), Z26")
-	consts()
 	a.l("SHRQ $4, CX")
+	a.l("JEQ rowdone")
+	a.l("SHRQ $1, CX")  // 32 values a step
+	a.l("JCC rowpairs") // an even count of 16s
+	a.l("VMULPS (SI), Z26, Z0")
+	cvt(1, 0, 0)
+	a.l("VMOVDQU Y1, (DI)")
+	a.l("ADDQ $64, SI")
+	a.l("ADDQ $32, DI")
+	a.label("rowpairs")
+	a.l("TESTQ CX, CX")
 	a.l("JEQ rowdone")
 	a.label("rowloop")
 	a.l("VMULPS (SI), Z26, Z0")
-	round(0, 1, 2)
-	a.l("VPMOVDW Z0, Y0")
-	a.l("VMOVDQU Y0, (DI)")
-	a.l("ADDQ $64, SI")
-	a.l("ADDQ $32, DI")
+	a.l("VMULPS 64(SI), Z26, Z1")
+	cvt(2, 1, 0)
+	a.l("VMOVDQU64 Z2, (DI)")
+	a.l("ADDQ $128, SI")
+	a.l("ADDQ $64, DI")
 	a.l("DECQ CX")
 	a.l("JNE rowloop")
 	a.label("rowdone")
@@ -1404,18 +1409,13 @@ func bf16ConvAVX512() []byte {
 	a.l("MOVQ nchunk+16(FP), CX")
 	a.l("VBROADCASTSS alpha+24(FP), Z26")
 	a.l("MOVQ stride+32(FP), R8")
-	consts()
 	a.l("TESTQ CX, CX")
 	a.l("JEQ chunksdone")
 	a.label("chunksloop")
 	a.l("VMULPS (SI), Z26, Z0")
-	a.l("VMULPS 64(SI), Z26, Z3")
-	round(0, 1, 2)
-	round(3, 4, 5)
-	a.l("VPMOVDW Z0, Y0")
-	a.l("VPMOVDW Z3, Y3")
-	a.l("VMOVDQU Y0, (DI)")
-	a.l("VMOVDQU Y3, 32(DI)")
+	a.l("VMULPS 64(SI), Z26, Z1")
+	cvt(2, 1, 0)
+	a.l("VMOVDQU64 Z2, (DI)")
 	a.l("ADDQ $128, SI")
 	a.l("ADDQ R8, DI")
 	a.l("DECQ CX")
@@ -1425,14 +1425,16 @@ func bf16ConvAVX512() []byte {
 	a.l("RET")
 
 	// Whole slivers of pairs: pair q of a w-wide sliver is its rows 2q
-	// and 2q+1, 16 lanes at a time, the last w mod 16 under the mask.
+	// and 2q+1, 16 lanes at a time, the last w mod 16 under the mask. The
+	// conversion gives the low row's 16 bf16 then the high row's; VPERMW
+	// by Z30 (word 2j ← j, 2j+1 ← 16+j) interleaves them.
 	fmt.Fprintf(&a, "\n// func bf16PairRowsAVX512(dst *uint32, src *float32, w, npairs int, mask uint16)\nTEXT ·bf16PairRowsAVX512(SB), NOSPLIT, $0-34\n")
 	a.l("MOVQ dst+0(FP), DI")
 	a.l("MOVQ src+8(FP), SI")
 	a.l("MOVQ w+16(FP), R8")
 	a.l("MOVQ npairs+24(FP), CX")
 	a.l("KMOVW mask+32(FP), K3")
-	consts()
+	a.l("VMOVDQU64 ·pairIdx<>(SB), Z30")
 	a.l("MOVQ R8, R9")
 	a.l("SHRQ $4, R9") // whole chunks of 16
 	a.l("SHLQ $2, R8") // row bytes
@@ -1454,11 +1456,9 @@ func bf16ConvAVX512() []byte {
 		}
 		a.l("%s (R11),%s Z0", ld, st)
 		a.l("%s (R12),%s Z3", ld, st)
-		round(0, 1, 2)
-		round(3, 4, 5)
-		a.l("VPSLLD $16, Z3, Z3")
-		a.l("VPORD Z3, Z0, Z0")
-		a.l("VMOVDQU32 Z0,%s (R13)", st)
+		cvt(4, 3, 0)
+		a.l("VPERMW Z4, Z30, Z4")
+		a.l("VMOVDQU32 Z4,%s (R13)", st)
 	}
 	a.label("prchunk")
 	pair(false)
@@ -1479,5 +1479,44 @@ func bf16ConvAVX512() []byte {
 	a.label("prdone")
 	a.l("VZEROUPPER")
 	a.l("RET")
+
+	// Packing straight from rows: each row's 32 columns of a block become
+	// its 16 pairs in order (one conversion), then the 16×16 transpose of
+	// those dwords puts pair q of every row in one store.
+	fmt.Fprintf(&a, "\n// func bf16PairTAVX512(dst *uint32, ptrs *[16]*float32, nblocks, wbytes int, mask uint16, alpha float32)\n")
+	fmt.Fprintf(&a, "TEXT ·bf16PairTAVX512(SB), NOSPLIT, $0-40\n")
+	a.l("MOVQ dst+0(FP), DI")
+	a.l("MOVQ ptrs+8(FP), SI")
+	a.l("MOVQ nblocks+16(FP), CX")
+	a.l("MOVQ wbytes+24(FP), DX")
+	a.l("KMOVW mask+32(FP), K1")
+	a.l("VBROADCASTSS alpha+36(FP), Z31")
+	a.l("XORQ R9, R9") // byte offset of the block within each row
+	a.l("TESTQ CX, CX")
+	a.l("JEQ ptdone")
+	a.label("ptloop")
+	for i := 0; i < 16; i++ {
+		a.l("MOVQ %d(SI), R8", 8*i)
+		t := 16 + i%2
+		a.l("VMULPS (R8)(R9*1), Z31, Z%d", i)
+		a.l("VMULPS 64(R8)(R9*1), Z31, Z%d", t)
+		cvt(i, t, i)
+	}
+	transpose16(&a)
+	a.l("ADDQ $128, R9")
+	a.l("MOVQ DX, AX")
+	a.l("SHLQ $4, AX")
+	a.l("ADDQ AX, DI")
+	a.l("DECQ CX")
+	a.l("JNE ptloop")
+	a.label("ptdone")
+	a.l("VZEROUPPER")
+	a.l("RET")
+
+	// pairIdx: VPERMW's interleave of two 16-word halves.
+	for j := 0; j < 16; j++ {
+		a.l("DATA ·pairIdx<>+%d(SB)/4, $0x%08x", 4*j, uint32(16+j)<<16|uint32(j))
+	}
+	a.l("GLOBL ·pairIdx<>(SB), RODATA|NOPTR, $64")
 	return a.Bytes()
 }

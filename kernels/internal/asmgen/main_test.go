@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestEVEX: the hand-encoded VDPBF16PS is what GNU as (binutils 2.40)
+// TestEVEX: the hand-encoded VDPBF16PS and VCVTNE2PS2BF16 are what GNU as (binutils 2.40)
 // assembles for the same operands (objdump -d of its output), across the
 // register ranges (R, R', V') and the displacement forms (none, disp8·4,
 // disp32, negative).
@@ -39,6 +39,20 @@ func TestEVEX(t *testing.T) {
 	} {
 		if got := evexDPBF16PSReg(c.dst, c.src1, c.src2); !bytes.Equal(got, c.want) {
 			t.Errorf("vdpbf16ps zmm%d, zmm%d, zmm%d: % x, want % x", c.dst, c.src1, c.src2, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		dst, src1, src2 int
+		want            []byte
+	}{
+		{0, 0, 1, []byte{0x62, 0xf2, 0x7f, 0x48, 0x72, 0xc1}},
+		{3, 16, 17, []byte{0x62, 0xb2, 0x7f, 0x40, 0x72, 0xd9}},
+		{30, 25, 9, []byte{0x62, 0x42, 0x37, 0x40, 0x72, 0xf1}},
+		{17, 12, 2, []byte{0x62, 0xe2, 0x1f, 0x48, 0x72, 0xca}},
+		{8, 7, 31, []byte{0x62, 0x12, 0x47, 0x48, 0x72, 0xc7}},
+	} {
+		if got := evexCVTNE2PS2BF16(c.dst, c.src1, c.src2); !bytes.Equal(got, c.want) {
+			t.Errorf("vcvtne2ps2bf16 zmm%d, zmm%d, zmm%d: % x, want % x", c.dst, c.src1, c.src2, got, c.want)
 		}
 	}
 }
