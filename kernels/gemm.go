@@ -549,6 +549,9 @@ func (ws *workspace) packA(a Mat, ta Op, alpha float32, mr, ic, mc, pc, kc int) 
 				rs[ii] = a.Data[(ic+s*mr+ii)*a.Stride+pc:][:kc]
 			}
 			transposeRows(ws.path.transpose, sl, rs, mr, alpha)
+		} else if ws.path.packT != nil && mr <= 16 && kc > 0 {
+			ws.path.packT(&sl[0], &a.Data[pc*a.Stride+ic+s*mr], kc, 4*a.Stride, 4*mr, uint16(1)<<rows-1, uint16(1)<<mr-1, alpha)
+			continue // the sliver's lanes past rows are zero
 		} else {
 			for p := 0; p < kc; p++ {
 				src := a.Data[(pc+p)*a.Stride+ic+s*mr:][:rows]

@@ -115,3 +115,35 @@ func BenchmarkTransposeRows(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPackPairsT: packing rows straight into bf16 pair slivers
+// (packPairsT, one pass) against the fp32 transpose then packPairs (two),
+// for the 12-row A sliver and the 32-row B sliver at kc = 256.
+func BenchmarkPackPairsT(b *testing.B) {
+	for _, pa := range bf16Twins() {
+		for _, w := range []int{12, 32} {
+			rows := make([][]float32, w)
+			for i := range rows {
+				rows[i] = make([]float32, 256)
+				for p := range rows[i] {
+					rows[i][p] = float32((i*256+p)%97) * 0.37
+				}
+			}
+			sliver := make([]float32, 256*w)
+			dst := make([]uint32, 128*w)
+			b.Run(fmt.Sprintf("%s/w=%d/one-pass", pa.Name(), w), func(b *testing.B) {
+				b.SetBytes(int64(4 * 256 * w))
+				for i := 0; i < b.N; i++ {
+					packPairsT(&pa.conv, dst, rows, w, 128, 0.5)
+				}
+			})
+			b.Run(fmt.Sprintf("%s/w=%d/two-pass", pa.Name(), w), func(b *testing.B) {
+				b.SetBytes(int64(4 * 256 * w))
+				for i := 0; i < b.N; i++ {
+					transposeRows(pa.transpose, sliver, rows, w, 0.5)
+					packPairs(&pa.conv, dst, sliver, w, 256, 128, 1)
+				}
+			})
+		}
+	}
+}

@@ -19,6 +19,10 @@ type Path struct {
 	rows      rowKernels
 	blocks    blockDecoders
 	transpose transposeFn // nil: pure Go
+	// packT packs kc rows of a transposed A (n ≤ 16 values each, srcBytes
+	// apart, times alpha) as rows of a w-wide sliver (dstBytes apart; lanes
+	// n..w-1 zero; nmask, wmask: the low n, w bits). nil: pure Go.
+	packT func(dst, src *float32, kc, srcBytes, dstBytes int, nmask, wmask uint16, alpha float32)
 	// simd names the instruction set of the vectorized pieces ("avx512");
 	// pieces left nil run in pure Go.
 	simd string

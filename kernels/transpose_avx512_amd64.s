@@ -189,3 +189,27 @@ trnoscale:
 trdone:
 	VZEROUPPER
 	RET
+
+// func packTransAVX512(dst, src *float32, kc, srcBytes, dstBytes int, nmask, wmask uint16, alpha float32)
+TEXT ·packTransAVX512(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ srcBytes+24(FP), DX
+	MOVQ dstBytes+32(FP), R8
+	KMOVW nmask+40(FP), K1
+	KMOVW wmask+42(FP), K2
+	VBROADCASTSS alpha+44(FP), Z31
+	TESTQ CX, CX
+	JEQ ptrdone
+ptrloop:
+	VMOVUPS.Z (SI), K1, Z0
+	VMULPS Z31, Z0, Z0
+	VMOVUPS Z0, K2, (DI)
+	ADDQ DX, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNE ptrloop
+ptrdone:
+	VZEROUPPER
+	RET

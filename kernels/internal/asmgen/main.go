@@ -1026,6 +1026,34 @@ func transposeAVX512() []byte {
 	a.label("trdone")
 	a.l("VZEROUPPER")
 	a.l("RET")
+
+	// The packing of a transposed A: its stored rows are already the
+	// sliver's rows, so each of kc rows is a masked load (the first n
+	// lanes, nmask), a multiply by alpha and a store of the sliver's w
+	// lanes (wmask; lanes n..w-1 zero).
+	fmt.Fprintf(&a, "\n// func packTransAVX512(dst, src *float32, kc, srcBytes, dstBytes int, nmask, wmask uint16, alpha float32)\n")
+	fmt.Fprintf(&a, "TEXT ·packTransAVX512(SB), NOSPLIT, $0-48\n")
+	a.l("MOVQ dst+0(FP), DI")
+	a.l("MOVQ src+8(FP), SI")
+	a.l("MOVQ kc+16(FP), CX")
+	a.l("MOVQ srcBytes+24(FP), DX")
+	a.l("MOVQ dstBytes+32(FP), R8")
+	a.l("KMOVW nmask+40(FP), K1")
+	a.l("KMOVW wmask+42(FP), K2")
+	a.l("VBROADCASTSS alpha+44(FP), Z31")
+	a.l("TESTQ CX, CX")
+	a.l("JEQ ptrdone")
+	a.label("ptrloop")
+	a.l("VMOVUPS.Z (SI), K1, Z0")
+	a.l("VMULPS Z31, Z0, Z0")
+	a.l("VMOVUPS Z0, K2, (DI)")
+	a.l("ADDQ DX, SI")
+	a.l("ADDQ R8, DI")
+	a.l("DECQ CX")
+	a.l("JNE ptrloop")
+	a.label("ptrdone")
+	a.l("VZEROUPPER")
+	a.l("RET")
 	return a.Bytes()
 }
 
