@@ -591,6 +591,9 @@ func (ws *workspace) packBPairsT(g *gemmArgs, nr, pc, kc, jc, nc int) {
 	stride := kc + 2*maxBlock
 	for s := 0; s*nr < nc; s++ {
 		rows := ws.rows[:min(nr, nc-s*nr)]
+		if b.w != nil && (s+1)*nr < nc {
+			b.w.prefetchRows(&ws.path.blocks, jc+(s+1)*nr, min(nr, nc-(s+1)*nr), pc, pc+kc)
+		}
 		for jj := range rows {
 			j := jc + s*nr + jj
 			if b.w == nil {
@@ -627,6 +630,9 @@ func (ws *workspace) packB(g *gemmArgs, nr, pc, kc, jc, nc int) {
 		for s := 0; s < nsl; s++ {
 			cols := min(nr, nc-s*nr)
 			rows := ws.rows[:cols]
+			if b.w != nil && s+1 < nsl {
+				b.w.prefetchRows(&ws.path.blocks, jc+(s+1)*nr, min(nr, nc-(s+1)*nr), pc, pc+kc)
+			}
 			for jj := range rows {
 				j := jc + s*nr + jj
 				if b.w == nil {

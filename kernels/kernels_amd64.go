@@ -33,7 +33,7 @@ var (
 	// without AVX-512 runs: its microkernel, the rest in Go.
 	avx512Path = &Path{mk: avx512Kernel, simd: "avx512",
 		rows:      rowKernels{max: maxAVX512, expShiftSum: expShiftSumAVX512, swiglu: swigluAVX512, swigluBack: swigluBackAVX512},
-		blocks:    blockDecoders{q8_0: decodeQ8_0AVX512, q4_0: decodeQ4_0AVX512, nf4: decodeNF4AVX512},
+		blocks:    blockDecoders{q8_0: decodeQ8_0AVX512, q4_0: decodeQ4_0AVX512, nf4: decodeNF4AVX512, prefetch: prefetchRowsAVX512},
 		transpose: transposeBlocksAVX512, packT: packTransAVX512}
 	avx2Path = &Path{mk: avx2Kernel, simd: "avx2"}
 )
@@ -223,6 +223,9 @@ func decodeQ4_0AVX512(dst *float32, src *byte, nb, step int)
 
 //go:noescape
 func decodeNF4AVX512(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
+
+//go:noescape
+func prefetchRowsAVX512(p *byte, n, stride, span int)
 
 //go:noescape
 func packTransAVX512(dst, src *float32, kc, srcBytes, dstBytes int, nmask, wmask uint16, alpha float32)

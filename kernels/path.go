@@ -51,6 +51,9 @@ type rowKernels struct {
 type blockDecoders struct {
 	q8_0, q4_0 func(dst *float32, src *byte, nb, step int)
 	nf4        func(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
+	// prefetch asks for each 64 bytes of n spans of span bytes, stride
+	// apart from p, to be brought into cache (nil: nothing).
+	prefetch func(p *byte, n, stride, span int)
 }
 
 // transposeFn transposes the first 16·⌊kc/16⌋ columns of at most 16 rows as

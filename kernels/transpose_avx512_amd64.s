@@ -190,6 +190,27 @@ trdone:
 	VZEROUPPER
 	RET
 
+// func prefetchRowsAVX512(p *byte, n, stride, span int)
+TEXT ·prefetchRowsAVX512(SB), NOSPLIT, $0-32
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+	MOVQ stride+16(FP), DX
+	MOVQ span+24(FP), R8
+	TESTQ CX, CX
+	JEQ pfdone
+pfrow:
+	XORQ AX, AX
+pfline:
+	PREFETCHT0 (SI)(AX*1)
+	ADDQ $64, AX
+	CMPQ AX, R8
+	JLT pfline
+	ADDQ DX, SI
+	DECQ CX
+	JNE pfrow
+pfdone:
+	RET
+
 // func packTransAVX512(dst, src *float32, kc, srcBytes, dstBytes int, nmask, wmask uint16, alpha float32)
 TEXT ·packTransAVX512(SB), NOSPLIT, $0-48
 	MOVQ dst+0(FP), DI

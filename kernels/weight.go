@@ -509,6 +509,31 @@ func (w *Weight) decodeRange(bd *blockDecoders, tmp []float32, i, c0, c1 int) []
 	return tmp[off : off+c1-c0]
 }
 
+// prefetchRows asks for the quantized blocks of rows j0..j0+n over
+// columns [c0, c1) to be brought into cache, where bd can (the forward's
+// packing reads each row's few blocks of a K block, far apart: the next
+// sliver's are asked for while this one's decode).
+func (w *Weight) prefetchRows(bd *blockDecoders, j0, n, c0, c1 int) {
+	if bd.prefetch == nil || n <= 0 || c1 <= c0 {
+		return
+	}
+	var bb int // bytes of one block in w.q
+	switch w.Format {
+	case Q8_0:
+		bb = 34
+	case Q4_0:
+		bb = 18
+	case NF4:
+		bb = 32
+	default:
+		return
+	}
+	bs := w.Format.BlockSize()
+	b0, b1 := c0/bs, (c1+bs-1)/bs
+	_ = w.q[((j0+n-1)*w.blocksPerRow+b1)*bb-1]
+	bd.prefetch(&w.q[(j0*w.blocksPerRow+b0)*bb], n, w.blocksPerRow*bb, (b1-b0)*bb)
+}
+
 // decodeBlocks decodes blocks [b0, b1) of row i into dst (len (b1-b0)·BlockSize).
 func (w *Weight) decodeBlocks(bd *blockDecoders, dst []float32, i, b0, b1 int) {
 	switch w.Format {

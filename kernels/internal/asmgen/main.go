@@ -1027,6 +1027,29 @@ func transposeAVX512() []byte {
 	a.l("VZEROUPPER")
 	a.l("RET")
 
+	// Prefetching the rows of the next sliver: a prefetch for each 64
+	// bytes of each of n rows' spans (stride apart).
+	fmt.Fprintf(&a, "\n// func prefetchRowsAVX512(p *byte, n, stride, span int)\n")
+	fmt.Fprintf(&a, "TEXT ·prefetchRowsAVX512(SB), NOSPLIT, $0-32\n")
+	a.l("MOVQ p+0(FP), SI")
+	a.l("MOVQ n+8(FP), CX")
+	a.l("MOVQ stride+16(FP), DX")
+	a.l("MOVQ span+24(FP), R8")
+	a.l("TESTQ CX, CX")
+	a.l("JEQ pfdone")
+	a.label("pfrow")
+	a.l("XORQ AX, AX")
+	a.label("pfline")
+	a.l("PREFETCHT0 (SI)(AX*1)")
+	a.l("ADDQ $64, AX")
+	a.l("CMPQ AX, R8")
+	a.l("JLT pfline")
+	a.l("ADDQ DX, SI")
+	a.l("DECQ CX")
+	a.l("JNE pfrow")
+	a.label("pfdone")
+	a.l("RET")
+
 	// The packing of a transposed A: its stored rows are already the
 	// sliver's rows, so each of kc rows is a masked load (the first n
 	// lanes, nmask), a multiply by alpha and a store of the sliver's w
