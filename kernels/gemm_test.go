@@ -514,3 +514,35 @@ func TestTransposeRows(t *testing.T) {
 		}
 	}
 }
+
+// TestPackATrans: a path's vectorized packing of a transposed A (packT)
+// gives the Go loop's slivers bit for bit: partial slivers, K tails,
+// strided rows, alpha 1 and not.
+func TestPackATrans(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 9))
+	for _, pa := range paths() {
+		if pa.packT == nil {
+			continue
+		}
+		mr := pa.mk.mr
+		for _, sh := range [][2]int{{1, 1}, {mr, 3}, {mr + 5, 17}, {3*mr - 1, 256}, {40, 100}} {
+			mc, kc := sh[0], sh[1]
+			for _, alpha := range []float32{1, -0.375} {
+				a := randMat(r, kc+3, mc+7, mc+9) // stored K×M: op(A) = Aᵀ
+				a.Data[5] = float32(math.NaN())
+				want, got := newWorkspace(&Path{mk: pa.mk}), newWorkspace(pa)
+				for i := range got.apack {
+					got.apack[i] = 7
+				}
+				want.packA(a, Trans, alpha, mr, 4, mc, 2, kc)
+				got.packA(a, Trans, alpha, mr, 4, mc, 2, kc)
+				n := (mc + mr - 1) / mr * mr * kc
+				for i := 0; i < n; i++ {
+					if math.Float32bits(got.apack[i]) != math.Float32bits(want.apack[i]) {
+						t.Fatalf("%s mc=%d kc=%d alpha=%g: apack[%d] = %g, Go %g", pa.Name(), mc, kc, alpha, i, got.apack[i], want.apack[i])
+					}
+				}
+			}
+		}
+	}
+}

@@ -1068,7 +1068,7 @@ func transposeAVX512() []byte {
 	a.l("JEQ ptrdone")
 	a.label("ptrloop")
 	a.l("VMOVUPS.Z (SI), K1, Z0")
-	a.l("VMULPS Z31, Z0, Z0")
+	a.l("VMULPS.Z Z31, Z0, K1, Z0") // lanes past n: +0, not 0·(−alpha)
 	a.l("VMOVUPS Z0, K2, (DI)")
 	a.l("ADDQ DX, SI")
 	a.l("ADDQ R8, DI")
