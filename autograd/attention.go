@@ -18,9 +18,12 @@ type AttnShape struct{ B, T, H, Hkv, D int }
 // triangle, and the probabilities held are attnBlock×T per worker, not T×T.
 // A multiple of every microkernel's row tile. At 4×256 on one thread (medians
 // of 4, go test -bench Attention ./autograd), a layer's forward + backward
-// takes 27 ms with blocks of 96 against 32.5 with one block for smollm2's
-// shape, and 15.7 against 19.7 for stories15m's; 48 is about as fast.
-var attnBlock = 96
+// took 27 ms with blocks of 96 against 32.5 with one block for smollm2's
+// shape, and 15.7 against 19.7 for stories15m's, on a Xeon (Sapphire
+// Rapids), 48 about as fast as 96; on an AMD EPYC (Zen 4), 48 is the faster:
+// smollm2 19.4 ms against 21.0 (96) and 21.0 (one block), stories15m 15.0
+// against 15.2, TinyLlama's 32 heads at 1×512 58.9 against 60.1.
+var attnBlock = 48
 
 // attnStack bounds the stacked query rows of one block (group × block rows).
 const attnStack = 288
