@@ -201,7 +201,7 @@ TEXT ·prefetchRowsAVX512(SB), NOSPLIT, $0-32
 pfrow:
 	XORQ AX, AX
 pfline:
-	PREFETCHT0 (SI)(AX*1)
+	PREFETCHT1 (SI)(AX*1)
 	ADDQ $64, AX
 	CMPQ AX, R8
 	JLT pfline

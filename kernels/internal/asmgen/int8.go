@@ -19,11 +19,16 @@ func int8AVX2() []byte { return int8Kernels("AVX2") }
 
 func int8Kernels(isa string) []byte {
 	vnni := isa == "VNNI"
-	// Two rows at a time, each fetched 4 KiB ahead: measured best of 1, 2
-	// and 4 rows and 2, 4 and 8 KiB on the smollm2-135m shape's 210
-	// weights in turn (go test -bench GemvModel ./kernels: 6.7 GMAC/s unfetched, 10
-	// at 2 rows and 4 KiB, 9.3–9.7 at 4 rows).
-	const int8RowsPer, pfDist = 2, 4096
+	// Two rows at a time, each fetched 16 KiB ahead into L2 (PREFETCHT1),
+	// measured on the smollm2-135m shape's 210 Q8_0 weights in turn (go
+	// test -bench GemvModel ./kernels, one thread). On a Xeon (Sapphire
+	// Rapids), with PREFETCHT0: 6.7 GMAC/s unfetched, 10 at 2 rows and
+	// 4 KiB, 9.3–9.7 at 4 rows. On an AMD EPYC (Zen 4), PREFETCHT0 gave
+	// 8.2–8.9 GB/s of weights at any distance (4–16 KiB) and 2 or 4 rows
+	// (NTA the same); PREFETCHT1 gave 14.3–15.3 at 4 KiB, 18.3–19.4 at
+	// 8, 19.5–20.1 at 16, 18.9–20.2 at 32, 18.6–20.5 with 4 rows: the L1's
+	// few miss buffers held the prefetches, the L2's do not.
+	const int8RowsPer, pfDist = 2, 16384
 	var a asm
 	fileHeader(&a, "amd64 && !noasm")
 	// Registers: SI X, DI W's first row, CX units (NF4: blocks), DX rows
@@ -181,7 +186,7 @@ func int8Kernels(isa string) []byte {
 			a.label(loop)
 			// Rows stream from memory: fetch a few KiB ahead of each.
 			for _, r := range rows[:n] {
-				a.l("PREFETCHT0 %d%s", pfDist, r.w)
+				a.l("PREFETCHT1 %d%s", pfDist, r.w)
 			}
 			for _, r := range rows[:n] {
 				f.body(r)

@@ -1027,8 +1027,10 @@ func transposeAVX512() []byte {
 	a.l("VZEROUPPER")
 	a.l("RET")
 
-	// Prefetching the rows of the next sliver: a prefetch for each 64
-	// bytes of each of n rows' spans (stride apart).
+	// Prefetching the rows of the next sliver: a prefetch into L2 for each
+	// 64 bytes of each of n rows' spans (stride apart). Into L2, not L1 (as
+	// for the int8 dot kernels): nf4 bf16 training on Zen 4, one thread,
+	// 244 (T0) against 255 tokens/s (T1), medians of 3.
 	fmt.Fprintf(&a, "\n// func prefetchRowsAVX512(p *byte, n, stride, span int)\n")
 	fmt.Fprintf(&a, "TEXT ·prefetchRowsAVX512(SB), NOSPLIT, $0-32\n")
 	a.l("MOVQ p+0(FP), SI")
@@ -1040,7 +1042,7 @@ func transposeAVX512() []byte {
 	a.label("pfrow")
 	a.l("XORQ AX, AX")
 	a.label("pfline")
-	a.l("PREFETCHT0 (SI)(AX*1)")
+	a.l("PREFETCHT1 (SI)(AX*1)")
 	a.l("ADDQ $64, AX")
 	a.l("CMPQ AX, R8")
 	a.l("JLT pfline")
