@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"sort"
 
 	"github.com/lowrank/lowrank/autograd"
 )
@@ -206,9 +205,20 @@ type Sampler struct {
 	TopK        int     // 0: off
 	TopP        float64 // 0 or ≥ 1: off
 	rng         *rand.Rand
-	idx         []int
+	cand        []cand
 	probs       []float64
 }
+
+// cand is a token and its logit, ordered by before.
+type cand struct {
+	l  float32
+	id int32
+}
+
+// before is the candidates' order: the larger logit first, ties by the
+// smaller id (a strict total order for non-NaN logits: the sorted prefix,
+// and so every draw, does not depend on how it was found).
+func before(a, b cand) bool { return a.l > b.l || a.l == b.l && a.id < b.id }
 
 // NewSampler returns a sampler with its own seeded generator.
 func NewSampler(temperature float64, topK int, topP float64, seed uint64) *Sampler {
@@ -246,6 +256,56 @@ func (s *Sampler) sampleAll(logits []float32) int {
 	return last
 }
 
+// selectTop moves the n first candidates of c in the order before to
+// c[:n] (in no particular order; the rest after): a quickselect, linear on
+// average, with the middle of three as pivot.
+func selectTop(c []cand, n int) {
+	lo, hi := 0, len(c) // the n-th lies in c[lo:hi]
+	for hi-lo > 1 {
+		m := lo + (hi-lo)/2
+		// Median of c[lo], c[m], c[hi-1] to c[hi-1] as the pivot.
+		if before(c[m], c[lo]) {
+			c[m], c[lo] = c[lo], c[m]
+		}
+		if before(c[hi-1], c[lo]) {
+			c[hi-1], c[lo] = c[lo], c[hi-1]
+		}
+		if before(c[m], c[hi-1]) {
+			c[m], c[hi-1] = c[hi-1], c[m]
+		}
+		pv := c[hi-1]
+		st := lo
+		for i := lo; i < hi-1; i++ {
+			if before(c[i], pv) {
+				c[i], c[st] = c[st], c[i]
+				st++
+			}
+		}
+		c[st], c[hi-1] = c[hi-1], c[st] // c[:st] before the pivot, at st
+		switch {
+		case st == n || st == n-1:
+			return
+		case st > n:
+			hi = st
+		default:
+			lo = st + 1
+		}
+	}
+}
+
+// sortCands sorts c in the order before.
+func sortCands(c []cand) {
+	slices.SortFunc(c, func(a, b cand) int {
+		if before(a, b) {
+			return -1
+		}
+		if before(b, a) {
+			return 1
+		}
+		return 0
+	})
+}
+
 // Sample returns a token id.
 func (s *Sampler) Sample(logits []float32) int {
 	if s.Temperature <= 0 {
@@ -260,49 +320,73 @@ func (s *Sampler) Sample(logits []float32) int {
 	if (s.TopK <= 0 || s.TopK >= len(logits)) && (s.TopP <= 0 || s.TopP >= 1) {
 		return s.sampleAll(logits)
 	}
-	if cap(s.idx) < len(logits) {
-		s.idx = make([]int, len(logits))
+	if cap(s.cand) < len(logits) {
+		s.cand = make([]cand, len(logits))
 		s.probs = make([]float64, len(logits))
 	}
-	idx := s.idx[:len(logits)]
-	for i := range idx {
-		idx[i] = i
+	c := s.cand[:len(logits)]
+	mx := logits[0]
+	for i, v := range logits {
+		c[i] = cand{v, int32(i)}
+		mx = max(mx, v)
 	}
-	sort.SliceStable(idx, func(a, b int) bool { return logits[idx[a]] > logits[idx[b]] })
-	k := len(idx)
+	// The candidates in order, only as far as the cut needs: the top k
+	// selected and sorted; for top-p alone, chunks of growing size until
+	// their mass reaches TopP (a trained model's nucleus is a few hundred
+	// tokens of 50k; a flat distribution ends up sorting them all).
+	k := len(c)
 	if s.TopK > 0 && s.TopK < k {
 		k = s.TopK
+		selectTop(c, k)
+		c = c[:k]
 	}
-	idx = idx[:k]
-	p := s.probs[:k]
-	mx := float64(logits[idx[0]])
+	p := s.probs[:len(c)]
+	w := func(l float32) float64 { return math.Exp((float64(l) - float64(mx)) / s.Temperature) }
 	var z float64
-	for i, id := range idx {
-		p[i] = math.Exp((float64(logits[id]) - mx) / s.Temperature)
-		z += p[i]
+	for _, e := range c {
+		z += w(e.l)
 	}
-	if s.TopP > 0 && s.TopP < 1 { // smallest prefix whose mass reaches TopP
-		var acc float64
-		for i := range p {
-			acc += p[i] / z
+	topP := s.TopP > 0 && s.TopP < 1
+	sorted := 0 // c[:sorted] is in order, with p[:sorted] their weights
+	var acc float64
+	for chunk := 256; sorted < len(c); chunk *= 4 {
+		end := len(c)
+		if topP && sorted+chunk < len(c) {
+			end = sorted + chunk
+			selectTop(c[sorted:], chunk)
+		}
+		sortCands(c[sorted:end])
+		for i := sorted; i < end; i++ {
+			p[i] = w(c[i].l)
+		}
+		if topP { // the smallest prefix whose mass reaches TopP
+			for i := sorted; i < end; i++ {
+				acc += p[i] / z
+				if acc >= s.TopP {
+					k = i + 1
+					break
+				}
+			}
 			if acc >= s.TopP {
-				k = i + 1
+				sorted = end
 				break
 			}
 		}
-		z = 0
-		for _, v := range p[:k] {
-			z += v
-		}
+		sorted = end
+	}
+	k = min(k, sorted)
+	z = 0
+	for _, v := range p[:k] {
+		z += v
 	}
 	u := s.rng.Float64() * z
 	for i := 0; i < k; i++ {
 		u -= p[i]
 		if u <= 0 {
-			return idx[i]
+			return int(c[i].id)
 		}
 	}
-	return idx[k-1]
+	return int(c[k-1].id)
 }
 
 // Generate feeds prompt, then samples up to maxTokens tokens, calling emit with
