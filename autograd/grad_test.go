@@ -526,31 +526,54 @@ func testAttention(t *testing.T, r *rand.Rand) {
 	}
 }
 
+// TestAttentionStepMatchesFull: generation's attention over a cache gives
+// the full causal attention's rows, one token at a time and several rows at
+// once (in place from the cache below attnStepDirect rows, by GEMMs from
+// it on), for a width the vectorized row kernels take (64) and one they do
+// not (4), on 1 and 2 threads with the same bits.
 func TestAttentionStepMatchesFull(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	s := AttnShape{B: 1, T: 6, H: 4, Hkv: 2, D: 4}
-	q, k, v := randT(r, 6, 16, false), randT(r, 6, 8, false), randT(r, 6, 8, false)
-	tp := NewTape(nil)
-	tp.SetNoGrad(true)
-	full := tp.Attention(q, k, v, s, nil)
-	out := &Tensor{Data: make([]float32, 16), Rows: 1, Cols: 16}
-	for pos := 0; pos < 6; pos++ { // one token at a time, as generation steps
-		qi := &Tensor{Data: q.Row(pos), Rows: 1, Cols: 16}
-		AttentionStep(tp.Pool, out, qi, k.Data, v.Data, pos, s, make([]float32, 6))
-		for j, val := range out.Data {
-			if math.Abs(float64(val-full.Row(pos)[j])) > 1e-5 {
-				t.Fatalf("pos %d: step %v, full %v", pos, out.Data, full.Row(pos))
+	for _, s := range []AttnShape{{B: 1, T: 6, H: 4, Hkv: 2, D: 4}, {B: 1, T: 70, H: 9, Hkv: 3, D: 64}} {
+		qd, kvd := s.H*s.D, s.Hkv*s.D
+		q, k, v := randT(r, s.T, qd, false), randT(r, s.T, kvd, false), randT(r, s.T, kvd, false)
+		tp := NewTape(nil)
+		tp.SetNoGrad(true)
+		full := tp.Attention(q, k, v, s, nil)
+		check := func(what string, got []float32, row int) {
+			for j, val := range got {
+				if math.Abs(float64(val-full.Row(row)[j])) > 1e-5 {
+					t.Fatalf("D=%d %s, row %d: col %d step %g, full %g", s.D, what, row, j, val, full.Row(row)[j])
+				}
 			}
 		}
-	}
-	// Rows 2–5 at once: a prompt fed after two cached tokens.
-	out4 := &Tensor{Data: make([]float32, 4*16), Rows: 4, Cols: 16}
-	q4 := &Tensor{Data: q.Data[2*16:], Rows: 4, Cols: 16}
-	AttentionStep(tp.Pool, out4, q4, k.Data, v.Data, 2, s, make([]float32, 4*6))
-	for i := 0; i < 4; i++ {
-		for j, val := range out4.Row(i) {
-			if math.Abs(float64(val-full.Row(2 + i)[j])) > 1e-5 {
-				t.Fatalf("rows 2–5, row %d: step %v, full %v", 2+i, out4.Row(i), full.Row(2+i))
+		var one [2][]float32 // the one-token rows on 1 and 2 threads
+		for ti, threads := range []int{1, 2} {
+			pool, err := kernels.NewPool(threads, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			scratch := make([]float32, max(s.T, threads)*s.T)
+			for pos := 0; pos < s.T; pos++ { // one token at a time, as generation steps
+				out := &Tensor{Data: make([]float32, qd), Rows: 1, Cols: qd}
+				qi := &Tensor{Data: q.Row(pos), Rows: 1, Cols: qd}
+				AttentionStep(pool, out, qi, k.Data, v.Data, pos, s, scratch)
+				check("one token", out.Data, pos)
+				one[ti] = append(one[ti], out.Data...)
+			}
+			// A prompt fed after two cached tokens: 4 rows (in place), and
+			// the rest (GEMMs where ≥ attnStepDirect).
+			for _, n := range []int{4, s.T - 2} {
+				out := &Tensor{Data: make([]float32, n*qd), Rows: n, Cols: qd}
+				qn := &Tensor{Data: q.Data[2*qd:], Rows: n, Cols: qd}
+				AttentionStep(pool, out, qn, k.Data, v.Data, 2, s, scratch)
+				for i := 0; i < n; i++ {
+					check(fmt.Sprintf("%d rows", n), out.Row(i), 2+i)
+				}
+			}
+		}
+		for i := range one[0] {
+			if math.Float32bits(one[0][i]) != math.Float32bits(one[1][i]) {
+				t.Fatalf("D=%d: one token at a time, value %d: %g on 1 thread, %g on 2", s.D, i, one[0][i], one[1][i])
 			}
 		}
 	}

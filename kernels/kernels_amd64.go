@@ -32,7 +32,8 @@ var (
 	// The AVX-512 path: everything vectorized. The AVX2 path is what a CPU
 	// without AVX-512 runs: its microkernel, the rest in Go.
 	avx512Path = &Path{mk: avx512Kernel, simd: "avx512",
-		rows:      rowKernels{max: maxAVX512, expShiftSum: expShiftSumAVX512, swiglu: swigluAVX512, swigluBack: swigluBackAVX512},
+		rows: rowKernels{max: maxAVX512, expShiftSum: expShiftSumAVX512, swiglu: swigluAVX512, swigluBack: swigluBackAVX512,
+			dotRows: dotRowsAVX512, axpyRows: axpyRowsAVX512},
 		blocks:    blockDecoders{q8_0: decodeQ8_0AVX512, q4_0: decodeQ4_0AVX512, nf4: decodeNF4AVX512, prefetch: prefetchRowsAVX512},
 		transpose: transposeBlocksAVX512, packT: packTransAVX512}
 	avx2Path = &Path{mk: avx2Kernel, simd: "avx2"}
@@ -202,6 +203,12 @@ func outerAVX2Full(k int, gp *float32, x *float32, ldx int, c *float32, ldc int,
 		}
 	}
 }
+
+//go:noescape
+func dotRowsAVX512(dst, x, m *float32, rows, strideBytes, nvec int, alpha float32)
+
+//go:noescape
+func axpyRowsAVX512(dst, a, m *float32, rows, strideBytes, nvec int)
 
 //go:noescape
 func maxAVX512(x *float32, n int) float32

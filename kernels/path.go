@@ -43,6 +43,10 @@ type rowKernels struct {
 	expShiftSum func(x *float32, n int, shift float32) float32
 	swiglu      func(dst, g, u *float32, n int)
 	swigluBack  func(dg, du, dy, g, u *float32, n int)
+	// Generation's attention over a cache in place (rows of nvec·16
+	// floats, strideBytes apart, nvec ≤ 8): see DotRows, AxpyRows.
+	dotRows  func(dst, x, m *float32, rows, strideBytes, nvec int, alpha float32)
+	axpyRows func(dst, a, m *float32, rows, strideBytes, nvec int)
 }
 
 // blockDecoders are the vectorized decoders of quantized blocks (nb blocks,
@@ -183,6 +187,43 @@ func (p *Path) Max(x []float32) float32 {
 		return p.rows.max(&x[0], len(x))
 	}
 	return Max(x)
+}
+
+// DotRows writes dst[j] = alpha·(x · m.Row(j)) for each row of m (m.Cols =
+// len(x)): attention's scores of one query against the cached keys, read
+// in place.
+func (p *Path) DotRows(dst, x []float32, m Mat, alpha float32) {
+	if len(x) != m.Cols || len(dst) < m.Rows {
+		panic(fmt.Sprintf("kernels: DotRows: %d values, x of %d, m %d×%d", len(dst), len(x), m.Rows, m.Cols))
+	}
+	if m.Rows == 0 {
+		return
+	}
+	if p.rows.dotRows != nil && m.Cols%16 == 0 && m.Cols <= 128 {
+		_ = m.Data[(m.Rows-1)*m.Stride+m.Cols-1]
+		p.rows.dotRows(&dst[0], &x[0], &m.Data[0], m.Rows, 4*m.Stride, m.Cols/16, alpha)
+		return
+	}
+	for j := 0; j < m.Rows; j++ {
+		dst[j] = alpha * Dot(x, m.Row(j))
+	}
+}
+
+// AxpyRows writes dst = Σ_j a[j]·m.Row(j) (len(dst) = m.Cols, len(a) ≥
+// m.Rows): attention's weighted sum of the cached values, read in place.
+func (p *Path) AxpyRows(dst, a []float32, m Mat) {
+	if len(dst) != m.Cols || len(a) < m.Rows {
+		panic(fmt.Sprintf("kernels: AxpyRows: %d values, %d weights, m %d×%d", len(dst), len(a), m.Rows, m.Cols))
+	}
+	if p.rows.axpyRows != nil && m.Cols%16 == 0 && m.Cols <= 128 && m.Rows > 0 {
+		_ = m.Data[(m.Rows-1)*m.Stride+m.Cols-1]
+		p.rows.axpyRows(&dst[0], &a[0], &m.Data[0], m.Rows, 4*m.Stride, m.Cols/16)
+		return
+	}
+	clear(dst)
+	for j := 0; j < m.Rows; j++ {
+		Axpy(dst, a[j], m.Row(j))
+	}
 }
 
 // ExpShiftSum replaces x by exp(x − shift) and returns the sum of the

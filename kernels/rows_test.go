@@ -296,3 +296,53 @@ func testRowKernelPath(t *testing.T, pa *Path) {
 		}
 	}
 }
+
+// TestAttnRows: DotRows and AxpyRows on every path against float64 sums,
+// over cache widths the kernels take (16..128) and others (Go), row counts
+// around their unrolling, and a strided cache (rows of several heads).
+func TestAttnRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(61, 62))
+	for _, pa := range paths() {
+		for _, d := range []int{16, 48, 64, 128, 8, 72, 144} {
+			for _, rows := range []int{0, 1, 2, 3, 4, 5, 7, 8, 17, 301} {
+				stride := 3*d + 5
+				m := randMat(r, rows, d, stride)
+				x, a := randVec(r, d, 1), randVec(r, rows+1, 1)
+				dst := make([]float32, rows+1)
+				dst[rows] = 42
+				pa.DotRows(dst, x, m, 0.125)
+				if dst[rows] != 42 {
+					t.Fatalf("%s d=%d rows=%d: DotRows wrote past its rows", pa.Name(), d, rows)
+				}
+				out := make([]float32, d)
+				for i := range out {
+					out[i] = float32(math.NaN()) // overwritten, not added to
+				}
+				pa.AxpyRows(out, a, m)
+				for j := 0; j < rows; j++ {
+					var want, mag float64
+					for c := 0; c < d; c++ {
+						v := float64(x[c]) * float64(m.Data[j*stride+c])
+						want += v
+						mag += math.Abs(v)
+					}
+					want *= 0.125
+					if math.Abs(float64(dst[j])-want) > 1e-6*(0.125*mag)+1e-30 {
+						t.Fatalf("%s d=%d rows=%d: DotRows[%d] = %g, want %g", pa.Name(), d, rows, j, dst[j], want)
+					}
+				}
+				for c := 0; c < d; c++ {
+					var want, mag float64
+					for j := 0; j < rows; j++ {
+						v := float64(a[j]) * float64(m.Data[j*stride+c])
+						want += v
+						mag += math.Abs(v)
+					}
+					if math.Abs(float64(out[c])-want) > 1e-6*mag+1e-30 || math.IsNaN(float64(out[c])) {
+						t.Fatalf("%s d=%d rows=%d: AxpyRows[%d] = %g, want %g", pa.Name(), d, rows, c, out[c], want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -50,7 +50,7 @@ func (m *Model) Step(tp *autograd.Tape, c *Cache, ids []int32) ([]float32, error
 		copy(c.K[l][c.Len*kvd:], k.Data)
 		copy(c.V[l][c.Len*kvd:], v.Data)
 		out := tp.Buffer(n, cfg.Heads*cfg.HeadDim)
-		autograd.AttentionStep(tp.Pool, out, q, c.K[l], c.V[l], c.Len, shape, tp.Scratch(n*(c.Len+n)))
+		autograd.AttentionStep(tp.Pool, out, q, c.K[l], c.V[l], c.Len, shape, tp.Scratch(max(n, tp.Pool.Threads())*(c.Len+n)))
 		return out
 	})
 	if err != nil {
@@ -119,7 +119,7 @@ func (m *Model) StepBatch(tp *autograd.Tape, cs []*Cache, ids []int32) ([]float3
 			copy(c.V[l][c.Len*kvd:], v.Row(i))
 			qi := &autograd.Tensor{Data: q.Row(i), Rows: 1, Cols: qd}
 			oi := &autograd.Tensor{Data: out.Row(i), Rows: 1, Cols: qd}
-			autograd.AttentionStep(tp.Pool, oi, qi, c.K[l], c.V[l], c.Len, shape, tp.Scratch(c.Len+1))
+			autograd.AttentionStep(tp.Pool, oi, qi, c.K[l], c.V[l], c.Len, shape, tp.Scratch(tp.Pool.Threads()*(c.Len+1)))
 		}
 		return out
 	})

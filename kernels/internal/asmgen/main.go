@@ -32,6 +32,7 @@ func main() {
 	write(filepath.Join(dir, "outer_avx512_amd64.s"), outerAVX512())
 	write(filepath.Join(dir, "outer_avx2_amd64.s"), outerAVX2())
 	write(filepath.Join(dir, "rows_avx512_amd64.s"), rowsAVX512())
+	write(filepath.Join(dir, "attnrows_avx512_amd64.s"), attnRowsAVX512())
 	write(filepath.Join(dir, "decode_avx512_amd64.s"), decodeAVX512())
 	write(filepath.Join(dir, "transpose_avx512_amd64.s"), transposeAVX512())
 	write(filepath.Join(dir, "gemm_bf16_avx512_amd64.s"), bf16AVX512())
