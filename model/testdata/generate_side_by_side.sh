@@ -6,7 +6,9 @@
 # 3.21.1's prebuilt CPU build) and `lowrank generate` (compute f32, int8,
 # auto) on each file and thread count, ROUNDS times: greedy from BOS, TOKENS
 # tokens, tokens/s over the whole call (the first token included) and peak
-# RSS. Take medians per cell.
+# RSS; then the Q8_0 file after a prompt of 150 words (490 tokens: a
+# context where attention over the cache counts), llama.cpp against auto.
+# Take medians per cell.
 set -eu
 L=${1:-bin/lowrank}
 ROUNDS=${2:-3}
@@ -25,16 +27,18 @@ import {getLlama} from "node-llama-cpp";
 const [,, modelPath, n, threads] = process.argv;
 const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
 const model = await llama.loadModel({modelPath});
-const ctx = await model.createContext({contextSize: 512, threads: Number(threads)});
+const ctx = await model.createContext({contextSize: 1024, threads: Number(threads)});
 const seq = ctx.getSequence();
+const prompt = process.argv[5] ? model.tokenize(process.argv[5]) : [];
 let count = 0;
 const start = performance.now();
-for await (const t of seq.evaluate([model.tokens.bos ?? 1], {temperature: 0})) {
+for await (const t of seq.evaluate([model.tokens.bos ?? 1, ...prompt], {temperature: 0})) {
   if (++count >= Number(n)) break;
 }
 const s = (performance.now() - start) / 1000;
 console.log(Math.round(count / s));
 JS
+PROMPT=$(python3 -c "print(' '.join('word%d' % i for i in range(150)))")
 rss() { echo "$(($(cat "$T/rss") >> 10)) MiB"; } # of the last run
 llama() { echo "$(/usr/bin/time -f %M -o "$T/rss" node "$T/gen.mjs" "$@") $(rss)"; }
 lowrank() {
@@ -50,5 +54,9 @@ for round in $(seq "$ROUNDS"); do
 				echo "lowrank $q t$th $c: $(lowrank --model "$T/smollm2-$q.gguf" --max-tokens "$N" --threads "$th" --compute-dtype $c)"
 			done
 		done
+	done
+	for th in 1 2; do
+		echo "llama.cpp q8_0 p490 t$th: $(llama "$T/smollm2-q8_0.gguf" "$N" "$th" "$PROMPT")"
+		echo "lowrank q8_0 p490 t$th auto: $(lowrank --model "$T/smollm2-q8_0.gguf" --max-tokens "$N" --threads "$th" --prompt "$PROMPT")"
 	done
 done
