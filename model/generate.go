@@ -85,8 +85,14 @@ func (m *Model) forwardCached(tp *autograd.Tape, ids, pos []int32, attend func(l
 	tp.SetNoGrad(true)
 	x := tp.EmbedFrozen(ids, m.Embed)
 	for l := range m.Blocks {
-		x = m.block(tp, l, x, pos, func(tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor {
-			return attend(l, tp, q, k, v)
+		// As a Block, which without a gradient hands everything the block
+		// allocated out again to the next: a prompt holds one block's
+		// activations, not every block's (a 490-token prompt of smollm2's
+		// shape held 530 MB).
+		x = tp.Block(l, x, func(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
+			return m.block(tp, l, x, pos, func(tp *autograd.Tape, q, k, v *autograd.Tensor) *autograd.Tensor {
+				return attend(l, tp, q, k, v)
+			})
 		})
 	}
 	return x, nil
