@@ -1031,7 +1031,7 @@ func transposeAVX512() []byte {
 	// Prefetching the rows of the next sliver: a prefetch into L2 for each
 	// 64 bytes of each of n rows' spans (stride apart). Into L2, not L1 (as
 	// for the int8 dot kernels): nf4 bf16 training on Zen 4, one thread,
-	// 244 (T0) against 255 tokens/s (T1), medians of 3.
+	// 246 (T0) against 257 tokens/s (T1), medians of 3.
 	fmt.Fprintf(&a, "\n// func prefetchRowsAVX512(p *byte, n, stride, span int)\n")
 	fmt.Fprintf(&a, "TEXT ·prefetchRowsAVX512(SB), NOSPLIT, $0-32\n")
 	a.l("MOVQ p+0(FP), SI")
