@@ -586,24 +586,32 @@ func (ws *workspace) packPairsA(a Mat, alpha float32, mr, ic, mc, pc, kc, kp int
 // forward X·Wᵀ) into bf16 pair slivers of nr columns straight from B's (or
 // W's decoded) rows: packB then packPairs in one pass.
 func (ws *workspace) packBPairsT(g *gemmArgs, nr, pc, kc, jc, nc int) {
-	b := g.b
 	kp := ws.path.bf16.pairs(kc)
-	stride := kc + 2*maxBlock
 	for s := 0; s*nr < nc; s++ {
-		rows := ws.rows[:min(nr, nc-s*nr)]
-		if b.w != nil && (s+1)*nr < nc {
-			b.w.prefetchRows(&ws.path.blocks, jc+(s+1)*nr, min(nr, nc-(s+1)*nr), pc, pc+kc)
-		}
-		for jj := range rows {
-			j := jc + s*nr + jj
-			if b.w == nil {
-				rows[jj] = b.mat.Data[j*b.mat.Stride+pc:][:kc]
-			} else {
-				rows[jj] = b.w.decodeRange(&ws.path.blocks, ws.tmp[jj*stride:], j, pc, pc+kc)
-			}
-		}
-		packPairsT(&ws.path.conv, ws.bpack16[s*kp*nr:], rows, nr, kp, 1)
+		packPairsT(&ws.path.conv, ws.bpack16[s*kp*nr:], ws.sliverRows(g.b, nr, s, pc, kc, jc, nc), nr, kp, 1)
 	}
+}
+
+// sliverRows returns the rows of a transposed B (or W, decoded into tmp)
+// that make sliver s of the panel [pc, pc+kc) × [jc, jc+nc): B's rows
+// jc+s·nr.., K range [pc, pc+kc). A weight's next sliver is prefetched
+// meanwhile: each row's few blocks of a K block lie a row apart, too far
+// for the hardware's prefetcher.
+func (ws *workspace) sliverRows(b bSource, nr, s, pc, kc, jc, nc int) [][]float32 {
+	rows := ws.rows[:min(nr, nc-s*nr)]
+	if b.w != nil && (s+1)*nr < nc {
+		b.w.prefetchRows(&ws.path.blocks, jc+(s+1)*nr, min(nr, nc-(s+1)*nr), pc, pc+kc)
+	}
+	stride := kc + 2*maxBlock
+	for jj := range rows {
+		j := jc + s*nr + jj
+		if b.w == nil {
+			rows[jj] = b.mat.Data[j*b.mat.Stride+pc:][:kc]
+		} else {
+			rows[jj] = b.w.decodeRange(&ws.path.blocks, ws.tmp[jj*stride:], j, pc, pc+kc)
+		}
+	}
+	return rows
 }
 
 // packB packs op(B)[pc:pc+kc, jc:jc+nc] into nr-column slivers: sliver s holds
@@ -626,22 +634,8 @@ func (ws *workspace) packB(g *gemmArgs, nr, pc, kc, jc, nc int) {
 			scatterRow(dst, row, nr, kc, p)
 		}
 	case b.op == Trans: // op(B)[p][j] = B[j][p] (or W[j][p]: forward X·Wᵀ)
-		stride := kc + 2*maxBlock
 		for s := 0; s < nsl; s++ {
-			cols := min(nr, nc-s*nr)
-			rows := ws.rows[:cols]
-			if b.w != nil && s+1 < nsl {
-				b.w.prefetchRows(&ws.path.blocks, jc+(s+1)*nr, min(nr, nc-(s+1)*nr), pc, pc+kc)
-			}
-			for jj := range rows {
-				j := jc + s*nr + jj
-				if b.w == nil {
-					rows[jj] = b.mat.Data[j*b.mat.Stride+pc:][:kc]
-				} else {
-					rows[jj] = b.w.decodeRange(&ws.path.blocks, ws.tmp[jj*stride:], j, pc, pc+kc)
-				}
-			}
-			transposeRows(ws.path.transpose, dst[s*kc*nr:(s+1)*kc*nr], rows, nr, 1)
+			transposeRows(ws.path.transpose, dst[s*kc*nr:(s+1)*kc*nr], ws.sliverRows(b, nr, s, pc, kc, jc, nc), nr, 1)
 		}
 	default: // backward dY·W: op(B)[p][j] = W[p][j]; decode row p over [jc, jc+nc)
 		for p := 0; p < kc; p++ {
