@@ -355,32 +355,22 @@ func (s *Sampler) Sample(logits []float32) int {
 	topP := s.TopP > 0 && s.TopP < 1
 	sorted := 0 // c[:sorted] is in order, with p[:sorted] their weights
 	var acc float64
-	for chunk := 256; sorted < len(c); chunk *= 4 {
+	for chunk, cut := 256, false; sorted < len(c) && !cut; chunk *= 4 {
 		end := len(c)
 		if topP && sorted+chunk < len(c) {
 			end = sorted + chunk
 			selectTop(c[sorted:], chunk)
 		}
 		sortCands(c[sorted:end])
-		for i := sorted; i < end; i++ {
+		for i := sorted; i < end && !cut; i++ {
 			p[i] = w(c[i].l)
-		}
-		if topP { // the smallest prefix whose mass reaches TopP
-			for i := sorted; i < end; i++ {
+			if topP { // the smallest prefix whose mass reaches TopP
 				acc += p[i] / z
-				if acc >= s.TopP {
-					k = i + 1
-					break
-				}
-			}
-			if acc >= s.TopP {
-				sorted = end
-				break
+				k, cut = i+1, acc >= s.TopP
 			}
 		}
 		sorted = end
 	}
-	k = min(k, sorted)
 	z = 0
 	for _, v := range p[:k] {
 		z += v
