@@ -510,9 +510,9 @@ func (w *Weight) decodeRange(bd *blockDecoders, tmp []float32, i, c0, c1 int) []
 }
 
 // prefetchRows asks for the quantized blocks of rows j0..j0+n over
-// columns [c0, c1) to be brought into cache, where bd can (the forward's
-// packing reads each row's few blocks of a K block, far apart: the next
-// sliver's are asked for while this one's decode).
+// columns [c0, c1) to be brought into cache, where bd can (Q8_0, Q4_0,
+// NF4; see sliverRows, which asks for the next sliver's while this one's
+// are decoded).
 func (w *Weight) prefetchRows(bd *blockDecoders, j0, n, c0, c1 int) {
 	if bd.prefetch == nil || n <= 0 || c1 <= c0 {
 		return
