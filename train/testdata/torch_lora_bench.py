@@ -9,7 +9,9 @@ adapters, batch B×T, causal attention via softmax, cross-entropy over the vocab
 (PyTorch's own bf16 path: matmuls in bf16 through oneDNN where the build has it).
 Prints tokens/s (median step) and peak RSS. PyTorch 1.13 (Debian's python3-torch).
 Run it with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (env -u …): set, they
-select OpenBLAS's slower Haswell kernel on the AVX-512 machine.
+select OpenBLAS's slower Haswell kernel on the AVX-512 machine. It pins the thread
+pools (OpenBLAS's, OpenMP's) to --threads and makes OpenMP's idle threads sleep
+(OMP_WAIT_POLICY=PASSIVE) instead of spinning on the cores OpenBLAS needs.
 """
 import argparse, math, os, resource, time
 
@@ -31,6 +33,11 @@ a = ap.parse_args()
 # use every core (a "1-thread" run measured 166% CPU): pin it before the import.
 for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[v] = str(a.threads)
+# PyTorch's own OpenMP threads (elementwise ops, softmax) spin after each
+# parallel region by default, on the cores OpenBLAS's pthreads then need: on
+# 2 threads of the 2-core machine that made PyTorch slower than on one (smollm2
+# 79 tokens/s against 126 on one thread; with passive waiting 162-200).
+os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 import torch  # noqa: E402  (after the thread variables are set)
 
 torch.set_num_threads(a.threads)
