@@ -47,7 +47,7 @@ func (tp *Tape) Checkpoint(x *Tensor, trainable bool, f func(tp *Tape, x *Tensor
 			panic(fmt.Sprintf("autograd: Checkpoint: %d transient outputs were not released", sub.pending))
 		}
 		end := tp.shared.mark()
-		tp.shared.clearTo(end)
+		tp.shared.clearTo(end, tp.Pool)
 		tp.shared.seek(end)
 		copy(ys.Grad, y.Grad)
 		sub.backward = true
@@ -132,7 +132,7 @@ func (tp *Tape) Block(i int, x *Tensor, f func(tp *Tape, x *Tensor) *Tensor) *Te
 		if tp.isBoundary(x.Grad) {
 			clear(x.Grad) // it last held the gradient of the output two blocks up
 		}
-		tp.shared.clearTo(end)
+		tp.shared.clearTo(end, tp.Pool)
 		tp.shared.seek(end) // backward scratch goes after the gradients
 		copy(ys.Grad, y.Grad)
 		b.backward = true

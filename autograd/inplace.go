@@ -31,10 +31,18 @@ func (tp *Tape) AddInto(y, x *Tensor) *Tensor {
 	if x.Grad != nil && y.Grad == nil {
 		return tp.Add(y, x) // y has nowhere to hold the sum's gradient
 	}
-	kernels.Add(y.Data, y.Data, x.Data)
+	// Elementwise, split over the threads by rows.
+	C := y.Cols
+	tp.Pool.Parallel(y.Rows, 16, func(_, lo, hi int) {
+		kernels.Add(y.Data[lo*C:hi*C], y.Data[lo*C:hi*C], x.Data[lo*C:hi*C])
+	})
 	out := &Tensor{Data: y.Data, Grad: y.Grad, Rows: y.Rows, Cols: y.Cols}
 	if out.Grad != nil && x.Grad != nil {
-		tp.record(func() { kernels.Axpy(x.Grad, 1, out.Grad) })
+		tp.record(func() {
+			tp.Pool.Parallel(y.Rows, 16, func(_, lo, hi int) {
+				kernels.Axpy(x.Grad[lo*C:hi*C], 1, out.Grad[lo*C:hi*C])
+			})
+		})
 	}
 	return out
 }

@@ -31,6 +31,15 @@ func (tp *Tape) rmsNorm(x, w *Tensor, eps float32, transient bool) *Tensor {
 	}
 	if y.Grad != nil {
 		tp.record(func() {
+			if w.Grad == nil { // rows are independent (x.Grad is then set)
+				tp.Pool.Parallel(x.Rows, 16, func(_, lo, hi int) {
+					for i := lo; i < hi; i++ {
+						kernels.RMSNormBackward(x.Grad[i*x.Cols:(i+1)*x.Cols], nil, y.Grad[i*x.Cols:(i+1)*x.Cols], x.Row(i), w.Data, rstd[i])
+					}
+				})
+				return
+			}
+			// w's gradient sums over the rows, in row order.
 			dx := x.Grad
 			if dx == nil {
 				dx = tp.scratch(x.Cols) // the kernel always writes dx

@@ -186,12 +186,17 @@ type arenaMark struct{ ci, off int }
 
 func (a *arena) mark() arenaMark  { return arenaMark{a.ci, a.off} }
 func (a *arena) seek(m arenaMark) { a.ci, a.off = m.ci, m.off }
-func (a *arena) clearTo(m arenaMark) { // zero everything handed out before m
-	for i := 0; i < m.ci && i < len(a.chunks); i++ {
-		clear(a.chunks[i])
-	}
-	if m.ci < len(a.chunks) {
-		clear(a.chunks[m.ci][:m.off])
+
+// clearTo zeroes everything handed out before m, split over pool's threads
+// (a block's gradients are tens of MiB: one thread clearing them while the
+// others wait was 3% of a 2-thread training step).
+func (a *arena) clearTo(m arenaMark, pool *kernels.Pool) {
+	for i := 0; i <= m.ci && i < len(a.chunks); i++ {
+		c := a.chunks[i]
+		if i == m.ci {
+			c = c[:m.off]
+		}
+		pool.Parallel(len(c), 1<<16, func(_, lo, hi int) { clear(c[lo:hi]) })
 	}
 }
 
