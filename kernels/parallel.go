@@ -1,13 +1,13 @@
 package kernels
 
-import "sync"
-
 // Parallel calls fn(w, lo, hi) for contiguous ranges [lo, hi) that cover
 // [0, n), one range per worker w (at most the pool's thread count, and no
-// range shorter than minChunk). The split depends only on n, minChunk and the
+// range shorter than minChunk), on the pool's workers (the caller's
+// goroutine is worker 0). The split depends only on n, minChunk and the
 // thread count, and each index belongs to one range, so results are
 // deterministic when fn writes only the outputs of its own range.
-// It must not be called from inside another Parallel or GEMM of the same pool.
+// Like Gemm it holds the pool: fn must not call the same pool's Parallel,
+// Gemm or GemmW (a Workers pool's are fine).
 func (p *Pool) Parallel(n, minChunk int, fn func(w, lo, hi int)) {
 	workers := min(p.threads, max(1, n/max(1, minChunk)))
 	if workers <= 1 || n <= 1 {
@@ -16,26 +16,16 @@ func (p *Pool) Parallel(n, minChunk int, fn func(w, lo, hi int)) {
 		}
 		return
 	}
-	var wg sync.WaitGroup
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.startWorkers()
 	per, extra := n/workers, n%workers
-	lo := 0
-	for w := 0; w < workers; w++ {
-		hi := lo + per
-		if w < extra {
-			hi++
-		}
-		if w == workers-1 {
-			fn(w, lo, hi) // the caller takes the last range
-			break
-		}
-		wg.Add(1)
-		go func(w, lo, hi int) {
-			defer wg.Done()
-			fn(w, lo, hi)
-		}(w, lo, hi)
-		lo = hi
+	bound := func(w int) int { return w*per + min(w, extra) }
+	for w := 1; w < workers; w++ {
+		p.jobs[w] <- job{fn: fn, i0: bound(w), i1: bound(w + 1)}
 	}
-	wg.Wait()
+	fn(0, 0, bound(1))
+	p.wait(workers - 1)
 }
 
 // Workers returns one single-threaded pool per worker of p, on p's path,
