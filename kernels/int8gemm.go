@@ -3,6 +3,7 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
+	"math/bits"
 	"unsafe"
 )
 
@@ -89,7 +90,9 @@ func fma32(a, b, c float32) float32 {
 func gemmInt8Go(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool) {
 	xs := unsafe.Slice(x, kb*int8GemmXBlock)
 	wa := unsafe.Slice(w, nsl*kb*int8GemmBlock)
-	cs := unsafe.Slice(c, (rows-1)*ldc+32*nsl)
+	// C ends at the last sliver's last column in mask (the asm kernels
+	// store no further).
+	cs := unsafe.Slice(c, (rows-1)*ldc+32*(nsl-1)+bits.Len32(mask))
 	u32 := binary.LittleEndian.Uint32
 	for s := 0; s < nsl; s++ {
 		wr := wa[s*kb*int8GemmBlock:]
