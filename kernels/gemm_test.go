@@ -482,14 +482,21 @@ func TestGemmOuter(t *testing.T) {
 	}
 }
 
-// TestTransposeRows: the packing transpose (SIMD where the CPU has it) writes
-// exactly what the pure-Go one does, for every row count up to a sliver of
-// 32, column counts around multiples of 16, sliver widths and alpha.
+// TestTransposeRows: each path's packing transpose (SIMD where the CPU has
+// it) writes exactly what the pure-Go one does, for every row count up to a
+// sliver of 32, column counts around multiples of 8 and 16, sliver widths
+// and alpha.
 func TestTransposeRows(t *testing.T) {
+	for _, pa := range paths() {
+		t.Run(pa.Name(), func(t *testing.T) { testTransposeRows(t, pa.transpose) })
+	}
+}
+
+func testTransposeRows(t *testing.T, tf transposeFn) {
 	r := rand.New(rand.NewPCG(21, 22))
 	for _, w := range []int{2, 4, 6, 8, 12, 16, 32} {
 		for nrows := 1; nrows <= w; nrows++ {
-			for _, kc := range []int{1, 15, 16, 17, 31, 32, 48, 100, 256} {
+			for _, kc := range []int{1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 48, 100, 256} {
 				rows := make([][]float32, nrows)
 				for i := range rows {
 					rows[i] = make([]float32, kc+3)[:kc] // capacity beyond kc must not be read as data
@@ -502,7 +509,7 @@ func TestTransposeRows(t *testing.T) {
 					for i := range got {
 						got[i], want[i] = 7, 7 // padding lanes must stay untouched
 					}
-					transposeRows(paths()[0].transpose, got, rows, w, alpha)
+					transposeRows(tf, got, rows, w, alpha)
 					transposeRowsGo(want, rows, w, alpha)
 					for i := range got {
 						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {

@@ -30,14 +30,76 @@ var (
 		outer: outerAVX2Full, outerRows: 8}
 
 	// The AVX-512 path: everything vectorized. The AVX2 path is what a CPU
-	// without AVX-512 runs: its microkernel, the rest in Go.
+	// without AVX-512 runs: its microkernel, the row kernels (the same
+	// arithmetic as AVX-512's on 8 lanes), the block decoders and the
+	// packing transpose; generation's attention rows in Go.
 	avx512Path = &Path{mk: avx512Kernel, simd: "avx512",
 		rows: rowKernels{max: maxAVX512, expShiftSum: expShiftSumAVX512, swiglu: swigluAVX512, swigluBack: swigluBackAVX512,
 			dotRows: dotRowsAVX512, axpyRows: axpyRowsAVX512},
 		blocks:    blockDecoders{q8_0: decodeQ8_0AVX512, q4_0: decodeQ4_0AVX512, nf4: decodeNF4AVX512, prefetch: prefetchRowsAVX512},
 		transpose: transposeBlocksAVX512, packT: packTransAVX512}
-	avx2Path = &Path{mk: avx2Kernel, simd: "avx2"}
+	avx2Path = &Path{mk: avx2Kernel, simd: "avx2",
+		rows:      rowKernels{max: maxAVX2, expShiftSum: expShiftSumAVX2, swiglu: swigluAVX2, swigluBack: swigluBackAVX2},
+		blocks:    blockDecoders{q8_0: decodeQ8_0AVX2, q4_0: decodeQ4_0AVX2, nf4: decodeNF4AVX2},
+		transpose: transposeBlocksAVX2}
 )
+
+//go:noescape
+func maxAVX2(x *float32, n int) float32
+
+//go:noescape
+func expShiftSumAVX2(x *float32, n int, shift float32) float32
+
+//go:noescape
+func swigluAVX2(dst, gate, up *float32, n int)
+
+//go:noescape
+func swigluBackAVX2(dg, du, dy, gate, up *float32, n int)
+
+//go:noescape
+func decodeQ8_0AVX2(dst *float32, src *byte, nb, step int)
+
+//go:noescape
+func decodeQ4_0AVX2(dst *float32, src *byte, nb, step int)
+
+//go:noescape
+func decodeNF4AVX2(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
+
+//go:noescape
+func transpose8AVX2(dst *float32, ptrs *[8]*float32, nblocks, wbytes int, alpha float32)
+
+// transposeBlocksAVX2 transposes at most 16 rows as transposeRowsGo does
+// and returns how many columns it did (the caller does the rest): each
+// whole group of 8 rows by transpose8AVX2, its first 8·⌊kc/8⌋ columns; the
+// rows of a partial group (all of an A sliver's 6) wholly in Go.
+func transposeBlocksAVX2(dst []float32, rows [][]float32, w int, alpha float32) int {
+	kc := len(rows[0])
+	if len(rows) < 8 {
+		transposeRowsGo(dst, rows, w, alpha)
+		return kc
+	}
+	nb := kc / 8
+	if nb == 0 || len(rows) > 16 || len(dst) < (nb*8-1)*w+len(rows) {
+		return 0
+	}
+	for _, r := range rows {
+		if len(r) < nb*8 {
+			return 0
+		}
+	}
+	var ptrs [8]*float32
+	r0 := 0
+	for ; r0+8 <= len(rows); r0 += 8 {
+		for i := range ptrs {
+			ptrs[i] = &rows[r0+i][0]
+		}
+		transpose8AVX2(&dst[r0], &ptrs, nb, 4*w, alpha)
+	}
+	if r0 < len(rows) {
+		transposeRowsGo(dst[r0:], rows[r0:], w, alpha)
+	}
+	return nb * 8
+}
 
 //go:noescape
 func gemmBF16AVX512(kp int, a, b *uint32, c *float32, ldc int, overwrite bool)

@@ -16,34 +16,59 @@ func randVec(r *rand.Rand, n int, scale float64) []float32 {
 
 func TestExp(t *testing.T) {
 	worst := 0.0
-	check := func(x float32) {
-		got, want := float64(Exp(x)), math.Exp(float64(x))
-		if w32 := float32(want); w32 == 0 || math.IsInf(float64(w32), 1) {
-			if got != float64(float32(want)) && !(want < 1e-45 && got < 1e-44) {
-				t.Fatalf("Exp(%g) = %g, want %g", x, got, want)
-			}
-			return
-		}
-		ulp := float64(math.Nextafter32(float32(want), float32(math.Inf(1)))) - float64(float32(want))
-		if want < 1.2e-38 { // subnormal results: absolute ulp
-			ulp = 1.4e-45
-		}
-		e := math.Abs(got-want) / ulp
-		worst = math.Max(worst, e)
-		if !(e <= 3) {
-			t.Fatalf("Exp(%g) = %g, want %g (%.2f ulp)", x, got, want, e)
-		}
-	}
+	check := func(x float32) { checkExp(t, x, Exp(x), &worst) }
+	var xs []float32
 	for x := float32(-104); x < 89; x += 0.001234 {
 		check(x)
+		xs = append(xs, x)
 	}
 	for _, x := range []float32{0, -0, 1, -1, 88.7, 88.72283, -87.3, -100, -103.9, 1e-10, -1e-10} {
 		check(x)
+		xs = append(xs, x)
 	}
 	if !math.IsNaN(float64(Exp(float32(math.NaN())))) || Exp(float32(math.Inf(-1))) != 0 || !math.IsInf(float64(Exp(89)), 1) {
 		t.Error("special values")
 	}
 	t.Logf("worst error %.2f ulp", worst)
+	// Each path's ExpShiftSum, element by element (its clamp makes x past
+	// 88.72283 the largest float, not +Inf: those are left out).
+	for _, pa := range paths() {
+		e := make([]float32, 0, len(xs))
+		for _, x := range xs {
+			if x <= 88.72283 {
+				e = append(e, x)
+			}
+		}
+		in := append([]float32(nil), e...)
+		pa.ExpShiftSum(e, 0)
+		pw := 0.0
+		for i, x := range in {
+			checkExp(t, x, e[i], &pw)
+		}
+		t.Logf("%s: worst error %.2f ulp", pa.Name(), pw)
+	}
+}
+
+// checkExp fails t unless got is e^x within 3 ulp (subnormal results:
+// within 3 of the smallest subnormal), recording the error in worst.
+func checkExp(t *testing.T, x, got32 float32, worst *float64) {
+	t.Helper()
+	got, want := float64(got32), math.Exp(float64(x))
+	if w32 := float32(want); w32 == 0 || math.IsInf(float64(w32), 1) {
+		if got != float64(float32(want)) && !(want < 1e-45 && got < 1e-44) {
+			t.Fatalf("Exp(%g) = %g, want %g", x, got, want)
+		}
+		return
+	}
+	ulp := float64(math.Nextafter32(float32(want), float32(math.Inf(1)))) - float64(float32(want))
+	if want < 1.2e-38 { // subnormal results: absolute ulp
+		ulp = 1.4e-45
+	}
+	e := math.Abs(got-want) / ulp
+	*worst = math.Max(*worst, e)
+	if !(e <= 3) {
+		t.Fatalf("Exp(%g) = %g, want %g (%.2f ulp)", x, got, want, e)
+	}
 }
 
 func TestRowKernels(t *testing.T) {

@@ -319,13 +319,22 @@ func TestWeightFromBytesErrors(t *testing.T) {
 	}
 }
 
-// TestBlockDecoders: the vectorized block decoders equal the pure-Go ones bit
-// for bit on random blocks (including extreme scales).
+// TestBlockDecoders: each path's vectorized block decoders equal the
+// pure-Go ones bit for bit on random blocks (including extreme scales).
 func TestBlockDecoders(t *testing.T) {
-	pa := paths()[0]
-	if pa.blocks.q8_0 == nil {
+	n := 0
+	for _, pa := range paths() {
+		if pa.blocks.q8_0 != nil {
+			t.Run(pa.Name(), func(t *testing.T) { testBlockDecoders(t, pa) })
+			n++
+		}
+	}
+	if n == 0 {
 		t.Skip("no vectorized decoders on this CPU/build")
 	}
+}
+
+func testBlockDecoders(t *testing.T, pa *Path) {
 	r := rand.New(rand.NewPCG(61, 62))
 	for _, f := range []Format{Q8_0, Q4_0, NF4} {
 		src := make([]float32, 7*192)
