@@ -17,7 +17,7 @@ import (
 // a third on the calibration text, and the loss cost on text it never saw,
 // over six calibration seeds, from +2.8–3.1% to +2.4–2.7% (q4_0) and from
 // +2.8–3.6% to +1.3–2.2% (nf4), on the AVX-512 path; on AVX2, seed 1, from
-// +2.8% to +2.6% and from +3.6% to +3.1% (TestQuantizationCost). Memory: the teacher's k ids and
+// +2.9% to +2.3% and from +3.3% to +1.9% (TestQuantizationCost). Memory: the teacher's k ids and
 // probabilities per token, and 5 floats per block scale.
 type TuneOptions struct {
 	Epochs int     // passes over the calibration sequences (0: no tuning)
