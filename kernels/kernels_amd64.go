@@ -31,15 +31,16 @@ var (
 
 	// The AVX-512 path: everything vectorized. The AVX2 path is what a CPU
 	// without AVX-512 runs: its microkernel, the row kernels (the same
-	// arithmetic as AVX-512's on 8 lanes), the block decoders and the
-	// packing transpose; generation's attention rows in Go.
+	// arithmetic as AVX-512's on 8 lanes), generation's attention rows, the
+	// block decoders and the packing transpose.
 	avx512Path = &Path{mk: avx512Kernel, simd: "avx512",
 		rows: rowKernels{max: maxAVX512, expShiftSum: expShiftSumAVX512, swiglu: swigluAVX512, swigluBack: swigluBackAVX512,
 			dotRows: dotRowsAVX512, axpyRows: axpyRowsAVX512},
 		blocks:    blockDecoders{q8_0: decodeQ8_0AVX512, q4_0: decodeQ4_0AVX512, nf4: decodeNF4AVX512, prefetch: prefetchRowsAVX512},
 		transpose: transposeBlocksAVX512, packT: packTransAVX512}
 	avx2Path = &Path{mk: avx2Kernel, simd: "avx2",
-		rows:      rowKernels{max: maxAVX2, expShiftSum: expShiftSumAVX2, swiglu: swigluAVX2, swigluBack: swigluBackAVX2},
+		rows: rowKernels{max: maxAVX2, expShiftSum: expShiftSumAVX2, swiglu: swigluAVX2, swigluBack: swigluBackAVX2,
+			dotRows: dotRowsAVX2, axpyRows: axpyRowsAVX2Split},
 		blocks:    blockDecoders{q8_0: decodeQ8_0AVX2, q4_0: decodeQ4_0AVX2, nf4: decodeNF4AVX2},
 		transpose: transposeBlocksAVX2}
 )
@@ -64,6 +65,20 @@ func decodeQ4_0AVX2(dst *float32, src *byte, nb, step int)
 
 //go:noescape
 func decodeNF4AVX2(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
+
+//go:noescape
+func dotRowsAVX2(dst, x, m *float32, rows, strideBytes, nvec int, alpha float32)
+
+//go:noescape
+func axpyRowsAVX2(dst, a, m *float32, rows, strideBytes, nvec int)
+
+// axpyRowsAVX2Split runs axpyRowsAVX2 on column ranges of at most 2 units
+// (32 floats): its two sets of accumulators then fit in 16 registers.
+func axpyRowsAVX2Split(dst, a, m *float32, rows, strideBytes, nvec int) {
+	for u := 0; u < nvec; u += 2 {
+		axpyRowsAVX2((*float32)(unsafe.Add(unsafe.Pointer(dst), 64*u)), a, (*float32)(unsafe.Add(unsafe.Pointer(m), 64*u)), rows, strideBytes, min(2, nvec-u))
+	}
+}
 
 //go:noescape
 func transpose8AVX2(dst *float32, ptrs *[8]*float32, nblocks, wbytes int, alpha float32)

@@ -145,3 +145,144 @@ func attnRowsAVX512() []byte {
 	a.l("RET")
 	return a.Bytes()
 }
+
+// attnRowsAVX2 emits attnRowsAVX512's kernels on 8-lane registers (the
+// same signatures; nvec counts units of 16 floats, two registers each):
+//
+//	dotRowsAVX2(dst, x, m *float32, rows, strideBytes, nvec int, alpha float32)
+//	    four rows at a time, x read from memory one register at a time
+//	    (16 registers would not hold it and the four accumulators)
+//	axpyRowsAVX2(dst, a, m *float32, rows, strideBytes, nvec int)
+//	    nvec ≤ 2 (the caller splits wider rows into such column ranges):
+//	    even and odd rows in two sets of 2·nvec accumulators, as on AVX-512
+func attnRowsAVX2() []byte {
+	var a asm
+	fileHeader(&a, "amd64 && !noasm")
+	// hsum reduces Y(z) to its lane sum in X(z) (uses Y(t)).
+	hsum := func(z, t int) {
+		a.l("VEXTRACTF128 $1, Y%d, X%d", z, t)
+		a.l("VADDPS X%d, X%d, X%d", t, z, z)
+		a.l("VMOVHLPS X%d, X%d, X%d", z, z, t)
+		a.l("VADDPS X%d, X%d, X%d", t, z, z)
+		a.l("VPSHUFD $1, X%d, X%d", z, t)
+		a.l("VADDSS X%d, X%d, X%d", t, z, z)
+	}
+	fmt.Fprintf(&a, "\n// func dotRowsAVX2(dst, x, m *float32, rows, strideBytes, nvec int, alpha float32)\n")
+	fmt.Fprintf(&a, "TEXT ·dotRowsAVX2(SB), NOSPLIT, $0-52\n")
+	a.l("MOVQ dst+0(FP), DI")
+	a.l("MOVQ x+8(FP), SI")
+	a.l("MOVQ m+16(FP), R8")
+	a.l("MOVQ rows+24(FP), CX")
+	a.l("MOVQ strideBytes+32(FP), DX")
+	a.l("MOVQ nvec+40(FP), R9")
+	a.l("VBROADCASTSS alpha+48(FP), Y15")
+	for nv := 1; nv <= 8; nv++ {
+		a.l("CMPQ R9, $%d", nv)
+		a.l("JEQ dr%d", nv)
+	}
+	a.l("JMP drdone")
+	for nv := 1; nv <= 8; nv++ {
+		nc := 2 * nv
+		a.label(fmt.Sprintf("dr%d", nv))
+		a.l("LEAQ (DX)(DX*2), R10") // rows R8, R8+DX, R8+2DX, R8+3DX
+		a.label(fmt.Sprintf("dr%dquad", nv))
+		a.l("CMPQ CX, $4")
+		a.l("JLT dr%done", nv)
+		addr := []string{"(R8)", "(R8)(DX*1)", "(R8)(DX*2)", "(R8)(R10*1)"}
+		for c := 0; c < nc; c++ {
+			a.l("VMOVUPS %d(SI), Y8", 32*c)
+			for k := 0; k < 4; k++ {
+				if c == 0 {
+					a.l("VMULPS %s, Y8, Y%d", addr[k], k)
+				} else {
+					a.l("VFMADD231PS %d%s, Y8, Y%d", 32*c, addr[k], k)
+				}
+			}
+		}
+		for k := 0; k < 4; k++ {
+			hsum(k, 4+k)
+		}
+		a.l("VINSERTPS $0x10, X1, X0, X0")
+		a.l("VINSERTPS $0x20, X2, X0, X0")
+		a.l("VINSERTPS $0x30, X3, X0, X0")
+		a.l("VMULPS X15, X0, X0")
+		a.l("VMOVUPS X0, (DI)")
+		a.l("ADDQ $16, DI")
+		a.l("LEAQ (R8)(DX*4), R8")
+		a.l("SUBQ $4, CX")
+		a.l("JMP dr%dquad", nv)
+		a.label(fmt.Sprintf("dr%done", nv))
+		a.l("TESTQ CX, CX")
+		a.l("JEQ drdone")
+		for c := 0; c < nc; c++ {
+			a.l("VMOVUPS %d(SI), Y8", 32*c)
+			if c == 0 {
+				a.l("VMULPS (R8), Y8, Y0")
+			} else {
+				a.l("VFMADD231PS %d(R8), Y8, Y0", 32*c)
+			}
+		}
+		hsum(0, 4)
+		a.l("VMULSS X15, X0, X0")
+		a.l("VMOVSS X0, (DI)")
+		a.l("ADDQ $4, DI")
+		a.l("ADDQ DX, R8")
+		a.l("DECQ CX")
+		a.l("JMP dr%done", nv)
+	}
+	a.label("drdone")
+	a.l("VZEROUPPER")
+	a.l("RET")
+
+	fmt.Fprintf(&a, "\n// func axpyRowsAVX2(dst, a, m *float32, rows, strideBytes, nvec int)\n")
+	fmt.Fprintf(&a, "TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-48\n")
+	a.l("MOVQ dst+0(FP), DI")
+	a.l("MOVQ a+8(FP), SI")
+	a.l("MOVQ m+16(FP), R8")
+	a.l("MOVQ rows+24(FP), CX")
+	a.l("MOVQ strideBytes+32(FP), DX")
+	a.l("MOVQ nvec+40(FP), R9")
+	for nv := 1; nv <= 2; nv++ {
+		a.l("CMPQ R9, $%d", nv)
+		a.l("JEQ ar%d", nv)
+	}
+	a.l("JMP ardone")
+	for nv := 1; nv <= 2; nv++ {
+		nc := 2 * nv
+		a.label(fmt.Sprintf("ar%d", nv))
+		for v := 0; v < nc; v++ { // Y0.. even rows, Y4.. odd rows
+			a.l("VXORPS Y%d, Y%d, Y%d", v, v, v)
+			a.l("VXORPS Y%d, Y%d, Y%d", 4+v, 4+v, 4+v)
+		}
+		a.label(fmt.Sprintf("ar%dpair", nv))
+		a.l("CMPQ CX, $2")
+		a.l("JLT ar%dlast", nv)
+		a.l("VBROADCASTSS (SI), Y14")
+		a.l("VBROADCASTSS 4(SI), Y15")
+		for v := 0; v < nc; v++ {
+			a.l("VFMADD231PS %d(R8), Y14, Y%d", 32*v, v)
+			a.l("VFMADD231PS %d(R8)(DX*1), Y15, Y%d", 32*v, 4+v)
+		}
+		a.l("ADDQ $8, SI")
+		a.l("LEAQ (R8)(DX*2), R8")
+		a.l("SUBQ $2, CX")
+		a.l("JMP ar%dpair", nv)
+		a.label(fmt.Sprintf("ar%dlast", nv))
+		a.l("TESTQ CX, CX")
+		a.l("JEQ ar%dstore", nv)
+		a.l("VBROADCASTSS (SI), Y14")
+		for v := 0; v < nc; v++ {
+			a.l("VFMADD231PS %d(R8), Y14, Y%d", 32*v, v)
+		}
+		a.label(fmt.Sprintf("ar%dstore", nv))
+		for v := 0; v < nc; v++ {
+			a.l("VADDPS Y%d, Y%d, Y%d", 4+v, v, v)
+			a.l("VMOVUPS Y%d, %d(DI)", v, 32*v)
+		}
+		a.l("JMP ardone")
+	}
+	a.label("ardone")
+	a.l("VZEROUPPER")
+	a.l("RET")
+	return a.Bytes()
+}

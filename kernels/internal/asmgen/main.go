@@ -35,6 +35,7 @@ func main() {
 	write(filepath.Join(dir, "rows_avx2_amd64.s"), rowsAVX2())
 	write(filepath.Join(dir, "decode_avx2_amd64.s"), decodeAVX2())
 	write(filepath.Join(dir, "transpose_avx2_amd64.s"), transposeAVX2())
+	write(filepath.Join(dir, "attnrows_avx2_amd64.s"), attnRowsAVX2())
 	write(filepath.Join(dir, "attnrows_avx512_amd64.s"), attnRowsAVX512())
 	write(filepath.Join(dir, "decode_avx512_amd64.s"), decodeAVX512())
 	write(filepath.Join(dir, "transpose_avx512_amd64.s"), transposeAVX512())
