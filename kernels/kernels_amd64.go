@@ -83,16 +83,16 @@ func axpyRowsAVX2Split(dst, a, m *float32, rows, strideBytes, nvec int) {
 //go:noescape
 func transpose8AVX2(dst *float32, ptrs *[8]*float32, nblocks, wbytes int, alpha float32)
 
+//go:noescape
+func transpose6AVX2(dst *float32, ptrs *[8]*float32, nblocks, wbytes int, alpha float32)
+
 // transposeBlocksAVX2 transposes at most 16 rows as transposeRowsGo does
 // and returns how many columns it did (the caller does the rest): each
-// whole group of 8 rows by transpose8AVX2, its first 8·⌊kc/8⌋ columns; the
-// rows of a partial group (all of an A sliver's 6) wholly in Go.
+// whole group of 8 rows, and a last group of 6 (the AVX2 microkernel's
+// A sliver), by transpose8AVX2 and transpose6AVX2, their first 8·⌊kc/8⌋
+// columns; the rows of any other partial group wholly in Go.
 func transposeBlocksAVX2(dst []float32, rows [][]float32, w int, alpha float32) int {
 	kc := len(rows[0])
-	if len(rows) < 8 {
-		transposeRowsGo(dst, rows, w, alpha)
-		return kc
-	}
 	nb := kc / 8
 	if nb == 0 || len(rows) > 16 || len(dst) < (nb*8-1)*w+len(rows) {
 		return 0
@@ -110,7 +110,13 @@ func transposeBlocksAVX2(dst []float32, rows [][]float32, w int, alpha float32) 
 		}
 		transpose8AVX2(&dst[r0], &ptrs, nb, 4*w, alpha)
 	}
-	if r0 < len(rows) {
+	switch rest := len(rows) - r0; {
+	case rest == 6:
+		for i := range ptrs {
+			ptrs[i] = &rows[r0+min(i, 5)][0] // rows 6, 7: any readable row
+		}
+		transpose6AVX2(&dst[r0], &ptrs, nb, 4*w, alpha)
+	case rest > 0:
 		transposeRowsGo(dst[r0:], rows[r0:], w, alpha)
 	}
 	return nb * 8

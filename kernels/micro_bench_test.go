@@ -94,9 +94,10 @@ func BenchmarkDecodeRow(b *testing.B) {
 }
 
 // BenchmarkTransposeRows: the packing transpose, SIMD vs pure Go, for the
-// AVX-512 kernel's A sliver (12 rows) and B sliver (32 rows) at kc = 256.
+// A and B slivers of the AVX2 kernel (6 and 16 rows) and the AVX-512 one's
+// (12 and 32) at kc = 256.
 func BenchmarkTransposeRows(b *testing.B) {
-	for _, w := range []int{12, 32} {
+	for _, w := range []int{6, 12, 16, 32} {
 		rows := make([][]float32, w)
 		for i := range rows {
 			rows[i] = make([]float32, 256)

@@ -360,72 +360,84 @@ func decodeAVX2() []byte {
 	return a.Bytes()
 }
 
-// transposeAVX2 emits transpose8AVX2, the AVX2 path's packing transpose:
-// for each of nblocks blocks of 8 columns, rows ptrs[0..7] (8 floats each,
-// at byte offset 32·block) are multiplied by alpha, transposed in registers,
-// and column p of the block is stored to dst + (8·block + p)·wbytes. Only
-// whole groups of 8 rows: a masked store (VMASKMOVPS) made 4 rows slower
+// transposeAVX2 emits transpose8AVX2 and transpose6AVX2, the AVX2 path's
+// packing transpose: for each of nblocks blocks of 8 columns, rows
+// ptrs[0..7] (8 floats each, at byte offset 32·block) are multiplied by
+// alpha, transposed in registers, and column p of the block is stored to
+// dst + (8·block + p)·wbytes: all 8 lanes, or with transpose6AVX2 the first
+// 6 (an A sliver's rows; ptrs[6], ptrs[7] any readable rows), as a 16- and
+// an 8-byte store. A masked store (VMASKMOVPS) made such slivers slower
 // than Go's loop (Zen 3).
 func transposeAVX2() []byte {
 	var a asm
 	fileHeader(&a, "amd64 && !noasm")
-	fmt.Fprintf(&a, "\n// func transpose8AVX2(dst *float32, ptrs *[8]*float32, nblocks, wbytes int, alpha float32)\n")
-	fmt.Fprintf(&a, "TEXT ·transpose8AVX2(SB), NOSPLIT, $0-36\n")
-	a.l("MOVQ dst+0(FP), DI")
-	a.l("MOVQ ptrs+8(FP), SI")
-	a.l("MOVQ nblocks+16(FP), CX")
-	a.l("MOVQ wbytes+24(FP), DX")
-	a.l("MOVL alpha+32(FP), R10")
-	a.l("XORQ R9, R9") // byte offset of the block within each row
-	a.l("TESTQ CX, CX")
-	a.l("JEQ trdone")
-	a.label("trloop")
-	for i := 0; i < 8; i++ {
-		a.l("MOVQ %d(SI), R8", 8*i)
-		a.l("VMOVUPS (R8)(R9*1), Y%d", i)
-	}
-	a.l("CMPL R10, $0x3f800000") // alpha == 1: no scaling
-	a.l("JEQ trnoscale")
-	a.l("VBROADCASTSS alpha+32(FP), Y14")
-	for i := 0; i < 8; i++ {
-		a.l("VMULPS Y14, Y%d, Y%d", i, i)
-	}
-	a.label("trnoscale")
-	// t[2k], t[2k+1] = unpack lo, hi of rows 2k, 2k+1: Y8..Y14, then Y0.
-	t := []int{8, 9, 10, 11, 12, 13, 14, 0}
-	for k := 0; k < 4; k++ {
-		a.l("VUNPCKLPS Y%d, Y%d, Y%d", 2*k+1, 2*k, t[2*k])
-		a.l("VUNPCKHPS Y%d, Y%d, Y%d", 2*k+1, 2*k, t[2*k+1])
-	}
-	// s[4g+0..3]: rows 4g..4g+3 of columns (0|4), (1|5), (2|6), (3|7) in
-	// the two 128-bit lanes: Y1..Y7, then Y8.
-	s := []int{1, 2, 3, 4, 5, 6, 7, 8}
-	for g := 0; g < 2; g++ {
-		t0, t1, t2, t3 := t[4*g], t[4*g+1], t[4*g+2], t[4*g+3]
-		a.l("VSHUFPS $0x44, Y%d, Y%d, Y%d", t2, t0, s[4*g])
-		a.l("VSHUFPS $0xEE, Y%d, Y%d, Y%d", t2, t0, s[4*g+1])
-		a.l("VSHUFPS $0x44, Y%d, Y%d, Y%d", t3, t1, s[4*g+2])
-		a.l("VSHUFPS $0xEE, Y%d, Y%d, Y%d", t3, t1, s[4*g+3])
-	}
-	// column p: the low lanes of s[p], s[4+p] (p < 4) or their high lanes.
-	a.l("MOVQ DI, AX")
-	for p := 0; p < 8; p++ {
-		imm := "0x20"
-		if p >= 4 {
-			imm = "0x31"
+	for _, n := range []int{8, 6} {
+		name := fmt.Sprintf("transpose%dAVX2", n)
+		lbl := func(s string) string { return fmt.Sprintf("tr%d%s", n, s) }
+		fmt.Fprintf(&a, "\n// func %s(dst *float32, ptrs *[8]*float32, nblocks, wbytes int, alpha float32)\n", name)
+		fmt.Fprintf(&a, "TEXT ·%s(SB), NOSPLIT, $0-36\n", name)
+		a.l("MOVQ dst+0(FP), DI")
+		a.l("MOVQ ptrs+8(FP), SI")
+		a.l("MOVQ nblocks+16(FP), CX")
+		a.l("MOVQ wbytes+24(FP), DX")
+		a.l("MOVL alpha+32(FP), R10")
+		a.l("XORQ R9, R9") // byte offset of the block within each row
+		a.l("TESTQ CX, CX")
+		a.l("JEQ %s", lbl("done"))
+		a.label(lbl("loop"))
+		for i := 0; i < 8; i++ {
+			a.l("MOVQ %d(SI), R8", 8*i)
+			a.l("VMOVUPS (R8)(R9*1), Y%d", i)
 		}
-		a.l("VPERM2F128 $%s, Y%d, Y%d, Y9", imm, s[4+p%4], s[p%4])
-		a.l("VMOVUPS Y9, (AX)")
-		if p < 7 {
-			a.l("ADDQ DX, AX")
+		a.l("CMPL R10, $0x3f800000") // alpha == 1: no scaling
+		a.l("JEQ %s", lbl("noscale"))
+		a.l("VBROADCASTSS alpha+32(FP), Y14")
+		for i := 0; i < 8; i++ {
+			a.l("VMULPS Y14, Y%d, Y%d", i, i)
 		}
+		a.label(lbl("noscale"))
+		// t[2k], t[2k+1] = unpack lo, hi of rows 2k, 2k+1: Y8..Y14, then Y0.
+		t := []int{8, 9, 10, 11, 12, 13, 14, 0}
+		for k := 0; k < 4; k++ {
+			a.l("VUNPCKLPS Y%d, Y%d, Y%d", 2*k+1, 2*k, t[2*k])
+			a.l("VUNPCKHPS Y%d, Y%d, Y%d", 2*k+1, 2*k, t[2*k+1])
+		}
+		// s[4g+0..3]: rows 4g..4g+3 of columns (0|4), (1|5), (2|6), (3|7) in
+		// the two 128-bit lanes: Y1..Y7, then Y8.
+		s := []int{1, 2, 3, 4, 5, 6, 7, 8}
+		for g := 0; g < 2; g++ {
+			t0, t1, t2, t3 := t[4*g], t[4*g+1], t[4*g+2], t[4*g+3]
+			a.l("VSHUFPS $0x44, Y%d, Y%d, Y%d", t2, t0, s[4*g])
+			a.l("VSHUFPS $0xEE, Y%d, Y%d, Y%d", t2, t0, s[4*g+1])
+			a.l("VSHUFPS $0x44, Y%d, Y%d, Y%d", t3, t1, s[4*g+2])
+			a.l("VSHUFPS $0xEE, Y%d, Y%d, Y%d", t3, t1, s[4*g+3])
+		}
+		// column p: the low lanes of s[p], s[4+p] (p < 4) or their high lanes.
+		a.l("MOVQ DI, AX")
+		for p := 0; p < 8; p++ {
+			imm := "0x20"
+			if p >= 4 {
+				imm = "0x31"
+			}
+			a.l("VPERM2F128 $%s, Y%d, Y%d, Y9", imm, s[4+p%4], s[p%4])
+			if n == 8 {
+				a.l("VMOVUPS Y9, (AX)")
+			} else {
+				a.l("VMOVUPS X9, (AX)")
+				a.l("VEXTRACTF128 $1, Y9, X10")
+				a.l("VMOVQ X10, 16(AX)")
+			}
+			if p < 7 {
+				a.l("ADDQ DX, AX")
+			}
+		}
+		a.l("ADDQ $32, R9")
+		a.l("LEAQ (DI)(DX*8), DI") // the next block: 8 columns on
+		a.l("DECQ CX")
+		a.l("JNE %s", lbl("loop"))
+		a.label(lbl("done"))
+		a.l("VZEROUPPER")
+		a.l("RET")
 	}
-	a.l("ADDQ $32, R9")
-	a.l("LEAQ (DI)(DX*8), DI") // the next block: 8 columns on
-	a.l("DECQ CX")
-	a.l("JNE trloop")
-	a.label("trdone")
-	a.l("VZEROUPPER")
-	a.l("RET")
 	return a.Bytes()
 }
