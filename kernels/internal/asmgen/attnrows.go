@@ -95,54 +95,7 @@ func attnRowsAVX512() []byte {
 	a.l("VZEROUPPER")
 	a.l("RET")
 
-	fmt.Fprintf(&a, "\n// func axpyRowsAVX512(dst, a, m *float32, rows, strideBytes, nvec int)\n")
-	fmt.Fprintf(&a, "TEXT ·axpyRowsAVX512(SB), NOSPLIT, $0-48\n")
-	a.l("MOVQ dst+0(FP), DI")
-	a.l("MOVQ a+8(FP), SI")
-	a.l("MOVQ m+16(FP), R8")
-	a.l("MOVQ rows+24(FP), CX")
-	a.l("MOVQ strideBytes+32(FP), DX")
-	a.l("MOVQ nvec+40(FP), R9")
-	for nv := 1; nv <= 8; nv++ {
-		a.l("CMPQ R9, $%d", nv)
-		a.l("JEQ ar%d", nv)
-	}
-	a.l("JMP ardone")
-	for nv := 1; nv <= 8; nv++ {
-		a.label(fmt.Sprintf("ar%d", nv))
-		for v := 0; v < 2*nv; v++ { // Z0.. even rows, Z8.. odd rows
-			a.l("VXORPS Z%d, Z%d, Z%d", v%nv+8*(v/nv), v%nv+8*(v/nv), v%nv+8*(v/nv))
-		}
-		a.label(fmt.Sprintf("ar%dpair", nv))
-		a.l("CMPQ CX, $2")
-		a.l("JLT ar%dlast", nv)
-		a.l("VBROADCASTSS (SI), Z30")
-		a.l("VBROADCASTSS 4(SI), Z31")
-		for v := 0; v < nv; v++ {
-			a.l("VFMADD231PS %d(R8), Z30, Z%d", 64*v, v)
-			a.l("VFMADD231PS %d(R8)(DX*1), Z31, Z%d", 64*v, 8+v)
-		}
-		a.l("ADDQ $8, SI")
-		a.l("LEAQ (R8)(DX*2), R8")
-		a.l("SUBQ $2, CX")
-		a.l("JMP ar%dpair", nv)
-		a.label(fmt.Sprintf("ar%dlast", nv))
-		a.l("TESTQ CX, CX")
-		a.l("JEQ ar%dstore", nv)
-		a.l("VBROADCASTSS (SI), Z30")
-		for v := 0; v < nv; v++ {
-			a.l("VFMADD231PS %d(R8), Z30, Z%d", 64*v, v)
-		}
-		a.label(fmt.Sprintf("ar%dstore", nv))
-		for v := 0; v < nv; v++ {
-			a.l("VADDPS Z%d, Z%d, Z%d", 8+v, v, v)
-			a.l("VMOVUPS Z%d, %d(DI)", v, 64*v)
-		}
-		a.l("JMP ardone")
-	}
-	a.label("ardone")
-	a.l("VZEROUPPER")
-	a.l("RET")
+	axpyRowsX86(&a, "axpyRowsAVX512", "Z", 16, 8, 8, 30)
 	return a.Bytes()
 }
 
@@ -234,34 +187,44 @@ func attnRowsAVX2() []byte {
 	a.l("VZEROUPPER")
 	a.l("RET")
 
-	fmt.Fprintf(&a, "\n// func axpyRowsAVX2(dst, a, m *float32, rows, strideBytes, nvec int)\n")
-	fmt.Fprintf(&a, "TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-48\n")
+	axpyRowsX86(&a, "axpyRowsAVX2", "Y", 8, 2, 4, 14)
+	return a.Bytes()
+}
+
+// axpyRowsX86 emits the axpyRows kernel name on registers r ("Z": 16
+// lanes, "Y": 8) for nvec 1..maxNv units of 16 floats: even rows into
+// accumulators r0.., odd rows into r(odd).., each row's weight broadcast
+// into r(bc) (even) and r(bc+1) (odd); the two sets added at the end.
+func axpyRowsX86(a *asm, name, r string, lanes, maxNv, odd, bc int) {
+	vb := 4 * lanes // bytes per register
+	fmt.Fprintf(a, "\n// func %s(dst, a, m *float32, rows, strideBytes, nvec int)\n", name)
+	fmt.Fprintf(a, "TEXT ·%s(SB), NOSPLIT, $0-48\n", name)
 	a.l("MOVQ dst+0(FP), DI")
 	a.l("MOVQ a+8(FP), SI")
 	a.l("MOVQ m+16(FP), R8")
 	a.l("MOVQ rows+24(FP), CX")
 	a.l("MOVQ strideBytes+32(FP), DX")
 	a.l("MOVQ nvec+40(FP), R9")
-	for nv := 1; nv <= 2; nv++ {
+	for nv := 1; nv <= maxNv; nv++ {
 		a.l("CMPQ R9, $%d", nv)
 		a.l("JEQ ar%d", nv)
 	}
 	a.l("JMP ardone")
-	for nv := 1; nv <= 2; nv++ {
-		nc := 2 * nv
+	for nv := 1; nv <= maxNv; nv++ {
+		nc := nv * 16 / lanes // registers per row
 		a.label(fmt.Sprintf("ar%d", nv))
-		for v := 0; v < nc; v++ { // Y0.. even rows, Y4.. odd rows
-			a.l("VXORPS Y%d, Y%d, Y%d", v, v, v)
-			a.l("VXORPS Y%d, Y%d, Y%d", 4+v, 4+v, 4+v)
+		for v := 0; v < 2*nc; v++ { // even rows' accumulators, then odd rows'
+			x := v%nc + odd*(v/nc)
+			a.l("VXORPS %s%d, %s%d, %s%d", r, x, r, x, r, x)
 		}
 		a.label(fmt.Sprintf("ar%dpair", nv))
 		a.l("CMPQ CX, $2")
 		a.l("JLT ar%dlast", nv)
-		a.l("VBROADCASTSS (SI), Y14")
-		a.l("VBROADCASTSS 4(SI), Y15")
+		a.l("VBROADCASTSS (SI), %s%d", r, bc)
+		a.l("VBROADCASTSS 4(SI), %s%d", r, bc+1)
 		for v := 0; v < nc; v++ {
-			a.l("VFMADD231PS %d(R8), Y14, Y%d", 32*v, v)
-			a.l("VFMADD231PS %d(R8)(DX*1), Y15, Y%d", 32*v, 4+v)
+			a.l("VFMADD231PS %d(R8), %s%d, %s%d", vb*v, r, bc, r, v)
+			a.l("VFMADD231PS %d(R8)(DX*1), %s%d, %s%d", vb*v, r, bc+1, r, odd+v)
 		}
 		a.l("ADDQ $8, SI")
 		a.l("LEAQ (R8)(DX*2), R8")
@@ -270,19 +233,18 @@ func attnRowsAVX2() []byte {
 		a.label(fmt.Sprintf("ar%dlast", nv))
 		a.l("TESTQ CX, CX")
 		a.l("JEQ ar%dstore", nv)
-		a.l("VBROADCASTSS (SI), Y14")
+		a.l("VBROADCASTSS (SI), %s%d", r, bc)
 		for v := 0; v < nc; v++ {
-			a.l("VFMADD231PS %d(R8), Y14, Y%d", 32*v, v)
+			a.l("VFMADD231PS %d(R8), %s%d, %s%d", vb*v, r, bc, r, v)
 		}
 		a.label(fmt.Sprintf("ar%dstore", nv))
 		for v := 0; v < nc; v++ {
-			a.l("VADDPS Y%d, Y%d, Y%d", 4+v, v, v)
-			a.l("VMOVUPS Y%d, %d(DI)", v, 32*v)
+			a.l("VADDPS %s%d, %s%d, %s%d", r, odd+v, r, v, r, v)
+			a.l("VMOVUPS %s%d, %d(DI)", r, v, vb*v)
 		}
 		a.l("JMP ardone")
 	}
 	a.label("ardone")
 	a.l("VZEROUPPER")
 	a.l("RET")
-	return a.Bytes()
 }
