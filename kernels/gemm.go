@@ -1,6 +1,9 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // microKernel computes the register tile C[0:mr, 0:nr] += Ap·Bp (or = Ap·Bp when
 // overwrite, so beta = 0 needs no pass over C), where Ap is a
@@ -24,6 +27,24 @@ type outerFn func(k int, g *float32, x *float32, ldx int, c *float32, ldc int, n
 // A's rows as stored and Bp as 8 packed rows of kp = k rounded up to 16.
 type dotKernel struct {
 	rows3, rows1 func(k int, a *float32, lda int, b *float32, c *float32, ldc int, overwrite bool)
+	// f32, f16, bf16, where set, are the one-row form straight from a
+	// weight's stored rows of that format: c[0:8] = x[0:k]·W[0:8, 0:k]ᵀ,
+	// the 8 rows ldw bytes apart, k a multiple of 8.
+	f32, f16, bf16 func(k int, x *float32, w *byte, ldw int, c *float32)
+}
+
+// stored returns dk's one-row kernel for format f and the weight's bytes
+// per value, or nil.
+func (dk *dotKernel) stored(f Format) (func(k int, x *float32, w *byte, ldw int, c *float32), int) {
+	switch f {
+	case F32:
+		return dk.f32, 4
+	case F16:
+		return dk.f16, 2
+	case BF16:
+		return dk.bf16, 2
+	}
+	return nil, 0
 }
 
 // dotMaxN is the widest N the dot-product path takes (LoRA ranks up to 16).
@@ -153,6 +174,9 @@ func (g *gemmArgs) useGemv(mk *microKernel) bool {
 // and each output sums its chunks in order.
 func (ws *workspace) runGemv(dk *dotKernel, g *gemmArgs, j0, j1 int) {
 	w, x := g.b.w, g.a.Data
+	if fn, size := dk.stored(w.Format); fn != nil && g.k >= 8 {
+		j0 = ws.runGemvStored(fn, size, g, j0, j1)
+	}
 	// Rows of kp floats, the last one's decoding running up to a block past kp.
 	chunk := ((len(ws.tmp) - maxBlock) / 8) &^ 63
 	acc := ws.tile[:8]
@@ -174,13 +198,46 @@ func (ws *workspace) runGemv(dk *dotKernel, g *gemmArgs, j0, j1 int) {
 			}
 			dk.rows1(kc, &x[p0], g.a.Stride, &ws.tmp[0], &acc[0], 8, p0 == 0)
 		}
-		c := g.c.Data[jb : jb+rows]
-		for r := range c {
-			if g.beta == 0 {
-				c[r] = g.alpha * acc[r]
-			} else {
-				c[r] = g.alpha*acc[r] + g.beta*c[r]
+		g.storeRow(jb, acc[:rows])
+	}
+}
+
+// runGemvStored computes C[0, j0:j1] 8 rows at a time by fn reading the
+// weight's rows in place (the first 8·⌊k/8⌋ columns; the rest added after,
+// in order) and returns where it stopped: the last j1−j0 mod 8 rows are
+// left to the decoding form.
+func (ws *workspace) runGemvStored(fn func(k int, x *float32, w *byte, ldw int, c *float32), size int, g *gemmArgs, j0, j1 int) int {
+	w, x := g.b.w, g.a.Data[:g.k]
+	k8 := g.k &^ 7
+	acc := ws.tile[:8]
+	var base unsafe.Pointer
+	if w.Format == F32 {
+		base = unsafe.Pointer(unsafe.SliceData(w.f32))
+	} else {
+		base = unsafe.Pointer(unsafe.SliceData(w.u16))
+	}
+	_ = x[k8-1]
+	for ; j0+8 <= j1; j0 += 8 {
+		fn(k8, &x[0], (*byte)(unsafe.Add(base, j0*w.Cols*size)), w.Cols*size, &acc[0])
+		for r := range acc {
+			for p := k8; p < g.k; p++ {
+				acc[r] += x[p] * w.storedAt(j0+r, p)
 			}
+		}
+		g.storeRow(j0, acc)
+	}
+	return j0
+}
+
+// storeRow writes C[0, j0:j0+len(acc)] = alpha·acc + beta·C (C's old value
+// unread at beta = 0).
+func (g *gemmArgs) storeRow(j0 int, acc []float32) {
+	c := g.c.Data[j0 : j0+len(acc)]
+	for r := range c {
+		if g.beta == 0 {
+			c[r] = g.alpha * acc[r]
+		} else {
+			c[r] = g.alpha*acc[r] + g.beta*c[r]
 		}
 	}
 }

@@ -280,6 +280,8 @@ func TestThreadInvariance(t *testing.T) {
 		{m: 6, n: 1000, k: 70, f: NF4, quant: true}, // dY·W split along N: panels start off the 64-value blocks
 		{m: 6, n: 1000, k: 70, f: Q8_0, quant: true},
 		{m: 1, n: 1500, k: 300, tb: Trans, f: Q8_0, quant: true}, // GEMV: split along N
+		{m: 1, n: 1500, k: 300, tb: Trans, f: F16, quant: true},  // GEMV from the stored rows, 4 left to the decoding form
+		{m: 1, n: 1500, k: 301, tb: Trans, f: BF16, quant: true}, // and K's last 5 added after
 		{m: 700, n: 8, k: 300, tb: Trans},                        // LoRA rank 8: dot-product form where the CPU has it
 		{m: 700, n: 13, k: 77},                                   // odd rank, B not transposed
 	}

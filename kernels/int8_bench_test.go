@@ -7,20 +7,20 @@ import (
 )
 
 // BenchmarkGemv times one row against a weight (generation's product) on
-// each fp32 path and its int8 twin: a weight that fits L2 (576×1536) and
+// each fp32 path and, for the block formats, its int8 twin: a weight that fits L2 (576×1536) and
 // one that streams from memory (49152×576, smollm2's output projection).
 // Reports GMAC/s and the weight's GB/s.
 func BenchmarkGemv(b *testing.B) {
 	r := rand.New(rand.NewPCG(9, 1))
 	for _, sh := range [][2]int{{576, 1536}, {49152, 576}} {
-		for _, f := range []Format{Q8_0, Q4_0, NF4} {
+		for _, f := range []Format{F32, F16, BF16, Q8_0, Q4_0, NF4} {
 			w := Quantize(f, sh[0], sh[1], randMat(r, sh[0], sh[1], sh[1]).Data)
 			x := randMat(r, 1, sh[1], sh[1])
 			y := NewMat(1, sh[0])
 			var ps []*Path
 			for _, p := range Paths() {
 				ps = append(ps, p)
-				if t, err := p.Int8(); err == nil && t != goInt8Path {
+				if t, err := p.Int8(); err == nil && t != goInt8Path && f.BlockSize() > 1 {
 					ps = append(ps, t)
 				}
 			}

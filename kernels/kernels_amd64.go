@@ -22,11 +22,12 @@ var (
 	// 12×32: 24 zmm accumulators, 2 for B, 2 for broadcasts. A micro-panel kc·12·4 = 12 KiB
 	// (L1), B panel kc·nc·4 ≤ 2 MiB (L2; wider products are cut into panels of ≤ 1536).
 	avx512Kernel = &microKernel{name: "avx512", mr: 12, nr: 32, mc: 240, kc: 256, nc: 2048, fn: gemmAVX512,
-		dot: &dotKernel{rows3: dotAVX512x3, rows1: dotAVX512x1}, outer: outerAVX512, outerRows: 16}
+		dot: &dotKernel{rows3: dotAVX512x3, rows1: dotAVX512x1, f32: gemvF32AVX2, f16: gemvF16AVX2, bf16: gemvBF16AVX2}, outer: outerAVX512, outerRows: 16}
 	// 6×16: 12 ymm accumulators, 2 for B, 2 for broadcasts. The outer-product
 	// form takes rank 8 only: at 16 rows (X read twice) it measured no faster
 	// than the packed path (go test -bench LoRAGrad ./kernels).
 	avx2Kernel = &microKernel{name: "avx2", mr: 6, nr: 16, mc: 144, kc: 256, nc: 2048, fn: gemmAVX2,
+		dot:   &dotKernel{rows3: dotAVX2x3, rows1: dotAVX2x1, f32: gemvF32AVX2, f16: gemvF16AVX2, bf16: gemvBF16AVX2},
 		outer: outerAVX2Full, outerRows: 8}
 
 	// The AVX-512 path: everything vectorized. The AVX2 path is what a CPU
@@ -36,12 +37,13 @@ var (
 	avx512Path = &Path{mk: avx512Kernel, simd: "avx512",
 		rows: rowKernels{max: maxAVX512, expShiftSum: expShiftSumAVX512, swiglu: swigluAVX512, swigluBack: swigluBackAVX512,
 			dotRows: dotRowsAVX512, axpyRows: axpyRowsAVX512},
-		blocks:    blockDecoders{q8_0: decodeQ8_0AVX512, q4_0: decodeQ4_0AVX512, nf4: decodeNF4AVX512, prefetch: prefetchRowsAVX512},
+		blocks: blockDecoders{q8_0: decodeQ8_0AVX512, q4_0: decodeQ4_0AVX512, nf4: decodeNF4AVX512, prefetch: prefetchRowsAVX512,
+			f16: decodeF16AVX2, bf16: decodeBF16AVX2},
 		transpose: transposeBlocksAVX512, packT: packTransAVX512}
 	avx2Path = &Path{mk: avx2Kernel, simd: "avx2",
 		rows: rowKernels{max: maxAVX2, expShiftSum: expShiftSumAVX2, swiglu: swigluAVX2, swigluBack: swigluBackAVX2,
 			dotRows: dotRowsAVX2, axpyRows: axpyRowsAVX2Split},
-		blocks:    blockDecoders{q8_0: decodeQ8_0AVX2, q4_0: decodeQ4_0AVX2, nf4: decodeNF4AVX2},
+		blocks:    blockDecoders{q8_0: decodeQ8_0AVX2, q4_0: decodeQ4_0AVX2, nf4: decodeNF4AVX2, f16: decodeF16AVX2, bf16: decodeBF16AVX2},
 		transpose: transposeBlocksAVX2}
 )
 
@@ -65,6 +67,27 @@ func decodeQ4_0AVX2(dst *float32, src *byte, nb, step int)
 
 //go:noescape
 func decodeNF4AVX2(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
+
+//go:noescape
+func decodeF16AVX2(dst *float32, src *uint16, n int)
+
+//go:noescape
+func decodeBF16AVX2(dst *float32, src *uint16, n int)
+
+//go:noescape
+func gemvF32AVX2(k int, x *float32, w *byte, ldw int, c *float32)
+
+//go:noescape
+func gemvF16AVX2(k int, x *float32, w *byte, ldw int, c *float32)
+
+//go:noescape
+func gemvBF16AVX2(k int, x *float32, w *byte, ldw int, c *float32)
+
+//go:noescape
+func dotAVX2x3(k int, a *float32, lda int, b *float32, c *float32, ldc int, overwrite bool)
+
+//go:noescape
+func dotAVX2x1(k int, a *float32, lda int, b *float32, c *float32, ldc int, overwrite bool)
 
 //go:noescape
 func dotRowsAVX2(dst, x, m *float32, rows, strideBytes, nvec int, alpha float32)

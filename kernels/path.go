@@ -58,6 +58,9 @@ type blockDecoders struct {
 	// prefetch asks for each 64 bytes of n spans of span bytes, stride
 	// apart from p, to be brought into cache (nil: nothing).
 	prefetch func(p *byte, n, stride, span int)
+	// f16 and bf16 convert n half-precision values (n a multiple of 8) to
+	// fp32, exactly (a NaN stays a NaN, perhaps quieted).
+	f16, bf16 func(dst *float32, src *uint16, n int)
 }
 
 // transposeFn transposes the first 16·⌊kc/16⌋ columns of at most 16 rows as

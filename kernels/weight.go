@@ -534,18 +534,26 @@ func (w *Weight) prefetchRows(bd *blockDecoders, j0, n, c0, c1 int) {
 	bd.prefetch(&w.q[(j0*w.blocksPerRow+b0)*bb], n, w.blocksPerRow*bb, (b1-b0)*bb)
 }
 
+// storedAt is W[i, p] of an F32, F16 or BF16 weight.
+func (w *Weight) storedAt(i, p int) float32 {
+	switch w.Format {
+	case F32:
+		return w.f32[i*w.Cols+p]
+	case F16:
+		return F16ToF32(w.u16[i*w.Cols+p])
+	}
+	return fromBF16(w.u16[i*w.Cols+p])
+}
+
 // decodeBlocks decodes blocks [b0, b1) of row i into dst (len (b1-b0)·BlockSize).
 func (w *Weight) decodeBlocks(bd *blockDecoders, dst []float32, i, b0, b1 int) {
 	switch w.Format {
 	case F32:
 		copy(dst, w.f32[i*w.Cols+b0:i*w.Cols+b1])
 	case F16:
-		decodeF16(dst, w.u16[i*w.Cols+b0:i*w.Cols+b1])
+		decodeHalves(bd.f16, dst, w.u16[i*w.Cols+b0:i*w.Cols+b1], F16ToF32)
 	case BF16:
-		src := w.u16[i*w.Cols+b0 : i*w.Cols+b1]
-		for j, h := range src {
-			dst[j] = math.Float32frombits(uint32(h) << 16)
-		}
+		decodeHalves(bd.bf16, dst, w.u16[i*w.Cols+b0:i*w.Cols+b1], fromBF16)
 	case Q8_0:
 		q := w.q[(i*w.blocksPerRow+b0)*34 : (i*w.blocksPerRow+b1)*34]
 		decodeQ8_0(bd, dst, q)
@@ -600,10 +608,17 @@ func (w *Weight) decodeRuns(bd *blockDecoders, dst []float32, i, c0, n, step int
 	return true
 }
 
-func decodeF16(dst []float32, src []uint16) {
+// decodeHalves converts src to fp32 in dst: by fn (a path's vector form)
+// up to a multiple of 8, the rest (all of it without fn) by one.
+func decodeHalves(fn func(dst *float32, src *uint16, n int), dst []float32, src []uint16, one func(uint16) float32) {
 	dst = dst[:len(src)]
-	for j, h := range src {
-		dst[j] = F16ToF32(h)
+	j := 0
+	if n := len(src) &^ 7; fn != nil && n > 0 {
+		fn(&dst[0], &src[0], n)
+		j = n
+	}
+	for ; j < len(src); j++ {
+		dst[j] = one(src[j])
 	}
 }
 

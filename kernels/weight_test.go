@@ -334,6 +334,46 @@ func TestBlockDecoders(t *testing.T) {
 	}
 }
 
+// TestHalfDecoders: each path's F16 and BF16 row conversions equal the
+// pure-Go ones on every 16-bit pattern (NaN for NaN), at every offset of
+// a row's vector part and its tail.
+func TestHalfDecoders(t *testing.T) {
+	n := 0
+	for _, pa := range paths() {
+		if pa.blocks.f16 == nil {
+			continue
+		}
+		n++
+		for _, c := range []struct {
+			f   Format
+			fn  func(dst *float32, src *uint16, n int)
+			ref func(uint16) float32
+		}{{F16, pa.blocks.f16, F16ToF32}, {BF16, pa.blocks.bf16, fromBF16}} {
+			src := make([]uint16, 1<<16+13)
+			for i := range src {
+				src[i] = uint16(i * 40503) // every pattern once in the first 65536 (40503 is odd)
+			}
+			dst := make([]float32, len(src))
+			for _, off := range []int{0, 1, 7, 8, 9, 31, 32, 40} {
+				clear(dst)
+				decodeHalves(c.fn, dst[off:], src[off:], c.ref)
+				for i := off; i < len(src); i++ {
+					want, got := c.ref(src[i]), dst[i]
+					if math.IsNaN(float64(want)) && math.IsNaN(float64(got)) {
+						continue
+					}
+					if math.Float32bits(want) != math.Float32bits(got) {
+						t.Fatalf("%s %s offset %d: %#04x → %g (%#08x), Go %g (%#08x)", pa.Name(), c.f, off, src[i], got, math.Float32bits(got), want, math.Float32bits(want))
+					}
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Skip("no vectorized half-precision decoders on this CPU/build")
+	}
+}
+
 func testBlockDecoders(t *testing.T, pa *Path) {
 	r := rand.New(rand.NewPCG(61, 62))
 	for _, f := range []Format{Q8_0, Q4_0, NF4} {

@@ -1,10 +1,11 @@
 #!/bin/bash
 # generate_side_by_side.sh [LOWRANK] [ROUNDS] [TOKENS]: the README's
 # generation table. Writes the smollm2-135m shape with seeded random
-# weights as Q8_0 and Q4_0 GGUF files (randgguf, StarCoder's 49152-token
-# vocabulary from the assets), then alternates llama.cpp (node-llama-cpp
-# 3.21.1's prebuilt CPU build) and `lowrank generate` (compute f32, int8,
-# auto) on each file and thread count, ROUNDS times: greedy from BOS, TOKENS
+# weights as Q8_0, Q4_0 and F16 GGUF files (randgguf, StarCoder's 49152-token
+# vocabulary from the assets; F16 is what a merged model is exported as),
+# then alternates llama.cpp (node-llama-cpp 3.21.1's prebuilt CPU build) and
+# `lowrank generate` (compute f32, int8, auto; F16 has no int8 form) on each
+# file and thread count, ROUNDS times: greedy from BOS, TOKENS
 # tokens, tokens/s over the whole call (the first token included) and peak
 # RSS; then the Q8_0 file after a prompt of 150 words (490 tokens: a
 # context where attention over the cache counts), llama.cpp against auto.
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/../.."
 ASSETS=${LOWRANK_ASSETS:-../shared/assets}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-for q in q8_0 q4_0; do
+for q in q8_0 q4_0 f16; do
 	go run ./model/testdata/randgguf -preset smollm2-135m -type $q \
 		-vocab "$ASSETS/tokenizers/llama.cpp-vocab/ggml-vocab-starcoder.gguf" -o "$T/smollm2-$q.gguf" >/dev/null
 done
@@ -47,10 +48,12 @@ lowrank() {
 }
 for round in $(seq "$ROUNDS"); do
 	echo "== round $round $(date +%T)"
-	for q in q8_0 q4_0; do
+	for q in q8_0 q4_0 f16; do
+		cs="f32 int8 auto"
+		if [ $q = f16 ]; then cs="f32 auto"; fi
 		for th in 1 2; do
 			echo "llama.cpp $q t$th: $(llama "$T/smollm2-$q.gguf" "$N" "$th")"
-			for c in f32 int8 auto; do
+			for c in $cs; do
 				echo "lowrank $q t$th $c: $(lowrank --model "$T/smollm2-$q.gguf" --max-tokens "$N" --threads "$th" --compute-dtype $c)"
 			done
 		done

@@ -29,6 +29,8 @@ func main() {
 	// gemm.go): the AVX-512 kernel prefetches every B line 2 KiB ahead.
 	write(filepath.Join(dir, "gemm_avx512_amd64.s"), x86("gemmAVX512", "Z", 12, 2, 64, "!noasm", 2048))
 	write(filepath.Join(dir, "dot_avx512_amd64.s"), dotAVX512())
+	write(filepath.Join(dir, "dot_avx2_amd64.s"), dotAVX2())
+	write(filepath.Join(dir, "gemv_avx2_amd64.s"), gemvAVX2())
 	write(filepath.Join(dir, "outer_avx512_amd64.s"), outerAVX512())
 	write(filepath.Join(dir, "outer_avx2_amd64.s"), outerAVX2())
 	write(filepath.Join(dir, "rows_avx512_amd64.s"), rowsAVX512())

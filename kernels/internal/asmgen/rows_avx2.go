@@ -240,6 +240,8 @@ func rowsAVX2() []byte {
 //	decodeQ8_0AVX2(dst *float32, src *byte, nb, step int)
 //	decodeQ4_0AVX2(dst *float32, src *byte, nb, step int)
 //	decodeNF4AVX2(dst *float32, src *byte, scale *float32, code *float32, nb, step int)
+//	decodeF16AVX2(dst *float32, src *uint16, n int)    n a multiple of 8
+//	decodeBF16AVX2(dst *float32, src *uint16, n int)
 //
 // NF4's 16-entry codebook is two 8-entry VPERMPS tables, the entry picked by
 // the index's bit 3 (VBLENDVPS on the index shifted to the sign bit).
@@ -357,6 +359,46 @@ func decodeAVX2() []byte {
 	a.label("nfdone")
 	a.l("VZEROUPPER")
 	a.l("RET")
+
+	// F16 (VCVTPH2PS, F16C: every AVX2 CPU has it) and BF16 (the upper half
+	// of an fp32) rows, n a multiple of 8: 32 values a loop, then 8.
+	halves := func(name, tag string, conv func(off, y int)) {
+		fmt.Fprintf(&a, "\n// func %s(dst *float32, src *uint16, n int)\nTEXT ·%s(SB), NOSPLIT, $0-24\n", name, name)
+		a.l("MOVQ dst+0(FP), DI")
+		a.l("MOVQ src+8(FP), SI")
+		a.l("MOVQ n+16(FP), CX")
+		a.l("CMPQ CX, $32")
+		a.l("JLT %s8", tag)
+		a.label(tag + "32")
+		for i := 0; i < 4; i++ {
+			conv(16*i, i)
+		}
+		for i := 0; i < 4; i++ {
+			a.l("VMOVUPS Y%d, %d(DI)", i, 32*i)
+		}
+		a.l("ADDQ $64, SI")
+		a.l("ADDQ $128, DI")
+		a.l("SUBQ $32, CX")
+		a.l("CMPQ CX, $32")
+		a.l("JGE %s32", tag)
+		a.label(tag + "8")
+		a.l("TESTQ CX, CX")
+		a.l("JEQ %sdone", tag)
+		conv(0, 0)
+		a.l("VMOVUPS Y0, (DI)")
+		a.l("ADDQ $16, SI")
+		a.l("ADDQ $32, DI")
+		a.l("SUBQ $8, CX")
+		a.l("JMP %s8", tag)
+		a.label(tag + "done")
+		a.l("VZEROUPPER")
+		a.l("RET")
+	}
+	halves("decodeF16AVX2", "f16", func(off, y int) { a.l("VCVTPH2PS %d(SI), Y%d", off, y) })
+	halves("decodeBF16AVX2", "bf16", func(off, y int) {
+		a.l("VPMOVZXWD %d(SI), Y%d", off, y)
+		a.l("VPSLLD $16, Y%d, Y%d", y, y)
+	})
 	return a.Bytes()
 }
 
