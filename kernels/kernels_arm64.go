@@ -2,17 +2,76 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 //go:noescape
 func gemmNEON(kc int, a, b, c *float32, ldc int, overwrite bool)
 
 // 8×12: 24 accumulators, 3 for B, 2 for broadcasts, 1 vector of ones. Every
 // arm64 CPU has Advanced SIMD.
-var neonKernel = &microKernel{name: "neon", mr: 8, nr: 12, mc: 192, kc: 256, nc: 1536, fn: gemmNEON}
+var neonKernel = &microKernel{name: "neon", mr: 8, nr: 12, mc: 192, kc: 256, nc: 1536, fn: gemmNEON,
+	dot: &dotKernel{rows3: dotNEONx3, rows1: dotNEONx1, f32: gemvF32NEON, f16: gemvF16NEON, bf16: gemvBF16NEON}}
 
-// The NEON path: its microkernel, the rest in Go.
-var neonPath = &Path{mk: neonKernel, simd: "neon"}
+// The NEON path: its microkernel with the dot-product and one-row forms,
+// the f16/bf16 row conversions; the rest in Go.
+var neonPath = &Path{mk: neonKernel, simd: "neon", blocks: blockDecoders{f16: decodeF16NEON, bf16: decodeBF16NEON}}
+
+//go:noescape
+func dotNEONx3k4(k int, a *float32, lda int, b *float32, c *float32, ldc int, overwrite bool)
+
+//go:noescape
+func dotNEONx1k4(k int, a *float32, lda int, b *float32, c *float32, ldc int, overwrite bool)
+
+//go:noescape
+func gemvF32NEON(k int, x *float32, w *byte, ldw int, c *float32)
+
+//go:noescape
+func gemvF16NEON(k int, x *float32, w *byte, ldw int, c *float32)
+
+//go:noescape
+func gemvBF16NEON(k int, x *float32, w *byte, ldw int, c *float32)
+
+//go:noescape
+func decodeF16NEON(dst *float32, src *uint16, n int)
+
+//go:noescape
+func decodeBF16NEON(dst *float32, src *uint16, n int)
+
+func dotNEONx3(k int, a *float32, lda int, b *float32, c *float32, ldc int, overwrite bool) {
+	dotNEONx3k4(k, a, lda, b, c, ldc, overwrite)
+	dotTail(3, k, a, lda, b, c, ldc)
+}
+
+func dotNEONx1(k int, a *float32, lda int, b *float32, c *float32, ldc int, overwrite bool) {
+	dotNEONx1k4(k, a, lda, b, c, ldc, overwrite)
+	dotTail(1, k, a, lda, b, c, ldc)
+}
+
+// dotTail adds the products of the last k mod 4 values the NEON dot
+// kernels leave, in order, to each of C's rows·8 outputs.
+func dotTail(rows, k int, a *float32, lda int, b *float32, c *float32, ldc int) {
+	k4 := k &^ 3
+	if k4 == k {
+		return
+	}
+	kp := (k + 15) &^ 15
+	bs := unsafe.Slice(b, 8*kp)
+	for i := 0; i < rows; i++ {
+		ar := unsafe.Slice((*float32)(unsafe.Add(unsafe.Pointer(a), 4*i*lda)), k)
+		cr := unsafe.Slice((*float32)(unsafe.Add(unsafe.Pointer(c), 4*i*ldc)), 8)
+		for j := range cr {
+			s := cr[j]
+			for p := k4; p < k; p++ {
+				s += ar[p] * bs[j*kp+p]
+			}
+			cr[j] = s
+		}
+	}
+}
 
 func paths() []*Path { return []*Path{neonPath, goPath} }
 

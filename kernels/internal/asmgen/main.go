@@ -31,6 +31,8 @@ func main() {
 	write(filepath.Join(dir, "dot_avx512_amd64.s"), dotAVX512())
 	write(filepath.Join(dir, "dot_avx2_amd64.s"), dotAVX2())
 	write(filepath.Join(dir, "gemv_avx2_amd64.s"), gemvAVX2())
+	write(filepath.Join(dir, "dot_neon_arm64.s"), dotNEON())
+	write(filepath.Join(dir, "gemv_neon_arm64.s"), gemvNEON())
 	write(filepath.Join(dir, "outer_avx512_amd64.s"), outerAVX512())
 	write(filepath.Join(dir, "outer_avx2_amd64.s"), outerAVX2())
 	write(filepath.Join(dir, "rows_avx512_amd64.s"), rowsAVX512())

@@ -108,6 +108,9 @@ func TestA64(t *testing.T) {
 		{fadd4s(1, 2, 3), 0x4e23d441}, {fadd4s(28, 17, 9), 0x4e29d63c},
 		{fmul4s(1, 2, 3), 0x6e23dc41}, {fmul4s(20, 21, 22), 0x6e36deb4},
 		{fmulElem0(1, 2, 3), 0x4f839041}, {fmulElem0(7, 18, 29), 0x4f9d9247}, {fmulElem0(7, 18, 13), 0x4f8d9247},
+		{faddp4s(0, 1, 2), 0x6e22d420}, {faddp4s(17, 9, 30), 0x6e3ed531},
+		{fcvtl4s(3, 4), 0x0e217883}, {fcvtl4s(19, 28), 0x0e217b93}, {fcvtl24s(5, 6), 0x4e2178c5}, {fcvtl24s(21, 26), 0x4e217b55},
+		{shll4s(1, 2), 0x2e613841}, {shll4s(17, 27), 0x2e613b71}, {shll24s(1, 2), 0x6e613841}, {shll24s(18, 25), 0x6e613b32},
 		// -march=armv8.6-a+bf16
 		{bfdotElem(0, 24, 27, 0), 0x4f5bf300}, {bfdotElem(1, 25, 27, 1), 0x4f7bf321}, {bfdotElem(2, 26, 27, 2), 0x4f5bfb42},
 		{bfdotElem(23, 26, 28, 3), 0x4f7cfb57}, {bfdotElem(12, 24, 28, 0), 0x4f5cf30c}, {bfdotElem(5, 9, 3, 1), 0x4f63f125},
