@@ -91,9 +91,26 @@ func int8Kernels(isa string) []byte {
 			a.l("VPSRLW $4, %s, %s", x(tmp[0]), x(tmp[1]))
 			a.l("VINSERTI128 $1, %s, %s, %s", x(tmp[1]), tmp[0], tmp[0])
 			a.l("VPAND Y14, %s, %s", tmp[0], tmp[0])
-			a.l("VPSHUFB %s, Y13, %s", tmp[0], tmp[0])
+			if vnni {
+				a.l("VPSHUFB %s, Y13, %s", tmp[0], tmp[0])
+				f16(r)
+				scaled(r, tmp[0], tmp[2], 0)
+				return
+			}
 			f16(r)
-			scaled(r, tmp[0], tmp[2], 0)
+			// Σ x·(n−8) = Σ n·x − 8·Σx, lane by lane and exact: the
+			// nibbles n (0..15) unsigned against X signed (pairs within
+			// ±3810: no saturation), plus the unit's corrections −128·Σx
+			// shifted to −8·Σx once per step (Y11, q4pre): the integers,
+			// so the bits, of the VPSIGNB form, three instructions fewer.
+			s, t := tmp[3], tmp[4]
+			a.l("VPMADDUBSW (R10), %s, %s", tmp[0], s)
+			a.l("VPMADDWD Y15, %s, %s", s, s)
+			a.l("VPADDD Y11, %s, %s", s, s)
+			a.l("VCVTDQ2PS %s, %s", s, s)
+			a.l("VMULPS 64(R10), %s, %s", tmp[2], t)
+			a.l("VMULPS %s, %s, %s", t, s, s)
+			a.l("VADDPS %s, %s, %s", s, r.acc, r.acc)
 		}},
 		{"dotNF4" + isa, "x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte", 72, 32, true, func(r row) {
 			a.l("VMOVDQU %s, %s", r.w, tmp[0])
@@ -187,6 +204,10 @@ func int8Kernels(isa string) []byte {
 			// Rows stream from memory: fetch a few KiB ahead of each.
 			for _, r := range rows[:n] {
 				a.l("PREFETCHT1 %d%s", pfDist, r.w)
+			}
+			if !vnni && f.step == 18 { // Q4_0: the unit's corrections, −8·Σx per lane
+				a.l("VMOVDQU 32(R10), Y11")
+				a.l("VPSRAD $4, Y11, Y11")
 			}
 			for _, r := range rows[:n] {
 				f.body(r)
