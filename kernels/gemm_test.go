@@ -166,6 +166,10 @@ func TestGemmConformance(t *testing.T) {
 						c0 := cloneMat(c)
 						p.Gemm(c, ab.alpha, a, ta, b, tb, ab.beta)
 						name := fmt.Sprintf("%dx%dx%d %v%v α=%g β=%g", m, n, k, ta, tb, ab.alpha, ab.beta)
+						// One row against B's rows: the one-row form where the kernel reads fp32 rows.
+						if want := m == 1 && ta == NoTrans && tb == Trans && ab.alpha != 0 && p.mk.dot != nil && p.mk.dot.f32 != nil; p.lastGemv != want {
+							t.Errorf("%s %s: one-row form %v, want %v", p.Kernel(), name, p.lastGemv, want)
+						}
 						checkGemm(t, name, c, c0, ab.alpha, a, ta, denseOp(b, tb), ab.beta)
 					}
 				}
@@ -283,6 +287,7 @@ func TestThreadInvariance(t *testing.T) {
 		{m: 1, n: 1500, k: 300, tb: Trans, f: F16, quant: true},  // GEMV from the stored rows, 4 left to the decoding form
 		{m: 1, n: 1500, k: 301, tb: Trans, f: BF16, quant: true}, // and K's last 5 added after
 		{m: 700, n: 8, k: 300, tb: Trans},                        // LoRA rank 8: dot-product form where the CPU has it
+		{m: 1, n: 1500, k: 301, tb: Trans},                       // one row against fp32 rows (generation's LoRA products), 4 rows and K's last 5 in Go
 		{m: 700, n: 13, k: 77},                                   // odd rank, B not transposed
 	}
 	for _, kname := range Kernels() {
@@ -396,12 +401,17 @@ func TestGemmNoAlloc(t *testing.T) {
 		a, b, c := randMat(r, 200, 300, 300), randMat(r, 250, 300, 300), NewMat(200, 250)
 		w := Quantize(Q4_0, 250, 300, b.Data)
 		h, dA := randMat(r, 200, 8, 8), NewMat(8, 300) // LoRA's dA = Hᵀ·X: the outer-product path
+		// One row: the one-row forms (K's last 3 of the fp32 rows in Go).
+		x299, x300, c1 := MatOf(a.Data[:299], 1, 299), MatOf(a.Data[:300], 1, 300), MatOf(c.Data[:250], 1, 250)
+		b299 := Mat{Data: b.Data, Rows: 250, Cols: 299, Stride: 300}
 		p.Gemm(c, 1, a, NoTrans, b, Trans, 0)
 		p.Gemm(dA, 1, h, Trans, a, NoTrans, 1)
 		if n := testing.AllocsPerRun(5, func() {
 			p.Gemm(c, 1, a, NoTrans, b, Trans, 0)
 			p.GemmW(c, 1, a, NoTrans, w, Trans, 1)
 			p.Gemm(dA, 1, h, Trans, a, NoTrans, 1)
+			p.Gemm(c1, 1, x299, NoTrans, b299, Trans, 1)
+			p.GemmW(c1, 1, x300, NoTrans, w, Trans, 1)
 		}); n != 0 {
 			t.Errorf("%s: %v allocations per call", p.Kernel(), n)
 		}
