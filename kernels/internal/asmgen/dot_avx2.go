@@ -11,8 +11,8 @@ import "fmt"
 // (12 accumulators, 3 for A, 1 for B), so the 3-row kernel walks A twice,
 // once for each half of the 8 columns; the 1-row kernel takes all 8
 // columns in one pass. Either way an output is its accumulator's lanes
-// summed by one fixed tree (two levels of VHADDPS, then the upper 128 bits
-// added to the lower), so a row comes out with the same bits in both.
+// summed by one fixed tree (reduce4AVX2), so a row comes out with the same
+// bits in both.
 //
 //	func dotAVX2xR(k int, a *float32, lda int, b *float32, c *float32, ldc int, overwrite bool)
 func dotAVX2() []byte {
@@ -77,11 +77,10 @@ func dotAVX2() []byte {
 				a.l("VXORPS Y%d, Y%d, Y%d", i, i, i)
 			}
 			body := func(masked bool) {
-				if masked {
-					a.l("LEAQ ·dotAVX2Mask<>(SB), AX")
-					a.l("MOVQ $8, R10")
-					a.l("SUBQ CX, R10")
-					a.l("VMOVDQU (AX)(R10*4), Y%d", yb)
+				if masked { // the first CX lanes: 4·(8−CX) bytes into the table (CX is done with)
+					a.l("LEAQ ·dotAVX2Mask<>+32(SB), AX")
+					a.l("NEGQ CX")
+					a.l("VMOVDQU (AX)(CX*4), Y%d", yb)
 				}
 				for i := 0; i < rows; i++ {
 					if masked {
@@ -89,12 +88,6 @@ func dotAVX2() []byte {
 					} else {
 						a.l("VMOVUPS (%s), Y%d", aptr[i], ya+i)
 					}
-				}
-				if masked { // R10 back to kp
-					a.l("MOVQ k+0(FP), R10")
-					a.l("ADDQ $15, R10")
-					a.l("ANDQ $-16, R10")
-					a.l("SHLQ $2, R10")
 				}
 				for j := 0; j < cols; j++ {
 					a.l("VMOVUPS %s, Y%d", brow(j), yb)
@@ -123,19 +116,15 @@ func dotAVX2() []byte {
 			a.l("MOVBQZX overwrite+48(FP), AX")
 			for i := 0; i < rows; i++ {
 				for q := 0; q < cols/4; q++ { // 4 accumulators → 4 outputs in X(r0)
-					r := func(j int) int { return acc(i, 4*q+j) }
-					a.l("VHADDPS Y%d, Y%d, Y%d", r(1), r(0), r(0))
-					a.l("VHADDPS Y%d, Y%d, Y%d", r(3), r(2), r(2))
-					a.l("VHADDPS Y%d, Y%d, Y%d", r(2), r(0), r(0))
-					a.l("VEXTRACTF128 $1, Y%d, X%d", r(0), r(1))
-					a.l("VADDPS X%d, X%d, X%d", r(1), r(0), r(0))
+					r0 := acc(i, 4*q)
+					reduce4AVX2(&a, r0)
 					mem := fmt.Sprintf("%d%s", 16*(pass+q), crow[i])
 					over := lbl(fmt.Sprintf("over%d_%d_", i, q))
 					a.l("TESTQ AX, AX")
 					a.l("JNE %s", over)
-					a.l("VADDPS %s, X%d, X%d", mem, r(0), r(0))
+					a.l("VADDPS %s, X%d, X%d", mem, r0, r0)
 					a.label(over)
-					a.l("VMOVUPS X%d, %s", r(0), mem)
+					a.l("VMOVUPS X%d, %s", r0, mem)
 				}
 			}
 		}
@@ -145,12 +134,23 @@ func dotAVX2() []byte {
 	return a.Bytes()
 }
 
+// reduce4AVX2 sums each of the 4 accumulators Y(r)..Y(r+3) over its 8
+// lanes by one fixed tree (two levels of VHADDPS, then the upper 128 bits
+// added to the lower) into the 4 lanes of X(r); Y(r+1..r+3) are clobbered.
+func reduce4AVX2(a *asm, r int) {
+	a.l("VHADDPS Y%d, Y%d, Y%d", r+1, r, r)
+	a.l("VHADDPS Y%d, Y%d, Y%d", r+3, r+2, r+2)
+	a.l("VHADDPS Y%d, Y%d, Y%d", r+2, r, r)
+	a.l("VEXTRACTF128 $1, Y%d, X%d", r, r+1)
+	a.l("VADDPS X%d, X%d, X%d", r+1, r, r)
+}
+
 // gemvAVX2 emits generation's one-row product straight from a weight's
 // stored rows (F32, F16 or BF16: no decoding into a buffer, so the weight
 // is read once, at memory speed): c[0:8] = Σ_p x[p]·W[j, p] over 8 rows j
 // ldw bytes apart, k a multiple of 8 (the caller adds the rest). Each
 // output has one 8-lane accumulator fed in order along K and is summed by
-// dotAVX2's tree.
+// reduce4AVX2's tree, as dotAVX2's.
 //
 //	func gemvF32AVX2(k int, x *float32, w *byte, ldw int, c *float32)
 //	func gemvF16AVX2(k int, x *float32, w *byte, ldw int, c *float32)
@@ -229,13 +229,8 @@ func gemvAVX2() []byte {
 		step(1)
 		a.label(lbl("reduce"))
 		for q := 0; q < 2; q++ {
-			r := func(j int) int { return 4*q + j }
-			a.l("VHADDPS Y%d, Y%d, Y%d", r(1), r(0), r(0))
-			a.l("VHADDPS Y%d, Y%d, Y%d", r(3), r(2), r(2))
-			a.l("VHADDPS Y%d, Y%d, Y%d", r(2), r(0), r(0))
-			a.l("VEXTRACTF128 $1, Y%d, X%d", r(0), r(1))
-			a.l("VADDPS X%d, X%d, X%d", r(1), r(0), r(0))
-			a.l("VMOVUPS X%d, %d(DX)", r(0), 16*q)
+			reduce4AVX2(&a, 4*q)
+			a.l("VMOVUPS X%d, %d(DX)", 4*q, 16*q)
 		}
 		a.l("VZEROUPPER")
 		a.l("RET")

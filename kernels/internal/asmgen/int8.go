@@ -159,7 +159,7 @@ func int8Kernels(isa string) []byte {
 				a.l("MOVQ tab+48(FP), AX")
 			}
 		}
-		if f.frame > 48 {
+		if f.frame > 48 && (vnni || f.nf4) { // the nibble table (AVX2's Q4_0 takes the nibbles as they are)
 			a.l("VMOVDQU (AX), Y13")
 		}
 		if vnni {
