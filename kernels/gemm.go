@@ -187,7 +187,11 @@ func (ws *workspace) runGemv(dk *dotKernel, g *gemmArgs, j0, j1 int) {
 	}
 	w, x := g.b.w, g.a.Data
 	if fn, size := dk.stored(w.Format); fn != nil && g.k >= 8 {
-		j0 = ws.runGemvStored(fn, size, g, j0, j1)
+		base := unsafe.Pointer(unsafe.SliceData(w.u16))
+		if w.Format == F32 {
+			base = unsafe.Pointer(unsafe.SliceData(w.f32))
+		}
+		j0 = ws.runGemvRows(fn, g, base, w.Cols*size, w.storedAt, j0, j1)
 	}
 	// Rows of kp floats, the last one's decoding running up to a block past kp.
 	chunk := ((len(ws.tmp) - maxBlock) / 8) &^ 63
@@ -214,26 +218,20 @@ func (ws *workspace) runGemv(dk *dotKernel, g *gemmArgs, j0, j1 int) {
 	}
 }
 
-// runGemvStored computes C[0, j0:j1] 8 rows at a time by fn reading the
-// weight's rows in place (the first 8·⌊k/8⌋ columns; the rest added after,
-// in order) and returns where it stopped: the last j1−j0 mod 8 rows are
-// left to the decoding form.
-func (ws *workspace) runGemvStored(fn func(k int, x *float32, w *byte, ldw int, c *float32), size int, g *gemmArgs, j0, j1 int) int {
-	w, x := g.b.w, g.a.Data[:g.k]
+// runGemvRows computes C[0, j0:j1] 8 rows of op(B)ᵀ at a time by fn
+// reading them in place (row j at base + j·ld bytes; the first 8·⌊k/8⌋
+// columns, the rest added after, in order, through at) and returns where
+// it stopped: the last j1−j0 mod 8 rows are left to the caller.
+func (ws *workspace) runGemvRows(fn func(k int, x *float32, w *byte, ldw int, c *float32), g *gemmArgs, base unsafe.Pointer, ld int, at func(j, p int) float32, j0, j1 int) int {
+	x := g.a.Data[:g.k]
 	k8 := g.k &^ 7
 	acc := ws.tile[:8]
-	var base unsafe.Pointer
-	if w.Format == F32 {
-		base = unsafe.Pointer(unsafe.SliceData(w.f32))
-	} else {
-		base = unsafe.Pointer(unsafe.SliceData(w.u16))
-	}
 	_ = x[k8-1]
 	for ; j0+8 <= j1; j0 += 8 {
-		fn(k8, &x[0], (*byte)(unsafe.Add(base, j0*w.Cols*size)), w.Cols*size, &acc[0])
+		fn(k8, &x[0], (*byte)(unsafe.Add(base, j0*ld)), ld, &acc[0])
 		for r := range acc {
 			for p := k8; p < g.k; p++ {
-				acc[r] += x[p] * w.storedAt(j0+r, p)
+				acc[r] += x[p] * at(j0+r, p)
 			}
 		}
 		g.storeRow(j0, acc)
@@ -241,30 +239,22 @@ func (ws *workspace) runGemvStored(fn func(k int, x *float32, w *byte, ldw int, 
 	return j0
 }
 
-// runGemvMat is runGemv for an fp32 B stored N×K: 8 of its rows at a time
-// by fn (the first 8·⌊k/8⌋ columns; the rest added after, in order), the
-// last N mod 8 rows (and every row when k < 8) summed in order in Go.
+// runGemvMat is runGemv for an fp32 B stored N×K: runGemvRows, then the
+// last N mod 8 rows (every row when k < 8) summed in order in Go.
 func (ws *workspace) runGemvMat(fn func(k int, x *float32, w *byte, ldw int, c *float32), g *gemmArgs, j0, j1 int) {
 	b, x := g.b.mat, g.a.Data[:g.k]
-	k8 := g.k &^ 7
-	acc := ws.tile[:8]
-	for ; k8 > 0 && j0+8 <= j1; j0 += 8 {
-		_ = b.Data[(j0+7)*b.Stride+g.k-1]
-		fn(k8, &x[0], (*byte)(unsafe.Pointer(&b.Data[j0*b.Stride])), 4*b.Stride, &acc[0])
-		for r := range acc {
-			row := b.Data[(j0+r)*b.Stride:][:g.k]
-			for p := k8; p < g.k; p++ {
-				acc[r] += x[p] * row[p]
-			}
-		}
-		g.storeRow(j0, acc)
+	if g.k >= 8 && j1-j0 >= 8 {
+		_ = b.Data[(j1-1)*b.Stride+g.k-1]
+		at := func(j, p int) float32 { return b.Data[j*b.Stride+p] }
+		j0 = ws.runGemvRows(fn, g, unsafe.Pointer(unsafe.SliceData(b.Data)), 4*b.Stride, at, j0, j1)
 	}
+	acc := ws.tile[:1]
 	for ; j0 < j1; j0++ {
 		acc[0] = 0
 		for p, v := range b.Data[j0*b.Stride:][:g.k] {
 			acc[0] += x[p] * v
 		}
-		g.storeRow(j0, acc[:1])
+		g.storeRow(j0, acc)
 	}
 }
 
