@@ -177,9 +177,10 @@ func (g *gemmArgs) useGemv(mk *microKernel) bool {
 	return g.b.w != nil || mk.dot.f32 != nil
 }
 
-// runGemv computes C[0, j0:j1] in dot-product form: 8 W rows at a time are
-// decoded into tmp as the dot kernel's packed rows, in K chunks that fit it,
-// and each output sums its chunks in order.
+// runGemv computes C[0, j0:j1] in dot-product form: f32, f16 and bf16 rows
+// (and an fp32 B's) read in place where the kernel can (runGemvRows); the
+// others, 8 W rows at a time, decoded into tmp as the dot kernel's packed
+// rows, in K chunks that fit it, each output summing its chunks in order.
 func (ws *workspace) runGemv(dk *dotKernel, g *gemmArgs, j0, j1 int) {
 	if g.b.w == nil {
 		ws.runGemvMat(dk.f32, g, j0, j1)
