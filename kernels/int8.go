@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
 	"unsafe"
 )
 
@@ -29,6 +30,17 @@ import (
 // (each multiply and add rounded to fp32, none fused), sx_l the scale of
 // the X block that lane's values come from and dw the unit's weight scale;
 // the row's result is ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
+
+// f16Table holds every fp16 bit pattern's value (F16ToF32), 256 KiB,
+// built on first use: kernels that look a block's fp16 scale up in it
+// rather than convert it (AVX2's) give the reference's bits.
+var f16Table = sync.OnceValue(func() *[65536]float32 {
+	t := new([65536]float32)
+	for h := range t {
+		t[h] = F16ToF32(uint16(h))
+	}
+	return t
+})
 
 // int8Unit is one unit of a quantized X row, laid out for the kernels:
 // the 32 int8 values matching the weight unit's bytes, the 8 lanes'
