@@ -198,7 +198,7 @@ func int8Kernels(isa string) []byte {
 		switch {
 		case f.nf4 || vnni && f.frame == 56: // the nibble table
 			a.l("VMOVDQU (AX), Y13")
-		case f.step == 18: // AVX2's Q4_0 (the nibbles as they are): shifts 0, 0, 4, 4 (quadwords)
+		case !vnni && f.step == 18: // AVX2's Q4_0 (the nibbles as they are): shifts 0, 0, 4, 4 (quadwords)
 			a.l("MOVL $4, AX")
 			a.l("VMOVD AX, X13")
 			a.l("VPBROADCASTQ X13, Y13")
