@@ -40,7 +40,8 @@ func int8Kernels(isa string) []byte {
 	// and 19.5–19.6 at 4 rows; 19.1–19.3 and 21.4–21.5 with the scale
 	// table; 21.7 and 23.7 with VBROADCASTI128+VPSRLVQ (benchstat, 6 runs
 	// against the 2-row form: +26% and +29%; Q8_0 +7% and +16%, NF4 +3%
-	// and +8%).
+	// and +8%). Q8_0's generation did not follow (−0–5% on one thread,
+	// smollm2-135m): VCVTPH2PS may serve it better than the table.
 	const pfDist = 16384
 	int8RowsPer := 2
 	if !vnni {
