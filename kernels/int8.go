@@ -33,7 +33,7 @@ import (
 
 // f16Table holds every fp16 bit pattern's value (F16ToF32), 256 KiB,
 // built on first use: kernels that look a block's fp16 scale up in it
-// rather than convert it (AVX2's) give the reference's bits.
+// rather than convert it (AVX2's Q4_0) give the reference's bits.
 var f16Table = sync.OnceValue(func() *[65536]float32 {
 	t := new([65536]float32)
 	for h := range t {

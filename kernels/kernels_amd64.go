@@ -389,7 +389,7 @@ var avx512Int8Path = func() *Path {
 }()
 
 //go:noescape
-func dotQ8_0AVX2(x *int8Unit, w *byte, units, rows, ldw int, out *float32, f16 *[65536]float32)
+func dotQ8_0AVX2(x *int8Unit, w *byte, units, rows, ldw int, out *float32)
 
 //go:noescape
 func dotQ4_0AVX2(x *int8Unit, w *byte, units, rows, ldw int, out *float32, f16 *[65536]float32)
@@ -398,12 +398,10 @@ func dotQ4_0AVX2(x *int8Unit, w *byte, units, rows, ldw int, out *float32, f16 *
 func dotNF4AVX2(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte)
 
 // avx2Int8Kernel is int8 on AVX2 (VPMADDUBSW, VPMADDWD): the same bits as
-// VNNI's. Its Q8_0 and Q4_0 kernels look the blocks' fp16 scales up in
-// f16Table (built on the first call) and take Q4_0's nibbles as they are.
+// VNNI's. Its Q4_0 kernel looks the blocks' fp16 scales up in f16Table
+// (built on the first call) and takes the nibbles as they are.
 var avx2Int8Kernel = &int8Kernel{name: "avx2", suffix: "int8", signed: true,
-	q8_0: func(x *int8Unit, w *byte, units, rows, ldw int, out *float32) {
-		dotQ8_0AVX2(x, w, units, rows, ldw, out, f16Table())
-	},
+	q8_0: dotQ8_0AVX2,
 	q4_0: func(x *int8Unit, w *byte, units, rows, ldw int, out *float32, _ *byte) {
 		dotQ4_0AVX2(x, w, units, rows, ldw, out, f16Table())
 	},

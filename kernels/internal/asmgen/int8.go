@@ -83,8 +83,13 @@ func int8Kernels(isa string) []byte {
 		a.l("VMULPS %s, %s, %s", t, s, s)
 		a.l("VADDPS %s, %s, %s", s, r.acc, r.acc)
 	}
-	f16 := func(r row) { // the block's fp16 scale at (w) into tmp[2]
-		if vnni {
+	// f16 puts the block's fp16 scale at (w) into tmp[2]: converted, or
+	// (AVX2's Q4_0) looked up in the table at R14. The lookup's two loads
+	// beat VPBROADCASTW+VCVTPH2PS for Q4_0's 18-byte blocks; for Q8_0's
+	// 34-byte blocks the table's lines cost more in the weight stream than
+	// the conversion does (generation A/B on Zen 3).
+	f16 := func(r row, table bool) {
+		if !table {
 			a.l("VPBROADCASTW %s, %s", r.w, x(tmp[2]))
 			a.l("VCVTPH2PS %s, %s", x(tmp[2]), tmp[2])
 			return
@@ -99,20 +104,19 @@ func int8Kernels(isa string) []byte {
 		nf4        bool // a step is a block of two units
 		body       func(r row)
 	}
-	q8args, q8frame := "x *int8Unit, w *byte, units, rows, ldw int, out *float32", 48
+	q8args := "x *int8Unit, w *byte, units, rows, ldw int, out *float32"
 	q4args := "x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte"
 	if !vnni {
-		q8args, q8frame = q8args+", f16 *[65536]float32", 56
 		q4args = "x *int8Unit, w *byte, units, rows, ldw int, out *float32, f16 *[65536]float32"
 	}
 	formats := []format{
-		{"dotQ8_0" + isa, q8args, q8frame, 34, false, func(r row) {
+		{"dotQ8_0" + isa, q8args, 48, 34, false, func(r row) {
 			if vnni {
 				a.l("VPXOR 2%s, Y15, %s", r.w, tmp[0])
 			} else {
 				a.l("VMOVDQU 2%s, %s", r.w, tmp[0])
 			}
-			f16(r)
+			f16(r, false)
 			scaled(r, tmp[0], tmp[2], 0)
 		}},
 		{"dotQ4_0" + isa, q4args, 56, 18, false, func(r row) {
@@ -127,11 +131,11 @@ func int8Kernels(isa string) []byte {
 			a.l("VPAND Y14, %s, %s", tmp[0], tmp[0])
 			if vnni {
 				a.l("VPSHUFB %s, Y13, %s", tmp[0], tmp[0])
-				f16(r)
+				f16(r, false)
 				scaled(r, tmp[0], tmp[2], 0)
 				return
 			}
-			f16(r)
+			f16(r, true)
 			// Σ x·(n−8) = Σ n·x − 8·Σx, lane by lane and exact: the
 			// nibbles n (0..15) unsigned against X signed (pairs within
 			// ±3810: no saturation), plus the unit's corrections −128·Σx
@@ -190,7 +194,7 @@ func int8Kernels(isa string) []byte {
 		} else {
 			a.l("MOVQ out+40(FP), R9")
 			switch {
-			case !vnni:
+			case !vnni && f.step == 18:
 				a.l("MOVQ f16+48(FP), R14")
 			case f.frame == 56:
 				a.l("MOVQ tab+48(FP), AX")
