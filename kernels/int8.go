@@ -67,9 +67,12 @@ type int8Kernel struct {
 	// gemm, when set, runs products of at least int8GemmMinRows rows (see
 	// int8gemm.go), its X rows quantized by quant and W's regions laid out
 	// by pack (nil: Go).
-	gemm   int8GemmFn
-	quant  int8QuantFn
-	pack   int8PackFn
+	gemm  int8GemmFn
+	quant int8QuantFn
+	pack  int8PackFn
+	// x16: the GEMM's X regions hold the values as int16
+	// (int8GemmX16Block; quant writes them so), not int8.
+	x16    bool
 	nf4Row func(dst, src *byte, n int, tab *byte)  // NF4's codes of 16·n bytes, natural order
 	q4Row  func(dst, src *byte, nb int, tab *byte) // Q4_0's values of nb blocks
 }

@@ -8,7 +8,8 @@ import (
 )
 
 // The int8 GEMM: the products of many rows (eval, a prompt) on a path
-// whose int8 kernel has a gemm (AVX512_VNNI's VPDPBUSD on zmm). The
+// whose int8 kernel has a gemm (AVX512_VNNI's VPDPBUSD on zmm, AVX2's
+// VPMADDWD on int16 X: see int8GemmX16Block). The
 // quantization is the row kernels' (X per block of 32 to int8 with
 // max|x|/127, W's own integers, see int8.go); the arithmetic after the
 // integer dots is its own: for each element of C and each block b of K in
@@ -31,13 +32,17 @@ import (
 // are zero.
 
 const (
-	int8GemmXRows   = 6                  // rows of X per region: the kernel's register tile
-	int8GemmXBlock  = int8GemmXRows * 40 // bytes per block of an X region: values, scales, corrections
-	int8GemmBlock   = 1152               // bytes per block of a W region: 32×32 bytes, 32 fp32 scales
-	int8GemmRegion  = 32                 // rows of W per region
-	int8GemmPanel   = 4                  // W regions packed at a time
-	int8GemmMinRows = 16                 // fewer rows of X run the row kernels
-	int8GemmChunk   = 8 << 20            // the most bytes of quantized X at a time
+	int8GemmXRows  = 6                  // rows of X per region: the kernel's register tile
+	int8GemmXBlock = int8GemmXRows * 40 // bytes per block of an X region: values, scales, corrections
+	// int8GemmX16Block is an X region's block where the kernel takes the
+	// values as int16 (AVX2's): each row's 32 values as int16, then the
+	// scales, then the corrections.
+	int8GemmX16Block = int8GemmXRows * 72
+	int8GemmBlock    = 1152    // bytes per block of a W region: 32×32 bytes, 32 fp32 scales
+	int8GemmRegion   = 32      // rows of W per region
+	int8GemmPanel    = 4       // W regions packed at a time
+	int8GemmMinRows  = 16      // fewer rows of X run the row kernels
+	int8GemmChunk    = 8 << 20 // the most bytes of quantized X at a time
 )
 
 // int8GemmFn computes C[0:rows, 0:32·nsl] from one X region (x) and nsl
@@ -126,30 +131,51 @@ func gemmInt8Go(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float3
 // of an int8 path with a gemm (the tests run it; no CPU runs it as a path).
 var goInt8GemmKernel = &int8Kernel{name: "go-gemm", suffix: "int8gemm", q8_0: dotQ8_0Go, q4_0: dotQ4_0Go, nf4: dotNF4Go, gemm: gemmInt8Go}
 
+// xBlock is the bytes per block of k's X regions.
+func (k *int8Kernel) xBlock() int {
+	if k.x16 {
+		return int8GemmX16Block
+	}
+	return int8GemmXBlock
+}
+
+// xAt is where row r of an X region's block has its values, its scale and
+// its correction, and the bytes per value (1, or 2 for x16).
+func (k *int8Kernel) xAt(r int) (q, sc, corr, size int) {
+	if k.x16 {
+		return 64 * r, int8GemmXRows*64 + 4*r, int8GemmXRows*68 + 4*r, 2
+	}
+	return 32 * r, int8GemmXRows*32 + 4*r, int8GemmXRows*36 + 4*r, 1
+}
+
 // quantRowsGemm quantizes X rows i0..i1 (of the chunk starting at row
 // g.i8r0) into g.i8q's regions.
 func (ws *workspace) quantRowsGemm(g *gemmArgs, i0, i1 int) {
 	kb := int8Units(g.b.w)
-	qf := ws.path.i8.quant
+	k := ws.path.i8
+	qf, xbl := k.quant, k.xBlock()
 	nb := g.k / 32
 	for i := i0; i < i1; i++ {
-		rg := g.i8q[i/int8GemmXRows*kb*int8GemmXBlock:][:kb*int8GemmXBlock]
-		r := i % int8GemmXRows
-		q, sc, corr := 32*r, int8GemmXRows*32+4*r, int8GemmXRows*36+4*r
+		rg := g.i8q[i/int8GemmXRows*kb*xbl:][:kb*xbl]
+		q, sc, corr, size := k.xAt(i % int8GemmXRows)
 		x := g.a.Data[(g.i8r0+i)*g.a.Stride:][:g.k]
 		b := 0
 		if qf != nil && nb > 0 {
-			qf(&rg[q], (*float32)(unsafe.Pointer(&rg[sc])), (*int32)(unsafe.Pointer(&rg[corr])), &x[0], nb, int8GemmXBlock)
+			qf(&rg[q], (*float32)(unsafe.Pointer(&rg[sc])), (*int32)(unsafe.Pointer(&rg[corr])), &x[0], nb, xbl)
 			b = nb
 		}
 		var qv [32]int8
 		for ; b < kb; b++ {
 			lo := min(32*b, g.k)
 			d := quantBlock(&qv, x[lo:min(lo+32, g.k)])
-			blk := rg[b*int8GemmXBlock:]
+			blk := rg[b*xbl:]
 			var sum int32
 			for t, v := range qv {
-				blk[q+t] = byte(v)
+				if size == 2 {
+					binary.LittleEndian.PutUint16(blk[q+2*t:], uint16(int16(v)))
+				} else {
+					blk[q+t] = byte(v)
+				}
 				sum += int32(v)
 			}
 			binary.LittleEndian.PutUint32(blk[sc:], math.Float32bits(d))
@@ -258,7 +284,7 @@ func (ws *workspace) runInt8Gemm(g *gemmArgs, j0, j1 int) {
 	if cap(ws.i8w) < size {
 		ws.i8w = make([]byte, size)
 	}
-	k := ws.path.i8.gemm
+	k, xbl := ws.path.i8.gemm, ws.path.i8.xBlock()
 	mregs := (g.i8m + int8GemmXRows - 1) / int8GemmXRows
 	for jp := j0; jp < j1; jp += int8GemmPanel * int8GemmRegion {
 		nsl := min(int8GemmPanel, (j1-jp+int8GemmRegion-1)/int8GemmRegion)
@@ -273,7 +299,7 @@ func (ws *workspace) runInt8Gemm(g *gemmArgs, j0, j1 int) {
 			i := mi * int8GemmXRows
 			rows := min(int8GemmXRows, g.i8m-i)
 			c := &g.c.Data[(g.i8r0+i)*g.c.Stride+jp]
-			k(kb, &g.i8q[mi*kb*int8GemmXBlock], &ws.i8w[0], c, g.c.Stride, nsl, rows, g.alpha, mask, g.beta != 0)
+			k(kb, &g.i8q[mi*kb*xbl], &ws.i8w[0], c, g.c.Stride, nsl, rows, g.alpha, mask, g.beta != 0)
 		}
 	}
 }
@@ -283,7 +309,8 @@ func (ws *workspace) runInt8Gemm(g *gemmArgs, j0, j1 int) {
 // quantized (split by rows), then the products (split by W regions).
 func (p *Pool) runInt8Gemm(g *gemmArgs) {
 	kb := int8Units(g.b.w)
-	regBytes := kb * int8GemmXBlock
+	xbl := p.path.i8.xBlock()
+	regBytes := kb * xbl
 	chunk := max(1, int8GemmChunk/regBytes) * int8GemmXRows
 	if need := min(chunk, (g.m+int8GemmXRows-1)/int8GemmXRows*int8GemmXRows) / int8GemmXRows * regBytes; cap(p.i8q) < need {
 		p.i8q = make([]byte, need)
@@ -303,11 +330,13 @@ func (p *Pool) runInt8Gemm(g *gemmArgs) {
 		g.i8q = p.i8q[:mregs*regBytes]
 		if pad := g.i8m % int8GemmXRows; pad != 0 { // the last region's rows past M: zero
 			last := g.i8q[(mregs-1)*regBytes:]
+			q, sc, corr, _ := p.path.i8.xAt(pad)
+			_, scEnd, corrEnd, _ := p.path.i8.xAt(0) // the values end where row 0's scale starts, the scales at its correction
 			for b := 0; b < kb; b++ {
-				blk := last[b*int8GemmXBlock:]
-				clear(blk[32*pad : int8GemmXRows*32])
-				clear(blk[int8GemmXRows*32+4*pad : int8GemmXRows*36])
-				clear(blk[int8GemmXRows*36+4*pad : int8GemmXBlock])
+				blk := last[b*xbl:]
+				clear(blk[q:scEnd])
+				clear(blk[sc:corrEnd])
+				clear(blk[corr:xbl])
 			}
 		}
 		qw := workers

@@ -1,11 +1,13 @@
 package kernels
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/big"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // goInt8GemmPath runs the int8 GEMM's reference kernel: the tests' path.
@@ -186,10 +188,11 @@ func TestInt8GemmChunks(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 5))
 	const k = 1 << 15
 	w := Quantize(Q8_0, 40, k, randMat(r, 40, k, k).Data)
-	chunk := max(1, int8GemmChunk/(int8Units(w)*int8GemmXBlock)) * int8GemmXRows
-	m := chunk + 9
-	x := randMat(r, m, k, k)
+	x := randMat(r, int8GemmChunk/(int8Units(w)*int8GemmXBlock)*int8GemmXRows+9, k, k) // rows for the largest chunk
 	for _, pa := range int8GemmPaths() {
+		chunk := max(1, int8GemmChunk/(int8Units(w)*pa.i8.xBlock())) * int8GemmXRows
+		m := chunk + 9
+		x := MatOf(x.Data[:m*k], m, k)
 		y := NewMat(m, 40)
 		NewPoolOn(2, pa).GemmW(y, 1, x, NoTrans, w, Trans, 0)
 		for _, i := range []int{0, chunk - 1, chunk, chunk + 1, m - 1} {
@@ -199,5 +202,72 @@ func TestInt8GemmChunks(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestInt8GemmQuant: each path's GEMM quantizer gives quantBlock's values,
+// scale and correction for every block, in its own layout: ordinary
+// blocks, blocks of zeros, of subnormals (1/d overflows), with an Inf or a
+// NaN, and values on rounding midpoints.
+func TestInt8GemmQuant(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 6))
+	const nb = 64
+	src := make([]float32, 32*nb)
+	for b := 0; b < nb; b++ {
+		blk := src[32*b : 32*b+32]
+		for i := range blk {
+			blk[i] = float32(r.NormFloat64() * math.Exp2(float64(r.IntN(40)-20)))
+		}
+		switch b % 8 {
+		case 1:
+			clear(blk)
+		case 2:
+			for i := range blk {
+				blk[i] = float32(i-16) * 0x1p-140
+			}
+		case 3:
+			blk[r.IntN(32)] = float32(math.Inf(-1))
+		case 4:
+			blk[r.IntN(32)] = float32(math.NaN())
+		case 5: // max 127: every value an integer, halves between them
+			for i := range blk {
+				blk[i] = float32(r.IntN(255)-127) + 0.5*float32(r.IntN(2))
+			}
+			blk[0] = 127
+		}
+	}
+	for _, pa := range int8GemmPaths() {
+		k := pa.i8
+		if k.quant == nil {
+			continue
+		}
+		xbl := k.xBlock()
+		q, sc, corr, size := k.xAt(int8GemmXRows - 1) // the last row of a region
+		buf := make([]byte, nb*xbl)
+		k.quant(&buf[q], (*float32)(unsafe.Pointer(&buf[sc])), (*int32)(unsafe.Pointer(&buf[corr])), &src[0], nb, xbl)
+		for b := 0; b < nb; b++ {
+			var want [32]int8
+			d := quantBlock(&want, src[32*b:32*b+32])
+			blk := buf[b*xbl:]
+			var sum int32
+			for i, v := range want {
+				got := int16(int8(blk[q+i]))
+				if size == 2 {
+					got = int16(binary.LittleEndian.Uint16(blk[q+2*i:]))
+				}
+				if got != int16(v) {
+					t.Fatalf("%s: block %d value %d = %d, want %d", pa.Name(), b, i, got, v)
+				}
+				sum += int32(v)
+			}
+			gs := math.Float32frombits(binary.LittleEndian.Uint32(blk[sc:]))
+			if gs != d && !(math.IsNaN(float64(gs)) && math.IsNaN(float64(d))) {
+				t.Fatalf("%s: block %d scale %g, want %g", pa.Name(), b, gs, d)
+			}
+			if gc := int32(binary.LittleEndian.Uint32(blk[corr:])); gc != -128*sum {
+				t.Fatalf("%s: block %d correction %d, want %d", pa.Name(), b, gc, -128*sum)
+			}
+		}
+		t.Logf("%s: %d blocks as quantBlock quantizes them", pa.Name(), nb)
 	}
 }

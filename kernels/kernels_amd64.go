@@ -397,10 +397,18 @@ func dotQ4_0AVX2(x *int8Unit, w *byte, units, rows, ldw int, out *float32, f16 *
 //go:noescape
 func dotNF4AVX2(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte)
 
+//go:noescape
+func quantInt8X16AVX2(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)
+
+//go:noescape
+func gemmInt8AVX2(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool)
+
 // avx2Int8Kernel is int8 on AVX2 (VPMADDUBSW, VPMADDWD): the same bits as
 // VNNI's. Its Q4_0 kernel looks the blocks' fp16 scales up in f16Table
-// (built on the first call) and takes the nibbles as they are.
+// (built on the first call) and takes the nibbles as they are. Its GEMM
+// takes X as int16 (VPMADDWD; see int8GemmAVX2 in asmgen).
 var avx2Int8Kernel = &int8Kernel{name: "avx2", suffix: "int8", signed: true,
+	gemm: gemmInt8AVX2, quant: quantInt8X16AVX2, x16: true,
 	q8_0: dotQ8_0AVX2,
 	q4_0: func(x *int8Unit, w *byte, units, rows, ldw int, out *float32, _ *byte) {
 		dotQ4_0AVX2(x, w, units, rows, ldw, out, f16Table())

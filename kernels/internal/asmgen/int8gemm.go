@@ -1,6 +1,9 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // int8GemmAVX512 emits the int8 GEMM kernel of the AVX-512 VNNI path and
 // its quantizer (see kernels/int8gemm.go).
@@ -288,5 +291,244 @@ func cpuidAMD64() []byte {
 	a.l("MOVL DX, edx+4(FP)")
 	a.l("MOVL CX, ecx+8(FP)")
 	a.l("RET")
+	return a.Bytes()
+}
+
+// int8GemmAVX2 emits the int8 GEMM kernel of the AVX2 path (see
+// kernels/int8gemm.go). AVX2 has no VPDPBUSD, and VPMADDUBSW's pair sums
+// saturate on full-range operands; VPMADDWD on 16-bit values is exact, and
+// takes 16 products an instruction. So X's region holds its values as
+// int16 (int8GemmX16Block), broadcast four at a time (one step of K) by
+// VPBROADCASTQ, and W's unsigned bytes (the VNNI layout) are widened by
+// VPMOVZXBW as they are read. (A register-only loop on a Zen 3 core:
+// VPMADDWD+VPADDD 86 GMAC/s against VFMADD231PS's 51; this loop with X
+// widened as it is read too, 48; with X stored widened, 81.)
+//
+// gemmInt8AVX2: for each of nsl W regions, each half of the X region's 6
+// rows (3) and each group of 8 of the region's 32 columns, a 3×8 tile:
+// per block of K, the int32 pair sums Y0..Y5 (row i: Y2i columns 0–3,
+// Y2i+1 columns 4–7, two lanes a column) over 8 steps; VPHADDD makes one
+// lane a column (order 0 1 4 5 2 3 6 7, which the column scales are
+// permuted to and the results back from), the row's correction is added,
+// and acc = fma(float32(S), sw·sx, acc) in Y6..Y8. Then C = alpha·acc or
+// C += alpha·acc for the valid rows, the last region's columns masked
+// (VMASKMOVPS).
+func int8GemmAVX2() []byte {
+	var a asm
+	fileHeader(&a, "amd64 && !noasm")
+	const xr = 6
+	xv, xs, xc, xb := 0, 64*xr, 68*xr, 72*xr
+	fmt.Fprintln(&a)
+	for l := 0; l < 8; l++ {
+		a.l("DATA ·int8LaneBits<>+%d(SB)/4, $%d", 4*l, 1<<l)
+	}
+	a.l("GLOBL ·int8LaneBits<>(SB), RODATA|NOPTR, $32")
+	fmt.Fprintln(&a)
+	fmt.Fprintln(&a, "// func gemmInt8AVX2(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool)")
+	fmt.Fprintln(&a, "TEXT ·gemmInt8AVX2(SB), NOSPLIT, $0-65")
+	a.l("MOVQ kb+0(FP), R13")
+	a.l("MOVQ x+8(FP), SI")
+	a.l("MOVQ w+16(FP), DI")
+	a.l("MOVQ c+24(FP), DX")
+	a.l("MOVQ ldc+32(FP), R8")
+	a.l("SHLQ $2, R8")
+	a.l("MOVQ nsl+40(FP), BX")
+	a.l("MOVQ rows+48(FP), R10")
+	a.l("MOVBQZX accumulate+64(FP), R11")
+	a.l("MOVQ R13, R9")
+	a.l("IMULQ $1152, R9") // bytes of a W region
+	a.label("region")
+	a.l("MOVL $-1, R14")
+	a.l("CMPQ BX, $1")
+	a.l("JNE regionmask")
+	a.l("MOVL mask+60(FP), R14")
+	a.label("regionmask")
+	for h := 0; h < 2; h++ {
+		if h == 1 {
+			a.l("CMPQ R10, $3")
+			a.l("JLE nextregion")
+		}
+		for g := 0; g < 4; g++ {
+			tile := fmt.Sprintf("h%dg%d", h, g)
+			for i := 6; i < 9; i++ {
+				a.l("VXORPS Y%d, Y%d, Y%d", i, i, i)
+			}
+			a.l("MOVQ SI, AX")
+			a.l("LEAQ %d(DI), R12", 32*g)
+			a.l("MOVQ R13, CX")
+			a.label("block" + tile)
+			for i := 0; i < 6; i++ {
+				a.l("VPXOR Y%d, Y%d, Y%d", i, i, i)
+			}
+			for t := 0; t < 8; t++ {
+				a.l("VPMOVZXBW %d(R12), Y9", 128*t)
+				a.l("VPMOVZXBW %d(R12), Y10", 128*t+16)
+				for i := 0; i < 3; i++ {
+					a.l("VPBROADCASTQ %d(AX), Y11", xv+64*(3*h+i)+8*t)
+					a.l("VPMADDWD Y9, Y11, Y12")
+					a.l("VPADDD Y12, Y%d, Y%d", 2*i, 2*i)
+					a.l("VPMADDWD Y10, Y11, Y12")
+					a.l("VPADDD Y12, Y%d, Y%d", 2*i+1, 2*i+1)
+				}
+			}
+			a.l("VMOVUPS 1024(R12), Y13") // the group's 8 scales (R12 is 32·g into the block)
+			a.l("VPERMQ $0xd8, Y13, Y13")
+			for i := 0; i < 3; i++ {
+				r := 3*h + i
+				a.l("VPHADDD Y%d, Y%d, Y%d", 2*i+1, 2*i, 2*i)
+				a.l("VPBROADCASTD %d(AX), Y14", xc+4*r)
+				a.l("VPADDD Y14, Y%d, Y%d", 2*i, 2*i)
+				a.l("VCVTDQ2PS Y%d, Y%d", 2*i, 2*i)
+				a.l("VBROADCASTSS %d(AX), Y14", xs+4*r)
+				a.l("VMULPS Y13, Y14, Y14")
+				a.l("VFMADD231PS Y14, Y%d, Y%d", 2*i, 6+i)
+			}
+			a.l("ADDQ $%d, AX", xb)
+			a.l("ADDQ $1152, R12")
+			a.l("DECQ CX")
+			a.l("JNE block" + tile)
+			// The group's lane mask from its 8 bits of the region's mask.
+			a.l("MOVL R14, CX")
+			a.l("SHRL $%d, CX", 8*g)
+			a.l("VMOVD CX, X13")
+			a.l("VPBROADCASTD X13, Y13")
+			a.l("VPAND ·int8LaneBits<>(SB), Y13, Y13")
+			a.l("VPCMPEQD ·int8LaneBits<>(SB), Y13, Y13")
+			a.l("VBROADCASTSS alpha+56(FP), Y14")
+			if h == 0 {
+				a.l("LEAQ %d(DX), R15", 32*g)
+			} else {
+				a.l("LEAQ (R8)(R8*2), R15")
+				a.l("LEAQ %d(DX)(R15*1), R15", 32*g)
+			}
+			for i := 0; i < 3; i++ {
+				if r := 3*h + i; r > 0 {
+					a.l("CMPQ R10, $%d", r)
+					a.l("JLE done" + tile)
+				}
+				f := 6 + i
+				a.l("VPERMQ $0xd8, Y%d, Y%d", f, f)
+				a.l("VMULPS Y14, Y%d, Y%d", f, f)
+				a.l("TESTQ R11, R11")
+				a.l("JEQ set%s%d", tile, i)
+				a.l("VMASKMOVPS (R15), Y13, Y15")
+				a.l("VADDPS Y15, Y%d, Y%d", f, f)
+				a.label(fmt.Sprintf("set%s%d", tile, i))
+				a.l("VMASKMOVPS Y%d, Y13, (R15)", f)
+				a.l("ADDQ R8, R15")
+			}
+			a.label("done" + tile)
+		}
+	}
+	a.label("nextregion")
+	a.l("ADDQ R9, DI")
+	a.l("ADDQ $128, DX")
+	a.l("DECQ BX")
+	a.l("JNE region")
+	a.l("VZEROUPPER")
+	a.l("RET")
+
+	// The quantizer, as quantBlock computes it (the same roundings), each
+	// block's 32 values stored as int16: a block holding an Inf or a NaN
+	// (x−x is NaN) gets zeros and a NaN scale, one whose 1/d overflows
+	// (max|x| zero or subnormal) zeros and a zero scale.
+	fmt.Fprintln(&a)
+	fmt.Fprintln(&a, "// func quantInt8X16AVX2(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)")
+	fmt.Fprintln(&a, "TEXT ·quantInt8X16AVX2(SB), NOSPLIT, $0-48")
+	a.l("MOVQ q+0(FP), DI")
+	a.l("MOVQ sc+8(FP), R8")
+	a.l("MOVQ corr+16(FP), R9")
+	a.l("MOVQ src+24(FP), SI")
+	a.l("MOVQ nb+32(FP), CX")
+	a.l("MOVQ stride+40(FP), DX")
+	for _, c := range []struct {
+		v uint32
+		y int
+	}{{0x7fffffff, 15}, {0x4b400000, 14}, {127, 12}, {0xffffff81, 11}} { // |x| mask, 1.5·2²³ (as float and as bits), ±127
+		a.l("MOVL $0x%08x, AX", c.v)
+		a.l("VMOVD AX, X%d", c.y)
+		a.l("VPBROADCASTD X%d, Y%d", c.y, c.y)
+	}
+	a.l("MOVL $0x%08x, AX", math.Float32bits(127))
+	a.l("VMOVD AX, X10")
+	a.l("MOVL $0x%08x, AX", math.Float32bits(1))
+	a.l("VMOVD AX, X9")
+	a.label("qblock")
+	for k := 0; k < 4; k++ {
+		a.l("VMOVUPS %d(SI), Y%d", 32*k, k)
+		a.l("VSUBPS Y%d, Y%d, Y%d", k, k, 4+k)
+	}
+	a.l("VORPS Y5, Y4, Y4")
+	a.l("VORPS Y7, Y6, Y6")
+	a.l("VORPS Y6, Y4, Y4")
+	a.l("VCMPPS $3, Y4, Y4, Y4") // unordered: NaN lanes
+	a.l("VMOVMSKPS Y4, AX")
+	a.l("TESTL AX, AX")
+	a.l("JNE qnonfinite")
+	for k := 0; k < 4; k++ {
+		a.l("VANDPS Y15, Y%d, Y%d", k, 4+k)
+	}
+	a.l("VMAXPS Y5, Y4, Y4")
+	a.l("VMAXPS Y7, Y6, Y6")
+	a.l("VMAXPS Y6, Y4, Y4")
+	a.l("VEXTRACTF128 $1, Y4, X5")
+	a.l("VMAXPS X5, X4, X4")
+	a.l("VPERMILPS $0x4e, X4, X5")
+	a.l("VMAXPS X5, X4, X4")
+	a.l("VPERMILPS $0xb1, X4, X5")
+	a.l("VMAXPS X5, X4, X4")  // amax
+	a.l("VDIVSS X10, X4, X6") // d = amax/127
+	a.l("VDIVSS X6, X9, X7")  // id = 1/d
+	a.l("VMOVD X7, AX")
+	a.l("CMPL AX, $0x7f800000") // id ≥ +Inf
+	a.l("JAE qzero")
+	a.l("VBROADCASTSS X7, Y7")
+	for k := 0; k < 4; k++ {
+		a.l("VMULPS Y7, Y%d, Y%d", k, k)
+		a.l("VADDPS Y14, Y%d, Y%d", k, k)
+		a.l("VPSUBD Y14, Y%d, Y%d", k, k)
+		a.l("VPMINSD Y12, Y%d, Y%d", k, k)
+		a.l("VPMAXSD Y11, Y%d, Y%d", k, k)
+	}
+	a.l("VPADDD Y1, Y0, Y4")
+	a.l("VPADDD Y3, Y2, Y5")
+	a.l("VPADDD Y5, Y4, Y4")
+	a.l("VEXTRACTI128 $1, Y4, X5")
+	a.l("VPADDD X5, X4, X4")
+	a.l("VPSHUFD $0x4e, X4, X5")
+	a.l("VPADDD X5, X4, X4")
+	a.l("VPSHUFD $0xb1, X4, X5")
+	a.l("VPADDD X5, X4, X4")
+	a.l("VMOVD X4, AX")
+	a.l("IMULL $-128, AX")
+	a.l("MOVL AX, (R9)")
+	a.l("VPACKSSDW Y1, Y0, Y0")
+	a.l("VPACKSSDW Y3, Y2, Y2")
+	a.l("VPERMQ $0xd8, Y0, Y0")
+	a.l("VPERMQ $0xd8, Y2, Y2")
+	a.l("VMOVDQU Y0, (DI)")
+	a.l("VMOVDQU Y2, 32(DI)")
+	a.l("VMOVSS X6, (R8)")
+	a.label("qnext")
+	a.l("ADDQ $128, SI")
+	a.l("ADDQ DX, DI")
+	a.l("ADDQ DX, R8")
+	a.l("ADDQ DX, R9")
+	a.l("DECQ CX")
+	a.l("JNE qblock")
+	a.l("VZEROUPPER")
+	a.l("RET")
+	for _, c := range []struct {
+		name string
+		sc   uint32
+	}{{"qnonfinite", 0x7fc00000}, {"qzero", 0}} {
+		a.label(c.name)
+		a.l("VPXOR Y0, Y0, Y0")
+		a.l("VMOVDQU Y0, (DI)")
+		a.l("VMOVDQU Y0, 32(DI)")
+		a.l("MOVL $0, (R9)")
+		a.l("MOVL $0x%08x, (R8)", c.sc)
+		a.l("JMP qnext")
+	}
 	return a.Bytes()
 }

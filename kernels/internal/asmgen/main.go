@@ -49,6 +49,7 @@ func main() {
 	write(filepath.Join(dir, "dot_int8_avx512_amd64.s"), int8AVX512())
 	write(filepath.Join(dir, "dot_int8_avx2_amd64.s"), int8AVX2())
 	write(filepath.Join(dir, "gemm_int8_avx512_amd64.s"), int8GemmAVX512())
+	write(filepath.Join(dir, "gemm_int8_avx2_amd64.s"), int8GemmAVX2())
 	write(filepath.Join(dir, "cpuid_amd64.s"), cpuidAMD64())
 	write(filepath.Join(dir, "gemm_avx2_amd64.s"), x86("gemmAVX2", "Y", 6, 2, 32, "!noasm", 0))
 	write(filepath.Join(dir, "gemm_neon_arm64.s"), neon("gemmNEON", 8, 3))
