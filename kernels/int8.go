@@ -70,8 +70,9 @@ type int8Kernel struct {
 	gemm  int8GemmFn
 	quant int8QuantFn
 	pack  int8PackFn
-	// x16: the GEMM's X regions hold the values as int16
-	// (int8GemmX16Block; quant writes them so), not int8.
+	// x16: the GEMM's regions hold int16 values: X's (int8GemmX16Block;
+	// quant writes them so) and W's in pairs along K (int8GemmW16Block;
+	// packed in Go), not the VNNI layout's bytes.
 	x16    bool
 	nf4Row func(dst, src *byte, n int, tab *byte)  // NF4's codes of 16·n bytes, natural order
 	q4Row  func(dst, src *byte, nb int, tab *byte) // Q4_0's values of nb blocks

@@ -38,6 +38,13 @@ const (
 	// values as int16 (AVX2's): each row's 32 values as int16, then the
 	// scales, then the corrections.
 	int8GemmX16Block = int8GemmXRows * 72
+	// int8GemmW16Block is a W region's block there: for each group of 8
+	// rows, 16 steps of 2 values of K, each step the 8 rows' pair as int16
+	// (W's own signed values: no correction); then the 32 rows' scales.
+	int8GemmW16Block = 4*512 + 128
+	// int8GemmW16Panel is int8GemmPanel there: its blocks are twice the
+	// size, and the panel is to stay in L2.
+	int8GemmW16Panel = 2
 	int8GemmBlock    = 1152    // bytes per block of a W region: 32×32 bytes, 32 fp32 scales
 	int8GemmRegion   = 32      // rows of W per region
 	int8GemmPanel    = 4       // W regions packed at a time
@@ -139,6 +146,14 @@ func (k *int8Kernel) xBlock() int {
 	return int8GemmXBlock
 }
 
+// wBlock is the bytes per block of k's W regions.
+func (k *int8Kernel) wBlock() int {
+	if k.x16 {
+		return int8GemmW16Block
+	}
+	return int8GemmBlock
+}
+
 // xAt is where row r of an X region's block has its values, its scale and
 // its correction, and the bytes per value (1, or 2 for x16).
 func (k *int8Kernel) xAt(r int) (q, sc, corr, size int) {
@@ -186,7 +201,7 @@ func (ws *workspace) quantRowsGemm(g *gemmArgs, i0, i1 int) {
 
 // packInt8W packs W rows j0.. (32, those past W's end zero) into the
 // region dst (kb blocks): the rows decoded in turn (int8Row), then laid out
-// by the path's packer (nil: Go).
+// by the path's packer (nil: Go; x16 paths: int16 pairs, in Go).
 func (ws *workspace) packInt8W(dst []byte, w *Weight, j0, kb int) {
 	if cap(ws.i8row) < 32*32*kb {
 		ws.i8row = make([]byte, 32*32*kb)
@@ -201,6 +216,21 @@ func (ws *workspace) packInt8W(dst []byte, w *Weight, j0, kb int) {
 			clear(row)
 			clear(s)
 		}
+	}
+	if ws.path.i8.x16 {
+		for j := 0; j < int8GemmRegion; j++ {
+			row, s := rows[j*32*kb:(j+1)*32*kb], sc[j*kb:(j+1)*kb]
+			for b := 0; b < kb; b++ {
+				blk := dst[b*int8GemmW16Block : (b+1)*int8GemmW16Block]
+				src, at := row[32*b:32*b+32], blk[512*(j/8)+4*(j%8):]
+				for p := 0; p < 16; p++ { // the pair as two int16 in one store
+					v := uint32(uint16(int16(int8(src[2*p])))) | uint32(uint16(int16(int8(src[2*p+1]))))<<16
+					binary.LittleEndian.PutUint32(at[32*p:], v)
+				}
+				binary.LittleEndian.PutUint32(blk[2048+4*j:], math.Float32bits(s[b]))
+			}
+		}
+		return
 	}
 	if pk := ws.path.i8.pack; pk != nil {
 		var idx [64]int32
@@ -277,19 +307,24 @@ func int8Row(dst []byte, sc []float32, w *Weight, n int, k *int8Kernel) {
 
 // runInt8Gemm computes C[:, j0:j1] (j0, j1 whole regions but for N's end)
 // for the rows of the chunk in g.i8q, int8GemmPanel W regions at a time
+// (int8GemmW16Panel on x16 paths)
 // (measured no slower than panels sized to fill L2 and cut evenly).
 func (ws *workspace) runInt8Gemm(g *gemmArgs, j0, j1 int) {
 	kb := int8Units(g.b.w)
-	size := int8GemmPanel * kb * int8GemmBlock
+	wbl, panel := ws.path.i8.wBlock(), int8GemmPanel
+	if ws.path.i8.x16 {
+		panel = int8GemmW16Panel
+	}
+	size := panel * kb * wbl
 	if cap(ws.i8w) < size {
 		ws.i8w = make([]byte, size)
 	}
 	k, xbl := ws.path.i8.gemm, ws.path.i8.xBlock()
 	mregs := (g.i8m + int8GemmXRows - 1) / int8GemmXRows
-	for jp := j0; jp < j1; jp += int8GemmPanel * int8GemmRegion {
-		nsl := min(int8GemmPanel, (j1-jp+int8GemmRegion-1)/int8GemmRegion)
+	for jp := j0; jp < j1; jp += panel * int8GemmRegion {
+		nsl := min(panel, (j1-jp+int8GemmRegion-1)/int8GemmRegion)
 		for s := 0; s < nsl; s++ {
-			ws.packInt8W(ws.i8w[s*kb*int8GemmBlock:(s+1)*kb*int8GemmBlock], g.b.w, jp+int8GemmRegion*s, kb)
+			ws.packInt8W(ws.i8w[s*kb*wbl:(s+1)*kb*wbl], g.b.w, jp+int8GemmRegion*s, kb)
 		}
 		mask := ^uint32(0)
 		if last := j1 - (jp + int8GemmRegion*(nsl-1)); last < 32 {

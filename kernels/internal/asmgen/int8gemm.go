@@ -297,27 +297,28 @@ func cpuidAMD64() []byte {
 // int8GemmAVX2 emits the int8 GEMM kernel of the AVX2 path (see
 // kernels/int8gemm.go). AVX2 has no VPDPBUSD, and VPMADDUBSW's pair sums
 // saturate on full-range operands; VPMADDWD on 16-bit values is exact, and
-// takes 16 products an instruction. So X's region holds its values as
-// int16 (int8GemmX16Block), broadcast four at a time (one step of K) by
-// VPBROADCASTQ, and W's unsigned bytes (the VNNI layout) are widened by
-// VPMOVZXBW as they are read. (A register-only loop on a Zen 3 core:
-// VPMADDWD+VPADDD 86 GMAC/s against VFMADD231PS's 51; this loop with X
-// widened as it is read too, 48; with X stored widened, 81.)
+// takes 16 products an instruction. So this path's regions hold int16: X's
+// values (int8GemmX16Block), broadcast two at a time (one step of K) by
+// VPBROADCASTD, and W's own signed values in pairs along K
+// (int8GemmW16Block: no correction), 8 rows a ymm, each lane one row, a
+// group of 8 rows' 16 steps contiguous. (A
+// register-only loop on a Zen 3 core: VPMADDWD+VPADDD 86 GMAC/s against
+// VFMADD231PS's 51. A 3×8 tile on the VNNI W layout, its unsigned bytes
+// widened as read and the pair lanes joined by VPHADDD each block: 1.07–
+// 1.10× the fp32 GEMM; this one: see the README.)
 //
-// gemmInt8AVX2: for each of nsl W regions, each half of the X region's 6
-// rows (3) and each group of 8 of the region's 32 columns, a 3×8 tile:
-// per block of K, the int32 pair sums Y0..Y5 (row i: Y2i columns 0–3,
-// Y2i+1 columns 4–7, two lanes a column) over 8 steps; VPHADDD makes one
-// lane a column (order 0 1 4 5 2 3 6 7, which the column scales are
-// permuted to and the results back from), the row's correction is added,
-// and acc = fma(float32(S), sw·sx, acc) in Y6..Y8. Then C = alpha·acc or
-// C += alpha·acc for the valid rows, the last region's columns masked
-// (VMASKMOVPS).
+// gemmInt8AVX2: for each of nsl W regions and each group of 8 of its 32
+// columns, a 6×8 tile: per block of K, the int32 sums Y0..Y5 (one a row)
+// over 16 steps, each VPMADDWD of the step's W (Y12) and the row's pair
+// (Y13); then acc = fma(float32(S), sw·sx, acc) in Y6..Y11. Then
+// C = alpha·acc or C += alpha·acc for the valid rows, the last region's
+// columns masked (VMASKMOVPS).
 func int8GemmAVX2() []byte {
 	var a asm
 	fileHeader(&a, "amd64 && !noasm")
 	const xr = 6
-	xv, xs, xc, xb := 0, 64*xr, 68*xr, 72*xr
+	const wb = 4*512 + 128 // a W block: 4 groups of 8 rows' pairs for 16 steps, then 32 scales
+	xv, xs, xb := 0, 64*xr, 72*xr
 	fmt.Fprintln(&a)
 	for l := 0; l < 8; l++ {
 		a.l("DATA ·int8LaneBits<>+%d(SB)/4, $%d", 4*l, 1<<l)
@@ -336,91 +337,71 @@ func int8GemmAVX2() []byte {
 	a.l("MOVQ rows+48(FP), R10")
 	a.l("MOVBQZX accumulate+64(FP), R11")
 	a.l("MOVQ R13, R9")
-	a.l("IMULQ $1152, R9") // bytes of a W region
+	a.l("IMULQ $%d, R9", wb) // bytes of a W region
 	a.label("region")
 	a.l("MOVL $-1, R14")
 	a.l("CMPQ BX, $1")
 	a.l("JNE regionmask")
 	a.l("MOVL mask+60(FP), R14")
 	a.label("regionmask")
-	for h := 0; h < 2; h++ {
-		if h == 1 {
-			a.l("CMPQ R10, $3")
-			a.l("JLE nextregion")
+	for g := 0; g < 4; g++ {
+		tile := fmt.Sprintf("g%d", g)
+		for i := 6; i < 12; i++ {
+			a.l("VXORPS Y%d, Y%d, Y%d", i, i, i)
 		}
-		for g := 0; g < 4; g++ {
-			tile := fmt.Sprintf("h%dg%d", h, g)
-			for i := 6; i < 9; i++ {
-				a.l("VXORPS Y%d, Y%d, Y%d", i, i, i)
-			}
-			a.l("MOVQ SI, AX")
-			a.l("LEAQ %d(DI), R12", 32*g)
-			a.l("MOVQ R13, CX")
-			a.label("block" + tile)
-			for i := 0; i < 6; i++ {
-				a.l("VPXOR Y%d, Y%d, Y%d", i, i, i)
-			}
-			for t := 0; t < 8; t++ {
-				a.l("VPMOVZXBW %d(R12), Y9", 128*t)
-				a.l("VPMOVZXBW %d(R12), Y10", 128*t+16)
-				for i := 0; i < 3; i++ {
-					a.l("VPBROADCASTQ %d(AX), Y11", xv+64*(3*h+i)+8*t)
-					a.l("VPMADDWD Y9, Y11, Y12")
-					a.l("VPADDD Y12, Y%d, Y%d", 2*i, 2*i)
-					a.l("VPMADDWD Y10, Y11, Y12")
-					a.l("VPADDD Y12, Y%d, Y%d", 2*i+1, 2*i+1)
+		a.l("MOVQ SI, AX")
+		a.l("LEAQ %d(DI), R12", 512*g)
+		a.l("MOVQ R13, CX")
+		a.label("block" + tile)
+		for t := 0; t < 16; t++ {
+			a.l("VMOVDQU %d(R12), Y12", 32*t)
+			for i := 0; i < xr; i++ {
+				a.l("VPBROADCASTD %d(AX), Y13", xv+64*i+4*t)
+				if t == 0 {
+					a.l("VPMADDWD Y12, Y13, Y%d", i)
+				} else {
+					a.l("VPMADDWD Y12, Y13, Y14")
+					a.l("VPADDD Y14, Y%d, Y%d", i, i)
 				}
 			}
-			a.l("VMOVUPS 1024(R12), Y13") // the group's 8 scales (R12 is 32·g into the block)
-			a.l("VPERMQ $0xd8, Y13, Y13")
-			for i := 0; i < 3; i++ {
-				r := 3*h + i
-				a.l("VPHADDD Y%d, Y%d, Y%d", 2*i+1, 2*i, 2*i)
-				a.l("VPBROADCASTD %d(AX), Y14", xc+4*r)
-				a.l("VPADDD Y14, Y%d, Y%d", 2*i, 2*i)
-				a.l("VCVTDQ2PS Y%d, Y%d", 2*i, 2*i)
-				a.l("VBROADCASTSS %d(AX), Y14", xs+4*r)
-				a.l("VMULPS Y13, Y14, Y14")
-				a.l("VFMADD231PS Y14, Y%d, Y%d", 2*i, 6+i)
-			}
-			a.l("ADDQ $%d, AX", xb)
-			a.l("ADDQ $1152, R12")
-			a.l("DECQ CX")
-			a.l("JNE block" + tile)
-			// The group's lane mask from its 8 bits of the region's mask.
-			a.l("MOVL R14, CX")
-			a.l("SHRL $%d, CX", 8*g)
-			a.l("VMOVD CX, X13")
-			a.l("VPBROADCASTD X13, Y13")
-			a.l("VPAND ·int8LaneBits<>(SB), Y13, Y13")
-			a.l("VPCMPEQD ·int8LaneBits<>(SB), Y13, Y13")
-			a.l("VBROADCASTSS alpha+56(FP), Y14")
-			if h == 0 {
-				a.l("LEAQ %d(DX), R15", 32*g)
-			} else {
-				a.l("LEAQ (R8)(R8*2), R15")
-				a.l("LEAQ %d(DX)(R15*1), R15", 32*g)
-			}
-			for i := 0; i < 3; i++ {
-				if r := 3*h + i; r > 0 {
-					a.l("CMPQ R10, $%d", r)
-					a.l("JLE done" + tile)
-				}
-				f := 6 + i
-				a.l("VPERMQ $0xd8, Y%d, Y%d", f, f)
-				a.l("VMULPS Y14, Y%d, Y%d", f, f)
-				a.l("TESTQ R11, R11")
-				a.l("JEQ set%s%d", tile, i)
-				a.l("VMASKMOVPS (R15), Y13, Y15")
-				a.l("VADDPS Y15, Y%d, Y%d", f, f)
-				a.label(fmt.Sprintf("set%s%d", tile, i))
-				a.l("VMASKMOVPS Y%d, Y13, (R15)", f)
-				a.l("ADDQ R8, R15")
-			}
-			a.label("done" + tile)
 		}
+		a.l("VMOVUPS %d(R12), Y12", 2048+32*g-512*g) // the group's 8 scales (R12 is 512·g into the block)
+		for i := 0; i < xr; i++ {
+			a.l("VCVTDQ2PS Y%d, Y%d", i, i)
+			a.l("VBROADCASTSS %d(AX), Y13", xs+4*i)
+			a.l("VMULPS Y12, Y13, Y13")
+			a.l("VFMADD231PS Y13, Y%d, Y%d", i, 6+i)
+		}
+		a.l("ADDQ $%d, AX", xb)
+		a.l("ADDQ $%d, R12", wb)
+		a.l("DECQ CX")
+		a.l("JNE block" + tile)
+		// The group's lane mask from its 8 bits of the region's mask.
+		a.l("MOVL R14, CX")
+		a.l("SHRL $%d, CX", 8*g)
+		a.l("VMOVD CX, X12")
+		a.l("VPBROADCASTD X12, Y12")
+		a.l("VPAND ·int8LaneBits<>(SB), Y12, Y12")
+		a.l("VPCMPEQD ·int8LaneBits<>(SB), Y12, Y12")
+		a.l("VBROADCASTSS alpha+56(FP), Y13")
+		a.l("LEAQ %d(DX), R15", 32*g)
+		for i := 0; i < xr; i++ {
+			if i > 0 {
+				a.l("CMPQ R10, $%d", i)
+				a.l("JLE done" + tile)
+			}
+			f := 6 + i
+			a.l("VMULPS Y13, Y%d, Y%d", f, f)
+			a.l("TESTQ R11, R11")
+			a.l("JEQ set%s%d", tile, i)
+			a.l("VMASKMOVPS (R15), Y12, Y14")
+			a.l("VADDPS Y14, Y%d, Y%d", f, f)
+			a.label(fmt.Sprintf("set%s%d", tile, i))
+			a.l("VMASKMOVPS Y%d, Y12, (R15)", f)
+			a.l("ADDQ R8, R15")
+		}
+		a.label("done" + tile)
 	}
-	a.label("nextregion")
 	a.l("ADDQ R9, DI")
 	a.l("ADDQ $128, DX")
 	a.l("DECQ BX")
