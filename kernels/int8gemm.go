@@ -36,7 +36,8 @@ const (
 	int8GemmXBlock = int8GemmXRows * 40 // bytes per block of an X region: values, scales, corrections
 	// int8GemmX16Block is an X region's block where the kernel takes the
 	// values as int16 (AVX2's): each row's 32 values as int16, then the
-	// scales, then the corrections.
+	// scales, then the corrections (written, unused: that kernel's W is
+	// signed).
 	int8GemmX16Block = int8GemmXRows * 72
 	// int8GemmW16Block is a W region's block there: for each group of 8
 	// rows, 16 steps of 2 values of K, each step the 8 rows' pair as int16
@@ -307,8 +308,8 @@ func int8Row(dst []byte, sc []float32, w *Weight, n int, k *int8Kernel) {
 
 // runInt8Gemm computes C[:, j0:j1] (j0, j1 whole regions but for N's end)
 // for the rows of the chunk in g.i8q, int8GemmPanel W regions at a time
-// (int8GemmW16Panel on x16 paths)
-// (measured no slower than panels sized to fill L2 and cut evenly).
+// (measured no slower than panels sized to fill L2 and cut evenly;
+// int8GemmW16Panel on x16 paths).
 func (ws *workspace) runInt8Gemm(g *gemmArgs, j0, j1 int) {
 	kb := int8Units(g.b.w)
 	wbl, panel := ws.path.i8.wBlock(), int8GemmPanel
