@@ -36,9 +36,8 @@ const (
 	int8GemmXBlock = int8GemmXRows * 40 // bytes per block of an X region: values, scales, corrections
 	// int8GemmX16Block is an X region's block where the kernel takes the
 	// values as int16 (AVX2's): each row's 32 values as int16, then the
-	// scales, then the corrections (written, unused: that kernel's W is
-	// signed).
-	int8GemmX16Block = int8GemmXRows * 72
+	// scales; no corrections (that kernel's W is signed).
+	int8GemmX16Block = int8GemmXRows * 68
 	// int8GemmW16Block is a W region's block there: for each group of 8
 	// rows, 16 steps of 2 values of K, each step the 8 rows' pair as int16
 	// (W's own signed values: no correction); then the 32 rows' scales.
@@ -66,7 +65,8 @@ type int8PackFn func(dst, rows *byte, sc *float32, kb int, idx *[64]int32)
 
 // int8QuantFn quantizes nb whole blocks of 32 values from src as
 // quantBlock does: block b's values to q + b·stride, its scale to
-// sc + b·stride bytes, its correction −128·Σq to corr + b·stride bytes.
+// sc + b·stride bytes, its correction −128·Σq to corr + b·stride bytes
+// (x16 paths: none, corr nil).
 type int8QuantFn func(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)
 
 // fma32 is a·b + c rounded once to fp32 (as VFMADD231PS computes it): the
@@ -156,10 +156,11 @@ func (k *int8Kernel) wBlock() int {
 }
 
 // xAt is where row r of an X region's block has its values, its scale and
-// its correction, and the bytes per value (1, or 2 for x16).
+// its correction (−1 for x16: none), and the bytes per value (1, or 2 for
+// x16).
 func (k *int8Kernel) xAt(r int) (q, sc, corr, size int) {
 	if k.x16 {
-		return 64 * r, int8GemmXRows*64 + 4*r, int8GemmXRows*68 + 4*r, 2
+		return 64 * r, int8GemmXRows*64 + 4*r, -1, 2
 	}
 	return 32 * r, int8GemmXRows*32 + 4*r, int8GemmXRows*36 + 4*r, 1
 }
@@ -177,7 +178,11 @@ func (ws *workspace) quantRowsGemm(g *gemmArgs, i0, i1 int) {
 		x := g.a.Data[(g.i8r0+i)*g.a.Stride:][:g.k]
 		b := 0
 		if qf != nil && nb > 0 {
-			qf(&rg[q], (*float32)(unsafe.Pointer(&rg[sc])), (*int32)(unsafe.Pointer(&rg[corr])), &x[0], nb, xbl)
+			var cp *int32
+			if corr >= 0 {
+				cp = (*int32)(unsafe.Pointer(&rg[corr]))
+			}
+			qf(&rg[q], (*float32)(unsafe.Pointer(&rg[sc])), cp, &x[0], nb, xbl)
 			b = nb
 		}
 		var qv [32]int8
@@ -195,7 +200,9 @@ func (ws *workspace) quantRowsGemm(g *gemmArgs, i0, i1 int) {
 				sum += int32(v)
 			}
 			binary.LittleEndian.PutUint32(blk[sc:], math.Float32bits(d))
-			binary.LittleEndian.PutUint32(blk[corr:], uint32(-128*sum))
+			if corr >= 0 {
+				binary.LittleEndian.PutUint32(blk[corr:], uint32(-128*sum))
+			}
 		}
 	}
 }
@@ -368,11 +375,16 @@ func (p *Pool) runInt8Gemm(g *gemmArgs) {
 			last := g.i8q[(mregs-1)*regBytes:]
 			q, sc, corr, _ := p.path.i8.xAt(pad)
 			_, scEnd, corrEnd, _ := p.path.i8.xAt(0) // the values end where row 0's scale starts, the scales at its correction
+			if corr < 0 {
+				corrEnd = xbl
+			}
 			for b := 0; b < kb; b++ {
 				blk := last[b*xbl:]
 				clear(blk[q:scEnd])
 				clear(blk[sc:corrEnd])
-				clear(blk[corr:xbl])
+				if corr >= 0 {
+					clear(blk[corr:xbl])
+				}
 			}
 		}
 		qw := workers

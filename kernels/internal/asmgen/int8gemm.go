@@ -318,7 +318,7 @@ func int8GemmAVX2() []byte {
 	fileHeader(&a, "amd64 && !noasm")
 	const xr = 6
 	const wb = 4*512 + 128 // a W block: 4 groups of 8 rows' pairs for 16 steps, then 32 scales
-	xv, xs, xb := 0, 64*xr, 72*xr
+	xv, xs, xb := 0, 64*xr, 68*xr
 	fmt.Fprintln(&a)
 	for l := 0; l < 8; l++ {
 		a.l("DATA ·int8LaneBits<>+%d(SB)/4, $%d", 4*l, 1<<l)
@@ -410,7 +410,8 @@ func int8GemmAVX2() []byte {
 	a.l("RET")
 
 	// The quantizer, as quantBlock computes it (the same roundings), each
-	// block's 32 values stored as int16: a block holding an Inf or a NaN
+	// block's 32 values stored as int16 and no correction (corr is nil:
+	// the kernel's W is signed): a block holding an Inf or a NaN
 	// (x−x is NaN) gets zeros and a NaN scale, one whose 1/d overflows
 	// (max|x| zero or subnormal) zeros and a zero scale.
 	fmt.Fprintln(&a)
@@ -418,7 +419,6 @@ func int8GemmAVX2() []byte {
 	fmt.Fprintln(&a, "TEXT ·quantInt8X16AVX2(SB), NOSPLIT, $0-48")
 	a.l("MOVQ q+0(FP), DI")
 	a.l("MOVQ sc+8(FP), R8")
-	a.l("MOVQ corr+16(FP), R9")
 	a.l("MOVQ src+24(FP), SI")
 	a.l("MOVQ nb+32(FP), CX")
 	a.l("MOVQ stride+40(FP), DX")
@@ -471,18 +471,6 @@ func int8GemmAVX2() []byte {
 		a.l("VPMINSD Y12, Y%d, Y%d", k, k)
 		a.l("VPMAXSD Y11, Y%d, Y%d", k, k)
 	}
-	a.l("VPADDD Y1, Y0, Y4")
-	a.l("VPADDD Y3, Y2, Y5")
-	a.l("VPADDD Y5, Y4, Y4")
-	a.l("VEXTRACTI128 $1, Y4, X5")
-	a.l("VPADDD X5, X4, X4")
-	a.l("VPSHUFD $0x4e, X4, X5")
-	a.l("VPADDD X5, X4, X4")
-	a.l("VPSHUFD $0xb1, X4, X5")
-	a.l("VPADDD X5, X4, X4")
-	a.l("VMOVD X4, AX")
-	a.l("IMULL $-128, AX")
-	a.l("MOVL AX, (R9)")
 	a.l("VPACKSSDW Y1, Y0, Y0")
 	a.l("VPACKSSDW Y3, Y2, Y2")
 	a.l("VPERMQ $0xd8, Y0, Y0")
@@ -494,7 +482,6 @@ func int8GemmAVX2() []byte {
 	a.l("ADDQ $128, SI")
 	a.l("ADDQ DX, DI")
 	a.l("ADDQ DX, R8")
-	a.l("ADDQ DX, R9")
 	a.l("DECQ CX")
 	a.l("JNE qblock")
 	a.l("VZEROUPPER")
@@ -507,7 +494,6 @@ func int8GemmAVX2() []byte {
 		a.l("VPXOR Y0, Y0, Y0")
 		a.l("VMOVDQU Y0, (DI)")
 		a.l("VMOVDQU Y0, 32(DI)")
-		a.l("MOVL $0, (R9)")
 		a.l("MOVL $0x%08x, (R8)", c.sc)
 		a.l("JMP qnext")
 	}
