@@ -22,17 +22,7 @@ func int8GemmAVX512() []byte {
 	const xr = 6 // rows per X region
 	xs, xc, xb := 32*xr, 36*xr, 40*xr
 	fmt.Fprintln(&a)
-	fmt.Fprintln(&a, "// func gemmInt8VNNI(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool)")
-	fmt.Fprintln(&a, "TEXT ·gemmInt8VNNI(SB), NOSPLIT, $0-65")
-	a.l("MOVQ kb+0(FP), R13")
-	a.l("MOVQ x+8(FP), SI")
-	a.l("MOVQ w+16(FP), DI")
-	a.l("MOVQ c+24(FP), DX")
-	a.l("MOVQ ldc+32(FP), R8")
-	a.l("SHLQ $2, R8")
-	a.l("MOVQ nsl+40(FP), BX")
-	a.l("MOVQ rows+48(FP), R10")
-	a.l("MOVBQZX accumulate+64(FP), R11")
+	int8GemmEntry(&a, "gemmInt8VNNI")
 	a.l("MOVL $-1, AX")
 	a.l("KMOVW AX, K1")
 	a.l("KMOVW AX, K2")
@@ -325,17 +315,7 @@ func int8GemmAVX2() []byte {
 	}
 	a.l("GLOBL ·int8LaneBits<>(SB), RODATA|NOPTR, $32")
 	fmt.Fprintln(&a)
-	fmt.Fprintln(&a, "// func gemmInt8AVX2(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool)")
-	fmt.Fprintln(&a, "TEXT ·gemmInt8AVX2(SB), NOSPLIT, $0-65")
-	a.l("MOVQ kb+0(FP), R13")
-	a.l("MOVQ x+8(FP), SI")
-	a.l("MOVQ w+16(FP), DI")
-	a.l("MOVQ c+24(FP), DX")
-	a.l("MOVQ ldc+32(FP), R8")
-	a.l("SHLQ $2, R8")
-	a.l("MOVQ nsl+40(FP), BX")
-	a.l("MOVQ rows+48(FP), R10")
-	a.l("MOVBQZX accumulate+64(FP), R11")
+	int8GemmEntry(&a, "gemmInt8AVX2")
 	a.l("MOVQ R13, R9")
 	a.l("IMULQ $%d, R9", wb) // bytes of a W region
 	a.label("region")
@@ -498,4 +478,21 @@ func int8GemmAVX2() []byte {
 		a.l("JMP qnext")
 	}
 	return a.Bytes()
+}
+
+// int8GemmEntry starts an int8 GEMM kernel (int8GemmFn): kb in R13, x in
+// SI, w in DI, c in DX, ldc in bytes in R8, nsl in BX, rows in R10,
+// accumulate in R11.
+func int8GemmEntry(a *asm, name string) {
+	fmt.Fprintf(a, "// func %s(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool)\n", name)
+	fmt.Fprintf(a, "TEXT ·%s(SB), NOSPLIT, $0-65\n", name)
+	a.l("MOVQ kb+0(FP), R13")
+	a.l("MOVQ x+8(FP), SI")
+	a.l("MOVQ w+16(FP), DI")
+	a.l("MOVQ c+24(FP), DX")
+	a.l("MOVQ ldc+32(FP), R8")
+	a.l("SHLQ $2, R8")
+	a.l("MOVQ nsl+40(FP), BX")
+	a.l("MOVQ rows+48(FP), R10")
+	a.l("MOVBQZX accumulate+64(FP), R11")
 }
