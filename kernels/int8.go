@@ -71,9 +71,12 @@ type int8Kernel struct {
 	quant int8QuantFn
 	pack  int8PackFn
 	// x16: the GEMM's regions hold int16 values: X's (int8GemmX16Block;
-	// quant writes them so) and W's in pairs along K (int8GemmW16Block;
-	// packed in Go), not the VNNI layout's bytes.
-	x16    bool
+	// quant writes them so) and W's in pairs along K (int8GemmW16Block),
+	// not the VNNI layout's bytes.
+	x16 bool
+	// g8: the GEMM's W regions are int8GemmG8Block's (bytes in groups of
+	// 8 rows), its X regions the VNNI layout's.
+	g8     bool
 	nf4Row func(dst, src *byte, n int, tab *byte)  // NF4's codes of 16·n bytes, natural order
 	q4Row  func(dst, src *byte, nb int, tab *byte) // Q4_0's values of nb blocks
 }
@@ -356,7 +359,7 @@ func (p *Path) Int8() (*Path, error) {
 			return t, nil
 		}
 	}
-	return nil, fmt.Errorf("kernels: the %s path has no int8 form on this CPU (it needs AVX2 or AVX512_VNNI; the go path's is exact but slower)", p.Name())
+	return nil, fmt.Errorf("kernels: the %s path has no int8 form on this CPU (it needs AVX2, AVX-VNNI or AVX512_VNNI; the go path's is exact but slower)", p.Name())
 }
 
 // Int8Paths lists the int8 paths this CPU and build can run, best first

@@ -82,3 +82,22 @@ func BenchmarkGemvModel(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkInt8Gemm times the int8 GEMM (X·Wᵀ over M = 2048 rows: eval's
+// and a prompt's products) on each int8 path with one, for the benchmark
+// shapes and the block formats, one thread. Reports GFLOPS (2·M·N·K).
+func BenchmarkInt8Gemm(b *testing.B) {
+	for _, pa := range Int8Paths() {
+		if pa.i8.gemm == nil {
+			continue
+		}
+		for _, s := range BenchShapes {
+			if s.N < 32 || s.K < 32 {
+				continue // LoRA's factors: fp32
+			}
+			for _, f := range []Format{Q8_0, Q4_0, NF4} {
+				b.Run(fmt.Sprintf("%s/%s/%s", pa.Name(), s.Name, f), func(b *testing.B) { benchGemmW(b, NewPoolOn(1, pa), s, Trans, f) })
+			}
+		}
+	}
+}

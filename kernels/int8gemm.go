@@ -8,8 +8,9 @@ import (
 )
 
 // The int8 GEMM: the products of many rows (eval, a prompt) on a path
-// whose int8 kernel has a gemm (AVX512_VNNI's VPDPBUSD on zmm, AVX2's
-// VPMADDWD on int16 X: see int8GemmX16Block). The
+// whose int8 kernel has a gemm (AVX512_VNNI's VPDPBUSD on zmm, AVX-VNNI's
+// on ymm with W in groups of 8 rows (int8GemmG8Block), AVX2's VPMADDWD on
+// int16 X: see int8GemmX16Block). The
 // quantization is the row kernels' (X per block of 32 to int8 with
 // max|x|/127, W's own integers, see int8.go); the arithmetic after the
 // integer dots is its own: for each element of C and each block b of K in
@@ -45,11 +46,15 @@ const (
 	// int8GemmW16Panel is int8GemmPanel there: its blocks are twice the
 	// size, and the panel is to stay in L2.
 	int8GemmW16Panel = 2
-	int8GemmBlock    = 1152    // bytes per block of a W region: 32×32 bytes, 32 fp32 scales
-	int8GemmRegion   = 32      // rows of W per region
-	int8GemmPanel    = 4       // W regions packed at a time
-	int8GemmMinRows  = 16      // fewer rows of X run the row kernels
-	int8GemmChunk    = 8 << 20 // the most bytes of quantized X at a time
+	int8GemmBlock    = 1152 // bytes per block of a W region: 32×32 bytes, 32 fp32 scales
+	// int8GemmG8Block is a W region's block where the kernel's tile is 8
+	// rows wide (AVX-VNNI's): for each group of 8 rows, 8 steps of 4 values
+	// of K, each step the 8 rows' 4 bytes (+128); then the 32 rows' scales.
+	int8GemmG8Block = int8GemmBlock
+	int8GemmRegion  = 32      // rows of W per region
+	int8GemmPanel   = 4       // W regions packed at a time
+	int8GemmMinRows = 16      // fewer rows of X run the row kernels
+	int8GemmChunk   = 8 << 20 // the most bytes of quantized X at a time
 )
 
 // int8GemmFn computes C[0:rows, 0:32·nsl] from one X region (x) and nsl
@@ -209,7 +214,7 @@ func (ws *workspace) quantRowsGemm(g *gemmArgs, i0, i1 int) {
 
 // packInt8W packs W rows j0.. (32, those past W's end zero) into the
 // region dst (kb blocks): the rows decoded in turn (int8Row), then laid out
-// by the path's packer (nil: Go; x16 paths: int16 pairs, in Go).
+// by the path's packer (nil: packInt8WGo).
 func (ws *workspace) packInt8W(dst []byte, w *Weight, j0, kb int) {
 	if cap(ws.i8row) < 32*32*kb {
 		ws.i8row = make([]byte, 32*32*kb)
@@ -225,21 +230,6 @@ func (ws *workspace) packInt8W(dst []byte, w *Weight, j0, kb int) {
 			clear(s)
 		}
 	}
-	if ws.path.i8.x16 {
-		for j := 0; j < int8GemmRegion; j++ {
-			row, s := rows[j*32*kb:(j+1)*32*kb], sc[j*kb:(j+1)*kb]
-			for b := 0; b < kb; b++ {
-				blk := dst[b*int8GemmW16Block : (b+1)*int8GemmW16Block]
-				src, at := row[32*b:32*b+32], blk[512*(j/8)+4*(j%8):]
-				for p := 0; p < 16; p++ { // the pair as two int16 in one store
-					v := uint32(uint16(int16(int8(src[2*p])))) | uint32(uint16(int16(int8(src[2*p+1]))))<<16
-					binary.LittleEndian.PutUint32(at[32*p:], v)
-				}
-				binary.LittleEndian.PutUint32(blk[2048+4*j:], math.Float32bits(s[b]))
-			}
-		}
-		return
-	}
 	if pk := ws.path.i8.pack; pk != nil {
 		var idx [64]int32
 		for j := 0; j < 32; j++ {
@@ -248,15 +238,39 @@ func (ws *workspace) packInt8W(dst []byte, w *Weight, j0, kb int) {
 		pk(&dst[0], &rows[0], &sc[0], kb, &idx)
 		return
 	}
+	packInt8WGo(ws.path.i8, dst, rows, sc, kb)
+}
+
+// packInt8WGo lays out a W region from its 32 rows decoded in turn (rows:
+// 32·kb bytes each; sc: kb scales each) in k's layout: the packers' reference.
+func packInt8WGo(k *int8Kernel, dst, rows []byte, sc []float32, kb int) {
 	for j := 0; j < int8GemmRegion; j++ {
 		row, s := rows[j*32*kb:(j+1)*32*kb], sc[j*kb:(j+1)*kb]
 		for b := 0; b < kb; b++ {
-			blk := dst[b*int8GemmBlock : (b+1)*int8GemmBlock]
 			src := row[32*b : 32*b+32]
-			for r := 0; r < 8; r++ {
-				binary.LittleEndian.PutUint32(blk[128*r+4*j:], binary.LittleEndian.Uint32(src[4*r:])^0x80808080)
+			switch {
+			case k.x16:
+				blk := dst[b*int8GemmW16Block : (b+1)*int8GemmW16Block]
+				at := blk[512*(j/8)+4*(j%8):]
+				for p := 0; p < 16; p++ { // the pair as two int16 in one store
+					v := uint32(uint16(int16(int8(src[2*p])))) | uint32(uint16(int16(int8(src[2*p+1]))))<<16
+					binary.LittleEndian.PutUint32(at[32*p:], v)
+				}
+				binary.LittleEndian.PutUint32(blk[2048+4*j:], math.Float32bits(s[b]))
+			case k.g8:
+				blk := dst[b*int8GemmG8Block : (b+1)*int8GemmG8Block]
+				at := blk[256*(j/8)+4*(j%8):]
+				for r := 0; r < 8; r++ {
+					binary.LittleEndian.PutUint32(at[32*r:], binary.LittleEndian.Uint32(src[4*r:])^0x80808080)
+				}
+				binary.LittleEndian.PutUint32(blk[1024+4*j:], math.Float32bits(s[b]))
+			default:
+				blk := dst[b*int8GemmBlock : (b+1)*int8GemmBlock]
+				for r := 0; r < 8; r++ {
+					binary.LittleEndian.PutUint32(blk[128*r+4*j:], binary.LittleEndian.Uint32(src[4*r:])^0x80808080)
+				}
+				binary.LittleEndian.PutUint32(blk[1024+4*j:], math.Float32bits(s[b]))
 			}
-			binary.LittleEndian.PutUint32(blk[1024+4*j:], math.Float32bits(s[b]))
 		}
 	}
 }

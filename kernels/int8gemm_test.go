@@ -17,7 +17,7 @@ var goInt8GemmPath = &Path{mk: goKernel, i8: goInt8GemmKernel}
 // Go reference.
 func int8GemmPaths() []*Path {
 	ps := []*Path{goInt8GemmPath}
-	for _, p := range int8Twins() {
+	for _, p := range testInt8Twins() {
 		if p.i8.gemm != nil {
 			ps = append(ps, p)
 		}
@@ -276,5 +276,39 @@ func TestInt8GemmQuant(t *testing.T) {
 			}
 		}
 		t.Logf("%s: %d blocks as quantBlock quantizes them", pa.Name(), nb)
+	}
+}
+
+// TestInt8GemmPack: each path's W packer lays a region out as
+// packInt8WGo does, byte for byte (random rows and scales, 1..70 blocks).
+func TestInt8GemmPack(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 7))
+	for _, pa := range int8GemmPaths() {
+		k := pa.i8
+		if k.pack == nil {
+			continue
+		}
+		for _, kb := range []int{1, 2, 18, 70} {
+			rows := make([]byte, 32*32*kb)
+			for i := range rows {
+				rows[i] = byte(r.Uint32())
+			}
+			sc := make([]float32, 32*kb)
+			for i := range sc {
+				sc[i] = float32(r.NormFloat64())
+			}
+			var idx [64]int32
+			for j := 0; j < 32; j++ {
+				idx[j], idx[32+j] = int32(j*32*kb), int32(4*j*kb)
+			}
+			got, want := make([]byte, kb*k.wBlock()), make([]byte, kb*k.wBlock())
+			k.pack(&got[0], &rows[0], &sc[0], kb, &idx)
+			packInt8WGo(k, want, rows, sc, kb)
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%s kb=%d: byte %d of the region is %#x, want %#x", pa.Name(), kb, i, got[i], want[i])
+				}
+			}
+		}
 	}
 }

@@ -401,6 +401,9 @@ func dotNF4AVX2(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, ou
 func quantInt8X16AVX2(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)
 
 //go:noescape
+func packInt8W16AVX2(dst, rows *byte, sc *float32, kb int, idx *[64]int32)
+
+//go:noescape
 func gemmInt8AVX2(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool)
 
 // avx2Int8Kernel is int8 on AVX2 (VPMADDUBSW, VPMADDWD): the same bits as
@@ -408,7 +411,7 @@ func gemmInt8AVX2(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha floa
 // (built on the first call) and takes the nibbles as they are. Its GEMM
 // takes X as int16 (VPMADDWD; see int8GemmAVX2 in asmgen).
 var avx2Int8Kernel = &int8Kernel{name: "avx2", suffix: "int8", signed: true,
-	gemm: gemmInt8AVX2, quant: quantInt8X16AVX2, x16: true,
+	gemm: gemmInt8AVX2, quant: quantInt8X16AVX2, pack: packInt8W16AVX2, x16: true,
 	q8_0: dotQ8_0AVX2,
 	q4_0: func(x *int8Unit, w *byte, units, rows, ldw int, out *float32, _ *byte) {
 		dotQ4_0AVX2(x, w, units, rows, ldw, out, f16Table())
@@ -437,14 +440,83 @@ func packInt8WAVX512(dst, rows *byte, sc *float32, kb int, idx *[64]int32)
 //go:noescape
 func quantInt8AVX512(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)
 
+//go:noescape
+func dotQ8_0AVXVNNI(x *int8Unit, w *byte, units, rows, ldw int, out *float32)
+
+//go:noescape
+func dotQ4_0AVXVNNI(x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte)
+
+//go:noescape
+func dotNF4AVXVNNI(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte)
+
+//go:noescape
+func gemmInt8AVXVNNI(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool)
+
+//go:noescape
+func dotQ8_0AVXVNNIEmu(x *int8Unit, w *byte, units, rows, ldw int, out *float32)
+
+//go:noescape
+func dotQ4_0AVXVNNIEmu(x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte)
+
+//go:noescape
+func dotNF4AVXVNNIEmu(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte)
+
+//go:noescape
+func gemmInt8AVXVNNIEmu(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool)
+
+//go:noescape
+func quantInt8AVX2(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)
+
+//go:noescape
+func packInt8G8AVX2(dst, rows *byte, sc *float32, kb int, idx *[64]int32)
+
+// avxvnniInt8Kernel is int8 on AVX-VNNI (VPDPBUSD's VEX form, ymm): the
+// VNNI kernels one row at a time, and a GEMM of 6×16 tiles with W in
+// groups of 8 rows (int8GemmG8Block; see int8Gemm16 in asmgen). No
+// machine this was built on has AVX-VNNI: its kernels run in the tests as
+// avxvnniEmuInt8Kernel, the same code with VPDPBUSD emulated by AVX2 (see
+// asmgen's avxvnni.go).
+var avxvnniInt8Kernel = &int8Kernel{name: "avxvnni", suffix: "vnni",
+	q8_0: dotQ8_0AVXVNNI, q4_0: dotQ4_0AVXVNNI, nf4: dotNF4AVXVNNI,
+	gemm: gemmInt8AVXVNNI, quant: quantInt8AVX2, pack: packInt8G8AVX2, g8: true}
+
+// avxvnniEmuInt8Kernel is avxvnniInt8Kernel with VPDPBUSD emulated: the
+// tests' stand-in on AVX2 CPUs (slower than avx2Int8Kernel; no path
+// offers it).
+var avxvnniEmuInt8Kernel = &int8Kernel{name: "avxvnni-emu", suffix: "vnniemu",
+	q8_0: dotQ8_0AVXVNNIEmu, q4_0: dotQ4_0AVXVNNIEmu, nf4: dotNF4AVXVNNIEmu,
+	gemm: gemmInt8AVXVNNIEmu, quant: quantInt8AVX2, pack: packInt8G8AVX2, g8: true}
+
+// avxvnniInt8Path is the AVX2 path with int8 forward products on AVX-VNNI
+// ("avx2-vnni").
+var avxvnniInt8Path = func() *Path {
+	p := *avx2Path
+	p.i8 = avxvnniInt8Kernel
+	return &p
+}()
+
 // int8Twins are the int8 paths this CPU can run, best first.
 func int8Twins() []*Path {
 	var ps []*Path
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VNNI {
 		ps = append(ps, avx512Int8Path)
 	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasAVXVNNI {
+		ps = append(ps, avxvnniInt8Path)
+	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		ps = append(ps, avx2Int8Path)
 	}
 	return append(ps, goInt8Path)
+}
+
+// int8EmuTwins are the tests' int8 paths with emulated instructions this
+// CPU can run: AVX-VNNI's on AVX2.
+func int8EmuTwins() []*Path {
+	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
+		return nil
+	}
+	p := *avx2Path
+	p.i8 = avxvnniEmuInt8Kernel
+	return []*Path{&p}
 }

@@ -123,3 +123,6 @@ func int8Twins() []*Path {
 	}
 	return []*Path{goInt8Path}
 }
+
+// int8EmuTwins are the tests' int8 paths with emulated instructions: none here.
+func int8EmuTwins() []*Path { return nil }

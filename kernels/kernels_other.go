@@ -7,3 +7,5 @@ func paths() []*Path { return []*Path{goPath} }
 func bf16Twins() []*Path { return []*Path{goBF16Path} }
 
 func int8Twins() []*Path { return []*Path{goInt8Path} }
+
+func int8EmuTwins() []*Path { return nil }

@@ -124,7 +124,7 @@ median of five rounds.`,
 	f := c.Flags()
 	f.IntVar(&threads, "threads", 0, "worker threads (0: every CPU this process may use)")
 	f.BoolVar(&asJSON, "json", false, "print results as JSON on stdout")
-	f.StringVar(&kernel, "kernel", "", "kernel path: avx512, avx2, neon, go, a bf16 path (avx512-amx, avx512-bf16, go-bf16) or an int8 one (avx512-int8, avx2-int8, neon-int8, go-int8: forward products of q8_0, q4_0, nf4); several, comma-separated, are timed side by side (default: the best this CPU has; also LOWRANK_KERNEL)")
+	f.StringVar(&kernel, "kernel", "", "kernel path: avx512, avx2, neon, go, a bf16 path (avx512-amx, avx512-bf16, go-bf16) or an int8 one (avx512-int8, avx2-vnni, avx2-int8, neon-int8, go-int8: forward products of q8_0, q4_0, nf4); several, comma-separated, are timed side by side (default: the best this CPU has; also LOWRANK_KERNEL)")
 	f.StringVar(&formats, "formats", "f32,q8_0,q4_0,nf4", "weight formats to time, comma-separated")
 	f.StringVar(&shapes, "shapes", "", "only shapes whose name contains one of these comma-separated words")
 	f.DurationVar(&perCase, "time", 300*time.Millisecond, "time spent on each case")

@@ -22,8 +22,14 @@ func int8AVX512() []byte { return int8Kernels("VNNI") }
 // VBROADCASTI128 and VPSRLVQ (one instruction fewer than VNNI's unpacking).
 func int8AVX2() []byte { return int8Kernels("AVX2") }
 
+// int8AVXVNNI writes the VNNI kernels for AVX-VNNI (VPDPBUSD's VEX form:
+// see avxvnni.go), int8AVXVNNIEmu the same with it emulated by AVX2 (the
+// tests' stand-in; names ending in Emu).
+func int8AVXVNNI() []byte    { return int8Kernels("AVXVNNI") }
+func int8AVXVNNIEmu() []byte { return int8Kernels("AVXVNNIEmu") }
+
 func int8Kernels(isa string) []byte {
-	vnni := isa == "VNNI"
+	vnni := isa != "AVX2" // VNNI's form: VPDPBUSD (EVEX, VEX or emulated)
 	// VNNI: two rows at a time, each fetched 16 KiB ahead into L2 (PREFETCHT1),
 	// measured on the smollm2-135m shape's 210 Q8_0 weights in turn (go
 	// test -bench GemvModel ./kernels, one thread). On a Xeon (Sapphire
@@ -74,7 +80,11 @@ func int8Kernels(isa string) []byte {
 		s, t := tmp[3], tmp[4]
 		if vnni { // wu unsigned: the lanes start from the corrections
 			a.l("VMOVDQU %d(R10), %s", off+32, s)
-			a.l("VPDPBUSD %d(R10), %s, %s", off, wu, s)
+			if isa == "VNNI" {
+				a.l("VPDPBUSD %d(R10), %s, %s", off, wu, s)
+			} else { // Y9..Y11 are free
+				dpbusdMem(&a, isa == "AVXVNNIEmu", yn(s), yn(wu), off, 9, 10, 11)
+			}
 		} else { // wu signed
 			a.l("VMOVDQU %d(R10), %s", off, s)
 			a.l("VPSIGNB %s, %s, %s", wu, s, s)
@@ -289,4 +299,13 @@ func int8Kernels(isa string) []byte {
 		a.l("RET")
 	}
 	return a.Bytes()
+}
+
+// yn is the number of the register "Yn".
+func yn(r string) int {
+	var n int
+	if _, err := fmt.Sscanf(r, "Y%d", &n); err != nil {
+		panic(r)
+	}
+	return n
 }

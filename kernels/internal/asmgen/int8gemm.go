@@ -297,25 +297,88 @@ func cpuidAMD64() []byte {
 // widened as read and the pair lanes joined by VPHADDD each block: 1.07–
 // 1.10× the fp32 GEMM; this one: see the README.)
 //
-// gemmInt8AVX2: for each of nsl W regions and each group of 8 of its 32
-// columns, a 6×8 tile: per block of K, the int32 sums Y0..Y5 (one a row)
-// over 16 steps, each VPMADDWD of the step's W (Y12) and the row's pair
-// (Y13); then acc = fma(float32(S), sw·sx, acc) in Y6..Y11. Then
-// C = alpha·acc or C += alpha·acc for the valid rows, the last region's
-// columns masked (VMASKMOVPS).
+// gemmInt8AVX2 is int8Gemm16's x16 kind: 6×16 tiles (two groups of 8
+// rows), the fp32 accumulators in the frame. On a Zen 3 core (a product
+// of 2048 rows at one thread, benchstat over 10 alternating runs) it is
+// 1.10–1.12× the 6×8 tile it replaced, whose six sums and six fp32
+// accumulators filled the registers and whose every store was
+// VMASKMOVPS: the plain stores give 0–10% of that (10% at K = 576, none
+// at 1536), the wider tile the rest.
 func int8GemmAVX2() []byte {
 	var a asm
 	fileHeader(&a, "amd64 && !noasm")
-	const xr = 6
-	const wb = 4*512 + 128 // a W block: 4 groups of 8 rows' pairs for 16 steps, then 32 scales
-	xv, xs, xb := 0, 64*xr, 68*xr
 	fmt.Fprintln(&a)
+	int8LaneBits(&a)
+	fmt.Fprintln(&a)
+	int8Gemm16(&a, "gemmInt8AVX2", "x16")
+	int8QuantAVX2(&a, "quantInt8X16AVX2", true)
+	int8PackAVX2(&a, "packInt8W16AVX2", true)
+	return a.Bytes()
+}
+
+// int8GemmAVXVNNI emits the AVX-VNNI path's GEMM (gemmInt8AVXVNNI, and
+// gemmInt8AVXVNNIEmu with VPDPBUSD emulated: see avxvnni.go) and its
+// quantizer for the VNNI X layout (quantInt8AVX2).
+func int8GemmAVXVNNI() []byte {
+	var a asm
+	fileHeader(&a, "amd64 && !noasm")
+	fmt.Fprintln(&a)
+	int8LaneBits(&a)
+	a.l("DATA ·int8QuantPerm<>+0(SB)/4, $0")
+	for l, v := range []int{4, 1, 5, 2, 6, 3, 7} {
+		a.l("DATA ·int8QuantPerm<>+%d(SB)/4, $%d", 4*(l+1), v)
+	}
+	a.l("GLOBL ·int8QuantPerm<>(SB), RODATA|NOPTR, $32")
+	for l := 0; l < 4; l++ {
+		a.l("DATA ·int8Bias<>+%d(SB)/8, $0x8080808080808080", 8*l)
+	}
+	a.l("GLOBL ·int8Bias<>(SB), RODATA|NOPTR, $32")
+	fmt.Fprintln(&a)
+	int8Gemm16(&a, "gemmInt8AVXVNNI", "vnni")
+	fmt.Fprintln(&a)
+	int8Gemm16(&a, "gemmInt8AVXVNNIEmu", "vnniemu")
+	int8QuantAVX2(&a, "quantInt8AVX2", false)
+	int8PackAVX2(&a, "packInt8G8AVX2", false)
+	return a.Bytes()
+}
+
+// int8LaneBits is the table of lane l's bit 1<<l (the last region's
+// column mask as lanes).
+func int8LaneBits(a *asm) {
 	for l := 0; l < 8; l++ {
 		a.l("DATA ·int8LaneBits<>+%d(SB)/4, $%d", 4*l, 1<<l)
 	}
 	a.l("GLOBL ·int8LaneBits<>(SB), RODATA|NOPTR, $32")
-	fmt.Fprintln(&a)
-	int8GemmEntry(&a, "gemmInt8AVX2")
+}
+
+// int8Gemm16 emits a 6×16-tile int8 GEMM kernel on ymm: kind "vnni"
+// AVX-VNNI's, "vnniemu" the same with VPDPBUSD emulated, "x16" AVX2's.
+// For each of nsl W regions (per block 4 groups of 8 rows' steps, then 32
+// scales: int8GemmG8Block's 8 steps of 4 bytes, or int8GemmW16Block's 16
+// of int16 pairs) and each pair of its groups, a 6×16 tile: per block, the
+// int32 sums Y0..Y11 (row i, group h: Y2i+h) over the steps, each the
+// groups' step (Y12, Y13) against the row's broadcast (Y14): VPDPBUSD
+// from the rows' corrections, or VPMADDWD (into Y15) and VPADDD. Twelve
+// independent sums: VPDPBUSD's latency (5 cycles on Intel's cores) at two
+// a cycle asks for ten, and two W loads serve twelve products where a 6×8
+// tile's one serves six. The fp32 accumulators live in the frame
+// (acc = fma(float32(S), sw·sx, acc) by VFMADD213PS from memory, once a
+// block); then C = alpha·acc or C += alpha·acc for the valid rows, the last
+// region's columns masked.
+func int8Gemm16(a *asm, name, kind string) {
+	const xr = 6
+	x16 := kind == "x16"
+	// W: a block holds 4 groups of gw bytes, then the 32 scales; X: a row's
+	// values at xvr·i, its scale at xs + 4i, its correction at xc + 4i, a
+	// block xb bytes.
+	steps, gw, xvr, xs, xc, xb := 8, 256, 32, 32*xr, 36*xr, 40*xr
+	if x16 {
+		steps, gw, xvr, xs, xc, xb = 16, 512, 64, 64*xr, -1, 68*xr
+	}
+	wb := 4*gw + 128
+	const spill = 64 * xr // the emulation's 32 bytes, after the accumulators
+	acc := func(i, h int) int { return 64*i + 32*h }
+	int8GemmEntryFrame(a, name, spill+32)
 	a.l("MOVQ R13, R9")
 	a.l("IMULQ $%d, R9", wb) // bytes of a W region
 	a.label("region")
@@ -324,62 +387,117 @@ func int8GemmAVX2() []byte {
 	a.l("JNE regionmask")
 	a.l("MOVL mask+60(FP), R14")
 	a.label("regionmask")
-	for g := 0; g < 4; g++ {
-		tile := fmt.Sprintf("g%d", g)
-		for i := 6; i < 12; i++ {
-			a.l("VXORPS Y%d, Y%d, Y%d", i, i, i)
+	for p := 0; p < 2; p++ {
+		tile := fmt.Sprintf("p%d", p)
+		a.l("VXORPS Y15, Y15, Y15")
+		for i := 0; i < xr; i++ {
+			for h := 0; h < 2; h++ {
+				a.l("VMOVUPS Y15, %d(SP)", acc(i, h))
+			}
 		}
 		a.l("MOVQ SI, AX")
-		a.l("LEAQ %d(DI), R12", 512*g)
+		a.l("LEAQ %d(DI), R12", 2*gw*p)
 		a.l("MOVQ R13, CX")
 		a.label("block" + tile)
-		for t := 0; t < 16; t++ {
+		for i := 0; i < xr && !x16; i++ { // the sums start from the rows' corrections
+			a.l("VPBROADCASTD %d(AX), Y%d", xc+4*i, 2*i)
+			a.l("VMOVDQA Y%d, Y%d", 2*i, 2*i+1)
+		}
+		for t := 0; t < steps; t++ {
 			a.l("VMOVDQU %d(R12), Y12", 32*t)
+			a.l("VMOVDQU %d(R12), Y13", gw+32*t)
 			for i := 0; i < xr; i++ {
-				a.l("VPBROADCASTD %d(AX), Y13", xv+64*i+4*t)
-				if t == 0 {
-					a.l("VPMADDWD Y12, Y13, Y%d", i)
-				} else {
-					a.l("VPMADDWD Y12, Y13, Y14")
-					a.l("VPADDD Y14, Y%d, Y%d", i, i)
+				a.l("VPBROADCASTD %d(AX), Y14", xvr*i+4*t)
+				for h := 0; h < 2; h++ {
+					s := 2*i + h
+					switch {
+					case kind == "vnniemu":
+						dpbusdSpill(a, s, 12+h, 14, 15, fmt.Sprintf("%d(SP)", spill))
+					case kind == "vnni":
+						dpbusd(a, false, s, 12+h, 14, 0, 0)
+					case t == 0:
+						a.l("VPMADDWD Y%d, Y14, Y%d", 12+h, s)
+					default:
+						a.l("VPMADDWD Y%d, Y14, Y15", 12+h)
+						a.l("VPADDD Y15, Y%d, Y%d", s, s)
+					}
 				}
 			}
 		}
-		a.l("VMOVUPS %d(R12), Y12", 2048+32*g-512*g) // the group's 8 scales (R12 is 512·g into the block)
 		for i := 0; i < xr; i++ {
-			a.l("VCVTDQ2PS Y%d, Y%d", i, i)
-			a.l("VBROADCASTSS %d(AX), Y13", xs+4*i)
-			a.l("VMULPS Y12, Y13, Y13")
-			a.l("VFMADD231PS Y13, Y%d, Y%d", i, 6+i)
+			a.l("VBROADCASTSS %d(AX), Y14", xs+4*i)
+			for h := 0; h < 2; h++ {
+				s := 2*i + h
+				a.l("VCVTDQ2PS Y%d, Y%d", s, s)
+				a.l("VMULPS %d(R12), Y14, Y15", 4*gw+32*(2*p+h)-2*gw*p) // group 2p+h's 8 scales (R12 is 2·gw·p into the block)
+				a.l("VFMADD213PS %d(SP), Y15, Y%d", acc(i, h), s)
+				a.l("VMOVUPS Y%d, %d(SP)", s, acc(i, h))
+			}
 		}
 		a.l("ADDQ $%d, AX", xb)
 		a.l("ADDQ $%d, R12", wb)
 		a.l("DECQ CX")
 		a.l("JNE block" + tile)
-		// The group's lane mask from its 8 bits of the region's mask.
-		a.l("MOVL R14, CX")
-		a.l("SHRL $%d, CX", 8*g)
-		a.l("VMOVD CX, X12")
-		a.l("VPBROADCASTD X12, Y12")
-		a.l("VPAND ·int8LaneBits<>(SB), Y12, Y12")
-		a.l("VPCMPEQD ·int8LaneBits<>(SB), Y12, Y12")
-		a.l("VBROADCASTSS alpha+56(FP), Y13")
-		a.l("LEAQ %d(DX), R15", 32*g)
-		for i := 0; i < xr; i++ {
-			if i > 0 {
-				a.l("CMPQ R10, $%d", i)
-				a.l("JLE done" + tile)
+		// Store: every column (plain moves), or the last region's masked
+		// (VMASKMOVPS to memory is slow on AMD's cores: on Zen 3 9% of the
+		// kernel's samples when every store took it).
+		a.l("VBROADCASTSS alpha+56(FP), Y14")
+		a.l("LEAQ %d(DX), R15", 64*p)
+		a.l("CMPL R14, $-1")
+		a.l("JNE masked" + tile)
+		store := func(masked bool) {
+			v := "f"
+			if masked {
+				v = "m"
 			}
-			f := 6 + i
-			a.l("VMULPS Y13, Y%d, Y%d", f, f)
-			a.l("TESTQ R11, R11")
-			a.l("JEQ set%s%d", tile, i)
-			a.l("VMASKMOVPS (R15), Y12, Y14")
-			a.l("VADDPS Y14, Y%d, Y%d", f, f)
-			a.label(fmt.Sprintf("set%s%d", tile, i))
-			a.l("VMASKMOVPS Y%d, Y12, (R15)", f)
-			a.l("ADDQ R8, R15")
+			for i := 0; i < xr; i++ {
+				if i > 0 {
+					a.l("CMPQ R10, $%d", i)
+					a.l("JLE done" + tile)
+				}
+				for h := 0; h < 2; h++ {
+					a.l("VMULPS %d(SP), Y14, Y%d", acc(i, h), h)
+				}
+				a.l("TESTQ R11, R11")
+				a.l("JEQ set%s%s%d", v, tile, i)
+				for h := 0; h < 2; h++ {
+					if masked {
+						a.l("VMASKMOVPS %d(R15), Y%d, Y15", 32*h, 12+h)
+						a.l("VADDPS Y15, Y%d, Y%d", h, h)
+					} else {
+						a.l("VADDPS %d(R15), Y%d, Y%d", 32*h, h, h)
+					}
+				}
+				a.label(fmt.Sprintf("set%s%s%d", v, tile, i))
+				for h := 0; h < 2; h++ {
+					if masked {
+						a.l("VMASKMOVPS Y%d, Y%d, %d(R15)", h, 12+h, 32*h)
+					} else {
+						a.l("VMOVUPS Y%d, %d(R15)", h, 32*h)
+					}
+				}
+				a.l("ADDQ R8, R15")
+			}
 		}
+		store(false)
+		a.l("JMP done" + tile)
+		a.label("masked" + tile)
+		// The groups' lane masks from their 8 bits each of the region's mask.
+		a.l("MOVL R14, CX")
+		if p > 0 {
+			a.l("SHRL $16, CX")
+		}
+		for h := 0; h < 2; h++ {
+			m := 12 + h
+			if h > 0 {
+				a.l("SHRL $8, CX")
+			}
+			a.l("VMOVD CX, X%d", m)
+			a.l("VPBROADCASTD X%d, Y%d", m, m)
+			a.l("VPAND ·int8LaneBits<>(SB), Y%d, Y%d", m, m)
+			a.l("VPCMPEQD ·int8LaneBits<>(SB), Y%d, Y%d", m, m)
+		}
+		store(true)
 		a.label("done" + tile)
 	}
 	a.l("ADDQ R9, DI")
@@ -388,17 +506,99 @@ func int8GemmAVX2() []byte {
 	a.l("JNE region")
 	a.l("VZEROUPPER")
 	a.l("RET")
+}
 
-	// The quantizer, as quantBlock computes it (the same roundings), each
-	// block's 32 values stored as int16 and no correction (corr is nil:
-	// the kernel's W is signed): a block holding an Inf or a NaN
-	// (x−x is NaN) gets zeros and a NaN scale, one whose 1/d overflows
-	// (max|x| zero or subnormal) zeros and a zero scale.
-	fmt.Fprintln(&a)
-	fmt.Fprintln(&a, "// func quantInt8X16AVX2(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)")
-	fmt.Fprintln(&a, "TEXT ·quantInt8X16AVX2(SB), NOSPLIT, $0-48")
+// int8PackAVX2 emits a W packer (int8PackFn) for the 8-row groups of
+// int8Gemm16's layouts: x16 (int8GemmW16Block: each row's block sign-
+// extended to int16 by VPMOVSXBW, its pairs one dword each) or g8
+// (int8GemmG8Block: each row's block of 8 dwords, +128). Per block and
+// group the 8 rows' dwords are transposed, 8×8 at a time (unpack 32-bit,
+// unpack 64-bit, VPERM2I128), so that each step holds the 8 rows' dword;
+// then the 32 rows' scales. Row j's values start at rows + idx[j], its
+// scales at sc + idx[32+j] (bytes).
+func int8PackAVX2(a *asm, name string, x16 bool) {
+	gw, wb := 256, 1152
+	if x16 {
+		gw, wb = 512, 2176
+	}
+	fmt.Fprintln(a)
+	fmt.Fprintf(a, "// func %s(dst, rows *byte, sc *float32, kb int, idx *[64]int32)\n", name)
+	fmt.Fprintf(a, "TEXT ·%s(SB), NOSPLIT, $0-40\n", name)
+	a.l("MOVQ dst+0(FP), DI")
+	a.l("MOVQ rows+8(FP), SI")
+	a.l("MOVQ sc+16(FP), DX")
+	a.l("MOVQ kb+24(FP), CX")
+	a.l("MOVQ idx+32(FP), AX")
+	// The transpose of Y0..Y7 (row j's dwords in Yj), each of the 8
+	// results stored at off + 32·t as it is made.
+	transpose := func(off int) {
+		for k := 0; k < 4; k++ {
+			a.l("VPUNPCKLDQ Y%d, Y%d, Y%d", 2*k+1, 2*k, 8+2*k)
+			a.l("VPUNPCKHDQ Y%d, Y%d, Y%d", 2*k+1, 2*k, 9+2*k)
+		}
+		for k := 0; k < 2; k++ { // rows 4k..4k+3: elements 0,4 / 1,5 / 2,6 / 3,7 per lane
+			lo, hi := 8+4*k, 10+4*k
+			a.l("VPUNPCKLQDQ Y%d, Y%d, Y%d", hi, lo, 4*k)
+			a.l("VPUNPCKHQDQ Y%d, Y%d, Y%d", hi, lo, 4*k+1)
+			a.l("VPUNPCKLQDQ Y%d, Y%d, Y%d", hi+1, lo+1, 4*k+2)
+			a.l("VPUNPCKHQDQ Y%d, Y%d, Y%d", hi+1, lo+1, 4*k+3)
+		}
+		for t := 0; t < 4; t++ {
+			a.l("VPERM2I128 $0x20, Y%d, Y%d, Y8", t+4, t)
+			a.l("VMOVDQU Y8, %d(DI)", off+32*t)
+			a.l("VPERM2I128 $0x31, Y%d, Y%d, Y9", t+4, t)
+			a.l("VMOVDQU Y9, %d(DI)", off+32*(t+4))
+		}
+	}
+	a.label("pblock")
+	for g := 0; g < 4; g++ {
+		halves := 1
+		if x16 {
+			halves = 2
+		}
+		for h := 0; h < halves; h++ {
+			for j := 0; j < 8; j++ {
+				a.l("MOVL %d(AX), R9", 4*(8*g+j))
+				if x16 {
+					a.l("VPMOVSXBW %d(SI)(R9*1), Y%d", 16*h, j)
+				} else {
+					a.l("VMOVDQU (SI)(R9*1), Y%d", j)
+					a.l("VPXOR ·int8Bias<>(SB), Y%d, Y%d", j, j)
+				}
+			}
+			transpose(gw*g + 256*h)
+		}
+	}
+	for j := 0; j < 32; j++ {
+		a.l("MOVL %d(AX), R9", 128+4*j)
+		a.l("MOVL (DX)(R9*1), R10")
+		a.l("MOVL R10, %d(DI)", 4*gw+4*j)
+	}
+	a.l("ADDQ $32, SI")
+	a.l("ADDQ $4, DX")
+	a.l("ADDQ $%d, DI", wb)
+	a.l("DECQ CX")
+	a.l("JNE pblock")
+	a.l("VZEROUPPER")
+	a.l("RET")
+}
+
+// int8QuantAVX2 emits an AVX2 quantizer (int8QuantFn) named name: x16
+// writes each block's values as int16 and no correction (corr is nil),
+// otherwise as bytes with the correction −128·Σq.
+func int8QuantAVX2(a *asm, name string, x16 bool) {
+	// quantBlock's arithmetic (the same roundings): a block holding an
+	// Inf or a NaN (x−x is NaN) gets zeros and a NaN scale, one whose 1/d
+	// overflows (max|x| zero or subnormal) zeros and a zero scale.
+	fmt.Fprintln(a)
+	fmt.Fprintf(a, "// func %s(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)\n", name)
+	fmt.Fprintf(a, "TEXT ·%s(SB), NOSPLIT, $0-48\n", name)
 	a.l("MOVQ q+0(FP), DI")
 	a.l("MOVQ sc+8(FP), R8")
+	if !x16 {
+		a.l("MOVQ corr+16(FP), R9")
+		a.l("VMOVDQU ·int8QuantPerm<>(SB), Y13")
+	}
 	a.l("MOVQ src+24(FP), SI")
 	a.l("MOVQ nb+32(FP), CX")
 	a.l("MOVQ stride+40(FP), DX")
@@ -451,17 +651,41 @@ func int8GemmAVX2() []byte {
 		a.l("VPMINSD Y12, Y%d, Y%d", k, k)
 		a.l("VPMAXSD Y11, Y%d, Y%d", k, k)
 	}
+	if !x16 { // the correction: −128·Σq
+		a.l("VPADDD Y1, Y0, Y4")
+		a.l("VPADDD Y3, Y2, Y5")
+		a.l("VPADDD Y5, Y4, Y4")
+		a.l("VEXTRACTI128 $1, Y4, X5")
+		a.l("VPADDD X5, X4, X4")
+		a.l("VPSHUFD $0x4e, X4, X5")
+		a.l("VPADDD X5, X4, X4")
+		a.l("VPSHUFD $0xb1, X4, X5")
+		a.l("VPADDD X5, X4, X4")
+		a.l("VPSLLD $7, X4, X4")
+		a.l("VPXOR X5, X5, X5")
+		a.l("VPSUBD X4, X5, X4")
+		a.l("VMOVD X4, (R9)")
+	}
 	a.l("VPACKSSDW Y1, Y0, Y0")
 	a.l("VPACKSSDW Y3, Y2, Y2")
-	a.l("VPERMQ $0xd8, Y0, Y0")
-	a.l("VPERMQ $0xd8, Y2, Y2")
-	a.l("VMOVDQU Y0, (DI)")
-	a.l("VMOVDQU Y2, 32(DI)")
+	if x16 {
+		a.l("VPERMQ $0xd8, Y0, Y0")
+		a.l("VPERMQ $0xd8, Y2, Y2")
+		a.l("VMOVDQU Y0, (DI)")
+		a.l("VMOVDQU Y2, 32(DI)")
+	} else { // bytes, each lane's dwords back in order: 0 4 1 5 2 6 3 7
+		a.l("VPACKSSWB Y2, Y0, Y0")
+		a.l("VPERMD Y0, Y13, Y0")
+		a.l("VMOVDQU Y0, (DI)")
+	}
 	a.l("VMOVSS X6, (R8)")
 	a.label("qnext")
 	a.l("ADDQ $128, SI")
 	a.l("ADDQ DX, DI")
 	a.l("ADDQ DX, R8")
+	if !x16 {
+		a.l("ADDQ DX, R9")
+	}
 	a.l("DECQ CX")
 	a.l("JNE qblock")
 	a.l("VZEROUPPER")
@@ -473,19 +697,26 @@ func int8GemmAVX2() []byte {
 		a.label(c.name)
 		a.l("VPXOR Y0, Y0, Y0")
 		a.l("VMOVDQU Y0, (DI)")
-		a.l("VMOVDQU Y0, 32(DI)")
+		if x16 {
+			a.l("VMOVDQU Y0, 32(DI)")
+		} else {
+			a.l("MOVL $0, (R9)")
+		}
 		a.l("MOVL $0x%08x, (R8)", c.sc)
 		a.l("JMP qnext")
 	}
-	return a.Bytes()
 }
 
 // int8GemmEntry starts an int8 GEMM kernel (int8GemmFn): kb in R13, x in
 // SI, w in DI, c in DX, ldc in bytes in R8, nsl in BX, rows in R10,
 // accumulate in R11.
-func int8GemmEntry(a *asm, name string) {
+func int8GemmEntry(a *asm, name string) { int8GemmEntryFrame(a, name, 0) }
+
+// int8GemmEntryFrame is int8GemmEntry with a local frame of the given
+// bytes (at 0(SP)).
+func int8GemmEntryFrame(a *asm, name string, frame int) {
 	fmt.Fprintf(a, "// func %s(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool)\n", name)
-	fmt.Fprintf(a, "TEXT ·%s(SB), NOSPLIT, $0-65\n", name)
+	fmt.Fprintf(a, "TEXT ·%s(SB), NOSPLIT, $%d-65\n", name, frame)
 	a.l("MOVQ kb+0(FP), R13")
 	a.l("MOVQ x+8(FP), SI")
 	a.l("MOVQ w+16(FP), DI")

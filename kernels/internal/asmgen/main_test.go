@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -119,6 +120,85 @@ func TestA64(t *testing.T) {
 		fmt.Sscanf(c.got, "WORD $0x%x", &w)
 		if w != c.want {
 			t.Errorf("%s: want 0x%08x", c.got, c.want)
+		}
+	}
+}
+
+// TestVEX: the hand-encoded AVX-VNNI VPDPBUSD is what GNU as (binutils
+// 2.40, "{vex} vpdpbusd") assembles for the same operands: register
+// forms across the high registers (VEX.R, VEX.B, vvvv) and memory forms
+// with no, 8-bit and 32-bit displacements (R13 and BP need one).
+func TestVEX(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		got, want []byte
+	}{
+		{"ymm7, ymm4, [r10]", vexDPBUSDMem(7, 4, r10, 0), []byte{0xc4, 0xc2, 0x5d, 0x50, 0x3a}},
+		{"ymm7, ymm4, [r10+96]", vexDPBUSDMem(7, 4, r10, 96), []byte{0xc4, 0xc2, 0x5d, 0x50, 0x7a, 0x60}},
+		{"ymm7, ymm5, [r10+160]", vexDPBUSDMem(7, 5, r10, 160), []byte{0xc4, 0xc2, 0x55, 0x50, 0xba, 0xa0, 0x00, 0x00, 0x00}},
+		{"ymm9, ymm4, [rsi+8]", vexDPBUSDMem(9, 4, rSI, 8), []byte{0xc4, 0x62, 0x5d, 0x50, 0x4e, 0x08}},
+		{"ymm3, ymm8, [r13]", vexDPBUSDMem(3, 8, r13, 0), []byte{0xc4, 0xc2, 0x3d, 0x50, 0x5d, 0x00}},
+		{"ymm3, ymm8, [rbp-4]", vexDPBUSDMem(3, 8, rBP, -4), []byte{0xc4, 0xe2, 0x3d, 0x50, 0x5d, 0xfc}},
+		{"ymm0, ymm12, ymm13", vexDPBUSD(0, 12, 13), []byte{0xc4, 0xc2, 0x1d, 0x50, 0xc5}},
+		{"ymm5, ymm12, ymm13", vexDPBUSD(5, 12, 13), []byte{0xc4, 0xc2, 0x1d, 0x50, 0xed}},
+		{"ymm11, ymm3, ymm9", vexDPBUSD(11, 3, 9), []byte{0xc4, 0x42, 0x65, 0x50, 0xd9}},
+		{"ymm2, ymm14, ymm1", vexDPBUSD(2, 14, 1), []byte{0xc4, 0xe2, 0x0d, 0x50, 0xd1}},
+	} {
+		if !bytes.Equal(c.got, c.want) {
+			t.Errorf("vpdpbusd %s: % x, want % x", c.name, c.got, c.want)
+		}
+	}
+}
+
+// TestVNNIEmu: the AVX-VNNI kernels and their emulated twins (which the
+// kernels' tests run) are the same text but for each VPDPBUSD: the real
+// one's BYTE line and the twin's tagged lines, read as the instruction
+// they stand for, and the names' Emu.
+func TestVNNIEmu(t *testing.T) {
+	norm := func(src []byte) []string {
+		var out []string
+		for _, line := range strings.Split(string(src), "\n") {
+			if i := strings.Index(line, "// VPDPBUSD "); i >= 0 {
+				emu := strings.HasSuffix(line, emuTag)
+				if emu == strings.HasPrefix(strings.TrimSpace(line), "BYTE") {
+					t.Fatalf("%q: a BYTE line tagged as emulated, or an emulated line not tagged", line)
+				}
+				line = "\t" + strings.TrimSuffix(line[i+3:], emuTag)
+				if emu && len(out) > 0 && out[len(out)-1] == line {
+					continue // the same instruction's next line
+				}
+			}
+			out = append(out, strings.ReplaceAll(line, "AVXVNNIEmu", "AVXVNNI"))
+		}
+		return out
+	}
+	// The GEMM file holds both kernels, then the quantizer.
+	g := string(int8GemmAVXVNNI())
+	i := strings.Index(g, "// func gemmInt8AVXVNNI(")
+	j := strings.Index(g, "// func gemmInt8AVXVNNIEmu(")
+	k := strings.Index(g, "// func quantInt8AVX2(")
+	if i < 0 || j < i || k < j {
+		t.Fatal("gemm: the kernels not found in order")
+	}
+	for _, c := range []struct {
+		name      string
+		real, emu string
+		dpbusd    int // VPDPBUSD instructions
+	}{
+		{"dot", string(int8AVXVNNI()), string(int8AVXVNNIEmu()), (2 + 1) * (1 + 1 + 2)}, // 2 rows a step, then 1; Q8_0, Q4_0 one unit, NF4 two
+		{"gemm", g[i:j], g[j:k], 4 * 8 * 6},                                             // 4 groups × 8 steps × 6 rows
+	} {
+		if r, e := norm([]byte(c.real)), norm([]byte(c.emu)); strings.Join(r, "\n") != strings.Join(e, "\n") {
+			t.Errorf("%s: the kernels differ beyond VPDPBUSD", c.name)
+		}
+		n := 0
+		for _, line := range strings.Split(c.real, "\n") {
+			if strings.Contains(line, "BYTE") && strings.Contains(line, "// VPDPBUSD ") {
+				n++
+			}
+		}
+		if n != c.dpbusd {
+			t.Errorf("%s: %d VEX VPDPBUSD, want %d", c.name, n, c.dpbusd)
 		}
 	}
 }
