@@ -614,6 +614,46 @@ func TestCrossEntropy(t *testing.T) {
 	}
 }
 
+// TestCrossEntropyChunks: the supervised rows gathered (runs of them
+// between ignored rows, and none at the ends) in chunks of 4 rows give the
+// loss and dH of one chunk of all of them, and ignored rows get zero
+// gradient.
+func TestCrossEntropyChunks(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 11))
+	const N, V = 40, 50
+	targets := make([]int32, N)
+	for i := range targets {
+		targets[i] = int32(r.IntN(V))
+		if i < 3 || i >= N-2 || i%7 < 3 {
+			targets[i] = IgnoreIndex
+		}
+	}
+	w := kernels.Quantize(kernels.Q8_0, V, 32, randT(r, V, 32, false).Data)
+	h := randT(r, N, 32, true)
+	run := func(chunk int) (float32, []float32) {
+		defer func(c int) { ceChunkFloats = c }(ceChunkFloats)
+		ceChunkFloats = chunk
+		tp := NewTape(nil)
+		h.ZeroGrad()
+		l, _ := tp.CrossEntropy(h, w, targets, 0)
+		tp.Backward(l)
+		return l.Data[0], append([]float32(nil), h.Grad...)
+	}
+	l1, g1 := run(1 << 24)
+	l4, g4 := run(4 * V)
+	if math.Abs(float64(l1-l4)) > 1e-6*math.Abs(float64(l1)) {
+		t.Fatalf("loss %g in chunks of 4 rows, %g in one", l4, l1)
+	}
+	for i := range g1 {
+		if tg := targets[i/32]; tg < 0 && (g1[i] != 0 || g4[i] != 0) {
+			t.Fatalf("ignored row %d has gradient %g, %g", i/32, g1[i], g4[i])
+		}
+		if math.Abs(float64(g1[i]-g4[i])) > 1e-6*(math.Abs(float64(g1[i]))+1e-3) {
+			t.Fatalf("dH[%d] = %g in chunks of 4 rows, %g in one", i, g4[i], g1[i])
+		}
+	}
+}
+
 // TestTapeReuse: a second pass with the same shapes allocates no new arena chunk
 // and gives the same numbers.
 func TestTapeReuse(t *testing.T) {

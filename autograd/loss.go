@@ -12,7 +12,7 @@ const IgnoreIndex = -100
 
 // ceChunkFloats bounds the logits held at once: rows·V ≤ this (64 MiB), or
 // one row when V is larger.
-const ceChunkFloats = 1 << 24
+var ceChunkFloats = 1 << 24 // a variable for the tests
 
 // CrossEntropy returns the summed negative log-likelihood of targets under
 // logits = H·Wᵀ (W is the frozen V×C output matrix), divided by norm, as a 1×1
@@ -20,8 +20,8 @@ const ceChunkFloats = 1 << 24
 // norm ≤ 0 means "the number of supervised rows here"; gradient accumulation
 // passes the total over all micro-batches instead.
 //
-// Logits are computed a chunk of rows at a time and never held for the whole
-// batch. The gradient dH = (softmax − onehot)/norm · W is computed in the same
+// Logits are computed for the supervised rows only, a chunk of them at a
+// time, and never held for the whole batch. The gradient dH = (softmax − onehot)/norm · W is computed in the same
 // pass, since the loss is the end of the graph; backward only scales it.
 func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm float32) (loss *Tensor, supervised int) {
 	if h.Cols != w.Cols || len(targets) != h.Rows {
@@ -45,34 +45,59 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 		dh = tp.scratch(h.Rows * h.Cols)
 		clear(dh)
 	}
-	rows := CrossEntropyChunkRows(h.Rows, V)
+	// Logits are computed for the supervised rows alone (a prompt's tokens
+	// and padding have none, and no gradient), gathered in order where
+	// others sit between them.
+	sup := make([]int, 0, supervised)
+	for i, t := range targets {
+		if t >= 0 {
+			sup = append(sup, i)
+		}
+	}
+	C := h.Cols
+	rows := CrossEntropyChunkRows(len(sup), V)
 	logits := tp.scratch(rows * V)
 	rowLoss := make([]float64, rows)
 	coef := make([]float32, rows)
-	var wt []float32
+	var wt, hs, ds []float32
 	if dh != nil {
-		wt = tp.scratch(len(tp.Pool.Workers()) * h.Cols)
+		wt = tp.scratch(len(tp.Pool.Workers()) * C)
+	}
+	if len(sup) < h.Rows {
+		hs = tp.scratch(rows * C)
+		if dh != nil {
+			ds = tp.scratch(rows * C)
+		}
 	}
 	var total float64
-	for r0 := 0; r0 < h.Rows; r0 += rows {
-		r1 := min(h.Rows, r0+rows)
-		n := r1 - r0
-		if !anySupervised(targets[r0:r1]) {
-			continue
+	for s0 := 0; s0 < len(sup); s0 += rows {
+		idx := sup[s0:min(len(sup), s0+rows)]
+		n := len(idx)
+		// X: H's rows in place where they are consecutive, else gathered;
+		// dH's likewise, scattered after.
+		var X, D kernels.Mat
+		if idx[n-1]-idx[0] == n-1 {
+			X = kernels.MatOf(h.Data[idx[0]*C:(idx[n-1]+1)*C], n, C)
+			if dh != nil {
+				D = kernels.MatOf(dh[idx[0]*C:(idx[n-1]+1)*C], n, C)
+			}
+		} else {
+			for i, r := range idx {
+				copy(hs[i*C:(i+1)*C], h.Data[r*C:(r+1)*C])
+			}
+			X = kernels.MatOf(hs[:n*C], n, C)
+			if dh != nil {
+				D = kernels.MatOf(ds[:n*C], n, C)
+			}
 		}
 		L := kernels.MatOf(logits[:n*V], n, V)
-		tp.Pool.GemmW(L, 1, kernels.MatOf(h.Data[r0*h.Cols:r1*h.Cols], n, h.Cols), kernels.NoTrans, w, kernels.Trans, 0)
+		tp.Pool.GemmW(L, 1, X, kernels.NoTrans, w, kernels.Trans, 0)
 		// Rows are independent: each worker turns its rows into e = exp(l − max)
 		// and records their losses; the losses are summed in order afterwards.
 		tp.Pool.Parallel(n, 8, func(_, lo, hi int) {
 			for i := lo; i < hi; i++ {
-				t := targets[r0+i]
+				t := targets[idx[i]]
 				row := L.Row(i)
-				if t < 0 {
-					clear(row) // no gradient from this row
-					rowLoss[i], coef[i] = 0, 0
-					continue
-				}
 				mx := tp.Pool.Path().Max(row)
 				lt := row[t] - mx // the target's logit, before the row is exponentiated
 				z := tp.Pool.Path().ExpShiftSum(row, mx)
@@ -90,19 +115,18 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 		// − W[t]/norm per row: the product runs on e as it is (no pass over the
 		// N×V logits to scale them) and the row factor and one-hot term are
 		// applied to the N×C result.
-		D := kernels.MatOf(dh[r0*h.Cols:r1*h.Cols], n, h.Cols)
 		tp.Pool.GemmW(D, 1, L, kernels.NoTrans, w, kernels.NoTrans, 0)
+		gathered := &D.Data[0] != &dh[idx[0]*C]
 		tp.Pool.Parallel(n, 8, func(wk, lo, hi int) {
-			wrow := wt[wk*h.Cols : (wk+1)*h.Cols]
+			wrow := wt[wk*C : (wk+1)*C]
 			for i := lo; i < hi; i++ {
-				t := targets[r0+i]
-				if t < 0 {
-					continue // its row of e is zero, so is its row of dH
-				}
 				d := D.Row(i)
 				kernels.Scale(d, coef[i])
-				tp.Pool.Path().DecodeRow(w, wrow, int(t))
+				tp.Pool.Path().DecodeRow(w, wrow, int(targets[idx[i]]))
 				kernels.Axpy(d, -1/norm, wrow)
+				if gathered {
+					copy(dh[idx[i]*C:(idx[i]+1)*C], d)
+				}
 			}
 		})
 	}
@@ -114,21 +138,12 @@ func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm
 }
 
 // CrossEntropyChunkRows is the number of rows CrossEntropy computes logits for
-// at once, out of n rows over a vocabulary of V: as few chunks as
+// at once, out of n supervised rows over a vocabulary of V: as few chunks as
 // ceChunkFloats allows, of equal size, since each chunk decodes the whole
 // output matrix twice (logits and dH).
 func CrossEntropyChunkRows(n, V int) int {
 	chunks := max(1, (n*V+ceChunkFloats-1)/ceChunkFloats)
 	return max(1, (n+chunks-1)/chunks)
-}
-
-func anySupervised(t []int32) bool {
-	for _, v := range t {
-		if v >= 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // Logits returns H·Wᵀ (N × V) without a gradient (evaluation, generation).

@@ -100,8 +100,10 @@ func (s *Session) memoryEstimate() MemoryEstimate {
 	if recomputed > 0 {
 		acts += kept // the block being recomputed
 	}
-	// The loss: one chunk of logits and dH for the whole batch.
-	acts += int64(autograd.CrossEntropyChunkRows(int(min(n, 1<<30)), cfg.Vocab))*int64(cfg.Vocab)*4 + n*C*4
+	// The loss: one chunk of logits (every token supervised at worst), dH
+	// for the whole batch, and a chunk of H's and of dH's rows gathered.
+	ceRows := int64(autograd.CrossEntropyChunkRows(int(min(n, 1<<30)), cfg.Vocab))
+	acts += ceRows*int64(cfg.Vocab)*4 + n*C*4 + 2*ceRows*C*4
 	return MemoryEstimate{Base: m.WeightBytes(), Adapter: 2 * trainable * 4, Optimizer: optState, Activations: acts}
 }
 
