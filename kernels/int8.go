@@ -77,7 +77,11 @@ type int8Kernel struct {
 	// g8: the GEMM's W regions are int8GemmG8Block's (bytes in groups of
 	// 8 rows), its X regions the VNNI layout's.
 	g8     bool
-	nf4Row func(dst, src *byte, n int, tab *byte)  // NF4's codes of 16·n bytes, natural order
+	// unitQuant, when set, quantizes the row kernels' X units of Q8_0 and
+	// Q4_0 (int8QuantFn over int8Units: q, s, c, stride 96) as
+	// quantizeInt8 does; nil: Go.
+	unitQuant int8QuantFn
+	nf4Row    func(dst, src *byte, n int, tab *byte) // NF4's codes of 16·n bytes, natural order
 	q4Row  func(dst, src *byte, nb int, tab *byte) // Q4_0's values of nb blocks
 }
 
@@ -144,7 +148,7 @@ const (
 
 // quantizeInt8 fills dst (int8Units(w) units) with the X row x (w.Cols
 // values) quantized for w's format.
-func quantizeInt8(dst []int8Unit, x []float32, f Format) {
+func quantizeInt8(dst []int8Unit, x []float32, f Format, qf int8QuantFn) {
 	block := func(b int) []float32 { // X block b's values present
 		lo := min(32*b, len(x))
 		return x[lo:min(lo+32, len(x))]
@@ -155,7 +159,13 @@ func quantizeInt8(dst []int8Unit, x []float32, f Format) {
 		}
 	}
 	if f != NF4 {
-		for b := range dst {
+		b0 := 0
+		if nb := len(x) / 32; qf != nil && nb > 0 { // the whole blocks
+			u := &dst[0]
+			qf((*byte)(unsafe.Pointer(&u.q[0])), &u.s[0], &u.c[0], &x[0], nb, int(unsafe.Sizeof(*u)))
+			b0 = nb
+		}
+		for b := b0; b < len(dst); b++ {
 			u := &dst[b]
 			d := quantBlock(&u.q, block(b))
 			for l := range u.s {
@@ -312,7 +322,7 @@ func (ws *workspace) int8Dot(w *Weight, x []int8Unit, j0, rows int, out []float3
 func (ws *workspace) runInt8Quant(g *gemmArgs, i0, i1 int) {
 	u := int8Units(g.b.w)
 	for i := i0; i < i1; i++ {
-		quantizeInt8(g.i8x[i*u:(i+1)*u], g.a.Data[(g.i8r0+i)*g.a.Stride:][:g.k], g.b.w.Format)
+		quantizeInt8(g.i8x[i*u:(i+1)*u], g.a.Data[(g.i8r0+i)*g.a.Stride:][:g.k], g.b.w.Format, ws.path.i8.unitQuant)
 	}
 }
 

@@ -312,3 +312,55 @@ func TestInt8GemmPack(t *testing.T) {
 		}
 	}
 }
+
+// TestInt8UnitQuant: each path's quantizer of the row kernels' X units
+// gives quantizeInt8's units in Go byte for byte (values, lane
+// corrections, scales) on TestInt8GemmQuant's kinds of block, a partial
+// last block included.
+func TestInt8UnitQuant(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 8))
+	const nb = 40
+	src := make([]float32, 32*nb-5)
+	for b := 0; b < nb; b++ {
+		blk := src[32*b : min(32*b+32, len(src))]
+		for i := range blk {
+			blk[i] = float32(r.NormFloat64() * math.Exp2(float64(r.IntN(40)-20)))
+		}
+		switch b % 8 {
+		case 1:
+			clear(blk)
+		case 2:
+			for i := range blk {
+				blk[i] = float32(i-16) * 0x1p-140
+			}
+		case 3:
+			blk[r.IntN(len(blk))] = float32(math.Inf(1))
+		case 4:
+			blk[r.IntN(len(blk))] = float32(math.NaN())
+		case 5:
+			for i := range blk {
+				blk[i] = float32(r.IntN(255)-127) + 0.5*float32(r.IntN(2))
+			}
+			blk[0] = -127
+		}
+	}
+	want := make([]int8Unit, nb)
+	quantizeInt8(want, src, Q8_0, nil)
+	for _, pa := range testInt8Twins() {
+		if pa.i8.unitQuant == nil {
+			continue
+		}
+		got := make([]int8Unit, nb)
+		quantizeInt8(got, src, Q8_0, pa.i8.unitQuant)
+		for b := range want {
+			g, w := got[b], want[b]
+			same := g.q == w.q && g.c == w.c
+			for l := range g.s {
+				same = same && math.Float32bits(g.s[l]) == math.Float32bits(w.s[l])
+			}
+			if !same {
+				t.Fatalf("%s: unit %d is %v, want %v", pa.Name(), b, g, w)
+			}
+		}
+	}
+}

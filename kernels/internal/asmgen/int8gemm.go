@@ -311,7 +311,7 @@ func int8GemmAVX2() []byte {
 	int8LaneBits(&a)
 	fmt.Fprintln(&a)
 	int8Gemm16(&a, "gemmInt8AVX2", "x16")
-	int8QuantAVX2(&a, "quantInt8X16AVX2", true)
+	int8QuantAVX2(&a, "quantInt8X16AVX2", "x16")
 	int8PackAVX2(&a, "packInt8W16AVX2", true)
 	return a.Bytes()
 }
@@ -337,7 +337,8 @@ func int8GemmAVXVNNI() []byte {
 	int8Gemm16(&a, "gemmInt8AVXVNNI", "vnni")
 	fmt.Fprintln(&a)
 	int8Gemm16(&a, "gemmInt8AVXVNNIEmu", "vnniemu")
-	int8QuantAVX2(&a, "quantInt8AVX2", false)
+	int8QuantAVX2(&a, "quantInt8AVX2", "bytes")
+	int8QuantAVX2(&a, "quantUnitsAVX2", "unit")
 	int8PackAVX2(&a, "packInt8G8AVX2", false)
 	return a.Bytes()
 }
@@ -583,10 +584,13 @@ func int8PackAVX2(a *asm, name string, x16 bool) {
 	a.l("RET")
 }
 
-// int8QuantAVX2 emits an AVX2 quantizer (int8QuantFn) named name: x16
-// writes each block's values as int16 and no correction (corr is nil),
-// otherwise as bytes with the correction −128·Σq.
-func int8QuantAVX2(a *asm, name string, x16 bool) {
+// int8QuantAVX2 emits an AVX2 quantizer (int8QuantFn) named name: kind
+// "x16" writes each block's values as int16 and no correction (corr is
+// nil), "bytes" as bytes with the correction −128·Σq, "unit" an int8Unit
+// (stride 96): the bytes, each lane's correction −128·Σ of its 4 values
+// (8 int32 at corr) and the scale 8 times (at sc).
+func int8QuantAVX2(a *asm, name, kind string) {
+	x16, unit := kind == "x16", kind == "unit"
 	// quantBlock's arithmetic (the same roundings): a block holding an
 	// Inf or a NaN (x−x is NaN) gets zeros and a NaN scale, one whose 1/d
 	// overflows (max|x| zero or subnormal) zeros and a zero scale.
@@ -651,7 +655,17 @@ func int8QuantAVX2(a *asm, name string, x16 bool) {
 		a.l("VPMINSD Y12, Y%d, Y%d", k, k)
 		a.l("VPMAXSD Y11, Y%d, Y%d", k, k)
 	}
-	if !x16 { // the correction: −128·Σq
+	if unit { // the lanes' corrections: −128·Σ of each 4, in lane order
+		a.l("VPHADDD Y1, Y0, Y4")
+		a.l("VPHADDD Y3, Y2, Y5")
+		a.l("VPHADDD Y5, Y4, Y4") // lanes 0 2 4 6 | 1 3 5 7
+		a.l("VPERMD Y4, Y13, Y4")
+		a.l("VPSLLD $7, Y4, Y4")
+		a.l("VPXOR Y5, Y5, Y5")
+		a.l("VPSUBD Y4, Y5, Y4")
+		a.l("VMOVDQU Y4, (R9)")
+	}
+	if kind == "bytes" { // the correction: −128·Σq
 		a.l("VPADDD Y1, Y0, Y4")
 		a.l("VPADDD Y3, Y2, Y5")
 		a.l("VPADDD Y5, Y4, Y4")
@@ -678,7 +692,12 @@ func int8QuantAVX2(a *asm, name string, x16 bool) {
 		a.l("VPERMD Y0, Y13, Y0")
 		a.l("VMOVDQU Y0, (DI)")
 	}
-	a.l("VMOVSS X6, (R8)")
+	if unit {
+		a.l("VBROADCASTSS X6, Y4")
+		a.l("VMOVUPS Y4, (R8)")
+	} else {
+		a.l("VMOVSS X6, (R8)")
+	}
 	a.label("qnext")
 	a.l("ADDQ $128, SI")
 	a.l("ADDQ DX, DI")
@@ -697,12 +716,20 @@ func int8QuantAVX2(a *asm, name string, x16 bool) {
 		a.label(c.name)
 		a.l("VPXOR Y0, Y0, Y0")
 		a.l("VMOVDQU Y0, (DI)")
-		if x16 {
+		switch kind {
+		case "x16":
 			a.l("VMOVDQU Y0, 32(DI)")
-		} else {
+			a.l("MOVL $0x%08x, (R8)", c.sc)
+		case "bytes":
 			a.l("MOVL $0, (R9)")
+			a.l("MOVL $0x%08x, (R8)", c.sc)
+		case "unit":
+			a.l("VMOVDQU Y0, (R9)")
+			a.l("MOVL $0x%08x, AX", c.sc)
+			a.l("VMOVD AX, X1")
+			a.l("VPBROADCASTD X1, Y1")
+			a.l("VMOVDQU Y1, (R8)")
 		}
-		a.l("MOVL $0x%08x, (R8)", c.sc)
 		a.l("JMP qnext")
 	}
 }
