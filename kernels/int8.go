@@ -76,13 +76,13 @@ type int8Kernel struct {
 	x16 bool
 	// g8: the GEMM's W regions are int8GemmG8Block's (bytes in groups of
 	// 8 rows), its X regions the VNNI layout's.
-	g8     bool
+	g8 bool
 	// unitQuant, when set, quantizes the row kernels' X units of Q8_0 and
 	// Q4_0 (int8QuantFn over int8Units: q, s, c, stride 96) as
 	// quantizeInt8 does; nil: Go.
 	unitQuant int8QuantFn
-	nf4Row    func(dst, src *byte, n int, tab *byte) // NF4's codes of 16·n bytes, natural order
-	q4Row  func(dst, src *byte, nb int, tab *byte) // Q4_0's values of nb blocks
+	nf4Row    func(dst, src *byte, n int, tab *byte)  // NF4's codes of 16·n bytes, natural order
+	q4Row     func(dst, src *byte, nb int, tab *byte) // Q4_0's values of nb blocks
 }
 
 // int8Formats are the weight formats int8 computes with.
