@@ -337,8 +337,12 @@ func (ws *workspace) runInt8(g *gemmArgs, j0, j1 int) {
 	for jb := j0; jb < j1; jb += int8Rows {
 		rows := min(int8Rows, j1-jb)
 		for i := 0; i < g.i8m; i++ {
-			ws.int8Dot(g.b.w, g.i8x[i*u:(i+1)*u], jb, rows, out)
 			c := g.c.Data[(g.i8r0+i)*g.c.Stride+jb:][:rows]
+			if g.alpha == 1 && g.beta == 0 { // the kernel's results are C's
+				ws.int8Dot(g.b.w, g.i8x[i*u:(i+1)*u], jb, rows, c)
+				continue
+			}
+			ws.int8Dot(g.b.w, g.i8x[i*u:(i+1)*u], jb, rows, out)
 			for r := range c {
 				if g.beta == 0 {
 					c[r] = g.alpha * out[r]
