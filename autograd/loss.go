@@ -21,8 +21,9 @@ var ceChunkFloats = 1 << 24 // a variable for the tests
 // passes the total over all micro-batches instead.
 //
 // Logits are computed for the supervised rows only, a chunk of them at a
-// time, and never held for the whole batch. The gradient dH = (softmax − onehot)/norm · W is computed in the same
-// pass, since the loss is the end of the graph; backward only scales it.
+// time, and never held for the whole batch. The gradient
+// dH = (softmax − onehot)/norm · W is computed in the same pass, since the
+// loss is the end of the graph; backward only scales it.
 func (tp *Tape) CrossEntropy(h *Tensor, w *kernels.Weight, targets []int32, norm float32) (loss *Tensor, supervised int) {
 	if h.Cols != w.Cols || len(targets) != h.Rows {
 		panic(fmt.Sprintf("autograd: CrossEntropy: h %d×%d, W %d×%d, %d targets", h.Rows, h.Cols, w.Rows, w.Cols, len(targets)))
