@@ -3,6 +3,11 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -201,4 +206,79 @@ func TestVNNIEmu(t *testing.T) {
 			t.Errorf("%s: %d VEX VPDPBUSD, want %d", c.name, n, c.dpbusd)
 		}
 	}
+}
+
+// TestVEXDisassembly: every VEX VPDPBUSD the AVX-VNNI kernels carry as
+// bytes disassembles (GNU objdump) to the instruction its comment names:
+// all of them, not only TestVEX's sample of operands.
+func TestVEXDisassembly(t *testing.T) {
+	objdump, err := exec.LookPath("objdump")
+	if err != nil {
+		t.Skip("objdump (GNU binutils) not installed: the VEX bytes are checked by TestVEX alone")
+	}
+	byteRe := regexp.MustCompile(`BYTE \$0x([0-9a-f]{2})`)
+	memRe := regexp.MustCompile(`^(-?\d+)\((R\d+|[A-Z]{2})\)$`)
+	att := func(op string) string { // Go's operand as objdump prints it
+		if strings.HasPrefix(op, "Y") {
+			return "%ymm" + op[1:]
+		}
+		m := memRe.FindStringSubmatch(op)
+		if m == nil {
+			t.Fatalf("operand %q", op)
+		}
+		d, _ := strconv.Atoi(m[1])
+		base := "(%" + strings.ToLower(m[2]) + ")"
+		if d == 0 {
+			return base
+		}
+		return fmt.Sprintf("0x%x%s", d, base)
+	}
+	var blob []byte
+	var want []string
+	seen := map[string]bool{}
+	for _, src := range [][]byte{int8AVXVNNI(), int8GemmAVXVNNI()} {
+		for _, line := range strings.Split(string(src), "\n") {
+			i := strings.Index(line, "// VPDPBUSD ")
+			if i < 0 || !strings.Contains(line, "BYTE") || seen[line] {
+				continue
+			}
+			seen[line] = true
+			for _, m := range byteRe.FindAllStringSubmatch(line[:i], -1) {
+				v, _ := strconv.ParseUint(m[1], 16, 8)
+				blob = append(blob, byte(v))
+			}
+			ops := strings.Split(strings.TrimPrefix(line[i:], "// VPDPBUSD "), ", ")
+			for k := range ops {
+				ops[k] = att(strings.TrimSpace(ops[k]))
+			}
+			want = append(want, "{vex} vpdpbusd "+strings.Join(ops, ","))
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("no VPDPBUSD found")
+	}
+	f := filepath.Join(t.TempDir(), "vex.bin")
+	if err := os.WriteFile(f, blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(objdump, "-D", "-b", "binary", "-m", "i386:x86-64", f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("objdump: %v: %s", err, out)
+	}
+	var got []string
+	insRe := regexp.MustCompile(`^\s*[0-9a-f]+:\t(?:[0-9a-f]{2} )+\s*\t(.*)$`)
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := insRe.FindStringSubmatch(line); m != nil {
+			got = append(got, strings.Join(strings.Fields(m[1]), " "))
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("objdump decoded %d instructions from %d encodings:\n%s", len(got), len(want), out)
+	}
+	for k := range want {
+		if got[k] != want[k] {
+			t.Errorf("encoding %d decodes as %q, its comment says %q", k, got[k], want[k])
+		}
+	}
+	t.Logf("%d distinct VPDPBUSD encodings decode as their comments say", len(want))
 }
