@@ -47,21 +47,18 @@ func vexDPBUSDMem(dst, src1, base, disp int) []byte {
 const emuTag = " (emulated)"
 
 // dpbusd emits Y(acc) += VPDPBUSD(Y(u) unsigned, Y(s) signed): AVX-VNNI's
-// instruction, or for emu the same integers by AVX2 (no lane saturates or
-// overflows in either: |u·s| ≤ 255·128): the words' even and odd bytes
-// apart, zero-extended (u) and sign-extended (s), each pair of products by
-// VPMADDWD, the two sums added to acc. emu clobbers s, t1 and t2.
-func dpbusd(a *asm, emu bool, acc, u, s, t1, t2 int) {
-	ins := fmt.Sprintf("VPDPBUSD Y%d, Y%d, Y%d", s, u, acc)
-	if !emu {
-		a.l("%s", bytesLine(vexDPBUSD(acc, u, s), ins))
+// instruction, or for emu the same integers by AVX2 (dpbusdSpill: one
+// temporary Y(t) and 32 bytes at spill; u and s kept).
+func dpbusd(a *asm, emu bool, acc, u, s, t int, spill string) {
+	if emu {
+		dpbusdSpill(a, acc, u, s, t, spill)
 		return
 	}
-	dpbusdEmu(a, ins, acc, u, s, t1, t2)
+	a.l("%s", bytesLine(vexDPBUSD(acc, u, s), fmt.Sprintf("VPDPBUSD Y%d, Y%d, Y%d", s, u, acc)))
 }
 
-// dpbusdMem is dpbusd with s the 32 bytes at disp(R10) (emu: loaded into
-// Y(s) first).
+// dpbusdMem is dpbusd with s the 32 bytes at disp(R10); its emulation
+// loads them into Y(s) and clobbers Y(s), Y(t1) and Y(t2) (dpbusdEmu).
 func dpbusdMem(a *asm, emu bool, acc, u, disp, s, t1, t2 int) {
 	ins := fmt.Sprintf("VPDPBUSD %d(R10), Y%d, Y%d", disp, u, acc)
 	if !emu {
@@ -72,7 +69,10 @@ func dpbusdMem(a *asm, emu bool, acc, u, disp, s, t1, t2 int) {
 	dpbusdEmu(a, ins, acc, u, s, t1, t2)
 }
 
-// dpbusdEmu emits the emulation, each line tagged with ins.
+// dpbusdEmu emits the emulation, each line tagged with ins: the words'
+// even and odd bytes apart, zero-extended (u) and sign-extended (s), each
+// pair of products by VPMADDWD (no lane saturates or overflows: |u·s| ≤
+// 255·128), the two sums added to acc.
 func dpbusdEmu(a *asm, ins string, acc, u, s, t1, t2 int) {
 	e := func(format string, args ...any) { a.l("%s // %s%s", fmt.Sprintf(format, args...), ins, emuTag) }
 	e("VPSRLW $8, Y%d, Y%d", u, t1) // u's odd bytes
@@ -87,8 +87,8 @@ func dpbusdEmu(a *asm, ins string, acc, u, s, t1, t2 int) {
 	e("VPADDD Y%d, Y%d, Y%d", t1, acc, acc)
 }
 
-// dpbusdSpill is dpbusd's emulation with one temporary (Y(t)) and 32
-// bytes of memory (spill) where dpbusd's takes two and clobbers s: acc's
+// dpbusdSpill is dpbusdEmu's arithmetic with one temporary (Y(t)) and 32
+// bytes of memory (spill) where dpbusdEmu takes two and clobbers s: acc's
 // own register holds u's halves while acc waits in spill. u and s are kept.
 func dpbusdSpill(a *asm, acc, u, s, t int, spill string) {
 	ins := fmt.Sprintf("VPDPBUSD Y%d, Y%d, Y%d", s, u, acc)

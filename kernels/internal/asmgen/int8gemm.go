@@ -412,10 +412,8 @@ func int8Gemm16(a *asm, name, kind string) {
 				for h := 0; h < 2; h++ {
 					s := 2*i + h
 					switch {
-					case kind == "vnniemu":
-						dpbusdSpill(a, s, 12+h, 14, 15, fmt.Sprintf("%d(SP)", spill))
-					case kind == "vnni":
-						dpbusd(a, false, s, 12+h, 14, 0, 0)
+					case !x16:
+						dpbusd(a, kind == "vnniemu", s, 12+h, 14, 15, fmt.Sprintf("%d(SP)", spill))
 					case t == 0:
 						a.l("VPMADDWD Y%d, Y14, Y%d", 12+h, s)
 					default:
