@@ -71,7 +71,9 @@ func int8Kernels(isa string) []byte {
 	fileHeader(&a, "amd64 && !noasm")
 	// Registers: SI X, DI W's first row, CX units (NF4: blocks), DX rows
 	// left, R8 ldw, R9 out, R13 the step count; in the loop R10 X's unit.
-	// NF4: BX the first row's scales, R14 their row stride in bytes.
+	// NF4: BX the first row's scales (AVX2: kept in sc's argument slot, BX
+	// then the prefetch stream's pointer, as R15 is Q4_0's), R14 their row
+	// stride in bytes.
 	type row struct {
 		w, s, acc string // W's and NF4's scales' addresses of the row's step, its accumulator
 	}
