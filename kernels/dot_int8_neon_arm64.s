@@ -39,10 +39,8 @@ loop2:
 	WORD $0x4e21d96b // scvtf v11.4s, v11.4s
 	WORD $0x4f8e910c // fmul v12.4s, v8.4s, v14.s[0]
 	WORD $0x4f8e912d // fmul v13.4s, v9.4s, v14.s[0]
-	WORD $0x6e2cdd4a // fmul v10.4s, v10.4s, v12.4s
-	WORD $0x6e2ddd6b // fmul v11.4s, v11.4s, v13.4s
-	WORD $0x4e2ad400 // fadd v0.4s, v0.4s, v10.4s
-	WORD $0x4e2bd421 // fadd v1.4s, v1.4s, v11.4s
+	WORD $0x4e2ccd40 // fmla v0.4s, v10.4s, v12.4s
+	WORD $0x4e2dcd61 // fmla v1.4s, v11.4s, v13.4s
 	MOVHU.P 2(R11), R15
 	FMOVS R15, F14
 	FCVTHS F14, F14
@@ -55,10 +53,8 @@ loop2:
 	WORD $0x4e21d96b // scvtf v11.4s, v11.4s
 	WORD $0x4f8e910c // fmul v12.4s, v8.4s, v14.s[0]
 	WORD $0x4f8e912d // fmul v13.4s, v9.4s, v14.s[0]
-	WORD $0x6e2cdd4a // fmul v10.4s, v10.4s, v12.4s
-	WORD $0x6e2ddd6b // fmul v11.4s, v11.4s, v13.4s
-	WORD $0x4e2ad442 // fadd v2.4s, v2.4s, v10.4s
-	WORD $0x4e2bd463 // fadd v3.4s, v3.4s, v11.4s
+	WORD $0x4e2ccd42 // fmla v2.4s, v10.4s, v12.4s
+	WORD $0x4e2dcd63 // fmla v3.4s, v11.4s, v13.4s
 	SUB $1, R12, R12
 	CBNZ R12, loop2
 	WORD $0x4e21d400 // fadd v0.4s, v0.4s, v1.4s
@@ -102,10 +98,8 @@ loop1:
 	WORD $0x4e21d96b // scvtf v11.4s, v11.4s
 	WORD $0x4f8e910c // fmul v12.4s, v8.4s, v14.s[0]
 	WORD $0x4f8e912d // fmul v13.4s, v9.4s, v14.s[0]
-	WORD $0x6e2cdd4a // fmul v10.4s, v10.4s, v12.4s
-	WORD $0x6e2ddd6b // fmul v11.4s, v11.4s, v13.4s
-	WORD $0x4e2ad400 // fadd v0.4s, v0.4s, v10.4s
-	WORD $0x4e2bd421 // fadd v1.4s, v1.4s, v11.4s
+	WORD $0x4e2ccd40 // fmla v0.4s, v10.4s, v12.4s
+	WORD $0x4e2dcd61 // fmla v1.4s, v11.4s, v13.4s
 	SUB $1, R12, R12
 	CBNZ R12, loop1
 	WORD $0x4e21d400 // fadd v0.4s, v0.4s, v1.4s
@@ -164,10 +158,8 @@ loop2:
 	WORD $0x4e21d96b // scvtf v11.4s, v11.4s
 	WORD $0x4f8e910c // fmul v12.4s, v8.4s, v14.s[0]
 	WORD $0x4f8e912d // fmul v13.4s, v9.4s, v14.s[0]
-	WORD $0x6e2cdd4a // fmul v10.4s, v10.4s, v12.4s
-	WORD $0x6e2ddd6b // fmul v11.4s, v11.4s, v13.4s
-	WORD $0x4e2ad400 // fadd v0.4s, v0.4s, v10.4s
-	WORD $0x4e2bd421 // fadd v1.4s, v1.4s, v11.4s
+	WORD $0x4e2ccd40 // fmla v0.4s, v10.4s, v12.4s
+	WORD $0x4e2dcd61 // fmla v1.4s, v11.4s, v13.4s
 	MOVHU.P 2(R11), R15
 	FMOVS R15, F14
 	FCVTHS F14, F14
@@ -184,10 +176,8 @@ loop2:
 	WORD $0x4e21d96b // scvtf v11.4s, v11.4s
 	WORD $0x4f8e910c // fmul v12.4s, v8.4s, v14.s[0]
 	WORD $0x4f8e912d // fmul v13.4s, v9.4s, v14.s[0]
-	WORD $0x6e2cdd4a // fmul v10.4s, v10.4s, v12.4s
-	WORD $0x6e2ddd6b // fmul v11.4s, v11.4s, v13.4s
-	WORD $0x4e2ad442 // fadd v2.4s, v2.4s, v10.4s
-	WORD $0x4e2bd463 // fadd v3.4s, v3.4s, v11.4s
+	WORD $0x4e2ccd42 // fmla v2.4s, v10.4s, v12.4s
+	WORD $0x4e2dcd63 // fmla v3.4s, v11.4s, v13.4s
 	SUB $1, R12, R12
 	CBNZ R12, loop2
 	WORD $0x4e21d400 // fadd v0.4s, v0.4s, v1.4s
@@ -235,10 +225,8 @@ loop1:
 	WORD $0x4e21d96b // scvtf v11.4s, v11.4s
 	WORD $0x4f8e910c // fmul v12.4s, v8.4s, v14.s[0]
 	WORD $0x4f8e912d // fmul v13.4s, v9.4s, v14.s[0]
-	WORD $0x6e2cdd4a // fmul v10.4s, v10.4s, v12.4s
-	WORD $0x6e2ddd6b // fmul v11.4s, v11.4s, v13.4s
-	WORD $0x4e2ad400 // fadd v0.4s, v0.4s, v10.4s
-	WORD $0x4e2bd421 // fadd v1.4s, v1.4s, v11.4s
+	WORD $0x4e2ccd40 // fmla v0.4s, v10.4s, v12.4s
+	WORD $0x4e2dcd61 // fmla v1.4s, v11.4s, v13.4s
 	SUB $1, R12, R12
 	CBNZ R12, loop1
 	WORD $0x4e21d400 // fadd v0.4s, v0.4s, v1.4s
@@ -311,10 +299,8 @@ loop2:
 	WORD $0x4e21d96b // scvtf v11.4s, v11.4s
 	WORD $0x4f8e910c // fmul v12.4s, v8.4s, v14.s[0]
 	WORD $0x4f8e912d // fmul v13.4s, v9.4s, v14.s[0]
-	WORD $0x6e2cdd4a // fmul v10.4s, v10.4s, v12.4s
-	WORD $0x6e2ddd6b // fmul v11.4s, v11.4s, v13.4s
-	WORD $0x4e2ad400 // fadd v0.4s, v0.4s, v10.4s
-	WORD $0x4e2bd421 // fadd v1.4s, v1.4s, v11.4s
+	WORD $0x4e2ccd40 // fmla v0.4s, v10.4s, v12.4s
+	WORD $0x4e2dcd61 // fmla v1.4s, v11.4s, v13.4s
 	VEOR V10.B16, V10.B16, V10.B16
 	VEOR V11.B16, V11.B16, V11.B16
 	WORD $0x4e94948a // sdot v10.4s, v4.16b, v20.16b
@@ -323,10 +309,8 @@ loop2:
 	WORD $0x4e21d96b // scvtf v11.4s, v11.4s
 	WORD $0x4f8e92cc // fmul v12.4s, v22.4s, v14.s[0]
 	WORD $0x4f8e92ed // fmul v13.4s, v23.4s, v14.s[0]
-	WORD $0x6e2cdd4a // fmul v10.4s, v10.4s, v12.4s
-	WORD $0x6e2ddd6b // fmul v11.4s, v11.4s, v13.4s
-	WORD $0x4e2ad400 // fadd v0.4s, v0.4s, v10.4s
-	WORD $0x4e2bd421 // fadd v1.4s, v1.4s, v11.4s
+	WORD $0x4e2ccd40 // fmla v0.4s, v10.4s, v12.4s
+	WORD $0x4e2dcd61 // fmla v1.4s, v11.4s, v13.4s
 	FMOVS.P 4(R14), F14
 	FMULS F17, F14, F14
 	VLD1.P 32(R11), [V4.B16, V5.B16]
@@ -346,10 +330,8 @@ loop2:
 	WORD $0x4e21d96b // scvtf v11.4s, v11.4s
 	WORD $0x4f8e910c // fmul v12.4s, v8.4s, v14.s[0]
 	WORD $0x4f8e912d // fmul v13.4s, v9.4s, v14.s[0]
-	WORD $0x6e2cdd4a // fmul v10.4s, v10.4s, v12.4s
-	WORD $0x6e2ddd6b // fmul v11.4s, v11.4s, v13.4s
-	WORD $0x4e2ad442 // fadd v2.4s, v2.4s, v10.4s
-	WORD $0x4e2bd463 // fadd v3.4s, v3.4s, v11.4s
+	WORD $0x4e2ccd42 // fmla v2.4s, v10.4s, v12.4s
+	WORD $0x4e2dcd63 // fmla v3.4s, v11.4s, v13.4s
 	VEOR V10.B16, V10.B16, V10.B16
 	VEOR V11.B16, V11.B16, V11.B16
 	WORD $0x4e94948a // sdot v10.4s, v4.16b, v20.16b
@@ -358,10 +340,8 @@ loop2:
 	WORD $0x4e21d96b // scvtf v11.4s, v11.4s
 	WORD $0x4f8e92cc // fmul v12.4s, v22.4s, v14.s[0]
 	WORD $0x4f8e92ed // fmul v13.4s, v23.4s, v14.s[0]
-	WORD $0x6e2cdd4a // fmul v10.4s, v10.4s, v12.4s
-	WORD $0x6e2ddd6b // fmul v11.4s, v11.4s, v13.4s
-	WORD $0x4e2ad442 // fadd v2.4s, v2.4s, v10.4s
-	WORD $0x4e2bd463 // fadd v3.4s, v3.4s, v11.4s
+	WORD $0x4e2ccd42 // fmla v2.4s, v10.4s, v12.4s
+	WORD $0x4e2dcd63 // fmla v3.4s, v11.4s, v13.4s
 	SUB $1, R12, R12
 	CBNZ R12, loop2
 	WORD $0x4e21d400 // fadd v0.4s, v0.4s, v1.4s
@@ -418,10 +398,8 @@ loop1:
 	WORD $0x4e21d96b // scvtf v11.4s, v11.4s
 	WORD $0x4f8e910c // fmul v12.4s, v8.4s, v14.s[0]
 	WORD $0x4f8e912d // fmul v13.4s, v9.4s, v14.s[0]
-	WORD $0x6e2cdd4a // fmul v10.4s, v10.4s, v12.4s
-	WORD $0x6e2ddd6b // fmul v11.4s, v11.4s, v13.4s
-	WORD $0x4e2ad400 // fadd v0.4s, v0.4s, v10.4s
-	WORD $0x4e2bd421 // fadd v1.4s, v1.4s, v11.4s
+	WORD $0x4e2ccd40 // fmla v0.4s, v10.4s, v12.4s
+	WORD $0x4e2dcd61 // fmla v1.4s, v11.4s, v13.4s
 	VEOR V10.B16, V10.B16, V10.B16
 	VEOR V11.B16, V11.B16, V11.B16
 	WORD $0x4e94948a // sdot v10.4s, v4.16b, v20.16b
@@ -430,10 +408,8 @@ loop1:
 	WORD $0x4e21d96b // scvtf v11.4s, v11.4s
 	WORD $0x4f8e92cc // fmul v12.4s, v22.4s, v14.s[0]
 	WORD $0x4f8e92ed // fmul v13.4s, v23.4s, v14.s[0]
-	WORD $0x6e2cdd4a // fmul v10.4s, v10.4s, v12.4s
-	WORD $0x6e2ddd6b // fmul v11.4s, v11.4s, v13.4s
-	WORD $0x4e2ad400 // fadd v0.4s, v0.4s, v10.4s
-	WORD $0x4e2bd421 // fadd v1.4s, v1.4s, v11.4s
+	WORD $0x4e2ccd40 // fmla v0.4s, v10.4s, v12.4s
+	WORD $0x4e2dcd61 // fmla v1.4s, v11.4s, v13.4s
 	SUB $1, R12, R12
 	CBNZ R12, loop1
 	WORD $0x4e21d400 // fadd v0.4s, v0.4s, v1.4s

@@ -25,9 +25,9 @@ import (
 // each of 8 lanes l (bytes 4l..4l+3),
 //
 //	s_l = c_l + Σ_t w[4l+t]·q[4l+t]   (int32, exact; c_l = −128·Σ_t q[4l+t])
-//	acc_l += float32(s_l) · (sx_l · dw)
+//	acc_l = fma(float32(s_l), sx_l · dw, acc_l)
 //
-// (each multiply and add rounded to fp32, none fused), sx_l the scale of
+// (sx_l·dw rounded to fp32, the fma rounded once), sx_l the scale of
 // the X block that lane's values come from and dw the unit's weight scale;
 // the row's result is ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
 
@@ -200,8 +200,7 @@ func unitDotGo(acc *[8]float32, u *int8Unit, w *[32]byte, dw float32) {
 		for t := 4 * l; t < 4*l+4; t++ {
 			s += int32(w[t]) * int32(u.q[t])
 		}
-		sc := u.s[l] * dw
-		acc[l] += float32(float32(s) * sc)
+		acc[l] = fma32(float32(s), u.s[l]*dw, acc[l])
 	}
 }
 

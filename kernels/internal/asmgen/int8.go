@@ -87,7 +87,12 @@ func int8Kernels(isa string) []byte {
 	tmp := [5]string{"Y4", "Y5", "Y6", "Y7", "Y8"}
 	x := func(y string) string { return "X" + y[1:] }
 	// scaled adds unit u's integer dot (weights in wu, X unit at off(R10))
-	// times sx·dw (dw in ymm dw) to acc.
+	// times sx·dw (dw in ymm dw) to acc, by one VFMADD231PS (as llama.cpp's
+	// AVX2 code does): against VMULPS+VADDPS, on an AMD EPYC (Zen 3), one
+	// thread, benchstat over 12 alternating runs, GB/s of weights from
+	// cache (576x1536) and from memory (49152x576): Q4_0 +9% and +8%, NF4
+	// +3% and +7%, Q8_0 +2% and +1% (within noise); generation from Q4_0
+	// (smollm2-135m, 128 tokens) 131 → 139 tokens/s, medians of 4.
 	scaled := func(r row, wu, dw string, off int) {
 		s, t := tmp[3], tmp[4]
 		if vnni { // wu unsigned: the lanes start from the corrections
@@ -106,8 +111,7 @@ func int8Kernels(isa string) []byte {
 		}
 		a.l("VCVTDQ2PS %s, %s", s, s)
 		a.l("VMULPS %d(R10), %s, %s", off+64, dw, t)
-		a.l("VMULPS %s, %s, %s", t, s, s)
-		a.l("VADDPS %s, %s, %s", s, r.acc, r.acc)
+		a.l("VFMADD231PS %s, %s, %s", t, s, r.acc)
 	}
 	// f16 puts the block's fp16 scale at (w) into tmp[2]: converted, or
 	// (AVX2's Q4_0) looked up in the table at R14. The lookup's two loads
@@ -173,8 +177,7 @@ func int8Kernels(isa string) []byte {
 			a.l("VPADDD Y11, %s, %s", s, s)
 			a.l("VCVTDQ2PS %s, %s", s, s)
 			a.l("VMULPS 64(R10), %s, %s", tmp[2], t)
-			a.l("VMULPS %s, %s, %s", t, s, s)
-			a.l("VADDPS %s, %s, %s", s, r.acc, r.acc)
+			a.l("VFMADD231PS %s, %s, %s", t, s, r.acc)
 		}},
 		{"dotNF4" + isa, "x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte", 72, 32, true, func(r row) {
 			a.l("VMOVDQU %s, %s", r.w, tmp[0])

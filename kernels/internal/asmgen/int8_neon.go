@@ -18,9 +18,9 @@ func fadd4s(d, n, m int) string {
 	return a64(0x4e20d400|m<<16|n<<5|d, "fadd v%d.4s, v%d.4s, v%d.4s", d, n, m)
 }
 
-// fmul4s is FMUL Vd.4S, Vn.4S, Vm.4S.
-func fmul4s(d, n, m int) string {
-	return a64(0x6e20dc00|m<<16|n<<5|d, "fmul v%d.4s, v%d.4s, v%d.4s", d, n, m)
+// fmla4s is FMLA Vd.4S, Vn.4S, Vm.4S (Vd += Vn·Vm, rounded once).
+func fmla4s(d, n, m int) string {
+	return a64(0x4e20cc00|m<<16|n<<5|d, "fmla v%d.4s, v%d.4s, v%d.4s", d, n, m)
 }
 
 // fmulElem0 is FMUL Vd.4S, Vn.4S, Vm.S[0].
@@ -100,10 +100,8 @@ func int8NEON() []byte {
 		a.l(scvtf4s(11, 11))
 		a.l(fmulElem0(12, s, 14))
 		a.l(fmulElem0(13, s+1, 14))
-		a.l(fmul4s(10, 10, 12))
-		a.l(fmul4s(11, 11, 13))
-		a.l(fadd4s(acc, acc, 10))
-		a.l(fadd4s(acc+1, acc+1, 11))
+		a.l(fmla4s(acc, 10, 12))
+		a.l(fmla4s(acc+1, 11, 13))
 	}
 	f16 := func(w string) { // the block's fp16 scale into V14.S[0]
 		a.l("MOVHU.P 2(%s), R15", w)

@@ -112,7 +112,7 @@ func TestA64(t *testing.T) {
 		{sdot(3, 1, 2), 0x4e829423}, {sdot(31, 17, 8), 0x4e88963f},
 		{scvtf4s(5, 6), 0x4e21d8c5}, {scvtf4s(30, 19), 0x4e21da7e},
 		{fadd4s(1, 2, 3), 0x4e23d441}, {fadd4s(28, 17, 9), 0x4e29d63c},
-		{fmul4s(1, 2, 3), 0x6e23dc41}, {fmul4s(20, 21, 22), 0x6e36deb4},
+		{fmla4s(1, 2, 3), 0x4e23cc41}, {fmla4s(20, 21, 22), 0x4e36ceb4}, {fmla4s(0, 10, 12), 0x4e2ccd40},
 		{fmulElem0(1, 2, 3), 0x4f839041}, {fmulElem0(7, 18, 29), 0x4f9d9247}, {fmulElem0(7, 18, 13), 0x4f8d9247},
 		{faddp4s(0, 1, 2), 0x6e22d420}, {faddp4s(17, 9, 30), 0x6e3ed531},
 		{fcvtl4s(3, 4), 0x0e217883}, {fcvtl4s(19, 28), 0x0e217b93}, {fcvtl24s(5, 6), 0x4e2178c5}, {fcvtl24s(21, 26), 0x4e217b55},
