@@ -59,7 +59,8 @@ type int8Kernel struct {
 	name   string // vnni, avx2, go
 	suffix string // of the path's name: "int8"
 	// signed: the kernel takes the nibble tables' signed values (q4TabS,
-	// nf4TabS) rather than the unsigned ones.
+	// nf4TabS) rather than the unsigned ones. (x86's Q4_0 kernels take the
+	// nibbles as they are and ignore q4_0's table.)
 	signed bool
 	q8_0   func(x *int8Unit, w *byte, units, rows, ldw int, out *float32)
 	q4_0   func(x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte)

@@ -475,10 +475,10 @@ func packInt8G8AVX2(dst, rows *byte, sc *float32, kb int, idx *[64]int32)
 
 // avxvnniInt8Kernel is int8 on AVX-VNNI (VPDPBUSD's VEX form, ymm): the
 // VNNI kernels one row at a time, and a GEMM of 6×16 tiles with W in
-// groups of 8 rows (int8GemmG8Block; see int8Gemm16 in asmgen). No
-// machine this was built on has AVX-VNNI: its kernels run in the tests as
-// avxvnniEmuInt8Kernel, the same code with VPDPBUSD emulated by AVX2 (see
-// asmgen's avxvnni.go).
+// groups of 8 rows (int8GemmG8Block; see int8Gemm16 in asmgen). Where the
+// CPU lacks AVX-VNNI its kernels run in the tests as avxvnniEmuInt8Kernel,
+// the same code with VPDPBUSD emulated by AVX2 (see asmgen's avxvnni.go);
+// on an AMD EPYC (Zen 5) they ran as themselves, bit for bit.
 var avxvnniInt8Kernel = &int8Kernel{name: "avxvnni", suffix: "vnni",
 	q8_0: dotQ8_0AVXVNNI, q4_0: dotQ4_0AVXVNNI, nf4: dotNF4AVXVNNI,
 	gemm: gemmInt8AVXVNNI, quant: quantInt8AVX2, pack: packInt8G8AVX2, g8: true, unitQuant: quantUnitsAVX2}
