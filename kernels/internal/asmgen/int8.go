@@ -31,7 +31,8 @@ func int8AVXVNNIEmu() []byte { return int8Kernels("AVXVNNIEmu") }
 
 func int8Kernels(isa string) []byte {
 	vnni := isa != "AVX2" // VNNI's form: VPDPBUSD (EVEX, VEX or emulated)
-	// VNNI: two rows at a time, each fetched 16 KiB ahead into L2 (PREFETCHT1),
+	// VNNI: two rows at a time, at first each fetched 16 KiB ahead of itself
+	// into L2 (PREFETCHT1; now the rows' block as one stream, below),
 	// measured on the smollm2-135m shape's 210 Q8_0 weights in turn (go
 	// test -bench GemvModel ./kernels, one thread). On a Xeon (Sapphire
 	// Rapids), with PREFETCHT0: 6.7 GMAC/s unfetched, 10 at 2 rows and
@@ -60,12 +61,21 @@ func int8Kernels(isa string) []byte {
 	// memory, one thread: GemvModel 11.3 → 14.6 at 2 KiB, 17.4 at 4, 17.5
 	// at 8 (+54%; two threads 19.0 → 25.7 at 4 KiB), 49152x576 Q8_0 +54%;
 	// Q4_0 and NF4 unchanged (their arithmetic is the bound there, 13–14
-	// GB/s from cache as from memory). The VNNI kernels keep the per-row
-	// form: on an AMD EPYC (Zen 5), one thread, a Q8_0 weight streams at
-	// 38–40 GB/s from memory (49152x576) against 41–46 from cache, the
-	// AVX-512 and AVX-VNNI kernels alike.
+	// GB/s from cache as from memory). The VNNI kernels (two rows a step)
+	// took the stream too, 16 KiB ahead (the per-row distance Zen 4 wanted
+	// above; on Zen 5 4 and 16 KiB measure the same): on an AMD EPYC (Zen
+	// 5), benchstat over 6 alternating runs, GB/s of weights from memory,
+	// Q8_0 +5% (AVX-512) and +10% (AVX-VNNI) at 49152x576, GemvModel on
+	// two threads +21%, Q4_0 +0–5%, NF4 unchanged; lowrank generate on
+	// the smollm2-135m shape, 4 alternating rounds, medians, tokens/s: Q8_0
+	// 198 → 215 on one thread and 228 → 254 on two, Q4_0 249 → 255 and
+	// 300 → 348. A row left alone (n = 1) is fetched pfDist ahead of
+	// itself.
 	const pfDist = 16384
-	const pfSeq = 4096
+	pfSeq := 4096
+	if vnni {
+		pfSeq = 16384
+	}
 	int8RowsPer := 2
 	if !vnni {
 		int8RowsPer = 4
@@ -222,13 +232,9 @@ func int8Kernels(isa string) []byte {
 		a.l("MOVQ x+0(FP), SI")
 		a.l("MOVQ w+8(FP), DI")
 		o := 16
-		// AVX2's NF4 keeps its scales' base in the argument's slot, BX
-		// being the prefetch stream's (below).
-		scSlot := f.nf4 && !vnni
+		// NF4 keeps its scales' base in the argument's slot, BX being the
+		// prefetch stream's (below).
 		if f.nf4 {
-			if !scSlot {
-				a.l("MOVQ sc+16(FP), BX")
-			}
 			o = 24
 		}
 		a.l("MOVQ units+%d(FP), CX", o)
@@ -286,22 +292,18 @@ func int8Kernels(isa string) []byte {
 			a.l("MOVQ SI, R10")
 			a.l("MOVQ DI, R11")
 			a.l("LEAQ (DI)(R8*2), R12")
-			switch {
-			case scSlot:
+			if f.nf4 {
 				a.l("MOVQ sc+16(FP), R15")
 				a.l("LEAQ (R15)(R14*2), AX")
-			case f.nf4:
-				a.l("MOVQ BX, R15")
-				a.l("LEAQ (BX)(R14*2), AX")
 			}
-			// AVX2 (n > 1): one prefetch stream pfSeq bytes ahead of the
+			// n > 1: one prefetch stream pfSeq bytes ahead of the
 			// rows' block (n contiguous rows, n·step bytes a step), each
 			// line of it asked for once or twice; else each row pfDist
 			// ahead of itself.
 			pf := ""
-			if !vnni && n > 1 {
+			if n > 1 {
 				pf = "BX"
-				if f.step == 18 { // Q4_0's BX holds the table's index
+				if !vnni && f.step == 18 { // AVX2's Q4_0's BX holds the table's index
 					pf = "R15"
 				}
 				a.l("LEAQ %d(DI), %s", pfSeq, pf)
@@ -347,13 +349,10 @@ func int8Kernels(isa string) []byte {
 			}
 			a.l("ADDQ $%d, R9", 4*n)
 			a.l("LEAQ (DI)(R8*%d), DI", n)
-			switch {
-			case scSlot:
+			if f.nf4 {
 				a.l("MOVQ sc+16(FP), R15")
 				a.l("LEAQ (R15)(R14*%d), R15", n)
 				a.l("MOVQ R15, sc+16(FP)")
-			case f.nf4:
-				a.l("LEAQ (BX)(R14*%d), BX", n)
 			}
 			a.l("SUBQ $%d, DX", n)
 			a.l("JMP %s", top)
