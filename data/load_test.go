@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,6 +113,33 @@ func TestHubSplits(t *testing.T) {
 	// WikiSQL's layout: train.parquet, valid.parquet, test.parquet.
 	if got := ValidationSplit(wdir); got != "valid" {
 		t.Errorf("ValidationSplit(wikisql) = %q, want valid", got)
+	}
+	// A validation split answers to any of its names (--split validation
+	// reads valid.parquet, as the datasets library's patterns do); other
+	// splits to their own.
+	valid, err := Load(wdir, tok, LoadOptions{Split: "valid", Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, split := range []string{"validation", "val", "dev"} {
+		if ds, err := Load(wdir, tok, LoadOptions{Split: split, Threads: 1}); err != nil || ds.Rows != valid.Rows {
+			t.Errorf("wikisql --split %s: %v, %v; want valid.parquet's %d rows", split, ds, err, valid.Rows)
+		}
+	}
+	if _, err := Load(dir, tok, LoadOptions{Split: "valid", Threads: 1}); err != nil {
+		t.Errorf("--split valid with validation-00000-of-00001.jsonl: %v", err)
+	}
+	if _, err := Load(dir, tok, LoadOptions{Split: "test", Threads: 1}); err == nil || !strings.Contains(err.Error(), `for split "test"`) {
+		t.Errorf("--split test without test files: %v", err)
+	}
+	// Where both are there, the name asked for wins.
+	d3 := t.TempDir()
+	os.WriteFile(filepath.Join(d3, "validation.jsonl"), []byte(`{"text":"v"}`+"\n"+`{"text":"w"}`+"\n"), 0o644)
+	os.WriteFile(filepath.Join(d3, "dev.jsonl"), []byte(`{"text":"d"}`+"\n"), 0o644)
+	for split, want := range map[string]int{"dev": 1, "validation": 2, "valid": 2} {
+		if ds, err := Load(d3, tok, LoadOptions{Split: split, Threads: 1}); err != nil || ds.Rows != want {
+			t.Errorf("--split %s with validation.jsonl and dev.jsonl: %v, %v; want %d rows", split, ds, err, want)
+		}
 	}
 	// Folders named by split (the parquet-converter layout) count too.
 	d2 := t.TempDir()

@@ -70,7 +70,15 @@ func CheckPath(path string) error {
 	return err
 }
 
-func resolve(path, split string) ([]string, error) {
+// resolve lists the data files of path in split ("": all). In a
+// directory a validation split answers to any of its names, the one asked
+// for first: --split validation reads WikiSQL's valid.parquet, as the
+// datasets library's file patterns do.
+func resolve(path, split string) ([]string, error) { return resolveSplit(path, split, true) }
+
+// resolveSplit is resolve; with aliases false a directory's split is
+// matched by its own name alone.
+func resolveSplit(path, split string, aliases bool) ([]string, error) {
 	if hfcache.IsDatasetRef(path) {
 		return hubFiles(path, split)
 	}
@@ -95,20 +103,38 @@ func resolve(path, split string) ([]string, error) {
 	if !st.IsDir() {
 		return []string{path}, nil
 	}
+	names := []string{split}
+	if aliases && slices.Contains(hfcache.ValidationSplits, split) {
+		names = append(names, hfcache.ValidationSplits...)
+	}
 	var files []string
+	byName := make([][]string, len(names))
 	err = filepath.WalkDir(path, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if !d.IsDir() && dataExts[strings.ToLower(filepath.Ext(p))] {
-			if split == "" || inSplit(path, p, split) {
+			if split == "" {
 				files = append(files, p)
+				return nil
+			}
+			for i, n := range names {
+				if inSplit(path, p, n) {
+					byName[i] = append(byName[i], p)
+					break
+				}
 			}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("data: %s: %v", path, err)
+	}
+	for _, f := range byName {
+		if len(f) > 0 {
+			files = f
+			break
+		}
 	}
 	if len(files) == 0 {
 		where := ""
@@ -176,8 +202,11 @@ func inSplit(root, p, split string) bool {
 }
 
 // HasSplit reports whether path is a directory (or a hub dataset) holding
-// files of split ("train", "validation", "test") by the Hub's naming.
-func HasSplit(path, split string) bool {
+// files of split ("train", "validation", "test") by the Hub's naming (in a
+// directory, a validation split by any of its names).
+func HasSplit(path, split string) bool { return hasSplit(path, split, true) }
+
+func hasSplit(path, split string, aliases bool) bool {
 	if hfcache.IsDatasetRef(path) {
 		root, files, err := hfcache.DatasetFiles(path)
 		return err == nil && slices.ContainsFunc(files, func(f string) bool { return inSplit(root, f, split) })
@@ -185,7 +214,7 @@ func HasSplit(path, split string) bool {
 	if st, err := os.Stat(path); err != nil || !st.IsDir() {
 		return false
 	}
-	_, err := resolve(path, split)
+	_, err := resolveSplit(path, split, aliases)
 	return err == nil
 }
 
@@ -194,7 +223,7 @@ func HasSplit(path, split string) bool {
 // or "" when it has none.
 func ValidationSplit(path string) string {
 	for _, name := range hfcache.ValidationSplits {
-		if HasSplit(path, name) {
+		if hasSplit(path, name, false) {
 			return name
 		}
 	}

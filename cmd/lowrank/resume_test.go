@@ -328,7 +328,10 @@ func TestSignals(t *testing.T) {
 	}
 	dir := t.TempDir()
 	run := filepath.Join(dir, "run")
-	slow := []string{"--max-steps", "100000", "--save-every", "0", "--grad-accum", "40"} // steps long enough to signal within one
+	// Steps long enough to signal within one, a second apart or more: at 40
+	// micro-batches a step took 90 ms on an AMD EPYC (Zen 5), so that the
+	// run had saved and exited before the second Ctrl-C, 200 ms on.
+	slow := []string{"--max-steps", "100000", "--save-every", "0", "--grad-accum", "500"}
 	p := startLowrank(t, runArgs(t, run, slow...)...)
 	if !p.waitFor("msg=step ", 60*time.Second) {
 		t.Fatal("no step")
