@@ -248,7 +248,7 @@ func int8Kernels(isa string) []byte {
 			a.l("MOVQ tab+64(FP), AX")
 		} else {
 			a.l("MOVQ out+40(FP), R9")
-			if !vnni && f.step == 18 { // the VNNI kernels take Q4_0's nibbles as they are: no table
+			if !vnni && f.step == 18 { // AVX2's Q4_0: the fp16 table (VNNI's convert the scales)
 				a.l("MOVQ f16+48(FP), R14")
 			}
 		}
