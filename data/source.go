@@ -103,9 +103,13 @@ func resolveSplit(path, split string, aliases bool) ([]string, error) {
 	if !st.IsDir() {
 		return []string{path}, nil
 	}
-	names := []string{split}
+	names := []string{split} // the name asked for, then a validation split's other names
 	if aliases && slices.Contains(hfcache.ValidationSplits, split) {
-		names = append(names, hfcache.ValidationSplits...)
+		for _, n := range hfcache.ValidationSplits {
+			if n != split {
+				names = append(names, n)
+			}
+		}
 	}
 	var files []string
 	byName := make([][]string, len(names))
