@@ -141,7 +141,7 @@ func QuantizeGPTQ(f Format, rows, cols int, w []float32, h *GPTQHessian, pool *P
 					er := (x - gptqValue(f, c, scale)) / u[i*cols+i]
 					e.Data[r*bs+o] = er
 					for j := i + 1; j < c1; j++ {
-						row[j] -= er * u[i*cols+j]
+						row[j] -= float32(er * u[i*cols+j]) // float32(·): unfused, the same bits on every CPU
 					}
 				}
 			}
@@ -335,7 +335,7 @@ func cholesky64(a []float64, n int) bool {
 	for j := 0; j < n; j++ {
 		s := a[j*n+j]
 		for k := 0; k < j; k++ {
-			s -= a[j*n+k] * a[j*n+k]
+			s -= float64(a[j*n+k] * a[j*n+k]) // float64(·): unfused on every CPU (Go may fuse on arm64)
 		}
 		if !(s > 0) {
 			return false
@@ -345,7 +345,7 @@ func cholesky64(a []float64, n int) bool {
 		for i := j + 1; i < n; i++ {
 			v := a[i*n+j]
 			for k := 0; k < j; k++ {
-				v -= a[i*n+k] * a[j*n+k]
+				v -= float64(a[i*n+k] * a[j*n+k])
 			}
 			a[i*n+j] = v / s
 		}
@@ -363,7 +363,7 @@ func invLower64(l []float64, n int) {
 		for i := j + 1; i < n; i++ {
 			var s float64
 			for k := j; k < i; k++ {
-				s += l[i*n+k] * x[k*n+j]
+				s += float64(l[i*n+k] * x[k*n+j])
 			}
 			x[i*n+j] = -s / l[i*n+i]
 		}
@@ -397,7 +397,7 @@ func quantQ4_0Weighted(dst []byte, x, wt []float32) {
 		for j, v := range x {
 			q[j] = int8(max(-8, min(7, roundHalfAway(v*id))))
 			r := float64(v) - float64(d)*float64(q[j])
-			e += float64(wt[j]) * r * r
+			e += float64(float64(wt[j]) * r * r) // float64(·): no fused multiply-add (arm64), the same choice on every CPU
 		}
 		return e
 	}
@@ -408,17 +408,17 @@ func quantQ4_0Weighted(dst []byte, x, wt []float32) {
 		for j, v := range x {
 			c := int8(dst[2+j%16]>>(4*(j/16))&15) - 8
 			r := float64(v) - float64(ref)*float64(c)
-			e += float64(wt[j]) * r * r
+			e += float64(float64(wt[j]) * r * r)
 		}
 		bestE = e
 	}
 	improved := false
 	for t := -15; t <= 15; t++ {
-		codes(mx / -(8 + 0.1*float32(t)))
+		codes(mx / -(8 + float32(0.1*float32(t))))
 		var num, den float64
 		for j, v := range x {
-			num += float64(wt[j]) * float64(v) * float64(q[j])
-			den += float64(wt[j]) * float64(q[j]) * float64(q[j])
+			num += float64(float64(wt[j]) * float64(v) * float64(q[j]))
+			den += float64(float64(wt[j]) * float64(q[j]) * float64(q[j]))
 		}
 		if den == 0 {
 			continue

@@ -59,8 +59,9 @@ type int8Kernel struct {
 	name   string // vnni, avx2, go
 	suffix string // of the path's name: "int8"
 	// signed: the kernel takes the nibble tables' signed values (q4TabS,
-	// nf4TabS) rather than the unsigned ones. (x86's Q4_0 kernels take the
-	// nibbles as they are and ignore q4_0's table.)
+	// nf4TabS) rather than the unsigned ones, and a g8 GEMM's W regions
+	// hold W's own bytes, not +128. (x86's Q4_0 kernels take the nibbles as
+	// they are and ignore q4_0's table.)
 	signed bool
 	q8_0   func(x *int8Unit, w *byte, units, rows, ldw int, out *float32)
 	q4_0   func(x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *byte)
@@ -71,12 +72,17 @@ type int8Kernel struct {
 	gemm  int8GemmFn
 	quant int8QuantFn
 	pack  int8PackFn
+	// timed: the gemm was measured faster than the fp32 and bf16 packed
+	// kernels on a CPU it runs on, so generation's auto runs a prompt's
+	// products on it (GeneratePath); not set, auto keeps them in fp32.
+	timed bool
 	// x16: the GEMM's regions hold int16 values: X's (int8GemmX16Block;
 	// quant writes them so) and W's in pairs along K (int8GemmW16Block),
 	// not the VNNI layout's bytes.
 	x16 bool
 	// g8: the GEMM's W regions are int8GemmG8Block's (bytes in groups of
-	// 8 rows), its X regions the VNNI layout's.
+	// 8 rows), its X regions the VNNI layout's (their corrections unused
+	// by a signed kernel).
 	g8 bool
 	// unitQuant, when set, quantizes the row kernels' X units of Q8_0 and
 	// Q4_0 (int8QuantFn over int8Units: q, s, c, stride 96) as
@@ -136,7 +142,9 @@ func quantBlock(q *[32]int8, x []float32) float32 {
 	for t, v := range x {
 		// v·id is within ±127.00002: adding 1.5·2²³ rounds it to an integer
 		// (to even) in the low mantissa bits.
-		r := int32(math.Float32bits(v*id+roundMagic)) - roundMagicBits
+		// (float32(·): the product rounded before the sum, as on x86, not
+		// fused into one rounding as Go may compile it on arm64.)
+		r := int32(math.Float32bits(float32(v*id)+roundMagic)) - roundMagicBits
 		q[t] = int8(max(-127, min(127, r)))
 	}
 	return d
@@ -347,7 +355,7 @@ func (ws *workspace) runInt8(g *gemmArgs, j0, j1 int) {
 				if g.beta == 0 {
 					c[r] = g.alpha * out[r]
 				} else {
-					c[r] = g.alpha*out[r] + g.beta*c[r]
+					c[r] = float32(g.alpha*out[r]) + float32(g.beta*c[r]) // each rounded: no fused multiply-add on any CPU
 				}
 			}
 		}
@@ -391,7 +399,8 @@ const int8TokenRows = 8
 // dot instructions: measured faster than fp32 one token at a time
 // (go test -bench GemvModel ./kernels), the prompt's products as before;
 // where the int8 kernel has a GEMM (measured faster than fp32's and bf16's
-// over many rows: lowrank bench kernels), the prompt's in int8 too.
+// over many rows: lowrank bench kernels; x86's, not yet arm64's), the
+// prompt's in int8 too.
 func GeneratePath(name, compute string) (*Path, error) {
 	p, err := PathFor(name, compute)
 	if err != nil || compute != "auto" || p.i8 != nil {
@@ -401,7 +410,7 @@ func GeneratePath(name, compute string) (*Path, error) {
 		if t.mk == p.mk && t.i8 != goInt8Kernel {
 			q := *p
 			q.i8, q.i8Rows = t.i8, int8TokenRows
-			if t.i8.gemm != nil { // the prompt too: faster than fp32's and bf16's packed kernels
+			if t.i8.gemm != nil && t.i8.timed { // the prompt too: faster than fp32's and bf16's packed kernels
 				q.i8Rows = 0
 			}
 			return &q, nil

@@ -9,8 +9,9 @@ import (
 
 // The int8 GEMM: the products of many rows (eval, a prompt) on a path
 // whose int8 kernel has a gemm (AVX512_VNNI's VPDPBUSD on zmm, AVX-VNNI's
-// on ymm with W in groups of 8 rows (int8GemmG8Block), AVX2's VPMADDWD on
-// int16 X: see int8GemmX16Block). The
+// on ymm with W in groups of 8 rows (int8GemmG8Block), arm64's SDOT on the
+// same groups of W's own signed bytes, AVX2's VPMADDWD on int16 X: see
+// int8GemmX16Block). The
 // quantization is the row kernels' (X per block of 32 to int8 with
 // max|x|/127, W's own integers, see int8.go); the arithmetic after the
 // integer dots is its own: for each element of C and each block b of K in
@@ -48,8 +49,9 @@ const (
 	int8GemmW16Panel = 2
 	int8GemmBlock    = 1152 // bytes per block of a W region: 32×32 bytes, 32 fp32 scales
 	// int8GemmG8Block is a W region's block where the kernel's tile is 8
-	// rows wide (AVX-VNNI's): for each group of 8 rows, 8 steps of 4 values
-	// of K, each step the 8 rows' 4 bytes (+128); then the 32 rows' scales.
+	// rows wide (AVX-VNNI's, arm64's): for each group of 8 rows, 8 steps of
+	// 4 values of K, each step the 8 rows' 4 bytes (+128, or as they are for
+	// a signed kernel: SDOT's); then the 32 rows' scales.
 	int8GemmG8Block = int8GemmBlock
 	int8GemmRegion  = 32      // rows of W per region
 	int8GemmPanel   = 4       // W regions packed at a time
@@ -260,8 +262,12 @@ func packInt8WGo(k *int8Kernel, dst, rows []byte, sc []float32, kb int) {
 			case k.g8:
 				blk := dst[b*int8GemmG8Block : (b+1)*int8GemmG8Block]
 				at := blk[256*(j/8)+4*(j%8):]
+				off := uint32(0x80808080) // +128: VPDPBUSD's unsigned W
+				if k.signed {
+					off = 0 // SDOT's: W's own bytes
+				}
 				for r := 0; r < 8; r++ {
-					binary.LittleEndian.PutUint32(at[32*r:], binary.LittleEndian.Uint32(src[4*r:])^0x80808080)
+					binary.LittleEndian.PutUint32(at[32*r:], binary.LittleEndian.Uint32(src[4*r:])^off)
 				}
 				binary.LittleEndian.PutUint32(blk[1024+4*j:], math.Float32bits(s[b]))
 			default:

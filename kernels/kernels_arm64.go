@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"math/bits"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -106,11 +107,47 @@ func dotQ4_0SDOT(x *int8Unit, w *byte, units, rows, ldw int, out *float32, tab *
 //go:noescape
 func dotNF4SDOT(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, out *float32, tab *byte)
 
+//go:noescape
+func quantInt8NEON(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)
+
+//go:noescape
+func gemmInt8SDOT(kb int, x, w *byte, c *float32, ldc, g0, ng, rows int, alpha float32, accumulate bool)
+
+// gemmInt8NEON is the arm64 int8 GEMM kernel (int8GemmFn): gemmInt8SDOT's
+// groups of 8 columns where every column is stored, and the last region's
+// partial group through a scratch tile, stored here as the kernels store
+// (alpha·acc, then + C: each rounded).
+func gemmInt8NEON(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool) {
+	last := bits.Len32(mask) // the last region's columns
+	full := 4*(nsl-1) + last/8
+	if full > 0 {
+		gemmInt8SDOT(kb, x, w, c, ldc, 0, full, rows, alpha, accumulate)
+	}
+	if n := last % 8; n != 0 {
+		var tile [int8GemmXRows * 8]float32
+		gemmInt8SDOT(kb, x, (*byte)(unsafe.Add(unsafe.Pointer(w), (nsl-1)*kb*int8GemmG8Block)), &tile[0], 8, full%4, 1, rows, 1, false)
+		cs := unsafe.Slice((*float32)(unsafe.Add(unsafe.Pointer(c), 4*8*full)), (rows-1)*ldc+n)
+		for i := 0; i < rows; i++ {
+			for j := 0; j < n; j++ {
+				v := float32(alpha * tile[8*i+j])
+				if accumulate {
+					v += cs[i*ldc+j]
+				}
+				cs[i*ldc+j] = v
+			}
+		}
+	}
+}
+
 // neonInt8Path is the NEON path with int8 forward products by SDOT
-// (FEAT_DotProd: Apple M1 on, Cortex-A76 on; not a Raspberry Pi 4's A72).
+// (FEAT_DotProd: Apple M1 on, Cortex-A76 on; not a Raspberry Pi 4's A72):
+// one row at a time, and for 16 rows or more as a packed GEMM (6×8
+// register tiles, W's regions in the g8 layout with its own signed bytes,
+// X's quantized by quantInt8NEON, W's packed in Go).
 var neonInt8Path = func() *Path {
 	p := *neonPath
-	p.i8 = &int8Kernel{name: "sdot", suffix: "int8", signed: true, q8_0: dotQ8_0SDOT, q4_0: dotQ4_0SDOT, nf4: dotNF4SDOT}
+	p.i8 = &int8Kernel{name: "sdot", suffix: "int8", signed: true, q8_0: dotQ8_0SDOT, q4_0: dotQ4_0SDOT, nf4: dotNF4SDOT,
+		gemm: gemmInt8NEON, quant: quantInt8NEON, g8: true}
 	return &p
 }()
 

@@ -394,7 +394,7 @@ func nf4Search(dst []byte, x, wt []float32, amax float32, cands int, step float3
 		for j, v := range x {
 			q[j] = nf4Index(v * inv)
 			r := float64(v) - float64(s)*float64(nf4Code[q[j]])
-			e += float64(wt[j]) * r * r
+			e += float64(float64(wt[j]) * r * r) // float64(·): no fused multiply-add (arm64), the same choice on every CPU
 		}
 		return e
 	}
@@ -405,14 +405,14 @@ func nf4Search(dst []byte, x, wt []float32, amax float32, cands int, step float3
 		}
 	}
 	for t := 0; t < cands; t++ {
-		try(amax * (1 - step*float32(t)))
+		try(amax * (1 - float32(step*float32(t))))
 	}
 	for range refits {
 		var num, den float64 // least-squares scale for the chosen codes
 		for j, v := range x {
 			c := float64(nf4Code[bq[j]])
-			num += float64(wt[j]) * float64(v) * c
-			den += float64(wt[j]) * c * c
+			num += float64(float64(wt[j]) * float64(v) * c)
+			den += float64(float64(wt[j]) * c * c)
 		}
 		if den == 0 {
 			break
@@ -462,7 +462,9 @@ func (w *Weight) DoubleQuantize() {
 
 func (w *Weight) nf4Scale(blk int) float32 {
 	if w.dq != nil {
-		return w.dq.offset + float32(w.dq.code[blk])*w.dq.scale[blk/dqGroup]
+		// The product rounded, then the sum: the same bits on every CPU
+		// (Go may fuse the two on arm64).
+		return w.dq.offset + float32(float32(w.dq.code[blk])*w.dq.scale[blk/dqGroup])
 	}
 	return w.absmax[blk]
 }

@@ -76,7 +76,7 @@ was trained on is warned about.`,
 	configFlag(f, "threads", "0", "worker threads (0: every CPU this process may use)")
 	configFlag(f, "columns", "", "column mapping, e.g. prompt=question,completion=answer")
 	configFlag(f, "split", "", "the split of a dataset folder or hf://datasets/ repository (default: train where there is one; in a folder, validation also finds files named valid, val or dev)")
-	configFlag(f, "compute-dtype", "auto", "the frozen base's products: f32, bf16, int8 (a Q8_0/Q4_0/NF4 base's forward products in int8 as llama.cpp's inference computes them: its loss; about 2.1–2.4× f32's speed where the CPU has AVX512_VNNI or AVX-VNNI (its products about 3×), about 1.35–1.45× on AVX2, slower than f32 on arm64) or auto (see lowrank train --help)")
+	configFlag(f, "compute-dtype", "auto", "the frozen base's products: f32, bf16, int8 (a Q8_0/Q4_0/NF4 base's forward products in int8 as llama.cpp's inference computes them: its loss; about 2.1–2.4× f32's speed where the CPU has AVX512_VNNI or AVX-VNNI (its products about 3×), about 1.35–1.45× on AVX2; on arm64 SDOT, not timed) or auto (see lowrank train --help)")
 	configFlag(f, "chat-template", "", "chatml, llama3, simple or a template file")
 	configFlag(f, "train-on-inputs", "false", "count prompt tokens too")
 	configFlag(f, "pack", "false", "pack several examples per sequence")

@@ -1,6 +1,9 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // The NEON instructions Go's arm64 assembler lacks, encoded (each checked
 // against GNU as 2.40 in TestA64).
@@ -236,4 +239,234 @@ func int8NEON() []byte {
 		a.l("RET")
 	}
 	return a.Bytes()
+}
+
+// sdotElem is SDOT Vd.4S, Vn.16B, Vm.4B[idx] (FEAT_DotProd): lane l of Vd
+// adds the dot of Vn's bytes 4l..4l+3 and Vm's 4idx..4idx+3.
+func sdotElem(d, n, m, idx int) string {
+	return a64(0x4f80e000|(idx&1)<<21|(m&31)<<16|(idx>>1)<<11|n<<5|d, "sdot v%d.4s, v%d.16b, v%d.4b[%d]", d, n, m, idx)
+}
+
+// fmulElem is FMUL Vd.4S, Vn.4S, Vm.S[idx].
+func fmulElem(d, n, m, idx int) string {
+	return a64(0x4f809000|(idx&1)<<21|(m&31)<<16|(idx>>1)<<11|n<<5|d, "fmul v%d.4s, v%d.4s, v%d.s[%d]", d, n, m, idx)
+}
+
+// int8GemmNEON writes the int8 GEMM kernel of arm64 (see
+// kernels/int8gemm.go): gemmInt8SDOT computes ng groups of 8 columns of C,
+// from group g0 of the region at w on, for one X region (the VNNI layout's; its corrections unused: SDOT takes
+// signed × signed) against W regions in the g8 layout with W's own signed
+// bytes (int8GemmG8Block: per block, each group of 8 rows' 8 steps of 4
+// bytes, then the region's 32 scales), group q being group q%4 of region
+// q/4. Each 6×8 tile: per block of K, the int32 sums V0..V11 (row i:
+// V2i, V2i+1) take 8 steps of SDOT by element (the step's 8 columns in
+// V24, V25 against row i's 4 bytes, an element of V26+i: each row's half
+// block, 16 bytes, loaded once for 4 steps); then each is converted and
+// added to the fp32 accumulators V12..V23 as acc = fma(float32(S), sw·sx,
+// acc), the sum's rounding the x86 kernels' (FMLA is fused, FMUL rounds
+// the scales' product). C = alpha·acc or alpha·acc + C for the valid
+// rows; every column of each group is stored (the Go wrapper runs a
+// partial group into a scratch tile).
+func int8GemmNEON() []byte {
+	var a asm
+	fileHeader(&a, "arm64 && !noasm")
+	const xr = 6
+	fmt.Fprintln(&a)
+	fmt.Fprintln(&a, "// func gemmInt8SDOT(kb int, x, w *byte, c *float32, ldc, g0, ng, rows int, alpha float32, accumulate bool)")
+	fmt.Fprintln(&a, "TEXT ·gemmInt8SDOT(SB), NOSPLIT, $0-69")
+	a.l("MOVD kb+0(FP), R15")
+	a.l("MOVD x+8(FP), R0")
+	a.l("MOVD w+16(FP), R14") // the region's base
+	a.l("MOVD c+24(FP), R2")
+	a.l("MOVD ldc+32(FP), R3")
+	a.l("LSL $2, R3, R3")
+	a.l("MOVD g0+40(FP), R12") // the group within its region
+	a.l("MOVD ng+48(FP), R4")
+	a.l("MOVD rows+56(FP), R5")
+	a.l("MOVBU accumulate+68(FP), R11")
+	a.l("MOVD $1152, R7")
+	a.l("MUL R15, R7, R13") // a region's bytes
+	a.l("LSL $8, R12, R8")
+	a.l("ADD R14, R8, R8") // the group's steps in its first block
+	a.l("LSL $5, R12, R9")
+	a.l("ADD R14, R9, R9")
+	a.l("ADD $1024, R9, R9") // its scales
+	a.label("group")
+	for r := 12; r < 24; r++ {
+		a.l("VEOR V%d.B16, V%d.B16, V%d.B16", r, r, r)
+	}
+	a.l("MOVD R0, R6")
+	a.l("MOVD R8, R1")
+	a.l("MOVD R9, R7")
+	a.l("MOVD R15, R10")
+	a.label("block")
+	for r := 0; r < 2*xr; r++ {
+		a.l("VEOR V%d.B16, V%d.B16, V%d.B16", r, r, r)
+	}
+	for h := 0; h < 2; h++ {
+		for i := 0; i < xr; i++ {
+			a.l("FMOVQ %d(R6), F%d", 32*i+16*h, 26+i)
+		}
+		for s := 0; s < 4; s++ {
+			a.l("VLD1.P 32(R1), [V24.B16, V25.B16]")
+			for i := 0; i < xr; i++ {
+				a.l(sdotElem(2*i, 24, 26+i, s))
+				a.l(sdotElem(2*i+1, 25, 26+i, s))
+			}
+		}
+	}
+	a.l("VLD1 (R7), [V24.S4, V25.S4]") // the 8 columns' scales
+	a.l("FMOVQ %d(R6), F26", 32*xr)    // the rows' scales: 0..3
+	a.l("FMOVQ %d(R6), F27", 32*xr+16) // 4, 5 (and two corrections)
+	for i := 0; i < xr; i++ {
+		a.l(fmulElem(28, 24, 26+i/4, i%4))
+		a.l(fmulElem(29, 25, 26+i/4, i%4))
+		a.l(scvtf4s(2*i, 2*i))
+		a.l(scvtf4s(2*i+1, 2*i+1))
+		a.l(fmla4s(12+2*i, 2*i, 28))
+		a.l(fmla4s(13+2*i, 2*i+1, 29))
+	}
+	a.l("ADD $%d, R6, R6", 40*xr)
+	a.l("ADD $896, R1, R1") // past the other groups' steps and the scales
+	a.l("ADD $1152, R7, R7")
+	a.l("SUB $1, R10, R10")
+	a.l("CBNZ R10, block")
+	a.l("FMOVS alpha+64(FP), F24")
+	a.l("MOVD R2, R10")
+	for i := 0; i < xr; i++ {
+		if i > 0 {
+			a.l("CMP $%d, R5", i)
+			a.l("BLE next")
+		}
+		a.l(fmulElem0(12+2*i, 12+2*i, 24))
+		a.l(fmulElem0(13+2*i, 13+2*i, 24))
+		a.l("CBZ R11, set%d", i)
+		a.l("VLD1 (R10), [V26.S4, V27.S4]")
+		a.l(fadd4s(12+2*i, 12+2*i, 26))
+		a.l(fadd4s(13+2*i, 13+2*i, 27))
+		a.label(fmt.Sprintf("set%d", i))
+		a.l("VST1 [V%d.S4, V%d.S4], (R10)", 12+2*i, 13+2*i)
+		a.l("ADD R3, R10, R10")
+	}
+	a.label("next")
+	a.l("ADD $32, R2, R2")
+	a.l("ADD $1, R12, R12")
+	a.l("CMP $4, R12")
+	a.l("BEQ region")
+	a.l("ADD $256, R8, R8")
+	a.l("ADD $32, R9, R9")
+	a.l("B more")
+	a.label("region")
+	a.l("ADD R13, R14, R14")
+	a.l("MOVD R14, R8")
+	a.l("ADD $1024, R14, R9")
+	a.l("MOVD $0, R12")
+	a.label("more")
+	a.l("SUB $1, R4, R4")
+	a.l("CBNZ R4, group")
+	a.l("RET")
+
+	// The quantizer (int8QuantFn): quantBlock's rule and bits, 32 values
+	// a step. FMAX and FMAXV carry a NaN through, so one compare of max|x|
+	// with the largest float finds a block holding an Inf or a NaN;
+	// FCVTNS rounds x·(1/d) (rounded first, as on x86) to even; the
+	// narrowing saturates at ±127 and −128 (SMAX then takes −128 to −127,
+	// as the clamp does; |x·(1/d)| ≤ 127.00002 leaves neither).
+	fmt.Fprintln(&a)
+	fmt.Fprintln(&a, "// func quantInt8NEON(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)")
+	fmt.Fprintln(&a, "TEXT ·quantInt8NEON(SB), NOSPLIT, $0-48")
+	a.l("MOVD q+0(FP), R0")
+	a.l("MOVD sc+8(FP), R1")
+	a.l("MOVD corr+16(FP), R2")
+	a.l("MOVD src+24(FP), R3")
+	a.l("MOVD nb+32(FP), R4")
+	a.l("MOVD stride+40(FP), R5")
+	a.l("CBZ R4, qdone")
+	a.l("MOVW $0x%08x, R6", math.Float32bits(127))
+	a.l("FMOVS R6, F30")
+	a.l("MOVW $0x7f7fffff, R6") // the largest float
+	a.l("FMOVS R6, F29")
+	a.l("FMOVS $1.0, F28")
+	a.l("MOVW $0x81818181, R6") // −127 in each byte
+	a.l("VDUP R6, V31.S4")
+	a.label("qloop")
+	a.l("VLD1.P 64(R3), [V0.S4, V1.S4, V2.S4, V3.S4]")
+	a.l("VLD1.P 64(R3), [V4.S4, V5.S4, V6.S4, V7.S4]")
+	for v := 0; v < 8; v++ {
+		a.l(fabs4s(8+v, v))
+	}
+	for _, p := range [][3]int{{8, 8, 9}, {10, 10, 11}, {12, 12, 13}, {14, 14, 15}, {8, 8, 10}, {12, 12, 14}, {8, 8, 12}} {
+		a.l(fmax4s(p[0], p[1], p[2]))
+	}
+	a.l(fmaxv4s(8, 8))
+	a.l("FCMPS F29, F8") // above the largest float, or unordered (a NaN): HI
+	a.l("BHI qbad")
+	a.l("FDIVS F30, F8, F9")  // d
+	a.l("FDIVS F9, F28, F10") // 1/d
+	a.l("FCMPS F29, F10")
+	a.l("BHI qzero") // 1/d overflows: max|x| zero or subnormal
+	for v := 0; v < 8; v++ {
+		a.l(fmulElem0(16+v, v, 10))
+		a.l(fcvtns4s(16+v, 16+v))
+	}
+	for _, p := range [][3]int{{24, 16, 17}, {25, 18, 19}, {26, 20, 21}, {27, 22, 23}, {24, 24, 25}, {26, 26, 27}, {24, 24, 26}} {
+		a.l(add4s(p[0], p[1], p[2]))
+	}
+	a.l(addv4s(24, 24))
+	for h := 0; h < 4; h++ {
+		a.l(sqxtn4h(16+h, 16+2*h))
+		a.l(sqxtn28h(16+h, 17+2*h))
+	}
+	a.l(sqxtn8b(16, 16))
+	a.l(sqxtn216b(16, 17))
+	a.l(sqxtn8b(17, 18))
+	a.l(sqxtn216b(17, 19))
+	a.l(smax16b(16, 16, 31))
+	a.l(smax16b(17, 17, 31))
+	a.l("VST1 [V16.B16, V17.B16], (R0)")
+	a.l("FMOVS F9, (R1)")
+	a.l("FMOVS F24, R7")
+	a.l("NEG R7<<7, R7") // −128·Σq
+	a.l("MOVW R7, (R2)")
+	a.label("qnext")
+	a.l("ADD R5, R0, R0")
+	a.l("ADD R5, R1, R1")
+	a.l("ADD R5, R2, R2")
+	a.l("SUB $1, R4, R4")
+	a.l("CBNZ R4, qloop")
+	a.label("qdone")
+	a.l("RET")
+	for _, c := range []struct {
+		label string
+		scale uint32
+	}{{"qbad", 0x7fc00000}, {"qzero", 0}} {
+		a.label(c.label)
+		a.l("VEOR V16.B16, V16.B16, V16.B16")
+		a.l("VEOR V17.B16, V17.B16, V17.B16")
+		a.l("VST1 [V16.B16, V17.B16], (R0)")
+		a.l("MOVW $0x%08x, R7", c.scale)
+		a.l("MOVW R7, (R1)")
+		a.l("MOVW ZR, (R2)")
+		a.l("B qnext")
+	}
+	return a.Bytes()
+}
+
+// The quantizer's NEON instructions (encoded, as the others).
+func fabs4s(d, n int) string { return a64(0x4ea0f800|n<<5|d, "fabs v%d.4s, v%d.4s", d, n) }
+func fmax4s(d, n, m int) string {
+	return a64(0x4e20f400|m<<16|n<<5|d, "fmax v%d.4s, v%d.4s, v%d.4s", d, n, m)
+}
+func fmaxv4s(d, n int) string   { return a64(0x6e30f800|n<<5|d, "fmaxv s%d, v%d.4s", d, n) }
+func fcvtns4s(d, n int) string  { return a64(0x4e21a800|n<<5|d, "fcvtns v%d.4s, v%d.4s", d, n) }
+func sqxtn4h(d, n int) string   { return a64(0x0e614800|n<<5|d, "sqxtn v%d.4h, v%d.4s", d, n) }
+func sqxtn28h(d, n int) string  { return a64(0x4e614800|n<<5|d, "sqxtn2 v%d.8h, v%d.4s", d, n) }
+func sqxtn8b(d, n int) string   { return a64(0x0e214800|n<<5|d, "sqxtn v%d.8b, v%d.8h", d, n) }
+func sqxtn216b(d, n int) string { return a64(0x4e214800|n<<5|d, "sqxtn2 v%d.16b, v%d.8h", d, n) }
+func smax16b(d, n, m int) string {
+	return a64(0x4e206400|m<<16|n<<5|d, "smax v%d.16b, v%d.16b, v%d.16b", d, n, m)
+}
+func addv4s(d, n int) string { return a64(0x4eb1b800|n<<5|d, "addv s%d, v%d.4s", d, n) }
+func add4s(d, n, m int) string {
+	return a64(0x4ea08400|m<<16|n<<5|d, "add v%d.4s, v%d.4s, v%d.4s", d, n, m)
 }

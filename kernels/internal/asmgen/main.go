@@ -57,6 +57,7 @@ func main() {
 	write(filepath.Join(dir, "gemm_avx2_amd64.s"), x86("gemmAVX2", "Y", 6, 2, 32, "!noasm", 0))
 	write(filepath.Join(dir, "gemm_neon_arm64.s"), neon("gemmNEON", 8, 3))
 	write(filepath.Join(dir, "dot_int8_neon_arm64.s"), int8NEON())
+	write(filepath.Join(dir, "gemm_int8_neon_arm64.s"), int8GemmNEON())
 	write(filepath.Join(dir, "gemm_bf16_neon_arm64.s"), neonBF16("gemmBF16NEON"))
 }
 
