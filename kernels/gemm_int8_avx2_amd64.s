@@ -2130,3 +2130,28 @@ pblock:
 	JNE pblock
 	VZEROUPPER
 	RET
+
+// func q8Int8AVX2(dst *byte, sc *float32, src *byte, nb int)
+// Block b of src (34 bytes): its values to dst[32b:32b+32], its scale as fp32 to sc[b].
+TEXT ·q8Int8AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ sc+8(FP), R8
+	MOVQ src+16(FP), SI
+	MOVQ nb+24(FP), CX
+	TESTQ CX, CX
+	JEQ q8done
+q8loop:
+	VMOVDQU 2(SI), Y0
+	MOVWLZX (SI), AX
+	VMOVD AX, X1
+	VCVTPH2PS X1, X1
+	VMOVDQU Y0, (DI)
+	VMOVSS X1, (R8)
+	ADDQ $34, SI
+	ADDQ $32, DI
+	ADDQ $4, R8
+	DECQ CX
+	JNE q8loop
+	VZEROUPPER
+q8done:
+	RET

@@ -88,8 +88,9 @@ type int8Kernel struct {
 	// Q4_0 (int8QuantFn over int8Units: q, s, c, stride 96) as
 	// quantizeInt8 does; nil: Go.
 	unitQuant int8QuantFn
-	nf4Row    func(dst, src *byte, n int, tab *byte)  // NF4's codes of 16·n bytes, natural order
-	q4Row     func(dst, src *byte, nb int, tab *byte) // Q4_0's values of nb blocks
+	nf4Row    func(dst, src *byte, n int, tab *byte)          // NF4's codes of 16·n bytes, natural order
+	q4Row     func(dst, src *byte, nb int, tab *byte)         // Q4_0's values of nb blocks
+	q8Row     func(dst *byte, sc *float32, src *byte, nb int) // Q8_0's values and scales of nb blocks
 }
 
 // int8Formats are the weight formats int8 computes with.

@@ -289,6 +289,10 @@ func int8Row(dst []byte, sc []float32, w *Weight, n int, k *int8Kernel) {
 	switch w.Format {
 	case Q8_0:
 		src := w.q[n*w.blocksPerRow*34:][:w.blocksPerRow*34]
+		if k.q8Row != nil && len(sc) > 0 {
+			k.q8Row(&dst[0], &sc[0], &src[0], len(sc))
+			return
+		}
 		for b := range sc {
 			blk := src[34*b : 34*b+34]
 			sc[b] = F16ToF32(binary.LittleEndian.Uint16(blk))

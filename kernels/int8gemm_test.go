@@ -313,6 +313,48 @@ func TestInt8GemmPack(t *testing.T) {
 	}
 }
 
+// TestInt8Row: int8Row through a path's row decoders (q8Row, q4Row,
+// nf4Row) gives the Go decoding's bytes and scales, fp16 scales subnormal,
+// infinite and NaN included.
+func TestInt8Row(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 11))
+	for _, pa := range testInt8Twins() {
+		k := pa.i8
+		if k.q8Row == nil && k.q4Row == nil && k.nf4Row == nil {
+			continue
+		}
+		goK := *k
+		goK.q8Row, goK.q4Row, goK.nf4Row = nil, nil, nil
+		for _, f := range []Format{Q8_0, Q4_0, NF4} {
+			const rows, cols = 7, 1088
+			w := Quantize(f, rows, cols, randMat(r, rows, cols, cols).Data)
+			if f != NF4 {
+				bs := map[Format]int{Q8_0: 34, Q4_0: 18}[f]
+				for _, h := range []uint16{0x0001, 0x03ff, 0x7c00, 0xfc00, 0x7e00, 0x8001} {
+					binary.LittleEndian.PutUint16(w.q[bs*r.IntN(rows*w.blocksPerRow):], h)
+				}
+			}
+			kb := int8Units(w)
+			for n := 0; n < rows; n++ {
+				got, want := make([]byte, 32*kb), make([]byte, 32*kb)
+				gs, ws := make([]float32, kb), make([]float32, kb)
+				int8Row(got, gs, w, n, k)
+				int8Row(want, ws, w, n, &goK)
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("%s %s row %d: value %d is %d, want %d", pa.Name(), f, n, i, int8(got[i]), int8(want[i]))
+					}
+				}
+				for i := range ws {
+					if math.Float32bits(gs[i]) != math.Float32bits(ws[i]) {
+						t.Fatalf("%s %s row %d: scale %d is %g, want %g", pa.Name(), f, n, i, gs[i], ws[i])
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestInt8UnitQuant: each path's quantizer of the row kernels' X units
 // gives quantizeInt8's units in Go byte for byte (values, lane
 // corrections, scales) on TestInt8GemmQuant's kinds of block, a partial
