@@ -201,7 +201,7 @@ weights. With --adapter, the settings its lowrank.json records are used unless g
 	f.StringVar(&cacheDir, "cache-dir", "auto", "where GPTQ bases are kept between runs: auto ($LOWRANK_CACHE or ~/.cache/lowrank), off, or a directory")
 	f.Uint64Var(&gptqSeed, "gptq-seed", 0, "seed of the GPTQ calibration samples (a training run's --seed)")
 	f.IntVar(&threads, "threads", 0, "worker threads (0: every CPU this process may use)")
-	f.StringVar(&computeDType, "compute-dtype", "auto", "the frozen base's products: f32, bf16, int8 (a Q8_0/Q4_0/NF4 base's forward products in int8 as llama.cpp computes them) or auto (int8 for each new token where the CPU has int8 dot instructions, and for the prompt too where the int8 path has a GEMM (AVX512_VNNI, AVX-VNNI, AVX2); else the prompt as train's auto)")
+	f.StringVar(&computeDType, "compute-dtype", "auto", "the frozen base's products: f32, bf16, int8 (a Q8_0/Q4_0/NF4 base's forward products in int8 as llama.cpp computes them) or auto (int8 for each new token where the CPU has int8 dot instructions, and for the prompt too where the int8 path has a GEMM timed faster (AVX512_VNNI, AVX-VNNI, AVX2; not yet arm64's SDOT GEMM); else the prompt as train's auto)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }
