@@ -297,6 +297,25 @@ more:
 	CBNZ R4, group
 	RET
 
+// func q8Int8NEON(dst *byte, sc *float32, src *byte, nb int)
+TEXT ·q8Int8NEON(SB), NOSPLIT, $0-32
+	MOVD dst+0(FP), R0
+	MOVD sc+8(FP), R1
+	MOVD src+16(FP), R2
+	MOVD nb+24(FP), R3
+	CBZ R3, q8done
+q8loop:
+	MOVHU.P 2(R2), R4
+	VLD1.P 32(R2), [V0.B16, V1.B16]
+	FMOVS R4, F2
+	FCVTHS F2, F2
+	VST1.P [V0.B16, V1.B16], 32(R0)
+	FMOVS.P F2, 4(R1)
+	SUB $1, R3, R3
+	CBNZ R3, q8loop
+q8done:
+	RET
+
 // func quantInt8NEON(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)
 TEXT ·quantInt8NEON(SB), NOSPLIT, $0-48
 	MOVD q+0(FP), R0

@@ -366,6 +366,28 @@ func int8GemmNEON() []byte {
 	a.l("CBNZ R4, group")
 	a.l("RET")
 
+	// int8Row's Q8_0 case (as q8Int8AVX2 on x86): each block's 32 values
+	// copied, its fp16 scale converted.
+	fmt.Fprintln(&a)
+	fmt.Fprintln(&a, "// func q8Int8NEON(dst *byte, sc *float32, src *byte, nb int)")
+	fmt.Fprintln(&a, "TEXT ·q8Int8NEON(SB), NOSPLIT, $0-32")
+	a.l("MOVD dst+0(FP), R0")
+	a.l("MOVD sc+8(FP), R1")
+	a.l("MOVD src+16(FP), R2")
+	a.l("MOVD nb+24(FP), R3")
+	a.l("CBZ R3, q8done")
+	a.label("q8loop")
+	a.l("MOVHU.P 2(R2), R4")
+	a.l("VLD1.P 32(R2), [V0.B16, V1.B16]")
+	a.l("FMOVS R4, F2")
+	a.l("FCVTHS F2, F2")
+	a.l("VST1.P [V0.B16, V1.B16], 32(R0)")
+	a.l("FMOVS.P F2, 4(R1)")
+	a.l("SUB $1, R3, R3")
+	a.l("CBNZ R3, q8loop")
+	a.label("q8done")
+	a.l("RET")
+
 	// The quantizer (int8QuantFn): quantBlock's rule and bits, 32 values
 	// a step. FMAX and FMAXV carry a NaN through, so one compare of max|x|
 	// with the largest float finds a block holding an Inf or a NaN;
