@@ -2155,3 +2155,65 @@ q8loop:
 	VZEROUPPER
 q8done:
 	RET
+
+// func nf4Int8AVX2(dst, src *byte, n int, tab *byte)
+// dst[2t] = tab[src[t]>>4], dst[2t+1] = tab[src[t]&15] for t < 16·n.
+TEXT ·nf4Int8AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVQ tab+24(FP), AX
+	VMOVDQU (AX), X15
+	MOVL $0x0f0f0f0f, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, X14
+	TESTQ CX, CX
+	JEQ nf4Int8AVX2done
+nf4Int8AVX2loop:
+	VMOVDQU 0(SI), X0
+	VPSRLW $4, X0, X1
+	VPAND X14, X1, X1
+	VPAND X14, X0, X0
+	VPSHUFB X1, X15, X2
+	VPSHUFB X0, X15, X3
+	VPUNPCKLBW X3, X2, X4
+	VPUNPCKHBW X3, X2, X5
+	VMOVDQU X4, (DI)
+	VMOVDQU X5, 16(DI)
+	ADDQ $16, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNE nf4Int8AVX2loop
+nf4Int8AVX2done:
+	VZEROUPPER
+	RET
+
+// func q4Int8AVX2(dst, src *byte, nb int, tab *byte)
+// Block b: dst[32b+t] = tab[src[18b+2+t]&15], dst[32b+16+t] = tab[src[18b+2+t]>>4] for t < 16.
+TEXT ·q4Int8AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ nb+16(FP), CX
+	MOVQ tab+24(FP), AX
+	VMOVDQU (AX), X15
+	MOVL $0x0f0f0f0f, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, X14
+	TESTQ CX, CX
+	JEQ q4Int8AVX2done
+q4Int8AVX2loop:
+	VMOVDQU 2(SI), X0
+	VPSRLW $4, X0, X1
+	VPAND X14, X1, X1
+	VPAND X14, X0, X0
+	VPSHUFB X0, X15, X2
+	VPSHUFB X1, X15, X3
+	VMOVDQU X2, (DI)
+	VMOVDQU X3, 16(DI)
+	ADDQ $18, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNE q4Int8AVX2loop
+q4Int8AVX2done:
+	VZEROUPPER
+	RET

@@ -384,7 +384,7 @@ var avx512Int8Path = func() *Path {
 	p := *avx512Path
 	p.i8 = &int8Kernel{name: "vnni", suffix: "int8", q8_0: dotQ8_0VNNI, q4_0: dotQ4_0VNNI, nf4: dotNF4VNNI,
 		gemm: gemmInt8VNNI, timed: true, quant: quantInt8AVX512, pack: packInt8WAVX512,
-		nf4Row: nf4Int8AVX512, q4Row: q4Int8AVX512, q8Row: q8Int8AVX2, unitQuant: quantUnitsAVX2}
+		nf4Row: nf4Int8AVX2, q4Row: q4Int8AVX2, q8Row: q8Int8AVX2, unitQuant: quantUnitsAVX2}
 	return &p
 }()
 
@@ -414,7 +414,7 @@ func gemmInt8AVX2(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha floa
 // (built on the first call) and takes the nibbles as they are. Its GEMM
 // takes X as int16 (VPMADDWD; see int8GemmAVX2 in asmgen).
 var avx2Int8Kernel = &int8Kernel{name: "avx2", suffix: "int8", signed: true,
-	gemm: gemmInt8AVX2, timed: true, quant: quantInt8X16AVX2, pack: packInt8W16AVX2, x16: true, unitQuant: quantUnitsAVX2, q8Row: q8Int8AVX2,
+	gemm: gemmInt8AVX2, timed: true, quant: quantInt8X16AVX2, pack: packInt8W16AVX2, x16: true, unitQuant: quantUnitsAVX2, q8Row: q8Int8AVX2, q4Row: q4Int8AVX2, nf4Row: nf4Int8AVX2,
 	q8_0: dotQ8_0AVX2,
 	q4_0: func(x *int8Unit, w *byte, units, rows, ldw int, out *float32, _ *byte) {
 		dotQ4_0AVX2(x, w, units, rows, ldw, out, f16Table())
@@ -432,10 +432,10 @@ var avx2Int8Path = func() *Path {
 func gemmInt8VNNI(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha float32, mask uint32, accumulate bool)
 
 //go:noescape
-func q4Int8AVX512(dst, src *byte, nb int, tab *byte)
+func q4Int8AVX2(dst, src *byte, nb int, tab *byte)
 
 //go:noescape
-func nf4Int8AVX512(dst, src *byte, n int, tab *byte)
+func nf4Int8AVX2(dst, src *byte, n int, tab *byte)
 
 //go:noescape
 func packInt8WAVX512(dst, rows *byte, sc *float32, kb int, idx *[64]int32)
@@ -484,14 +484,14 @@ func packInt8G8AVX2(dst, rows *byte, sc *float32, kb int, idx *[64]int32)
 // on an AMD EPYC (Zen 5) they ran as themselves, bit for bit.
 var avxvnniInt8Kernel = &int8Kernel{name: "avxvnni", suffix: "vnni",
 	q8_0: dotQ8_0AVXVNNI, q4_0: dotQ4_0AVXVNNI, nf4: dotNF4AVXVNNI,
-	gemm: gemmInt8AVXVNNI, timed: true, quant: quantInt8AVX2, pack: packInt8G8AVX2, g8: true, unitQuant: quantUnitsAVX2, q8Row: q8Int8AVX2}
+	gemm: gemmInt8AVXVNNI, timed: true, quant: quantInt8AVX2, pack: packInt8G8AVX2, g8: true, unitQuant: quantUnitsAVX2, q8Row: q8Int8AVX2, q4Row: q4Int8AVX2, nf4Row: nf4Int8AVX2}
 
 // avxvnniEmuInt8Kernel is avxvnniInt8Kernel with VPDPBUSD emulated: the
 // tests' stand-in on AVX2 CPUs (slower than avx2Int8Kernel; no path
 // offers it).
 var avxvnniEmuInt8Kernel = &int8Kernel{name: "avxvnni-emu", suffix: "vnniemu",
 	q8_0: dotQ8_0AVXVNNIEmu, q4_0: dotQ4_0AVXVNNIEmu, nf4: dotNF4AVXVNNIEmu,
-	gemm: gemmInt8AVXVNNIEmu, timed: true, quant: quantInt8AVX2, pack: packInt8G8AVX2, g8: true, unitQuant: quantUnitsAVX2, q8Row: q8Int8AVX2}
+	gemm: gemmInt8AVXVNNIEmu, timed: true, quant: quantInt8AVX2, pack: packInt8G8AVX2, g8: true, unitQuant: quantUnitsAVX2, q8Row: q8Int8AVX2, q4Row: q4Int8AVX2, nf4Row: nf4Int8AVX2}
 
 // avxvnniInt8Path is the AVX2 path with int8 forward products on AVX-VNNI
 // ("avx2-vnni").

@@ -143,54 +143,6 @@ func int8GemmAVX512() []byte {
 	a.l("VZEROUPPER")
 	a.l("RET")
 
-	// The nibble decoders: 16 bytes of nibbles a step, split into the
-	// low and high nibbles (X0, X1) and looked up in the table (X15).
-	nibbles := func(name, count, doc string, srcOff, srcStep int, out func()) {
-		fmt.Fprintln(&a)
-		fmt.Fprintf(&a, "// func %s(dst, src *byte, %s int, tab *byte)\n// %s\n", name, count, doc)
-		fmt.Fprintf(&a, "TEXT ·%s(SB), NOSPLIT, $0-32\n", name)
-		a.l("MOVQ dst+0(FP), DI")
-		a.l("MOVQ src+8(FP), SI")
-		a.l("MOVQ %s+16(FP), CX", count)
-		a.l("MOVQ tab+24(FP), AX")
-		a.l("VMOVDQU (AX), X15")
-		a.l("MOVL $0x0f0f0f0f, AX")
-		a.l("VPBROADCASTD AX, X14")
-		a.l("TESTQ CX, CX")
-		a.l("JEQ %sdone", name)
-		a.label(name + "loop")
-		a.l("VMOVDQU %d(SI), X0", srcOff)
-		a.l("VPSRLW $4, X0, X1")
-		a.l("VPAND X14, X1, X1")
-		a.l("VPAND X14, X0, X0")
-		out()
-		a.l("ADDQ $%d, SI", srcStep)
-		a.l("ADDQ $32, DI")
-		a.l("DECQ CX")
-		a.l("JNE %sloop", name)
-		a.label(name + "done")
-		a.l("VZEROUPPER")
-		a.l("RET")
-	}
-	// NF4's codes in natural order: the high nibbles (even values) and
-	// the low ones (odd), interleaved.
-	nibbles("nf4Int8AVX512", "n", "dst[2t] = tab[src[t]>>4], dst[2t+1] = tab[src[t]&15] for t < 16·n.", 0, 16, func() {
-		a.l("VPSHUFB X1, X15, X2")
-		a.l("VPSHUFB X0, X15, X3")
-		a.l("VPUNPCKLBW X3, X2, X4")
-		a.l("VPUNPCKHBW X3, X2, X5")
-		a.l("VMOVDQU X4, (DI)")
-		a.l("VMOVDQU X5, 16(DI)")
-	})
-	// Q4_0's blocks (18 bytes: the scale, then 16 bytes of nibbles) to
-	// their 32 values − 8: the low nibbles, then the high ones.
-	nibbles("q4Int8AVX512", "nb", "Block b: dst[32b+t] = tab[src[18b+2+t]&15], dst[32b+16+t] = tab[src[18b+2+t]>>4] for t < 16.", 2, 18, func() {
-		a.l("VPSHUFB X0, X15, X2")
-		a.l("VPSHUFB X1, X15, X3")
-		a.l("VMOVDQU X2, (DI)")
-		a.l("VMOVDQU X3, 16(DI)")
-	})
-
 	// The quantizer: quantBlock's rule and bits, 32 values a step.
 	fmt.Fprintln(&a)
 	fmt.Fprintln(&a, "// func quantInt8AVX512(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)")
@@ -323,7 +275,61 @@ func int8GemmAVX2() []byte {
 	int8QuantAVX2(&a, "quantInt8X16AVX2", "x16")
 	int8PackAVX2(&a, "packInt8W16AVX2", true)
 	q8RowAVX2(&a)
+	int8NibblesAVX2(&a)
 	return a.Bytes()
+}
+
+// int8NibblesAVX2 emits int8Row's nibble decoders (NF4's codes, Q4_0's
+// values) for every x86 int8 path: AVX2 (VEX) instructions on xmm alone.
+func int8NibblesAVX2(a *asm) {
+	// The nibble decoders: 16 bytes of nibbles a step, split into the
+	// low and high nibbles (X0, X1) and looked up in the table (X15).
+	nibbles := func(name, count, doc string, srcOff, srcStep int, out func()) {
+		fmt.Fprintln(a)
+		fmt.Fprintf(a, "// func %s(dst, src *byte, %s int, tab *byte)\n// %s\n", name, count, doc)
+		fmt.Fprintf(a, "TEXT ·%s(SB), NOSPLIT, $0-32\n", name)
+		a.l("MOVQ dst+0(FP), DI")
+		a.l("MOVQ src+8(FP), SI")
+		a.l("MOVQ %s+16(FP), CX", count)
+		a.l("MOVQ tab+24(FP), AX")
+		a.l("VMOVDQU (AX), X15")
+		a.l("MOVL $0x0f0f0f0f, AX")
+		a.l("VMOVD AX, X14")
+		a.l("VPBROADCASTD X14, X14") // AVX2's form: from a register it is AVX-512's
+		a.l("TESTQ CX, CX")
+		a.l("JEQ %sdone", name)
+		a.label(name + "loop")
+		a.l("VMOVDQU %d(SI), X0", srcOff)
+		a.l("VPSRLW $4, X0, X1")
+		a.l("VPAND X14, X1, X1")
+		a.l("VPAND X14, X0, X0")
+		out()
+		a.l("ADDQ $%d, SI", srcStep)
+		a.l("ADDQ $32, DI")
+		a.l("DECQ CX")
+		a.l("JNE %sloop", name)
+		a.label(name + "done")
+		a.l("VZEROUPPER")
+		a.l("RET")
+	}
+	// NF4's codes in natural order: the high nibbles (even values) and
+	// the low ones (odd), interleaved.
+	nibbles("nf4Int8AVX2", "n", "dst[2t] = tab[src[t]>>4], dst[2t+1] = tab[src[t]&15] for t < 16·n.", 0, 16, func() {
+		a.l("VPSHUFB X1, X15, X2")
+		a.l("VPSHUFB X0, X15, X3")
+		a.l("VPUNPCKLBW X3, X2, X4")
+		a.l("VPUNPCKHBW X3, X2, X5")
+		a.l("VMOVDQU X4, (DI)")
+		a.l("VMOVDQU X5, 16(DI)")
+	})
+	// Q4_0's blocks (18 bytes: the scale, then 16 bytes of nibbles) to
+	// their 32 values − 8: the low nibbles, then the high ones.
+	nibbles("q4Int8AVX2", "nb", "Block b: dst[32b+t] = tab[src[18b+2+t]&15], dst[32b+16+t] = tab[src[18b+2+t]>>4] for t < 16.", 2, 18, func() {
+		a.l("VPSHUFB X0, X15, X2")
+		a.l("VPSHUFB X1, X15, X3")
+		a.l("VMOVDQU X2, (DI)")
+		a.l("VMOVDQU X3, 16(DI)")
+	})
 }
 
 // q8RowAVX2 emits q8Int8AVX2, int8Row's Q8_0 case for every x86 int8 path
