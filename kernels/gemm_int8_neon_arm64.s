@@ -316,6 +316,55 @@ q8loop:
 q8done:
 	RET
 
+// func nf4Int8NEON(dst, src *byte, n int, tab *byte)
+TEXT ·nf4Int8NEON(SB), NOSPLIT, $0-32
+	MOVD dst+0(FP), R0
+	MOVD src+8(FP), R1
+	MOVD n+16(FP), R2
+	MOVD tab+24(FP), R3
+	CBZ R2, nf4Int8NEONdone
+	VLD1 (R3), [V16.B16]
+	MOVW $0x0f0f0f0f, R4
+	VDUP R4, V15.S4
+nf4Int8NEONloop:
+	VLD1 (R1), [V0.B16]
+	ADD $16, R1, R1
+	VUSHR $4, V0.B16, V1.B16
+	VAND V15.B16, V0.B16, V0.B16
+	VTBL V0.B16, [V16.B16], V0.B16
+	VTBL V1.B16, [V16.B16], V1.B16
+	VZIP1 V0.B16, V1.B16, V2.B16
+	VZIP2 V0.B16, V1.B16, V3.B16
+	VST1.P [V2.B16, V3.B16], 32(R0)
+	SUB $1, R2, R2
+	CBNZ R2, nf4Int8NEONloop
+nf4Int8NEONdone:
+	RET
+
+// func q4Int8NEON(dst, src *byte, nb int, tab *byte)
+TEXT ·q4Int8NEON(SB), NOSPLIT, $0-32
+	MOVD dst+0(FP), R0
+	MOVD src+8(FP), R1
+	MOVD nb+16(FP), R2
+	MOVD tab+24(FP), R3
+	CBZ R2, q4Int8NEONdone
+	VLD1 (R3), [V16.B16]
+	MOVW $0x0f0f0f0f, R4
+	VDUP R4, V15.S4
+	ADD $2, R1, R1
+q4Int8NEONloop:
+	VLD1 (R1), [V0.B16]
+	ADD $18, R1, R1
+	VUSHR $4, V0.B16, V1.B16
+	VAND V15.B16, V0.B16, V0.B16
+	VTBL V0.B16, [V16.B16], V0.B16
+	VTBL V1.B16, [V16.B16], V1.B16
+	VST1.P [V0.B16, V1.B16], 32(R0)
+	SUB $1, R2, R2
+	CBNZ R2, q4Int8NEONloop
+q4Int8NEONdone:
+	RET
+
 // func quantInt8NEON(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)
 TEXT ·quantInt8NEON(SB), NOSPLIT, $0-48
 	MOVD q+0(FP), R0

@@ -111,6 +111,12 @@ func dotNF4SDOT(x *int8Unit, w *byte, sc *float32, units, rows, ldw, lds int, ou
 func q8Int8NEON(dst *byte, sc *float32, src *byte, nb int)
 
 //go:noescape
+func q4Int8NEON(dst, src *byte, nb int, tab *byte)
+
+//go:noescape
+func nf4Int8NEON(dst, src *byte, n int, tab *byte)
+
+//go:noescape
 func quantInt8NEON(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)
 
 //go:noescape
@@ -146,12 +152,12 @@ func gemmInt8NEON(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha floa
 // (FEAT_DotProd: Apple M1 on, Cortex-A76 on; not a Raspberry Pi 4's A72):
 // one row at a time, and for 16 rows or more as a packed GEMM (6×8
 // register tiles, W's regions in the g8 layout with its own signed bytes,
-// X's quantized by quantInt8NEON, W's Q8_0 rows copied by q8Int8NEON and
-// packed in Go).
+// X's quantized by quantInt8NEON, W's rows decoded by q8Int8NEON,
+// q4Int8NEON and nf4Int8NEON and packed in Go).
 var neonInt8Path = func() *Path {
 	p := *neonPath
 	p.i8 = &int8Kernel{name: "sdot", suffix: "int8", signed: true, q8_0: dotQ8_0SDOT, q4_0: dotQ4_0SDOT, nf4: dotNF4SDOT,
-		gemm: gemmInt8NEON, quant: quantInt8NEON, g8: true, q8Row: q8Int8NEON}
+		gemm: gemmInt8NEON, quant: quantInt8NEON, g8: true, q8Row: q8Int8NEON, q4Row: q4Int8NEON, nf4Row: nf4Int8NEON}
 	return &p
 }()
 

@@ -388,6 +388,48 @@ func int8GemmNEON() []byte {
 	a.label("q8done")
 	a.l("RET")
 
+	// int8Row's nibble decoders (as q4Int8AVX2 and nf4Int8AVX2): 16 bytes of
+	// nibbles a step, low (V0) and high (V1) looked up in the table (V16).
+	nibbles := func(name, count string, srcOff, srcStep int, out func()) {
+		fmt.Fprintf(&a, "\n// func %s(dst, src *byte, %s int, tab *byte)\n", name, count)
+		fmt.Fprintf(&a, "TEXT ·%s(SB), NOSPLIT, $0-32\n", name)
+		a.l("MOVD dst+0(FP), R0")
+		a.l("MOVD src+8(FP), R1")
+		a.l("MOVD %s+16(FP), R2", count)
+		a.l("MOVD tab+24(FP), R3")
+		a.l("CBZ R2, %sdone", name)
+		a.l("VLD1 (R3), [V16.B16]")
+		a.l("MOVW $0x0f0f0f0f, R4")
+		a.l("VDUP R4, V15.S4")
+		if srcOff != 0 {
+			a.l("ADD $%d, R1, R1", srcOff)
+		}
+		a.label(name + "loop")
+		a.l("VLD1 (R1), [V0.B16]")
+		a.l("ADD $%d, R1, R1", srcStep)
+		a.l("VUSHR $4, V0.B16, V1.B16")
+		a.l("VAND V15.B16, V0.B16, V0.B16")
+		a.l("VTBL V0.B16, [V16.B16], V0.B16")
+		a.l("VTBL V1.B16, [V16.B16], V1.B16")
+		out()
+		a.l("SUB $1, R2, R2")
+		a.l("CBNZ R2, %sloop", name)
+		a.label(name + "done")
+		a.l("RET")
+	}
+	// NF4's codes in natural order: the high nibbles (even values) and the
+	// low ones (odd), interleaved.
+	nibbles("nf4Int8NEON", "n", 0, 16, func() {
+		a.l("VZIP1 V0.B16, V1.B16, V2.B16")
+		a.l("VZIP2 V0.B16, V1.B16, V3.B16")
+		a.l("VST1.P [V2.B16, V3.B16], 32(R0)")
+	})
+	// Q4_0's blocks (18 bytes: the scale, then 16 bytes of nibbles) to
+	// their 32 values − 8: the low nibbles, then the high ones.
+	nibbles("q4Int8NEON", "nb", 2, 18, func() {
+		a.l("VST1.P [V0.B16, V1.B16], 32(R0)")
+	})
+
 	// The quantizer (int8QuantFn): quantBlock's rule and bits, 32 values
 	// a step. FMAX and FMAXV carry a NaN through, so one compare of max|x|
 	// with the largest float finds a block holding an Inf or a NaN;
