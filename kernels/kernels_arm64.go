@@ -117,6 +117,9 @@ func q4Int8NEON(dst, src *byte, nb int, tab *byte)
 func nf4Int8NEON(dst, src *byte, n int, tab *byte)
 
 //go:noescape
+func packInt8WG8NEON(dst, rows *byte, sc *float32, kb int, idx *[64]int32)
+
+//go:noescape
 func quantInt8NEON(q *byte, sc *float32, corr *int32, src *float32, nb, stride int)
 
 //go:noescape
@@ -153,11 +156,11 @@ func gemmInt8NEON(kb int, x, w *byte, c *float32, ldc, nsl, rows int, alpha floa
 // one row at a time, and for 16 rows or more as a packed GEMM (6×8
 // register tiles, W's regions in the g8 layout with its own signed bytes,
 // X's quantized by quantInt8NEON, W's rows decoded by q8Int8NEON,
-// q4Int8NEON and nf4Int8NEON and packed in Go).
+// q4Int8NEON and nf4Int8NEON and packed by packInt8WG8NEON).
 var neonInt8Path = func() *Path {
 	p := *neonPath
 	p.i8 = &int8Kernel{name: "sdot", suffix: "int8", signed: true, q8_0: dotQ8_0SDOT, q4_0: dotQ4_0SDOT, nf4: dotNF4SDOT,
-		gemm: gemmInt8NEON, quant: quantInt8NEON, g8: true, q8Row: q8Int8NEON, q4Row: q4Int8NEON, nf4Row: nf4Int8NEON}
+		gemm: gemmInt8NEON, quant: quantInt8NEON, pack: packInt8WG8NEON, g8: true, q8Row: q8Int8NEON, q4Row: q4Int8NEON, nf4Row: nf4Int8NEON}
 	return &p
 }()
 

@@ -388,6 +388,78 @@ func int8GemmNEON() []byte {
 	a.label("q8done")
 	a.l("RET")
 
+	// The packer (int8PackFn) of the g8 layout with W's own bytes: per group
+	// of 8 rows and block, an 8×8 transpose of dwords (the rows' 8 steps of
+	// 4 bytes to the steps' 8 rows) by TRN1/TRN2 on 4×4 quarters; then the
+	// 32 rows' scales.
+	fmt.Fprintln(&a)
+	fmt.Fprintln(&a, "// func packInt8WG8NEON(dst, rows *byte, sc *float32, kb int, idx *[64]int32)")
+	fmt.Fprintln(&a, "TEXT ·packInt8WG8NEON(SB), NOSPLIT, $0-40")
+	a.l("MOVD dst+0(FP), R0")
+	a.l("MOVD rows+8(FP), R1")
+	a.l("MOVD sc+16(FP), R2")
+	a.l("MOVD kb+24(FP), R3")
+	a.l("MOVD idx+32(FP), R12")
+	a.l("CBZ R3, pdone")
+	a.l("MOVD $0, R13") // the group
+	a.label("pgroup")
+	for r := 0; r < 8; r++ { // the group's rows
+		a.l("MOVW.P 4(R12), R%d", 4+r)
+		a.l("ADD R1, R%d, R%d", 4+r, 4+r)
+	}
+	a.l("LSL $8, R13, R14")
+	a.l("ADD R0, R14, R14") // the group's steps in block 0
+	a.l("MOVD R3, R15")
+	a.label("pblock")
+	for r := 0; r < 8; r++ {
+		a.l("VLD1.P 32(R%d), [V%d.S4, V%d.S4]", 4+r, 2*r, 2*r+1)
+	}
+	slot := func(st, q int) int { return 16 + 2*st + q }
+	for q := 0; q < 2; q++ { // rows 4q..4q+3
+		for h := 0; h < 2; h++ { // dwords 4h..4h+3
+			x := func(i int) int { return 2*(4*q+i) + h }
+			s0, s1, s2, s3 := slot(4*h, q), slot(4*h+1, q), slot(4*h+2, q), slot(4*h+3, q)
+			a.l("VTRN1 V%d.S4, V%d.S4, V%d.S4", x(1), x(0), s1) // t0 = rows' dwords 0, 2 pairwise
+			a.l("VTRN2 V%d.S4, V%d.S4, V%d.S4", x(1), x(0), s3) // t1: dwords 1, 3
+			a.l("VTRN1 V%d.S4, V%d.S4, V%d.S4", x(3), x(2), x(0))
+			a.l("VTRN2 V%d.S4, V%d.S4, V%d.S4", x(3), x(2), x(1))
+			a.l("VTRN1 V%d.D2, V%d.D2, V%d.D2", x(0), s1, s0)
+			a.l("VTRN2 V%d.D2, V%d.D2, V%d.D2", x(0), s1, s2)
+			a.l("VTRN1 V%d.D2, V%d.D2, V%d.D2", x(1), s3, s1)
+			a.l("VTRN2 V%d.D2, V%d.D2, V%d.D2", x(1), s3, s3)
+		}
+	}
+	a.l("MOVD R14, R19")
+	for st := 0; st < 8; st++ {
+		a.l("VST1.P [V%d.S4, V%d.S4], 32(R19)", slot(st, 0), slot(st, 1))
+	}
+	a.l("ADD $1152, R14, R14")
+	a.l("SUB $1, R15, R15")
+	a.l("CBNZ R15, pblock")
+	a.l("ADD $1, R13, R13")
+	a.l("CMP $4, R13")
+	a.l("BNE pgroup")
+	// The scales: row j's kb of them (at sc + idx[32+j]) to each block's
+	// 1024 + 4j.
+	a.l("ADD $1024, R0, R14")
+	a.l("MOVD $32, R13")
+	a.label("pscale")
+	a.l("MOVW.P 4(R12), R4")
+	a.l("ADD R2, R4, R4")
+	a.l("MOVD R14, R5")
+	a.l("MOVD R3, R15")
+	a.label("pscb")
+	a.l("MOVWU.P 4(R4), R6")
+	a.l("MOVW R6, (R5)")
+	a.l("ADD $1152, R5, R5")
+	a.l("SUB $1, R15, R15")
+	a.l("CBNZ R15, pscb")
+	a.l("ADD $4, R14, R14")
+	a.l("SUB $1, R13, R13")
+	a.l("CBNZ R13, pscale")
+	a.label("pdone")
+	a.l("RET")
+
 	// int8Row's nibble decoders (as q4Int8AVX2 and nf4Int8AVX2): 16 bytes of
 	// nibbles a step, low (V0) and high (V1) looked up in the table (V16).
 	nibbles := func(name, count string, srcOff, srcStep int, out func()) {
