@@ -816,7 +816,7 @@ func int8QuantAVX2(a *asm, name, kind string) {
 	for _, c := range []struct {
 		v uint32
 		y int
-	}{{0x7fffffff, 15}, {0x4b400000, 14}, {127, 12}, {0xffffff81, 11}} { // |x| mask, 1.5·2²³ (as float and as bits), ±127
+	}{{0x7fffffff, 15}} { // |x| mask
 		a.l("MOVL $0x%08x, AX", c.v)
 		a.l("VMOVD AX, X%d", c.y)
 		a.l("VPBROADCASTD X%d, Y%d", c.y, c.y)
@@ -855,12 +855,13 @@ func int8QuantAVX2(a *asm, name, kind string) {
 	a.l("CMPL AX, $0x7f800000") // id ≥ +Inf
 	a.l("JAE qzero")
 	a.l("VBROADCASTSS X7, Y7")
+	// x·(1/d), rounded, then to the nearest integer, ties to even
+	// (VCVTPS2DQ under Go's MXCSR): quantBlock's 1.5·2²³ sum, and within
+	// ±127 (|x·(1/d)| ≤ 127.00002), so its clamp changes nothing. (It once
+	// ran here as that sum and a clamp: four instructions where this is one.)
 	for k := 0; k < 4; k++ {
 		a.l("VMULPS Y7, Y%d, Y%d", k, k)
-		a.l("VADDPS Y14, Y%d, Y%d", k, k)
-		a.l("VPSUBD Y14, Y%d, Y%d", k, k)
-		a.l("VPMINSD Y12, Y%d, Y%d", k, k)
-		a.l("VPMAXSD Y11, Y%d, Y%d", k, k)
+		a.l("VCVTPS2DQ Y%d, Y%d", k, k)
 	}
 	if unit { // the lanes' corrections: −128·Σ of each 4, in lane order
 		a.l("VPHADDD Y1, Y0, Y4")
