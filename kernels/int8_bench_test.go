@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // BenchmarkGemv times one row against a weight (generation's product) on
@@ -98,6 +99,41 @@ func BenchmarkInt8Gemm(b *testing.B) {
 			for _, f := range []Format{Q8_0, Q4_0, NF4} {
 				b.Run(fmt.Sprintf("%s/%s/%s", pa.Name(), s.Name, f), func(b *testing.B) { benchGemmW(b, NewPoolOn(1, pa), s, Trans, f) })
 			}
+		}
+	}
+}
+
+// BenchmarkInt8GemmQuant times each int8 GEMM path's X quantizer over rows
+// of 1536 (smollm2's down projection's X), 256 of them (1.5 MiB: from L2)
+// and 4096 (24 MiB: from memory), written into the path's regions as the
+// GEMM writes them. Reports GB/s of X read.
+func BenchmarkInt8GemmQuant(b *testing.B) {
+	r := rand.New(rand.NewPCG(9, 12))
+	const k = 1536
+	kb := k / 32
+	for _, pa := range Int8Paths() {
+		q := pa.i8.quant
+		if q == nil {
+			continue
+		}
+		xbl := pa.i8.xBlock()
+		for _, m := range []int{256, 4096} {
+			x := randMat(r, m, k, k)
+			dst := make([]byte, (m+int8GemmXRows-1)/int8GemmXRows*kb*xbl)
+			b.Run(fmt.Sprintf("%s/%d", pa.Name(), m), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					for row := 0; row < m; row++ {
+						rg := dst[row/int8GemmXRows*kb*xbl:]
+						qo, so, co, _ := pa.i8.xAt(row % int8GemmXRows)
+						var cp *int32
+						if co >= 0 {
+							cp = (*int32)(unsafe.Pointer(&rg[co]))
+						}
+						q(&rg[qo], (*float32)(unsafe.Pointer(&rg[so])), cp, &x.Data[row*k], kb, xbl)
+					}
+				}
+				b.ReportMetric(float64(m*k*4)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
 		}
 	}
 }
