@@ -26,11 +26,6 @@ func fmla4s(d, n, m int) string {
 	return a64(0x4e20cc00|m<<16|n<<5|d, "fmla v%d.4s, v%d.4s, v%d.4s", d, n, m)
 }
 
-// fmulElem0 is FMUL Vd.4S, Vn.4S, Vm.S[0].
-func fmulElem0(d, n, m int) string {
-	return a64(0x4f809000|m<<16|n<<5|d, "fmul v%d.4s, v%d.4s, v%d.s[0]", d, n, m)
-}
-
 // bfdotElem is BFDOT Vd.4S, Vn.8H, Vm.2H[idx] (FEAT_BF16).
 func bfdotElem(d, n, m, idx int) string {
 	return a64(0x4f40f000|(idx&1)<<21|(m&31)<<16|(idx>>1)<<11|n<<5|d, "bfdot v%d.4s, v%d.8h, v%d.2h[%d]", d, n, m, idx)
@@ -101,8 +96,8 @@ func int8NEON() []byte {
 		a.l(sdot(11, w+1, q+1))
 		a.l(scvtf4s(10, 10))
 		a.l(scvtf4s(11, 11))
-		a.l(fmulElem0(12, s, 14))
-		a.l(fmulElem0(13, s+1, 14))
+		a.l(fmulElem(12, s, 14, 0))
+		a.l(fmulElem(13, s+1, 14, 0))
 		a.l(fmla4s(acc, 10, 12))
 		a.l(fmla4s(acc+1, 11, 13))
 	}
@@ -338,8 +333,8 @@ func int8GemmNEON() []byte {
 			a.l("CMP $%d, R5", i)
 			a.l("BLE next")
 		}
-		a.l(fmulElem0(12+2*i, 12+2*i, 24))
-		a.l(fmulElem0(13+2*i, 13+2*i, 24))
+		a.l(fmulElem(12+2*i, 12+2*i, 24, 0))
+		a.l(fmulElem(13+2*i, 13+2*i, 24, 0))
 		a.l("CBZ R11, set%d", i)
 		a.l("VLD1 (R10), [V26.S4, V27.S4]")
 		a.l(fadd4s(12+2*i, 12+2*i, 26))
@@ -542,7 +537,7 @@ func int8GemmNEON() []byte {
 	a.l("FCMPS F29, F10")
 	a.l("BHI qzero") // 1/d overflows: max|x| zero or subnormal
 	for v := 0; v < 8; v++ {
-		a.l(fmulElem0(16+v, v, 10))
+		a.l(fmulElem(16+v, v, 10, 0))
 		a.l(fcvtns4s(16+v, 16+v))
 	}
 	for _, p := range [][3]int{{24, 16, 17}, {25, 18, 19}, {26, 20, 21}, {27, 22, 23}, {24, 24, 25}, {26, 26, 27}, {24, 24, 26}} {

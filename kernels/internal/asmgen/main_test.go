@@ -113,7 +113,7 @@ func TestA64(t *testing.T) {
 		{scvtf4s(5, 6), 0x4e21d8c5}, {scvtf4s(30, 19), 0x4e21da7e},
 		{fadd4s(1, 2, 3), 0x4e23d441}, {fadd4s(28, 17, 9), 0x4e29d63c},
 		{fmla4s(1, 2, 3), 0x4e23cc41}, {fmla4s(20, 21, 22), 0x4e36ceb4}, {fmla4s(0, 10, 12), 0x4e2ccd40},
-		{fmulElem0(1, 2, 3), 0x4f839041}, {fmulElem0(7, 18, 29), 0x4f9d9247}, {fmulElem0(7, 18, 13), 0x4f8d9247},
+		{fmulElem(1, 2, 3, 0), 0x4f839041}, {fmulElem(7, 18, 29, 0), 0x4f9d9247}, {fmulElem(7, 18, 13, 0), 0x4f8d9247},
 		{sdotElem(0, 24, 26, 0), 0x4f9ae300}, {sdotElem(1, 25, 26, 1), 0x4fbae321}, {sdotElem(10, 24, 31, 2), 0x4f9feb0a},
 		{sdotElem(11, 25, 31, 3), 0x4fbfeb2b}, {sdotElem(5, 9, 17, 3), 0x4fb1e925},
 		{fmulElem(28, 24, 26, 0), 0x4f9a931c}, {fmulElem(29, 25, 26, 3), 0x4fba9b3d}, {fmulElem(28, 24, 27, 1), 0x4fbb931c},
